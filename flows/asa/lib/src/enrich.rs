@@ -1,0 +1,234 @@
+//! The enrichment strings of S32–S37 (asa-api.md §8.7), with the template's bugs fixed.
+//!
+//! Each helper looks the reference id up in Audit Related Objects, parses its `object` and
+//! composes one line. Fixes, as DESIGN.md §5 asks:
+//! - S32 (client) reads `user_name` (the template read `username`, which ASA clients do not
+//!   have) and fills the "hostname" label from `hostname` (the template used `description`);
+//!   the stray trailing `"\n\n"` of the template's Compose card is dropped;
+//! - S37 (user) reads `user_type` (the template read `usertype`); the template's space before
+//!   the comma is kept, as that is its documented text.
+//!
+//! Fields that are `null` or missing render as empty; a reference that is empty, `null`, not a
+//! string or not in the table, and an object that is empty, gives `""` (the template's
+//! "Continue If object is not empty" stops the helper, so the caller gets nothing).
+
+use serde_json::Value;
+
+use crate::model::RelatedObjectRow;
+use crate::{ref_id, text_of};
+
+/// Which helper: the related object's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// S32
+    Client,
+    /// S33
+    Gateway,
+    /// S34
+    Group,
+    /// S35
+    Project,
+    /// S36
+    Server,
+    /// S37
+    User,
+}
+
+impl Kind {
+    /// The helper flow that describes this kind.
+    pub fn flow(self) -> &'static str {
+        match self {
+            Kind::Client => "S32",
+            Kind::Gateway => "S33",
+            Kind::Group => "S34",
+            Kind::Project => "S35",
+            Kind::Server => "S36",
+            Kind::User => "S37",
+        }
+    }
+
+    /// The line for a related object (`""` when it is empty or not an object).
+    pub fn describe(self, object: &Value) -> String {
+        let Some(obj) = object.as_object().filter(|o| !o.is_empty()) else {
+            return String::new();
+        };
+        let f = |name: &str| text_of(obj.get(name));
+        match self {
+            Kind::Client => format!(
+                "{} (hostname: {}, OS: {}, state: {})",
+                f("user_name"),
+                f("hostname"),
+                f("os"),
+                f("state")
+            ),
+            Kind::Gateway => format!(
+                "{} (access_address: {}, default_address: {})",
+                f("name"),
+                f("access_address"),
+                f("default_address")
+            ),
+            Kind::Group | Kind::Project => f("name"),
+            Kind::Server => format!(
+                "{} (project: {}, canonical name: {}, access address: {}, OS: {}, OS type: {})",
+                f("hostname"),
+                f("project_name"),
+                f("canonical_name"),
+                f("access_address"),
+                f("os"),
+                f("os_type")
+            ),
+            Kind::User => {
+                format!("{} (status: {} , usertype: {})", f("name"), f("status"), f("user_type"))
+            }
+        }
+    }
+
+    /// The whole helper: the line for `reference`, looking the row up with `lookup` (only called
+    /// for a non-empty string reference). A stored `object` that is not JSON counts as empty.
+    pub fn describe_ref<E>(
+        self,
+        reference: &Value,
+        lookup: impl FnOnce(&str) -> Result<Option<RelatedObjectRow>, E>,
+    ) -> Result<String, E> {
+        let Some(id) = ref_id(Some(reference)) else {
+            return Ok(String::new());
+        };
+        let Some(row) = lookup(id)? else {
+            return Ok(String::new());
+        };
+        let object = serde_json::from_str::<Value>(&row.object).unwrap_or(Value::Null);
+        Ok(self.describe(&object))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The `related_objects` of the asa-api.md §7 example page.
+    pub fn doc_related_objects() -> Value {
+        json!({
+            "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=": {"type": "user", "object": {"deleted_at": null,
+              "details": {"email": "jason.compson@example.com", "first_name": "Jason", "full_name": "Jason Compson IV", "last_name": "Compson"},
+              "id": "e4c22cba-f8ec-4beb-98f4-b1a03725b204", "name": "Jason.Compson.IV", "oauth_client_application_id": null,
+              "role_grants": null, "status": "ACTIVE", "team_name": "", "user_type": "human"}},
+            "gMMtgekb3qBM16OBmzInX8MpivTH7IfrAJlSfQQc7Vw=": {"type": "user", "object": {"deleted_at": null,
+              "details": {"email": "quentin.compson@example.com", "first_name": "Quentin", "full_name": "Quentin Compson", "last_name": "Compson"},
+              "id": "6513270e-269e-4d37-b2a7-4de452e6b438", "name": "Quentin.Compson", "oauth_client_application_id": null,
+              "role_grants": null, "status": "ACTIVE", "team_name": "", "user_type": "human"}},
+            "4PzUzk49Dj3gkfIUFbt80BH6wojEICCoefKMKkOH35s=": {"type": "user", "object": {"deleted_at": null, "details": null,
+              "id": "aa225c16-af6e-4ab4-9150-456fd472e2d7", "name": "shreve", "oauth_client_application_id": null,
+              "role_grants": null, "status": "ACTIVE", "team_name": "", "user_type": "service"}},
+            "ErWhDzoR5wjcVBKDPEerfDaKIbnv4ZKTeT7Iec5oMBg=": {"type": "client", "object": {"deleted_at": null,
+              "description": "Personal laptop", "encrypted": true, "hostname": "Absalom", "id": "65d9e9d0-b0e5-48d9-aea6-420b9da6d1a3",
+              "os": "macOS 10.14.6", "state": "ACTIVE", "user_name": "Jason.Compson.IV"}},
+            "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=": {"type": "server", "object": {"access_address": null, "alt_names": null,
+              "bastion": null, "canonical_name": null, "cloud_provider": null, "deleted_at": "0001-01-01T00:00:00Z", "hostname": "harvard",
+              "id": "0a49a1cf-c747-47a0-bb14-94b1edb9f3ee", "instance_details": null, "last_seen": "2024-03-05T01:01:00Z", "managed": true,
+              "os": "Ubuntu 16.04", "os_type": "linux", "project_name": "the-sound-and-the-fury", "registered_at": "2023-01-01T00:00:00Z",
+              "services": ["ssh"], "sftd_version": "1.44.4", "ssh_host_keys": null, "state": "ACTIVE", "team_name": "william-faulkner"}},
+            "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs=": {"type": "project", "object": {"create_server_users": true,
+              "deleted_at": "0001-01-01T00:00:00Z", "force_shared_ssh_users": false, "id": "47534a0d-ba28-4a8b-b427-3a9fb276c033",
+              "name": "the-sound-and-the-fury", "next_unix_gid": 63001, "next_unix_uid": 60001, "require_preauth_for_creds": true,
+              "shared_admin_user_name": null, "shared_standard_user_name": null, "team": "william-faulkner", "user_on_demand_period": null}},
+            "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=": {"type": "group", "object": {"deleted_at": "0001-01-01T00:00:00Z",
+              "federated_from_team": null, "federation_approved_at": null, "id": "57bc138b-63c2-4351-98d0-d72d8d6c1b74",
+              "name": "compsons", "roles": ["access_user"]}},
+            "1OiMcuUovtx5c0LAP9ejRsTHhXygPUZwE7ZJPEVVUeQ=": {"type": "gateway", "object": {"id": "d23f0824-128b-4f33-8c5c-7fd0a6a3a450",
+              "name": "gw-jefferson", "access_address": "gw.example.com", "default_address": "10.0.0.5", "description": "",
+              "cloud_provider": "", "refuse_connections": false, "labels": {}}}
+        })
+    }
+
+    /// Looks a reference up in the example's related objects, as S21 would have stored them.
+    pub fn doc_lookup(id: &str) -> Result<Option<RelatedObjectRow>, String> {
+        let ro = doc_related_objects();
+        Ok(ro.get(id).map(|v| crate::model::RelatedItem::from_entry(id, v).into_row()))
+    }
+
+    fn describe(kind: Kind, id: &str) -> String {
+        kind.describe_ref(&json!(id), doc_lookup).unwrap()
+    }
+
+    #[test]
+    fn user_reads_user_type() {
+        assert_eq!(
+            describe(Kind::User, "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74="),
+            "Jason.Compson.IV (status: ACTIVE , usertype: human)"
+        );
+        assert_eq!(
+            describe(Kind::User, "4PzUzk49Dj3gkfIUFbt80BH6wojEICCoefKMKkOH35s="),
+            "shreve (status: ACTIVE , usertype: service)"
+        );
+    }
+
+    #[test]
+    fn client_reads_user_name_and_hostname_without_trailing_newlines() {
+        assert_eq!(
+            describe(Kind::Client, "ErWhDzoR5wjcVBKDPEerfDaKIbnv4ZKTeT7Iec5oMBg="),
+            "Jason.Compson.IV (hostname: Absalom, OS: macOS 10.14.6, state: ACTIVE)"
+        );
+    }
+
+    #[test]
+    fn server_renders_nulls_as_empty() {
+        assert_eq!(
+            describe(Kind::Server, "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g="),
+            "harvard (project: the-sound-and-the-fury, canonical name: , access address: , OS: Ubuntu 16.04, OS type: linux)"
+        );
+    }
+
+    #[test]
+    fn gateway_group_project() {
+        assert_eq!(
+            describe(Kind::Gateway, "1OiMcuUovtx5c0LAP9ejRsTHhXygPUZwE7ZJPEVVUeQ="),
+            "gw-jefferson (access_address: gw.example.com, default_address: 10.0.0.5)"
+        );
+        assert_eq!(
+            describe(Kind::Group, "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg="),
+            "compsons"
+        );
+        assert_eq!(
+            describe(Kind::Project, "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs="),
+            "the-sound-and-the-fury"
+        );
+    }
+
+    #[test]
+    fn docs_objects_from_the_fixtures() {
+        // asa-fixtures/okta-docs-user.json and okta-docs-client.json.
+        let user = json!({"deleted_at": null, "details": {"email": "jason.compson@example.com", "first_name": "Jason",
+            "full_name": "Jason Compson IV", "last_name": "Compson"}, "id": "9b30f827-66bb-4d86-ba26-d57f85c2a0d6",
+            "name": "Jason.Compson.IV", "oauth_client_application_id": null, "role_grants": null, "status": "ACTIVE", "user_type": "human"});
+        assert_eq!(
+            Kind::User.describe(&user),
+            "Jason.Compson.IV (status: ACTIVE , usertype: human)"
+        );
+        let client = json!({"deleted_at": null, "description": "Work laptop", "encrypted": true, "hostname": "LightInAugust",
+            "id": "9c199afe-0ca5-427a-baac-c4341707d82b", "os": "macOS 10.14.6", "state": "PENDING", "user_name": "Jason.Compson.IV"});
+        assert_eq!(
+            Kind::Client.describe(&client),
+            "Jason.Compson.IV (hostname: LightInAugust, OS: macOS 10.14.6, state: PENDING)"
+        );
+    }
+
+    #[test]
+    fn unusable_references_give_empty() {
+        let never =
+            |_: &str| -> Result<Option<RelatedObjectRow>, String> { panic!("no lookup expected") };
+        for r in [json!(""), json!(null), json!(42), json!(["x"]), json!({"id": "x"})] {
+            assert_eq!(Kind::User.describe_ref(&r, never).unwrap(), "");
+        }
+        assert_eq!(describe(Kind::User, "not-in-the-table"), "");
+        let stored = |object: &str| {
+            let row =
+                RelatedObjectRow { id: "r".into(), kind: "user".into(), object: object.into() };
+            Kind::User.describe_ref(&json!("r"), |_| Ok::<_, String>(Some(row))).unwrap()
+        };
+        assert_eq!(stored("{}"), "");
+        assert_eq!(stored("null"), "");
+        assert_eq!(stored("not json"), "");
+        assert_eq!(stored(r#"{"name": "x"}"#), "x (status:  , usertype: )");
+    }
+}

@@ -1,0 +1,345 @@
+//! An ASA audit event → its Audit Events row (asa-api.md §8.6), with the template's bugs fixed.
+//!
+//! Which `details` key feeds which column:
+//!
+//! | column      | value                                                                      |
+//! |-------------|----------------------------------------------------------------------------|
+//! | `id`        | `event.id` (required)                                                      |
+//! | `timestamp` | `event.timestamp` as the millisecond "isoString" (kept as is if unparsable)|
+//! | `type`      | `details.type`                                                             |
+//! | `actor`     | S37(`actor`)                                                               |
+//! | `user`      | S37(`target_user`) if it is a reference, else S37(`user`)                  |
+//! | `client`    | S32(`client`)                                                              |
+//! | `group`     | S34(`group_id`) if it is a reference, else S34(`group`)                    |
+//! | `project`   | S35(`project_id`) if it is a reference, else S35(`project`)                |
+//! | `hostname`  | `details.hostname` as text                                                 |
+//! | `server`    | S36(`server`), or when that is no reference, S36 of each `servers[]`, joined with `"; "` |
+//! | `gateway`   | S33(`gateway`) — new column; the template never called S33                 |
+//! | `from_addr` | `details.from_address` as text                                             |
+//! | `raw_event` | the whole event as JSON (the template stored `details` only)               |
+//!
+//! A "reference" is a non-empty string; empty, `null`, non-string or unknown references give
+//! `""`. Other `details` keys are ignored (they stay in `raw_event`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::enrich::Kind;
+use crate::{ref_id, text_of, time};
+
+/// An Audit Events row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub id: String,
+    pub timestamp: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub actor: String,
+    pub user: String,
+    pub client: String,
+    pub group: String,
+    pub project: String,
+    pub hostname: String,
+    pub server: String,
+    pub gateway: String,
+    pub from_addr: String,
+    pub raw_event: String,
+}
+
+/// A column filled by a helper flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Actor,
+    User,
+    Client,
+    Group,
+    Project,
+    Server,
+    Gateway,
+}
+
+/// One helper lookup: `kind` of each reference in `refs`, the texts joined with `"; "`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub column: Column,
+    pub kind: Kind,
+    pub refs: Vec<String>,
+}
+
+/// An event's row with its enrichment still to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The row with the raw columns filled and the helper columns empty.
+    pub row: EventRow,
+    /// The helper lookups, in column order.
+    pub lookups: Vec<Lookup>,
+}
+
+/// An event that cannot become a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidEvent(pub String);
+
+impl fmt::Display for InvalidEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid audit event: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidEvent {}
+
+/// The event's `id`: a non-empty string.
+pub fn event_id(event: &Value) -> Result<&str, InvalidEvent> {
+    match event.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(id),
+        Some(other) => Err(InvalidEvent(format!("`id` must be a non-empty string, not {other}"))),
+        None => Err(InvalidEvent("no `id`".to_string())),
+    }
+}
+
+/// The row of `event` and the lookups that complete it.
+pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
+    if !event.is_object() {
+        return Err(InvalidEvent(format!("expected a JSON object, not {event}")));
+    }
+    let id = event_id(event)?.to_string();
+    let empty = Map::new();
+    let details = event.get("details").and_then(Value::as_object).unwrap_or(&empty);
+    let raw_ts = text_of(event.get("timestamp"));
+    let row = EventRow {
+        id,
+        timestamp: time::iso_ms(&raw_ts).unwrap_or(raw_ts),
+        event_type: text_of(details.get("type")),
+        hostname: text_of(details.get("hostname")),
+        from_addr: text_of(details.get("from_address")),
+        raw_event: event.to_string(),
+        ..EventRow::default()
+    };
+
+    let one = |key: &str| ref_id(details.get(key)).map(|r| vec![r.to_string()]);
+    let first_of = |a: &str, b: &str| one(a).or_else(|| one(b)).unwrap_or_default();
+    let servers = || {
+        details
+            .get("servers")
+            .and_then(Value::as_array)
+            .map(|list| list.iter().filter_map(|s| ref_id(Some(s))).map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    let lookups = [
+        (Column::Actor, Kind::User, one("actor").unwrap_or_default()),
+        (Column::User, Kind::User, first_of("target_user", "user")),
+        (Column::Client, Kind::Client, one("client").unwrap_or_default()),
+        (Column::Group, Kind::Group, first_of("group_id", "group")),
+        (Column::Project, Kind::Project, first_of("project_id", "project")),
+        (Column::Server, Kind::Server, one("server").unwrap_or_else(servers)),
+        (Column::Gateway, Kind::Gateway, one("gateway").unwrap_or_default()),
+    ]
+    .into_iter()
+    .filter(|(_, _, refs)| !refs.is_empty())
+    .map(|(column, kind, refs)| Lookup { column, kind, refs })
+    .collect();
+    Ok(Plan { row, lookups })
+}
+
+impl Plan {
+    /// Fills the helper columns with `describe(kind, reference)` (each distinct pair asked
+    /// once; empty texts are left out of a `"; "` list).
+    pub fn resolve<E>(
+        self,
+        mut describe: impl FnMut(Kind, &str) -> Result<String, E>,
+    ) -> Result<EventRow, E> {
+        let mut memo: BTreeMap<(Kind, String), String> = BTreeMap::new();
+        let mut row = self.row;
+        for lookup in self.lookups {
+            let mut texts = Vec::with_capacity(lookup.refs.len());
+            for r in lookup.refs {
+                let text = match memo.get(&(lookup.kind, r.clone())) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = describe(lookup.kind, &r)?;
+                        memo.insert((lookup.kind, r), t.clone());
+                        t
+                    }
+                };
+                if !text.is_empty() {
+                    texts.push(text);
+                }
+            }
+            let value = texts.join("; ");
+            match lookup.column {
+                Column::Actor => row.actor = value,
+                Column::User => row.user = value,
+                Column::Client => row.client = value,
+                Column::Group => row.group = value,
+                Column::Project => row.project = value,
+                Column::Server => row.server = value,
+                Column::Gateway => row.gateway = value,
+            }
+        }
+        Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::tests::doc_lookup;
+    use serde_json::json;
+
+    fn row_of(event: Value) -> EventRow {
+        plan(&event).unwrap().resolve(|kind, r| kind.describe_ref(&json!(r), doc_lookup)).unwrap()
+    }
+
+    const JASON: &str = "Jason.Compson.IV (status: ACTIVE , usertype: human)";
+    const SHREVE: &str = "shreve (status: ACTIVE , usertype: service)";
+    const LAPTOP: &str = "Jason.Compson.IV (hostname: Absalom, OS: macOS 10.14.6, state: ACTIVE)";
+    const HARVARD: &str =
+        "harvard (project: the-sound-and-the-fury, canonical name: , access address: , OS: Ubuntu 16.04, OS type: linux)";
+
+    #[test]
+    fn auth_token_issue() {
+        let event = json!({"id": "ag801Wtj58WV8rIF2-HDkw==", "timestamp": "2024-03-05T01:02:03.123456789Z",
+            "details": {"actor": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=", "client": "ErWhDzoR5wjcVBKDPEerfDaKIbnv4ZKTeT7Iec5oMBg=",
+                        "session_type": "authenticated_client", "target_server": "", "team_id": "", "team_name": "william-faulkner",
+                        "trace_id": "Xk3p9QaB", "type": "auth_token.issue", "via": null}});
+        let row = row_of(event.clone());
+        assert_eq!(
+            row,
+            EventRow {
+                id: "ag801Wtj58WV8rIF2-HDkw==".into(),
+                timestamp: "2024-03-05T01:02:03.123Z".into(),
+                event_type: "auth_token.issue".into(),
+                actor: JASON.into(),
+                client: LAPTOP.into(),
+                raw_event: event.to_string(),
+                ..EventRow::default()
+            }
+        );
+        assert_eq!(serde_json::from_str::<Value>(&row.raw_event).unwrap(), event);
+    }
+
+    #[test]
+    fn servers_list_fills_server_and_gateway_is_enriched() {
+        let row = row_of(
+            json!({"id": "i8ya5Th8OEVvfAdjVqutzA==", "timestamp": "2024-03-05T01:02:05.002113977Z",
+            "details": {"actor": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=", "client": "ErWhDzoR5wjcVBKDPEerfDaKIbnv4ZKTeT7Iec5oMBg=",
+                        "gateway": "1OiMcuUovtx5c0LAP9ejRsTHhXygPUZwE7ZJPEVVUeQ=", "servers": ["3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g="],
+                        "team_id": "", "team_name": "william-faulkner", "trace_id": "Xk3p9QaB", "type": "gateway_creds.issue"}}),
+        );
+        assert_eq!(row.server, HARVARD);
+        assert_eq!(
+            row.gateway,
+            "gw-jefferson (access_address: gw.example.com, default_address: 10.0.0.5)"
+        );
+        assert_eq!(row.timestamp, "2024-03-05T01:02:05.002Z");
+        let row = row_of(json!({"id": "x", "details": {"server": "", "servers": [
+            "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=", "unknown-ref", null, 7, "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g="]}}));
+        assert_eq!(row.server, format!("{HARVARD}; {HARVARD}"));
+    }
+
+    #[test]
+    fn ssh_login_uses_user_server_project_and_raw_fields() {
+        let row = row_of(
+            json!({"id": "Z7kq13frIPufiAboZJeQqQ==", "timestamp": "2024-03-05T01:02:06.734950120Z",
+            "details": {"from_address": "203.0.113.24", "project": "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs=",
+                        "server": "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=", "ssh_algorithm": "ecdsa-sha2-nistp256-cert-v01@openssh.com",
+                        "team_id": "", "team_name": "william-faulkner", "trace_id": "Lm4Qr7Tz", "type": "server.ssh_login",
+                        "unix_user_name": "jason_compson_iv", "user": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=", "hostname": "harvard"}}),
+        );
+        assert_eq!(row.user, JASON);
+        assert_eq!(row.actor, "");
+        assert_eq!(row.server, HARVARD);
+        assert_eq!(row.project, "the-sound-and-the-fury");
+        assert_eq!(row.from_addr, "203.0.113.24");
+        assert_eq!(row.hostname, "harvard");
+        assert_eq!(row.event_type, "server.ssh_login");
+    }
+
+    #[test]
+    fn target_user_wins_over_user_and_group_id_over_group() {
+        let row = row_of(
+            json!({"id": "BhWkbSLddi4MQmFTNnRTVg==", "timestamp": "2024-03-05T01:10:00.000000001Z",
+            "details": {"actor": "4PzUzk49Dj3gkfIUFbt80BH6wojEICCoefKMKkOH35s=", "group": "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=",
+                        "target_user": "gMMtgekb3qBM16OBmzInX8MpivTH7IfrAJlSfQQc7Vw=", "user": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=",
+                        "team_id": "", "team_name": "william-faulkner", "trace_id": "Pq8Wn2Ds", "type": "member.add"}}),
+        );
+        assert_eq!(row.actor, SHREVE);
+        assert_eq!(row.user, "Quentin.Compson (status: ACTIVE , usertype: human)");
+        assert_eq!(row.group, "compsons");
+        assert_eq!(row.timestamp, "2024-03-05T01:10:00.000Z");
+        let row = row_of(
+            json!({"id": "x", "details": {"target_user": "", "user": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=",
+            "group_id": null, "group": "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=", "project_id": 3,
+            "project": "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs="}}),
+        );
+        assert_eq!((row.user.as_str(), row.group.as_str()), (JASON, "compsons"));
+        assert_eq!(row.project, "the-sound-and-the-fury");
+    }
+
+    #[test]
+    fn bad_references_and_odd_events() {
+        let row = row_of(
+            json!({"id": "x", "timestamp": "not a time", "details": {"actor": "missing", "client": 12,
+            "hostname": null, "from_address": 42, "extra": {"a": 1}}}),
+        );
+        assert_eq!((row.actor.as_str(), row.client.as_str(), row.hostname.as_str()), ("", "", ""));
+        assert_eq!(row.from_addr, "42");
+        assert_eq!(row.timestamp, "not a time");
+        let row = row_of(json!({"id": "y", "details": null}));
+        assert_eq!(row.event_type, "");
+        assert!(plan(&json!({"timestamp": "x"})).is_err());
+        assert!(plan(&json!({"id": ""})).is_err());
+        assert!(plan(&json!({"id": 5})).is_err());
+        assert!(plan(&json!([1])).is_err());
+        assert!(plan(&json!({"id": 5}))
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid audit event"));
+    }
+
+    #[test]
+    fn each_reference_is_described_once() {
+        let event =
+            json!({"id": "x", "details": {"actor": "a", "user": "a", "servers": ["s", "s"]}});
+        let mut asked = Vec::new();
+        let row = plan(&event)
+            .unwrap()
+            .resolve(|kind, r| {
+                asked.push((kind, r.to_string()));
+                Ok::<_, ()>(format!("{}:{r}", kind.flow()))
+            })
+            .unwrap();
+        assert_eq!(asked, vec![(Kind::User, "a".to_string()), (Kind::Server, "s".to_string())]);
+        assert_eq!(
+            (row.actor.as_str(), row.user.as_str(), row.server.as_str()),
+            ("S37:a", "S37:a", "S36:s; S36:s")
+        );
+    }
+
+    #[test]
+    fn row_serializes_with_the_column_names() {
+        let v = serde_json::to_value(EventRow::default()).unwrap();
+        let mut keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "actor",
+                "client",
+                "from_addr",
+                "gateway",
+                "group",
+                "hostname",
+                "id",
+                "project",
+                "raw_event",
+                "server",
+                "timestamp",
+                "type",
+                "user"
+            ]
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! # asa-lib — the pure logic of the ASA audit-capture flows
+//!
+//! Plain Rust (no WIT, no host calls), unit-tested natively with the documented data of
+//! `asa-api.md` §7. The flows under `flows/asa/` are thin sequences of steps over this crate and
+//! `flowhost-sdk`.
+//!
+//! Modules:
+//! - [`link`]: RFC 8288 `Link` header parsing and the `offset` of the `rel="next"` page (U11/U11a);
+//! - [`url`]: percent-encoding and the ASA URLs (`service_token`, `auditsV2`);
+//! - [`time`]: RFC 3339 parsing, the "isoString" millisecond form, epoch milliseconds;
+//! - [`api`]: ASA response bodies (service token, an `auditsV2` page) and error texts;
+//! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
+//! - [`enrich`]: the S32–S37 enrichment strings;
+//! - [`event`]: event → Audit Events row mapping (S30);
+//! - [`main_flow`]: M10's branch decision (§8.3);
+//! - [`model`]: table names, row types and the flows' JSON inputs/outputs.
+
+pub mod api;
+pub mod enrich;
+pub mod env;
+pub mod event;
+pub mod link;
+pub mod main_flow;
+pub mod model;
+pub mod time;
+pub mod url;
+
+/// A JSON value as the text a Workflows card would show: strings as they are, `null` or absent
+/// as `""`, numbers and booleans as written, arrays and objects as JSON.
+pub fn text_of(value: Option<&serde_json::Value>) -> String {
+    use serde_json::Value;
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The reference id in a `details` value: a non-empty string, or nothing (empty, `null`,
+/// missing or not a string).
+pub fn ref_id(value: Option<&serde_json::Value>) -> Option<&str> {
+    match value {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s),
+        _ => None,
+    }
+}

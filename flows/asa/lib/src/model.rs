@@ -1,0 +1,310 @@
+//! The ASA package's tables and the JSON that its flows pass to each other.
+//!
+//! Field names are the tables' column names and the template's card names (`asaTeam`,
+//! `LastOffset`, `eventswritten`, …). Reading is lenient, as Workflows' loose typing is: a
+//! `null` or absent column reads as `""`/`0`, and a number where text is expected (or the reverse)
+//! is converted.
+
+use serde::{de, Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::api::null_as_default;
+
+/// Table names (`tables/*.yaml`).
+pub const ENVIRONMENT_VARIABLES: &str = "Environment Variables";
+pub const AUDIT_CHECKPOINTS: &str = "Audit Checkpoints";
+pub const AUDIT_EVENTS: &str = "Audit Events";
+pub const AUDIT_RELATED_OBJECTS: &str = "Audit Related Objects";
+pub const EXECUTION_LOG: &str = "Execution Log";
+
+/// Text from a string, number or boolean; `null` reads as `""`.
+pub fn lenient_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(String::new()),
+        Value::String(s) => Ok(s),
+        v @ (Value::Number(_) | Value::Bool(_)) => Ok(v.to_string()),
+        other => Err(de::Error::custom(format!("expected text, found {other}"))),
+    }
+}
+
+/// A count from a whole non-negative number (`6`, `6.0`) or numeric text (`"6"`); `null` reads as 0.
+pub fn lenient_count<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let v = Value::deserialize(d)?;
+    count_of(&v).ok_or_else(|| {
+        de::Error::custom(format!("expected a whole number of 0 or more, found {v}"))
+    })
+}
+
+/// See [`lenient_count`].
+pub fn count_of(v: &Value) -> Option<u64> {
+    fn whole(f: f64) -> Option<u64> {
+        (f.fract() == 0.0 && (0.0..9.0e15).contains(&f)).then_some(f as u64)
+    }
+    match v {
+        Value::Null => Some(0),
+        Value::Number(n) => n.as_u64().or_else(|| whole(n.as_f64()?)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<u64>().ok().or_else(|| whole(s.parse::<f64>().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// An input with no fields (`{}`; unknown fields are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// The Environment Variables row, and U01's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Env {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub asa_team: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub search_count: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub asa_base_url: String,
+}
+
+/// The Audit Checkpoints row, and U10's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Checkpoint {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub last_offset: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub last_date_time: String,
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub last_count: u64,
+}
+
+/// U20's input: one Execution Log entry (`eventswritten` may be given as a number).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecLogIn {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub eventswritten: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub notes: String,
+}
+
+impl ExecLogIn {
+    pub fn new(eventswritten: impl ToString, notes: &str) -> Self {
+        ExecLogIn { eventswritten: eventswritten.to_string(), notes: notes.to_string() }
+    }
+}
+
+/// An Execution Log row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecLogRow {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub datetime: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub eventswritten: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub notes: String,
+}
+
+/// An Audit Related Objects row: the page's `related_objects` entry `id → {type, object}`,
+/// with `object` kept as JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelatedObjectRow {
+    pub id: String,
+    #[serde(rename = "type", default, deserialize_with = "lenient_text")]
+    pub kind: String,
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub object: String,
+}
+
+/// S20's input: a page's `related_objects` (`null` or absent = none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelatedObjectsIn {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub related_objects: Map<String, Value>,
+}
+
+/// S21's input: one `related_objects` entry as Map-to-List gives it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RelatedItem {
+    pub id: String,
+    #[serde(rename = "type", default, deserialize_with = "lenient_text")]
+    pub kind: String,
+    #[serde(default)]
+    pub object: Value,
+}
+
+impl RelatedItem {
+    /// The item for entry `id → value` (`value` = `{"type": …, "object": …}`).
+    pub fn from_entry(id: &str, value: &Value) -> Self {
+        RelatedItem {
+            id: id.to_string(),
+            kind: crate::text_of(value.get("type")),
+            object: value.get("object").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// The row S21 stores.
+    pub fn into_row(self) -> RelatedObjectRow {
+        RelatedObjectRow { id: self.id, kind: self.kind, object: self.object.to_string() }
+    }
+}
+
+/// S32–S37's input: a `details` value that should be a reference id (anything is accepted).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefIn {
+    #[serde(rename = "ref", default)]
+    pub reference: Value,
+}
+
+/// S32–S37's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextOut {
+    pub text: String,
+}
+
+/// U00's input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthIn {
+    /// Ignore a cached token and fetch a new one.
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// U00's output: the header to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthHeader {
+    #[serde(rename = "Authorization")]
+    pub authorization: String,
+}
+
+/// U11's and U11a's input: the `link` header value (absent, `null` or `""` = none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkIn {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub link: String,
+}
+
+/// U11's output (and U12's input): the decoded offset, `""` on the last page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetIo {
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub offset: String,
+}
+
+/// U11a's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HasNextOut {
+    #[serde(rename = "hasNext")]
+    pub has_next: bool,
+}
+
+/// U13's input: the number of events of the last page (a number or numeric text).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountIo {
+    #[serde(deserialize_with = "lenient_count")]
+    pub count: u64,
+}
+
+/// U04's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletedOut {
+    pub deleted: u64,
+}
+
+/// S30's and S31's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOut {
+    pub stored: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+}
+
+/// S20's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCountOut {
+    pub stored: u64,
+}
+
+/// M10's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MainOut {
+    /// Events on the page fetched.
+    pub events: u64,
+    /// The count written to the Execution Log.
+    pub written: u64,
+    /// The Execution Log note (the branch taken).
+    pub note: String,
+    /// The checkpoint's offset after the run.
+    pub offset: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_read_leniently() {
+        let cp: Checkpoint =
+            serde_json::from_value(json!({"_id": 1, "LastOffset": null, "LastCount": 6.0}))
+                .unwrap();
+        assert_eq!(
+            cp,
+            Checkpoint { last_offset: String::new(), last_date_time: String::new(), last_count: 6 }
+        );
+        let cp: Checkpoint = serde_json::from_value(json!({"LastCount": "100"})).unwrap();
+        assert_eq!(cp.last_count, 100);
+        assert!(serde_json::from_value::<Checkpoint>(json!({"LastCount": -1})).is_err());
+        assert!(serde_json::from_value::<Checkpoint>(json!({"LastCount": 1.5})).is_err());
+        let env: Env =
+            serde_json::from_value(json!({"asaTeam": "william-faulkner", "searchCount": 100}))
+                .unwrap();
+        assert_eq!(env.search_count, "100");
+        assert_eq!(env.asa_base_url, "");
+        let c: CountIo = serde_json::from_value(json!({"count": "6"})).unwrap();
+        assert_eq!(c.count, 6);
+        assert_eq!(count_of(&json!("6.0")), Some(6));
+    }
+
+    #[test]
+    fn outputs_use_the_template_names() {
+        assert_eq!(
+            serde_json::to_value(Checkpoint {
+                last_offset: "a".into(),
+                last_date_time: String::new(),
+                last_count: 3
+            })
+            .unwrap(),
+            json!({"LastOffset": "a", "LastDateTime": "", "LastCount": 3})
+        );
+        assert_eq!(
+            serde_json::to_value(AuthHeader { authorization: "Bearer t".into() }).unwrap(),
+            json!({"Authorization": "Bearer t"})
+        );
+        assert_eq!(
+            serde_json::to_value(HasNextOut { has_next: true }).unwrap(),
+            json!({"hasNext": true})
+        );
+        assert_eq!(
+            serde_json::to_value(Env {
+                asa_team: "t".into(),
+                search_count: "100".into(),
+                asa_base_url: "u".into()
+            })
+            .unwrap(),
+            json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u"})
+        );
+    }
+
+    #[test]
+    fn related_entry_to_row() {
+        let value =
+            json!({"type": "group", "object": {"name": "compsons", "roles": ["access_user"]}});
+        let row = RelatedItem::from_entry("Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=", &value)
+            .into_row();
+        assert_eq!(row.kind, "group");
+        assert_eq!(serde_json::from_str::<Value>(&row.object).unwrap(), value["object"]);
+        let row = RelatedItem::from_entry("x", &Value::Null).into_row();
+        assert_eq!((row.kind.as_str(), row.object.as_str()), ("", "null"));
+    }
+}

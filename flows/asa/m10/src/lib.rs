@@ -1,0 +1,140 @@
+//! M10 — Recurring Audit Collection: pulls the next page of ASA audit events into Audit Events.
+//!
+//! Input `{}` (scheduled every 5 minutes); output
+//! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>"}`.
+//!
+//! Steps (asa-api.md §8.3):
+//! 1. `auth` = U00, `env` = U01, `checkpoint` = U10;
+//! 2. `GET {asaBaseUrl}/v1/teams/{asaTeam}/auditsV2?count={searchCount}[&offset={LastOffset}]`
+//!    with the bearer header (the host retries 5 times, 500 ms to 10 s, and honours 429's
+//!    rate-limit headers); on 401 a fresh token (U00 `{"refresh": true}`) and one more try;
+//!    any other non-200 fails the run with the status and ASA's `message`;
+//! 3. the page's `list` and `related_objects` (missing or `null` count as empty);
+//!    `offset` = U11(the `link` header; several `link` headers are joined with `", "`);
+//! 4. the template's three branches (`asa_lib::main_flow`):
+//!    - a next page: U12(offset), U13(n), S20(related objects), S30 for each event
+//!      (concurrency 10), U20(n, "Full page"), then ask the host to run M10 again as soon as
+//!      this run has committed, to drain a backlog without waiting for the next tick;
+//!    - the last page, with as many events as last time: U20(0, "No new events");
+//!    - the last page with new events: U13(n), S20, S31 for each event (skips stored ids),
+//!      U20 with "First part page" (n) or "Subsequent part page" (n - LastCount).
+//!
+//! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
+//! table writes (its children's included) all together or not at all. So writing the new
+//! offset before the events (as the template does) is safe here: the offset and the events it
+//! covers move together, and a crash or error at any point neither loses nor doubles a page.
+//! (In Okta Workflows, a failure between U12 and the events lost that page.)
+//!
+//! Fixes over the template: the base URL is a setting (U01), not hard-coded; the `Link` header
+//! is parsed per RFC 8288 and the offset percent-decoded (and encoded again in the URL); a 401
+//! renews the token; HTTP errors fail the run instead of writing an empty page; the catch-up
+//! run is requested only when the offset moved, so a server that repeats its `next` link
+//! cannot make M10 loop.
+
+use asa_lib::api::{self, Page};
+use asa_lib::main_flow::{self, Branch};
+use asa_lib::model::{
+    AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, ExecLogIn, LinkIn, MainOut, OffsetIo,
+    RelatedObjectsIn, StoredCountOut, StoredOut,
+};
+use asa_lib::url;
+use flowhost_sdk::http::{self, Response};
+use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
+use serde_json::Value;
+
+flowhost_sdk::flow!(run);
+
+/// Events stored at once by S30/S31.
+const EVENT_CONCURRENCY: u32 = 10;
+
+fn run(_: Empty) -> Result<MainOut, FlowError> {
+    let mut auth: AuthHeader = call("U00", &AuthIn::default())?;
+    let env: Env = call("U01", &Empty {})?;
+    let checkpoint: Checkpoint = call("U10", &Empty {})?;
+
+    let page_url =
+        url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, &checkpoint.last_offset);
+    let resp = fetch_page(&page_url, &mut auth)?;
+    let page: Page = resp.json()?;
+    let n = page.list.len() as u64;
+    let link = resp.header_all("link").collect::<Vec<_>>().join(", ");
+    let next: OffsetIo = call("U11", &LinkIn { link })?;
+
+    let branch = main_flow::decide(&next.offset, n, checkpoint.last_count);
+    match branch {
+        Branch::FullPage => {
+            write_offset(&next.offset)?;
+            write_count(n)?;
+            store_related_objects(page.related_objects)?;
+            store_events("S30", &page.list)?;
+        }
+        Branch::NoNewEvents => {}
+        Branch::PartPage { .. } => {
+            write_count(n)?;
+            store_related_objects(page.related_objects)?;
+            store_events("S31", &page.list)?;
+        }
+    }
+    let (written, note) = branch.log_entry(n);
+    write_execution_log(written, note)?;
+
+    let offset =
+        if branch == Branch::FullPage { next.offset } else { checkpoint.last_offset.clone() };
+    log::info(&format!("{n} events, {written} written ({note}); offset {offset:?}"));
+    if branch == Branch::FullPage && offset != checkpoint.last_offset {
+        schedule::request_run("M10", "{}", 0)?;
+    }
+    Ok(MainOut { events: n, written, note: note.to_string(), offset })
+}
+
+/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
+fn fetch_page(page_url: &str, auth: &mut AuthHeader) -> Result<Response, FlowError> {
+    let mut resp = get_page(page_url, auth)?;
+    if resp.status == 401 {
+        log::info("auditsV2 answered 401: renewing the service token and trying again");
+        *auth = call("U00", &AuthIn { refresh: true })?;
+        resp = get_page(page_url, auth)?;
+    }
+    if resp.status != 200 {
+        fail!("GET {page_url} failed: {}", api::error_text(resp.status, &resp.body));
+    }
+    Ok(resp)
+}
+
+fn get_page(page_url: &str, auth: &AuthHeader) -> Result<Response, Error> {
+    http::get(page_url)
+        .header("Authorization", &auth.authorization)
+        .header("Accept", "application/json")
+        .retry(5, 500, 10_000)
+        .send()
+}
+
+/// U12
+fn write_offset(offset: &str) -> Result<(), Error> {
+    let _: Value = call("U12", &OffsetIo { offset: offset.to_string() })?;
+    Ok(())
+}
+
+/// U13
+fn write_count(count: u64) -> Result<(), Error> {
+    let _: Value = call("U13", &CountIo { count })?;
+    Ok(())
+}
+
+/// S20
+fn store_related_objects(related_objects: serde_json::Map<String, Value>) -> Result<(), Error> {
+    let _: StoredCountOut = call("S20", &RelatedObjectsIn { related_objects })?;
+    Ok(())
+}
+
+/// S30 or S31 for each event; any failure fails the run.
+fn store_events(flow: &str, events: &[Value]) -> Result<(), Error> {
+    let _: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
+    Ok(())
+}
+
+/// U20
+fn write_execution_log(written: u64, note: &str) -> Result<(), Error> {
+    let _: Value = call("U20", &ExecLogIn::new(written, note))?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! S30 — Process Event: one ASA audit event → its Audit Events row, enriched by S32–S37.
+//!
+//! Input: the whole event `{"id", "timestamp", "details": {...}}`; output
+//! `{"stored": true, "id": "<event id>"}`.
+//!
+//! The mapping (which `details` key feeds which column) is `asa_lib::event`. Fixes over the
+//! template (asa-api.md §8.6), as DESIGN.md §5 asks:
+//! - `raw_event` holds the whole event as JSON (the template stored `details` only);
+//! - a new `gateway` column is filled by S33 from `details.gateway` (the template defined S33
+//!   but never called it);
+//! - `server` is S36(`details.server`) or, when that is absent or empty, S36 of each
+//!   `details.servers[]`, joined with `"; "` (the template ignored `servers[]`);
+//! - the helpers read the real ASA fields: S37 `user_type`, S32 `user_name` and `hostname`
+//!   (S32 also drops the template's stray trailing `"\n\n"`);
+//! - references that are empty, `null`, not strings, or missing from Audit Related Objects
+//!   give `""`; unknown `details` keys are ignored (they stay in `raw_event`);
+//! - the timestamp is the millisecond "isoString" (kept as given if it does not parse, so one
+//!   odd event never blocks the pipeline);
+//! - the row is upserted: a page fetched again overwrites its own rows, never doubles them.
+//!
+//! Each distinct reference is described once per event.
+
+use asa_lib::enrich::Kind;
+use asa_lib::event;
+use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
+use flowhost_sdk::{call, tables, Error, FlowError};
+use serde_json::Value;
+
+flowhost_sdk::flow!(run);
+
+fn run(event: Value) -> Result<StoredOut, FlowError> {
+    let row = event::plan(&event)?.resolve(describe)?;
+    let id = tables::upsert(AUDIT_EVENTS, &row)?;
+    Ok(StoredOut { stored: true, id })
+}
+
+/// The helper flow for `kind` (S32–S37) on one reference.
+fn describe(kind: Kind, reference: &str) -> Result<String, Error> {
+    let out: TextOut = call(kind.flow(), &RefIn { reference: reference.into() })?;
+    Ok(out.text)
+}

@@ -1,0 +1,25 @@
+//! S33 — Get Gateway Details: describes an ASA gateway.
+//!
+//! Input `{"ref": <a details value>}`; output `{"text": "<line>"}` where the line is
+//! `{name} (access_address: {access_address}, default_address: {default_address})`,
+//! or `{"text": ""}` when the reference is empty, `null`, not a string, not in Audit Related
+//! Objects, or its object is empty. `null` fields render as empty.
+//!
+//! The template defined this helper but never called it; S30 now uses it for the new
+//! `gateway` column. Example: `gw-jefferson (access_address: gw.example.com, default_address:
+//! 10.0.0.5)`.
+//!
+//! Looks the reference up in Audit Related Objects (stored by S20/S21 for the current page)
+//! and composes the line with `asa_lib::enrich`.
+
+use asa_lib::enrich::Kind;
+use asa_lib::model::{RefIn, TextOut, AUDIT_RELATED_OBJECTS};
+use flowhost_sdk::{tables, FlowError};
+
+flowhost_sdk::flow!(run);
+
+fn run(input: RefIn) -> Result<TextOut, FlowError> {
+    let text = Kind::Gateway
+        .describe_ref(&input.reference, |id| tables::get(AUDIT_RELATED_OBJECTS, id))?;
+    Ok(TextOut { text })
+}

@@ -1,0 +1,28 @@
+//! U02 — Set env vars: validates and writes the ASA package's settings.
+//!
+//! Input: any of `{"asaTeam": "william-faulkner", "searchCount": "100" | 100,
+//! "asaBaseUrl": "https://app.scaleft.com"}` (other keys are refused, so a typo cannot pass
+//! silently). Output: the merged settings `{"asaTeam", "searchCount", "asaBaseUrl"}` with
+//! U01's defaults filled in.
+//!
+//! Checks: `asaTeam` is non-empty (letters, digits, `-`, `_`, `.`); `searchCount` is a whole
+//! number from 1 to 1000 (stored as text, like the template's column); `asaBaseUrl` is an
+//! http or https URL without query or credentials (trailing slashes trimmed). Then updates the
+//! table's single row, creating it when the table is empty (`{}` changes nothing and just
+//! shows the settings). (New: the template set the row by
+//! hand in the Tables UI.)
+
+use asa_lib::env::SetEnv;
+use asa_lib::model::{Env, ENVIRONMENT_VARIABLES};
+use flowhost_sdk::{tables, FlowError};
+
+flowhost_sdk::flow!(run);
+
+fn run(input: SetEnv) -> Result<Env, FlowError> {
+    let changes = input.validate()?;
+    if !changes.is_empty() {
+        tables::update_first(ENVIRONMENT_VARIABLES, &changes)?;
+    }
+    let row: Option<Env> = tables::first(ENVIRONMENT_VARIABLES, &())?;
+    Ok(row.unwrap_or_default().with_defaults())
+}

@@ -1,0 +1,20 @@
+//! U20 — Write Execution Log: one Execution Log row per M10 run (and per reset or purge).
+//!
+//! Input `{"eventswritten": "n", "notes": "..."}` (`eventswritten` may be a number); output
+//! the row written: `{"datetime", "eventswritten", "notes"}`, `datetime` being now (RFC 3339,
+//! UTC, milliseconds).
+
+use asa_lib::model::{ExecLogIn, ExecLogRow, EXECUTION_LOG};
+use flowhost_sdk::{schedule, tables, FlowError};
+
+flowhost_sdk::flow!(run);
+
+fn run(input: ExecLogIn) -> Result<ExecLogRow, FlowError> {
+    let row = ExecLogRow {
+        datetime: schedule::now(),
+        eventswritten: input.eventswritten,
+        notes: input.notes,
+    };
+    tables::insert(EXECUTION_LOG, &row)?;
+    Ok(row)
+}

@@ -1,0 +1,99 @@
+//! # flowhost-sdk — what a flow is written with
+//!
+//! The one place that generates the bindings of the `flowhost:flow@0.1.0` world (`wit/flow.wit`)
+//! and wraps them in typed helpers, so that a flow reads like a Workflows flow: a short sequence
+//! of named steps (`call("U10", …)`, `tables::find(…)`, `http::get(…).send()`).
+//!
+//! ```ignore
+//! use flowhost_sdk::{call, tables, FlowError};
+//!
+//! flowhost_sdk::flow!(run);
+//!
+//! fn run(input: In) -> Result<Out, FlowError> {
+//!     let env: Env = call("U01", &serde_json::json!({}))?;
+//!     let rows: Vec<Row> = tables::find("Audit Events", &serde_json::json!({"type": input.kind}), Some(10))?;
+//!     Ok(Out { team: env.team, rows: rows.len() })
+//! }
+//! ```
+//!
+//! Modules:
+//! - [`mod@error`]: [`Error`] (the WIT `error` variant as a Rust enum) and [`FlowError`] (what `run`
+//!   returns; everything converts into it with `?`);
+//! - [`flows`]: [`call`], [`for_each`], [`for_each_all`] — child flows;
+//! - [`tables`]: typed rows over the tables capability;
+//! - [`http`]: a request builder and its [`http::Response`];
+//! - [`schedule`], [`secrets`], [`cache`], [`log`]: thin typed wrappers of the other capabilities;
+//! - [`flow!`]: the entry-point macro (JSON in, JSON out).
+
+pub mod cache;
+pub mod error;
+pub mod flows;
+pub mod http;
+pub mod log;
+pub mod schedule;
+pub mod secrets;
+pub mod tables;
+
+pub use error::{Context, Error, FlowError};
+pub use flows::{call, for_each, for_each_all};
+
+/// The generated bindings of world `flow`. Flow crates never use them directly; [`flow!`]
+/// exports through them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "flow",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_flow_world",
+        default_bindings_module: "flowhost_sdk::bindings",
+    });
+}
+
+/// Declares the flow's entry point.
+///
+/// `flow!(run)` with `fn run(input: In) -> Result<Out, FlowError>` where `In: DeserializeOwned`
+/// and `Out: Serialize`: the input JSON is decoded into `In` (an empty input counts as `{}`;
+/// bad JSON fails the run with `invalid input for flow: …`) and `Out` is encoded as the output.
+///
+/// `flow!(raw run)` with `fn run(input: String) -> Result<String, FlowError>` passes the JSON
+/// text through untouched (for flows that must not re-encode it, like `echo`).
+#[macro_export]
+macro_rules! flow {
+    (raw $run:path) => {
+        struct __FlowhostFlow;
+        impl $crate::bindings::Guest for __FlowhostFlow {
+            fn run(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $run(input).map_err(|e| e.into_message())
+            }
+        }
+        $crate::bindings::__export_flow_world!(__FlowhostFlow);
+    };
+    ($run:path) => {
+        struct __FlowhostFlow;
+        impl $crate::bindings::Guest for __FlowhostFlow {
+            fn run(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__run_json(&input, $run)
+            }
+        }
+        $crate::bindings::__export_flow_world!(__FlowhostFlow);
+    };
+}
+
+/// The body of [`flow!`]: decode, run, encode.
+#[doc(hidden)]
+pub fn __run_json<I, O>(input: &str, run: fn(I) -> Result<O, FlowError>) -> Result<String, String>
+where
+    I: serde::de::DeserializeOwned,
+    O: serde::Serialize,
+{
+    let text = if input.trim().is_empty() { "{}" } else { input };
+    let input: I =
+        serde_json::from_str(text).map_err(|e| format!("invalid input for flow: {e}"))?;
+    let output = run(input).map_err(FlowError::into_message)?;
+    serde_json::to_string(&output).map_err(|e| format!("invalid output of flow: {e}"))
+}

@@ -1,0 +1,25 @@
+//! The capabilities a flow imports, one module each. Every host call starts by checking the
+//! calling flow's grants (from its manifest, plus the operator's config); nothing here trusts
+//! the guest. The WIT contract is `wit/flow.wit`.
+//!
+//! | module | interface | grant checked |
+//! |---|---|---|
+//! | `http` | `http.send` | `grants.hosts` |
+//! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
+//! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
+//! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
+//! | `secrets` | `secrets.get` | `grants.secrets` |
+//! | `cache` | `cache.*` | none: private to the flow |
+//! | `log` | `log.log` | none |
+
+pub mod cache;
+pub mod flows;
+pub mod http;
+pub mod log;
+pub mod schedule;
+pub mod secrets;
+pub mod tables;
+
+use crate::engine::{flowhost::flow::types, RunState};
+
+impl types::Host for RunState {}

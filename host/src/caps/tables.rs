@@ -1,0 +1,153 @@
+//! `tables.*`: rows as JSON text in and out, checked against the table's grants here and
+//! against its schema by the store. Every write goes into the run's one transaction.
+
+use serde_json::{Map, Value};
+
+use crate::engine::flowhost::flow::tables::Host;
+use crate::engine::{RunState, WitError};
+use crate::runtime::{lock, CallCtx};
+use crate::store::{TableError, Txn};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl From<TableError> for WitError {
+    fn from(e: TableError) -> Self {
+        match e {
+            TableError::NotFound(m) => WitError::NotFound(m),
+            TableError::InvalidInput(m) => WitError::InvalidInput(m),
+            TableError::Conflict(m) => WitError::InvalidInput(m),
+            TableError::Storage(m) => WitError::Other(m),
+        }
+    }
+}
+
+/// Checks the grant, then runs `op` on the run's transaction.
+fn with_txn<T>(
+    ctx: &CallCtx,
+    table: &str,
+    access: Access,
+    op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
+) -> Result<T, WitError> {
+    let grants = &ctx.flow.manifest.grants;
+    let allowed = match access {
+        Access::Read => grants.can_read(table),
+        Access::Write => grants.can_write(table),
+    };
+    if !allowed {
+        if ctx.rt.store.schemas().get(table).is_none() {
+            return Err(TableError::NotFound(format!("no table `{table}`")).into());
+        }
+        let (what, field) = match access {
+            Access::Read => ("read", "grants.tables.read"),
+            Access::Write => ("write", "grants.tables.write"),
+        };
+        return Err(WitError::AccessDenied(format!(
+            "{} may not {what} table `{table}` ({field})",
+            ctx.name()
+        )));
+    }
+    let mut guard = lock(&ctx.run.txn);
+    let txn = guard
+        .as_mut()
+        .ok_or_else(|| WitError::Other("the run has already ended".into()))?;
+    op(txn).map_err(WitError::from)
+}
+
+fn object(json: &str, what: &str) -> Result<Map<String, Value>, WitError> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(WitError::InvalidInput(format!(
+            "{what} must be a JSON object"
+        ))),
+        Err(e) => Err(WitError::InvalidInput(format!("{what} is not JSON: {e}"))),
+    }
+}
+
+fn objects(json: &str) -> Result<Vec<Map<String, Value>>, WitError> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Object(m) => Ok(m),
+                _ => Err(WitError::InvalidInput(format!(
+                    "rows[{i}] must be a JSON object"
+                ))),
+            })
+            .collect(),
+        Ok(_) => Err(WitError::InvalidInput("rows must be a JSON array".into())),
+        Err(e) => Err(WitError::InvalidInput(format!("rows are not JSON: {e}"))),
+    }
+}
+
+fn to_json(v: impl serde::Serialize) -> Result<String, WitError> {
+    serde_json::to_string(&v).map_err(|e| WitError::Other(e.to_string()))
+}
+
+impl Host for RunState {
+    async fn get(&mut self, table: String, key: String) -> Result<Option<String>, WitError> {
+        let row = with_txn(&self.ctx, &table, Access::Read, |t| t.get(&table, &key))?;
+        row.map(to_json).transpose()
+    }
+
+    async fn find(
+        &mut self,
+        table: String,
+        filter: String,
+        limit: Option<u32>,
+    ) -> Result<String, WitError> {
+        let filter = object(&filter, "filter")?;
+        let rows = with_txn(&self.ctx, &table, Access::Read, |t| {
+            t.find(&table, &filter, limit)
+        })?;
+        to_json(rows)
+    }
+
+    async fn insert(&mut self, table: String, row: String) -> Result<String, WitError> {
+        let row = object(&row, "row")?;
+        with_txn(&self.ctx, &table, Access::Write, |t| t.insert(&table, &row))
+    }
+
+    async fn insert_many(&mut self, table: String, rows: String) -> Result<u32, WitError> {
+        let rows = objects(&rows)?;
+        with_txn(&self.ctx, &table, Access::Write, |t| {
+            t.insert_many(&table, &rows)
+        })
+    }
+
+    async fn upsert(&mut self, table: String, row: String) -> Result<String, WitError> {
+        let row = object(&row, "row")?;
+        with_txn(&self.ctx, &table, Access::Write, |t| t.upsert(&table, &row))
+    }
+
+    async fn update(
+        &mut self,
+        table: String,
+        key: String,
+        changes: String,
+    ) -> Result<bool, WitError> {
+        let changes = object(&changes, "changes")?;
+        with_txn(&self.ctx, &table, Access::Write, |t| {
+            t.update(&table, &key, &changes)
+        })
+    }
+
+    async fn delete(&mut self, table: String, key: String) -> Result<bool, WitError> {
+        with_txn(&self.ctx, &table, Access::Write, |t| t.delete(&table, &key))
+    }
+
+    async fn clear(&mut self, table: String) -> Result<u64, WitError> {
+        with_txn(&self.ctx, &table, Access::Write, |t| t.clear(&table))
+    }
+
+    async fn count(&mut self, table: String, filter: String) -> Result<u64, WitError> {
+        let filter = object(&filter, "filter")?;
+        with_txn(&self.ctx, &table, Access::Read, |t| {
+            t.count(&table, &filter)
+        })
+    }
+}

@@ -1,0 +1,157 @@
+//! `flowhost table export` / `import`: CSV (the `csv` crate, header = schema columns) and
+//! JSON lines. Export streams rows in insertion order; import is all-or-nothing.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use serde_json::{Map, Value};
+
+use crate::schema::ColumnType;
+use crate::store::Store;
+
+/// Writes every row of `table` to `out` (standard output when `None`).
+pub fn export(store: &Store, table: &str, csv: bool, out: Option<&Path>) -> anyhow::Result<u64> {
+    let schema = store
+        .schemas()
+        .get(table)
+        .with_context(|| format!("no table `{table}`"))?;
+    let sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("{}: cannot create", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let sink = std::io::BufWriter::new(sink);
+    let bar = out
+        .and_then(|_| store.row_count(table).ok())
+        .and_then(|n| crate::progress::rows_bar(n, table));
+    let mut columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    if schema.key.is_none() {
+        columns.insert(0, "_id".into());
+    }
+    let mut n = 0u64;
+    if csv {
+        let mut w = csv::Writer::from_writer(sink);
+        w.write_record(&columns)?;
+        store.export_rows(table, |row| -> anyhow::Result<bool> {
+            w.write_record(columns.iter().map(|c| cell(row.get(c))))?;
+            n += 1;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            Ok(true)
+        })?;
+        w.flush()?;
+    } else {
+        let mut w = sink;
+        store.export_rows(table, |row| -> anyhow::Result<bool> {
+            serde_json::to_writer(&mut w, &row)?;
+            w.write_all(b"\n")?;
+            n += 1;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            Ok(true)
+        })?;
+        w.flush()?;
+    }
+    if let Some(b) = bar {
+        b.finish();
+    }
+    Ok(n)
+}
+
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Reads `file` (`.csv`, or `.jsonl`/`.json` lines) and inserts every row into `table` in one
+/// transaction. A bad row fails the whole import with its line number.
+pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
+    let schema = store
+        .schemas()
+        .get(table)
+        .with_context(|| format!("no table `{table}`"))?;
+    let shown = file.display();
+    let text = std::fs::read_to_string(file).with_context(|| format!("{shown}: cannot read"))?;
+    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("csv") => {
+            let mut r = csv::Reader::from_reader(text.as_bytes());
+            let headers = r
+                .headers()
+                .with_context(|| format!("{shown}: bad CSV header"))?
+                .clone();
+            for (i, rec) in r.records().enumerate() {
+                let rec = rec.with_context(|| format!("{shown}:{}: bad CSV record", i + 2))?;
+                let mut row = Map::new();
+                for (h, v) in headers.iter().zip(rec.iter()) {
+                    if h == "_id" && schema.key.is_none() {
+                        continue; // a keyless table's row id is assigned anew
+                    }
+                    let Some(col) = schema.columns.iter().find(|c| c.name == h) else {
+                        bail!("{shown}: column `{h}` is not in table `{table}`");
+                    };
+                    let value = parse_cell(v, col.ty)
+                        .with_context(|| format!("{shown}:{}: column `{h}`", i + 2))?;
+                    row.insert(h.to_string(), value);
+                }
+                rows.push(row);
+            }
+        }
+        Some("jsonl") | Some("json") | Some("ndjson") => {
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                match serde_json::from_str::<Value>(line) {
+                    Ok(Value::Object(mut m)) => {
+                        if schema.key.is_some() {
+                            m.remove("_id");
+                        }
+                        rows.push(m)
+                    }
+                    Ok(_) => bail!("{shown}:{}: not a JSON object", i + 1),
+                    Err(e) => bail!("{shown}:{}: {e}", i + 1),
+                }
+            }
+        }
+        _ => bail!("{shown}: unknown format (use a .csv or .jsonl file)"),
+    }
+    let n = store
+        .import_rows(table, rows.into_iter())
+        .with_context(|| format!("{shown}: import into `{table}` failed, nothing written"))?;
+    Ok(n)
+}
+
+fn parse_cell(v: &str, ty: ColumnType) -> anyhow::Result<Value> {
+    if v.is_empty() && ty != ColumnType::Text {
+        return Ok(Value::Null);
+    }
+    Ok(match ty {
+        ColumnType::Text => Value::String(v.to_string()),
+        ColumnType::Number => serde_json::Number::from_f64(
+            v.parse::<f64>()
+                .with_context(|| format!("`{v}` is not a number"))?,
+        )
+        .map(Value::Number)
+        .unwrap_or(Value::Null),
+        ColumnType::Integer => Value::from(
+            v.parse::<i64>()
+                .with_context(|| format!("`{v}` is not an integer"))?,
+        ),
+        ColumnType::Boolean => Value::Bool(
+            v.parse::<bool>()
+                .with_context(|| format!("`{v}` is not true or false"))?,
+        ),
+        ColumnType::Json => {
+            serde_json::from_str(v).with_context(|| format!("`{v}` is not JSON"))?
+        }
+    })
+}

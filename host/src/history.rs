@@ -1,0 +1,956 @@
+//! Run history: one row per top-level run (and per failed child call) in
+//! `_flowhost_runs`, its log lines in `_flowhost_run_logs`, and secret redaction.
+//!
+//! What this module decides:
+//! - **What is kept.** Input, output and error text are capped at [`MAX_TEXT`] bytes with a
+//!   `…(truncated N bytes)` mark; a run keeps its first [`MAX_LOG_LINES`] log lines (each capped
+//!   too) and a count of the dropped ones. Child calls are aggregated per parent as
+//!   [`ChildStats`] in the parent's row; a child started with [`History::start`] (`parent` set)
+//!   keeps its own row only if it does not end `ok` — [`History::finish`] deletes the row of a
+//!   child that succeeded, so a million successful calls never become a million rows.
+//! - **Independence from tables.** History writes use their own connection and commit on their
+//!   own, so a failed run's record survives the rollback of its table writes. SQLite has one
+//!   writer per file: if history shares the tables' file, a history write waits while a run
+//!   holds the tables' write lock (up to the lock timeout). Give history its own file (see
+//!   [`history_path_for`]) to avoid that.
+//! - **Time.** Timestamps are RFC 3339 in UTC with milliseconds (`2024-05-01T10:00:00.123Z`),
+//!   which sort as text.
+//! - **Secrets.** [`redact`] replaces secret values before anything is stored; the caller
+//!   applies it (this module never sees the secret values).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{check_db_dir, enable_wal, open_connection, StoreError};
+
+/// Input, output, error and log message text is capped at this many bytes.
+pub const MAX_TEXT: usize = 4096;
+/// Log lines kept per run; later ones are counted, not stored.
+pub const MAX_LOG_LINES: usize = 200;
+/// The most runs [`History::list`] returns.
+pub const MAX_LIST: u32 = 10_000;
+/// The error text of a run whose process died.
+pub const INTERRUPTED: &str = "interrupted (process exited)";
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `flowhost run`.
+    Cli,
+    /// The flow's schedule.
+    Schedule,
+    /// Another flow's `call`/`for-each`.
+    Call,
+    /// Another run's `request-run`.
+    Request,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cli => "cli",
+            Trigger::Schedule => "schedule",
+            Trigger::Call => "call",
+            Trigger::Request => "request",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Trigger> {
+        [
+            Trigger::Cli,
+            Trigger::Schedule,
+            Trigger::Call,
+            Trigger::Request,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a run ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Ok,
+    Error,
+    Timeout,
+    Skipped,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Error => "error",
+            RunStatus::Timeout => "timeout",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Ok,
+            RunStatus::Error,
+            RunStatus::Timeout,
+            RunStatus::Skipped,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The calls a run made to one child flow, aggregated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildStats {
+    pub flow: String,
+    pub calls: u64,
+    pub failures: u64,
+    pub total_ms: u64,
+}
+
+/// One log line of a run (or of one of its children).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub level: String,
+    pub flow: String,
+    pub message: String,
+}
+
+/// One recorded run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: i64,
+    /// The run that called this one (only failed child calls have rows of their own).
+    pub parent: Option<i64>,
+    pub flow: String,
+    pub trigger: Trigger,
+    pub started: String,
+    pub ended: Option<String>,
+    pub status: RunStatus,
+    /// Capped at [`MAX_TEXT`] bytes.
+    pub input: String,
+    pub output: Option<String>,
+    /// Why the run failed, or why it was skipped.
+    pub error: Option<String>,
+    /// The first [`MAX_LOG_LINES`] lines.
+    pub logs: Vec<LogLine>,
+    /// How many log lines were dropped after the first [`MAX_LOG_LINES`].
+    pub logs_dropped: u64,
+    pub children: Vec<ChildStats>,
+}
+
+/// `2024-05-01T10:00:00.123Z`: RFC 3339, UTC, milliseconds.
+pub fn format_timestamp(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The current time as [`format_timestamp`] writes it.
+pub fn now_rfc3339() -> String {
+    format_timestamp(jiff::Timestamp::now())
+}
+
+/// How long a finished run took, in milliseconds (`None` while it runs, or if a timestamp does
+/// not parse).
+pub fn duration_ms(run: &RunRecord) -> Option<u64> {
+    let started: jiff::Timestamp = run.started.parse().ok()?;
+    let ended: jiff::Timestamp = run.ended.as_deref()?.parse().ok()?;
+    let ms = ended.duration_since(started).as_millis();
+    u64::try_from(ms).ok()
+}
+
+/// Where to keep history when it should not share the tables' write lock: `flowhost.db` →
+/// `flowhost-history.db`, beside it.
+pub fn history_path_for(db: &Path) -> PathBuf {
+    let stem = db
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match db.extension() {
+        Some(ext) => format!("{stem}-history.{}", ext.to_string_lossy()),
+        None => format!("{stem}-history"),
+    };
+    db.with_file_name(name)
+}
+
+/// `text` cut to at most `max` bytes (on a character boundary) plus a `…(truncated N bytes)`
+/// mark saying how many bytes were cut.
+pub fn cap(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…(truncated {} bytes)", &text[..end], text.len() - end)
+}
+
+/// `text` with every secret value of at least 4 bytes (and its JSON-escaped form, as it
+/// appears inside JSON text) replaced by `[REDACTED]`. Longer secrets win where two overlap.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut patterns: Vec<String> = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        patterns.push(s.clone());
+        if let Ok(json) = serde_json::to_string(s) {
+            let escaped = json[1..json.len() - 1].to_string();
+            if escaped != *s {
+                patterns.push(escaped);
+            }
+        }
+    }
+    patterns.retain(|p| text.contains(p.as_str()));
+    if patterns.is_empty() {
+        return text.to_string();
+    }
+    patterns.sort();
+    patterns.dedup();
+    patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'scan: while !rest.is_empty() {
+        for p in &patterns {
+            if rest.starts_with(p.as_str()) {
+                out.push_str("[REDACTED]");
+                rest = &rest[p.len()..];
+                continue 'scan;
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
+/// Whether process `pid` is alive (on this machine).
+fn pid_alive(pid: i64) -> bool {
+    if pid <= 0 || pid > i64::from(i32::MAX) {
+        return false;
+    }
+    if pid == i64::from(std::process::id()) {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS "_flowhost_runs" (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent INTEGER,
+    flow TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    started TEXT NOT NULL,
+    ended TEXT,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    children TEXT NOT NULL DEFAULT '[]',
+    logs_dropped INTEGER NOT NULL DEFAULT 0,
+    pid INTEGER
+);
+CREATE INDEX IF NOT EXISTS "_flowhost_runs_flow" ON "_flowhost_runs" (flow, id);
+CREATE INDEX IF NOT EXISTS "_flowhost_runs_started" ON "_flowhost_runs" (started);
+CREATE INDEX IF NOT EXISTS "_flowhost_runs_running" ON "_flowhost_runs" (status) WHERE status = 'running';
+CREATE TABLE IF NOT EXISTS "_flowhost_run_logs" (
+    run INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    level TEXT NOT NULL,
+    flow TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (run, seq)
+) WITHOUT ROWID;
+"#;
+
+const RUN_COLUMNS: &str =
+    "id, parent, flow, trigger, started, ended, status, input, output, error, children, logs_dropped";
+
+/// The run history of one SQLite file. `Send + Sync`; calls block briefly on SQLite.
+pub struct History {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Opens (creating if needed) the history tables in the SQLite file at `path` (WAL mode).
+    pub fn open(path: &Path) -> Result<History, StoreError> {
+        check_db_dir(path)?;
+        let conn = open_connection(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        enable_wal(&conn, path)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|source| StoreError::Sqlite {
+                path: path.to_path_buf(),
+                context: "cannot create the run history tables".into(),
+                source,
+            })?;
+        Ok(History {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How long a history write waits for another writer's lock (default 10 s).
+    pub fn set_lock_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
+        self.lock()
+            .busy_timeout(timeout)
+            .map_err(self.err("cannot set the lock timeout"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+        let path = self.path.clone();
+        let context = context.to_string();
+        move |source| StoreError::Sqlite {
+            path,
+            context,
+            source,
+        }
+    }
+
+    /// Records the start of a run (status `running`); returns its id. `input` is capped.
+    pub fn start(
+        &self,
+        flow: &str,
+        trigger: Trigger,
+        parent: Option<i64>,
+        input: &str,
+    ) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "INSERT INTO _flowhost_runs (parent, flow, trigger, started, status, input, pid) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                parent,
+                flow,
+                trigger.as_str(),
+                now_rfc3339(),
+                cap(input, MAX_TEXT),
+                i64::from(std::process::id())
+            ])
+        })
+        .map_err(self.err(&format!("cannot record the start of a run of `{flow}`")))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Records how run `id` ended: output and error capped, the first [`MAX_LOG_LINES`] log
+    /// lines kept and the rest counted, child aggregates stored. A child run (one with a parent)
+    /// that ended `ok` is deleted instead: its parent's [`ChildStats`] account for it.
+    pub fn finish(
+        &self,
+        id: i64,
+        status: RunStatus,
+        output: Option<&str>,
+        error: Option<&str>,
+        logs: &[LogLine],
+        children: &[ChildStats],
+    ) -> Result<(), StoreError> {
+        let children_json = serde_json::to_string(children).map_err(|e| StoreError::Invalid {
+            path: self.path.clone(),
+            message: format!("run {id}: cannot encode the child statistics ({e})"),
+        })?;
+        let context = format!("cannot record the end of run {id}");
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err(&context))?;
+        if status == RunStatus::Ok {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM _flowhost_runs WHERE id = ?1 AND parent IS NOT NULL",
+                    [id],
+                )
+                .map_err(self.err(&context))?;
+            if deleted > 0 {
+                tx.execute("DELETE FROM _flowhost_run_logs WHERE run = ?1", [id])
+                    .map_err(self.err(&context))?;
+                return tx.commit().map_err(self.err(&context));
+            }
+        }
+        let dropped = logs.len().saturating_sub(MAX_LOG_LINES) as i64;
+        let updated = tx
+            .execute(
+                "UPDATE _flowhost_runs SET ended = ?1, status = ?2, output = ?3, error = ?4, children = ?5, logs_dropped = ?6 WHERE id = ?7",
+                params![
+                    now_rfc3339(),
+                    status.as_str(),
+                    output.map(|o| cap(o, MAX_TEXT)),
+                    error.map(|e| cap(e, MAX_TEXT)),
+                    children_json,
+                    dropped,
+                    id
+                ],
+            )
+            .map_err(self.err(&context))?;
+        if updated == 0 {
+            return Err(StoreError::Invalid {
+                path: self.path.clone(),
+                message: format!("no run with id {id} to finish (pruned, or never started)"),
+            });
+        }
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO _flowhost_run_logs (run, seq, at, level, flow, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(self.err(&context))?;
+            for (seq, line) in logs.iter().take(MAX_LOG_LINES).enumerate() {
+                stmt.execute(params![
+                    id,
+                    seq as i64,
+                    line.at,
+                    line.level,
+                    line.flow,
+                    cap(&line.message, MAX_TEXT)
+                ])
+                .map_err(self.err(&context))?;
+            }
+        }
+        tx.commit().map_err(self.err(&context))
+    }
+
+    /// Records a run that did not happen (overlap policy, exclusive group); `reason` is stored
+    /// as its error text.
+    pub fn record_skipped(
+        &self,
+        flow: &str,
+        trigger: Trigger,
+        reason: &str,
+    ) -> Result<i64, StoreError> {
+        let conn = self.lock();
+        let now = now_rfc3339();
+        conn.prepare_cached(
+            "INSERT INTO _flowhost_runs (parent, flow, trigger, started, ended, status, input, error, pid) VALUES (NULL, ?1, ?2, ?3, ?3, 'skipped', '', ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                flow,
+                trigger.as_str(),
+                now,
+                cap(reason, MAX_TEXT),
+                i64::from(std::process::id())
+            ])
+        })
+        .map_err(self.err(&format!("cannot record a skipped run of `{flow}`")))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// The newest runs first (of `flow`, or of every flow): top-level runs and the child runs
+    /// that have rows (failed, timed out or still running), at most `limit` (capped at
+    /// [`MAX_LIST`]), each with its logs and children.
+    pub fn list(&self, flow: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
+        let conn = self.lock();
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE (?1 IS NULL OR flow = ?1) AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT ?2"
+        );
+        let rows = {
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(self.err("cannot list runs"))?;
+            let rows = stmt
+                .query_map(
+                    params![flow, i64::from(limit.min(MAX_LIST))],
+                    RawRun::from_row,
+                )
+                .map_err(self.err("cannot list runs"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.err("cannot list runs"))?
+        };
+        rows.into_iter()
+            .map(|raw| self.record(&conn, raw))
+            .collect()
+    }
+
+    /// Run `id`, if it is recorded.
+    pub fn get(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
+        let conn = self.lock();
+        let sql = format!("SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE id = ?1");
+        let raw = conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row([id], RawRun::from_row).optional())
+            .map_err(self.err(&format!("cannot read run {id}")))?;
+        raw.map(|raw| self.record(&conn, raw)).transpose()
+    }
+
+    /// Deletes finished runs (and their logs) that started more than `age` ago; returns how
+    /// many runs were deleted.
+    pub fn prune_older_than(&self, age: Duration) -> Result<u64, StoreError> {
+        let Ok(age) = jiff::SignedDuration::try_from(age) else {
+            return Ok(0);
+        };
+        let Ok(cutoff) = jiff::Timestamp::now().checked_sub(age) else {
+            return Ok(0);
+        };
+        let cutoff = format_timestamp(cutoff);
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("cannot prune run history"))?;
+        tx.execute(
+            "DELETE FROM _flowhost_run_logs WHERE run IN (SELECT id FROM _flowhost_runs WHERE started < ?1 AND status <> 'running')",
+            [&cutoff],
+        )
+        .map_err(self.err("cannot prune run history"))?;
+        let n = tx
+            .execute(
+                "DELETE FROM _flowhost_runs WHERE started < ?1 AND status <> 'running'",
+                [&cutoff],
+            )
+            .map_err(self.err("cannot prune run history"))?;
+        tx.commit().map_err(self.err("cannot prune run history"))?;
+        Ok(n as u64)
+    }
+
+    /// Marks as failed ([`INTERRUPTED`]) the runs left `running` by processes that no longer
+    /// exist (runs of this process and of other live processes are left alone); returns how
+    /// many. Call once at startup.
+    pub fn mark_interrupted(&self) -> Result<u64, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.err("cannot mark interrupted runs"))?;
+        let running: Vec<(i64, Option<i64>)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, pid FROM _flowhost_runs WHERE status = 'running'")
+                .map_err(self.err("cannot mark interrupted runs"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(self.err("cannot mark interrupted runs"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(self.err("cannot mark interrupted runs"))?
+        };
+        let now = now_rfc3339();
+        let mut n = 0;
+        for (id, pid) in running {
+            if pid.is_some_and(pid_alive) {
+                continue;
+            }
+            n += tx
+                .execute(
+                    "UPDATE _flowhost_runs SET status = 'error', ended = ?1, error = ?2 WHERE id = ?3 AND status = 'running'",
+                    params![now, INTERRUPTED, id],
+                )
+                .map_err(self.err("cannot mark interrupted runs"))? as u64;
+        }
+        tx.commit()
+            .map_err(self.err("cannot mark interrupted runs"))?;
+        Ok(n)
+    }
+
+    fn record(&self, conn: &Connection, raw: RawRun) -> Result<RunRecord, StoreError> {
+        let invalid = |message: String| StoreError::Invalid {
+            path: self.path.clone(),
+            message,
+        };
+        let trigger = Trigger::parse(&raw.trigger)
+            .ok_or_else(|| invalid(format!("run {}: unknown trigger `{}`", raw.id, raw.trigger)))?;
+        let status = RunStatus::parse(&raw.status)
+            .ok_or_else(|| invalid(format!("run {}: unknown status `{}`", raw.id, raw.status)))?;
+        let children: Vec<ChildStats> = serde_json::from_str(&raw.children)
+            .map_err(|e| invalid(format!("run {}: unreadable child statistics ({e})", raw.id)))?;
+        let logs = conn
+            .prepare_cached(
+                "SELECT at, level, flow, message FROM _flowhost_run_logs WHERE run = ?1 ORDER BY seq",
+            )
+            .and_then(|mut s| {
+                s.query_map([raw.id], |r| {
+                    Ok(LogLine {
+                        at: r.get(0)?,
+                        level: r.get(1)?,
+                        flow: r.get(2)?,
+                        message: r.get(3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(self.err(&format!("cannot read the logs of run {}", raw.id)))?;
+        Ok(RunRecord {
+            id: raw.id,
+            parent: raw.parent,
+            flow: raw.flow,
+            trigger,
+            started: raw.started,
+            ended: raw.ended,
+            status,
+            input: raw.input,
+            output: raw.output,
+            error: raw.error,
+            logs,
+            logs_dropped: u64::try_from(raw.logs_dropped).unwrap_or(0),
+            children,
+        })
+    }
+}
+
+/// A `_flowhost_runs` row as stored.
+struct RawRun {
+    id: i64,
+    parent: Option<i64>,
+    flow: String,
+    trigger: String,
+    started: String,
+    ended: Option<String>,
+    status: String,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    children: String,
+    logs_dropped: i64,
+}
+
+impl RawRun {
+    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
+        Ok(RawRun {
+            id: r.get(0)?,
+            parent: r.get(1)?,
+            flow: r.get(2)?,
+            trigger: r.get(3)?,
+            started: r.get(4)?,
+            ended: r.get(5)?,
+            status: r.get(6)?,
+            input: r.get(7)?,
+            output: r.get(8)?,
+            error: r.get(9)?,
+            children: r.get(10)?,
+            logs_dropped: r.get(11)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(i: usize) -> LogLine {
+        LogLine {
+            at: now_rfc3339(),
+            level: "info".into(),
+            flow: "M10".into(),
+            message: format!("line {i}"),
+        }
+    }
+
+    #[test]
+    fn history_is_send_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<History>();
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_millis() {
+        let ts: jiff::Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
+        assert_eq!(format_timestamp(ts), "2024-05-01T10:00:00.000Z");
+        let ts: jiff::Timestamp = "2024-05-01T12:00:00.123456+02:00".parse().unwrap();
+        assert_eq!(format_timestamp(ts), "2024-05-01T10:00:00.123Z");
+        let now = now_rfc3339();
+        assert_eq!(now.len(), 24, "{now}");
+        assert!(now.ends_with('Z'));
+    }
+
+    #[test]
+    fn capping() {
+        assert_eq!(cap("short", 10), "short");
+        assert_eq!(cap("abcdefghij", 4), "abcd…(truncated 6 bytes)");
+        // Never splits a character: "é" is two bytes.
+        assert_eq!(cap("aéé", 2), "a…(truncated 4 bytes)");
+    }
+
+    #[test]
+    fn redaction() {
+        let secrets = vec![
+            "s3cr3t-value".to_string(),
+            "abc".to_string(), // too short: left alone
+            "s3cr3t".to_string(),
+            "quo\"te".to_string(),
+        ];
+        assert_eq!(
+            redact("token s3cr3t-value and s3cr3t, abc", &secrets),
+            "token [REDACTED] and [REDACTED], abc"
+        );
+        assert_eq!(
+            redact(r#"{"k":"quo\"te"}"#, &secrets),
+            r#"{"k":"[REDACTED]"}"#
+        );
+        assert_eq!(redact("nothing here", &secrets), "nothing here");
+        assert_eq!(redact("ünïcødé s3cr3t ✓", &secrets), "ünïcødé [REDACTED] ✓");
+        // A secret that is part of the replacement text does not mangle it.
+        assert_eq!(redact("REDA x", &["REDA".to_string()]), "[REDACTED] x");
+    }
+
+    #[test]
+    fn history_path() {
+        assert_eq!(
+            history_path_for(Path::new("data/flowhost.db")),
+            Path::new("data/flowhost-history.db")
+        );
+        assert_eq!(history_path_for(Path::new("fh")), Path::new("fh-history"));
+    }
+
+    #[test]
+    fn start_finish_list_get() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let big = "x".repeat(10_000);
+        let id = h.start("M10", Trigger::Schedule, None, &big).unwrap();
+        let rec = h.get(id).unwrap().unwrap();
+        assert_eq!(rec.status, RunStatus::Running);
+        assert_eq!(rec.trigger, Trigger::Schedule);
+        assert_eq!(rec.input.len(), MAX_TEXT + "…(truncated 5904 bytes)".len());
+        assert!(rec.input.ends_with("…(truncated 5904 bytes)"));
+        assert_eq!(rec.ended, None);
+
+        // A child that succeeds leaves no row; one that fails keeps its row.
+        let ok_child = h.start("U10", Trigger::Call, Some(id), "{}").unwrap();
+        h.finish(ok_child, RunStatus::Ok, Some("{}"), None, &[line(0)], &[])
+            .unwrap();
+        assert_eq!(h.get(ok_child).unwrap(), None);
+        let bad_child = h
+            .start("U11", Trigger::Call, Some(id), "{\"n\":1}")
+            .unwrap();
+        h.finish(
+            bad_child,
+            RunStatus::Error,
+            None,
+            Some("boom"),
+            &[line(0)],
+            &[],
+        )
+        .unwrap();
+
+        let logs: Vec<LogLine> = (0..250).map(line).collect();
+        let children = vec![
+            ChildStats {
+                flow: "U10".into(),
+                calls: 1000,
+                failures: 0,
+                total_ms: 1234,
+            },
+            ChildStats {
+                flow: "U11".into(),
+                calls: 3,
+                failures: 1,
+                total_ms: 5,
+            },
+        ];
+        h.finish(id, RunStatus::Ok, Some(&big), None, &logs, &children)
+            .unwrap();
+        let rec = h.get(id).unwrap().unwrap();
+        assert_eq!(rec.status, RunStatus::Ok);
+        assert!(rec.ended.is_some());
+        assert!(rec
+            .output
+            .as_deref()
+            .unwrap()
+            .ends_with("…(truncated 5904 bytes)"));
+        assert_eq!(rec.logs.len(), MAX_LOG_LINES);
+        assert_eq!(rec.logs[199].message, "line 199");
+        assert_eq!(rec.logs_dropped, 50);
+        assert_eq!(rec.children, children);
+        assert_eq!(rec.parent, None);
+        assert!(duration_ms(&rec).is_some());
+        let mut fake = rec.clone();
+        fake.started = "2024-05-01T10:00:00.000Z".into();
+        fake.ended = Some("2024-05-01T10:00:01.250Z".into());
+        assert_eq!(duration_ms(&fake), Some(1250));
+        fake.ended = None;
+        assert_eq!(duration_ms(&fake), None);
+
+        let skipped = h
+            .record_skipped("M10", Trigger::Schedule, "previous run still going")
+            .unwrap();
+        let other = h.start("S20", Trigger::Cli, None, "").unwrap();
+        h.finish(
+            other,
+            RunStatus::Timeout,
+            None,
+            Some("timed out after 5m"),
+            &[],
+            &[],
+        )
+        .unwrap();
+
+        let all = h.list(None, 100).unwrap();
+        let ids: Vec<i64> = all.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [other, skipped, bad_child, id]);
+        let failed_child = &all[2];
+        assert_eq!(failed_child.parent, Some(id));
+        assert_eq!(failed_child.status, RunStatus::Error);
+        assert_eq!(failed_child.error.as_deref(), Some("boom"));
+        assert_eq!(failed_child.logs.len(), 1);
+        assert_eq!(all[1].status, RunStatus::Skipped);
+        assert_eq!(all[1].error.as_deref(), Some("previous run still going"));
+        assert_eq!(all[1].started, all[1].ended.clone().unwrap());
+
+        let m10: Vec<i64> = h
+            .list(Some("M10"), 100)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(m10, [skipped, id]);
+        assert_eq!(h.list(None, 1).unwrap().len(), 1);
+        assert!(h.list(Some("nope"), 10).unwrap().is_empty());
+        assert_eq!(h.get(9999).unwrap(), None);
+        let err = h
+            .finish(9999, RunStatus::Error, None, None, &[], &[])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no run with id 9999 to finish"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prune_and_mark_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let h = History::open(&path).unwrap();
+        let old = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        h.finish(old, RunStatus::Error, None, Some("x"), &[line(1)], &[])
+            .unwrap();
+        let stuck = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        let dead = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        let mine = h.start("M10", Trigger::Cli, None, "").unwrap();
+        let fresh = h.start("M10", Trigger::Cli, None, "").unwrap();
+        h.finish(fresh, RunStatus::Ok, None, None, &[], &[])
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "UPDATE _flowhost_runs SET started = '2000-01-01T00:00:00.000Z' WHERE id IN (?1, ?2)",
+                [old, stuck],
+            )
+            .unwrap();
+            // `dead` belongs to a process that no longer exists; `stuck` has no pid at all.
+            conn.execute(
+                "UPDATE _flowhost_runs SET pid = 2147483000 WHERE id = ?1",
+                [dead],
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE _flowhost_runs SET pid = NULL WHERE id = ?1",
+                [stuck],
+            )
+            .unwrap();
+        }
+        // Running runs are never pruned.
+        assert_eq!(h.prune_older_than(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(h.get(old).unwrap(), None);
+        assert!(h.get(stuck).unwrap().is_some());
+        assert!(h.get(fresh).unwrap().is_some());
+        let logs: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM _flowhost_run_logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logs, 0);
+
+        assert_eq!(h.mark_interrupted().unwrap(), 2);
+        for id in [stuck, dead] {
+            let r = h.get(id).unwrap().unwrap();
+            assert_eq!(r.status, RunStatus::Error);
+            assert_eq!(r.error.as_deref(), Some(INTERRUPTED));
+            assert!(r.ended.is_some());
+        }
+        assert_eq!(
+            h.get(mine).unwrap().unwrap().status,
+            RunStatus::Running,
+            "this process is alive"
+        );
+        assert_eq!(h.mark_interrupted().unwrap(), 0);
+        assert_eq!(h.prune_older_than(Duration::from_secs(3600)).unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(5));
+        // `dead` and `fresh` go; `mine` is still running.
+        assert_eq!(h.prune_older_than(Duration::ZERO).unwrap(), 2);
+        assert_eq!(h.prune_older_than(Duration::MAX).unwrap(), 0);
+    }
+
+    #[test]
+    fn history_survives_a_table_rollback_but_shares_the_write_lock() {
+        use crate::schema::{Schemas, TableSchema};
+        use crate::store::Store;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("flowhost.db");
+        let schema = TableSchema::from_yaml(
+            "name: T\ncolumns:\n  - { name: a, type: text }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let store =
+            Store::open(&db, Arc::new(Schemas::from_schemas(vec![schema]).unwrap())).unwrap();
+        let same = History::open(&db).unwrap();
+        let separate = History::open(&history_path_for(&db)).unwrap();
+
+        let id = same.start("M10", Trigger::Cli, None, "{}").unwrap();
+        let mut txn = store.begin().unwrap();
+        let mut row = serde_json::Map::new();
+        row.insert("a".into(), "x".into());
+        txn.insert("T", &row).unwrap();
+        // While the run holds the tables' write lock, history in the same file must wait...
+        same.set_lock_timeout(Duration::from_millis(100)).unwrap();
+        let err = same
+            .start("U10", Trigger::Call, Some(id), "{}")
+            .unwrap_err();
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        // ...but history in its own file does not.
+        separate.start("U10", Trigger::Call, None, "{}").unwrap();
+        txn.rollback();
+        same.finish(id, RunStatus::Error, None, Some("failed"), &[], &[])
+            .unwrap();
+        assert_eq!(same.get(id).unwrap().unwrap().status, RunStatus::Error);
+        assert_eq!(store.row_count("T").unwrap(), 0);
+    }
+}

@@ -1,0 +1,40 @@
+//! flowhost: runs Okta-Workflows-style flows compiled to WebAssembly components.
+//!
+//! A flow is a component (`NAME.wasm`) with a manifest (`NAME.yaml`) that grants it hosts,
+//! tables, other flows and secrets. The host gives it those capabilities through the WIT
+//! package `flowhost:flow@0.1.0` (`wit/flow.wit`) and runs it from the CLI or a schedule.
+//! Every top-level run commits its table writes (its children's included) atomically.
+//!
+//! Module map:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
+//! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
+//! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
+//! | [`engine`] | wasmtime: pooling allocator, epochs, bindings, compile cache, one invocation |
+//! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
+//! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, cache, log |
+//! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
+//! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
+//! | [`history`] | run history in SQLite, aggregation of child calls, redaction, pruning |
+//! | [`secrets`] | secret values from the environment and the 0600 secrets file |
+//! | [`cron`] | cron lines with time zones |
+//! | [`export`] | CSV / JSON-lines export and import of tables |
+//! | [`progress`] | progress display on a terminal |
+//! | [`yaml`] | the one place YAML is parsed |
+
+pub mod caps;
+pub mod config;
+pub mod cron;
+pub mod engine;
+pub mod export;
+pub mod history;
+pub mod manifest;
+pub mod progress;
+pub mod registry;
+pub mod runtime;
+pub mod schema;
+pub mod secrets;
+pub mod store;
+pub mod yaml;

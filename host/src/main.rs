@@ -1,0 +1,404 @@
+//! The `flowhost` command line: list, run, history and table commands over the library.
+//! Exit codes: 0 success, 1 a flow failed, 2 usage or configuration error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use flowhost::config::Config;
+use flowhost::history::{RunStatus, Trigger};
+
+#[derive(Parser)]
+#[command(
+    name = "flowhost",
+    version,
+    about = "Runs Okta-Workflows-style flows compiled to WebAssembly components"
+)]
+struct Cli {
+    /// Config file (default: flowhost.yaml in the working directory, if present).
+    #[arg(long, global = true, env = "FLOWHOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// SQLite database file (tables and run history).
+    #[arg(long, global = true, env = "FLOWHOST_DB")]
+    db: Option<PathBuf>,
+    /// A folder of flows (NAME.wasm + NAME.yaml); repeat for several.
+    #[arg(long = "flows", global = true)]
+    flows: Vec<PathBuf>,
+    /// A folder of table schemas (*.yaml); repeat for several.
+    #[arg(long = "tables", global = true)]
+    tables: Vec<PathBuf>,
+    /// More output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists the flows with their title, schedule and grants, and the ones that failed to load.
+    List,
+    /// Runs a flow and prints its output JSON.
+    Run {
+        name: String,
+        /// Input JSON (default `{}`).
+        #[arg(long, conflicts_with = "input_file")]
+        input: Option<String>,
+        /// Read the input JSON from a file (`-` for standard input).
+        #[arg(long)]
+        input_file: Option<PathBuf>,
+        /// Keep running what the flow requests (schedule.request-run) until nothing is pending.
+        #[arg(long)]
+        until_idle: bool,
+    },
+    /// Shows run history, newest first.
+    History {
+        #[command(subcommand)]
+        show: Option<HistoryCmd>,
+        /// Only runs of this flow.
+        flow: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists, shows, exports and imports tables.
+    Table {
+        #[command(subcommand)]
+        cmd: TableCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCmd {
+    /// One run in full: input, output, error, logs and child calls.
+    Show { run: i64 },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum TableCmd {
+    /// Every table with its row count.
+    List,
+    /// The first rows of a table.
+    Show {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Writes every row as CSV or JSON lines.
+    Export {
+        name: String,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Inserts rows from a CSV or JSON-lines file (by extension), all or nothing.
+    Import { name: String, file: PathBuf },
+}
+
+/// An error that is the user's to fix (exit 2) rather than a flow failure (exit 1).
+struct Usage(anyhow::Error);
+
+fn main() -> ExitCode {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // Every dropped wasmtime store builds an error; backtraces make that 30-55% slower.
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(Usage(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},cranelift=warn,wasmtime=warn"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Usage> {
+    let mut cfg = match &cli.config {
+        Some(p) => Config::load(p).map_err(|e| Usage(e.into()))?,
+        None if std::path::Path::new("flowhost.yaml").exists() => {
+            Config::load(std::path::Path::new("flowhost.yaml")).map_err(|e| Usage(e.into()))?
+        }
+        None => Config::default(),
+    };
+    if let Some(db) = &cli.db {
+        cfg.db = db.clone();
+    }
+    if !cli.flows.is_empty() {
+        cfg.flows = cli.flows.clone();
+    }
+    if !cli.tables.is_empty() {
+        cfg.tables = cli.tables.clone();
+    }
+    Ok(cfg)
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
+    let cfg = load_config(&cli)?;
+    let runtime = cfg.open_runtime().map_err(|e| Usage(e.into()))?;
+    let usage = |e: anyhow::Error| Usage(e);
+    match cli.command {
+        Command::List => cmd_list(&runtime).map_err(usage),
+        Command::Run {
+            name,
+            input,
+            input_file,
+            until_idle,
+        } => {
+            let input = read_input(input, input_file).map_err(usage)?;
+            cmd_run(&runtime, &name, &input, until_idle).await
+        }
+        Command::History {
+            show: Some(HistoryCmd::Show { run }),
+            ..
+        } => cmd_history_show(&runtime, run).map_err(usage),
+        Command::History {
+            show: None,
+            flow,
+            limit,
+            json,
+        } => cmd_history(&runtime, flow.as_deref(), limit, json).map_err(usage),
+        Command::Table { cmd } => cmd_table(&runtime, cmd).map_err(usage),
+    }
+}
+
+fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
+    let text = match (input, file) {
+        (Some(i), _) => i,
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+        }
+        (None, Some(f)) => std::fs::read_to_string(&f)
+            .with_context(|| format!("{}: cannot read the input file", f.display()))?,
+        (None, None) => "{}".into(),
+    };
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+        bail!("--input is not valid JSON: {e}");
+    }
+    Ok(text)
+}
+
+fn cmd_list(rt: &flowhost::runtime::Runtime) -> anyhow::Result<ExitCode> {
+    let reg = rt.registry();
+    let mut out = std::io::stdout().lock();
+    for f in reg.iter() {
+        let m = &f.manifest;
+        let schedule = m
+            .schedule
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "on demand".into());
+        writeln!(out, "{:<8} {:<40} {}", m.name, m.title, schedule)?;
+        writeln!(out, "         grants: {}", m.grants.summary())?;
+    }
+    if reg.is_empty() {
+        writeln!(out, "no flows loaded")?;
+    }
+    if !reg.errors.is_empty() {
+        writeln!(out, "\nnot loaded:")?;
+        for e in &reg.errors {
+            writeln!(out, "  {e}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cmd_run(
+    rt: &std::sync::Arc<flowhost::runtime::Runtime>,
+    name: &str,
+    input: &str,
+    until_idle: bool,
+) -> Result<ExitCode, Usage> {
+    let mut queue = std::collections::VecDeque::from([flowhost::runtime::RunRequest {
+        flow: name.to_string(),
+        input: input.to_string(),
+        delay: std::time::Duration::ZERO,
+    }]);
+    let progress = until_idle.then(|| flowhost::progress::RunProgress::new(name));
+    let mut trigger = Trigger::Cli;
+    let mut last_output = None;
+    while let Some(req) = queue.pop_front() {
+        if !req.delay.is_zero() {
+            tokio::time::sleep(req.delay).await;
+        }
+        let report = rt
+            .run(&req.flow, &req.input, trigger)
+            .await
+            .map_err(|e| Usage(e.into()))?;
+        if let Some(p) = &progress {
+            p.record(&report);
+        }
+        if !report.ok() {
+            if let Some(p) = &progress {
+                p.finish();
+            }
+            let status = if report.status == RunStatus::Timeout {
+                "timed out"
+            } else {
+                "failed"
+            };
+            eprintln!(
+                "error: {} {status} (run {}): {}",
+                report.flow,
+                report.id,
+                report.error.as_deref().unwrap_or("unknown error")
+            );
+            return Ok(ExitCode::from(1));
+        }
+        last_output = report.output.clone();
+        if until_idle {
+            queue.extend(report.requests.iter().cloned());
+        }
+        trigger = Trigger::Request;
+    }
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    if let Some(out) = last_output {
+        let pretty = serde_json::from_str::<serde_json::Value>(&out)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or(out);
+        println!("{pretty}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_history(
+    rt: &flowhost::runtime::Runtime,
+    flow: Option<&str>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let runs = rt.history.list(flow, limit)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in runs {
+            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:>6} {:<8} {:<8} {:<8} {:<24} {:>9}  ERROR",
+        "RUN", "FLOW", "TRIGGER", "STATUS", "STARTED", "MS"
+    )?;
+    for r in runs {
+        let ms = flowhost::history::duration_ms(&r)
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into());
+        let err = r
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .lines()
+            .next()
+            .unwrap_or("");
+        writeln!(
+            out,
+            "{:>6} {:<8} {:<8} {:<8} {:<24} {:>9}  {}",
+            r.id,
+            r.flow,
+            r.trigger.to_string(),
+            r.status.to_string(),
+            r.started,
+            ms,
+            err
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_history_show(rt: &flowhost::runtime::Runtime, id: i64) -> anyhow::Result<ExitCode> {
+    let Some(r) = rt.history.get(id)? else {
+        bail!("no run {id} in history")
+    };
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_table(rt: &flowhost::runtime::Runtime, cmd: TableCmd) -> anyhow::Result<ExitCode> {
+    let store = &rt.store;
+    let known = |name: &str| -> anyhow::Result<()> {
+        if store.schemas().get(name).is_none() {
+            let hint = store
+                .schemas()
+                .suggest(name)
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            bail!("no table `{name}`{hint}");
+        }
+        Ok(())
+    };
+    match cmd {
+        TableCmd::List => {
+            for name in store.schemas().names() {
+                println!("{:<28} {:>10} rows", name, store.row_count(name)?);
+            }
+        }
+        TableCmd::Show { name, limit } => {
+            known(&name)?;
+            let mut n = 0;
+            store.export_rows(&name, |row| -> anyhow::Result<bool> {
+                n += 1;
+                println!("{}", serde_json::to_string(&row)?);
+                Ok(n < limit)
+            })?;
+        }
+        TableCmd::Export { name, format, out } => {
+            known(&name)?;
+            flowhost::export::export(store, &name, matches!(format, Format::Csv), out.as_deref())?;
+        }
+        TableCmd::Import { name, file } => {
+            known(&name)?;
+            let n = flowhost::export::import(store, &name, &file)?;
+            println!("imported {n} rows into {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,230 @@
+//! The flow registry: which flows exist, from which folders, with which manifest, and which
+//! ones failed to load and why.
+//!
+//! Loading reads manifests and checks grants against the table schemas and the other flows
+//! (deny by default, errors name the file and line), and sniffs each `.wasm` header; it does
+//! not compile. Components are compiled on first use and cached (see `engine`), so `flowhost
+//! list` and a one-off utility run start fast. A broken flow is reported and skipped; it never
+//! takes the others down.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use crate::engine::{Engine, FlowPre, RunState};
+use crate::manifest::{Grants, Manifest};
+use crate::schema::Schemas;
+
+/// One loadable flow.
+pub struct FlowEntry {
+    pub manifest: Manifest,
+    pub wasm: PathBuf,
+    pre: OnceLock<Result<FlowPre<RunState>, String>>,
+}
+
+impl FlowEntry {
+    /// The linked component, compiled (or loaded from the cache) on first use.
+    pub fn prepare(&self, engine: &Engine) -> Result<FlowPre<RunState>, String> {
+        self.pre
+            .get_or_init(|| engine.prepare(&self.wasm).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// True once `prepare` has run (successfully or not).
+    pub fn is_prepared(&self) -> bool {
+        self.pre.get().is_some()
+    }
+}
+
+/// All flows found in the flow folders.
+#[derive(Default)]
+pub struct Registry {
+    flows: BTreeMap<String, Arc<FlowEntry>>,
+    /// One line per flow or file that could not be loaded.
+    pub errors: Vec<String>,
+}
+
+impl Registry {
+    /// Loads every `NAME.yaml` + `NAME.wasm` pair in `dirs` (earlier folders win on a name
+    /// clash), adds the operator's `extra` grants, and checks grants against `schemas`.
+    pub fn load(dirs: &[PathBuf], schemas: &Schemas, extra: &BTreeMap<String, Grants>) -> Registry {
+        let mut reg = Registry::default();
+        let mut found: Vec<(Manifest, PathBuf, String)> = Vec::new();
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    reg.errors.push(format!(
+                        "{}: cannot read the flows folder: {e}",
+                        dir.display()
+                    ));
+                    continue;
+                }
+            };
+            let mut paths: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in &paths {
+                match path.extension().and_then(|e| e.to_str()) {
+                    Some("yaml") | Some("yml") => {}
+                    Some("wasm") => {
+                        if !path.with_extension("yaml").exists()
+                            && !path.with_extension("yml").exists()
+                        {
+                            reg.errors.push(format!(
+                                "{}: no manifest beside it (add {})",
+                                path.display(),
+                                path.with_extension("yaml").display()
+                            ));
+                        }
+                        continue;
+                    }
+                    _ => continue,
+                }
+                let text = match std::fs::read_to_string(path) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        reg.errors
+                            .push(format!("{}: cannot read: {e}", path.display()));
+                        continue;
+                    }
+                };
+                let stem = crate::manifest::flow_name_from_path(path).unwrap_or_default();
+                if !stem.is_empty() && !names.insert(stem.clone()) {
+                    tracing::debug!(path = %path.display(), "shadowed by a flow of the same name in an earlier folder");
+                    continue;
+                }
+                match Manifest::parse(path, &text) {
+                    Ok(m) => found.push((m, path.clone(), text)),
+                    Err(e) => reg.errors.push(e.to_string()),
+                }
+            }
+        }
+        for (mut manifest, path, text) in found {
+            if let Some(extra) = extra.get(&manifest.name) {
+                manifest.grants.merge(extra);
+            }
+            match check(&manifest, &path, &text, schemas, &names) {
+                Ok(wasm) => {
+                    let name = manifest.name.clone();
+                    reg.flows.insert(
+                        name,
+                        Arc::new(FlowEntry {
+                            manifest,
+                            wasm,
+                            pre: OnceLock::new(),
+                        }),
+                    );
+                }
+                Err(e) => reg.errors.push(e),
+            }
+        }
+        for name in extra.keys() {
+            if !names.contains(name) {
+                reg.errors.push(format!(
+                    "config: grants: `{name}` is not a flow in any flows folder"
+                ));
+            }
+        }
+        reg
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<FlowEntry>> {
+        self.flows.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<FlowEntry>> {
+        self.flows.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The loaded flow whose name is closest to `name` (case-insensitive), if any is close.
+    pub fn suggest(&self, name: &str) -> Option<&str> {
+        closest(name, self.flows.keys().map(String::as_str))
+    }
+}
+
+/// The candidate closest to `name` by edit distance, ignoring case, if it is close enough.
+pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    candidates
+        .map(|c| (strsim::levenshtein(&lower, &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// 1-based line of the first line of `text` that mentions `needle`, for error messages.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or(1, |i| i + 1)
+}
+
+/// Checks what a manifest can only be checked against: the schemas, the other flows, the
+/// `.wasm` beside it. Returns the `.wasm` path.
+fn check(
+    m: &Manifest,
+    path: &Path,
+    text: &str,
+    schemas: &Schemas,
+    flows: &BTreeSet<String>,
+) -> Result<PathBuf, String> {
+    let at = |needle: &str| format!("{}:{}", path.display(), line_of(text, needle));
+    for (field, set) in [
+        ("grants.tables.read", &m.grants.tables_read),
+        ("grants.tables.write", &m.grants.tables_write),
+    ] {
+        for t in set {
+            if schemas.get(t).is_none() {
+                let hint = schemas
+                    .suggest(t)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{}: {field}: no table `{t}` in the table folders{hint}",
+                    at(t)
+                ));
+            }
+        }
+    }
+    for f in &m.grants.flows {
+        if !flows.contains(f) {
+            let hint = closest(f, flows.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
+            return Err(format!(
+                "{}: grants.flows: no flow `{f}` in the flows folders{hint}",
+                at(f)
+            ));
+        }
+    }
+    let wasm = path.with_extension("wasm");
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(&wasm).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut head)
+    });
+    if let Err(e) = read {
+        return Err(if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "{}: no {} beside the manifest",
+                path.display(),
+                wasm.display()
+            )
+        } else {
+            format!("{}: cannot read: {e}", wasm.display())
+        });
+    }
+    crate::engine::looks_like_component(&head)
+        .map_err(|why| format!("{}: {why}", wasm.display()))?;
+    Ok(wasm)
+}

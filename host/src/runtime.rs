@@ -1,0 +1,428 @@
+//! Runs: the shared `Runtime` (engine, registry, store, history, secrets, HTTP client), the
+//! lifecycle of a top-level run, and child calls.
+//!
+//! A top-level run owns one table transaction; its children (`flows.call`, `flows.for-each`)
+//! write into the same one. The transaction commits only when the top-level flow returns `Ok`
+//! and rolls back on an error, a trap, a timeout or a crash (DESIGN.md §4). Run history is
+//! written outside that transaction so a failed run's record survives its rollback; child calls
+//! are aggregated per flow, and only failed children get a history row of their own.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, Outcome, WitError};
+use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger};
+use crate::registry::{FlowEntry, Registry};
+use crate::secrets::Secrets;
+use crate::store::{Store, Txn};
+
+/// Limits that apply to every run (the manifest adds timeout and memory per flow).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Nesting depth of flow calls (the top-level flow is depth 0).
+    pub max_depth: u32,
+    /// Items in one `for-each`.
+    pub max_items: usize,
+    /// Upper bound on a `for-each`'s concurrency.
+    pub max_concurrency: u32,
+    /// Size of a flow's output (and of a child's output handed to its parent).
+    pub max_output: usize,
+    /// Size of an HTTP response body.
+    pub max_response: usize,
+    /// Default per-attempt HTTP timeout.
+    pub http_timeout: Duration,
+    /// Log lines kept per run (the rest are counted).
+    pub max_log_lines: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_depth: 16,
+            max_items: 100_000,
+            max_concurrency: 64,
+            max_output: 16 << 20,
+            max_response: 64 << 20,
+            http_timeout: Duration::from_secs(30),
+            max_log_lines: 1000,
+        }
+    }
+}
+
+/// Why a run could not start (a run that starts and fails is a `RunReport` with an error).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no flow named `{name}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    UnknownFlow {
+        name: String,
+        suggestion: Option<String>,
+    },
+    #[error("input for {flow} is not valid JSON: {message}")]
+    BadInput { flow: String, message: String },
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// A flow asked (through `schedule.request-run`) to be run again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub flow: String,
+    pub input: String,
+    pub delay: Duration,
+}
+
+/// What a top-level run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub id: i64,
+    pub flow: String,
+    pub status: RunStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    /// Runs requested by the flow; empty unless the run committed.
+    pub requests: Vec<RunRequest>,
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    pub fn ok(&self) -> bool {
+        self.status == RunStatus::Ok
+    }
+}
+
+/// Everything shared by all runs of one process.
+pub struct Runtime {
+    pub engine: Engine,
+    registry: RwLock<Arc<Registry>>,
+    pub store: Store,
+    pub history: History,
+    pub secrets: Secrets,
+    pub http: reqwest::Client,
+    pub cache: crate::caps::cache::FlowCache,
+    pub limits: Limits,
+}
+
+/// State of one top-level run, shared with its children.
+pub struct RunShared {
+    pub id: i64,
+    /// `None` once the run has ended (a straggling child then gets an error, never a write).
+    pub txn: Mutex<Option<Txn>>,
+    pub logs: Mutex<Vec<LogLine>>,
+    pub dropped_logs: std::sync::atomic::AtomicU64,
+    pub children: Mutex<BTreeMap<String, ChildStats>>,
+    pub requests: Mutex<Vec<RunRequest>>,
+}
+
+/// What a host call knows about its caller.
+#[derive(Clone)]
+pub struct CallCtx {
+    pub rt: Arc<Runtime>,
+    pub flow: Arc<FlowEntry>,
+    pub run: Arc<RunShared>,
+    pub depth: u32,
+    pub deadline: Instant,
+}
+
+impl CallCtx {
+    pub fn name(&self) -> &str {
+        &self.flow.manifest.name
+    }
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Locks a mutex even if a panicking thread poisoned it (the data is still consistent for our
+/// uses: append-only vectors and a transaction that rolls back on drop).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runtime {
+    pub fn new(
+        engine: Engine,
+        registry: Registry,
+        store: Store,
+        history: History,
+        secrets: Secrets,
+        limits: Limits,
+    ) -> Result<Arc<Runtime>, String> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("flowhost/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Arc::new(Runtime {
+            engine,
+            registry: RwLock::new(Arc::new(registry)),
+            store,
+            history,
+            secrets,
+            http,
+            cache: Default::default(),
+            limits,
+        }))
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Swaps in a newly loaded registry (runs in progress keep the flows they started with).
+    pub fn set_registry(&self, registry: Registry) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+    }
+
+    /// Looks up a flow, suggesting the closest name when there is none.
+    pub fn flow(&self, name: &str) -> Result<Arc<FlowEntry>, RunError> {
+        let reg = self.registry();
+        reg.get(name).cloned().ok_or_else(|| RunError::UnknownFlow {
+            name: name.to_string(),
+            suggestion: reg.suggest(name).map(str::to_string),
+        })
+    }
+
+    /// Runs `name` as a top-level run: one transaction, one history record.
+    pub async fn run(
+        self: &Arc<Self>,
+        name: &str,
+        input: &str,
+        trigger: Trigger,
+    ) -> Result<RunReport, RunError> {
+        let flow = self.flow(name)?;
+        if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(input) {
+            return Err(RunError::BadInput {
+                flow: name.into(),
+                message: e.to_string(),
+            });
+        }
+        let started = Instant::now();
+        let input_for_history = self.history_text(&flow, input);
+        let id = self
+            .history
+            .start(name, trigger, None, &input_for_history)
+            .map_err(|e| RunError::Storage(e.to_string()))?;
+        let txn = self
+            .store
+            .begin()
+            .map_err(|e| RunError::Storage(e.to_string()))?;
+        let run = Arc::new(RunShared {
+            id,
+            txn: Mutex::new(Some(txn)),
+            logs: Mutex::new(Vec::new()),
+            dropped_logs: Default::default(),
+            children: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(Vec::new()),
+        });
+        let deadline = started + flow.manifest.timeout;
+        let ctx = CallCtx {
+            rt: self.clone(),
+            flow: flow.clone(),
+            run: run.clone(),
+            depth: 0,
+            deadline,
+        };
+        let outcome = invoke(ctx, input).await;
+
+        // Take the transaction out: a child task still unwinding after a timeout finds `None`.
+        let Some(txn) = lock(&run.txn).take() else {
+            return Err(RunError::Storage(
+                "internal: the run's transaction is gone".into(),
+            ));
+        };
+        let (status, output, error) = match outcome {
+            Ok(out) => match txn.commit() {
+                Ok(()) => (RunStatus::Ok, Some(out), None),
+                Err(e) => (
+                    RunStatus::Error,
+                    None,
+                    Some(format!("could not commit the run's table writes: {e}")),
+                ),
+            },
+            Err(failure) => {
+                txn.rollback();
+                let status = if failure.timed_out {
+                    RunStatus::Timeout
+                } else {
+                    RunStatus::Error
+                };
+                (status, None, Some(failure.message))
+            }
+        };
+        let requests = if status == RunStatus::Ok {
+            std::mem::take(&mut *lock(&run.requests))
+        } else {
+            Vec::new()
+        };
+        let mut logs = std::mem::take(&mut *lock(&run.logs));
+        let children: Vec<ChildStats> = std::mem::take(&mut *lock(&run.children))
+            .into_values()
+            .collect();
+        let secrets = self.secrets.values();
+        let out_h = output.as_deref().map(|o| self.history_text(&flow, o));
+        let err_h = error
+            .as_deref()
+            .map(|e| crate::history::redact(e, &secrets));
+        for l in &mut logs {
+            l.message = crate::history::redact(&l.message, &secrets);
+        }
+        if let Err(e) = self.history.finish(
+            id,
+            status,
+            out_h.as_deref(),
+            err_h.as_deref(),
+            &logs,
+            &children,
+        ) {
+            tracing::error!(run = id, error = %e, "cannot record the run in history");
+        }
+        match status {
+            RunStatus::Ok => tracing::info!(
+                run = id,
+                flow = name,
+                ms = started.elapsed().as_millis() as u64,
+                "run ok"
+            ),
+            _ => tracing::warn!(
+                run = id,
+                flow = name,
+                error = err_h.as_deref().unwrap_or(""),
+                "run failed"
+            ),
+        }
+        Ok(RunReport {
+            id,
+            flow: name.into(),
+            status,
+            output,
+            error: error.map(|e| crate::history::redact(&e, &secrets)),
+            requests,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// What history may keep of a flow's input or output: redacted, and nothing at all for
+    /// flows whose manifest says `sensitive: true` (U00 returns a bearer token).
+    fn history_text(&self, flow: &FlowEntry, text: &str) -> String {
+        if flow.manifest.sensitive {
+            return "[sensitive: not recorded]".into();
+        }
+        crate::history::redact(text, &self.secrets.values())
+    }
+}
+
+/// Why an invocation failed, as the caller will see it.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub timed_out: bool,
+}
+
+/// Compiles (lazily) and runs one flow instance in `ctx`.
+pub(crate) async fn invoke(ctx: CallCtx, input: &str) -> Result<String, Failure> {
+    let name = ctx.name().to_string();
+    let fail = |message: String| Failure {
+        message,
+        timed_out: false,
+    };
+    let pre = ctx.flow.prepare(&ctx.rt.engine).map_err(fail)?;
+    let rt = ctx.rt.clone();
+    let (memory, deadline, max_output) =
+        (ctx.flow.manifest.memory, ctx.deadline, rt.limits.max_output);
+    match rt.engine.invoke(&pre, ctx, input, memory, deadline).await {
+        Outcome::Ok(out) if out.len() > max_output => Err(fail(format!(
+            "{name}: output of {} bytes is over the limit of {} bytes",
+            out.len(),
+            max_output
+        ))),
+        Outcome::Ok(out) => Ok(out),
+        Outcome::Failed(msg) => Err(fail(format!("{name}: {msg}"))),
+        Outcome::Trapped(msg) => Err(fail(format!("{name}: {msg}"))),
+        Outcome::TimedOut => Err(Failure {
+            message: format!("{name}: timed out"),
+            timed_out: true,
+        }),
+    }
+}
+
+/// Runs `child` as a child of `parent`'s run: depth limit, a share of the parent's remaining
+/// time, per-flow aggregates, and a history row if it fails.
+pub(crate) async fn call_child(
+    parent: &CallCtx,
+    child: Arc<FlowEntry>,
+    input: String,
+) -> Result<String, WitError> {
+    let rt = &parent.rt;
+    let depth = parent.depth + 1;
+    if depth > rt.limits.max_depth {
+        return Err(WitError::LimitExceeded(format!(
+            "call depth limit of {} reached calling {} from {}",
+            rt.limits.max_depth,
+            child.manifest.name,
+            parent.name()
+        )));
+    }
+    // The child fails first: it gets 90% of what its parent has left (or its own timeout).
+    let remaining = parent.remaining();
+    let share = remaining.mul_f64(0.9).min(child.manifest.timeout);
+    let started = Instant::now();
+    let ctx = CallCtx {
+        rt: rt.clone(),
+        flow: child.clone(),
+        run: parent.run.clone(),
+        depth,
+        deadline: started + share,
+    };
+    let result = Box::pin(invoke(ctx, &input)).await;
+    let elapsed = started.elapsed();
+    {
+        let mut children = lock(&parent.run.children);
+        let s = children
+            .entry(child.manifest.name.clone())
+            .or_insert_with(|| ChildStats {
+                flow: child.manifest.name.clone(),
+                calls: 0,
+                failures: 0,
+                total_ms: 0,
+            });
+        s.calls += 1;
+        s.total_ms += elapsed.as_millis() as u64;
+        if result.is_err() {
+            s.failures += 1;
+        }
+    }
+    result.map_err(|f| {
+        record_failed_child(parent, &child, &input, &f.message);
+        if f.timed_out {
+            WitError::Timeout(f.message)
+        } else {
+            WitError::Other(f.message)
+        }
+    })
+}
+
+fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message: &str) {
+    let rt = &parent.rt;
+    let secrets = rt.secrets.values();
+    let input = rt.history_text(child, input);
+    let message = crate::history::redact(message, &secrets);
+    let rec = rt
+        .history
+        .start(
+            &child.manifest.name,
+            Trigger::Call,
+            Some(parent.run.id),
+            &input,
+        )
+        .and_then(|id| {
+            rt.history
+                .finish(id, RunStatus::Error, None, Some(&message), &[], &[])
+        });
+    if let Err(e) = rec {
+        tracing::error!(error = %e, "cannot record a failed child call");
+    }
+}

@@ -1,0 +1,2074 @@
+//! The SQLite store behind the `tables` capability: one database file (WAL mode) that holds
+//! every table of [`Schemas`], the units of work that make each top-level run atomic, and the
+//! CLI's export/import.
+//!
+//! What lives here and nowhere else:
+//! - **Physical layout.** Table `Audit Events` is the SQLite table `t_audit_events` (see
+//!   [`crate::schema::sql_table_name`]): an `"_id" INTEGER PRIMARY KEY` rowid column
+//!   (`AUTOINCREMENT` for keyless tables, so that a keyless table's `_id` is never reused), one
+//!   column per schema column (`text`/`json` → `TEXT`, `number` → `REAL`, `integer`/`boolean` →
+//!   `INTEGER`), a `UNIQUE` index `uk:<table>:<key>` on the key column and an index
+//!   `ix:<table>:<column>` per listed index. Identifiers are always quoted; values are always
+//!   bound as parameters.
+//! - **Migration** ([`Store::open`]): new tables are created; new columns are added with
+//!   `ALTER TABLE ADD COLUMN`; indexes (and a changed key) are created or dropped; a removed or
+//!   retyped column is refused with a message naming the table, column and schema file. The
+//!   schema each table was last migrated to is kept in `_flowhost_tables(name, schema_json)`.
+//! - **Units of work** ([`Txn`]): one per top-level run. Reads before the first write run in
+//!   autocommit mode; the first write takes SQLite's write lock (`BEGIN IMMEDIATE`, waiting up
+//!   to the lock timeout, 10 s by default, for another writer) and keeps it until
+//!   [`Txn::commit`] or [`Txn::rollback`] (dropping a `Txn` rolls back). SQLite has one writer
+//!   per file: while a run holds the write lock, every other writer to the same file waits.
+//! - **Value mapping.** Rows come back as JSON objects with every column (`null` where unset),
+//!   typed per column: numbers that are integral (and within ±2^53) come back as JSON integers,
+//!   booleans as `true`/`false`, `json` columns parsed; keyless tables add `_id`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{
+    ffi, params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior,
+};
+use serde_json::{Map, Value};
+
+use crate::schema::{integral, sql_table_name, Column, ColumnType, Schemas, TableSchema, ROW_ID};
+
+/// How long a connection waits for another connection's lock before giving up.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows `find` returns when the caller gives no limit.
+pub const DEFAULT_FIND_LIMIT: u32 = 1000;
+/// The most rows one `find` returns, whatever the caller asks for.
+pub const MAX_FIND_LIMIT: u32 = 10_000;
+/// Idle connections kept for the next [`Store::begin`].
+const POOL_MAX_IDLE: usize = 8;
+/// Prepared statements cached per connection.
+const STATEMENT_CACHE: usize = 256;
+const META_TABLE: &str = "_flowhost_tables";
+
+/// Why a table call failed; each maps onto a case of the WIT `error` variant. The text names the
+/// table and the bad value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// An unknown table: "no table `X` (did you mean `Y`?)".
+    #[error("{0}")]
+    NotFound(String),
+    /// An unknown column, a value of the wrong type, a missing key, bad JSON.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A key that already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// SQLite failed (disk full, I/O error, the write lock not obtained in time, ...).
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl TableError {
+    /// The same error with `prefix` in front of its text (e.g. "row 3 of 10: ").
+    pub fn prefixed(self, prefix: &str) -> TableError {
+        match self {
+            TableError::NotFound(m) => TableError::NotFound(format!("{prefix}{m}")),
+            TableError::InvalidInput(m) => TableError::InvalidInput(format!("{prefix}{m}")),
+            TableError::Conflict(m) => TableError::Conflict(format!("{prefix}{m}")),
+            TableError::Storage(m) => TableError::Storage(format!("{prefix}{m}")),
+        }
+    }
+
+    /// The same error with `suffix` after its text.
+    fn suffixed(self, suffix: &str) -> TableError {
+        match self {
+            TableError::NotFound(m) => TableError::NotFound(format!("{m}{suffix}")),
+            TableError::InvalidInput(m) => TableError::InvalidInput(format!("{m}{suffix}")),
+            TableError::Conflict(m) => TableError::Conflict(format!("{m}{suffix}")),
+            TableError::Storage(m) => TableError::Storage(format!("{m}{suffix}")),
+        }
+    }
+}
+
+/// Why the database could not be opened, migrated or committed to (also used by
+/// [`crate::history`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database folder `{}` does not exist (create it or fix the `db:` setting)", dir.display())]
+    MissingDir { dir: PathBuf },
+    #[error("database folder `{}` is not writable ({reason}); SQLite must create `{}` and its -wal and -shm files there (fix the permissions or the `db:` setting)", dir.display(), db.display())]
+    DirNotWritable {
+        dir: PathBuf,
+        db: PathBuf,
+        reason: String,
+    },
+    #[error("cannot open database `{}`: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    /// A schema change that is not migrated, or a migration step that failed.
+    #[error("database `{}`: {message}", path.display())]
+    Migration { path: PathBuf, message: String },
+    #[error("database `{}`: {context}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        context: String,
+        source: rusqlite::Error,
+    },
+    /// The unit of work was already rolled back by SQLite (after disk full, an I/O error, ...).
+    #[error("database `{}`: {message}", path.display())]
+    Aborted { path: PathBuf, message: String },
+    /// Data in the database that flowhost cannot read back (e.g. an unknown run status).
+    #[error("database `{}`: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+fn sqlite_err(path: &Path, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    let path = path.to_path_buf();
+    let context = context.to_string();
+    move |source| StoreError::Sqlite {
+        path,
+        context,
+        source,
+    }
+}
+
+/// `"name"` with inner quotes doubled: a safe SQL identifier for any string.
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// Checks that the database's folder exists and is writable (SQLite creates the file and its
+/// -wal/-shm companions there), so that the error names the folder instead of SQLite's
+/// "unable to open database file".
+pub(crate) fn check_db_dir(db: &Path) -> Result<(), StoreError> {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(StoreError::MissingDir { dir });
+    }
+    let probe = dir.join(format!(
+        ".flowhost-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StoreError::DirNotWritable {
+            dir,
+            db: db.to_path_buf(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Opens a read-write connection with flowhost's settings (busy timeout, `synchronous=NORMAL`,
+/// a large statement cache). WAL mode is set once by whoever creates the file.
+pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // 16 MiB of page cache (allocated as used): random-UUID keys touch index pages all over.
+    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Switches the file to WAL mode (persistent), warning if the file system refuses.
+pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(sqlite_err(path, "cannot switch to WAL mode"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(db = %path.display(), mode, "SQLite did not switch to WAL mode; concurrent runs will block each other's reads");
+    }
+    Ok(())
+}
+
+/// A value ready to bind: borrowed from the JSON where possible.
+enum Bound<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Owned(String),
+}
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Bound::Null => ValueRef::Null,
+            Bound::Int(i) => ValueRef::Integer(*i),
+            Bound::Real(f) => ValueRef::Real(*f),
+            Bound::Text(s) => ValueRef::Text(s.as_bytes()),
+            Bound::Owned(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+impl Bound<'_> {
+    fn is_null(&self) -> bool {
+        matches!(self, Bound::Null)
+    }
+
+    /// The key as flows see it (a string).
+    fn key_text(&self) -> String {
+        match self {
+            Bound::Null => String::new(),
+            Bound::Int(i) => i.to_string(),
+            Bound::Real(f) => f.to_string(),
+            Bound::Text(s) => (*s).to_string(),
+            Bound::Owned(s) => s.clone(),
+        }
+    }
+}
+
+fn sql_decl(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Text | ColumnType::Json => "TEXT",
+        ColumnType::Number => "REAL",
+        ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+    }
+}
+
+/// A JSON number from a stored REAL: integral values within ±2^53 come back as integers.
+fn number_value(f: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if f.fract() == 0.0 && f.abs() <= EXACT {
+        Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// The JSON value of a stored cell, per the column type. Cells written by something other than
+/// flowhost (the `sqlite3` shell, say) are converted as well as they can be, never refused.
+fn cell_value(ty: ColumnType, cell: ValueRef<'_>) -> Value {
+    let text = |b: &[u8]| Value::String(String::from_utf8_lossy(b).into_owned());
+    match (ty, cell) {
+        (_, ValueRef::Null) => Value::Null,
+        (ColumnType::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),
+        (ColumnType::Boolean, ValueRef::Real(f)) => Value::Bool(f != 0.0),
+        (ColumnType::Text, ValueRef::Integer(i)) => Value::String(i.to_string()),
+        (ColumnType::Text, ValueRef::Real(f)) => Value::String(f.to_string()),
+        (ColumnType::Json, ValueRef::Text(b)) => {
+            serde_json::from_slice(b).unwrap_or_else(|_| text(b))
+        }
+        (_, ValueRef::Integer(i)) => Value::from(i),
+        (_, ValueRef::Real(f)) => number_value(f),
+        (_, ValueRef::Text(b)) | (_, ValueRef::Blob(b)) => text(b),
+    }
+}
+
+/// A key given to `get`/`update`/`delete`, ready to bind; `None` when it cannot match any row
+/// (a non-number key for a keyless or integer-keyed table).
+enum KeyParam<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+impl ToSql for KeyParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            KeyParam::Text(s) => ValueRef::Text(s.as_bytes()),
+            KeyParam::Int(i) => ValueRef::Integer(*i),
+        }))
+    }
+}
+
+/// A table's schema plus the SQL that serves it, built once per [`Store`].
+struct TableSql {
+    schema: TableSchema,
+    /// Quoted SQLite table name.
+    ident: String,
+    /// Unquoted SQLite table name (for index names and `sqlite_master` lookups).
+    sql_name: String,
+    /// Position and type of the key column (`None`: keyed by `_id`).
+    key: Option<(usize, ColumnType)>,
+    /// Quoted key column (`"_id"` for keyless tables).
+    key_ident: String,
+    /// Column positions in the order of their names (for [`TableSql::bind_row`]).
+    by_name: Vec<usize>,
+    /// `SELECT "_id", <columns> FROM <table>`.
+    select: String,
+    insert: String,
+    upsert: String,
+    get: String,
+    delete: String,
+}
+
+impl TableSql {
+    fn new(schema: &TableSchema) -> TableSql {
+        let sql_name = sql_table_name(&schema.name);
+        let ident = quote(&sql_name);
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let key = schema
+            .key
+            .as_deref()
+            .and_then(|k| schema.columns.iter().position(|c| c.name == k))
+            .map(|i| (i, schema.columns[i].ty));
+        let key_ident = match key {
+            Some((i, _)) => cols[i].clone(),
+            None => quote(ROW_ID),
+        };
+        let select = format!("SELECT {}, {} FROM {ident}", quote(ROW_ID), cols.join(", "));
+        let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let insert = format!(
+            "INSERT INTO {ident} ({}) VALUES ({})",
+            cols.join(", "),
+            placeholders.join(", ")
+        );
+        let upsert = match key {
+            None => insert.clone(),
+            Some((ki, _)) => {
+                let sets: Vec<String> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != ki)
+                    .map(|(_, c)| format!("{c} = excluded.{c}"))
+                    .collect();
+                if sets.is_empty() {
+                    format!("{insert} ON CONFLICT ({key_ident}) DO NOTHING")
+                } else {
+                    format!(
+                        "{insert} ON CONFLICT ({key_ident}) DO UPDATE SET {}",
+                        sets.join(", ")
+                    )
+                }
+            }
+        };
+        let mut by_name: Vec<usize> = (0..schema.columns.len()).collect();
+        by_name.sort_by(|&a, &b| schema.columns[a].name.cmp(&schema.columns[b].name));
+        let get = format!("{select} WHERE {key_ident} = ?1");
+        let delete = format!("DELETE FROM {ident} WHERE {key_ident} = ?1");
+        TableSql {
+            schema: schema.clone(),
+            ident,
+            sql_name,
+            key,
+            key_ident,
+            by_name,
+            select,
+            insert,
+            upsert,
+            get,
+            delete,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.schema.name
+    }
+
+    fn storage(&self, e: rusqlite::Error) -> TableError {
+        if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            TableError::Storage(format!(
+                "table `{}`: the database is locked by another writer (another run holds the write lock; waited for the lock timeout): {e}",
+                self.name()
+            ))
+        } else {
+            TableError::Storage(format!("table `{}`: {e}", self.name()))
+        }
+    }
+
+    /// A write's error: a duplicate key is a conflict naming the key, anything else storage.
+    fn write_error(&self, e: rusqlite::Error, vals: &[Bound<'_>]) -> TableError {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                let key = match self.key {
+                    Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                    None => String::from("?"),
+                };
+                return TableError::Conflict(format!(
+                    "table `{}`: a row with key `{key}` already exists",
+                    self.name()
+                ));
+            }
+        }
+        self.storage(e)
+    }
+
+    /// The bound value of one field, checked against its column type.
+    fn bind<'a>(&self, name: &str, ty: ColumnType, v: &'a Value) -> Result<Bound<'a>, TableError> {
+        let b = match (ty, v) {
+            (_, Value::Null) => Some(Bound::Null),
+            (ColumnType::Text, Value::String(s)) => Some(Bound::Text(s)),
+            (ColumnType::Number, Value::Number(n)) => n.as_f64().map(Bound::Real),
+            (ColumnType::Integer, Value::Number(n)) => integral(n).map(Bound::Int),
+            (ColumnType::Boolean, Value::Bool(b)) => Some(Bound::Int(i64::from(*b))),
+            (ColumnType::Json, v) => Some(Bound::Owned(v.to_string())),
+            _ => None,
+        };
+        match b {
+            Some(b) => Ok(b),
+            None => Err(self.schema.check_field(name, v).err().unwrap_or_else(|| {
+                TableError::InvalidInput(format!(
+                    "table `{}`, column `{name}`: bad value",
+                    self.name()
+                ))
+            })),
+        }
+    }
+
+    /// One value per schema column for `insert`/`upsert`, checked (see
+    /// [`TableSchema::check_row`]). `_id` in a keyless table's row is checked and ignored.
+    fn bind_row<'a>(&self, row: &'a Map<String, Value>) -> Result<Vec<Bound<'a>>, TableError> {
+        let columns = &self.schema.columns;
+        let mut out: Vec<Bound<'a>> = (0..columns.len()).map(|_| Bound::Null).collect();
+        // The row's fields come sorted by name (serde_json's map is a BTreeMap), so a merge
+        // with the columns sorted by name finds each column without a lookup; should the order
+        // differ (serde_json's `preserve_order`), the linear search keeps this correct.
+        let mut next = 0;
+        for (name, v) in row {
+            while next < self.by_name.len()
+                && columns[self.by_name[next]].name.as_str() < name.as_str()
+            {
+                next += 1;
+            }
+            let pos = match self.by_name.get(next) {
+                Some(&i) if columns[i].name == *name => {
+                    next += 1;
+                    Some(i)
+                }
+                _ => columns.iter().position(|c| c.name == *name),
+            };
+            match pos {
+                Some(i) => out[i] = self.bind(name, columns[i].ty, v)?,
+                None if name == ROW_ID && self.key.is_none() => self.schema.check_field(name, v)?,
+                None => return Err(self.schema.unknown_column(name)),
+            }
+        }
+        if let Some((i, _)) = self.key {
+            if out.get(i).is_none_or(Bound::is_null) {
+                return Err(TableError::InvalidInput(format!(
+                    "table `{}`: the row has no value for the key column `{}`",
+                    self.name(),
+                    self.schema.columns[i].name
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ` WHERE a = ?1 AND b IS NULL` (empty for `{}`) and its parameters.
+    fn where_clause<'a>(
+        &self,
+        filter: &'a Map<String, Value>,
+    ) -> Result<(String, Vec<Bound<'a>>), TableError> {
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for (name, v) in filter {
+            let (ident, ty) = match self.schema.column(name) {
+                Some(c) => (quote(&c.name), c.ty),
+                None if name == ROW_ID && self.key.is_none() => {
+                    (quote(ROW_ID), ColumnType::Integer)
+                }
+                None => return Err(self.schema.unknown_column(name)),
+            };
+            sql.push_str(if sql.is_empty() { " WHERE " } else { " AND " });
+            if v.is_null() {
+                sql.push_str(&format!("{ident} IS NULL"));
+            } else {
+                params.push(self.bind(name, ty, v)?);
+                sql.push_str(&format!("{ident} = ?{}", params.len()));
+            }
+        }
+        Ok((sql, params))
+    }
+
+    fn key_param<'a>(&self, key: &'a str) -> Option<KeyParam<'a>> {
+        match self.key {
+            Some((_, ColumnType::Text)) => Some(KeyParam::Text(key)),
+            _ => key.trim().parse::<i64>().ok().map(KeyParam::Int),
+        }
+    }
+
+    /// Reads a row selected with `self.select`.
+    fn read_row(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Map<String, Value>> {
+        let mut m = Map::new();
+        if self.key.is_none() {
+            m.insert(ROW_ID.to_string(), Value::from(row.get::<_, i64>(0)?));
+        }
+        for (i, c) in self.schema.columns.iter().enumerate() {
+            m.insert(c.name.clone(), cell_value(c.ty, row.get_ref(i + 1)?));
+        }
+        Ok(m)
+    }
+}
+
+struct Inner {
+    path: PathBuf,
+    schemas: Arc<Schemas>,
+    tables: HashMap<String, TableSql>,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl Inner {
+    fn table(&self, name: &str) -> Result<&TableSql, TableError> {
+        self.tables.get(name).ok_or_else(|| {
+            let hint = match self.schemas.suggest(name) {
+                Some(s) => format!(" (did you mean `{s}`?)"),
+                None => String::new(),
+            };
+            TableError::NotFound(format!("no table `{name}`{hint}"))
+        })
+    }
+
+    fn take_conn(&self) -> Result<Connection, StoreError> {
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match pooled {
+            Some(c) => Ok(c),
+            None => open_connection(&self.path).map_err(|source| StoreError::Open {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Returns a connection to the pool, rolling back anything left open; a connection that
+    /// cannot be brought back to autocommit mode is closed instead.
+    fn put_conn(&self, conn: Connection, reset_timeout: bool) {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+            if !conn.is_autocommit() {
+                return;
+            }
+        }
+        if reset_timeout && conn.busy_timeout(DEFAULT_LOCK_TIMEOUT).is_err() {
+            return;
+        }
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX_IDLE {
+            pool.push(conn);
+        }
+    }
+}
+
+/// The tables of one SQLite file. `Send + Sync`; share it in an `Arc`.
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, switches it to WAL mode and creates or
+    /// migrates every table of `schemas` in one transaction.
+    pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
+        check_db_dir(path)?;
+        let mut conn = open_connection(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        enable_wal(&conn, path)?;
+        let tables: HashMap<String, TableSql> = schemas
+            .iter()
+            .map(|s| (s.name.clone(), TableSql::new(s)))
+            .collect();
+        migrate(&mut conn, path, &schemas, &tables)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                schemas,
+                tables,
+                pool: Mutex::new(vec![conn]),
+            }),
+        })
+    }
+
+    pub fn schemas(&self) -> &Arc<Schemas> {
+        &self.inner.schemas
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Starts a unit of work (one top-level run). No lock is taken until the first write.
+    pub fn begin(&self) -> Result<Txn, StoreError> {
+        let conn = self.inner.take_conn()?;
+        Ok(Txn {
+            inner: Arc::clone(&self.inner),
+            conn: Some(conn),
+            writing: false,
+            aborted: None,
+            timeout_changed: false,
+        })
+    }
+
+    /// How many rows `table` holds.
+    pub fn row_count(&self, table: &str) -> Result<u64, TableError> {
+        self.inner.table(table)?;
+        let mut txn = self
+            .begin()
+            .map_err(|e| TableError::Storage(e.to_string()))?;
+        txn.count(table, &Map::new())
+    }
+
+    /// Streams the rows of `table` to `f`, oldest first, from a read-only connection (one
+    /// consistent snapshot; writers are not blocked) until `f` returns `Ok(false)` or an error.
+    /// Returns how many rows were passed to `f`.
+    pub fn export_rows<E: From<TableError>>(
+        &self,
+        table: &str,
+        mut f: impl FnMut(Map<String, Value>) -> Result<bool, E>,
+    ) -> Result<u64, E> {
+        let t = self.inner.table(table)?;
+        let conn = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| t.storage(e))?;
+        conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)
+            .map_err(|e| t.storage(e))?;
+        let sql = format!("{} ORDER BY {}", t.select, quote(ROW_ID));
+        let mut stmt = conn.prepare(&sql).map_err(|e| t.storage(e))?;
+        let mut rows = stmt.query([]).map_err(|e| t.storage(e))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(|e| t.storage(e))? {
+            n += 1;
+            if !f(t.read_row(row).map_err(|e| t.storage(e))?)? {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Inserts every row into `table` in one transaction: all of them or, on the first bad row
+    /// or duplicate key (named with its row number), none. Insert semantics: an existing key is
+    /// a conflict; `_id` in a keyless table's rows is ignored (new row ids are assigned, in
+    /// order).
+    pub fn import_rows(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = Map<String, Value>>,
+    ) -> Result<u64, TableError> {
+        self.inner.table(table)?;
+        let mut txn = self
+            .begin()
+            .map_err(|e| TableError::Storage(e.to_string()))?;
+        let mut n: u64 = 0;
+        for row in rows {
+            n += 1;
+            txn.insert(table, &row).map_err(|e| {
+                e.prefixed(&format!("row {n}: "))
+                    .suffixed(" (nothing was imported)")
+            })?;
+        }
+        txn.commit()
+            .map_err(|e| TableError::Storage(e.to_string()))?;
+        Ok(n)
+    }
+}
+
+/// A unit of work: every table read and write of one top-level run (and its children). Writes
+/// become visible to others only on [`Txn::commit`]; [`Txn::rollback`] or dropping the `Txn`
+/// undoes them. `Send`, not `Sync`.
+///
+/// Calls block the calling thread: a write may wait up to the lock timeout for another writer.
+pub struct Txn {
+    inner: Arc<Inner>,
+    conn: Option<Connection>,
+    writing: bool,
+    /// Set when SQLite rolled the write transaction back on its own (disk full, I/O error):
+    /// every later call fails, and so does commit, so a half-applied run can never commit.
+    aborted: Option<String>,
+    timeout_changed: bool,
+}
+
+impl std::fmt::Debug for Txn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Txn")
+            .field("writing", &self.writing)
+            .field("aborted", &self.aborted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Txn {
+    /// Runs `f` on the connection, first taking the write lock if `write`; notices when SQLite
+    /// has rolled the whole transaction back after an error.
+    fn exec<R>(
+        &mut self,
+        t: &TableSql,
+        write: bool,
+        f: impl FnOnce(&Connection) -> Result<R, TableError>,
+    ) -> Result<R, TableError> {
+        if let Some(m) = &self.aborted {
+            return Err(TableError::Storage(m.clone()));
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(TableError::Storage(
+                "the unit of work is already finished".into(),
+            ));
+        };
+        if write && !self.writing {
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| t.storage(e))?;
+            self.writing = true;
+        }
+        let r = f(conn);
+        if let Err(e) = &r {
+            if self.writing && conn.is_autocommit() {
+                self.aborted = Some(format!(
+                    "SQLite rolled back this run's table writes after an error ({e}); no more table calls are possible in this run"
+                ));
+            }
+        }
+        r
+    }
+
+    /// Takes SQLite's write lock now rather than at the first write, so that what this run
+    /// reads cannot change before it writes (waits up to the lock timeout).
+    pub fn lock_for_write(&mut self) -> Result<(), StoreError> {
+        if self.writing {
+            return Ok(());
+        }
+        let path = self.inner.path.clone();
+        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Aborted {
+            path: path.clone(),
+            message: "the unit of work is already finished".into(),
+        })?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(sqlite_err(&path, "cannot take the write lock"))?;
+        self.writing = true;
+        Ok(())
+    }
+
+    /// How long the next write waits for another writer's lock (default 10 s); e.g. the run's
+    /// remaining time.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        let path = self.inner.path.clone();
+        if let Some(conn) = self.conn.as_ref() {
+            conn.busy_timeout(timeout)
+                .map_err(sqlite_err(&path, "cannot set the lock timeout"))?;
+            self.timeout_changed = true;
+        }
+        Ok(())
+    }
+
+    /// The row of `table` whose key is `key`. A keyless table's key is the `_id` in decimal;
+    /// a key that is not a number then matches nothing.
+    pub fn get(
+        &mut self,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<Map<String, Value>>, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            return Ok(None);
+        };
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&t.get).map_err(|e| t.storage(e))?;
+            let mut rows = stmt.query([k]).map_err(|e| t.storage(e))?;
+            match rows.next().map_err(|e| t.storage(e))? {
+                Some(r) => Ok(Some(t.read_row(r).map_err(|e| t.storage(e))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Rows equal to every `column: value` of `filter` (`null` matches unset), oldest first, at
+    /// most `limit` (default 1000, capped at 10 000).
+    pub fn find(
+        &mut self,
+        table: &str,
+        filter: &Map<String, Value>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Map<String, Value>>, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let (clause, mut params) = t.where_clause(filter)?;
+        let limit = limit.unwrap_or(DEFAULT_FIND_LIMIT).min(MAX_FIND_LIMIT);
+        params.push(Bound::Int(i64::from(limit)));
+        let sql = format!(
+            "{}{clause} ORDER BY {} LIMIT ?{}",
+            t.select,
+            quote(ROW_ID),
+            params.len()
+        );
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let mut rows = stmt
+                .query(params_from_iter(params.iter()))
+                .map_err(|e| t.storage(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| t.storage(e))? {
+                out.push(t.read_row(r).map_err(|e| t.storage(e))?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many rows match `filter` (`{}` = all).
+    pub fn count(&mut self, table: &str, filter: &Map<String, Value>) -> Result<u64, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let (clause, params) = t.where_clause(filter)?;
+        let sql = format!("SELECT count(*) FROM {}{clause}", t.ident);
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let n: i64 = stmt
+                .query_row(params_from_iter(params.iter()), |r| r.get(0))
+                .map_err(|e| t.storage(e))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// Inserts one row; a duplicate key is [`TableError::Conflict`]. Returns the row's key (the
+    /// new `_id` in decimal for a keyless table).
+    pub fn insert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let vals = t.bind_row(row)?;
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
+            stmt.execute(params_from_iter(vals.iter()))
+                .map_err(|e| t.write_error(e, &vals))?;
+            Ok(match t.key {
+                Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                None => conn.last_insert_rowid().to_string(),
+            })
+        })
+    }
+
+    /// Inserts every row or none: all rows are checked first (an error names the row number),
+    /// then written with one prepared statement inside a savepoint.
+    pub fn insert_many(
+        &mut self,
+        table: &str,
+        rows: &[Map<String, Value>],
+    ) -> Result<u32, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let total = rows.len();
+        let Ok(count) = u32::try_from(total) else {
+            return Err(TableError::InvalidInput(format!(
+                "table `{}`: {total} rows in one insert-many is too many",
+                t.name()
+            )));
+        };
+        let mut bound = Vec::with_capacity(total);
+        for (i, row) in rows.iter().enumerate() {
+            bound.push(t.bind_row(row).map_err(|e| {
+                e.prefixed(&format!("row {} of {total}: ", i + 1))
+                    .suffixed(" (nothing was inserted)")
+            })?);
+        }
+        if bound.is_empty() {
+            return Ok(0);
+        }
+        self.exec(t, true, |conn| {
+            conn.execute_batch("SAVEPOINT flowhost_insert_many")
+                .map_err(|e| t.storage(e))?;
+            let result = (|| {
+                let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
+                for (i, vals) in bound.iter().enumerate() {
+                    stmt.execute(params_from_iter(vals.iter())).map_err(|e| {
+                        t.write_error(e, vals)
+                            .prefixed(&format!("row {} of {total}: ", i + 1))
+                            .suffixed(" (nothing was inserted)")
+                    })?;
+                }
+                Ok(count)
+            })();
+            if result.is_err() {
+                let _ = conn.execute_batch("ROLLBACK TO flowhost_insert_many");
+            }
+            let _ = conn.execute_batch("RELEASE flowhost_insert_many");
+            result
+        })
+    }
+
+    /// Inserts the row, or replaces every column of the row with the same key (which keeps its
+    /// place in insertion order). A keyless table has nothing to match on: plain insert.
+    pub fn upsert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let vals = t.bind_row(row)?;
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
+            stmt.execute(params_from_iter(vals.iter()))
+                .map_err(|e| t.write_error(e, &vals))?;
+            Ok(match t.key {
+                Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                None => conn.last_insert_rowid().to_string(),
+            })
+        })
+    }
+
+    /// Sets the columns in `changes` on the row with `key`; `false` if there is no such row.
+    /// The key column (or `_id`) may appear only with the row's own key: keys are not renamed.
+    pub fn update(
+        &mut self,
+        table: &str,
+        key: &str,
+        changes: &Map<String, Value>,
+    ) -> Result<bool, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            // Still check the changes, so that a typo is reported even for a missing row.
+            t.schema.check_changes(changes)?;
+            return Ok(false);
+        };
+        let mut sets = Vec::new();
+        let mut params: Vec<Bound<'_>> = Vec::new();
+        for (name, v) in changes {
+            let column: Option<&Column> = t.schema.column(name);
+            let is_key = match (column, t.key) {
+                (Some(c), Some((ki, _))) => t.schema.columns[ki].name == c.name,
+                (None, None) => name == ROW_ID,
+                _ => false,
+            };
+            if is_key {
+                let ty = column.map_or(ColumnType::Integer, |c| c.ty);
+                let same = match (&k, t.bind(name, ty, v)?) {
+                    (KeyParam::Text(a), Bound::Text(b)) => *a == b,
+                    (KeyParam::Int(a), Bound::Int(b)) => *a == b,
+                    _ => false,
+                };
+                if !same {
+                    return Err(TableError::InvalidInput(format!(
+                        "table `{}`: update cannot change the key `{name}` of row `{key}` (to {v}); delete the row and insert a new one",
+                        t.name()
+                    )));
+                }
+                continue;
+            }
+            let Some(c) = column else {
+                return Err(t.schema.unknown_column(name));
+            };
+            params.push(t.bind(name, c.ty, v)?);
+            sets.push(format!("{} = ?{}", quote(&c.name), params.len()));
+        }
+        if sets.is_empty() {
+            let sql = format!("SELECT 1 FROM {} WHERE {} = ?1", t.ident, t.key_ident);
+            return self.exec(t, false, |conn| {
+                let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+                stmt.exists([k]).map_err(|e| t.storage(e))
+            });
+        }
+        let key_pos = params.len() + 1;
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {} = ?{key_pos}",
+            t.ident,
+            sets.join(", "),
+            t.key_ident
+        );
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            for (i, p) in params.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, p)
+                    .map_err(|e| t.storage(e))?;
+            }
+            stmt.raw_bind_parameter(key_pos, &k)
+                .map_err(|e| t.storage(e))?;
+            let n = stmt.raw_execute().map_err(|e| t.write_error(e, &[]))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Deletes the row with `key`; `false` if there is none.
+    pub fn delete(&mut self, table: &str, key: &str) -> Result<bool, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            return Ok(false);
+        };
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.delete).map_err(|e| t.storage(e))?;
+            let n = stmt.execute([k]).map_err(|e| t.storage(e))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Deletes every row; returns how many there were.
+    pub fn clear(&mut self, table: &str) -> Result<u64, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let sql = format!("DELETE FROM {}", t.ident);
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let n = stmt.execute([]).map_err(|e| t.storage(e))?;
+            Ok(n as u64)
+        })
+    }
+
+    /// Whether a write transaction was started (and so holds SQLite's write lock).
+    pub fn wrote(&self) -> bool {
+        self.writing
+    }
+
+    /// Makes every write of the unit visible at once. Fails (having rolled back) if SQLite had
+    /// already rolled the unit back or the commit itself fails (disk full).
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let path = self.inner.path.clone();
+        if let Some(message) = self.aborted.take() {
+            self.release();
+            return Err(StoreError::Aborted { path, message });
+        }
+        if self.writing {
+            if let Some(conn) = self.conn.as_ref() {
+                if let Err(source) = conn.execute_batch("COMMIT") {
+                    self.release();
+                    return Err(StoreError::Sqlite {
+                        path,
+                        context: "commit failed, the run's table writes were rolled back".into(),
+                        source,
+                    });
+                }
+            }
+            self.writing = false;
+        }
+        self.release();
+        Ok(())
+    }
+
+    /// Undoes every write of the unit (also what dropping a `Txn` does).
+    pub fn rollback(mut self) {
+        self.release();
+    }
+
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.writing = false;
+            self.inner.put_conn(conn, self.timeout_changed);
+        }
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What `_flowhost_tables.schema_json` holds: the parts of a schema that shape the table.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSchema {
+    name: String,
+    key: Option<String>,
+    columns: Vec<Column>,
+    indexes: Vec<String>,
+}
+
+fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    schemas: &Schemas,
+    tables: &HashMap<String, TableSql>,
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_err(path, "cannot start the schema migration"))?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, schema_json TEXT NOT NULL)",
+        quote(META_TABLE)
+    ))
+    .map_err(sqlite_err(path, "cannot create the table metadata"))?;
+    let mut stored: HashMap<String, String> = HashMap::new();
+    {
+        let mut stmt = tx
+            .prepare(&format!(
+                "SELECT name, schema_json FROM {}",
+                quote(META_TABLE)
+            ))
+            .map_err(sqlite_err(path, "cannot read the table metadata"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(sqlite_err(path, "cannot read the table metadata"))?;
+        for row in rows {
+            let (name, json) = row.map_err(sqlite_err(path, "cannot read the table metadata"))?;
+            stored.insert(name, json);
+        }
+    }
+    for schema in schemas.iter() {
+        let Some(t) = tables.get(&schema.name) else {
+            continue;
+        };
+        migrate_table(&tx, path, t, stored.get(&schema.name).map(String::as_str))?;
+    }
+    for name in stored.keys() {
+        if schemas.get(name).is_none() {
+            tracing::info!(table = %name, "the database has a table with no schema file; its rows are kept but no flow can reach them");
+        }
+    }
+    tx.commit()
+        .map_err(sqlite_err(path, "cannot commit the schema migration"))
+}
+
+fn migrate_table(
+    tx: &Connection,
+    path: &Path,
+    t: &TableSql,
+    stored_json: Option<&str>,
+) -> Result<(), StoreError> {
+    let schema = &t.schema;
+    let file = if schema.source.as_os_str().is_empty() {
+        "its schema".to_string()
+    } else {
+        schema.source.display().to_string()
+    };
+    let refuse = |message: String| StoreError::Migration {
+        path: path.to_path_buf(),
+        message,
+    };
+    let sql_fail = |what: &str| sqlite_err(path, &format!("table `{}`: {what}", schema.name));
+
+    let stored: Option<StoredSchema> = match stored_json {
+        Some(json) => Some(serde_json::from_str(json).map_err(|e| {
+            refuse(format!(
+                "table `{}`: the schema recorded in `{META_TABLE}` is unreadable ({e})",
+                schema.name
+            ))
+        })?),
+        None => None,
+    };
+    if let Some(old) = &stored {
+        for oc in &old.columns {
+            match schema.column(&oc.name) {
+                None => {
+                    return Err(refuse(format!(
+                        "table `{}`: column `{}` ({}) is in the database but not in {file}; removing a column is not migrated (put it back, or export the table, drop `{}` and import)",
+                        schema.name, oc.name, oc.ty, t.sql_name
+                    )))
+                }
+                Some(nc) if nc.ty != oc.ty => {
+                    return Err(refuse(format!(
+                        "table `{}`: column `{}` is {} in the database but {} in {file}; changing a column's type is not migrated (restore the type, or add a new column)",
+                        schema.name, oc.name, oc.ty, nc.ty
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    let exists: bool = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [&t.sql_name],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_fail("cannot look up the table"))?
+        > 0;
+    if exists {
+        let mut physical: Vec<String> = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(&format!("PRAGMA table_info({})", t.ident))
+                .map_err(sql_fail("cannot read the columns"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(1))
+                .map_err(sql_fail("cannot read the columns"))?;
+            for r in rows {
+                let name = r.map_err(sql_fail("cannot read the columns"))?;
+                if name != ROW_ID {
+                    physical.push(name);
+                }
+            }
+        }
+        if stored.is_none() {
+            if let Some(extra) = physical.iter().find(|p| schema.column(p).is_none()) {
+                return Err(refuse(format!(
+                    "table `{}`: the SQLite table `{}` has a column `{extra}` that is not in {file}; removing a column is not migrated (add it to the schema)",
+                    schema.name, t.sql_name
+                )));
+            }
+        }
+        for c in &schema.columns {
+            if !physical.iter().any(|p| p.eq_ignore_ascii_case(&c.name)) {
+                tx.execute_batch(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} {}",
+                    t.ident,
+                    quote(&c.name),
+                    sql_decl(c.ty)
+                ))
+                .map_err(sql_fail(&format!("cannot add column `{}`", c.name)))?;
+                tracing::info!(table = %schema.name, column = %c.name, "added a column");
+            }
+        }
+    } else {
+        let cols: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote(&c.name), sql_decl(c.ty)))
+            .collect();
+        // AUTOINCREMENT (row ids never reused) only where `_id` is the key flows see; it costs
+        // a little on every insert.
+        tx.execute_batch(&format!(
+            "CREATE TABLE {} ({} INTEGER PRIMARY KEY{}, {})",
+            t.ident,
+            quote(ROW_ID),
+            if schema.key.is_none() {
+                " AUTOINCREMENT"
+            } else {
+                ""
+            },
+            cols.join(", ")
+        ))
+        .map_err(sql_fail("cannot create the table"))?;
+    }
+
+    // Indexes: ours are named `uk:<table>:<key>` and `ix:<table>:<column>`.
+    let mut existing: HashSet<String> = HashSet::new();
+    {
+        let mut stmt = tx
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1")
+            .map_err(sql_fail("cannot read the indexes"))?;
+        let rows = stmt
+            .query_map([&t.sql_name], |r| r.get::<_, String>(0))
+            .map_err(sql_fail("cannot read the indexes"))?;
+        for r in rows {
+            existing.insert(r.map_err(sql_fail("cannot read the indexes"))?);
+        }
+    }
+    let mut wanted: Vec<(String, &str, bool)> = Vec::new();
+    if let Some(key) = &schema.key {
+        wanted.push((format!("uk:{}:{key}", t.sql_name), key.as_str(), true));
+    }
+    for ix in &schema.indexes {
+        if schema.key.as_deref() != Some(ix.as_str()) {
+            wanted.push((format!("ix:{}:{ix}", t.sql_name), ix.as_str(), false));
+        }
+    }
+    for name in &existing {
+        let ours = name.starts_with("uk:") || name.starts_with("ix:");
+        if ours && !wanted.iter().any(|(w, _, _)| w == name) {
+            tx.execute_batch(&format!("DROP INDEX {}", quote(name)))
+                .map_err(sql_fail(&format!("cannot drop index `{name}`")))?;
+        }
+    }
+    for (name, column, unique) in &wanted {
+        if existing.contains(name) {
+            continue;
+        }
+        if *unique {
+            let nulls: i64 = tx
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE {} IS NULL",
+                        t.ident,
+                        quote(column)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(sql_fail("cannot check the key column"))?;
+            if nulls > 0 {
+                return Err(refuse(format!(
+                    "table `{}`: cannot make `{column}` the key ({file}): {nulls} rows have no `{column}` (fill them in or clear the table first)",
+                    schema.name
+                )));
+            }
+        }
+        let sql = format!(
+            "CREATE {}INDEX {} ON {} ({})",
+            if *unique { "UNIQUE " } else { "" },
+            quote(name),
+            t.ident,
+            quote(column)
+        );
+        if let Err(e) = tx.execute_batch(&sql) {
+            let is_dup = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation);
+            if *unique && is_dup {
+                return Err(refuse(format!(
+                    "table `{}`: cannot make `{column}` the key ({file}): some rows share the same `{column}` (remove the duplicates first)",
+                    schema.name
+                )));
+            }
+            return Err(sql_fail(&format!("cannot create index on `{column}`"))(e));
+        }
+    }
+
+    let json = serde_json::to_string(&StoredSchema {
+        name: schema.name.clone(),
+        key: schema.key.clone(),
+        columns: schema.columns.clone(),
+        indexes: schema.indexes.clone(),
+    })
+    .map_err(|e| {
+        refuse(format!(
+            "table `{}`: cannot record the schema ({e})",
+            schema.name
+        ))
+    })?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (name, schema_json) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET schema_json = excluded.schema_json",
+            quote(META_TABLE)
+        ),
+        [&schema.name, &json],
+    )
+    .map_err(sql_fail("cannot record the schema"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::time::Instant;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn schema(yaml: &str) -> TableSchema {
+        TableSchema::from_yaml(yaml, Path::new("tables/test.yaml")).unwrap()
+    }
+
+    fn shipped() -> Arc<Schemas> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tables");
+        Arc::new(Schemas::load_dirs(&[dir]).unwrap())
+    }
+
+    fn typed() -> TableSchema {
+        schema(
+            "name: Typed\nkey: id\ncolumns:\n  - { name: id, type: text }\n  - { name: n, type: number }\n  - { name: i, type: integer }\n  - { name: b, type: boolean }\n  - { name: j, type: json }\n  - { name: s, type: text }\nindexes: [s]\n",
+        )
+    }
+
+    fn open_with(dir: &Path, schemas: Vec<TableSchema>) -> Store {
+        Store::open(
+            &dir.join("t.db"),
+            Arc::new(Schemas::from_schemas(schemas).unwrap()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn store_and_txn_are_send_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Store>();
+        send::<Txn>();
+    }
+
+    #[test]
+    fn every_txn_op_on_a_keyed_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        assert!(!tx.wrote());
+        assert_eq!(tx.get("Typed", "a").unwrap(), None);
+        assert!(!tx.wrote(), "reads do not take the write lock");
+
+        let key = tx
+            .insert("Typed", &obj(json!({"id": "a", "n": 2.5, "i": 7, "b": true, "j": {"x": [1, "y"]}, "s": "hello"})))
+            .unwrap();
+        assert_eq!(key, "a");
+        assert!(tx.wrote());
+        assert_eq!(
+            tx.get("Typed", "a").unwrap().unwrap(),
+            obj(
+                json!({"id": "a", "n": 2.5, "i": 7, "b": true, "j": {"x": [1, "y"]}, "s": "hello"})
+            )
+        );
+        // Omitted columns come back as null; integral numbers as integers.
+        tx.insert("Typed", &obj(json!({"id": "b", "n": 3})))
+            .unwrap();
+        assert_eq!(
+            tx.get("Typed", "b").unwrap().unwrap(),
+            obj(json!({"id": "b", "n": 3, "i": null, "b": null, "j": null, "s": null}))
+        );
+        // Duplicate key.
+        let err = tx.insert("Typed", &obj(json!({"id": "a"}))).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Conflict("table `Typed`: a row with key `a` already exists".into())
+        );
+        // The failed insert did not spoil the unit of work.
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 2);
+
+        // Upsert replaces every column and keeps the row's place.
+        assert_eq!(
+            tx.upsert("Typed", &obj(json!({"id": "a", "s": "replaced"})))
+                .unwrap(),
+            "a"
+        );
+        assert_eq!(
+            tx.upsert("Typed", &obj(json!({"id": "c", "b": false})))
+                .unwrap(),
+            "c"
+        );
+        let all = tx.find("Typed", &Map::new(), None).unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(all[0]["s"], json!("replaced"));
+        assert_eq!(all[0]["n"], Value::Null);
+        assert_eq!(all[2]["b"], json!(false));
+
+        // Find with filters (null matches unset), limit.
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"s": null})), None)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"b": false})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"n": 3.0})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"s": null, "id": "b"})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(tx.find("Typed", &Map::new(), Some(2)).unwrap().len(), 2);
+        assert_eq!(tx.find("Typed", &Map::new(), Some(0)).unwrap().len(), 0);
+        assert_eq!(tx.count("Typed", &obj(json!({"s": null}))).unwrap(), 2);
+        let err = tx.find("Typed", &obj(json!({"nn": 1})), None).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::InvalidInput("table `Typed` has no column `nn` (did you mean `n`?)".into())
+        );
+        let err = tx.find("Typed", &obj(json!({"n": "3"})), None).unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)), "{err:?}");
+
+        // Update.
+        assert!(tx
+            .update("Typed", "b", &obj(json!({"s": "upd", "i": 4.0, "id": "b"})))
+            .unwrap());
+        assert_eq!(tx.get("Typed", "b").unwrap().unwrap()["i"], json!(4));
+        assert!(!tx.update("Typed", "zz", &obj(json!({"s": "x"}))).unwrap());
+        assert!(
+            tx.update("Typed", "b", &Map::new()).unwrap(),
+            "no changes: true if the row exists"
+        );
+        assert!(!tx.update("Typed", "zz", &Map::new()).unwrap());
+        let err = tx
+            .update("Typed", "b", &obj(json!({"id": "other"})))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot change the key `id` of row `b`"),
+            "{err}"
+        );
+        let err = tx
+            .update("Typed", "b", &obj(json!({"id": null})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)));
+        let err = tx
+            .update("Typed", "b", &obj(json!({"bogus": 1})))
+            .unwrap_err();
+        assert!(err.to_string().contains("no column `bogus`"));
+
+        // Delete and clear.
+        assert!(tx.delete("Typed", "b").unwrap());
+        assert!(!tx.delete("Typed", "b").unwrap());
+        assert_eq!(tx.clear("Typed").unwrap(), 2);
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
+
+        // Unknown table.
+        let err = tx.get("typed", "a").unwrap_err();
+        assert_eq!(
+            err,
+            TableError::NotFound("no table `typed` (did you mean `Typed`?)".into())
+        );
+        let err = tx.insert("Nope", &Map::new()).unwrap_err();
+        assert_eq!(err, TableError::NotFound("no table `Nope`".into()));
+        // Missing key.
+        let err = tx.insert("Typed", &obj(json!({"s": "x"}))).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::InvalidInput(
+                "table `Typed`: the row has no value for the key column `id`".into()
+            )
+        );
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn keyless_tables_use_the_row_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(
+            dir.path(),
+            vec![schema("name: Log\ncolumns:\n  - { name: note, type: text }\n  - { name: n, type: number }\n")],
+        );
+        let mut tx = store.begin().unwrap();
+        let k1 = tx.insert("Log", &obj(json!({"note": "one"}))).unwrap();
+        let k2 = tx
+            .upsert("Log", &obj(json!({"note": "two", "n": 1.25})))
+            .unwrap();
+        assert_eq!((k1.as_str(), k2.as_str()), ("1", "2"));
+        assert_eq!(
+            tx.get("Log", "2").unwrap().unwrap(),
+            obj(json!({"_id": 2, "note": "two", "n": 1.25}))
+        );
+        assert_eq!(
+            tx.get("Log", "two").unwrap(),
+            None,
+            "a non-number key matches nothing"
+        );
+        assert!(!tx.update("Log", "two", &obj(json!({"note": "x"}))).unwrap());
+        assert!(!tx.delete("Log", "x").unwrap());
+        // A row read back can be written back (`_id` in changes equal to the key is fine).
+        let mut row = tx.get("Log", "1").unwrap().unwrap();
+        row.insert("note".into(), json!("uno"));
+        assert!(tx.update("Log", "1", &row).unwrap());
+        assert_eq!(tx.get("Log", "1").unwrap().unwrap()["note"], json!("uno"));
+        let err = tx.update("Log", "1", &obj(json!({"_id": 5}))).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot change the key `_id`"),
+            "{err}"
+        );
+        // `_id` in an inserted row is ignored.
+        let k3 = tx.insert("Log", &row).unwrap();
+        assert_eq!(k3, "3");
+        assert_eq!(
+            tx.find("Log", &obj(json!({"_id": 3})), None).unwrap().len(),
+            1
+        );
+        assert_eq!(tx.count("Log", &obj(json!({"note": "uno"}))).unwrap(), 2);
+        // Row ids are never reused.
+        assert!(tx.delete("Log", "3").unwrap());
+        assert_eq!(tx.insert("Log", &obj(json!({}))).unwrap(), "4");
+        assert_eq!(tx.clear("Log").unwrap(), 3);
+        assert_eq!(tx.insert("Log", &obj(json!({}))).unwrap(), "5");
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn insert_many_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "x"}))).unwrap();
+        let rows: Vec<_> = (0..5)
+            .map(|i| obj(json!({"id": format!("r{i}")})))
+            .collect();
+        assert_eq!(tx.insert_many("Typed", &rows).unwrap(), 5);
+
+        // A bad row: nothing written, error names the row.
+        let bad = vec![obj(json!({"id": "n1"})), obj(json!({"id": "n2", "i": "7"}))];
+        let err = tx.insert_many("Typed", &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "row 2 of 2: table `Typed`, column `i` (integer): expected an integer, got the string \"7\" (nothing was inserted)"
+        );
+        // A duplicate in the middle: rolled back to before the call.
+        let dup = vec![
+            obj(json!({"id": "n1"})),
+            obj(json!({"id": "x"})),
+            obj(json!({"id": "n3"})),
+        ];
+        let err = tx.insert_many("Typed", &dup).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Conflict("row 2 of 3: table `Typed`: a row with key `x` already exists (nothing was inserted)".into())
+        );
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 6);
+        assert_eq!(tx.insert_many("Typed", &[]).unwrap(), 0);
+        tx.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 6);
+    }
+
+    #[test]
+    fn commit_rollback_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "committed"})))
+            .unwrap();
+        // Not visible to another unit before commit.
+        let mut other = store.begin().unwrap();
+        assert_eq!(other.get("Typed", "committed").unwrap(), None);
+        tx.commit().unwrap();
+        assert!(other.get("Typed", "committed").unwrap().is_some());
+        drop(other);
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        tx.rollback();
+        {
+            let mut tx = store.begin().unwrap();
+            tx.insert("Typed", &obj(json!({"id": "dropped"}))).unwrap();
+            tx.clear("Typed").unwrap();
+        }
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.get("Typed", "rolled").unwrap(), None);
+        assert_eq!(tx.get("Typed", "dropped").unwrap(), None);
+        assert!(tx.get("Typed", "committed").unwrap().is_some());
+        // A read-only unit commits trivially.
+        tx.commit().unwrap();
+        // Connections go back to the pool.
+        assert!(!store.inner.pool.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_with(dir.path(), vec![typed()]));
+        let mut first = store.begin().unwrap();
+        first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
+
+        let s2 = Arc::clone(&store);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let second = std::thread::spawn(move || {
+            let mut tx = s2.begin().unwrap();
+            // Reads do not wait.
+            assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
+            started_tx.send(()).unwrap();
+            let t0 = Instant::now();
+            tx.insert("Typed", &obj(json!({"id": "second"}))).unwrap();
+            let waited = t0.elapsed();
+            // Inside its write transaction it sees the first unit's committed row.
+            assert!(tx.get("Typed", "first").unwrap().is_some());
+            tx.commit().unwrap();
+            waited
+        });
+        started_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        first.commit().unwrap();
+        let waited = second.join().unwrap();
+        assert!(
+            waited >= Duration::from_millis(200),
+            "second writer waited {waited:?}"
+        );
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+
+        // With a short lock timeout, the waiting writer gives up with a clear error.
+        let mut first = store.begin().unwrap();
+        first.clear("Typed").unwrap();
+        let mut second = store.begin().unwrap();
+        second.set_lock_timeout(Duration::from_millis(100)).unwrap();
+        let err = second
+            .insert("Typed", &obj(json!({"id": "x"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::Storage(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("locked by another writer"),
+            "{err}"
+        );
+        assert!(!second.wrote());
+        drop(second);
+        first.rollback();
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+    }
+
+    #[test]
+    fn migration_adds_columns_and_indexes_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = schema("name: M\nkey: id\ncolumns:\n  - { name: id, type: text }\n  - { name: a, type: text }\n");
+        {
+            let store = open_with(dir.path(), vec![v1]);
+            let mut tx = store.begin().unwrap();
+            tx.insert("M", &obj(json!({"id": "k", "a": "old"})))
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let v2 = schema(
+            "name: M\nkey: id\ncolumns:\n  - { name: id, type: text }\n  - { name: a, type: text }\n  - { name: c, type: integer }\nindexes: [c]\n",
+        );
+        let store = open_with(dir.path(), vec![v2.clone()]);
+        let mut tx = store.begin().unwrap();
+        assert_eq!(
+            tx.get("M", "k").unwrap().unwrap(),
+            obj(json!({"id": "k", "a": "old", "c": null}))
+        );
+        tx.update("M", "k", &obj(json!({"c": 3}))).unwrap();
+        assert_eq!(tx.find("M", &obj(json!({"c": 3})), None).unwrap().len(), 1);
+        tx.commit().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let idx: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='t_m' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(idx, ["ix:t_m:c", "uk:t_m:id"]);
+        drop(store);
+        // Reopening with the same schema is a no-op; dropping the index is allowed.
+        let v3 = schema(
+            "name: M\nkey: id\ncolumns:\n  - { name: id, type: text }\n  - { name: a, type: text }\n  - { name: c, type: integer }\n",
+        );
+        open_with(dir.path(), vec![v2]);
+        open_with(dir.path(), vec![v3]);
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name='ix:t_m:c'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn migration_refuses_removed_and_retyped_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let v1 = schema(
+            "name: M\ncolumns:\n  - { name: a, type: text }\n  - { name: b, type: number }\n",
+        );
+        open_with(dir.path(), vec![v1]);
+        let removed = schema("name: M\ncolumns:\n  - { name: a, type: text }\n");
+        let err =
+            Store::open(&db, Arc::new(Schemas::from_schemas(vec![removed]).unwrap())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "database `{}`: table `M`: column `b` (number) is in the database but not in tables/test.yaml; removing a column is not migrated (put it back, or export the table, drop `t_m` and import)",
+                db.display()
+            )
+        );
+        let retyped = schema(
+            "name: M\ncolumns:\n  - { name: a, type: json }\n  - { name: b, type: number }\n",
+        );
+        let err =
+            Store::open(&db, Arc::new(Schemas::from_schemas(vec![retyped]).unwrap())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "database `{}`: table `M`: column `a` is text in the database but json in tables/test.yaml; changing a column's type is not migrated (restore the type, or add a new column)",
+                db.display()
+            )
+        );
+    }
+
+    #[test]
+    fn migration_of_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let keyless = schema("name: K\ncolumns:\n  - { name: a, type: text }\n");
+        {
+            let store = open_with(dir.path(), vec![keyless]);
+            let mut tx = store.begin().unwrap();
+            tx.insert("K", &obj(json!({"a": "x"}))).unwrap();
+            tx.insert("K", &obj(json!({"a": null}))).unwrap();
+            tx.commit().unwrap();
+        }
+        let keyed = schema("name: K\nkey: a\ncolumns:\n  - { name: a, type: text }\n");
+        let err = Store::open(
+            &db,
+            Arc::new(Schemas::from_schemas(vec![keyed.clone()]).unwrap()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().ends_with("table `K`: cannot make `a` the key (tables/test.yaml): 1 rows have no `a` (fill them in or clear the table first)"),
+            "{err}"
+        );
+        let conn = Connection::open(&db).unwrap();
+        conn.execute("UPDATE t_k SET a = 'x' WHERE a IS NULL", [])
+            .unwrap();
+        let err = Store::open(
+            &db,
+            Arc::new(Schemas::from_schemas(vec![keyed.clone()]).unwrap()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("some rows share the same `a`"),
+            "{err}"
+        );
+        conn.execute("UPDATE t_k SET a = 'y' WHERE _id = 2", [])
+            .unwrap();
+        let store = open_with(dir.path(), vec![keyed]);
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.get("K", "y").unwrap().unwrap(), obj(json!({"a": "y"})));
+        assert!(matches!(
+            tx.insert("K", &obj(json!({"a": "y"}))),
+            Err(TableError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn open_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("missing/sub/t.db");
+        let err = Store::open(&db, shipped()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "database folder `{}` does not exist (create it or fix the `db:` setting)",
+                dir.path().join("missing/sub").display()
+            )
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            // Root ignores permissions; only check when the folder really is read-only.
+            if std::fs::write(ro.join("probe"), b"").is_err() {
+                let err = Store::open(&ro.join("t.db"), shipped())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.starts_with(&format!(
+                        "database folder `{}` is not writable (",
+                        ro.display()
+                    )),
+                    "{err}"
+                );
+            }
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    #[test]
+    fn shipped_tables_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.db"), shipped()).unwrap();
+        let mut tx = store.begin().unwrap();
+        tx.insert(
+            "Audit Checkpoints",
+            &obj(json!({"LastOffset": "abc", "LastDateTime": "2024-01-01T00:00:00Z", "LastCount": 100})),
+        )
+        .unwrap();
+        let rows = tx.find("Audit Checkpoints", &Map::new(), None).unwrap();
+        assert_eq!(rows[0]["LastCount"], json!(100));
+        assert_eq!(rows[0]["_id"], json!(1));
+        tx.commit().unwrap();
+        let conn = Connection::open(dir.path().join("f.db")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM _flowhost_tables ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(names.len(), 5);
+        assert_eq!(names[1], "Audit Events");
+        // Values with SQL in them are just values.
+        let mut tx = store.begin().unwrap();
+        let evil = "x'); DROP TABLE t_audit_events; --";
+        tx.insert("Audit Events", &obj(json!({"id": evil, "type": "\""})))
+            .unwrap();
+        assert_eq!(
+            tx.get("Audit Events", evil).unwrap().unwrap()["type"],
+            json!("\"")
+        );
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn export_import_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let rows: Vec<_> = (0..50)
+            .map(|i| obj(json!({"id": format!("k{i:03}"), "n": i as f64 / 2.0, "b": i % 2 == 0, "j": [i]})))
+            .collect();
+        assert_eq!(store.import_rows("Typed", rows.clone()).unwrap(), 50);
+        let mut out = Vec::new();
+        let n = store
+            .export_rows("Typed", |r| -> Result<bool, TableError> {
+                out.push(r);
+                Ok(true)
+            })
+            .unwrap();
+        assert_eq!(n, 50);
+        assert_eq!(out[3]["id"], json!("k003"));
+        assert_eq!(out[3]["n"], json!(1.5));
+        assert_eq!(out[3]["j"], json!([3]));
+        assert_eq!(store.row_count("Typed").unwrap(), 50);
+
+        // A second import conflicts and imports nothing.
+        let more = vec![obj(json!({"id": "new"})), obj(json!({"id": "k001"}))];
+        let err = store.import_rows("Typed", more).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Conflict(
+                "row 2: table `Typed`: a row with key `k001` already exists (nothing was imported)"
+                    .into()
+            )
+        );
+        assert_eq!(store.row_count("Typed").unwrap(), 50);
+        assert!(matches!(
+            store.row_count("Nope"),
+            Err(TableError::NotFound(_))
+        ));
+        let err = store
+            .export_rows("Nope", |_| -> Result<bool, TableError> { Ok(true) })
+            .unwrap_err();
+        assert!(matches!(err, TableError::NotFound(_)));
+        // `Ok(false)` stops the export; so does an error.
+        let n = store
+            .export_rows("Typed", |r| -> Result<bool, TableError> {
+                Ok(r["id"] != json!("k004"))
+            })
+            .unwrap();
+        assert_eq!(n, 5);
+        let mut seen = 0;
+        let err = store
+            .export_rows("Typed", |_| {
+                seen += 1;
+                if seen == 3 {
+                    Err(TableError::Storage("stop".into()))
+                } else {
+                    Ok(true)
+                }
+            })
+            .unwrap_err();
+        assert_eq!(err, TableError::Storage("stop".into()));
+    }
+
+    #[test]
+    fn integer_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(
+            dir.path(),
+            vec![schema("name: N\nkey: n\ncolumns:\n  - { name: n, type: integer }\n  - { name: v, type: json }\n")],
+        );
+        let mut tx = store.begin().unwrap();
+        assert_eq!(
+            tx.insert("N", &obj(json!({"n": 42, "v": "text"}))).unwrap(),
+            "42"
+        );
+        assert_eq!(
+            tx.upsert("N", &obj(json!({"n": 7.0, "v": {"b": 1, "a": [true]}})))
+                .unwrap(),
+            "7"
+        );
+        assert_eq!(
+            tx.get("N", "42").unwrap().unwrap(),
+            obj(json!({"n": 42, "v": "text"}))
+        );
+        assert_eq!(tx.get("N", "x").unwrap(), None);
+        assert_eq!(
+            tx.find("N", &obj(json!({"v": {"a": [true], "b": 1}})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(tx
+            .update("N", "7", &obj(json!({"n": 7, "v": null})))
+            .unwrap());
+        assert!(matches!(
+            tx.insert("N", &obj(json!({"n": 7}))),
+            Err(TableError::Conflict(_))
+        ));
+        assert!(tx.delete("N", " 42 ").unwrap());
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn a_full_database_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        tx.conn
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "max_page_count", 20)
+            .unwrap();
+        let big = "x".repeat(3000);
+        let mut err = None;
+        for i in 0..100 {
+            if let Err(e) = tx.insert("Typed", &obj(json!({"id": format!("k{i}"), "s": big}))) {
+                err = Some(e);
+                break;
+            }
+        }
+        let err = err.expect("the database never filled up");
+        assert!(matches!(err, TableError::Storage(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("table `Typed`: database or disk is full"),
+            "{err}"
+        );
+        // Either SQLite kept the transaction (commit keeps the rows written before) or it rolled
+        // it back (then every later call and the commit fail); never a half-applied commit.
+        let aborted = tx.aborted.is_some();
+        match tx.commit() {
+            Ok(()) => assert!(!aborted),
+            Err(e) => assert!(aborted, "{e}"),
+        }
+    }
+
+    #[test]
+    fn insert_many_throughput_sanity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.db"), shipped()).unwrap();
+        let cols = [
+            "timestamp",
+            "type",
+            "actor",
+            "user",
+            "client",
+            "group",
+            "project",
+            "hostname",
+            "server",
+            "gateway",
+            "from_addr",
+            "raw_event",
+        ];
+        let batches = 5;
+        let mut spent = Duration::ZERO;
+        for b in 0..batches {
+            let rows: Vec<_> = (0..1000)
+                .map(|i| {
+                    let mut m = Map::new();
+                    m.insert(
+                        "id".into(),
+                        json!(format!("{b:02}-{i:06}-0000-0000-000000000000")),
+                    );
+                    for c in cols {
+                        m.insert(
+                            c.into(),
+                            json!(format!("{c} value {i} with some padding text")),
+                        );
+                    }
+                    m
+                })
+                .collect();
+            let t0 = Instant::now();
+            let mut tx = store.begin().unwrap();
+            assert_eq!(tx.insert_many("Audit Events", &rows).unwrap(), 1000);
+            tx.commit().unwrap();
+            spent += t0.elapsed();
+        }
+        let secs = spent.as_secs_f64();
+        eprintln!(
+            "insert_many: {} rows x 13 text columns in {secs:.3}s = {:.0} rows/s",
+            batches * 1000,
+            (batches * 1000) as f64 / secs
+        );
+        assert_eq!(store.row_count("Audit Events").unwrap(), batches * 1000);
+    }
+}

@@ -1,0 +1,441 @@
+//! Each capability through a real compiled component (the `probe` test flow), with its grant
+//! checks, and the run-level guarantees: atomic rollback, timeouts, memory cap, depth limit.
+
+mod common;
+
+use common::{err, ok, run, TestEnv};
+use flowhost::history::RunStatus;
+use serde_json::json;
+
+fn table(f: &str, args: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({"op": "table", "fn": f, "table": "Probe Items"});
+    v.as_object_mut()
+        .unwrap()
+        .extend(args.as_object().unwrap().clone());
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_crud_through_a_component() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let key = ok(&rt, "probe", table("insert", json!({"row": {"id": "a", "n": 1, "note": "first", "flag": true, "data": {"x": [1, 2]}}}))).await;
+    assert_eq!(key, json!("a"));
+    let n = ok(
+        &rt,
+        "probe",
+        table(
+            "insert_many",
+            json!({"rows": [{"id": "b", "n": 2}, {"id": "c", "n": 3}]}),
+        ),
+    )
+    .await;
+    assert_eq!(n, json!(2));
+    let row = ok(&rt, "probe", table("get", json!({"key": "a"}))).await;
+    assert_eq!(row["note"], "first");
+    assert_eq!(row["flag"], true);
+    assert_eq!(row["data"], json!({"x": [1, 2]}));
+    let found = ok(&rt, "probe", table("find", json!({"filter": {"n": 2}}))).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["id"], "b");
+    assert_eq!(
+        ok(
+            &rt,
+            "probe",
+            table(
+                "update",
+                json!({"key": "b", "changes": {"note": "changed"}})
+            )
+        )
+        .await,
+        json!(true)
+    );
+    assert_eq!(
+        ok(
+            &rt,
+            "probe",
+            table("update", json!({"key": "zz", "changes": {"note": "x"}}))
+        )
+        .await,
+        json!(false)
+    );
+    ok(
+        &rt,
+        "probe",
+        table("upsert", json!({"row": {"id": "c", "n": 30}})),
+    )
+    .await;
+    assert_eq!(
+        ok(&rt, "probe", table("get", json!({"key": "c"}))).await["n"],
+        30
+    );
+    assert_eq!(
+        ok(&rt, "probe", table("delete", json!({"key": "a"}))).await,
+        json!(true)
+    );
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(2)
+    );
+    assert_eq!(ok(&rt, "probe", table("clear", json!({}))).await, json!(2));
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_errors_are_named_and_grants_enforced() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let e = err(
+        &rt,
+        "probe",
+        table("insert", json!({"row": {"id": "a", "colour": "red"}})),
+    )
+    .await;
+    assert!(e.contains("invalid-input") && e.contains("colour"), "{e}");
+    let e = err(
+        &rt,
+        "probe",
+        table("insert", json!({"row": {"id": "a", "n": "three"}})),
+    )
+    .await;
+    assert!(e.contains("invalid-input") && e.contains("`n`"), "{e}");
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "table", "fn": "count", "table": "Nope", "filter": {}}),
+    )
+    .await;
+    assert!(e.contains("not-found") && e.contains("Nope"), "{e}");
+    // Granted read only: Environment Variables.
+    ok(
+        &rt,
+        "probe",
+        json!({"op": "table", "fn": "count", "table": "Environment Variables", "filter": {}}),
+    )
+    .await;
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "table", "fn": "clear", "table": "Environment Variables"}),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && e.contains("grants.tables.write"),
+        "{e}"
+    );
+    // Not granted at all.
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "table", "fn": "count", "table": "Audit Events", "filter": {}}),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && e.contains("Audit Events"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_run_rolls_back_every_write_including_childrens() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let steps = json!({"op": "steps", "steps": [
+        table("insert", json!({"row": {"id": "parent"}})),
+        {"op": "call", "flow": "probe", "input": table("insert", json!({"row": {"id": "child"}}))},
+        {"op": "fail", "message": "boom after writing"}
+    ]});
+    let e = err(&rt, "probe", steps).await;
+    assert!(e.contains("boom after writing"), "{e}");
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(0)
+    );
+
+    // The same steps without the failure commit both rows together.
+    let steps = json!({"op": "steps", "steps": [
+        table("insert", json!({"row": {"id": "parent"}})),
+        {"op": "call", "flow": "probe", "input": table("insert", json!({"row": {"id": "child"}}))}
+    ]});
+    ok(&rt, "probe", steps).await;
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(2)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
+    let sim = asa_sim::Sim::start(asa_sim::SimConfig {
+        events: 10,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let url = format!("{}/v1/teams/{}/service_token", sim.base_url(), sim.team());
+    let body = json!({"key_id": sim.key_id(), "key_secret": sim.key_secret()}).to_string();
+    let resp = ok(&rt, "probe", json!({"op": "http", "method": "POST", "url": url, "body": body, "headers": {"content-type": "application/json"}})).await;
+    assert_eq!(resp["status"], 200);
+    assert!(resp["body"].as_str().unwrap().contains("bearer_token"));
+
+    // localhost is not 127.0.0.1 as far as the grant goes.
+    let other = url.replace("127.0.0.1", "localhost");
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "http", "method": "GET", "url": other}),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && e.contains("grants.hosts"),
+        "{e}"
+    );
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "http", "method": "GET", "url": "https://example.com/"}),
+    )
+    .await;
+    assert!(e.contains("access-denied"), "{e}");
+
+    // Two 503s, then success, with a retry policy of 3 attempts.
+    let token: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    let audits = format!(
+        "{}/v1/teams/{}/auditsV2?count=5",
+        sim.base_url(),
+        sim.team()
+    );
+    sim.inject(asa_sim::Fault::Status(503), 2);
+    let before = sim.stats().audit_requests;
+    let resp = ok(
+        &rt,
+        "probe",
+        json!({"op": "http", "method": "GET", "url": audits,
+        "headers": {"authorization": format!("Bearer {}", token["bearer_token"].as_str().unwrap())},
+        "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 50}}),
+    )
+    .await;
+    assert_eq!(resp["status"], 200);
+    assert_eq!(sim.stats().audit_requests - before, 3);
+
+    // Connection refused is an error after the attempts, not a hang.
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "http", "method": "GET", "url": "http://127.0.0.1:9/",
+        "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 10}}),
+    )
+    .await;
+    assert!(e.contains("after 2 attempts"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_call_and_for_each_keep_order_and_grants() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "call", "flow": "echo", "input": {"hello": "world"}}),
+    )
+    .await;
+    assert_eq!(out, json!({"hello": "world"}));
+    let items: Vec<_> = (0..50).map(|i| json!({"op": "echo", "value": i})).collect();
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "for_each", "flow": "probe", "items": items, "concurrency": 8}),
+    )
+    .await;
+    let got: Vec<_> = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ok"].clone())
+        .collect();
+    assert_eq!(got, (0..50).map(|i| json!(i)).collect::<Vec<_>>());
+    // One failing item fails alone.
+    let items = json!([{"op": "echo", "value": 1}, {"op": "fail", "message": "item two"}, {"op": "echo", "value": 3}]);
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "for_each", "flow": "probe", "items": items, "concurrency": 2}),
+    )
+    .await;
+    assert_eq!(out[0]["ok"], 1);
+    assert!(out[1]["err"].as_str().unwrap().contains("item two"));
+    assert_eq!(out[2]["ok"], 3);
+    // Not granted: U01 exists but probe may not call it.
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "call", "flow": "U01", "input": {}}),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && e.contains("grants.flows"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_only_when_granted_and_never_in_history() {
+    let env = TestEnv::new().with_secrets(&[
+        ("PROBE_TOKEN", "tok-5f2a9c"),
+        ("ASA_KEY_SECRET", "never-for-probe"),
+    ]);
+    let rt = env.runtime();
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            {"op": "secret", "name": "PROBE_TOKEN"},
+            {"op": "log", "level": "info", "message": "the token is tok-5f2a9c"}
+        ]}),
+    )
+    .await;
+    assert!(r.ok(), "{:?}", r.error);
+    assert!(
+        r.output.as_deref().unwrap().contains("tok-5f2a9c"),
+        "the flow itself gets the value"
+    );
+    let rec = rt.history.get(r.id).unwrap().unwrap();
+    let text = serde_json::to_string(&rec).unwrap();
+    assert!(
+        !text.contains("tok-5f2a9c"),
+        "history holds the secret: {text}"
+    );
+    assert!(text.contains("[REDACTED]"), "{text}");
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "secret", "name": "ASA_KEY_SECRET"}),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && !e.contains("never-for-probe"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schedule_log_and_cache() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let now = ok(&rt, "probe", json!({"op": "now"})).await;
+    let now = now.as_str().unwrap();
+    assert!(
+        now.len() == 24 && now.ends_with('Z') && now.as_bytes()[19] == b'.',
+        "{now}"
+    );
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "request_run", "flow": "echo", "input": {"again": true}, "delay_ms": 0}),
+    )
+    .await;
+    assert!(r.ok(), "{:?}", r.error);
+    assert_eq!(r.requests.len(), 1);
+    assert_eq!(r.requests[0].flow, "echo");
+    // A failed run's requests are dropped with its writes.
+    let r = run(&rt, "probe", json!({"op": "steps", "steps": [
+        {"op": "request_run", "flow": "echo", "input": {}, "delay_ms": 0}, {"op": "fail", "message": "no"}]}))
+    .await;
+    assert!(!r.ok() && r.requests.is_empty());
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "log", "level": "warn", "message": "careful now"}),
+    )
+    .await;
+    let rec = rt.history.get(r.id).unwrap().unwrap();
+    assert!(
+        rec.logs
+            .iter()
+            .any(|l| l.message == "careful now" && l.level == "warn"),
+        "{:?}",
+        rec.logs
+    );
+    ok(
+        &rt,
+        "probe",
+        json!({"op": "cache_set", "key": "k", "value": "v1", "ttl_ms": 60000}),
+    )
+    .await;
+    assert_eq!(
+        ok(&rt, "probe", json!({"op": "cache_get", "key": "k"})).await,
+        json!("v1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_flows_fail_alone_with_clear_errors() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let r = run(&rt, "probe", json!({"op": "loop"})).await;
+    assert_eq!(r.status, RunStatus::Timeout, "{:?}", r.error);
+    assert!(r.error.as_deref().unwrap().contains("timed out"));
+
+    let e = err(&rt, "probe", json!({"op": "alloc", "mb": 200})).await;
+    assert!(e.contains("memory limit of 32MiB"), "{e}");
+
+    let e = err(&rt, "probe", json!({"op": "recurse"})).await;
+    assert!(e.contains("depth limit"), "{e}");
+
+    let e = err(&rt, "probe", json!({"op": "panic"})).await;
+    assert!(e.contains("panicked"), "{e}");
+
+    // The host still runs flows after all that.
+    assert_eq!(
+        ok(&rt, "echo", json!({"still": "here"})).await,
+        json!({"still": "here"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_files_are_skipped_and_the_rest_load() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("flows");
+    std::fs::create_dir_all(&dir).unwrap();
+    let test_flows = common::flows_dir("dist-test");
+    std::fs::copy(test_flows.join("echo.wasm"), dir.join("echo.wasm")).unwrap();
+    std::fs::copy(test_flows.join("echo.yaml"), dir.join("echo.yaml")).unwrap();
+    std::fs::write(dir.join("junk.wasm"), b"this is not wasm").unwrap();
+    std::fs::write(dir.join("junk.yaml"), "title: Junk\n").unwrap();
+    std::fs::write(
+        dir.join("typo.wasm"),
+        std::fs::read(test_flows.join("echo.wasm")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "title: Typo\ngrants:\n  tables:\n    read: [Audit Evnts]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("bad.yaml"), "title: [unclosed\n").unwrap();
+    let mut config = env.config.clone();
+    config.flows = vec![dir.clone()];
+    let rt = config.open_runtime().unwrap();
+    let reg = rt.registry();
+    assert!(reg.get("echo").is_some());
+    let errors = reg.errors.join("\n");
+    assert!(
+        errors.contains("junk.wasm: not a WebAssembly file"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("typo.yaml:4: grants.tables.read: no table `Audit Evnts`"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("(did you mean `Audit Events`?)"),
+        "{errors}"
+    );
+    assert!(errors.contains("bad.yaml"), "{errors}");
+    assert_eq!(ok(&rt, "echo", json!([1, 2])).await, json!([1, 2]));
+}

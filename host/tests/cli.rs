@@ -1,0 +1,219 @@
+//! The `flowhost` binary as a user runs it: outputs, errors and exit codes.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::TestEnv;
+
+fn flowhost(env: &TestEnv, args: &[&str]) -> Output {
+    let config = env.config_file("");
+    Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn list_shows_flows_schedules_and_grants() {
+    let env = TestEnv::new();
+    let out = flowhost(&env, &["list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("M10") && s.contains("Recurring Audit Collection") && s.contains("every 5m"),
+        "{s}"
+    );
+    assert!(
+        s.contains("probe") && s.contains("write: Probe Items"),
+        "{s}"
+    );
+    assert!(s.contains("secrets: ASA_KEY_ID, ASA_KEY_SECRET"), "{s}");
+}
+
+#[test]
+fn run_prints_output_and_exit_codes_say_what_happened() {
+    let env = TestEnv::new();
+    let out = flowhost(&env, &["run", "echo", "--input", r#"{"a": 1}"#]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"a": 1}));
+
+    let out = flowhost(
+        &env,
+        &[
+            "run",
+            "probe",
+            "--input",
+            r#"{"op": "fail", "message": "on purpose"}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("probe failed (run ") && err.contains("on purpose"),
+        "{err}"
+    );
+
+    let out = flowhost(&env, &["run", "m10"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no flow named `m10` (did you mean `M10`?)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = flowhost(&env, &["run", "echo", "--input", "{not json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--input is not valid JSON"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = flowhost(&env, &["run"]);
+    assert_eq!(out.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+#[test]
+fn history_lists_and_shows_runs() {
+    let env = TestEnv::new();
+    assert!(flowhost(&env, &["run", "echo", "--input", r#"{"n": 7}"#])
+        .status
+        .success());
+    let _ = flowhost(
+        &env,
+        &[
+            "run",
+            "probe",
+            "--input",
+            r#"{"op": "fail", "message": "nope"}"#,
+        ],
+    );
+    let out = flowhost(&env, &["history"]);
+    let s = text(&out.stdout);
+    assert!(
+        s.contains("echo") && s.contains("ok") && s.contains("probe") && s.contains("error"),
+        "{s}"
+    );
+    let out = flowhost(&env, &["history", "--json", "--limit", "1"]);
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["flow"], "probe");
+    let id = line["id"].as_i64().unwrap().to_string();
+    let out = flowhost(&env, &["history", "show", &id]);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(rec["error"].as_str().unwrap().contains("nope"));
+    let out = flowhost(&env, &["history", "show", "99999"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn tables_export_and_import_round_trip() {
+    let env = TestEnv::new();
+    let rows = r#"{"op": "table", "fn": "insert_many", "table": "Probe Items", "rows": [
+        {"id": "a", "n": 1, "note": "comma, quote \" and newline\n", "flag": true, "data": {"k": [1]}},
+        {"id": "b", "n": 2}]}"#;
+    assert!(flowhost(&env, &["run", "probe", "--input", rows])
+        .status
+        .success());
+    let csv = env.dir.path().join("items.csv");
+    let out = flowhost(
+        &env,
+        &[
+            "table",
+            "export",
+            "Probe Items",
+            "--format",
+            "csv",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jsonl = flowhost(&env, &["table", "export", "Probe Items"]);
+    let exported = text(&jsonl.stdout);
+    assert_eq!(exported.lines().count(), 2);
+
+    // Into a fresh database: the same rows come back.
+    let env2 = TestEnv::new();
+    let out = flowhost(
+        &env2,
+        &["table", "import", "Probe Items", csv.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&flowhost(&env2, &["table", "export", "Probe Items"]).stdout),
+        exported
+    );
+
+    // A bad file imports nothing and says where.
+    let bad = env2.dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": \"c\", \"n\": 3}\n{\"id\": \"d\", \"n\": \"four\"}\n",
+    )
+    .unwrap();
+    let out = flowhost(
+        &env2,
+        &["table", "import", "Probe Items", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("row 2") && err.contains("nothing was imported"),
+        "{err}"
+    );
+    let count = text(&flowhost(&env2, &["table", "list"]).stdout);
+    assert!(
+        count
+            .lines()
+            .any(|l| l.starts_with("Probe Items") && l.contains(" 2 rows")),
+        "{count}"
+    );
+
+    let out = flowhost(&env2, &["table", "show", "Probe Itemz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("did you mean `Probe Items`"));
+}
+
+#[test]
+fn bad_config_is_a_one_line_error_with_exit_2() {
+    let env = TestEnv::new();
+    let cfg = env.dir.path().join("broken.yaml");
+    std::fs::write(&cfg, "db: x.db\nflowz: []\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("broken.yaml") && err.contains("unknown field `flowz`"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(["--db", "/proc/no/such/dir/x.db", "--flows"])
+        .arg(common::flows_dir("dist-test"))
+        .arg("--tables")
+        .arg(common::root().join("tables"))
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/proc/no/such/dir"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,122 @@
+//! Shared set-up for the integration tests: a temporary database, the built flows
+//! (`cargo xtask flows` lays them out), and a `Runtime` or the `flowhost` binary over them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use flowhost::config::Config;
+use flowhost::history::Trigger;
+use flowhost::runtime::{RunReport, Runtime};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A built flows folder; panics with the fix if the flows were not built.
+pub fn flows_dir(which: &str) -> PathBuf {
+    let dir = root().join("flows").join(which);
+    assert!(
+        dir.join(if which == "dist" {
+            "M10.wasm"
+        } else {
+            "probe.wasm"
+        })
+        .exists(),
+        "{} has no built flows: run `cargo xtask flows` (or `cargo xtask test`)",
+        dir.display()
+    );
+    dir
+}
+
+/// One test's world: its own database and secrets file in a temp dir.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl TestEnv {
+    /// The test flows and the ASA flows, the shipped tables and the test tables.
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            db: dir.path().join("flowhost.db"),
+            flows: vec![flows_dir("dist-test"), flows_dir("dist")],
+            tables: vec![root().join("tables"), root().join("tests/tables")],
+            secrets_file: None,
+            // Shared across tests so each component is compiled once per test binary run.
+            cache_dir: Some(root().join("target/flowhost-test-cache")),
+            ..Config::default()
+        };
+        TestEnv { dir, config }
+    }
+
+    /// Writes a 0600 secrets file and uses it.
+    pub fn with_secrets(mut self, pairs: &[(&str, &str)]) -> TestEnv {
+        let p = self.dir.path().join("secrets.yaml");
+        let text: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}: \"{v}\"\n"))
+            .collect();
+        std::fs::write(&p, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        self.config.secrets_file = Some(p);
+        self
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.config.open_runtime().unwrap()
+    }
+
+    /// Writes the config as a file for the CLI.
+    pub fn config_file(&self, extra: &str) -> PathBuf {
+        let p = self.dir.path().join("flowhost.yaml");
+        let list = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| format!("\"{}\"", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut text = format!(
+            "db: \"{}\"\nflows: [{}]\ntables: [{}]\ncache_dir: \"{}\"\n",
+            self.config.db.display(),
+            list(&self.config.flows),
+            list(&self.config.tables),
+            self.config.cache_dir.as_ref().unwrap().display()
+        );
+        if let Some(s) = &self.config.secrets_file {
+            text.push_str(&format!("secrets_file: \"{}\"\n", s.display()));
+        }
+        text.push_str(extra);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+/// Runs `flow` with `input` (JSON) at top level.
+pub async fn run(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> RunReport {
+    rt.run(flow, &input.to_string(), Trigger::Cli)
+        .await
+        .unwrap()
+}
+
+/// The output of a run that must succeed, as JSON.
+pub async fn ok(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> serde_json::Value {
+    let r = run(rt, flow, input).await;
+    assert!(r.ok(), "{flow} failed: {:?}", r.error);
+    serde_json::from_str(r.output.as_deref().unwrap()).unwrap()
+}
+
+/// The error of a run that must fail.
+pub async fn err(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> String {
+    let r = run(rt, flow, input).await;
+    assert!(!r.ok(), "{flow} should have failed, output {:?}", r.output);
+    r.error.unwrap()
+}

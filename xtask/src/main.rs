@@ -1,0 +1,334 @@
+//! `cargo xtask`: the project's build steps that plain cargo cannot express.
+//!
+//! - `cargo xtask flows` — adds the wasm32-wasip2 target if missing, builds every flow crate
+//!   in `flows/` and lays out `flows/dist/` (the ASA package) and `flows/dist-test/` (test
+//!   flows) as `NAME.wasm` + `NAME.yaml`, the way users drop flows into a folder.
+//! - `cargo xtask test` — builds the flows, then runs every test: the flows' native unit
+//!   tests and the host workspace's tests (one `release` profile throughout).
+//! - `cargo xtask demo` — builds the flows and binaries, starts the ASA simulator on loopback,
+//!   points the Environment Variables at it, drains the backlog with
+//!   `flowhost run M10 --until-idle`, and shows what landed.
+//!
+//! It uses only the standard library and runs the real `cargo`, `rustup`, `flowhost` and
+//! `asa-sim` commands, printing each one.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = match project_root() {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let result = match args.first().map(String::as_str) {
+        Some("flows") => build_flows(&root),
+        Some("test") => test(&root, &args[1..]),
+        Some("demo") => demo(&root, &args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <flows | test [-- cargo test args] | demo [--events N]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("xtask: error: {e}");
+    ExitCode::FAILURE
+}
+
+fn project_root() -> Result<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| "cannot find the project root".into())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Runs `cmd`, echoing it, and fails with its exit status.
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", show(cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{}`: {e}", show(cmd)))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({status})", show(cmd)))
+    }
+}
+
+fn show(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains(' ') || a.contains('{') {
+            s.push_str(&format!(" '{a}'"));
+        } else {
+            s.push(' ');
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    match installed {
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2") =>
+        {
+            Ok(())
+        }
+        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
+        // No rustup: assume the toolchain was set up by other means; cargo will say if not.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Builds every flow and lays out `flows/dist` and `flows/dist-test`.
+fn build_flows(root: &Path) -> Result<()> {
+    ensure_wasm_target()?;
+    let flows = root.join("flows");
+    run(cargo().current_dir(&flows).args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--workspace",
+        "--exclude",
+        "asa-lib",
+    ]))?;
+    let out = flows.join("target/wasm32-wasip2/release");
+    let mut count = 0;
+    for (group, dist) in [("asa", "dist"), ("test", "dist-test")] {
+        let dist = flows.join(dist);
+        std::fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
+        for crate_dir in sorted_dirs(&flows.join(group))? {
+            for manifest in sorted_files(&crate_dir, "yaml")? {
+                let Some(name) = manifest.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let crate_name = crate_dir
+                    .file_name()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .replace('-', "_");
+                let wasm = out.join(format!("{crate_name}.wasm"));
+                if !wasm.exists() {
+                    return Err(format!(
+                        "{} was not built (is {} a cdylib?)",
+                        wasm.display(),
+                        crate_dir.display()
+                    ));
+                }
+                copy_if_changed(&wasm, &dist.join(format!("{name}.wasm")))?;
+                copy_if_changed(&manifest, &dist.join(format!("{name}.yaml")))?;
+                count += 1;
+            }
+        }
+    }
+    eprintln!("xtask: {count} flows in flows/dist and flows/dist-test");
+    Ok(())
+}
+
+fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.join("Cargo.toml").exists())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Copies only when the bytes differ, so unchanged flows keep their compile-cache entries and
+/// a running `flowhost serve` does not see a change.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let new = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
+        return Ok(());
+    }
+    let tmp = to.with_extension("tmp");
+    std::fs::write(&tmp, &new).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, to).map_err(|e| format!("{}: {e}", to.display()))
+}
+
+fn host_triple() -> Result<String> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or_else(|| "rustc -vV printed no host triple".into())
+}
+
+/// Every test: the flows' pure-Rust logic natively, then the host workspace.
+fn test(root: &Path, extra: &[String]) -> Result<()> {
+    build_flows(root)?;
+    let triple = host_triple()?;
+    run(cargo().current_dir(root.join("flows")).args([
+        "test",
+        "--release",
+        "-p",
+        "asa-lib",
+        "--target",
+        &triple,
+    ]))?;
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["test", "--release", "--workspace"]);
+    cmd.args(extra.iter().skip_while(|a| *a == "--"));
+    run(&mut cmd)
+}
+
+/// Kills the child when dropped, so the simulator never outlives the demo.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo(root: &Path, args: &[String]) -> Result<()> {
+    let events = match args {
+        [flag, n] if flag == "--events" => n
+            .parse::<u64>()
+            .map_err(|_| format!("--events: `{n}` is not a number"))?,
+        [] => 5000,
+        _ => return Err("usage: cargo xtask demo [--events N]".into()),
+    };
+    build_flows(root)?;
+    run(cargo()
+        .current_dir(root)
+        .args(["build", "--release", "-p", "flowhost", "-p", "asa-sim"]))?;
+    let bin = root.join("target/release");
+
+    // 1. The ASA simulator on a free loopback port.
+    let mut sim = Command::new(bin.join("asa-sim"));
+    sim.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--events",
+        &events.to_string(),
+        "--print-secret",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    eprintln!("xtask: $ {}", show(&sim));
+    let mut child = KillOnDrop(
+        sim.spawn()
+            .map_err(|e| format!("cannot start asa-sim: {e}"))?,
+    );
+    let stdout = child.0.stdout.take().ok_or("asa-sim has no stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("reading asa-sim's banner: {e}"))?;
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .ok_or_else(|| format!("asa-sim's banner has no `{k}=`: {line}"))
+    };
+    let (base, team, key_id, secret) = (
+        field("base_url")?,
+        field("team")?,
+        field("key_id")?,
+        field("key_secret")?,
+    );
+
+    // 2. A fresh demo database, with the operator's grant for the simulator's origin.
+    let dir = root.join(".flowhost/demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = dir.join("flowhost.yaml");
+    let origin = base.trim_end_matches('/');
+    std::fs::write(
+        &config,
+        format!(
+            "# Written by `cargo xtask demo`: the ASA flows may also talk to the local simulator.\n\
+             db: flowhost.db\nflows: [../../flows/dist]\ntables: [../../tables]\ncache_dir: ../cache\n\
+             grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", config.display()))?;
+    let flowhost = |args: &[&str]| {
+        let mut c = Command::new(bin.join("flowhost"));
+        c.current_dir(root)
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("FLOWHOST_SECRET_ASA_KEY_ID", &key_id)
+            .env("FLOWHOST_SECRET_ASA_KEY_SECRET", &secret);
+        c
+    };
+
+    // 3. Configure, reset, and drain the backlog.
+    let env =
+        format!("{{\"asaTeam\":\"{team}\",\"asaBaseUrl\":\"{origin}\",\"searchCount\":\"1000\"}}");
+    run(&mut flowhost(&["run", "U02", "--input", &env]))?;
+    run(&mut flowhost(&["run", "U03"]))?;
+    let started = std::time::Instant::now();
+    run(&mut flowhost(&["run", "M10", "--until-idle"]))?;
+    let took = started.elapsed();
+
+    // 4. What a user wants to see.
+    println!("\n== Tables");
+    run(&mut flowhost(&["table", "list"]))?;
+    println!("\n== Three enriched events");
+    run(&mut flowhost(&[
+        "table",
+        "show",
+        "Audit Events",
+        "--limit",
+        "3",
+    ]))?;
+    println!("\n== Execution Log (last runs)");
+    run(&mut flowhost(&[
+        "table",
+        "show",
+        "Execution Log",
+        "--limit",
+        "5",
+    ]))?;
+    println!("\n== Checkpoint");
+    run(&mut flowhost(&["table", "show", "Audit Checkpoints"]))?;
+    println!("\n== Run history");
+    run(&mut flowhost(&["history", "--limit", "5"]))?;
+    println!(
+        "\nDrained {events} simulated events in {:.1}s. The demo database is {}; try\n  \
+         target/release/flowhost --config {} table export \"Audit Events\" --format csv",
+        took.as_secs_f64(),
+        dir.join("flowhost.db").display(),
+        config.display()
+    );
+    Ok(())
+}
