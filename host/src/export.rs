@@ -1,5 +1,8 @@
 //! `flowhost table export` / `import`: CSV (the `csv` crate, header = schema columns) and
 //! JSON lines. Export streams rows in insertion order; import is all-or-nothing.
+//!
+//! CSV cannot tell an empty text from null: an empty cell imports as `""` in a text column
+//! and as null in any other. JSON lines copy tables exactly.
 
 use std::io::Write;
 use std::path::Path;
@@ -125,7 +128,7 @@ pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
         _ => bail!("{shown}: unknown format (use a .csv or .jsonl file)"),
     }
     let n = store
-        .import_rows(table, rows.into_iter())
+        .import_rows(table, rows)
         .with_context(|| format!("{shown}: import into `{table}` failed, nothing written"))?;
     Ok(n)
 }

@@ -420,11 +420,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 {
+    if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -455,9 +455,9 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 }
 
 pub fn format_size(n: usize) -> String {
-    if n % (1 << 30) == 0 {
+    if n.is_multiple_of(1 << 30) {
         format!("{}GiB", n >> 30)
-    } else if n % (1 << 20) == 0 {
+    } else if n.is_multiple_of(1 << 20) {
         format!("{}MiB", n >> 20)
     } else {
         format!("{}KiB", n >> 10)

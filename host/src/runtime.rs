@@ -264,11 +264,9 @@ impl Runtime {
             .collect();
         let secrets = self.secrets.values();
         let out_h = output.as_deref().map(|o| self.history_text(&flow, o));
-        let err_h = error
-            .as_deref()
-            .map(|e| crate::history::redact(e, &secrets));
+        let err_h = error.as_deref().map(|e| crate::history::redact(e, secrets));
         for l in &mut logs {
-            l.message = crate::history::redact(&l.message, &secrets);
+            l.message = crate::history::redact(&l.message, secrets);
         }
         if let Err(e) = self.history.finish(
             id,
@@ -299,7 +297,7 @@ impl Runtime {
             flow: name.into(),
             status,
             output,
-            error: error.map(|e| crate::history::redact(&e, &secrets)),
+            error: error.map(|e| crate::history::redact(&e, secrets)),
             requests,
             elapsed: started.elapsed(),
         })
@@ -311,7 +309,7 @@ impl Runtime {
         if flow.manifest.sensitive {
             return "[sensitive: not recorded]".into();
         }
-        crate::history::redact(text, &self.secrets.values())
+        crate::history::redact(text, self.secrets.values())
     }
 }
 
@@ -409,7 +407,7 @@ fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message
     let rt = &parent.rt;
     let secrets = rt.secrets.values();
     let input = rt.history_text(child, input);
-    let message = crate::history::redact(message, &secrets);
+    let message = crate::history::redact(message, secrets);
     let rec = rt
         .history
         .start(

@@ -11,7 +11,7 @@ const MAX_MESSAGE: usize = 4096;
 impl Host for RunState {
     async fn log(&mut self, level: Level, message: String) {
         let ctx = &self.ctx;
-        let mut message = crate::history::redact(&message, &ctx.rt.secrets.values());
+        let mut message = crate::history::redact(&message, ctx.rt.secrets.values());
         if message.len() > MAX_MESSAGE {
             let cut = message.floor_char_boundary(MAX_MESSAGE);
             message.truncate(cut);

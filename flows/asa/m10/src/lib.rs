@@ -12,12 +12,18 @@
 //! 3. the page's `list` and `related_objects` (missing or `null` count as empty);
 //!    `offset` = U11(the `link` header; several `link` headers are joined with `", "`);
 //! 4. the template's three branches (`asa_lib::main_flow`):
-//!    - a next page: U12(offset), U13(n), S20(related objects), S30 for each event
-//!      (concurrency 10), U20(n, "Full page"), then ask the host to run M10 again as soon as
-//!      this run has committed, to drain a backlog without waiting for the next tick;
-//!    - the last page, with as many events as last time: U20(0, "No new events");
+//!    - a next page: U12(offset), U13(0), S20(related objects), S30 for each event
+//!      (concurrency 10; S31 if part of the page was stored as a last page before),
+//!      U20(written, "Full page"), then ask the host to run M10 again as soon as this run has
+//!      committed, to drain a backlog without waiting for the next tick;
+//!    - the last page, with as many events as are stored from it: U20(0, "No new events");
 //!    - the last page with new events: U13(n), S20, S31 for each event (skips stored ids),
-//!      U20 with "First part page" (n) or "Subsequent part page" (n - LastCount).
+//!      U20(written, "First part page" or "Subsequent part page").
+//!
+//!    `LastCount` counts the events of the page at `LastOffset` that are stored, not the size
+//!    of the last page fetched (see `asa_lib::main_flow`): the template's rule lost a last
+//!    page exactly as long as the full page before it. `eventswritten` is what S30/S31
+//!    actually stored.
 //!
 //! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
 //! table writes (its children's included) all together or not at all. So writing the new
@@ -61,21 +67,22 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
     let next: OffsetIo = call("U11", &LinkIn { link })?;
 
     let branch = main_flow::decide(&next.offset, n, checkpoint.last_count);
-    match branch {
+    let written = match branch {
+        Branch::NoNewEvents => 0,
         Branch::FullPage => {
             write_offset(&next.offset)?;
-            write_count(n)?;
+            write_count(branch.next_count(n, checkpoint.last_count))?;
             store_related_objects(page.related_objects)?;
-            store_events("S30", &page.list)?;
+            // Part of this page may be stored already (it was the last page before).
+            store_events(if checkpoint.last_count == 0 { "S30" } else { "S31" }, &page.list)?
         }
-        Branch::NoNewEvents => {}
         Branch::PartPage { .. } => {
-            write_count(n)?;
+            write_count(branch.next_count(n, checkpoint.last_count))?;
             store_related_objects(page.related_objects)?;
-            store_events("S31", &page.list)?;
+            store_events("S31", &page.list)?
         }
-    }
-    let (written, note) = branch.log_entry(n);
+    };
+    let note = branch.note();
     write_execution_log(written, note)?;
 
     let offset =
@@ -127,10 +134,10 @@ fn store_related_objects(related_objects: serde_json::Map<String, Value>) -> Res
     Ok(())
 }
 
-/// S30 or S31 for each event; any failure fails the run.
-fn store_events(flow: &str, events: &[Value]) -> Result<(), Error> {
-    let _: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
-    Ok(())
+/// S30 or S31 for each event; any failure fails the run. Returns how many were stored.
+fn store_events(flow: &str, events: &[Value]) -> Result<u64, Error> {
+    let results: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
+    Ok(results.iter().filter(|r| r.stored).count() as u64)
 }
 
 /// U20

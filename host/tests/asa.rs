@@ -1,0 +1,406 @@
+//! The ASA package end to end: the real flows (flows/dist) against the ASA simulator over
+//! loopback HTTP, into a real SQLite file.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{ok, run, TestEnv};
+use flowhost::manifest::{Grants, HostPattern};
+use flowhost::runtime::{RunReport, Runtime};
+use serde_json::{json, Value};
+
+struct Asa {
+    sim: asa_sim::Sim,
+    _env: TestEnv,
+    rt: Arc<Runtime>,
+}
+
+/// A simulator with `events` events, and a runtime whose U00/M10 may call it, configured with
+/// page size `count` and a reset checkpoint.
+async fn asa(events: u64, count: u32) -> Asa {
+    let sim = asa_sim::Sim::start(asa_sim::SimConfig {
+        events,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut env = TestEnv::new().with_secrets(&[
+        ("ASA_KEY_ID", sim.key_id()),
+        ("ASA_KEY_SECRET", sim.key_secret()),
+    ]);
+    let grant = Grants {
+        hosts: vec![HostPattern::parse(&sim.base_url()).unwrap()],
+        ..Default::default()
+    };
+    env.config.grants.insert("U00".into(), grant.clone());
+    env.config.grants.insert("M10".into(), grant);
+    let rt = env.runtime();
+    ok(
+        &rt,
+        "U02",
+        json!({"asaTeam": sim.team(), "asaBaseUrl": sim.base_url(), "searchCount": count}),
+    )
+    .await;
+    ok(&rt, "U03", json!({})).await;
+    Asa { sim, _env: env, rt }
+}
+
+/// Runs M10 and whatever it requests until nothing is pending (`--until-idle`).
+async fn drain(rt: &Arc<Runtime>) -> Vec<RunReport> {
+    let mut reports = Vec::new();
+    let mut pending = vec!["M10".to_string()];
+    while let Some(flow) = pending.pop() {
+        let r = run(rt, &flow, json!({})).await;
+        assert!(r.ok(), "{flow} failed: {:?}", r.error);
+        pending.extend(r.requests.iter().map(|q| q.flow.clone()));
+        reports.push(r);
+        assert!(reports.len() < 10_000, "M10 keeps requesting runs");
+    }
+    reports
+}
+
+fn rows(rt: &Runtime, table: &str) -> Vec<serde_json::Map<String, Value>> {
+    let mut out = Vec::new();
+    rt.store
+        .export_rows(table, |r| -> Result<bool, flowhost::store::TableError> {
+            out.push(r);
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+fn stored_ids(rt: &Runtime) -> Vec<String> {
+    let mut ids: Vec<String> = rows(rt, "Audit Events")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sim_ids(sim: &asa_sim::Sim) -> Vec<String> {
+    let mut ids = sim.event_ids();
+    ids.sort();
+    ids
+}
+
+fn notes(rt: &Runtime) -> Vec<(String, String)> {
+    rows(rt, "Execution Log")
+        .iter()
+        .map(|r| {
+            (
+                r["eventswritten"].as_str().unwrap().to_string(),
+                r["notes"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn checkpoint(rt: &Runtime) -> (String, f64) {
+    let cp = rows(rt, "Audit Checkpoints");
+    assert_eq!(cp.len(), 1, "{cp:?}");
+    (
+        cp[0]["LastOffset"].as_str().unwrap_or("").to_string(),
+        cp[0]["LastCount"].as_f64().unwrap_or(-1.0),
+    )
+}
+
+fn out(r: &RunReport) -> Value {
+    serde_json::from_str(r.output.as_deref().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_then_partial_page_then_new_events() {
+    let a = asa(250, 100).await;
+    let reports = drain(&a.rt).await;
+    // Two full pages (each asking for another run), then the last page of 50.
+    let got: Vec<(u64, String)> = reports
+        .iter()
+        .map(|r| {
+            (
+                out(r)["events"].as_u64().unwrap(),
+                out(r)["note"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (100, "Full page".into()),
+            (100, "Full page".into()),
+            (50, "First part page".into())
+        ]
+    );
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+    let ids = a.sim.event_ids();
+    assert_eq!(
+        checkpoint(&a.rt),
+        (ids[199].clone(), 50.0),
+        "offset = last id of the last full page"
+    );
+
+    // Nothing new: the last page is polled again and nothing is written.
+    let r = ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(
+        (
+            r["events"].as_u64(),
+            r["written"].as_u64(),
+            r["note"].as_str()
+        ),
+        (Some(50), Some(0), Some("No new events"))
+    );
+
+    // New events arrive: only they are written, no duplicates.
+    a.sim.append_events(30);
+    let r = ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(
+        (
+            r["events"].as_u64(),
+            r["written"].as_u64(),
+            r["note"].as_str()
+        ),
+        (Some(80), Some(30), Some("Subsequent part page"))
+    );
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+    assert_eq!(checkpoint(&a.rt).1, 80.0);
+
+    let log = notes(&a.rt);
+    assert_eq!(
+        log,
+        vec![
+            ("0".into(), "Reset checkpoint".into()),
+            ("100".into(), "Full page".into()),
+            ("100".into(), "Full page".into()),
+            ("50".into(), "First part page".into()),
+            ("0".into(), "No new events".into()),
+            ("30".into(), "Subsequent part page".into()),
+        ]
+    );
+    // Every run is in history, and the service token was fetched once and reused.
+    assert_eq!(a.sim.stats().tokens_issued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_last_page_as_long_as_a_full_page_is_not_lost() {
+    // 200 events, pages of 100: the second page is full but has no `next` link. The template
+    // compared its length with the previous page's and logged "No new events".
+    let a = asa(200, 100).await;
+    drain(&a.rt).await;
+    assert_eq!(stored_ids(&a.rt).len(), 200);
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+    a.sim.append_events(5);
+    let reports = drain(&a.rt).await;
+    assert_eq!(out(&reports[0])["note"], "Full page");
+    assert_eq!(
+        out(&reports[0])["written"],
+        0,
+        "the page was stored already"
+    );
+    assert_eq!(out(&reports[1])["note"], "First part page");
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+}
+
+/// What S30 should have made of `event`, computed here from the simulator's own data.
+fn expected_row(sim: &asa_sim::Sim, event: &Value) -> serde_json::Map<String, Value> {
+    let d = &event["details"];
+    let text = |v: &Value| match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let describe = |r: &Value| -> String {
+        let Some(r) = r.as_str().filter(|s| !s.is_empty()) else {
+            return String::new();
+        };
+        let Some(rel) = sim.related_object(r) else {
+            return String::new();
+        };
+        let o = &rel["object"];
+        let f = |k: &str| text(&o[k]);
+        match rel["type"].as_str().unwrap() {
+            "user" => format!(
+                "{} (status: {} , usertype: {})",
+                f("name"),
+                f("status"),
+                f("user_type")
+            ),
+            "client" => format!(
+                "{} (hostname: {}, OS: {}, state: {})",
+                f("user_name"),
+                f("hostname"),
+                f("os"),
+                f("state")
+            ),
+            "server" => format!(
+                "{} (project: {}, canonical name: {}, access address: {}, OS: {}, OS type: {})",
+                f("hostname"),
+                f("project_name"),
+                f("canonical_name"),
+                f("access_address"),
+                f("os"),
+                f("os_type")
+            ),
+            "gateway" => format!(
+                "{} (access_address: {}, default_address: {})",
+                f("name"),
+                f("access_address"),
+                f("default_address")
+            ),
+            _ => f("name"),
+        }
+    };
+    let is_ref = |v: &Value| v.as_str().is_some_and(|s| !s.is_empty());
+    let first = |a: &str, b: &str| {
+        if is_ref(&d[a]) {
+            describe(&d[a])
+        } else {
+            describe(&d[b])
+        }
+    };
+    let server = if is_ref(&d["server"]) {
+        describe(&d["server"])
+    } else {
+        let list = d["servers"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(describe)
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let ts = event["timestamp"].as_str().unwrap();
+    let json = json!({
+        "id": event["id"], "timestamp": format!("{}Z", &ts[..23]), "type": d["type"],
+        "actor": describe(&d["actor"]), "user": first("target_user", "user"), "client": describe(&d["client"]),
+        "group": first("group_id", "group"), "project": first("project_id", "project"),
+        "hostname": text(&d["hostname"]), "server": server, "gateway": describe(&d["gateway"]),
+        "from_addr": text(&d["from_address"]),
+    });
+    json.as_object().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_enrichment_string_matches_the_related_objects() {
+    let a = asa(400, 1000).await;
+    drain(&a.rt).await;
+    let stored = rows(&a.rt, "Audit Events");
+    assert_eq!(stored.len(), 400);
+    let mut kinds = std::collections::BTreeSet::new();
+    for row in &stored {
+        let event = a.sim.event(row["id"].as_str().unwrap()).unwrap();
+        let want = expected_row(&a.sim, &event);
+        for (col, v) in &want {
+            assert_eq!(&row[col], v, "column {col} of {}", row["id"]);
+            if v.as_str().is_some_and(|s| !s.is_empty()) {
+                kinds.insert(col.clone());
+            }
+        }
+        // The raw event is the whole event, not just `details`.
+        let raw: Value = serde_json::from_str(row["raw_event"].as_str().unwrap()).unwrap();
+        assert_eq!(raw, event);
+    }
+    // The data exercised every enriched column.
+    for col in [
+        "actor",
+        "user",
+        "client",
+        "group",
+        "project",
+        "server",
+        "gateway",
+        "from_addr",
+    ] {
+        assert!(kinds.contains(col), "no event filled `{col}`: {kinds:?}");
+    }
+    // The related objects of the last page are in their table, as S20/S21 store them.
+    let related = rows(&a.rt, "Audit Related Objects");
+    assert!(!related.is_empty());
+    for r in related {
+        let want = a.sim.related_object(r["id"].as_str().unwrap()).unwrap();
+        assert_eq!(r["type"], want["type"]);
+        assert_eq!(
+            serde_json::from_str::<Value>(r["object"].as_str().unwrap()).unwrap(),
+            want["object"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_starts_over_without_doubles_and_purge_empties_the_table() {
+    let a = asa(120, 50).await;
+    drain(&a.rt).await;
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+
+    ok(&a.rt, "U03", json!({})).await;
+    assert_eq!(checkpoint(&a.rt), (String::new(), 0.0));
+    let reports = drain(&a.rt).await;
+    assert_eq!(out(&reports[0])["note"], "Full page");
+    assert_eq!(
+        stored_ids(&a.rt),
+        sim_ids(&a.sim),
+        "starting over stores no event twice"
+    );
+
+    let r = ok(&a.rt, "U04", json!({})).await;
+    assert_eq!(r["deleted"], 120);
+    assert!(rows(&a.rt, "Audit Events").is_empty());
+    let log = notes(&a.rt);
+    assert!(
+        log.contains(&("0".into(), "Reset checkpoint".into())),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&("120".into(), "Cleared events table".into())),
+        "{log:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_mid_backfill_is_renewed_once() {
+    let a = asa(300, 50).await;
+    ok(&a.rt, "M10", json!({})).await;
+    ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(
+        a.sim.stats().tokens_issued,
+        1,
+        "the token is cached between runs"
+    );
+    a.sim.expire_tokens();
+    drain(&a.rt).await;
+    assert_eq!(a.sim.stats().tokens_issued, 2);
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_page_moves_neither_checkpoint_nor_events() {
+    let a = asa(150, 50).await;
+    ok(&a.rt, "M10", json!({})).await;
+    let before = (checkpoint(&a.rt), stored_ids(&a.rt), notes(&a.rt));
+    // More 500s than M10's retry policy absorbs.
+    a.sim.inject(asa_sim::Fault::Status(500), 6);
+    let r = run(&a.rt, "M10", json!({})).await;
+    assert!(!r.ok());
+    assert!(r.error.as_deref().unwrap().contains("500"), "{:?}", r.error);
+    assert_eq!((checkpoint(&a.rt), stored_ids(&a.rt), notes(&a.rt)), before);
+    // A bad key pair is a clear error, not a retry storm.
+    drain(&a.rt).await;
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_are_checked_and_missing_team_is_explained() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let r = run(&rt, "U01", json!({})).await;
+    assert!(
+        r.error.as_deref().unwrap().contains("asaTeam is not set"),
+        "{:?}",
+        r.error
+    );
+    let r = run(&rt, "U02", json!({"searchCount": 5000})).await;
+    assert!(!r.ok(), "searchCount over 1000 is refused");
+    let r = ok(&rt, "U02", json!({"asaTeam": "acme"})).await;
+    assert_eq!(r["searchCount"], "100");
+    assert_eq!(r["asaBaseUrl"], "https://app.scaleft.com");
+}
