@@ -1,6 +1,6 @@
 //! The config file (`--config`, or `flowhost.yaml` in the working directory if present) and
 //! the defaults that work from the repository root; CLI flags override it. Also assembles a
-//! `Runtime` from a config: schemas, store, history, secrets, engine and registry.
+//! `Runtime` from a config: schemas, store, history, secrets, blob stores, engine and registry.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,39 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub retention: Duration,
     pub grants: BTreeMap<String, Grants>,
+    /// Named object stores (`blobs:`); by default one local store `archive`.
+    pub blobs: BTreeMap<String, BlobStoreConfig>,
+}
+
+/// One named object store under `blobs:`. Credentials are never in the config file: an S3
+/// store names the secrets (environment or secrets file) that hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BlobStoreConfig {
+    /// A folder (created if missing); object names are relative paths under it.
+    Local { path: PathBuf },
+    /// An S3 bucket, on AWS or an S3-compatible server (path-style requests).
+    S3 {
+        bucket: String,
+        /// e.g. `http://127.0.0.1:9000`; AWS's regional endpoint when absent.
+        endpoint: Option<String>,
+        region: String,
+        access_key_id_secret: String,
+        secret_access_key_secret: String,
+        /// Allow a plain-http endpoint.
+        allow_http: bool,
+    },
+}
+
+/// The store a config without a `blobs:` section gets.
+pub const DEFAULT_BLOB_STORE: &str = "archive";
+/// Its folder (relative to the config file's folder, or the working directory).
+pub const DEFAULT_BLOB_DIR: &str = ".flowhost/archive";
+
+fn default_blobs(dir: PathBuf) -> BTreeMap<String, BlobStoreConfig> {
+    BTreeMap::from([(
+        DEFAULT_BLOB_STORE.to_string(),
+        BlobStoreConfig::Local { path: dir },
+    )])
 }
 
 impl Default for Config {
@@ -32,6 +65,7 @@ impl Default for Config {
             cache_dir: Some(PathBuf::from(".flowhost/cache")),
             retention: Duration::from_secs(30 * 86400),
             grants: BTreeMap::new(),
+            blobs: default_blobs(PathBuf::from(DEFAULT_BLOB_DIR)),
         }
     }
 }
@@ -55,6 +89,136 @@ struct RawConfig {
     history: Option<RawHistory>,
     #[serde(default)]
     grants: BTreeMap<String, RawGrants>,
+    blobs: Option<BTreeMap<String, RawBlobStore>>,
+}
+
+/// One `blobs:` entry as written; which fields apply depends on `kind`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBlobStore {
+    kind: String,
+    path: Option<PathBuf>,
+    bucket: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id_secret: Option<String>,
+    secret_access_key_secret: Option<String>,
+    allow_http: Option<bool>,
+}
+
+impl RawBlobStore {
+    /// Checks the entry; errors start with `blobs.NAME.FIELD:`. `rel` resolves a local path.
+    fn resolve(
+        self,
+        name: &str,
+        rel: impl Fn(PathBuf) -> PathBuf,
+    ) -> Result<BlobStoreConfig, String> {
+        let field = |f: &str| format!("blobs.{name}.{f}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "blobs: `{name}` is not a store name (letters, digits, - and _ only)"
+            ));
+        }
+        match self.kind.as_str() {
+            "local" => {
+                for (f, given) in [
+                    ("bucket", self.bucket.is_some()),
+                    ("endpoint", self.endpoint.is_some()),
+                    ("region", self.region.is_some()),
+                    ("access_key_id_secret", self.access_key_id_secret.is_some()),
+                    (
+                        "secret_access_key_secret",
+                        self.secret_access_key_secret.is_some(),
+                    ),
+                    ("allow_http", self.allow_http.is_some()),
+                ] {
+                    if given {
+                        return Err(format!("{}: only applies to kind s3", field(f)));
+                    }
+                }
+                match self.path {
+                    Some(p) if !p.as_os_str().is_empty() => {
+                        Ok(BlobStoreConfig::Local { path: rel(p) })
+                    }
+                    _ => Err(format!(
+                        "{}: required for kind local (the store's folder)",
+                        field("path")
+                    )),
+                }
+            }
+            "s3" => {
+                if self.path.is_some() {
+                    return Err(format!("{}: only applies to kind local", field("path")));
+                }
+                let bucket = self
+                    .bucket
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| format!("{}: required for kind s3", field("bucket")))?;
+                let secret = |f: &str, v: Option<String>| match v {
+                    Some(s)
+                        if !s.is_empty()
+                            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                    {
+                        Ok(s)
+                    }
+                    Some(s) => Err(format!(
+                        "{}: `{s}` is not a secret name (letters, digits and _ only; the value \
+                         goes in the secrets file or FLOWHOST_SECRET_<NAME>, never here)",
+                        field(f)
+                    )),
+                    None => Err(format!(
+                        "{}: required for kind s3 (the name of the secret that holds it)",
+                        field(f)
+                    )),
+                };
+                let access_key_id_secret =
+                    secret("access_key_id_secret", self.access_key_id_secret)?;
+                let secret_access_key_secret =
+                    secret("secret_access_key_secret", self.secret_access_key_secret)?;
+                let allow_http = self.allow_http.unwrap_or(false);
+                if let Some(e) = &self.endpoint {
+                    let url = reqwest::Url::parse(e).map_err(|err| {
+                        format!("{}: `{e}` is not a URL: {err}", field("endpoint"))
+                    })?;
+                    match url.scheme() {
+                        "https" => {}
+                        "http" if allow_http => {}
+                        "http" => {
+                            return Err(format!(
+                                "{}: `{e}` is plain http; set allow_http: true to use it",
+                                field("endpoint")
+                            ))
+                        }
+                        _ => {
+                            return Err(format!(
+                                "{}: `{e}` is not an http or https URL",
+                                field("endpoint")
+                            ))
+                        }
+                    }
+                }
+                Ok(BlobStoreConfig::S3 {
+                    bucket,
+                    endpoint: self.endpoint,
+                    region: self
+                        .region
+                        .filter(|r| !r.is_empty())
+                        .unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id_secret,
+                    secret_access_key_secret,
+                    allow_http,
+                })
+            }
+            other => Err(format!(
+                "{}: unknown kind `{other}` (expected local or s3)",
+                field("kind")
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,6 +262,16 @@ impl Config {
             let g = g.resolve(&format!("grants.{flow}")).map_err(err)?;
             c.grants.insert(flow, g);
         }
+        c.blobs = match raw.blobs {
+            None => default_blobs(rel(PathBuf::from(DEFAULT_BLOB_DIR))),
+            Some(stores) => stores
+                .into_iter()
+                .map(|(name, s)| {
+                    let store = s.resolve(&name, &rel).map_err(&err)?;
+                    Ok((name, store))
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        };
         Ok(c)
     }
 
@@ -133,7 +307,10 @@ impl Config {
             ..Default::default()
         })
         .map_err(|e| open(e.to_string()))?;
-        let registry = crate::registry::Registry::load(&self.flows, &schemas, &self.grants);
+        let blobs = crate::caps::blobs::open_stores(&self.blobs, &secrets).map_err(open)?;
+        let blob_names = blobs.keys().cloned().collect();
+        let registry =
+            crate::registry::Registry::load(&self.flows, &schemas, &self.grants, &blob_names);
         for e in &registry.errors {
             tracing::warn!("{e}");
         }
@@ -143,6 +320,7 @@ impl Config {
             store,
             history,
             secrets,
+            blobs,
             Default::default(),
         )
         .map_err(open)

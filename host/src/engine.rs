@@ -83,6 +83,8 @@ pub struct RunState {
     table: ResourceTable,
     pub(crate) limits: MemoryCap,
     pub(crate) ctx: CallCtx,
+    /// When the current call must end (read by the epoch callback).
+    deadline: Instant,
 }
 
 impl WasiView for RunState {
@@ -286,61 +288,90 @@ impl Engine {
         }
     }
 
-    /// Instantiates `pre` in a fresh store and calls `run(input)`, within `deadline` (CPU and
-    /// wall clock) and `memory` bytes of linear memory.
+    /// Calls `run(input)` on `reuse` (an instance this run used before) or on a fresh
+    /// instance of `pre`, within `deadline` (CPU and wall clock) and `memory` bytes of linear
+    /// memory. Gives the instance back when it may be used again: the call returned (with
+    /// `Ok` or `Err`) and nothing trapped.
     pub async fn invoke(
         &self,
         pre: &FlowPre<RunState>,
+        reuse: Option<Instance>,
         ctx: CallCtx,
         input: &str,
         memory: usize,
         deadline: Instant,
-    ) -> Outcome {
-        let wasi = WasiCtx::builder().build();
-        let state = RunState {
-            wasi,
-            table: ResourceTable::new(),
-            limits: MemoryCap {
-                max: memory,
-                hit: false,
-            },
-            ctx,
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+    ) -> (Outcome, Option<Instance>) {
+        let mut inst = match reuse {
+            Some(mut i) => {
+                let data = i.store.data_mut();
+                data.ctx = ctx;
+                data.deadline = deadline;
+                i
             }
-        });
+            None => {
+                let state = RunState {
+                    wasi: WasiCtx::builder().build(),
+                    table: ResourceTable::new(),
+                    limits: MemoryCap {
+                        max: memory,
+                        hit: false,
+                    },
+                    ctx,
+                    deadline,
+                };
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| &mut s.limits);
+                store.epoch_deadline_callback(|s| {
+                    if Instant::now() >= s.data().deadline {
+                        Ok(UpdateDeadline::Interrupt)
+                    } else {
+                        Ok(UpdateDeadline::Yield(1))
+                    }
+                });
+                Instance { store, flow: None }
+            }
+        };
+        inst.store.set_epoch_deadline(1);
         let call = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, input).await
+            if inst.flow.is_none() {
+                inst.flow = Some(pre.instantiate_async(&mut inst.store).await?);
+            }
+            match &inst.flow {
+                Some(flow) => flow.call_run(&mut inst.store, input).await,
+                None => Err(wasmtime::Error::msg("no instance")),
+            }
         };
         let result = match tokio::time::timeout_at(deadline.into(), call).await {
-            Err(_) => return Outcome::TimedOut,
+            Err(_) => return (Outcome::TimedOut, None),
             Ok(r) => r,
         };
-        match result {
+        let outcome = match result {
             Ok(Ok(out)) => Outcome::Ok(out),
             Ok(Err(msg)) => Outcome::Failed(msg),
             Err(e) => {
-                if store.data().limits.hit {
-                    return Outcome::Trapped(format!(
-                        "memory limit of {} exceeded",
-                        crate::manifest::format_size(store.data().limits.max)
-                    ));
+                let data = inst.store.data();
+                if data.limits.hit {
+                    let max = crate::manifest::format_size(data.limits.max);
+                    return (
+                        Outcome::Trapped(format!("memory limit of {max} exceeded")),
+                        None,
+                    );
                 }
                 if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-                    return Outcome::TimedOut;
+                    return (Outcome::TimedOut, None);
                 }
-                Outcome::Trapped(describe_trap(&e))
+                return (Outcome::Trapped(describe_trap(&e)), None);
             }
-        }
+        };
+        (outcome, Some(inst))
     }
+}
+
+/// A flow instance with its store, kept by a run so that later calls of the same flow in the
+/// same run skip instantiation. Never shared between runs.
+pub struct Instance {
+    store: Store<RunState>,
+    flow: Option<Flow>,
 }
 
 /// A trap as one line: the trap kind and, for host errors, their message (no backtrace).

@@ -14,7 +14,8 @@
 //! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
 //! | [`engine`] | wasmtime: pooling allocator, epochs, bindings, compile cache, one invocation |
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
-//! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, cache, log |
+//! | [`scheduler`] | `serve`: schedules, overlap, exclusive groups, catch-up, reload, shutdown |
+//! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
 //! | [`history`] | run history in SQLite, aggregation of child calls, redaction, pruning |
@@ -34,6 +35,7 @@ pub mod manifest;
 pub mod progress;
 pub mod registry;
 pub mod runtime;
+pub mod scheduler;
 pub mod schema;
 pub mod secrets;
 pub mod store;

@@ -57,6 +57,12 @@ enum Command {
         #[arg(long)]
         until_idle: bool,
     },
+    /// Runs the scheduled flows until SIGINT/SIGTERM, reloading changed flow folders.
+    Serve {
+        /// Do not watch the flow folders for changes.
+        #[arg(long)]
+        no_reload: bool,
+    },
     /// Shows run history, newest first.
     History {
         #[command(subcommand)]
@@ -120,7 +126,9 @@ fn main() -> ExitCode {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     let cli = Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
+    // A server's log is its output: `serve` shows info by default, other commands warnings.
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(cli.verbose + u8::from(serving), cli.quiet);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -204,7 +212,43 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             json,
         } => cmd_history(&runtime, flow.as_deref(), limit, json).map_err(usage),
         Command::Table { cmd } => cmd_table(&runtime, cmd).map_err(usage),
+        Command::Serve { no_reload } => {
+            let opts = flowhost::scheduler::ServeOptions {
+                reload_every: (!no_reload).then(|| std::time::Duration::from_secs(2)),
+            };
+            let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown_signal()).await;
+            eprintln!(
+                "flowhost serve: {} runs ({} failed, {} skipped)",
+                summary.runs, summary.failed, summary.skipped
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once (an unfinished run's
+/// transaction is rolled back by SQLite).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        eprintln!("flowhost serve: cannot listen for signals; stop it with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("flowhost serve: stopping after the running flows finish (signal again to stop now)");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(130);
+    });
 }
 
 fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {

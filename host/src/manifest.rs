@@ -1,5 +1,5 @@
 //! Flow manifests (`NAME.yaml` beside `NAME.wasm`): parsing and the checks that need no other
-//! file. Owns the grant types (hosts, tables, flows, secrets) and the one place where an
+//! file. Owns the grant types (hosts, tables, flows, secrets, blob stores) and the one place where an
 //! outbound URL is matched against a flow's allowed hosts.
 //!
 //! Checks that need the rest of the world (does a granted table or flow exist?) are done by
@@ -144,7 +144,7 @@ impl fmt::Display for HostPattern {
     }
 }
 
-/// What a flow may touch. Deny by default; `write` on a table implies read.
+/// What a flow may touch. Deny by default; `write` on a table or a blob store implies read.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Grants {
     pub hosts: Vec<HostPattern>,
@@ -152,6 +152,10 @@ pub struct Grants {
     pub tables_write: BTreeSet<String>,
     pub flows: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
+    /// Blob stores (configured under `blobs:` in the config file) it may read.
+    pub blobs_read: BTreeSet<String>,
+    /// Blob stores it may write (put, delete) and read.
+    pub blobs_write: BTreeSet<String>,
 }
 
 impl Grants {
@@ -160,6 +164,12 @@ impl Grants {
     }
     pub fn can_write(&self, table: &str) -> bool {
         self.tables_write.contains(table)
+    }
+    pub fn can_read_blob(&self, store: &str) -> bool {
+        self.blobs_read.contains(store) || self.blobs_write.contains(store)
+    }
+    pub fn can_write_blob(&self, store: &str) -> bool {
+        self.blobs_write.contains(store)
     }
     pub fn allows_url(&self, url: &reqwest::Url) -> bool {
         self.hosts.iter().any(|p| p.allows(url))
@@ -175,6 +185,8 @@ impl Grants {
         self.tables_write.extend(extra.tables_write.iter().cloned());
         self.flows.extend(extra.flows.iter().cloned());
         self.secrets.extend(extra.secrets.iter().cloned());
+        self.blobs_read.extend(extra.blobs_read.iter().cloned());
+        self.blobs_write.extend(extra.blobs_write.iter().cloned());
     }
     /// A one-line summary for `flowhost list`.
     pub fn summary(&self) -> String {
@@ -196,6 +208,12 @@ impl Grants {
         if !self.secrets.is_empty() {
             parts.push(format!("secrets: {}", join(&self.secrets)));
         }
+        if !self.blobs_read.is_empty() {
+            parts.push(format!("blobs read: {}", join(&self.blobs_read)));
+        }
+        if !self.blobs_write.is_empty() {
+            parts.push(format!("blobs write: {}", join(&self.blobs_write)));
+        }
         if parts.is_empty() {
             "none".into()
         } else {
@@ -211,6 +229,8 @@ pub struct Manifest {
     pub title: String,
     pub description: String,
     pub schedule: Option<Schedule>,
+    /// Input (JSON text) of scheduled runs.
+    pub schedule_input: String,
     pub overlap: Overlap,
     pub exclusive: Option<String>,
     pub timeout: Duration,
@@ -251,6 +271,8 @@ struct RawSchedule {
     every: Option<String>,
     cron: Option<String>,
     timezone: Option<String>,
+    /// Input of scheduled runs (default `{}`).
+    input: Option<serde_json::Value>,
 }
 
 /// Grants as written in a manifest or in the config file's `grants:` section.
@@ -265,8 +287,11 @@ pub struct RawGrants {
     flows: Vec<String>,
     #[serde(default)]
     secrets: Vec<String>,
+    #[serde(default)]
+    blobs: RawTableGrants,
 }
 
+/// `read` / `write` lists, for tables and for blob stores.
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTableGrants {
@@ -298,6 +323,8 @@ impl RawGrants {
             tables_write: self.tables.write.into_iter().collect(),
             flows: self.flows.into_iter().collect(),
             secrets: self.secrets.into_iter().collect(),
+            blobs_read: self.blobs.read.into_iter().collect(),
+            blobs_write: self.blobs.write.into_iter().collect(),
         })
     }
 }
@@ -317,6 +344,11 @@ impl Manifest {
         if raw.title.trim().is_empty() {
             return Err(err("title: must not be empty".into()));
         }
+        let schedule_input = raw
+            .schedule
+            .as_ref()
+            .and_then(|s| s.input.as_ref())
+            .map_or_else(|| "{}".to_string(), |v| v.to_string());
         let schedule = match raw.schedule {
             None => None,
             Some(s) => Some(parse_schedule(s).map_err(err)?),
@@ -341,6 +373,7 @@ impl Manifest {
             title: raw.title,
             description: raw.description,
             schedule,
+            schedule_input,
             overlap: raw.overlap,
             exclusive: raw.exclusive.filter(|e| !e.is_empty()),
             timeout,
@@ -379,8 +412,8 @@ fn parse_schedule(s: RawSchedule) -> Result<Schedule, String> {
                 return Err("schedule.timezone: only applies to `cron`".into());
             }
             let d = parse_duration(&every).map_err(|e| format!("schedule.every: {e}"))?;
-            if d < Duration::from_secs(1) {
-                return Err(format!("schedule.every: `{every}` is shorter than 1s"));
+            if d < Duration::from_millis(100) {
+                return Err(format!("schedule.every: `{every}` is shorter than 100ms"));
             }
             Ok(Schedule::Every(d))
         }
@@ -555,7 +588,8 @@ mod tests {
     fn full_manifest_parses() {
         let text = "title: Main\nschedule: {cron: \"0 */5 9-18 * * *\", timezone: Australia/Melbourne}\n\
                     overlap: skip\nexclusive: asa\ntimeout: 10m\nmemory: 32MiB\ngrants:\n  hosts: [https://app.scaleft.com]\n  \
-                    tables: {read: [A], write: [B]}\n  flows: [U00]\n  secrets: [ASA_KEY_ID]\n";
+                    tables: {read: [A], write: [B]}\n  flows: [U00]\n  secrets: [ASA_KEY_ID]\n  \
+                    blobs: {read: [archive], write: [scratch]}\n";
         let m = Manifest::parse(Path::new("M10.yaml"), text).unwrap();
         assert_eq!(m.name, "M10");
         assert_eq!(m.exclusive.as_deref(), Some("asa"));
@@ -567,5 +601,14 @@ mod tests {
                 && !m.grants.can_write("A")
         );
         assert!(matches!(m.schedule, Some(Schedule::Cron { .. })));
+        let g = &m.grants;
+        assert!(g.can_read_blob("archive") && !g.can_write_blob("archive"));
+        assert!(g.can_read_blob("scratch") && g.can_write_blob("scratch"));
+        assert!(!g.can_read_blob("other"));
+        assert!(
+            g.summary().contains("blobs write: scratch"),
+            "{}",
+            g.summary()
+        );
     }
 }

@@ -19,6 +19,8 @@ use crate::schema::Schemas;
 pub struct FlowEntry {
     pub manifest: Manifest,
     pub wasm: PathBuf,
+    /// Size and modification time of the manifest and the component when loaded.
+    stamp: [(u64, Option<std::time::SystemTime>); 2],
     pre: OnceLock<Result<FlowPre<RunState>, String>>,
 }
 
@@ -28,6 +30,13 @@ impl FlowEntry {
         self.pre
             .get_or_init(|| engine.prepare(&self.wasm).map_err(|e| e.to_string()))
             .clone()
+    }
+
+    /// Whether `other` was loaded from the same, unchanged files.
+    pub fn same_files(&self, other: &FlowEntry) -> bool {
+        self.manifest.path == other.manifest.path
+            && self.wasm == other.wasm
+            && self.stamp == other.stamp
     }
 
     /// True once `prepare` has run (successfully or not).
@@ -46,8 +55,14 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every `NAME.yaml` + `NAME.wasm` pair in `dirs` (earlier folders win on a name
-    /// clash), adds the operator's `extra` grants, and checks grants against `schemas`.
-    pub fn load(dirs: &[PathBuf], schemas: &Schemas, extra: &BTreeMap<String, Grants>) -> Registry {
+    /// clash), adds the operator's `extra` grants, and checks grants against `schemas` and the
+    /// configured `blob_stores`.
+    pub fn load(
+        dirs: &[PathBuf],
+        schemas: &Schemas,
+        extra: &BTreeMap<String, Grants>,
+        blob_stores: &BTreeSet<String>,
+    ) -> Registry {
         let mut reg = Registry::default();
         let mut found: Vec<(Manifest, PathBuf, String)> = Vec::new();
         let mut names: BTreeSet<String> = BTreeSet::new();
@@ -105,17 +120,17 @@ impl Registry {
             if let Some(extra) = extra.get(&manifest.name) {
                 manifest.grants.merge(extra);
             }
-            match check(&manifest, &path, &text, schemas, &names) {
+            match check(&manifest, &path, &text, schemas, &names, blob_stores) {
                 Ok(wasm) => {
                     let name = manifest.name.clone();
-                    reg.flows.insert(
-                        name,
-                        Arc::new(FlowEntry {
-                            manifest,
-                            wasm,
-                            pre: OnceLock::new(),
-                        }),
-                    );
+                    let stamp = [file_stamp(&manifest.path), file_stamp(&wasm)];
+                    let entry = FlowEntry {
+                        manifest,
+                        wasm,
+                        stamp,
+                        pre: OnceLock::new(),
+                    };
+                    reg.flows.insert(name, Arc::new(entry));
                 }
                 Err(e) => reg.errors.push(e),
             }
@@ -128,6 +143,15 @@ impl Registry {
             }
         }
         reg
+    }
+
+    /// Puts `entry` in (replacing a flow of the same name): a reload keeps a working version.
+    pub fn keep(&mut self, entry: Arc<FlowEntry>) {
+        self.flows.insert(entry.manifest.name.clone(), entry);
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.flows.remove(name);
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<FlowEntry>> {
@@ -162,6 +186,12 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
+fn file_stamp(path: &Path) -> (u64, Option<std::time::SystemTime>) {
+    std::fs::metadata(path)
+        .map(|m| (m.len(), m.modified().ok()))
+        .unwrap_or((0, None))
+}
+
 /// 1-based line of the first line of `text` that mentions `needle`, for error messages.
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines()
@@ -170,13 +200,14 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// Checks what a manifest can only be checked against: the schemas, the other flows, the
-/// `.wasm` beside it. Returns the `.wasm` path.
+/// configured blob stores, the `.wasm` beside it. Returns the `.wasm` path.
 fn check(
     m: &Manifest,
     path: &Path,
     text: &str,
     schemas: &Schemas,
     flows: &BTreeSet<String>,
+    blob_stores: &BTreeSet<String>,
 ) -> Result<PathBuf, String> {
     let at = |needle: &str| format!("{}:{}", path.display(), line_of(text, needle));
     for (field, set) in [
@@ -205,6 +236,22 @@ fn check(
                 "{}: grants.flows: no flow `{f}` in the flows folders{hint}",
                 at(f)
             ));
+        }
+    }
+    for (field, set) in [
+        ("grants.blobs.read", &m.grants.blobs_read),
+        ("grants.blobs.write", &m.grants.blobs_write),
+    ] {
+        for b in set {
+            if !blob_stores.contains(b) {
+                let hint = crate::schema::closest(b, blob_stores.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{}: {field}: no blob store `{b}` in the config{hint}",
+                    at(b)
+                ));
+            }
         }
     }
     let wasm = path.with_extension("wasm");

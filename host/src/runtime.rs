@@ -7,11 +7,11 @@
 //! written outside that transaction so a failed run's record survives its rollback; child calls
 //! are aggregated per flow, and only failed children get a history row of their own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Outcome, WitError};
+use crate::engine::{Engine, Instance, Outcome, WitError};
 use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger};
 use crate::registry::{FlowEntry, Registry};
 use crate::secrets::Secrets;
@@ -100,6 +100,8 @@ pub struct Runtime {
     pub secrets: Secrets,
     pub http: reqwest::Client,
     pub cache: crate::caps::cache::FlowCache,
+    /// The configured blob stores by name (`blobs:` in the config file).
+    pub blobs: crate::caps::blobs::BlobStores,
     pub limits: Limits,
 }
 
@@ -112,6 +114,7 @@ pub struct RunShared {
     pub dropped_logs: std::sync::atomic::AtomicU64,
     pub children: Mutex<BTreeMap<String, ChildStats>>,
     pub requests: Mutex<Vec<RunRequest>>,
+    pub pool: Mutex<InstancePool>,
 }
 
 /// What a host call knows about its caller.
@@ -146,6 +149,7 @@ impl Runtime {
         store: Store,
         history: History,
         secrets: Secrets,
+        blobs: crate::caps::blobs::BlobStores,
         limits: Limits,
     ) -> Result<Arc<Runtime>, String> {
         let http = reqwest::Client::builder()
@@ -161,6 +165,7 @@ impl Runtime {
             secrets,
             http,
             cache: Default::default(),
+            blobs,
             limits,
         }))
     }
@@ -217,6 +222,7 @@ impl Runtime {
             dropped_logs: Default::default(),
             children: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
+            pool: Mutex::new(InstancePool::default()),
         });
         let deadline = started + flow.manifest.timeout;
         let ctx = CallCtx {
@@ -226,7 +232,8 @@ impl Runtime {
             depth: 0,
             deadline,
         };
-        let outcome = invoke(ctx, input).await;
+        let outcome = invoke(ctx, input, false).await;
+        drop(lock(&run.pool).close());
 
         // Take the transaction out: a child task still unwinding after a timeout finds `None`.
         let Some(txn) = lock(&run.txn).take() else {
@@ -321,17 +328,28 @@ pub struct Failure {
 }
 
 /// Compiles (lazily) and runs one flow instance in `ctx`.
-pub(crate) async fn invoke(ctx: CallCtx, input: &str) -> Result<String, Failure> {
+pub(crate) async fn invoke(ctx: CallCtx, input: &str, reuse: bool) -> Result<String, Failure> {
     let name = ctx.name().to_string();
     let fail = |message: String| Failure {
         message,
         timed_out: false,
     };
     let pre = ctx.flow.prepare(&ctx.rt.engine).map_err(fail)?;
-    let rt = ctx.rt.clone();
-    let (memory, deadline, max_output) =
-        (ctx.flow.manifest.memory, ctx.deadline, rt.limits.max_output);
-    match rt.engine.invoke(&pre, ctx, input, memory, deadline).await {
+    let (rt, run, flow) = (ctx.rt.clone(), ctx.run.clone(), ctx.flow.clone());
+    let (memory, deadline, max_output) = (flow.manifest.memory, ctx.deadline, rt.limits.max_output);
+    let idle = if reuse {
+        lock(&run.pool).take(&flow)
+    } else {
+        None
+    };
+    let (outcome, instance) = rt
+        .engine
+        .invoke(&pre, idle, ctx, input, memory, deadline)
+        .await;
+    if let (true, Some(i)) = (reuse, instance) {
+        lock(&run.pool).put(&flow, i);
+    }
+    match outcome {
         Outcome::Ok(out) if out.len() > max_output => Err(fail(format!(
             "{name}: output of {} bytes is over the limit of {} bytes",
             out.len(),
@@ -344,6 +362,43 @@ pub(crate) async fn invoke(ctx: CallCtx, input: &str) -> Result<String, Failure>
             message: format!("{name}: timed out"),
             timed_out: true,
         }),
+    }
+}
+
+/// Idle instances of the flows a run has called, so later calls skip instantiation (the
+/// engine-notes figures: instantiation is most of a small call's cost). Per run, never shared:
+/// a run sees no other run's memory. Closed when the run ends, which also breaks the cycle
+/// instance → context → run.
+#[derive(Default)]
+pub struct InstancePool {
+    closed: bool,
+    idle: HashMap<String, Vec<(Arc<FlowEntry>, Instance)>>,
+}
+
+/// Idle instances kept per flow (the largest for-each concurrency needs no more).
+const MAX_IDLE_PER_FLOW: usize = 64;
+
+impl InstancePool {
+    fn take(&mut self, flow: &Arc<FlowEntry>) -> Option<Instance> {
+        let list = self.idle.get_mut(&flow.manifest.name)?;
+        // A reload may have replaced the flow: only reuse the same version.
+        let pos = list.iter().rposition(|(f, _)| Arc::ptr_eq(f, flow))?;
+        Some(list.swap_remove(pos).1)
+    }
+
+    fn put(&mut self, flow: &Arc<FlowEntry>, instance: Instance) {
+        if self.closed {
+            return;
+        }
+        let list = self.idle.entry(flow.manifest.name.clone()).or_default();
+        if list.len() < MAX_IDLE_PER_FLOW {
+            list.push((flow.clone(), instance));
+        }
+    }
+
+    fn close(&mut self) -> HashMap<String, Vec<(Arc<FlowEntry>, Instance)>> {
+        self.closed = true;
+        std::mem::take(&mut self.idle)
     }
 }
 
@@ -375,7 +430,7 @@ pub(crate) async fn call_child(
         depth,
         deadline: started + share,
     };
-    let result = Box::pin(invoke(ctx, &input)).await;
+    let result = Box::pin(invoke(ctx, &input, true)).await;
     let elapsed = started.elapsed();
     {
         let mut children = lock(&parent.run.children);

@@ -22,9 +22,11 @@
 //! - [`flows`]: [`call`], [`for_each`], [`for_each_all`] — child flows;
 //! - [`tables`]: typed rows over the tables capability;
 //! - [`http`]: a request builder and its [`http::Response`];
+//! - [`blobs`]: `put`, `get`, `list`, `delete` on the named object stores the manifest grants;
 //! - [`schedule`], [`secrets`], [`cache`], [`log`]: thin typed wrappers of the other capabilities;
 //! - [`flow!`]: the entry-point macro (JSON in, JSON out).
 
+pub mod blobs;
 pub mod cache;
 pub mod error;
 pub mod flows;

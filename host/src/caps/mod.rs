@@ -9,9 +9,11 @@
 //! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
 //! | `secrets` | `secrets.get` | `grants.secrets` |
+//! | `blobs` | `blobs.*` | `grants.blobs.read` / `.write` (not transactional: see the module) |
 //! | `cache` | `cache.*` | none: private to the flow |
 //! | `log` | `log.log` | none |
 
+pub mod blobs;
 pub mod cache;
 pub mod flows;
 pub mod http;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use flowhost::config::Config;
+use flowhost::config::{BlobStoreConfig, Config};
 use flowhost::history::Trigger;
 use flowhost::runtime::{RunReport, Runtime};
 
@@ -39,7 +39,8 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// The test flows and the ASA flows, the shipped tables and the test tables.
+    /// The test flows and the ASA flows, the shipped tables and the test tables, and two local
+    /// blob stores in the temp dir: `archive` (the default store) and `scratch` (probe's).
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
@@ -49,6 +50,13 @@ impl TestEnv {
             secrets_file: None,
             // Shared across tests so each component is compiled once per test binary run.
             cache_dir: Some(root().join("target/flowhost-test-cache")),
+            blobs: ["archive", "scratch"]
+                .into_iter()
+                .map(|name| {
+                    let path = dir.path().join("blobs").join(name);
+                    (name.to_string(), BlobStoreConfig::Local { path })
+                })
+                .collect(),
             ..Config::default()
         };
         TestEnv { dir, config }
@@ -93,6 +101,18 @@ impl TestEnv {
         );
         if let Some(s) = &self.config.secrets_file {
             text.push_str(&format!("secrets_file: \"{}\"\n", s.display()));
+        }
+        // The stores, unless `extra` has its own `blobs:` section.
+        if !extra.lines().any(|l| l.starts_with("blobs:")) {
+            text.push_str("blobs:\n");
+            for (name, store) in &self.config.blobs {
+                text.push_str(&match store {
+                    BlobStoreConfig::Local { path } => {
+                        format!("  {name}: {{kind: local, path: \"{}\"}}\n", path.display())
+                    }
+                    s3 => panic!("config_file: give {s3:?} as a `blobs:` section in `extra`"),
+                });
+            }
         }
         text.push_str(extra);
         std::fs::write(&p, text).unwrap();

@@ -7,12 +7,13 @@
 //! Modules:
 //! - [`link`]: RFC 8288 `Link` header parsing and the `offset` of the `rel="next"` page (U11/U11a);
 //! - [`url`]: percent-encoding and the ASA URLs (`service_token`, `auditsV2`);
-//! - [`time`]: RFC 3339 parsing, the "isoString" millisecond form, epoch milliseconds;
+//! - [`time`]: RFC 3339 parsing, the "isoString" millisecond form, epoch milliseconds and seconds;
 //! - [`api`]: ASA response bodies (service token, an `auditsV2` page) and error texts;
 //! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
 //! - [`enrich`]: the S32–S37 enrichment strings;
 //! - [`event`]: event → Audit Events row mapping (S30);
 //! - [`main_flow`]: M10's branch decision (§8.3);
+//! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod event;
 pub mod link;
 pub mod main_flow;
 pub mod model;
+pub mod offload;
 pub mod time;
 pub mod url;
 

@@ -79,6 +79,9 @@ mod tests {
     fn a_full_last_page_is_stored_not_skipped() {
         // A full page of 1000 moved the offset (LastCount 0); the next page is also 1000 long
         // but has no `next` link: the template logged "No new events" and lost it.
-        assert_eq!(decide("", 1000, Branch::FullPage.next_count(1000, 0)), Branch::PartPage { first: true });
+        assert_eq!(
+            decide("", 1000, Branch::FullPage.next_count(1000, 0)),
+            Branch::PartPage { first: true }
+        );
     }
 }

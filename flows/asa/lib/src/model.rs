@@ -65,6 +65,18 @@ pub struct Env {
     pub search_count: String,
     #[serde(default, deserialize_with = "lenient_text")]
     pub asa_base_url: String,
+    /// The blob store O10 writes to (`"archive"` by default).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub offload_store: String,
+    /// The object-name prefix O10 writes under (`"asa/audit-events/"` by default).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub offload_prefix: String,
+    /// Rows per O10 object (`"5000"` by default, 1..=50000).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub offload_batch: String,
+    /// O20's Splunk HEC endpoint (`""` = not set).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub hec_url: String,
 }
 
 /// The Audit Checkpoints row, and U10's output.
@@ -238,6 +250,49 @@ pub struct MainOut {
     pub offset: String,
 }
 
+/// O10's input: overrides of the offload settings, each optional (`{}` = the settings).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectOffloadIn {
+    /// The blob store (instead of `offloadStore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The object-name prefix (instead of `offloadPrefix`; `""` = the store's root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Rows per object (instead of `offloadBatch`): a number or numeric text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Value>,
+}
+
+/// O10's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectOffloadOut {
+    /// Rows written to the object and deleted from Audit Events.
+    pub offloaded: u64,
+    /// The object's name (`""` when there was nothing to offload).
+    pub object: String,
+    /// The batch was full and rows remain (another run has been requested).
+    pub more: bool,
+}
+
+/// O20's input: `{}` or `{"batch": n}` (a number or numeric text).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HecOffloadIn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Value>,
+}
+
+/// O20's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HecOffloadOut {
+    /// Rows sent, acknowledged and deleted from Audit Events.
+    pub offloaded: u64,
+    /// The batch was full and rows remain (another run has been requested).
+    pub more: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,10 +344,15 @@ mod tests {
             serde_json::to_value(Env {
                 asa_team: "t".into(),
                 search_count: "100".into(),
-                asa_base_url: "u".into()
+                asa_base_url: "u".into(),
+                offload_store: "archive".into(),
+                offload_prefix: "p/".into(),
+                offload_batch: "5000".into(),
+                hec_url: String::new(),
             })
             .unwrap(),
-            json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u"})
+            json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u", "offloadStore": "archive",
+                   "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": ""})
         );
     }
 

@@ -64,6 +64,12 @@ pub fn epoch_ms(s: &str) -> Option<i64> {
     Some(secs * 1_000 + millis)
 }
 
+/// Seconds since the Unix epoch, with the milliseconds as the fraction (`1709600523.123`), of an
+/// RFC 3339 timestamp (Splunk HEC's `time`); `None` if it does not parse.
+pub fn epoch_seconds(s: &str) -> Option<f64> {
+    epoch_ms(s).map(|ms| ms as f64 / 1_000.0)
+}
+
 /// The "isoString" of epoch milliseconds: `YYYY-MM-DDTHH:MM:SS.mmmZ` (years 0000–9999).
 pub fn iso_from_epoch_ms(ms: i64) -> Option<String> {
     let days = ms.div_euclid(86_400_000);

@@ -1,16 +1,21 @@
 //! U02 — Set env vars: validates and writes the ASA package's settings.
 //!
 //! Input: any of `{"asaTeam": "william-faulkner", "searchCount": "100" | 100,
-//! "asaBaseUrl": "https://app.scaleft.com"}` (other keys are refused, so a typo cannot pass
-//! silently). Output: the merged settings `{"asaTeam", "searchCount", "asaBaseUrl"}` with
-//! U01's defaults filled in.
+//! "asaBaseUrl": "https://app.scaleft.com", "offloadStore": "archive",
+//! "offloadPrefix": "asa/audit-events/", "offloadBatch": "5000" | 5000,
+//! "hecUrl": "https://splunk.example.com:8088/services/collector/event"}` (other keys are
+//! refused, so a typo cannot pass silently). Output: the merged settings with U01's defaults
+//! filled in.
 //!
 //! Checks: `asaTeam` is non-empty (letters, digits, `-`, `_`, `.`); `searchCount` is a whole
 //! number from 1 to 1000 (stored as text, like the template's column); `asaBaseUrl` is an
-//! http or https URL without query or credentials (trailing slashes trimmed). Then updates the
-//! table's single row, creating it when the table is empty (`{}` changes nothing and just
-//! shows the settings). (New: the template set the row by
-//! hand in the Tables UI.)
+//! http or https URL without query or credentials (trailing slashes trimmed). The offload
+//! settings: `offloadStore` is a store name (letters, digits, `-`, `_`), `offloadPrefix`
+//! a relative path (a trailing `/` is added), `offloadBatch` 1..=50000, `hecUrl` an http(s)
+//! URL without credentials or fragment; `""` puts one back to its default (`hecUrl`: unset).
+//! Then updates the table's single row, creating it when the table is empty (`{}` changes
+//! nothing and just shows the settings). (New: the template set the row by hand in the
+//! Tables UI.)
 
 use asa_lib::env::SetEnv;
 use asa_lib::model::{Env, ENVIRONMENT_VARIABLES};

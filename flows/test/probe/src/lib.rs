@@ -28,12 +28,17 @@
 //! - `{"op":"log","level":"trace|debug|info|warn|error","message":"..."}` → `null`
 //! - `{"op":"cache_set","key":"...","value":"...","ttl_ms":n}` → `null`;
 //!   `{"op":"cache_get","key":"..."}` → the value or `null`
+//! - `{"op":"blob_put","store":"...","key":"...","data":"text"}` → `null`;
+//!   `{"op":"blob_get","store":"...","key":"..."}` → the object as text (invalid UTF-8
+//!   replaced) or `null`; `{"op":"blob_list","store":"...","prefix":"...","limit":n}` → the
+//!   names (`prefix` defaults to `""`, `limit` to 1000); `{"op":"blob_delete","store":"...",
+//!   "key":"..."}` → `true`/`false`
 //! - `{"op":"steps","steps":[op, ...]}` → the array of results, stopping at the first failure
 //!
 //! Host errors fail the run with their display text, `"<kind>: <text>"` (e.g.
 //! `access-denied: ...`); a malformed op fails with `probe: ...`.
 
-use flowhost_sdk::{cache, call, for_each, http, log, schedule, secrets, tables, FlowError};
+use flowhost_sdk::{blobs, cache, call, for_each, http, log, schedule, secrets, tables, FlowError};
 use serde_json::{json, Map, Value};
 
 flowhost_sdk::flow!(run);
@@ -78,6 +83,21 @@ fn exec(op: &Value) -> Result<Value, FlowError> {
             Ok(Value::Null)
         }
         "cache_get" => Ok(cache::get(text(op, "key")?).map_or(Value::Null, Value::String)),
+        "blob_put" => {
+            blobs::put(text(op, "store")?, text(op, "key")?, text(op, "data")?.as_bytes())?;
+            Ok(Value::Null)
+        }
+        "blob_get" => Ok(blobs::get(text(op, "store")?, text(op, "key")?)?
+            .map_or(Value::Null, |data| {
+                Value::String(String::from_utf8_lossy(&data).into_owned())
+            })),
+        "blob_list" => {
+            let prefix = op.get("prefix").and_then(Value::as_str).unwrap_or("");
+            let limit =
+                op.get("limit").and_then(Value::as_u64).unwrap_or(1000).min(u64::from(u32::MAX));
+            Ok(json!(blobs::list(text(op, "store")?, prefix, limit as u32)?))
+        }
+        "blob_delete" => Ok(json!(blobs::delete(text(op, "store")?, text(op, "key")?)?)),
         "steps" => {
             let steps = op
                 .get("steps")
