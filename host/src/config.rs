@@ -267,7 +267,7 @@ impl Config {
             Some(stores) => stores
                 .into_iter()
                 .map(|(name, s)| {
-                    let store = s.resolve(&name, &rel).map_err(&err)?;
+                    let store = s.resolve(&name, rel).map_err(&err)?;
                     Ok((name, store))
                 })
                 .collect::<Result<_, ConfigError>>()?,

@@ -27,7 +27,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use flowhost::flow::types::Error as WitError;
+pub use self::flowhost::flow::types::Error as WitError;
 
 /// A host-call error as one line, `kind: message` (the kind is the WIT case name).
 pub fn error_text(e: &WitError) -> String {

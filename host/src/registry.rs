@@ -238,6 +238,19 @@ fn check(
             ));
         }
     }
+    // The store's line under `blobs:` (not a comment or the description that mentions it).
+    let blob_at = |needle: &str| {
+        let code = |l: &str| !l.trim_start().starts_with('#');
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines
+            .iter()
+            .position(|l| code(l) && l.contains("blobs:"))
+            .unwrap_or(0);
+        let line = (start..lines.len())
+            .find(|&i| code(lines[i]) && lines[i].contains(needle))
+            .map_or(1, |i| i + 1);
+        format!("{}:{line}", path.display())
+    };
     for (field, set) in [
         ("grants.blobs.read", &m.grants.blobs_read),
         ("grants.blobs.write", &m.grants.blobs_write),
@@ -249,7 +262,7 @@ fn check(
                     .unwrap_or_default();
                 return Err(format!(
                     "{}: {field}: no blob store `{b}` in the config{hint}",
-                    at(b)
+                    blob_at(b)
                 ));
             }
         }

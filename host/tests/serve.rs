@@ -142,7 +142,7 @@ fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
     let (env, dir) = env_with_flows();
     drop_flow(&dir, "long", &sleeper("1h", 1500, ""));
     let config = env.config_file("");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
         .arg("--config")
         .arg(&config)
         .arg("serve")

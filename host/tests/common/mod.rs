@@ -2,6 +2,8 @@
 //! (`cargo xtask flows` lays them out), and a `Runtime` or the `flowhost` binary over them.
 #![allow(dead_code)]
 
+pub mod asa;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -265,6 +265,17 @@ pub struct ObjectOffloadIn {
     pub batch: Option<Value>,
 }
 
+/// U14's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadableOut {
+    /// How many of the oldest rows may be offloaded now.
+    pub offloadable: u64,
+    /// Rows in Audit Events.
+    pub stored: u64,
+    /// Rows of the page at the checkpoint (kept until the checkpoint moves).
+    pub pending: u64,
+}
+
 /// O10's output.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectOffloadOut {

@@ -10,7 +10,9 @@
 //! Steps:
 //! 1. settings = U01: `offloadStore`, `offloadPrefix`, `offloadBatch` (the input overrides
 //!    them, checked the same way);
-//! 2. the batch: up to `batch` rows of Audit Events, oldest first (insertion order), read a
+//! 2. the batch: up to `batch` rows of Audit Events, oldest first (insertion order), and no
+//!    more than U14 says may leave (M10 polls the page at the checkpoint again: its events
+//!    stay until the checkpoint moves past them, or they would be stored and offloaded twice), read a
 //!    page of 1000 at a time; each page is appended to the body (gzip of one JSON object per
 //!    row, as stored: `raw_event` stays text) and its rows are deleted by id. (One `find` is
 //!    capped at 10 000 rows and has no offset, so the next page is the one after the deleted
@@ -36,7 +38,9 @@
 //! O20): no rows are added or removed while it runs, which the template says the offload and
 //! M10 must never do at the same time.
 
-use asa_lib::model::{Empty, Env, ExecLogIn, ObjectOffloadIn, ObjectOffloadOut, AUDIT_EVENTS};
+use asa_lib::model::{
+    Empty, Env, ExecLogIn, ObjectOffloadIn, ObjectOffloadOut, OffloadableOut, AUDIT_EVENTS,
+};
 use asa_lib::offload::{self, JsonlGz, ObjectTarget, Row, PAGE};
 use flowhost_sdk::{blobs, call, fail, log, schedule, tables, Context, Error, FlowError};
 use serde_json::Value;
@@ -45,10 +49,13 @@ flowhost_sdk::flow!(run);
 
 fn run(input: ObjectOffloadIn) -> Result<ObjectOffloadOut, FlowError> {
     let env: Env = call("U01", &Empty {})?;
-    let target = input.target(&env)?;
+    let mut target = input.target(&env)?;
+    let offloadable = offloadable_count()?;
+    target.batch = target.batch.min(u32::try_from(offloadable).unwrap_or(u32::MAX));
 
     let mut body = JsonlGz::new();
-    let Some(object) = take_batch(&target, &mut body)? else {
+    let taken = if target.batch == 0 { None } else { take_batch(&target, &mut body)? };
+    let Some(object) = taken else {
         write_execution_log(0, "Offload: nothing to do")?;
         return Ok(ObjectOffloadOut::default());
     };
@@ -57,7 +64,7 @@ fn run(input: ObjectOffloadIn) -> Result<ObjectOffloadOut, FlowError> {
     blobs::put(&target.store, &object, &bytes)
         .context(format!("put {}:{object} ({n} rows)", target.store))?;
 
-    let more = n == u64::from(target.batch) && rows_remain()?;
+    let more = offloadable > n;
     write_execution_log(n, &format!("Offloaded to {}:{object}", target.store))?;
     log::info(&format!(
         "{n} events ({} bytes gzip) offloaded to {}:{object}{}",
@@ -102,8 +109,10 @@ fn delete_row(row: &Row) -> Result<(), FlowError> {
     Ok(())
 }
 
-fn rows_remain() -> Result<bool, Error> {
-    Ok(tables::first::<Value, _>(AUDIT_EVENTS, &())?.is_some())
+/// U14: the oldest rows that may leave the table (not the page M10 polls again).
+fn offloadable_count() -> Result<u64, Error> {
+    let out: OffloadableOut = call("U14", &Empty {})?;
+    Ok(out.offloadable)
 }
 
 /// U20

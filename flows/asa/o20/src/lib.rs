@@ -32,7 +32,9 @@
 //! `hecUrl`, else HEC answers 400 and the run fails with that. O20 is in the exclusive group `asa` with
 //! M10 (and U02–U04, O10), so no rows are added or removed while it runs.
 
-use asa_lib::model::{Empty, Env, ExecLogIn, HecOffloadIn, HecOffloadOut, AUDIT_EVENTS};
+use asa_lib::model::{
+    Empty, Env, ExecLogIn, HecOffloadIn, HecOffloadOut, OffloadableOut, AUDIT_EVENTS,
+};
 use asa_lib::offload::{self, Row, HEC_TOKEN};
 use flowhost_sdk::{call, fail, http, log, schedule, secrets, tables, Context, Error, FlowError};
 use serde_json::Value;
@@ -43,9 +45,11 @@ fn run(input: HecOffloadIn) -> Result<HecOffloadOut, FlowError> {
     let env: Env = call("U01", &Empty {})?;
     let url = offload::hec_url(&env)?;
     let token = secrets::get(HEC_TOKEN).context("the Splunk HEC token")?;
-    let batch = input.batch()?;
+    let offloadable = offloadable_count()?;
+    let batch = input.batch()?.min(u32::try_from(offloadable).unwrap_or(u32::MAX));
 
-    let rows: Vec<Row> = tables::find(AUDIT_EVENTS, &(), Some(batch))?;
+    let rows: Vec<Row> =
+        if batch == 0 { Vec::new() } else { tables::find(AUDIT_EVENTS, &(), Some(batch))? };
     if rows.is_empty() {
         write_execution_log(0, "Offload: nothing to do")?;
         return Ok(HecOffloadOut::default());
@@ -56,7 +60,7 @@ fn run(input: HecOffloadIn) -> Result<HecOffloadOut, FlowError> {
     }
 
     let n = rows.len() as u64;
-    let more = n == u64::from(batch) && rows_remain()?;
+    let more = offloadable > n;
     write_execution_log(n, "Offloaded to Splunk HEC")?;
     log::info(&format!("{n} events sent to Splunk HEC{}", if more { "; more to do" } else { "" }));
     if more {
@@ -89,8 +93,10 @@ fn delete_row(row: &Row) -> Result<(), FlowError> {
     Ok(())
 }
 
-fn rows_remain() -> Result<bool, Error> {
-    Ok(tables::first::<Value, _>(AUDIT_EVENTS, &())?.is_some())
+/// U14: the oldest rows that may leave the table (not the page M10 polls again).
+fn offloadable_count() -> Result<u64, Error> {
+    let out: OffloadableOut = call("U14", &Empty {})?;
+    Ok(out.offloadable)
 }
 
 /// U20

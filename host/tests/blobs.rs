@@ -1,0 +1,578 @@
+//! The `blobs` capability through the `probe` test flow: on a real S3-compatible server
+//! (moto's `moto_server`, started here on loopback) and on a local folder; grant checks, name
+//! checks, the `blobs:` config section and the load-time grant check.
+//!
+//! Without `moto_server` on PATH the S3 tests are skipped with a loud message, unless `CI` is
+//! set: then they fail (`.ci/run` installs it with pip).
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ok, run, TestEnv};
+use flowhost::config::{BlobStoreConfig, Config};
+use flowhost::manifest::Grants;
+use flowhost::runtime::Runtime;
+use serde_json::{json, Value};
+
+const BUCKET: &str = "flowhost-test";
+const KEY_ID: &str = "moto-key-id-4711";
+const KEY_SECRET: &str = "moto-secret-key-0815";
+
+/// A `moto_server` child process on a free loopback port; killed (with its process group) on
+/// drop.
+struct Moto {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // The child leads its own process group: end it and anything it started.
+        let pid = self.child.id() as libc::pid_t;
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let p = dir.join(program);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// Starts moto_server, or returns `None` (after saying so loudly) when it is not installed
+/// and this is not CI.
+async fn moto() -> Option<Moto> {
+    if !on_path("moto_server") {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "moto_server is not on PATH, and CI is set: the S3 blob tests must run in CI \
+                 (.ci/run installs it: python3 -m pip install 'moto[server]')"
+            );
+        }
+        // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(
+            b"\n==========================================================================\n\
+              SKIPPED: the S3 blob tests did not run: `moto_server` is not on PATH.\n\
+              Install it with: python3 -m pip install 'moto[server]'\n\
+              ==========================================================================\n",
+        );
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("moto.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("cannot start moto_server")
+    };
+    let mut moto = Moto {
+        child,
+        port,
+        log,
+        _dir: dir,
+    };
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = moto.child.try_wait() {
+            panic!("moto_server exited ({status}):\n{}", read_log(&moto.log));
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "moto_server did not listen on {addr} within 60s:\n{}",
+                read_log(&moto.log)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Make the bucket (moto takes any request as authorised).
+    let resp = reqwest::Client::new()
+        .put(format!("{}/{BUCKET}", moto.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.status().is_success(),
+        "creating the bucket: {}",
+        resp.status()
+    );
+    Some(moto)
+}
+
+fn read_log(path: &Path) -> String {
+    let mut s = String::new();
+    let _ = std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut s));
+    s
+}
+
+fn s3_store(moto: &Moto, bucket: &str) -> BlobStoreConfig {
+    BlobStoreConfig::S3 {
+        bucket: bucket.into(),
+        endpoint: Some(moto.url()),
+        region: "us-east-1".into(),
+        access_key_id_secret: "MOTO_KEY_ID".into(),
+        secret_access_key_secret: "MOTO_KEY_SECRET".into(),
+        allow_http: true,
+    }
+}
+
+fn s3_env(moto: &Moto) -> TestEnv {
+    let mut env =
+        TestEnv::new().with_secrets(&[("MOTO_KEY_ID", KEY_ID), ("MOTO_KEY_SECRET", KEY_SECRET)]);
+    env.config
+        .blobs
+        .insert("scratch".into(), s3_store(moto, BUCKET));
+    env
+}
+
+/// The host error of a probe run that must fail (without the `probe: ` the run adds).
+async fn err(rt: &Arc<Runtime>, flow: &str, input: Value) -> String {
+    let e = common::err(rt, flow, input).await;
+    e.strip_prefix("probe: ").unwrap_or(&e).to_string()
+}
+
+fn put(store: &str, key: &str, data: &str) -> Value {
+    json!({"op": "blob_put", "store": store, "key": key, "data": data})
+}
+fn get(store: &str, key: &str) -> Value {
+    json!({"op": "blob_get", "store": store, "key": key})
+}
+fn list(store: &str, prefix: &str, limit: u32) -> Value {
+    json!({"op": "blob_list", "store": store, "prefix": prefix, "limit": limit})
+}
+fn delete(store: &str, key: &str) -> Value {
+    json!({"op": "blob_delete", "store": store, "key": key})
+}
+
+/// put / get / list / delete on store `scratch`, whatever its kind.
+async fn round_trip(rt: &Arc<Runtime>) {
+    let s = "scratch";
+    let keys = [
+        "runs/2024/b.jsonl",
+        "runs/2024/a.jsonl",
+        "runs/2025/c.jsonl",
+        "runsheet.csv",
+        "other.txt",
+    ];
+    for k in keys {
+        assert_eq!(
+            ok(rt, "probe", put(s, k, &format!("data of {k}"))).await,
+            Value::Null
+        );
+    }
+    assert_eq!(
+        ok(rt, "probe", get(s, "runs/2024/a.jsonl")).await,
+        json!("data of runs/2024/a.jsonl")
+    );
+    assert_eq!(
+        ok(rt, "probe", get(s, "runs/2024/zz.jsonl")).await,
+        Value::Null
+    );
+    assert_eq!(ok(rt, "probe", get(s, "nothing-here")).await, Value::Null);
+    // Sorted names, by string prefix (not only whole folders), at most `limit`.
+    assert_eq!(
+        ok(rt, "probe", list(s, "runs/2024/", 100)).await,
+        json!(["runs/2024/a.jsonl", "runs/2024/b.jsonl"])
+    );
+    assert_eq!(
+        ok(rt, "probe", list(s, "runs", 100)).await,
+        json!([
+            "runs/2024/a.jsonl",
+            "runs/2024/b.jsonl",
+            "runs/2025/c.jsonl",
+            "runsheet.csv"
+        ])
+    );
+    assert_eq!(
+        ok(rt, "probe", list(s, "runs/20", 2)).await,
+        json!(["runs/2024/a.jsonl", "runs/2024/b.jsonl"])
+    );
+    assert_eq!(
+        ok(rt, "probe", list(s, "", 100)).await,
+        json!([
+            "other.txt",
+            "runs/2024/a.jsonl",
+            "runs/2024/b.jsonl",
+            "runs/2025/c.jsonl",
+            "runsheet.csv"
+        ])
+    );
+    assert_eq!(ok(rt, "probe", list(s, "nope/", 100)).await, json!([]));
+    assert_eq!(ok(rt, "probe", list(s, "", 0)).await, json!([]));
+    // A put with the same name replaces the object (a retried offload overwrites itself).
+    ok(rt, "probe", put(s, "runs/2024/a.jsonl", "second version")).await;
+    assert_eq!(
+        ok(rt, "probe", get(s, "runs/2024/a.jsonl")).await,
+        json!("second version")
+    );
+    assert_eq!(
+        ok(rt, "probe", delete(s, "runs/2024/a.jsonl")).await,
+        json!(true)
+    );
+    assert_eq!(
+        ok(rt, "probe", delete(s, "runs/2024/a.jsonl")).await,
+        json!(false)
+    );
+    assert_eq!(
+        ok(rt, "probe", get(s, "runs/2024/a.jsonl")).await,
+        Value::Null
+    );
+    assert_eq!(
+        ok(rt, "probe", list(s, "runs/2024/", 100)).await,
+        json!(["runs/2024/b.jsonl"])
+    );
+    // Several ops in one run.
+    let out = ok(
+        rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            put(s, "batch/1", "one"),
+            get(s, "batch/1"),
+            delete(s, "batch/1"),
+            get(s, "batch/1"),
+        ]}),
+    )
+    .await;
+    assert_eq!(out, json!([null, "one", true, null]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_round_trip_on_moto() {
+    let Some(moto) = moto().await else { return };
+    let env = s3_env(&moto);
+    let rt = env.runtime();
+    round_trip(&rt).await;
+    // The objects are in the bucket (read back with a client of our own), not in a folder.
+    use object_store::ObjectStore;
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(BUCKET)
+        .with_region("us-east-1")
+        .with_endpoint(moto.url())
+        .with_allow_http(true)
+        .with_access_key_id(KEY_ID)
+        .with_secret_access_key(KEY_SECRET)
+        .build()
+        .unwrap();
+    let body = s3
+        .get(&object_store::path::Path::from("runs/2024/b.jsonl"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"data of runs/2024/b.jsonl");
+    assert!(!env.dir.path().join("blobs/scratch/runs").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_errors_name_the_store_and_never_a_secret() {
+    let Some(moto) = moto().await else { return };
+    let mut env = s3_env(&moto);
+    env.config
+        .blobs
+        .insert("nobucket".into(), s3_store(&moto, "no-such-bucket"));
+    env.config.grants.insert(
+        "probe".into(),
+        Grants {
+            blobs_write: ["nobucket".to_string()].into(),
+            ..Default::default()
+        },
+    );
+    let rt = env.runtime();
+    let e = err(&rt, "probe", put("nobucket", "k", "x")).await;
+    assert!(e.contains("other: blobs.put `nobucket`/`k`: "), "{e}");
+    assert!(!e.contains(KEY_SECRET) && !e.contains(KEY_ID), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+    // A missing credential secret stops the runtime from opening, naming the store and field.
+    let mut env = TestEnv::new().with_secrets(&[("MOTO_KEY_ID", KEY_ID)]);
+    env.config
+        .blobs
+        .insert("scratch".into(), s3_store(&moto, BUCKET));
+    let e = env.config.open_runtime().err().unwrap().to_string();
+    assert!(
+        e.contains("blobs.scratch.secret_access_key_secret: secret `MOTO_KEY_SECRET` is not set"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_round_trip() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    round_trip(&rt).await;
+    let file = env.dir.path().join("blobs/scratch/runs/2024/b.jsonl");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "data of runs/2024/b.jsonl"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grants_names_and_unknown_stores() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    // `archive` is configured but not granted to probe.
+    let e = err(&rt, "probe", put("archive", "k", "x")).await;
+    assert_eq!(
+        e,
+        "access-denied: blobs.put: probe may not write blob store `archive` (grants.blobs.write)"
+    );
+    let e = err(&rt, "probe", get("archive", "k")).await;
+    assert!(
+        e.starts_with(
+            "access-denied: blobs.get: probe may not read blob store `archive` (grants.blobs.read)"
+        ),
+        "{e}"
+    );
+    let e = err(&rt, "probe", list("archive", "", 10)).await;
+    assert!(e.starts_with("access-denied: "), "{e}");
+    // Not configured at all.
+    let e = err(&rt, "probe", put("scrach", "k", "x")).await;
+    assert_eq!(
+        e,
+        "not-found: blobs.put: no blob store `scrach` in the config (did you mean `scratch`?)"
+    );
+    let e = err(&rt, "probe", get("elsewhere", "k")).await;
+    assert!(
+        e.starts_with("not-found: blobs.get: no blob store `elsewhere`"),
+        "{e}"
+    );
+    // Bad object names.
+    for (op, why) in [
+        (put("scratch", "", "x"), "empty"),
+        (
+            put("scratch", "/etc/passwd", "x"),
+            "must not start or end with `/`",
+        ),
+        (put("scratch", "a/../../b", "x"), "`..`"),
+        (get("scratch", "../b"), "`..`"),
+        (delete("scratch", "a//b"), "empty"),
+        (list("scratch", "../", 10), "`..`"),
+        (list("scratch", "/abs", 10), "must not start with `/`"),
+    ] {
+        let e = err(&rt, "probe", op.clone()).await;
+        assert!(e.starts_with("invalid-input: blobs."), "{op}: {e}");
+        assert!(e.contains(why), "{op}: {e}");
+    }
+    // Nothing escaped the store's folder.
+    assert!(!env.dir.path().join("blobs/b").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_writes_are_not_rolled_back() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            {"op": "table", "fn": "insert", "table": "Probe Items", "row": {"id": "t1"}},
+            put("scratch", "kept/after-failure", "written"),
+            {"op": "fail", "message": "probe: failing after the put"},
+        ]}),
+    )
+    .await;
+    assert!(!r.ok());
+    // The table write rolled back with the run; the object did not (documented).
+    let row = ok(
+        &rt,
+        "probe",
+        json!({"op": "table", "fn": "get", "table": "Probe Items", "key": "t1"}),
+    )
+    .await;
+    assert_eq!(row, Value::Null);
+    assert_eq!(
+        ok(&rt, "probe", get("scratch", "kept/after-failure")).await,
+        json!("written")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_of_an_unknown_store_is_a_load_error() {
+    let env = TestEnv::new();
+    let dir = env.dir.path().join("flows");
+    std::fs::create_dir_all(&dir).unwrap();
+    let test_flows = common::flows_dir("dist-test");
+    for name in ["typo", "fine"] {
+        std::fs::copy(
+            test_flows.join("echo.wasm"),
+            dir.join(format!("{name}.wasm")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "# grants:\n#   blobs: {write: [scrach]}\ntitle: Typo\ndescription: writes to scrach\n\
+         grants:\n  blobs:\n    read: [archive]\n    write: [scrach]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("fine.yaml"),
+        "title: Fine\ngrants:\n  blobs: {read: [archive], write: [scratch]}\n",
+    )
+    .unwrap();
+    let mut config = env.config.clone();
+    config.flows = vec![dir.clone()];
+    let rt = config.open_runtime().unwrap();
+    let reg = rt.registry();
+    let errors = reg.errors.join("\n");
+    assert!(
+        reg.get("typo").is_none() && reg.get("fine").is_some(),
+        "{errors}"
+    );
+    let want = format!(
+        "{}:8: grants.blobs.write: no blob store `scrach` in the config (did you mean `scratch`?)",
+        dir.join("typo.yaml").display()
+    );
+    assert!(errors.contains(&want), "{errors}");
+    let fine = &reg.get("fine").unwrap().manifest.grants;
+    assert!(fine.can_read_blob("archive") && !fine.can_write_blob("archive"));
+    assert!(fine.can_write_blob("scratch"));
+}
+
+fn load(dir: &Path, text: &str) -> Result<Config, String> {
+    let p = dir.join("flowhost.yaml");
+    std::fs::write(&p, text).unwrap();
+    Config::load(&p).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_blobs_config_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let file = dir.join("flowhost.yaml").display().to_string();
+
+    // No section: one local store `archive` beside the config file.
+    let c = load(dir, "db: x.db\n").unwrap();
+    assert_eq!(
+        c.blobs.into_iter().collect::<Vec<_>>(),
+        vec![(
+            "archive".to_string(),
+            BlobStoreConfig::Local {
+                path: dir.join(".flowhost/archive")
+            }
+        )]
+    );
+    assert!(load(dir, "blobs: {}\n").unwrap().blobs.is_empty());
+
+    let c = load(
+        dir,
+        "blobs:\n  local1: {kind: local, path: store}\n  s3:\n    kind: s3\n    bucket: b\n    \
+         access_key_id_secret: KEY_ID\n    secret_access_key_secret: KEY_SECRET\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.blobs["local1"],
+        BlobStoreConfig::Local {
+            path: dir.join("store")
+        }
+    );
+    assert_eq!(
+        c.blobs["s3"],
+        BlobStoreConfig::S3 {
+            bucket: "b".into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id_secret: "KEY_ID".into(),
+            secret_access_key_secret: "KEY_SECRET".into(),
+            allow_http: false,
+        }
+    );
+
+    let s3 = "kind: s3, bucket: b, access_key_id_secret: K, secret_access_key_secret: S";
+    for (text, want) in [
+        (
+            "blobs:\n  s3: {kind: s4}\n".to_string(),
+            "blobs.s3.kind: unknown kind `s4` (expected local or s3)",
+        ),
+        ("blobs:\n  a: {kind: local}\n".into(), "blobs.a.path: required for kind local"),
+        (
+            "blobs:\n  a: {kind: local, path: p, bucket: b}\n".into(),
+            "blobs.a.bucket: only applies to kind s3",
+        ),
+        (
+            "blobs:\n  a: {kind: local, paht: p}\n".into(),
+            "unknown field `paht`",
+        ),
+        (
+            "blobs:\n  a: {kind: s3, access_key_id_secret: K, secret_access_key_secret: S}\n"
+                .into(),
+            "blobs.a.bucket: required for kind s3",
+        ),
+        (
+            "blobs:\n  a: {kind: s3, bucket: b, secret_access_key_secret: S}\n".into(),
+            "blobs.a.access_key_id_secret: required for kind s3",
+        ),
+        (
+            "blobs:\n  a: {kind: s3, bucket: b, access_key_id_secret: \"AKIA/abc+\", secret_access_key_secret: S}\n".into(),
+            "blobs.a.access_key_id_secret: `AKIA/abc+` is not a secret name",
+        ),
+        (
+            format!("blobs:\n  a: {{{s3}, endpoint: \"http://127.0.0.1:9000\"}}\n"),
+            "blobs.a.endpoint: `http://127.0.0.1:9000` is plain http; set allow_http: true",
+        ),
+        (
+            format!("blobs:\n  a: {{{s3}, endpoint: \"ftp://h\", allow_http: true}}\n"),
+            "blobs.a.endpoint: `ftp://h` is not an http or https URL",
+        ),
+        (
+            format!("blobs:\n  a: {{{s3}, path: p}}\n"),
+            "blobs.a.path: only applies to kind local",
+        ),
+        (
+            "blobs:\n  \"a b\": {kind: local, path: p}\n".into(),
+            "blobs: `a b` is not a store name",
+        ),
+    ] {
+        let e = load(dir, &text).unwrap_err();
+        assert!(e.starts_with(&format!("{file}: ")), "{text:?}: {e}");
+        assert!(e.contains(want), "{text:?}: {e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+    let ok = load(
+        dir,
+        &format!("blobs:\n  a: {{{s3}, endpoint: \"http://127.0.0.1:9000\", allow_http: true}}\n"),
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}

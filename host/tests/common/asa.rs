@@ -1,0 +1,120 @@
+//! The ASA package's test set-up: a simulator, a runtime whose U00/M10 may reach it, and
+//! readers of the ASA tables.
+
+use std::sync::Arc;
+
+use flowhost::manifest::{Grants, HostPattern};
+use flowhost::runtime::{RunReport, Runtime};
+use serde_json::{json, Value};
+
+use super::{ok, run, TestEnv};
+
+pub struct Asa {
+    pub sim: asa_sim::Sim,
+    pub env: TestEnv,
+    pub rt: Arc<Runtime>,
+}
+
+/// A simulator with `events` events, and a runtime whose U00/M10 may call it, configured with
+/// page size `count` and a reset checkpoint.
+pub async fn asa(events: u64, count: u32) -> Asa {
+    asa_with(events, count, &[], |_| {}).await
+}
+
+/// As [`asa`], with more secrets and a chance to change the config before the runtime opens.
+pub async fn asa_with(
+    events: u64,
+    count: u32,
+    secrets: &[(&str, &str)],
+    configure: impl FnOnce(&mut TestEnv),
+) -> Asa {
+    let sim = asa_sim::Sim::start(asa_sim::SimConfig {
+        events,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut all = vec![
+        ("ASA_KEY_ID", sim.key_id()),
+        ("ASA_KEY_SECRET", sim.key_secret()),
+    ];
+    all.extend_from_slice(secrets);
+    let mut env = TestEnv::new().with_secrets(&all);
+    let grant = Grants {
+        hosts: vec![HostPattern::parse(&sim.base_url()).unwrap()],
+        ..Default::default()
+    };
+    env.config.grants.insert("U00".into(), grant.clone());
+    env.config.grants.insert("M10".into(), grant);
+    configure(&mut env);
+    let rt = env.runtime();
+    ok(
+        &rt,
+        "U02",
+        json!({"asaTeam": sim.team(), "asaBaseUrl": sim.base_url(), "searchCount": count}),
+    )
+    .await;
+    ok(&rt, "U03", json!({})).await;
+    Asa { sim, env, rt }
+}
+
+/// Runs M10 and whatever it requests until nothing is pending (`--until-idle`).
+pub async fn drain(rt: &Arc<Runtime>) -> Vec<RunReport> {
+    let mut reports = Vec::new();
+    let mut pending = vec!["M10".to_string()];
+    while let Some(flow) = pending.pop() {
+        let r = run(rt, &flow, json!({})).await;
+        assert!(r.ok(), "{flow} failed: {:?}", r.error);
+        pending.extend(r.requests.iter().map(|q| q.flow.clone()));
+        reports.push(r);
+        assert!(reports.len() < 10_000, "M10 keeps requesting runs");
+    }
+    reports
+}
+
+pub fn rows(rt: &Runtime, table: &str) -> Vec<serde_json::Map<String, Value>> {
+    let mut out = Vec::new();
+    rt.store
+        .export_rows(table, |r| -> Result<bool, flowhost::store::TableError> {
+            out.push(r);
+            Ok(true)
+        })
+        .unwrap();
+    out
+}
+
+pub fn stored_ids(rt: &Runtime) -> Vec<String> {
+    let mut ids: Vec<String> = rows(rt, "Audit Events")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+pub fn sim_ids(sim: &asa_sim::Sim) -> Vec<String> {
+    let mut ids = sim.event_ids();
+    ids.sort();
+    ids
+}
+
+pub fn notes(rt: &Runtime) -> Vec<(String, String)> {
+    rows(rt, "Execution Log")
+        .iter()
+        .map(|r| {
+            (
+                r["eventswritten"].as_str().unwrap().to_string(),
+                r["notes"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn checkpoint(rt: &Runtime) -> (String, f64) {
+    let cp = rows(rt, "Audit Checkpoints");
+    assert_eq!(cp.len(), 1, "{cp:?}");
+    (
+        cp[0]["LastOffset"].as_str().unwrap_or("").to_string(),
+        cp[0]["LastCount"].as_f64().unwrap_or(-1.0),
+    )
+}
