@@ -40,13 +40,15 @@
 use asa_lib::api::{self, Page};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
-    AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, ExecLogIn, LinkIn, MainOut, OffsetIo,
+    AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, LinkIn, MainOut, OffsetIo,
     RelatedObjectsIn, StoredCountOut, StoredOut,
 };
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
 use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
 use serde_json::Value;
+
+use asa_steps as steps;
 
 flowhost_sdk::flow!(run);
 
@@ -83,7 +85,7 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
         }
     };
     let note = branch.note();
-    write_execution_log(written, note)?;
+    steps::log_execution(written, note)?;
 
     let offset =
         if branch == Branch::FullPage { next.offset } else { checkpoint.last_offset.clone() };
@@ -138,10 +140,4 @@ fn store_related_objects(related_objects: serde_json::Map<String, Value>) -> Res
 fn store_events(flow: &str, events: &[Value]) -> Result<u64, Error> {
     let results: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
     Ok(results.iter().filter(|r| r.stored).count() as u64)
-}
-
-/// U20
-fn write_execution_log(written: u64, note: &str) -> Result<(), Error> {
-    let _: Value = call("U20", &ExecLogIn::new(written, note))?;
-    Ok(())
 }

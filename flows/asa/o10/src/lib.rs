@@ -38,25 +38,24 @@
 //! O20): no rows are added or removed while it runs, which the template says the offload and
 //! M10 must never do at the same time.
 
-use asa_lib::model::{
-    Empty, Env, ExecLogIn, ObjectOffloadIn, ObjectOffloadOut, OffloadableOut, AUDIT_EVENTS,
-};
+use asa_lib::model::{Empty, Env, ObjectOffloadIn, ObjectOffloadOut, AUDIT_EVENTS};
 use asa_lib::offload::{self, JsonlGz, ObjectTarget, Row, PAGE};
-use flowhost_sdk::{blobs, call, fail, log, schedule, tables, Context, Error, FlowError};
-use serde_json::Value;
+use flowhost_sdk::{blobs, call, log, schedule, tables, Context, FlowError};
+
+use asa_steps as steps;
 
 flowhost_sdk::flow!(run);
 
 fn run(input: ObjectOffloadIn) -> Result<ObjectOffloadOut, FlowError> {
     let env: Env = call("U01", &Empty {})?;
     let mut target = input.target(&env)?;
-    let offloadable = offloadable_count()?;
+    let offloadable = steps::offloadable_count()?;
     target.batch = target.batch.min(u32::try_from(offloadable).unwrap_or(u32::MAX));
 
     let mut body = JsonlGz::new();
     let taken = if target.batch == 0 { None } else { take_batch(&target, &mut body)? };
     let Some(object) = taken else {
-        write_execution_log(0, "Offload: nothing to do")?;
+        steps::log_execution(0, "Offload: nothing to do")?;
         return Ok(ObjectOffloadOut::default());
     };
     let n = body.rows();
@@ -65,7 +64,7 @@ fn run(input: ObjectOffloadIn) -> Result<ObjectOffloadOut, FlowError> {
         .context(format!("put {}:{object} ({n} rows)", target.store))?;
 
     let more = offloadable > n;
-    write_execution_log(n, &format!("Offloaded to {}:{object}", target.store))?;
+    steps::log_execution(n, &format!("Offloaded to {}:{object}", target.store))?;
     log::info(&format!(
         "{n} events ({} bytes gzip) offloaded to {}:{object}{}",
         bytes.len(),
@@ -90,33 +89,11 @@ fn take_batch(target: &ObjectTarget, body: &mut JsonlGz) -> Result<Option<String
         object.get_or_insert_with(|| offload::object_key(&target.prefix, first));
         for row in &page {
             body.push(row)?;
-            delete_row(row)?;
+            steps::delete_event(row)?;
         }
         if page.len() < want as usize {
             break;
         }
     }
     Ok(object)
-}
-
-fn delete_row(row: &Row) -> Result<(), FlowError> {
-    let Some(id) = offload::row_id(row) else {
-        fail!("Audit Events: a row without an id: {}", Value::Object(row.clone()));
-    };
-    if !tables::delete(AUDIT_EVENTS, &id)? {
-        fail!("Audit Events: row {id} vanished while it was being offloaded");
-    }
-    Ok(())
-}
-
-/// U14: the oldest rows that may leave the table (not the page M10 polls again).
-fn offloadable_count() -> Result<u64, Error> {
-    let out: OffloadableOut = call("U14", &Empty {})?;
-    Ok(out.offloadable)
-}
-
-/// U20
-fn write_execution_log(written: u64, note: &str) -> Result<(), Error> {
-    let _: Value = call("U20", &ExecLogIn::new(written, note))?;
-    Ok(())
 }

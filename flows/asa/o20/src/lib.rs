@@ -32,12 +32,11 @@
 //! `hecUrl`, else HEC answers 400 and the run fails with that. O20 is in the exclusive group `asa` with
 //! M10 (and U02–U04, O10), so no rows are added or removed while it runs.
 
-use asa_lib::model::{
-    Empty, Env, ExecLogIn, HecOffloadIn, HecOffloadOut, OffloadableOut, AUDIT_EVENTS,
-};
+use asa_lib::model::{Empty, Env, HecOffloadIn, HecOffloadOut, AUDIT_EVENTS};
 use asa_lib::offload::{self, Row, HEC_TOKEN};
-use flowhost_sdk::{call, fail, http, log, schedule, secrets, tables, Context, Error, FlowError};
-use serde_json::Value;
+use flowhost_sdk::{call, http, log, schedule, secrets, tables, Context, FlowError};
+
+use asa_steps as steps;
 
 flowhost_sdk::flow!(run);
 
@@ -45,23 +44,23 @@ fn run(input: HecOffloadIn) -> Result<HecOffloadOut, FlowError> {
     let env: Env = call("U01", &Empty {})?;
     let url = offload::hec_url(&env)?;
     let token = secrets::get(HEC_TOKEN).context("the Splunk HEC token")?;
-    let offloadable = offloadable_count()?;
+    let offloadable = steps::offloadable_count()?;
     let batch = input.batch()?.min(u32::try_from(offloadable).unwrap_or(u32::MAX));
 
     let rows: Vec<Row> =
         if batch == 0 { Vec::new() } else { tables::find(AUDIT_EVENTS, &(), Some(batch))? };
     if rows.is_empty() {
-        write_execution_log(0, "Offload: nothing to do")?;
+        steps::log_execution(0, "Offload: nothing to do")?;
         return Ok(HecOffloadOut::default());
     }
     send_events(url, &token, offload::hec_body(&rows, &env.asa_team))?;
     for row in &rows {
-        delete_row(row)?;
+        steps::delete_event(row)?;
     }
 
     let n = rows.len() as u64;
     let more = offloadable > n;
-    write_execution_log(n, "Offloaded to Splunk HEC")?;
+    steps::log_execution(n, "Offloaded to Splunk HEC")?;
     log::info(&format!("{n} events sent to Splunk HEC{}", if more { "; more to do" } else { "" }));
     if more {
         schedule::request_run("O20", &serde_json::to_string(&input)?, 0)?;
@@ -81,26 +80,4 @@ fn send_events(url: &str, token: &str, body: Vec<u8>) -> Result<(), FlowError> {
     offload::hec_acknowledged(resp.status, &resp.body).map_err(|e| {
         FlowError::new(format!("POST {url}: Splunk HEC did not accept the events: {e}"))
     })
-}
-
-fn delete_row(row: &Row) -> Result<(), FlowError> {
-    let Some(id) = offload::row_id(row) else {
-        fail!("Audit Events: a row without an id: {}", Value::Object(row.clone()));
-    };
-    if !tables::delete(AUDIT_EVENTS, &id)? {
-        fail!("Audit Events: row {id} vanished while it was being offloaded");
-    }
-    Ok(())
-}
-
-/// U14: the oldest rows that may leave the table (not the page M10 polls again).
-fn offloadable_count() -> Result<u64, Error> {
-    let out: OffloadableOut = call("U14", &Empty {})?;
-    Ok(out.offloadable)
-}
-
-/// U20
-fn write_execution_log(written: u64, note: &str) -> Result<(), Error> {
-    let _: Value = call("U20", &ExecLogIn::new(written, note))?;
-    Ok(())
 }
