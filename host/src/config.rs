@@ -233,10 +233,16 @@ impl Config {
         let shown = path.display().to_string();
         let err = |message: String| ConfigError::File {
             path: shown.clone(),
-            message,
+            message: crate::yaml::one_line(&message),
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| err(format!("cannot read the config file: {e}")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (check the --config path or FLOWHOST_CONFIG)"
+            } else {
+                ""
+            };
+            err(format!("cannot read the config file: {e}{hint}"))
+        })?;
         let raw: RawConfig = crate::yaml::from_str(&text).map_err(err)?;
         let base = path.parent().unwrap_or(Path::new(""));
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
@@ -281,10 +287,20 @@ impl Config {
         let schemas = Arc::new(
             crate::schema::Schemas::load_dirs(&self.tables).map_err(|e| open(e.to_string()))?,
         );
+        // Everything that can be refused is checked before the first file is written.
+        let secrets = crate::secrets::Secrets::load(self.secrets_file.as_deref())
+            .map_err(|e| open(e.to_string()))?;
         if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if dir.exists() && !dir.is_dir() {
+                return Err(open(format!(
+                    "{}: the database folder `{}` is a file, not a folder (fix the `db:` setting or --db)",
+                    self.db.display(),
+                    dir.display()
+                )));
+            }
             std::fs::create_dir_all(dir).map_err(|e| {
                 open(format!(
-                    "{}: cannot create the database folder: {e}",
+                    "{}: cannot create the database folder: {e} (fix the `db:` setting or --db)",
                     dir.display()
                 ))
             })?;
@@ -300,8 +316,6 @@ impl Config {
         if let Err(e) = history.prune_older_than(self.retention) {
             tracing::warn!(error = %e, "cannot prune run history");
         }
-        let secrets = crate::secrets::Secrets::load(self.secrets_file.as_deref())
-            .map_err(|e| open(e.to_string()))?;
         let engine = crate::engine::Engine::new(&crate::engine::EngineOptions {
             cache_dir: self.cache_dir.clone(),
             ..Default::default()

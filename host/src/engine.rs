@@ -409,6 +409,6 @@ pub fn looks_like_component(bytes: &[u8]) -> Result<(), &'static str> {
         Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => {
             Err("a core WebAssembly module, not a component (build for wasm32-wasip2)")
         }
-        _ => Err("not a WebAssembly file"),
+        _ => Err("not a WebAssembly file (a flow is a component built for wasm32-wasip2)"),
     }
 }

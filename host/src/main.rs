@@ -188,17 +188,29 @@ fn load_config(cli: &Cli) -> Result<Config, Usage> {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     let cfg = load_config(&cli)?;
-    let runtime = cfg.open_runtime().map_err(|e| Usage(e.into()))?;
     let usage = |e: anyhow::Error| Usage(e);
-    match cli.command {
-        Command::List => cmd_list(&runtime).map_err(usage),
+    // A run's input and flow name are checked before the database is opened (or created), so
+    // a typo writes nothing.
+    let run_input = match &cli.command {
         Command::Run {
             name,
             input,
             input_file,
-            until_idle,
+            ..
         } => {
-            let input = read_input(input, input_file).map_err(usage)?;
+            let text = read_input(input.clone(), input_file.clone()).map_err(usage)?;
+            check_flow_name(&cfg, name)?;
+            Some(text)
+        }
+        _ => None,
+    };
+    let runtime = cfg.open_runtime().map_err(|e| Usage(e.into()))?;
+    match cli.command {
+        Command::List => cmd_list(&runtime).map_err(usage),
+        Command::Run {
+            name, until_idle, ..
+        } => {
+            let input = run_input.unwrap_or_else(|| "{}".into());
             cmd_run(&runtime, &name, &input, until_idle).await
         }
         Command::History {
@@ -251,18 +263,42 @@ async fn shutdown_signal() {
     });
 }
 
+/// Whether the flows folders have a loadable flow `name` (reads manifests only; writes nothing).
+fn check_flow_name(cfg: &Config, name: &str) -> Result<(), Usage> {
+    let schemas = flowhost::schema::Schemas::load_dirs(&cfg.tables).map_err(|e| Usage(e.into()))?;
+    let blob_stores = cfg.blobs.keys().cloned().collect();
+    let registry =
+        flowhost::registry::Registry::load(&cfg.flows, &schemas, &cfg.grants, &blob_stores);
+    if registry.get(name).is_none() {
+        let e = flowhost::runtime::RunError::unknown_flow(&registry, name);
+        return Err(Usage(e.into()));
+    }
+    Ok(())
+}
+
 fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<String> {
-    let text = match (input, file) {
-        (Some(i), _) => i,
-        (None, Some(f)) if f.as_os_str() == "-" => {
-            std::io::read_to_string(std::io::stdin()).context("reading standard input")?
-        }
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("{}: cannot read the input file", f.display()))?,
-        (None, None) => "{}".into(),
+    let (text, what) = match (input, file) {
+        (Some(i), _) => (i, "--input".to_string()),
+        (None, Some(f)) if f.as_os_str() == "-" => (
+            std::io::read_to_string(std::io::stdin())
+                .context("--input-file -: cannot read standard input")?,
+            "--input-file - (standard input)".to_string(),
+        ),
+        (None, Some(f)) => (
+            std::fs::read_to_string(&f).with_context(|| {
+                format!(
+                    "{}: cannot read the input file (fix the --input-file path)",
+                    f.display()
+                )
+            })?,
+            format!("{}: --input-file", f.display()),
+        ),
+        (None, None) => return Ok("{}".into()),
     };
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
-        bail!("--input is not valid JSON: {e}");
+        bail!(
+            "{what} is not valid JSON: {e} (give one JSON value, e.g. '{{\"asaTeam\": \"my-team\"}}')"
+        );
     }
     Ok(text)
 }

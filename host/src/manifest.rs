@@ -23,10 +23,11 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
+    /// `message` with control characters escaped: it stays one line whatever the file holds.
     pub fn new(path: &Path, message: impl Into<String>) -> Self {
         ManifestError {
             path: path.to_path_buf(),
-            message: message.into(),
+            message: crate::yaml::one_line(&message.into()),
         }
     }
 }

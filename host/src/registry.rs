@@ -132,7 +132,7 @@ impl Registry {
                     };
                     reg.flows.insert(name, Arc::new(entry));
                 }
-                Err(e) => reg.errors.push(e),
+                Err(e) => reg.errors.push(crate::yaml::one_line(&e)),
             }
         }
         for name in extra.keys() {
@@ -173,6 +173,18 @@ impl Registry {
     /// The loaded flow whose name is closest to `name` (case-insensitive), if any is close.
     pub fn suggest(&self, name: &str) -> Option<&str> {
         closest(name, self.flows.keys().map(String::as_str))
+    }
+
+    /// Why flow `name` is not loaded, when its manifest or component was found but refused:
+    /// the load error whose file (before the first `.yaml:`, `.yml:` or `.wasm:`) is `name`'s.
+    pub fn load_error(&self, name: &str) -> Option<&str> {
+        self.errors.iter().map(String::as_str).find(|e| {
+            let file_end = [".yaml:", ".yml:", ".wasm:"]
+                .iter()
+                .filter_map(|ext| e.find(ext))
+                .min();
+            file_end.is_some_and(|end| e[..end].rsplit(['/', '\\']).next() == Some(name))
+        })
     }
 }
 

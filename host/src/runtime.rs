@@ -53,15 +53,32 @@ impl Default for Limits {
 /// Why a run could not start (a run that starts and fails is a `RunReport` with an error).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("no flow named `{name}`{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
+    #[error("{}", match (load_error, suggestion) {
+        (Some(e), _) => format!("flow `{name}` is not loaded: {e}"),
+        (None, Some(s)) => format!("no flow named `{name}` (did you mean `{s}`?)"),
+        (None, None) => format!("no flow named `{name}` (`flowhost list` shows the flows)"),
+    })]
     UnknownFlow {
         name: String,
         suggestion: Option<String>,
+        /// Why a flow of that name was refused at load time, if one was.
+        load_error: Option<String>,
     },
     #[error("input for {flow} is not valid JSON: {message}")]
     BadInput { flow: String, message: String },
     #[error("{0}")]
     Storage(String),
+}
+
+impl RunError {
+    /// The error for a name that `registry` has no flow for.
+    pub fn unknown_flow(registry: &Registry, name: &str) -> RunError {
+        RunError::UnknownFlow {
+            name: name.to_string(),
+            suggestion: registry.suggest(name).map(str::to_string),
+            load_error: registry.load_error(name).map(str::to_string),
+        }
+    }
 }
 
 /// A flow asked (through `schedule.request-run`) to be run again.
@@ -103,6 +120,8 @@ pub struct Runtime {
     /// The configured blob stores by name (`blobs:` in the config file).
     pub blobs: crate::caps::blobs::BlobStores,
     pub limits: Limits,
+    /// Per origin, the rate-limit budget the last HTTP response reported.
+    pub rate_limits: crate::caps::http::RateLimits,
 }
 
 /// State of one top-level run, shared with its children.
@@ -167,6 +186,7 @@ impl Runtime {
             cache: Default::default(),
             blobs,
             limits,
+            rate_limits: Default::default(),
         }))
     }
 
@@ -185,10 +205,9 @@ impl Runtime {
     /// Looks up a flow, suggesting the closest name when there is none.
     pub fn flow(&self, name: &str) -> Result<Arc<FlowEntry>, RunError> {
         let reg = self.registry();
-        reg.get(name).cloned().ok_or_else(|| RunError::UnknownFlow {
-            name: name.to_string(),
-            suggestion: reg.suggest(name).map(str::to_string),
-        })
+        reg.get(name)
+            .cloned()
+            .ok_or_else(|| RunError::unknown_flow(&reg, name))
     }
 
     /// Runs `name` as a top-level run: one transaction, one history record.

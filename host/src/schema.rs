@@ -207,6 +207,11 @@ pub enum SchemaError {
     },
 }
 
+/// A name from a schema file as an error shows it: on one line (see [`crate::yaml::one_line`]).
+fn esc(name: &str) -> String {
+    crate::yaml::one_line(name)
+}
+
 fn did_you_mean(suggestion: &Option<String>) -> String {
     match suggestion {
         Some(s) => format!(" (did you mean `{s}`?)"),
@@ -239,8 +244,7 @@ struct RawColumn {
 impl TableSchema {
     /// Parses and checks one schema file's text; `source` names the file in errors.
     pub fn from_yaml(text: &str, source: &Path) -> Result<TableSchema, SchemaError> {
-        let raw: RawSchema = serde_yaml::from_str(text).map_err(|e| {
-            let mut message = one_line(&e.to_string());
+        let raw: RawSchema = crate::yaml::from_str(text).map_err(|mut message| {
             if message.starts_with("missing field `name`") {
                 message.push_str(" (add `name:` with the table name flows use)");
             }
@@ -253,8 +257,8 @@ impl TableSchema {
         for (i, c) in raw.columns.unwrap_or_default().into_iter().enumerate() {
             let ty = ColumnType::parse(&c.ty).ok_or_else(|| SchemaError::UnknownType {
                 path: source.to_path_buf(),
-                column: c.name.clone(),
-                ty: c.ty.clone(),
+                column: esc(&c.name),
+                ty: esc(&c.ty),
             });
             if c.name.trim().is_empty() {
                 return Err(SchemaError::EmptyColumnName {
@@ -308,14 +312,14 @@ impl TableSchema {
             if c.name.eq_ignore_ascii_case(ROW_ID) {
                 return Err(SchemaError::ReservedColumn {
                     path: path(),
-                    column: c.name.clone(),
+                    column: esc(&c.name),
                 });
             }
             let lower = c.name.to_lowercase();
             if seen.contains(&lower) {
                 return Err(SchemaError::DuplicateColumn {
                     path: path(),
-                    column: c.name.clone(),
+                    column: esc(&c.name),
                 });
             }
             seen.push(lower);
@@ -325,14 +329,14 @@ impl TableSchema {
                 None => {
                     return Err(SchemaError::KeyNotAColumn {
                         path: path(),
-                        key: key.clone(),
-                        suggestion: closest(key, self.column_names()).map(str::to_string),
+                        key: esc(key),
+                        suggestion: closest(key, self.column_names()).map(esc),
                     })
                 }
                 Some(c) if !matches!(c.ty, ColumnType::Text | ColumnType::Integer) => {
                     return Err(SchemaError::KeyType {
                         path: path(),
-                        key: key.clone(),
+                        key: esc(key),
                         ty: c.ty,
                     })
                 }
@@ -343,8 +347,8 @@ impl TableSchema {
             if self.column(index).is_none() {
                 return Err(SchemaError::UnknownIndex {
                     path: path(),
-                    index: index.clone(),
-                    suggestion: closest(index, self.column_names()).map(str::to_string),
+                    index: esc(index),
+                    suggestion: closest(index, self.column_names()).map(esc),
                 });
             }
         }
@@ -478,10 +482,6 @@ fn preview(s: &str) -> String {
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// The closest of `candidates` to `name`, for "did you mean" hints: a case-insensitive match
 /// first, then a containing name, then the most similar name if it is similar enough.
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -554,7 +554,7 @@ impl Schemas {
             schema.validate()?;
             if let Some(first) = by_name.get(&schema.name) {
                 return Err(SchemaError::DuplicateTable {
-                    name: schema.name.clone(),
+                    name: esc(&schema.name),
                     first: first.source.clone(),
                     second: schema.source.clone(),
                 });
@@ -562,9 +562,9 @@ impl Schemas {
             let sql = sql_table_name(&schema.name);
             if let Some((first_name, first)) = by_sql.get(&sql) {
                 return Err(SchemaError::SqlNameClash {
-                    first_name: first_name.clone(),
+                    first_name: esc(first_name),
                     first: first.clone(),
-                    second_name: schema.name.clone(),
+                    second_name: esc(&schema.name),
                     second: schema.source.clone(),
                     sql_name: sql,
                 });
@@ -692,11 +692,11 @@ mod tests {
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, type: text }\nindexs: [a]\n",
-                "tables/x.yaml: unknown field `indexs`, expected one of `name`, `description`, `key`, `columns`, `indexes` at line 4 column 1",
+                "tables/x.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes` at line 4 column 1",
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, typ: text }\n",
-                "tables/x.yaml: columns[0]: unknown field `typ`, expected `name` or `type` at line 3 column 16",
+                "tables/x.yaml: columns[0]: unknown field `typ` (did you mean `type`?), expected `name` or `type` at line 3 column 16",
             ),
             (
                 "name: ''\ncolumns:\n  - { name: a, type: text }\n",

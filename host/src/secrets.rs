@@ -11,7 +11,7 @@ const ENV_PREFIX: &str = "FLOWHOST_SECRET_";
 pub enum SecretsError {
     #[error("{path}: secrets file is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
     Exposed { path: String, mode: u32 },
-    #[error("{path}: cannot read the secrets file: {message}")]
+    #[error("{path}: cannot read the secrets file: {message} (fix the `secrets_file:` setting)")]
     Read { path: String, message: String },
     #[error("{path}: {message} (expected `NAME: value` lines)")]
     Format { path: String, message: String },
@@ -93,7 +93,7 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
             serde_yaml::Value::Number(n) => Ok((k, n.to_string())),
             _ => Err(SecretsError::Format {
                 path: shown.clone(),
-                message: format!("`{k}` is not a text value"),
+                message: format!("`{}` is not a text value", crate::yaml::one_line(&k)),
             }),
         })
         .collect()

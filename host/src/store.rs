@@ -101,7 +101,7 @@ pub enum StoreError {
         db: PathBuf,
         reason: String,
     },
-    #[error("cannot open database `{}`: {source}", path.display())]
+    #[error("cannot open database `{}`: {source}{}", path.display(), sqlite_hint(source))]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
@@ -109,7 +109,7 @@ pub enum StoreError {
     /// A schema change that is not migrated, or a migration step that failed.
     #[error("database `{}`: {message}", path.display())]
     Migration { path: PathBuf, message: String },
-    #[error("database `{}`: {context}: {source}", path.display())]
+    #[error("database `{}`: {context}: {source}{}", path.display(), sqlite_hint(source))]
     Sqlite {
         path: PathBuf,
         context: String,
@@ -121,6 +121,19 @@ pub enum StoreError {
     /// Data in the database that flowhost cannot read back (e.g. an unknown run status).
     #[error("database `{}`: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+}
+
+/// What to do about an SQLite error that comes from the machine rather than the data.
+fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => {
+            " (free space on the database's file system and run again)"
+        }
+        Some(rusqlite::ErrorCode::SystemIoFailure) => {
+            " (check free space and permissions on the database's file system)"
+        }
+        _ => "",
+    }
 }
 
 fn sqlite_err(path: &Path, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {

@@ -3,7 +3,20 @@
 //! deadline, and retries when the flow asks: exponential backoff with jitter (`backon`) on
 //! connect errors, timeouts and 5xx; on 429 it waits for `Retry-After`,
 //! `X-RateLimit-Retry-At` or `X-RateLimit-Reset`, unless that is past the deadline.
+//!
+//! Rate limits are respected before they are hit. For each origin the runtime remembers what
+//! the last response said in `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+//! `X-RateLimit-Reset` (unix seconds), and counts the requests sent since ([`RateLimits`]).
+//! Before every attempt, if at most a margin of `max(2, 1% of the limit)` requests are left in
+//! the window, the request waits until the window resets (plus 50–500 ms of jitter) when that
+//! is before the run's deadline, and otherwise fails at once with `limit-exceeded`, naming the
+//! origin and when its window resets — instead of running into 429s. A 429 counts as "nothing
+//! left until the time it names" (`Retry-After`, `X-RateLimit-Retry-At`, else
+//! `X-RateLimit-Reset`). Responses without both `Remaining` and `Reset` leave the origin
+//! unthrottled.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use backon::BackoffBuilder;
@@ -63,10 +76,12 @@ async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
         Duration::from_millis(ms as u64)
     });
 
+    let origin = url.origin().ascii_serialization();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let last = attempt >= attempts;
+        respect_rate_limit(ctx, &origin, &method, &url).await?;
         let timeout = per_attempt.min(ctx.remaining());
         if timeout.is_zero() {
             return Err(WitError::Timeout(format!(
@@ -74,7 +89,7 @@ async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
                 method
             )));
         }
-        let wait = match once(
+        let result = once(
             ctx,
             &method,
             &url,
@@ -82,8 +97,11 @@ async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
             req.body.as_deref(),
             timeout,
         )
-        .await
-        {
+        .await;
+        if let Ok(resp) = &result {
+            ctx.rt.rate_limits.observe(&origin, resp);
+        }
+        let wait = match result {
             Ok(resp) if last => return Ok(resp),
             Ok(resp) if resp.status == 429 => match rate_limit_wait(&resp.headers) {
                 Some(w) => w,
@@ -109,6 +127,133 @@ async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
             )));
         }
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Waits (or fails with `limit-exceeded`) while `origin` is within the margin of its rate
+/// limit; then counts the request about to be sent.
+async fn respect_rate_limit(
+    ctx: &CallCtx,
+    origin: &str,
+    method: &reqwest::Method,
+    url: &reqwest::Url,
+) -> Result<(), WitError> {
+    loop {
+        let Some(low) = ctx.rt.rate_limits.take(origin) else {
+            return Ok(());
+        };
+        let jitter = Duration::from_millis(rand::random_range(50..=500));
+        let wait = low
+            .reset
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            + jitter;
+        let resets = jiff::Timestamp::try_from(low.reset)
+            .map(|t| t.round(jiff::Unit::Second).unwrap_or(t).to_string())
+            .unwrap_or_else(|_| "an unknown time".into());
+        if wait >= ctx.remaining() {
+            return Err(WitError::LimitExceeded(format!(
+                "http: {origin} rate limit: {} of {} requests left in this window (flowhost \
+                 keeps a margin of {}); it resets at {resets}, in {} s, after this run's \
+                 deadline; not sending {method} {url}",
+                low.remaining,
+                low.limit,
+                low.margin,
+                wait.as_secs()
+            )));
+        }
+        tracing::info!(
+            flow = ctx.name(),
+            origin,
+            remaining = low.remaining,
+            limit = low.limit,
+            wait_ms = wait.as_millis() as u64,
+            "near the rate limit: waiting for the window to reset at {resets}"
+        );
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Per origin, what the last response said about the rate limit, less the requests sent since.
+/// One per [`crate::runtime::Runtime`] (so one per process in `serve`).
+#[derive(Default)]
+pub struct RateLimits {
+    by_origin: Mutex<HashMap<String, Budget>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    limit: u64,
+    remaining: u64,
+    reset: SystemTime,
+}
+
+/// An origin within the margin of its limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Low {
+    pub limit: u64,
+    pub remaining: u64,
+    pub margin: u64,
+    pub reset: SystemTime,
+}
+
+/// Requests kept in reserve: `max(2, 1% of the limit)`.
+pub fn margin(limit: u64) -> u64 {
+    (limit / 100).max(2)
+}
+
+impl RateLimits {
+    /// `None` and one request counted when `origin` may be sent to now; otherwise how low its
+    /// budget is and when it resets. A budget whose window has reset is forgotten.
+    pub fn take(&self, origin: &str) -> Option<Low> {
+        let mut map = crate::runtime::lock(&self.by_origin);
+        let b = map.get_mut(origin)?;
+        if b.reset <= SystemTime::now() {
+            map.remove(origin);
+            return None;
+        }
+        let margin = margin(b.limit);
+        if b.remaining <= margin {
+            return Some(Low {
+                limit: b.limit,
+                remaining: b.remaining,
+                margin,
+                reset: b.reset,
+            });
+        }
+        b.remaining -= 1;
+        None
+    }
+
+    /// Remembers what `resp` says about `origin`'s budget (the latest response wins).
+    pub fn observe(&self, origin: &str, resp: &Response) {
+        let get = |name: &str| {
+            resp.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.trim())
+        };
+        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        let budget = if resp.status == 429 {
+            // Nothing left until the time the 429 names.
+            rate_limit_wait_base(&resp.headers).map(|wait| Budget {
+                limit: num("x-ratelimit-limit").unwrap_or(0),
+                remaining: 0,
+                reset: SystemTime::now() + wait,
+            })
+        } else {
+            match (num("x-ratelimit-remaining"), num("x-ratelimit-reset")) {
+                (Some(remaining), Some(reset)) => Some(Budget {
+                    limit: num("x-ratelimit-limit").unwrap_or(remaining),
+                    remaining,
+                    reset: SystemTime::UNIX_EPOCH + Duration::from_secs(reset),
+                }),
+                _ => None,
+            }
+        };
+        if let Some(b) = budget {
+            crate::runtime::lock(&self.by_origin).insert(origin.to_string(), b);
+        }
     }
 }
 
@@ -194,6 +339,12 @@ fn classify(e: reqwest::Error) -> AttemptError {
 /// How long a 429 asks us to wait: `Retry-After` (seconds or an HTTP date), else
 /// `X-RateLimit-Retry-At`, else `X-RateLimit-Reset` (unix seconds), plus a little jitter.
 pub fn rate_limit_wait(headers: &[(String, String)]) -> Option<Duration> {
+    let jitter = Duration::from_millis(rand::random_range(50..=500));
+    rate_limit_wait_base(headers).map(|base| base + jitter)
+}
+
+/// [`rate_limit_wait`] without the jitter.
+fn rate_limit_wait_base(headers: &[(String, String)]) -> Option<Duration> {
     let get = |name: &str| {
         headers
             .iter()
@@ -218,8 +369,7 @@ pub fn rate_limit_wait(headers: &[(String, String)]) -> Option<Duration> {
     } else {
         return None;
     };
-    let jitter = Duration::from_millis(rand::random_range(50..=500));
-    Some(base + jitter)
+    Some(base)
 }
 
 #[cfg(test)]
@@ -251,5 +401,72 @@ mod tests {
         );
         assert!(rate_limit_wait(&[]).is_none());
         assert!(rate_limit_wait(&h("retry-after", "soon".into())).is_none());
+    }
+
+    #[test]
+    fn an_origin_within_the_margin_is_held_until_its_reset() {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let resp = |status: u16, pairs: &[(&str, String)]| Response {
+            status,
+            headers: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            body: Vec::new(),
+        };
+        let limits = RateLimits::default();
+        let o = "http://127.0.0.1:1";
+        assert!(limits.take(o).is_none(), "nothing known: go");
+        let reset = (now + 600).to_string();
+        limits.observe(
+            o,
+            &resp(
+                200,
+                &[
+                    ("X-RateLimit-Limit", "30".into()),
+                    ("X-RateLimit-Remaining", "4".into()),
+                    ("X-RateLimit-Reset", reset.clone()),
+                ],
+            ),
+        );
+        // Margin max(2, 1%) = 2: two more requests go, the third waits.
+        assert!(limits.take(o).is_none());
+        assert!(limits.take(o).is_none());
+        let low = limits.take(o).expect("within the margin");
+        assert_eq!((low.limit, low.remaining, low.margin), (30, 2, 2));
+        assert!(limits.take("http://127.0.0.1:2").is_none(), "per origin");
+        // A window that has reset is forgotten.
+        limits.observe(
+            o,
+            &resp(
+                200,
+                &[
+                    ("X-RateLimit-Limit", "30".into()),
+                    ("X-RateLimit-Remaining", "0".into()),
+                    ("X-RateLimit-Reset", (now - 1).to_string()),
+                ],
+            ),
+        );
+        assert!(limits.take(o).is_none());
+        // A 429 holds the origin until the time it names, not the (later) window reset.
+        limits.observe(
+            o,
+            &resp(
+                429,
+                &[
+                    ("X-RateLimit-Limit", "10000".into()),
+                    ("X-RateLimit-Remaining", "0".into()),
+                    ("X-RateLimit-Reset", reset),
+                    ("X-RateLimit-Retry-At", (now + 2).to_string()),
+                ],
+            ),
+        );
+        let low = limits.take(o).expect("held after a 429");
+        assert!(low.reset <= SystemTime::now() + Duration::from_secs(3));
+        assert_eq!(margin(10_000), 100);
+        assert_eq!(margin(u64::from(u32::MAX)), 42_949_672);
     }
 }

@@ -67,10 +67,12 @@
 //! ## Rate limit
 //!
 //! All API requests (token, audits, unknown paths) share one budget of
-//! [`SimConfig::rate_limit_per_hour`] per hourly window; windows start when
-//! the simulator starts. Every response carries `X-RateLimit-Limit`,
+//! [`SimConfig::rate_limit_per_hour`] per hourly window
+//! ([`SimConfig::rate_limit_window`]); windows start when the simulator
+//! starts. Every response carries `X-RateLimit-Limit`,
 //! `X-RateLimit-Remaining` and `X-RateLimit-Reset` (unix seconds of the
-//! window end). Over budget → `429 too_many_requests` with
+//! window end, rounded up: a client that waits until then finds the new
+//! window). Over budget → `429 too_many_requests` with
 //! `X-RateLimit-Retry-At` = the window end. `rate_limit_per_hour = 0`
 //! disables the limit (headers report 4294967295).
 //!
@@ -164,6 +166,9 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Requests per hourly window before `429`. Default 10 000; 0 = unlimited.
     pub rate_limit_per_hour: u32,
+    /// Length of a rate-limit window. Default 1 h (ASA's); tests may shorten it. Whole
+    /// seconds, at least 1 (rounded up).
+    pub rate_limit_window: Duration,
     /// Events appended per second by a background task; 0 = off (default).
     pub live_events_per_sec: f64,
     /// Absolute (default) or relative `Link` URLs.
@@ -195,6 +200,7 @@ impl Default for SimConfig {
             seed: 0,
             token_ttl: Duration::from_secs(3600),
             rate_limit_per_hour: 10_000,
+            rate_limit_window: Duration::from_secs(3600),
             live_events_per_sec: 0.0,
             link_style: LinkStyle::Absolute,
             start_time: jiff::Timestamp::from_second(DEFAULT_START_UNIX)
@@ -290,6 +296,7 @@ impl Sim {
             key_secret: cfg.key_secret.clone(),
             token_ttl: cfg.token_ttl,
             rate_limit: cfg.rate_limit_per_hour,
+            rate_window: cfg.rate_limit_window,
             link_style: cfg.link_style,
             base_url,
             events: cfg.events,

@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         },
         start_time: start,
         event_spacing: spacing,
+        ..Default::default()
     };
     let sim = Sim::start_on(cfg, args.listen).await?;
     let mut line = format!(

@@ -21,7 +21,6 @@ use crate::{LinkStyle, Stats};
 
 const MAX_COUNT: u64 = 1000;
 const DEFAULT_COUNT: u64 = 100;
-const WINDOW: Duration = Duration::from_secs(3600);
 
 #[derive(Default)]
 pub(crate) struct Counters {
@@ -85,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) key_secret: String,
     pub(crate) token_ttl: Duration,
     pub(crate) rate_limit: u32,
+    /// Whole seconds, at least 1.
+    rate_window: Duration,
     pub(crate) link_style: LinkStyle,
     pub(crate) base_url: String,
     pub(crate) count: AtomicU64,
@@ -103,6 +104,7 @@ pub(crate) struct SharedInit {
     pub(crate) key_secret: String,
     pub(crate) token_ttl: Duration,
     pub(crate) rate_limit: u32,
+    pub(crate) rate_window: Duration,
     pub(crate) link_style: LinkStyle,
     pub(crate) base_url: String,
     pub(crate) events: u64,
@@ -116,6 +118,13 @@ fn now_unix() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
+/// Now in unix seconds, rounded up: a window that starts at the `Instant` now and is reported
+/// from this second never ends before its reported reset.
+fn now_unix_ceil() -> i64 {
+    let t = jiff::Timestamp::now();
+    t.as_second() + i64::from(t.subsec_nanosecond() > 0)
+}
+
 impl Shared {
     pub(crate) fn new(init: SharedInit) -> Shared {
         Shared {
@@ -125,6 +134,10 @@ impl Shared {
             key_secret: init.key_secret,
             token_ttl: init.token_ttl,
             rate_limit: init.rate_limit,
+            rate_window: Duration::from_secs(
+                (init.rate_window.as_secs() + u64::from(init.rate_window.subsec_nanos() > 0))
+                    .max(1),
+            ),
             link_style: init.link_style,
             base_url: init.base_url,
             count: AtomicU64::new(init.events),
@@ -134,7 +147,7 @@ impl Shared {
             token_seq: AtomicU64::new(0),
             rate: Mutex::new(RateWindow {
                 start: Instant::now(),
-                start_unix: now_unix(),
+                start_unix: now_unix_ceil(),
                 used: 0,
             }),
         }
@@ -162,15 +175,16 @@ impl Shared {
     /// Counts one request against the hourly budget.
     fn take_rate(&self) -> RateInfo {
         let mut w = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.rate_window;
         let elapsed = w.start.elapsed();
-        if elapsed >= WINDOW {
-            let k = elapsed.as_secs() / WINDOW.as_secs();
-            w.start += WINDOW * (k as u32);
-            w.start_unix += (k * WINDOW.as_secs()) as i64;
+        if elapsed >= window {
+            let k = elapsed.as_secs() / window.as_secs();
+            w.start += window * (k as u32);
+            w.start_unix += (k * window.as_secs()) as i64;
             w.used = 0;
         }
         w.used += 1;
-        let reset = w.start_unix + WINDOW.as_secs() as i64;
+        let reset = w.start_unix + window.as_secs() as i64;
         if self.rate_limit == 0 {
             return RateInfo {
                 limit: u64::from(u32::MAX),

@@ -63,7 +63,11 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
     let page_url =
         url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, &checkpoint.last_offset);
     let resp = fetch_page(&page_url, &mut auth)?;
-    let page: Page = resp.json()?;
+    let page: Page = match resp.json() {
+        Ok(page) => page,
+        // A cut-off or non-JSON 200 (a proxy's error page): say which request, not "input".
+        Err(e) => fail!("GET {page_url}: the response is not an auditsV2 page: {}", e.message()),
+    };
     let n = page.list.len() as u64;
     let link = resp.header_all("link").collect::<Vec<_>>().join(", ");
     let next: OffsetIo = call("U11", &LinkIn { link })?;

@@ -1,0 +1,292 @@
+//! Secrets stay secret: the ASA backfill and its error paths, run through the `flowhost`
+//! binary at the most verbose log level, leave no secret value (nor the bearer token the
+//! simulator issues) in the database files, the run history, the logs or any error message.
+//! And a secrets file that others can read is refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::asa::{asa_with, stored_ids};
+use common::TestEnv;
+
+const HEC_TOKEN: &str = "hec-Zq7Kx9-never-print-f00dfeed";
+/// What `FLOWHOST_SECRET_ASA_KEY_SECRET` is set to for the wrong-key run.
+const WRONG_KEY_SECRET: &str = "wrong-key-secret-Vb81Tq0sZ";
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `flowhost -vvv ARGS` with `RUST_LOG=trace` and `env` added; the output has stdout and
+/// stderr together.
+async fn flowhost(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowhost"));
+    cmd.env_clear()
+        .env("RUST_LOG", "trace")
+        .arg("--config")
+        .arg(config)
+        .arg("-vvv")
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    (out, all)
+}
+
+/// The last lines of a long log, for assertion messages.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// `s` percent-encoded as a query value (how a secret would look in a URL).
+fn percent_encoded(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every file under `dir`, but the secrets file itself.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n != "secrets.yaml") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_values_appear_nowhere() {
+    let started = std::time::Instant::now();
+    // O20 posts to a port nobody listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let a = asa_with(3000, 500, &[("HEC_TOKEN", HEC_TOKEN)], |_| {}).await;
+    let origin = a.sim.base_url();
+    let config = a.env.config_file(&format!(
+        "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n  O20: {{ hosts: [\"{closed}\"] }}\n"
+    ));
+    // Compile every flow now (into the shared cache), so that the trace-level runs below log
+    // what the flows do rather than Cranelift's work.
+    for f in a.rt.registry().iter() {
+        f.prepare(&a.rt.engine).unwrap();
+    }
+
+    // A bearer token of our own: tokens differ per issue, their JOSE header does not.
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{origin}/v1/teams/{}/service_token", a.sim.team()))
+        .json(&serde_json::json!({"key_id": a.sim.key_id(), "key_secret": a.sim.key_secret()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["bearer_token"].as_str().unwrap().to_string();
+    let token_header = token.split('.').next().unwrap().to_string();
+    assert!(token_header.len() > 20, "{token}");
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    // The backfill: 3000 events in pages of 500.
+    let (out, all) = flowhost(&config, &["run", "M10", "--until-idle"], &[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stored_ids(&a.rt).len(), 3000);
+    assert!(
+        all.contains("TRACE") && all.contains("DEBUG"),
+        "not at the most verbose level"
+    );
+    outputs.push(("run M10 --until-idle".into(), all));
+
+    // O20 against a closed port: fails, with the connection error.
+    let hec = format!("{closed}/services/collector/event");
+    let input = serde_json::json!({ "hecUrl": hec }).to_string();
+    let (out, all) = flowhost(&config, &["run", "U02", "--input", &input], &[]).await;
+    assert!(out.status.success(), "{}", tail(&all));
+    outputs.push(("run U02".into(), all));
+    let (out, all) = flowhost(&config, &["run", "O20", "--input", "{\"batch\": 100}"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
+    let err = text(&out.stderr);
+    let err = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(err.starts_with("error: O20 failed"), "{err}");
+    println!("O20 against a closed port: {err}");
+    outputs.push(("run O20 (closed port)".into(), all));
+
+    // The wrong key secret: U00's 401 fails M10 (and U00 run alone).
+    let wrong = [("FLOWHOST_SECRET_ASA_KEY_SECRET", WRONG_KEY_SECRET)];
+    for flow in ["M10", "U00"] {
+        let (out, all) = flowhost(&config, &["run", flow], &wrong).await;
+        assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
+        let err = text(&out.stderr);
+        let err = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_default();
+        assert!(err.contains("401"), "{err}");
+        println!("{flow} with a wrong key secret: {err}");
+        outputs.push((format!("run {flow} (wrong key secret)"), all));
+    }
+
+    // The whole run history, as the CLI shows it.
+    let (out, all) = flowhost(&config, &["history", "--json", "--limit", "10000"], &[]).await;
+    assert!(out.status.success(), "{all}");
+    let ids: Vec<i64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert!(ids.len() >= 10, "{ids:?}");
+    let mut history = all;
+    for id in &ids {
+        let (out, all) = flowhost(&config, &["history", "show", &id.to_string()], &[]).await;
+        assert!(out.status.success(), "{all}");
+        history.push_str(&all);
+    }
+    assert!(history.contains("401"), "the failed runs are in history");
+    outputs.push((
+        "history --json and history show of every run".into(),
+        history,
+    ));
+
+    // Every file the runs wrote: both databases and their -wal/-shm, the blob stores.
+    let files = files_under(a.env.dir.path());
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for db in ["flowhost.db", "flowhost-history.db"] {
+        assert!(names.iter().any(|n| n == db), "{names:?}");
+    }
+    let mut haystacks: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|p| (p.display().to_string(), std::fs::read(p).unwrap()))
+        .collect();
+    haystacks.extend(outputs.into_iter().map(|(k, v)| (k, v.into_bytes())));
+
+    // The search sees what the runs stored: the team, an event id, a log line.
+    let found = |needle: &str, in_source: &str| {
+        haystacks.iter().any(|(source, bytes)| {
+            source.contains(in_source)
+                && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    };
+    let event = a.sim.event_ids()[1234].clone();
+    assert!(found(a.sim.team(), "flowhost.db"));
+    assert!(found(&event, "flowhost.db"));
+    assert!(found(" events, ", "history"));
+    assert!(found(" events, ", "run M10 --until-idle"));
+
+    let mut needles: Vec<(&str, String)> = vec![
+        ("ASA_KEY_ID", a.sim.key_id().to_string()),
+        ("ASA_KEY_SECRET", a.sim.key_secret().to_string()),
+        ("HEC_TOKEN", HEC_TOKEN.to_string()),
+        ("the wrong key secret", WRONG_KEY_SECRET.to_string()),
+        ("a bearer token's header", token_header),
+        ("our bearer token", token),
+        ("the field bearer_token", "bearer_token".to_string()),
+    ];
+    for (what, v) in needles.clone() {
+        let enc = percent_encoded(&v);
+        if enc != v {
+            needles.push((what, enc));
+        }
+    }
+    let mut hits = Vec::new();
+    for (source, bytes) in &haystacks {
+        for (what, needle) in &needles {
+            let n = bytes
+                .windows(needle.len())
+                .filter(|w| *w == needle.as_bytes())
+                .count();
+            if n > 0 {
+                hits.push(format!("{what} ({needle}) {n}x in {source}"));
+            }
+        }
+    }
+    let searched: usize = haystacks.iter().map(|(_, b)| b.len()).sum();
+    println!(
+        "searched {} sources ({searched} bytes: {}) for {} values: {} hits",
+        haystacks.len(),
+        haystacks
+            .iter()
+            .map(|(s, b)| format!("{} {}", s.rsplit('/').next().unwrap_or(s), b.len()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        needles.len(),
+        hits.len()
+    );
+    assert!(hits.is_empty(), "secrets found:\n{}", hits.join("\n"));
+    println!("took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_secrets_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let value = "s3cr3t-in-a-file-9c2e";
+    let env = TestEnv::new().with_secrets(&[("PROBE_TOKEN", value)]);
+    let secrets = env.config.secrets_file.clone().unwrap();
+    let config = env.config_file("");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+            .env_clear()
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "run",
+                "probe",
+                "--input",
+                r#"{"op": "secret", "name": "PROBE_TOKEN"}"#,
+            ])
+            .output()
+            .unwrap()
+    };
+    for mode in [0o644, 0o640, 0o604, 0o666] {
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run();
+        let err = text(&out.stderr);
+        println!("mode {mode:o}: {}", err.trim_end());
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "error: {0}: secrets file is readable by others (mode {mode:o}); run `chmod 600 {0}`",
+                secrets.display()
+            )
+        );
+        assert!(!err.contains(value) && out.stdout.is_empty());
+        assert!(!env.config.db.exists(), "nothing is written");
+    }
+    for mode in [0o600, 0o400] {
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        // The flow was granted the secret and returns it: that is the one place it may appear.
+        assert!(text(&out.stdout).contains(value));
+    }
+}

@@ -1,0 +1,131 @@
+//! What a child process reports back (one `@@bench <json>` line on its standard output) and
+//! the number formatting of the printed figures.
+
+use serde::{Deserialize, Serialize};
+
+/// The prefix of the result line a child prints.
+pub const RESULT_PREFIX: &str = "@@bench ";
+
+/// One ingest run (wasm, native or python).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ingest {
+    pub mode: String,
+    /// Rows in Audit Events afterwards.
+    pub events: u64,
+    /// auditsV2 requests the simulator served.
+    pub pages: u64,
+    /// Wall seconds of the drain (set-up excluded).
+    pub seconds: f64,
+    /// CPU seconds of the client: the process minus the simulator's threads (python: the
+    /// Python process itself).
+    pub cpu_s: f64,
+    /// CPU seconds of the in-process simulator's threads during the drain.
+    pub sim_cpu_s: f64,
+    /// Top-level runs + child calls (wasm only).
+    pub flow_calls: u64,
+    /// Main database file after a WAL checkpoint.
+    pub db_bytes: u64,
+    /// Run-history database (wasm only).
+    pub history_bytes: u64,
+    /// Peak RSS in KiB: of the bench child process (wasm, native; includes the simulator) or
+    /// of the Python process (python).
+    pub peak_rss_kb: u64,
+    /// Digest of the stored rows' enriched columns (see `measure::digest`).
+    pub digest: String,
+    /// Time split, in order.
+    pub split: Vec<Part>,
+    /// Per-flow child statistics from run history (wasm only).
+    pub flows: Vec<FlowStat>,
+    pub notes: Vec<String>,
+    /// `.cwasm` file name → flow (wasm under `--perf` only).
+    #[serde(default)]
+    pub cwasm: std::collections::BTreeMap<String, String>,
+}
+
+/// One line of a time split.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Part {
+    /// Stable key (`http`, `json`, `enrich`, `sqlite`, ...) for derived figures.
+    pub key: String,
+    pub name: String,
+    pub wall_s: Option<f64>,
+    pub cpu_s: Option<f64>,
+    /// "measured" or "derived" and how.
+    pub how: String,
+}
+
+/// Calls of one child flow across the drain, from run history.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FlowStat {
+    pub flow: String,
+    pub calls: u64,
+    /// Wall time inside the calls, children included, summed over concurrent calls.
+    pub total_ms: u64,
+}
+
+/// One figure of the micro or cli modes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Item {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    /// Every repetition's value, for the spread.
+    pub samples: Vec<f64>,
+    pub note: String,
+}
+
+/// Whatever a child reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChildOut {
+    pub ingest: Option<Ingest>,
+    pub items: Vec<Item>,
+}
+
+impl ChildOut {
+    pub fn print(&self) -> anyhow::Result<()> {
+        println!("{RESULT_PREFIX}{}", serde_json::to_string(self)?);
+        Ok(())
+    }
+
+    pub fn parse(stdout: &str) -> Option<ChildOut> {
+        stdout
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(RESULT_PREFIX))
+            .and_then(|j| serde_json::from_str(j).ok())
+    }
+}
+
+/// `1234567.8` → `1,234,568`.
+pub fn thousands(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let n = v.round() as i64;
+    let s = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// Per million events: `v * 1e6 / events`.
+pub fn per_million(v: f64, events: u64) -> f64 {
+    if events == 0 {
+        f64::NAN
+    } else {
+        v * 1e6 / events as f64
+    }
+}
+
+pub fn mb(bytes: f64) -> f64 {
+    bytes / (1024.0 * 1024.0)
+}
