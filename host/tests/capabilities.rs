@@ -439,3 +439,18 @@ async fn broken_files_are_skipped_and_the_rest_load() {
     assert!(errors.contains("bad.yaml"), "{errors}");
     assert_eq!(ok(&rt, "echo", json!([1, 2])).await, json!([1, 2]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_huge_output_and_a_million_item_for_each_fail_alone() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    // 20 MiB of output against the host's 16 MiB cap (within probe's 32 MiB memory).
+    let e = err(&rt, "probe", json!({"op": "big_output", "mb": 20})).await;
+    assert!(e.contains("over the limit") || e.contains("memory limit"), "{e}");
+    // A for-each of a million items: refused by the item limit (or the guest's memory cap
+    // while building the list), never run.
+    let items = vec![json!(0); 1_000_000];
+    let e = err(&rt, "probe", json!({"op": "for_each", "flow": "echo", "items": items, "concurrency": 8})).await;
+    assert!(e.contains("limit-exceeded") || e.contains("memory limit"), "{e}");
+    assert_eq!(ok(&rt, "echo", json!({"after": true})).await, json!({"after": true}));
+}
