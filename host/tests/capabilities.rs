@@ -446,11 +446,25 @@ async fn a_huge_output_and_a_million_item_for_each_fail_alone() {
     let rt = env.runtime();
     // 20 MiB of output against the host's 16 MiB cap (within probe's 32 MiB memory).
     let e = err(&rt, "probe", json!({"op": "big_output", "mb": 20})).await;
-    assert!(e.contains("over the limit") || e.contains("memory limit"), "{e}");
+    assert!(
+        e.contains("over the limit") || e.contains("memory limit"),
+        "{e}"
+    );
     // A for-each of a million items: refused by the item limit (or the guest's memory cap
     // while building the list), never run.
     let items = vec![json!(0); 1_000_000];
-    let e = err(&rt, "probe", json!({"op": "for_each", "flow": "echo", "items": items, "concurrency": 8})).await;
-    assert!(e.contains("limit-exceeded") || e.contains("memory limit"), "{e}");
-    assert_eq!(ok(&rt, "echo", json!({"after": true})).await, json!({"after": true}));
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "for_each", "flow": "echo", "items": items, "concurrency": 8}),
+    )
+    .await;
+    assert!(
+        e.contains("limit-exceeded") || e.contains("memory limit"),
+        "{e}"
+    );
+    assert_eq!(
+        ok(&rt, "echo", json!({"after": true})).await,
+        json!({"after": true})
+    );
 }

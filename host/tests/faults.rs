@@ -11,15 +11,13 @@ use std::time::{Duration, Instant};
 
 use asa_sim::{Fault, FaultTarget, LinkStyle, SimConfig};
 use common::asa::{checkpoint, notes, sim_ids, stored_ids, Asa};
-use common::{ok, run, TestEnv};
+use common::{run, TestEnv};
 use flowhost::history::RunStatus;
-use flowhost::manifest::{Grants, HostPattern};
 use flowhost::runtime::RunReport;
 use serde_json::{json, Value};
 
-/// A simulator from `cfg`, and a runtime whose U00/M10 may call it, configured with page size
-/// `count` and a reset checkpoint. `key_secret` replaces the right secret (bad credentials);
-/// `configure` may change the config before the runtime opens.
+/// A simulator from `cfg` and a runtime set up for it (see `common::asa::asa_on`);
+/// `key_secret` replaces the right secret (bad credentials).
 async fn world(
     cfg: SimConfig,
     count: u32,
@@ -27,25 +25,11 @@ async fn world(
     configure: impl FnOnce(&mut TestEnv),
 ) -> Asa {
     let sim = asa_sim::Sim::start(cfg).await.unwrap();
-    let secret = key_secret.unwrap_or(sim.key_secret()).to_string();
-    let mut env =
-        TestEnv::new().with_secrets(&[("ASA_KEY_ID", sim.key_id()), ("ASA_KEY_SECRET", &secret)]);
-    let grant = Grants {
-        hosts: vec![HostPattern::parse(&sim.base_url()).unwrap()],
-        ..Default::default()
-    };
-    env.config.grants.insert("U00".into(), grant.clone());
-    env.config.grants.insert("M10".into(), grant);
-    configure(&mut env);
-    let rt = env.runtime();
-    ok(
-        &rt,
-        "U02",
-        json!({"asaTeam": sim.team(), "asaBaseUrl": sim.base_url(), "searchCount": count}),
-    )
-    .await;
-    ok(&rt, "U03", json!({})).await;
-    Asa { sim, env, rt }
+    let secrets: Vec<(&str, &str)> = key_secret
+        .map(|s| ("ASA_KEY_SECRET", s))
+        .into_iter()
+        .collect();
+    common::asa::asa_on(sim, count, &secrets, configure).await
 }
 
 async fn sim(events: u64, count: u32) -> Asa {

@@ -28,18 +28,37 @@ pub async fn asa_with(
     secrets: &[(&str, &str)],
     configure: impl FnOnce(&mut TestEnv),
 ) -> Asa {
-    let sim = asa_sim::Sim::start(asa_sim::SimConfig {
+    let cfg = asa_sim::SimConfig {
         events,
         ..Default::default()
-    })
+    };
+    asa_on(
+        asa_sim::Sim::start(cfg).await.unwrap(),
+        count,
+        secrets,
+        configure,
+    )
     .await
-    .unwrap();
-    let mut all = vec![
-        ("ASA_KEY_ID", sim.key_id()),
-        ("ASA_KEY_SECRET", sim.key_secret()),
+}
+
+/// As [`asa_with`], on a simulator the caller started. `secrets` come after the simulator's
+/// key pair, so `("ASA_KEY_SECRET", "wrong")` gives bad credentials.
+pub async fn asa_on(
+    sim: asa_sim::Sim,
+    count: u32,
+    secrets: &[(&str, &str)],
+    configure: impl FnOnce(&mut TestEnv),
+) -> Asa {
+    let mut all: Vec<(String, String)> = vec![
+        ("ASA_KEY_ID".into(), sim.key_id().into()),
+        ("ASA_KEY_SECRET".into(), sim.key_secret().into()),
     ];
-    all.extend_from_slice(secrets);
-    let mut env = TestEnv::new().with_secrets(&all);
+    for (k, v) in secrets {
+        all.retain(|(name, _)| name != k);
+        all.push((k.to_string(), v.to_string()));
+    }
+    let pairs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut env = TestEnv::new().with_secrets(&pairs);
     let grant = Grants {
         hosts: vec![HostPattern::parse(&sim.base_url()).unwrap()],
         ..Default::default()
@@ -48,12 +67,9 @@ pub async fn asa_with(
     env.config.grants.insert("M10".into(), grant);
     configure(&mut env);
     let rt = env.runtime();
-    ok(
-        &rt,
-        "U02",
-        json!({"asaTeam": sim.team(), "asaBaseUrl": sim.base_url(), "searchCount": count}),
-    )
-    .await;
+    let settings =
+        json!({"asaTeam": sim.team(), "asaBaseUrl": sim.base_url(), "searchCount": count});
+    ok(&rt, "U02", settings).await;
     ok(&rt, "U03", json!({})).await;
     Asa { sim, env, rt }
 }
