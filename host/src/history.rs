@@ -125,7 +125,11 @@ pub struct ChildStats {
     pub flow: String,
     pub calls: u64,
     pub failures: u64,
+    /// Time spent in calls of this flow, in whole milliseconds (of `total_us`).
     pub total_ms: u64,
+    /// The same in microseconds: most helper calls take well under a millisecond.
+    #[serde(default)]
+    pub total_us: u64,
 }
 
 /// One log line of a run (or of one of its children).
@@ -776,12 +780,14 @@ mod tests {
                 calls: 1000,
                 failures: 0,
                 total_ms: 1234,
+                total_us: 1_234_000,
             },
             ChildStats {
                 flow: "U11".into(),
                 calls: 3,
                 failures: 1,
                 total_ms: 5,
+                total_us: 5_000,
             },
         ];
         h.finish(id, RunStatus::Ok, Some(&big), None, &logs, &children)

@@ -460,9 +460,11 @@ pub(crate) async fn call_child(
                 calls: 0,
                 failures: 0,
                 total_ms: 0,
+                total_us: 0,
             });
         s.calls += 1;
-        s.total_ms += elapsed.as_millis() as u64;
+        s.total_us += elapsed.as_micros() as u64;
+        s.total_ms = s.total_us / 1000;
         if result.is_err() {
             s.failures += 1;
         }
