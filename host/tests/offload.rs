@@ -132,6 +132,20 @@ async fn hec_rows_leave_the_table_only_after_a_200() {
         .all(|h| h == "Splunk hec-tok-8d1f"));
 }
 
+/// Adds the event ids of one offloaded object (gzip JSON lines) to `seen`.
+fn count_object_ids(gz: &[u8], seen: &mut BTreeMap<String, usize>) {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .unwrap();
+    for line in text.lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        *seen
+            .entry(row["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+}
+
 /// Reads every object of a local store folder: event id → how many objects hold it.
 fn archived_ids(dir: &std::path::Path) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
@@ -145,16 +159,7 @@ fn archived_ids(dir: &std::path::Path) -> BTreeMap<String, usize> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.to_string_lossy().ends_with(".jsonl.gz") {
-                let mut text = String::new();
-                flate2::read::GzDecoder::new(std::fs::File::open(&p).unwrap())
-                    .read_to_string(&mut text)
-                    .unwrap();
-                for line in text.lines() {
-                    let row: Value = serde_json::from_str(line).unwrap();
-                    *seen
-                        .entry(row["id"].as_str().unwrap().to_string())
-                        .or_default() += 1;
-                }
+                count_object_ids(&std::fs::read(&p).unwrap(), &mut seen);
             }
         }
     }
@@ -342,16 +347,7 @@ async fn s3_archived_ids(moto: &common::moto::Moto) -> BTreeMap<String, usize> {
     let mut seen = BTreeMap::new();
     for o in objects {
         let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_string(&mut text)
-            .unwrap();
-        for line in text.lines() {
-            let row: Value = serde_json::from_str(line).unwrap();
-            *seen
-                .entry(row["id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
+        count_object_ids(&bytes, &mut seen);
     }
     seen
 }
