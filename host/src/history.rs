@@ -130,6 +130,24 @@ pub struct ChildStats {
     /// The same in microseconds: most helper calls take well under a millisecond.
     #[serde(default)]
     pub total_us: u64,
+    /// Calls of a `pure` flow answered from an earlier call in the same run (counted in
+    /// `calls`; they take no time).
+    #[serde(default)]
+    pub memo_hits: u64,
+}
+
+impl ChildStats {
+    /// No calls yet.
+    pub fn new(flow: &str) -> ChildStats {
+        ChildStats {
+            flow: flow.to_string(),
+            calls: 0,
+            failures: 0,
+            total_ms: 0,
+            total_us: 0,
+            memo_hits: 0,
+        }
+    }
 }
 
 /// One log line of a run (or of one of its children).
@@ -781,6 +799,7 @@ mod tests {
                 failures: 0,
                 total_ms: 1234,
                 total_us: 1_234_000,
+                memo_hits: 400,
             },
             ChildStats {
                 flow: "U11".into(),
@@ -788,6 +807,7 @@ mod tests {
                 failures: 1,
                 total_ms: 5,
                 total_us: 5_000,
+                memo_hits: 0,
             },
         ];
         h.finish(id, RunStatus::Ok, Some(&big), None, &logs, &children)

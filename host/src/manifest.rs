@@ -189,6 +189,23 @@ impl Grants {
         self.blobs_read.extend(extra.blobs_read.iter().cloned());
         self.blobs_write.extend(extra.blobs_write.iter().cloned());
     }
+    /// The first grant a `pure: true` flow may not hold, as `field: value`. A pure flow may
+    /// only read tables: anything else (HTTP, writes, other flows, secrets, blobs) could make
+    /// a repeated call differ from the first one or have effects of its own.
+    pub fn impure(&self) -> Option<String> {
+        let first = |field: &str, set: &BTreeSet<String>| {
+            set.iter().next().map(|v| format!("{field}: `{v}`"))
+        };
+        self.hosts
+            .first()
+            .map(|h| format!("grants.hosts: `{h}`"))
+            .or_else(|| first("grants.tables.write", &self.tables_write))
+            .or_else(|| first("grants.flows", &self.flows))
+            .or_else(|| first("grants.secrets", &self.secrets))
+            .or_else(|| first("grants.blobs.read", &self.blobs_read))
+            .or_else(|| first("grants.blobs.write", &self.blobs_write))
+    }
+
     /// A one-line summary for `flowhost list`.
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
@@ -239,6 +256,9 @@ pub struct Manifest {
     pub grants: Grants,
     /// Input and output are never recorded in run history (U00 returns a bearer token).
     pub sensitive: bool,
+    /// The output depends only on the input and the tables the flow reads, so within one run
+    /// a repeated child call may be answered from an earlier one (see `runtime::Memo`).
+    pub pure: bool,
     pub path: PathBuf,
 }
 
@@ -264,6 +284,8 @@ struct RawManifest {
     grants: RawGrants,
     #[serde(default)]
     sensitive: bool,
+    #[serde(default)]
+    pure: bool,
 }
 
 #[derive(Deserialize)]
@@ -381,6 +403,7 @@ impl Manifest {
             memory,
             grants,
             sensitive: raw.sensitive,
+            pure: raw.pure,
             path: path.to_path_buf(),
         })
     }

@@ -279,6 +279,15 @@ fn check(
             }
         }
     }
+    if m.pure {
+        if let Some(grant) = m.grants.impure() {
+            return Err(format!(
+                "{}: pure: a pure flow may only read tables, but it is granted {grant} \
+                 (drop `pure: true` or the grant)",
+                at("pure")
+            ));
+        }
+    }
     let wasm = path.with_extension("wasm");
     let mut head = [0u8; 8];
     let read = std::fs::File::open(&wasm).and_then(|mut f| {

@@ -134,6 +134,23 @@ pub struct RunShared {
     pub children: Mutex<BTreeMap<String, ChildStats>>,
     pub requests: Mutex<Vec<RunRequest>>,
     pub pool: Mutex<InstancePool>,
+    pub memo: Mutex<Memo>,
+}
+
+impl RunShared {
+    /// Run `id` writing into `txn` (`None`: a context with no tables, as benchmarks use).
+    pub fn new(id: i64, txn: Option<Txn>) -> RunShared {
+        RunShared {
+            id,
+            txn: Mutex::new(txn),
+            logs: Mutex::new(Vec::new()),
+            dropped_logs: Default::default(),
+            children: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(Vec::new()),
+            pool: Mutex::new(InstancePool::default()),
+            memo: Mutex::new(Memo::default()),
+        }
+    }
 }
 
 /// What a host call knows about its caller.
@@ -234,15 +251,7 @@ impl Runtime {
             .store
             .begin()
             .map_err(|e| RunError::Storage(e.to_string()))?;
-        let run = Arc::new(RunShared {
-            id,
-            txn: Mutex::new(Some(txn)),
-            logs: Mutex::new(Vec::new()),
-            dropped_logs: Default::default(),
-            children: Mutex::new(BTreeMap::new()),
-            requests: Mutex::new(Vec::new()),
-            pool: Mutex::new(InstancePool::default()),
-        });
+        let run = Arc::new(RunShared::new(id, Some(txn)));
         let deadline = started + flow.manifest.timeout;
         let ctx = CallCtx {
             rt: self.clone(),
@@ -438,6 +447,18 @@ pub(crate) async fn call_child(
             parent.name()
         )));
     }
+    // A pure flow called again with the same input, its tables unchanged: the same output.
+    let memo_version = if child.manifest.pure {
+        match lock(&parent.run.memo).lookup(&child.manifest, &input) {
+            Ok(out) => {
+                count_call(parent, &child, Duration::ZERO, true, true);
+                return Ok(out);
+            }
+            Err(version) => Some(version),
+        }
+    } else {
+        None
+    };
     // The child fails first: it gets 90% of what its parent has left (or its own timeout).
     let remaining = parent.remaining();
     let share = remaining.mul_f64(0.9).min(child.manifest.timeout);
@@ -450,33 +471,104 @@ pub(crate) async fn call_child(
         deadline: started + share,
     };
     let result = Box::pin(invoke(ctx, &input, true)).await;
-    let elapsed = started.elapsed();
-    {
-        let mut children = lock(&parent.run.children);
-        let s = children
-            .entry(child.manifest.name.clone())
-            .or_insert_with(|| ChildStats {
-                flow: child.manifest.name.clone(),
-                calls: 0,
-                failures: 0,
-                total_ms: 0,
-                total_us: 0,
-            });
-        s.calls += 1;
-        s.total_us += elapsed.as_micros() as u64;
-        s.total_ms = s.total_us / 1000;
-        if result.is_err() {
-            s.failures += 1;
+    count_call(parent, &child, started.elapsed(), result.is_ok(), false);
+    match result {
+        Ok(out) => {
+            if let Some(version) = memo_version {
+                lock(&parent.run.memo).put(&child.manifest, input, version, &out);
+            }
+            Ok(out)
+        }
+        Err(f) => {
+            record_failed_child(parent, &child, &input, &f.message);
+            Err(if f.timed_out {
+                WitError::Timeout(f.message)
+            } else {
+                WitError::Other(f.message)
+            })
         }
     }
-    result.map_err(|f| {
-        record_failed_child(parent, &child, &input, &f.message);
-        if f.timed_out {
-            WitError::Timeout(f.message)
-        } else {
-            WitError::Other(f.message)
+}
+
+/// Adds one call of `child` to its parent run's per-flow aggregates.
+fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, ok: bool, memo_hit: bool) {
+    let mut children = lock(&parent.run.children);
+    let name = &child.manifest.name;
+    if !children.contains_key(name) {
+        children.insert(name.clone(), ChildStats::new(name));
+    }
+    if let Some(s) = children.get_mut(name) {
+        s.calls += 1;
+        s.memo_hits += u64::from(memo_hit);
+        s.failures += u64::from(!ok);
+        s.total_us += elapsed.as_micros() as u64;
+        s.total_ms = s.total_us / 1000;
+    }
+}
+
+/// Outputs of `pure: true` flows (S32–S37 in the ASA package) within one run, so that the
+/// same reference looked up for the thousandth event of a page does not run the helper again.
+///
+/// A pure flow's output depends only on its input and the tables it reads (the registry
+/// refuses a pure flow any other grant). An output is reused only while none of those tables
+/// has been written in this run since it was computed: every table write bumps that table's
+/// count, and an entry remembers the sum of the counts of its flow's tables. Per run, like the
+/// transaction, so it never sees another run's writes; bounded by [`MEMO_BYTES`].
+#[derive(Default)]
+pub struct Memo {
+    /// Writes this run has made, per table.
+    writes: HashMap<String, u64>,
+    /// Per flow, per input: the version it was computed at and the output.
+    outputs: HashMap<String, HashMap<String, (u64, String)>>,
+    bytes: usize,
+}
+
+/// What a run's memo may hold (inputs and outputs); past it, it starts over.
+const MEMO_BYTES: usize = 16 << 20;
+
+impl Memo {
+    /// Records a write to `table` (before it happens: a failed write still counts).
+    pub fn wrote(&mut self, table: &str) {
+        match self.writes.get_mut(table) {
+            Some(n) => *n += 1,
+            None => {
+                self.writes.insert(table.to_string(), 1);
+            }
         }
-    })
+    }
+
+    /// The state of the tables `flow` reads, as one number that grows with every write.
+    fn version(&self, flow: &crate::manifest::Manifest) -> u64 {
+        let tables = flow.grants.tables_read.iter();
+        tables
+            .map(|t| self.writes.get(t).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// The remembered output, or the current version to remember a new one under.
+    fn lookup(&self, flow: &crate::manifest::Manifest, input: &str) -> Result<String, u64> {
+        let version = self.version(flow);
+        match self.outputs.get(&flow.name).and_then(|m| m.get(input)) {
+            Some((v, out)) if *v == version => Ok(out.clone()),
+            _ => Err(version),
+        }
+    }
+
+    fn put(&mut self, flow: &crate::manifest::Manifest, input: String, version: u64, out: &str) {
+        let size = input.len() + out.len();
+        if size > MEMO_BYTES / 16 {
+            return;
+        }
+        if self.bytes + size > MEMO_BYTES {
+            self.outputs.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        let per_flow = self.outputs.entry(flow.name.clone()).or_default();
+        if let Some((_, old)) = per_flow.insert(input, (version, out.to_string())) {
+            self.bytes -= old.len();
+        }
+    }
 }
 
 fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message: &str) {

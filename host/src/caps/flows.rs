@@ -1,5 +1,5 @@
 //! `flows.call` and `flows.for-each`: child runs inside the caller's run (same transaction),
-//! checked against `grants.flows`. For-each runs children as tokio tasks, at most
+//! checked against `grants.flows`. For-each runs children as futures of the call, at most
 //! `concurrency` at a time, and returns their results in input order.
 
 use std::sync::Arc;
@@ -55,43 +55,20 @@ impl Host for RunState {
             )));
         }
         let concurrency = concurrency.clamp(1, limits.max_concurrency) as usize;
-        // One task per item so children use every core; a JoinSet-like guard aborts them if
-        // this run is dropped (timeout).
-        let tasks = items.into_iter().map(|item| {
-            let (ctx, child) = (ctx.clone(), child.clone());
+        // The children are futures of this call, not tasks: they interleave at their host
+        // I/O (HTTP, sleeps) and a timeout that drops this run drops them too. Spawning a task
+        // per item cost more in cross-thread wake-ups than it gained from the second core.
+        let calls = items.into_iter().map(|item| {
+            let child = child.clone();
             async move {
-                let handle =
-                    AbortOnDrop(tokio::spawn(
-                        async move { call_child(&ctx, child, item).await },
-                    ));
-                match (&mut *Box::pin(handle)).await {
-                    Ok(r) => r.map_err(|e| crate::engine::error_text(&e)),
-                    Err(e) => Err(format!("child task failed: {e}")),
-                }
+                call_child(ctx, child, item)
+                    .await
+                    .map_err(|e| crate::engine::error_text(&e))
             }
         });
-        Ok(futures::stream::iter(tasks)
+        Ok(futures::stream::iter(calls)
             .buffered(concurrency)
             .collect()
             .await)
-    }
-}
-
-/// Aborts the task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
     }
 }

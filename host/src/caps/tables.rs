@@ -50,6 +50,9 @@ fn with_txn<T>(
             ctx.name()
         )));
     }
+    if access == Access::Write {
+        lock(&ctx.run.memo).wrote(table);
+    }
     let mut guard = lock(&ctx.run.txn);
     let txn = guard
         .as_mut()

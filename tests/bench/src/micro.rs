@@ -3,15 +3,14 @@
 //! figures subtract an empty batch run by the same probe, so they are the cost per operation
 //! inside a run (host call + guest work), without the run's own overhead.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use flowhost::config::Config;
 use flowhost::engine::Outcome;
 use flowhost::history::Trigger;
-use flowhost::runtime::{CallCtx, InstancePool, RunShared, Runtime};
+use flowhost::runtime::{CallCtx, RunShared, Runtime};
 use serde_json::{json, Value};
 
 use crate::measure::median;
@@ -65,15 +64,7 @@ fn bare_ctx(rt: &Arc<Runtime>, flow: &Arc<flowhost::registry::FlowEntry>) -> Cal
     CallCtx {
         rt: rt.clone(),
         flow: flow.clone(),
-        run: Arc::new(RunShared {
-            id: 0,
-            txn: Mutex::new(None),
-            logs: Mutex::new(Vec::new()),
-            dropped_logs: Default::default(),
-            children: Mutex::new(BTreeMap::new()),
-            requests: Mutex::new(Vec::new()),
-            pool: Mutex::new(InstancePool::default()),
-        }),
+        run: Arc::new(RunShared::new(0, None)),
         depth: 0,
         deadline: Instant::now() + Duration::from_secs(30),
     }
