@@ -60,8 +60,22 @@ pub mod bindings {
 ///
 /// `flow!(raw run)` with `fn run(input: String) -> Result<String, FlowError>` passes the JSON
 /// text through untouched (for flows that must not re-encode it, like `echo`).
+///
+/// `flow!(text run)` with `fn run(input: String) -> Result<Out, FlowError>`: the input as JSON
+/// text (for a flow that keeps it, or parses only part of it), the output encoded from `Out`.
 #[macro_export]
 macro_rules! flow {
+    (text $run:path) => {
+        struct __FlowhostFlow;
+        impl $crate::bindings::Guest for __FlowhostFlow {
+            fn run(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__run_text(input, $run)
+            }
+        }
+        $crate::bindings::__export_flow_world!(__FlowhostFlow);
+    };
     (raw $run:path) => {
         struct __FlowhostFlow;
         impl $crate::bindings::Guest for __FlowhostFlow {
@@ -86,6 +100,23 @@ macro_rules! flow {
     };
 }
 
+/// The body of `flow!(text …)`: run on the text, encode.
+#[doc(hidden)]
+pub fn __run_text<O>(
+    input: String,
+    run: fn(String) -> Result<O, FlowError>,
+) -> Result<String, String>
+where
+    O: serde::Serialize,
+{
+    let output = run(input).map_err(FlowError::into_message)?;
+    encode_output(&output)
+}
+
+fn encode_output<O: serde::Serialize>(output: &O) -> Result<String, String> {
+    serde_json::to_string(output).map_err(|e| format!("invalid output of flow: {e}"))
+}
+
 /// The body of [`flow!`]: decode, run, encode.
 #[doc(hidden)]
 pub fn __run_json<I, O>(input: &str, run: fn(I) -> Result<O, FlowError>) -> Result<String, String>
@@ -97,5 +128,5 @@ where
     let input: I =
         serde_json::from_str(text).map_err(|e| format!("invalid input for flow: {e}"))?;
     let output = run(input).map_err(FlowError::into_message)?;
-    serde_json::to_string(&output).map_err(|e| format!("invalid output of flow: {e}"))
+    encode_output(&output)
 }

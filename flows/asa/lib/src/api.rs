@@ -6,6 +6,7 @@
 //! server that echoed a request can never leak a secret into an error.
 
 use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A `null` (or absent, with `#[serde(default)]`) field as its type's default.
@@ -27,11 +28,12 @@ pub struct ServiceToken {
 }
 
 /// The body of a `200` from `GET …/auditsV2`: a missing or `null` `list` or
-/// `related_objects` counts as empty.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `related_objects` counts as empty. The events stay the JSON text the server sent: M10 hands
+/// each to S30 as it is, so a page is parsed into values once (in S30), never re-encoded.
+#[derive(Debug, Default, Deserialize)]
 pub struct Page {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub list: Vec<Value>,
+    pub list: Vec<Box<RawValue>>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub related_objects: Map<String, Value>,
 }
@@ -79,16 +81,20 @@ mod tests {
 
     #[test]
     fn page_tolerates_null_and_missing() {
-        let p: Page =
-            serde_json::from_value(json!({"list": null, "related_objects": null})).unwrap();
-        assert_eq!(p, Page::default());
-        let p: Page = serde_json::from_value(json!({})).unwrap();
-        assert_eq!(p, Page::default());
-        let p: Page = serde_json::from_value(
-            json!({"list": [{"id": "a"}], "related_objects": {"r": {"type": "user"}}}),
+        let empty = |p: &Page| p.list.is_empty() && p.related_objects.is_empty();
+        let p: Page = serde_json::from_str(r#"{"list": null, "related_objects": null}"#).unwrap();
+        assert!(empty(&p));
+        let p: Page = serde_json::from_str("{}").unwrap();
+        assert!(empty(&p));
+        let p: Page = serde_json::from_str(
+            r#"{"list": [{"id": "a",  "details": {}}], "related_objects": {"r": {"type": "user"}}}"#,
         )
         .unwrap();
-        assert_eq!(p.list.len(), 1);
+        // Each event is kept as sent, spacing included.
+        assert_eq!(
+            p.list.iter().map(|e| e.get()).collect::<Vec<_>>(),
+            [r#"{"id": "a",  "details": {}}"#]
+        );
         assert_eq!(p.related_objects.len(), 1);
     }
 

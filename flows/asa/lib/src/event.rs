@@ -16,7 +16,7 @@
 //! | `server`    | S36(`server`), or when that is no reference, S36 of each `servers[]`, joined with `"; "` |
 //! | `gateway`   | S33(`gateway`) — new column; the template never called S33                 |
 //! | `from_addr` | `details.from_address` as text                                             |
-//! | `raw_event` | the whole event as JSON (the template stored `details` only)               |
+//! | `raw_event` | the whole event, as the JSON text ASA sent (the template stored `details` only) |
 //!
 //! A "reference" is a non-empty string; empty, `null`, non-string or unknown references give
 //! `""`. Other `details` keys are ignored (they stay in `raw_event`).
@@ -99,8 +99,20 @@ pub fn event_id(event: &Value) -> Result<&str, InvalidEvent> {
     }
 }
 
-/// The row of `event` and the lookups that complete it.
+/// The row of `event` and the lookups that complete it; `raw_event` is `event` encoded.
 pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
+    plan_with_raw(event, || event.to_string())
+}
+
+/// [`plan`] of an event given as JSON text, which becomes `raw_event` as it is (M10 passes each
+/// event on exactly as ASA sent it, so it is never re-encoded).
+pub fn plan_text(text: &str) -> Result<Plan, InvalidEvent> {
+    let event: Value =
+        serde_json::from_str(text).map_err(|e| InvalidEvent(format!("not JSON ({e})")))?;
+    plan_with_raw(&event, || text.trim().to_string())
+}
+
+fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, InvalidEvent> {
     if !event.is_object() {
         return Err(InvalidEvent(format!("expected a JSON object, not {event}")));
     }
@@ -114,7 +126,7 @@ pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
         event_type: text_of(details.get("type")),
         hostname: text_of(details.get("hostname")),
         from_addr: text_of(details.get("from_address")),
-        raw_event: event.to_string(),
+        raw_event: raw(),
         ..EventRow::default()
     };
 
@@ -197,6 +209,19 @@ mod tests {
     const LAPTOP: &str = "Jason.Compson.IV (hostname: Absalom, OS: macOS 10.14.6, state: ACTIVE)";
     const HARVARD: &str =
         "harvard (project: the-sound-and-the-fury, canonical name: , access address: , OS: Ubuntu 16.04, OS type: linux)";
+
+    #[test]
+    fn plan_text_keeps_the_event_as_sent() {
+        let text = r#" {"timestamp": "2024-03-05T01:02:03Z", "id": "e1",
+            "details": {"type": "user.created", "hostname": "h"}} "#;
+        let plan = plan_text(text).unwrap();
+        assert_eq!(plan.row.raw_event, text.trim());
+        assert_eq!(plan.row.id, "e1");
+        assert_eq!(plan.row.event_type, "user.created");
+        assert_eq!(plan.row.timestamp, "2024-03-05T01:02:03.000Z");
+        let err = plan_text(r#"{"id": "e1""#).unwrap_err().to_string();
+        assert!(err.starts_with("invalid audit event: not JSON ("), "{err}");
+    }
 
     #[test]
     fn auth_token_issue() {

@@ -46,6 +46,7 @@ use asa_lib::model::{
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
 use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use asa_steps as steps;
@@ -140,8 +141,9 @@ fn store_related_objects(related_objects: serde_json::Map<String, Value>) -> Res
     Ok(())
 }
 
-/// S30 or S31 for each event; any failure fails the run. Returns how many were stored.
-fn store_events(flow: &str, events: &[Value]) -> Result<u64, Error> {
+/// S30 or S31 for each event (its JSON text as the server sent it); any failure fails the run.
+/// Returns how many were stored.
+fn store_events(flow: &str, events: &[Box<RawValue>]) -> Result<u64, Error> {
     let results: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
     Ok(results.iter().filter(|r| r.stored).count() as u64)
 }

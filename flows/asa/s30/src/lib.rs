@@ -5,7 +5,8 @@
 //!
 //! The mapping (which `details` key feeds which column) is `asa_lib::event`. Fixes over the
 //! template (asa-api.md §8.6), as DESIGN.md §5 asks:
-//! - `raw_event` holds the whole event as JSON (the template stored `details` only);
+//! - `raw_event` holds the whole event, as the JSON text ASA sent (the template stored
+//!   `details` only);
 //! - a new `gateway` column is filled by S33 from `details.gateway` (the template defined S33
 //!   but never called it);
 //! - `server` is S36(`details.server`) or, when that is absent or empty, S36 of each
@@ -24,12 +25,11 @@ use asa_lib::enrich::Kind;
 use asa_lib::event;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
 use flowhost_sdk::{call, tables, Error, FlowError};
-use serde_json::Value;
 
-flowhost_sdk::flow!(run);
+flowhost_sdk::flow!(text run);
 
-fn run(event: Value) -> Result<StoredOut, FlowError> {
-    let row = event::plan(&event)?.resolve(describe)?;
+fn run(event: String) -> Result<StoredOut, FlowError> {
+    let row = event::plan_text(&event)?.resolve(describe)?;
     let id = tables::upsert(AUDIT_EVENTS, &row)?;
     Ok(StoredOut { stored: true, id })
 }
