@@ -34,6 +34,8 @@ pub struct Limits {
     pub http_timeout: Duration,
     /// Log lines kept per run (the rest are counted).
     pub max_log_lines: usize,
+    /// Worker tasks a `for-each` spreads its children over (default: the number of cores).
+    pub for_each_workers: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             max_response: 64 << 20,
             http_timeout: Duration::from_secs(30),
             max_log_lines: 1000,
+            for_each_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Crash safety: the real `flowhost` binary, killed with SIGKILL at many pseudo-random moments
-//! during a backfill of 100,000 events from the simulator, restarted each time. Nothing may be
-//! lost or stored twice, the checkpoint must always match what is stored, the database must
+//! during a backfill of 200,000 events from the simulator (enough that every kill lands before
+//! it is done), restarted each time. Nothing may be lost or stored twice, the checkpoint must always match what is stored, the database must
 //! pass `PRAGMA integrity_check`, and no run may be left `running` in history.
 
 mod common;
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::asa::{asa_with, checkpoint, sim_ids, stored_ids, Asa};
 use flowhost::history::{RunStatus, INTERRUPTED};
 
-const EVENTS: u64 = 100_000;
+const EVENTS: u64 = 200_000;
 const PAGE: u32 = 1000;
 
 /// A fixed-seed LCG (Knuth's MMIX constants): the kill moments are the same on every run.

@@ -1,13 +1,13 @@
 //! `flows.call` and `flows.for-each`: child runs inside the caller's run (same transaction),
-//! checked against `grants.flows`. For-each runs children as futures of the call, at most
-//! `concurrency` at a time, and returns their results in input order.
+//! checked against `grants.flows`. For-each runs children on one worker task per core, at
+//! most `concurrency` at a time, and returns their results in input order.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::engine::flowhost::flow::flows::Host;
 use crate::engine::{RunState, WitError};
 use crate::registry::FlowEntry;
-use crate::runtime::{call_child, CallCtx};
+use crate::runtime::{call_child, lock, CallCtx};
 
 /// The granted, loaded flow `name`, or the error the caller should see.
 fn callee(ctx: &CallCtx, name: &str) -> Result<Arc<FlowEntry>, WitError> {
@@ -36,7 +36,6 @@ impl Host for RunState {
         items: Vec<String>,
         concurrency: u32,
     ) -> Result<Vec<Result<String, String>>, WitError> {
-        use futures::StreamExt;
         let ctx = &self.ctx;
         let child = callee(ctx, &name)?;
         let limits = &ctx.rt.limits;
@@ -55,20 +54,66 @@ impl Host for RunState {
             )));
         }
         let concurrency = concurrency.clamp(1, limits.max_concurrency) as usize;
-        // The children are futures of this call, not tasks: they interleave at their host
-        // I/O (HTTP, sleeps) and a timeout that drops this run drops them too. Spawning a task
-        // per item cost more in cross-thread wake-ups than it gained from the second core.
-        let calls = items.into_iter().map(|item| {
-            let child = child.clone();
-            async move {
-                call_child(ctx, child, item)
-                    .await
-                    .map_err(|e| crate::engine::error_text(&e))
-            }
+        let workers = concurrency
+            .min(limits.for_each_workers)
+            .min(items.len())
+            .max(1);
+        let n = items.len();
+        let work = Arc::new(Work {
+            queue: Mutex::new(items.into_iter().enumerate()),
+            results: Mutex::new(vec![None; n]),
         });
-        Ok(futures::stream::iter(calls)
-            .buffered(concurrency)
-            .collect()
-            .await)
+        // `workers` tasks (one per core by default), each running its share of `concurrency`
+        // children as futures that take the next item when done: the children use every core,
+        // yet no item pays for a task of its own (a task per item cost more in cross-thread
+        // wake-ups than the second core gave back). With one worker nothing is spawned.
+        let share = move |w: usize| concurrency / workers + usize::from(w < concurrency % workers);
+        if workers == 1 {
+            work.run(ctx, &child, share(0)).await;
+        } else {
+            // Dropping the set (this run timed out) aborts the workers and their children.
+            let mut set = tokio::task::JoinSet::new();
+            for w in 0..workers {
+                let (ctx, child, work) = (ctx.clone(), child.clone(), work.clone());
+                let slots = share(w);
+                set.spawn(async move { work.run(&ctx, &child, slots).await });
+            }
+            while let Some(done) = set.join_next().await {
+                if let Err(e) = done {
+                    return Err(WitError::Other(format!("a for-each worker failed: {e}")));
+                }
+            }
+        }
+        let results = std::mem::take(&mut *lock(&work.results));
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("internal: the item was not run".into())))
+            .collect())
+    }
+}
+
+/// The items of one for-each still to run, and the results so far (by item).
+struct Work {
+    queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<String>>>,
+    results: Mutex<Vec<Option<Result<String, String>>>>,
+}
+
+impl Work {
+    /// Runs `slots` children at a time until the queue is empty.
+    async fn run(&self, ctx: &CallCtx, child: &Arc<FlowEntry>, slots: usize) {
+        use futures::StreamExt;
+        futures::stream::iter(0..slots)
+            .for_each_concurrent(None, |_| async {
+                loop {
+                    let Some((i, item)) = lock(&self.queue).next() else {
+                        break;
+                    };
+                    let result = call_child(ctx, child.clone(), item)
+                        .await
+                        .map_err(|e| crate::engine::error_text(&e));
+                    lock(&self.results)[i] = Some(result);
+                }
+            })
+            .await;
     }
 }

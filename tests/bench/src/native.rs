@@ -22,11 +22,12 @@ use crate::measure::{self, thread_cpu, CpuMark};
 use crate::report::{Ingest, Part};
 use crate::Env;
 
-/// An auditsV2 page (a missing or `null` member is empty).
+/// An auditsV2 page (a missing or `null` member is empty). The events stay text until
+/// enrichment parses each one and keeps its text as `raw_event`, as the flows do.
 #[derive(Deserialize)]
 struct Page {
     #[serde(default)]
-    list: Option<Vec<Value>>,
+    list: Option<Vec<Box<serde_json::value::RawValue>>>,
     #[serde(default)]
     related_objects: Option<HashMap<String, Value>>,
 }
@@ -151,8 +152,9 @@ struct Row {
     cols: [String; 13],
 }
 
-/// The row of one event (`None` for an event without an id).
-fn row_of(event: &Value, related: &HashMap<String, Value>) -> Option<Row> {
+/// The row of one event (`None` for an event without an id or that is not JSON).
+fn row_of(text: &serde_json::value::RawValue, related: &HashMap<String, Value>) -> Option<Row> {
+    let event: Value = serde_json::from_str(text.get()).ok()?;
     let id = ref_of(event.get("id"))?.to_string();
     let empty = serde_json::Map::new();
     let d = event
@@ -190,7 +192,7 @@ fn row_of(event: &Value, related: &HashMap<String, Value>) -> Option<Row> {
             server,
             one("gateway", Kind::Gateway).unwrap_or_default(),
             text_of(d.get("from_address")),
-            event.to_string(),
+            text.get().to_string(),
         ],
     })
 }
@@ -286,6 +288,9 @@ pub fn run(env: &Env) -> Result<Ingest> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -16384)?;
+    // And the host's checkpoints: on their own thread, not inside a commit.
+    let checkpoints = flowhost::store::Checkpoints::start(&db)?;
+    checkpoints.adopt(&conn)?;
     let events_t = flowhost::schema::sql_table_name("Audit Events");
     let cp_t = flowhost::schema::sql_table_name("Audit Checkpoints");
     let log_t = flowhost::schema::sql_table_name("Execution Log");
@@ -451,6 +456,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
                 ])?;
             }
             tx.commit()?;
+            checkpoints.committed(&conn);
             Ok(written)
         })?;
         written_total += written;
@@ -498,7 +504,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
         ),
         part(
             "enrich",
-            "enrichment: rows, strings, raw_event serialisation",
+            "enrichment: parse each event, rows, strings, raw_event",
             enrich,
             "measured",
         ),
