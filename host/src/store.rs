@@ -577,14 +577,16 @@ impl Checkpoints {
         let db = path.display().to_string();
         std::thread::Builder::new()
             .name("flowhost-checkpoint".into())
-            .spawn(move || loop {
-                match woken.recv_timeout(Duration::from_secs(5)) {
-                    Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-                let _running = lock.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = checkpoint(&conn, "PASSIVE") {
-                    tracing::warn!(db, error = %e, "WAL checkpoint failed");
+            .spawn(move || {
+                // Woken after a commit, or every 5 s; gone with the store.
+                while !matches!(
+                    woken.recv_timeout(Duration::from_secs(5)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+                ) {
+                    let _running = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Err(e) = checkpoint(&conn, "PASSIVE") {
+                        tracing::warn!(db, error = %e, "WAL checkpoint failed");
+                    }
                 }
             })?;
         let mut wal = path.as_os_str().to_owned();
