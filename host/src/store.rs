@@ -187,7 +187,7 @@ pub(crate) fn check_db_dir(db: &Path) -> Result<(), StoreError> {
 
 /// Opens a read-write connection with flowhost's settings (busy timeout, `synchronous=NORMAL`,
 /// a large statement cache). WAL mode is set once by whoever creates the file.
-pub(crate) fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE

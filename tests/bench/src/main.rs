@@ -135,6 +135,11 @@ pub fn start_sim(events: u64) -> Result<asa_sim::Sim> {
     })
 }
 
+/// mimalloc instead of glibc's malloc: a run allocates and frees many small strings and JSON
+/// values (measured in the ingest benchmark: see the README's Performance section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // As the flowhost binary does: a backtrace per dropped wasmtime Store costs 30-55 %.
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {

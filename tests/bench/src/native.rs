@@ -283,11 +283,8 @@ pub fn run(env: &Env) -> Result<Ingest> {
     );
     drop(flowhost::store::Store::open(&db, schemas).map_err(|e| anyhow!("{e}"))?);
 
-    let mut conn = rusqlite::Connection::open(&db)?;
-    // The host's connection settings (store::open_connection).
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -16384)?;
+    // The host's connection settings.
+    let mut conn = flowhost::store::open_connection(&db)?;
     // And the host's checkpoints: on their own thread, not inside a commit.
     let checkpoints = flowhost::store::Checkpoints::start(&db)?;
     checkpoints.adopt(&conn)?;
