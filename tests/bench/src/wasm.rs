@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use flowhost::config::{BlobStoreConfig, Config};
+use flowhost::config::Config;
 use flowhost::history::Trigger;
 use flowhost::manifest::{Grants, HostPattern};
 use flowhost::runtime::{RunRequest, Runtime};
@@ -17,23 +17,13 @@ use serde_json::json;
 use crate::measure::{self, CpuMark};
 use crate::report::{FlowStat, Ingest, Part};
 use crate::Env;
+pub use flowhost_bench::setup::{blob_stores, prewarm, tokio_runtime, warn_load_errors};
 
 /// Every flow the chain calls, compiled (or loaded from the cache) before the clock starts.
 pub const CHAIN: [&str; 20] = [
     "M10", "U00", "U01", "U10", "U11", "U12", "U13", "U20", "S20", "S21", "S30", "S31", "S32",
     "S33", "S34", "S35", "S36", "S37", "U02", "U03",
 ];
-
-/// A tokio runtime like the `flowhost` binary's (one worker per core), with its threads named
-/// so that the simulator's threads can be told apart.
-pub fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .thread_name("bench-worker")
-        .enable_all()
-        .build()?)
-}
 
 /// Writes a 0600 secrets file.
 pub fn write_secrets(path: &std::path::Path, pairs: &[(&str, &str)]) -> Result<()> {
@@ -80,35 +70,6 @@ pub fn asa_runtime(
     let rt = config.open_runtime().map_err(|e| anyhow!("{e}"))?;
     warn_load_errors(&rt);
     Ok(rt)
-}
-
-/// Flows that did not load (the bench still runs if the ones it needs did).
-pub fn warn_load_errors(rt: &Runtime) {
-    for e in &rt.registry().errors {
-        eprintln!("flowhost-bench: warning: {e}");
-    }
-}
-
-/// Local blob stores in `dir`: `archive` (the default store, which O10 writes) and `scratch`
-/// (the probe test flow's), so that every flow in the folders loads.
-pub fn blob_stores(dir: &std::path::Path) -> BTreeMap<String, BlobStoreConfig> {
-    ["archive", "scratch"]
-        .into_iter()
-        .map(|name| {
-            let path = dir.join("blobs").join(name);
-            (name.to_string(), BlobStoreConfig::Local { path })
-        })
-        .collect()
-}
-
-/// Compiles (or loads) `names` now, so the measured part never compiles.
-pub fn prewarm(rt: &Runtime, names: &[&str]) -> Result<()> {
-    for name in names {
-        rt.flow(name)?
-            .prepare(&rt.engine)
-            .map_err(|e| anyhow!("{name}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Runs `flow` at top level; its output JSON, or the run's error.

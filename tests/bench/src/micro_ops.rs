@@ -1,0 +1,144 @@
+//! The micro-benchmarks' world and operations, through the Runtime API with the `echo` (no-op)
+//! and `probe` test flows of `flows/dist-test` (`cargo xtask flows` builds them).
+//!
+//! - [`MicroWorld::echo_fresh`]: `Engine::invoke` of `echo` on a new Store, no run around it —
+//!   the "instantiate + run of a no-op flow" figure (target ≤ 15 µs);
+//! - [`MicroWorld::echo_on`]: the same on a kept instance (what a repeated child call pays);
+//! - [`MicroWorld::echo_run`]: a whole top-level run (history record, transaction, instance);
+//! - [`MicroWorld::probe`] with [`gets`], [`calls`], [`for_each`]: a top-level run of `probe`
+//!   doing `n` table gets, nested calls or a for-each of `n` items; minus the same run with
+//!   `n = 0` it is the cost of the operations inside a run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use flowhost::config::Config;
+use flowhost::engine::{FlowPre, Instance, Outcome, RunState};
+use flowhost::history::Trigger;
+use flowhost::registry::FlowEntry;
+use flowhost::runtime::{CallCtx, RunShared, Runtime};
+use serde_json::{json, Value};
+
+use crate::setup::{blob_stores, prewarm, warn_load_errors};
+
+/// A runtime over the test flows and the ASA flows, in its own temporary directory, with one
+/// row in Probe Items to get.
+pub struct MicroWorld {
+    pub rt: Arc<Runtime>,
+    echo: Arc<FlowEntry>,
+    pre: FlowPre<RunState>,
+    _dir: tempfile::TempDir,
+}
+
+impl MicroWorld {
+    /// `root` is the repository; compiled components are cached in `cache_dir`.
+    pub fn new(root: &Path, dir: tempfile::TempDir, cache_dir: PathBuf) -> Result<MicroWorld> {
+        let config = Config {
+            db: dir.path().join("micro.db"),
+            flows: vec![root.join("flows/dist-test"), root.join("flows/dist")],
+            tables: vec![root.join("tables"), root.join("tests/tables")],
+            secrets_file: None,
+            cache_dir: Some(cache_dir),
+            blobs: blob_stores(dir.path()),
+            ..Config::default()
+        };
+        let rt = config.open_runtime().map_err(|e| anyhow!("{e}"))?;
+        warn_load_errors(&rt);
+        prewarm(&rt, &["echo", "probe"])?;
+        let echo = rt.flow("echo")?;
+        let pre = echo.prepare(&rt.engine).map_err(|e| anyhow!(e))?;
+        Ok(MicroWorld {
+            rt,
+            echo,
+            pre,
+            _dir: dir,
+        })
+    }
+
+    /// The world of `cargo bench`: the repository above this crate, a system temp dir.
+    pub fn for_cargo_bench() -> Result<MicroWorld> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = root.canonicalize()?;
+        let cache = root.join("target/flowhost-bench-cache");
+        MicroWorld::new(&root, tempfile::tempdir()?, cache)
+    }
+
+    /// A call context outside any top-level run (no transaction, no history): what the engine
+    /// needs to instantiate and call a flow that uses no capability.
+    fn bare_ctx(&self) -> CallCtx {
+        CallCtx {
+            rt: self.rt.clone(),
+            flow: self.echo.clone(),
+            run: Arc::new(RunShared::new(0, None)),
+            depth: 0,
+            deadline: Instant::now() + Duration::from_secs(30),
+        }
+    }
+
+    /// `echo` on `instance` (a new one when `None`); gives the instance back.
+    pub async fn echo_on(&self, instance: Option<Instance>) -> Result<Option<Instance>> {
+        let ctx = self.bare_ctx();
+        let (deadline, memory) = (ctx.deadline, self.echo.manifest.memory);
+        let engine = &self.rt.engine;
+        let (out, back) = engine
+            .invoke(&self.pre, instance, ctx, "{}", memory, deadline)
+            .await;
+        if !matches!(out, Outcome::Ok(_)) {
+            bail!("echo: {out:?}");
+        }
+        Ok(back)
+    }
+
+    /// `echo` on a fresh Store and instance, dropped afterwards.
+    pub async fn echo_fresh(&self) -> Result<()> {
+        drop(self.echo_on(None).await?);
+        Ok(())
+    }
+
+    /// A top-level run of `echo`.
+    pub async fn echo_run(&self) -> Result<()> {
+        let r = self.rt.run("echo", "{}", Trigger::Cli).await?;
+        if !r.ok() {
+            bail!("echo failed: {:?}", r.error);
+        }
+        Ok(())
+    }
+
+    /// A top-level run of `probe` with `input`.
+    pub async fn probe(&self, input: &Value) -> Result<()> {
+        let r = self
+            .rt
+            .run("probe", &input.to_string(), Trigger::Cli)
+            .await?;
+        if !r.ok() {
+            bail!("probe failed: {}", r.error.unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Puts the row that [`gets`] reads.
+    pub async fn put_row(&self) -> Result<()> {
+        let row = json!({"id": "k1", "n": 1, "note": "bench"});
+        self.probe(&json!({"op": "table", "fn": "upsert", "table": "Probe Items", "row": row}))
+            .await
+    }
+}
+
+/// `n` table gets of an existing row by key.
+pub fn gets(n: usize) -> Value {
+    let get = json!({"op": "table", "fn": "get", "table": "Probe Items", "key": "k1"});
+    json!({"op": "steps", "steps": vec![get; n]})
+}
+
+/// `n` nested calls of `echo` (`flows.call`).
+pub fn calls(n: usize) -> Value {
+    let call = json!({"op": "call", "flow": "echo", "input": {}});
+    json!({"op": "steps", "steps": vec![call; n]})
+}
+
+/// A for-each of `echo` over `n` items at `concurrency`.
+pub fn for_each(n: usize, concurrency: u32) -> Value {
+    json!({"op": "for_each", "flow": "echo", "items": vec![json!({}); n], "concurrency": concurrency})
+}
