@@ -210,6 +210,50 @@ mod tests {
     const HARVARD: &str =
         "harvard (project: the-sound-and-the-fury, canonical name: , access address: , OS: Ubuntu 16.04, OS type: linux)";
 
+    /// The members that are read are read like a parsed `Value` would give them: the last of
+    /// a repeated member, `details` that is no object as empty, everything else skipped.
+    #[test]
+    fn only_the_mapped_members_are_read() {
+        let text = r#"{"id": "first", "extra": {"nested": [1, {"id": "no"}]}, "id": "e2",
+            "timestamp": 1709600523, "details": {"type": 7, "type": "user.updated",
+            "hostname": null, "from_address": ["10.0.0.1"], "servers": ["s1", "", 5, "s2"],
+            "unknown": {"details": {"type": "no"}}, "actor": "", "user": "u1"}}"#;
+        let p = plan_text(text).unwrap();
+        assert_eq!(p.row.id, "e2");
+        assert_eq!(p.row.timestamp, "1709600523");
+        assert_eq!(p.row.event_type, "user.updated");
+        assert_eq!(p.row.hostname, "");
+        assert_eq!(p.row.from_addr, r#"["10.0.0.1"]"#);
+        let lookups: Vec<(Column, Vec<&str>)> = p
+            .lookups
+            .iter()
+            .map(|l| (l.column, l.refs.iter().map(|r| r.as_str()).collect()))
+            .collect();
+        assert_eq!(lookups, [(Column::User, vec!["u1"]), (Column::Server, vec!["s1", "s2"])]);
+        for details in ["null", "[1, {\"a\": 2}]", "\"text\"", "3.5", "true"] {
+            let text = format!(r#"{{"id": "e3", "details": {details}}}"#);
+            let p = plan_text(&text).unwrap();
+            assert_eq!((p.row.event_type.as_str(), p.lookups.len()), ("", 0), "{details}");
+        }
+        assert_eq!(
+            plan_text("[1]").unwrap_err().to_string(),
+            "invalid audit event: expected a JSON object, not [1]"
+        );
+        assert_eq!(
+            plan(&json!("x")).unwrap_err().to_string(),
+            "invalid audit event: expected a JSON object, not \"x\""
+        );
+        assert_eq!(
+            plan_text(r#"{"id": null}"#).unwrap_err().to_string(),
+            "invalid audit event: `id` must be a non-empty string, not null"
+        );
+        // The same event as a Value or as text: the same row but for raw_event.
+        let event: Value = serde_json::from_str(text).unwrap();
+        let mut from_value = plan(&event).unwrap();
+        from_value.row.raw_event = plan_text(text).unwrap().row.raw_event;
+        assert_eq!(from_value, plan_text(text).unwrap());
+    }
+
     #[test]
     fn plan_text_keeps_the_event_as_sent() {
         let text = r#" {"timestamp": "2024-03-05T01:02:03Z", "id": "e1",
