@@ -59,6 +59,9 @@ pub struct Part {
 pub struct FlowStat {
     pub flow: String,
     pub calls: u64,
+    /// Calls of a `pure` flow answered from an earlier call in the same run.
+    #[serde(default)]
+    pub memo_hits: u64,
     /// Wall time inside the calls, children included, summed over concurrent calls.
     pub total_ms: u64,
 }

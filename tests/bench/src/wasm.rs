@@ -194,6 +194,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
                 ..Default::default()
             });
             s.calls += c.calls;
+            s.memo_hits += c.memo_hits;
             s.total_ms += c.total_ms;
         }
     }
