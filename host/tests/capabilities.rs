@@ -283,6 +283,34 @@ async fn flows_call_and_for_each_keep_order_and_grants() {
     );
 }
 
+/// For-each spreads its children over a worker per core, yet never runs more than
+/// `concurrency` of them at once: six 300 ms sleeps at concurrency 3 take two rounds.
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_runs_at_most_concurrency_children_at_once() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let items: Vec<_> = (0..6).map(|_| json!({"op": "sleep", "ms": 300})).collect();
+    let started = std::time::Instant::now();
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "for_each", "flow": "probe", "items": items, "concurrency": 3}),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(out.as_array().unwrap().len(), 6, "{out}");
+    assert!(
+        out.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("ok").is_some()),
+        "{out}"
+    );
+    // Four or more at once would finish under 600 ms; one at a time would take 1.8 s.
+    assert!(took >= std::time::Duration::from_millis(590), "{took:?}");
+    assert!(took < std::time::Duration::from_millis(1700), "{took:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_only_when_granted_and_never_in_history() {
     let env = TestEnv::new().with_secrets(&[
