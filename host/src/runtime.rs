@@ -567,9 +567,11 @@ impl Memo {
             self.bytes = 0;
         }
         self.bytes += size;
+        let input_len = input.len();
         let per_flow = self.outputs.entry(flow.name.clone()).or_default();
         if let Some((_, old)) = per_flow.insert(input, (version, out.to_string())) {
-            self.bytes -= old.len();
+            // An entry computed again (its tables were written): the old one is gone.
+            self.bytes -= input_len + old.len();
         }
     }
 }
@@ -593,5 +595,53 @@ fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message
         });
     if let Err(e) = rec {
         tracing::error!(error = %e, "cannot record a failed child call");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pure_flow(tables: &[&str]) -> crate::manifest::Manifest {
+        let text = format!(
+            "title: Peek\npure: true\ngrants:\n  tables:\n    read: [{}]\n",
+            tables.join(", ")
+        );
+        crate::manifest::Manifest::parse(std::path::Path::new("flows/peek.yaml"), &text).unwrap()
+    }
+
+    #[test]
+    fn memo_entries_follow_writes_to_the_flows_tables_only() {
+        let flow = pure_flow(&["A", "B"]);
+        let mut memo = Memo::default();
+        let v0 = memo.lookup(&flow, "in").unwrap_err();
+        memo.put(&flow, "in".into(), v0, "out");
+        assert_eq!(memo.lookup(&flow, "in"), Ok("out".to_string()));
+        assert!(memo.lookup(&flow, "other").is_err());
+        memo.wrote("C");
+        assert_eq!(memo.lookup(&flow, "in"), Ok("out".to_string()));
+        memo.wrote("B");
+        let v1 = memo.lookup(&flow, "in").unwrap_err();
+        assert!(v1 > v0);
+        // Computed again under the new version: counted once, not twice.
+        memo.put(&flow, "in".into(), v1, "out2");
+        assert_eq!(memo.bytes, "in".len() + "out2".len());
+        assert_eq!(memo.lookup(&flow, "in"), Ok("out2".to_string()));
+    }
+
+    #[test]
+    fn the_memo_starts_over_when_full() {
+        let flow = pure_flow(&["A"]);
+        let mut memo = Memo::default();
+        let big = "x".repeat(MEMO_BYTES / 20);
+        for i in 0..40 {
+            memo.put(&flow, format!("in{i}"), 0, &big);
+            assert!(memo.bytes <= MEMO_BYTES, "{} bytes", memo.bytes);
+        }
+        assert!(memo.lookup(&flow, "in39").is_ok());
+        assert!(memo.lookup(&flow, "in0").is_err());
+        // An output larger than a sixteenth of the memo is not kept at all.
+        memo.put(&flow, "huge".into(), 0, &"y".repeat(MEMO_BYTES / 8));
+        assert!(memo.lookup(&flow, "huge").is_err());
     }
 }
