@@ -566,45 +566,73 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
 /// then), and `journal_size_limit` cuts the file back when it starts over. The thread stops
 /// when this is dropped. Public so that the benchmark's native path can do the same.
 pub struct Checkpoints {
-    wake: std::sync::mpsc::SyncSender<()>,
+    /// `None` only while dropping.
+    wake: Option<std::sync::mpsc::SyncSender<()>>,
     /// Held by whichever checkpoint runs (SQLite refuses a second one at once).
     running: Arc<Mutex<()>>,
     wal: PathBuf,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpoints {
+    /// Stops the thread and waits for it, so that its connection is closed before the process
+    /// exits: the last connection to close copies the WAL into the database and deletes it,
+    /// leaving one self-contained file, as SQLite's own checkpoints did.
+    fn drop(&mut self) {
+        drop(self.wake.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Checkpoints {
     /// Starts the thread for the database at `path` (already in WAL mode).
     pub fn start(path: &Path) -> std::io::Result<Checkpoints> {
+        use std::sync::mpsc::RecvTimeoutError::{Disconnected, Timeout};
         let conn = open_connection(path).map_err(std::io::Error::other)?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let running = Arc::new(Mutex::new(()));
         let lock = running.clone();
         let db = path.display().to_string();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("flowhost-checkpoint".into())
             .spawn(move || {
-                // Woken after a commit, or every 5 s; gone with the store.
-                while !matches!(
-                    woken.recv_timeout(Duration::from_secs(5)),
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
-                ) {
+                // Woken after a commit (or every 5 s); gone with the store.
+                let mut woken_since = false;
+                loop {
+                    if !woken_since
+                        && woken.recv_timeout(Duration::from_secs(5)) == Err(Disconnected)
+                    {
+                        return;
+                    }
                     {
                         let _running = lock.lock().unwrap_or_else(|e| e.into_inner());
                         if let Err(e) = checkpoint(&conn, "PASSIVE") {
                             tracing::warn!(db, error = %e, "WAL checkpoint failed");
                         }
                     }
-                    // Commits in the meantime wake it once: a page written by several of them
-                    // is copied once.
-                    std::thread::sleep(CHECKPOINT_PAUSE);
+                    // A pause before the next one, so that a page written by several commits
+                    // is copied once; the commits meanwhile are remembered.
+                    woken_since = false;
+                    let until = std::time::Instant::now() + CHECKPOINT_PAUSE;
+                    loop {
+                        let left = until.saturating_duration_since(std::time::Instant::now());
+                        match woken.recv_timeout(left) {
+                            Ok(()) => woken_since = true,
+                            Err(Timeout) => break,
+                            Err(Disconnected) => return,
+                        }
+                    }
                 }
             })?;
         let mut wal = path.as_os_str().to_owned();
         wal.push("-wal");
         Ok(Checkpoints {
-            wake,
+            wake: Some(wake),
             running,
             wal: wal.into(),
+            thread: Some(thread),
         })
     }
 
@@ -618,7 +646,9 @@ impl Checkpoints {
     pub fn committed(&self, conn: &Connection) {
         let len = std::fs::metadata(&self.wal).map_or(0, |m| m.len());
         if len <= WAL_LIMIT_BYTES {
-            let _ = self.wake.try_send(());
+            if let Some(wake) = &self.wake {
+                let _ = wake.try_send(());
+            }
             return;
         }
         let _running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -1530,7 +1560,8 @@ mod tests {
         );
         assert_eq!(store.row_count("Typed").unwrap(), 80_000);
         drop(store);
-        // Reopened (the WAL replayed or checkpointed), nothing is missing.
+        // Closed: the WAL is in the database file and gone, nothing is missing.
+        assert!(!wal.exists(), "the WAL is left beside the database");
         let store = open_with(tmp.path(), vec![typed()]);
         assert_eq!(store.row_count("Typed").unwrap(), 80_000);
     }
