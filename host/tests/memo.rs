@@ -5,8 +5,10 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use common::{ok, TestEnv};
+use flowhost::runtime::Runtime;
 use serde_json::{json, Value};
 
 /// A flows folder with two copies of the probe flow: `driver` (writes Probe Items, calls
@@ -32,6 +34,13 @@ fn folder(env: &TestEnv, extra: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// A runtime over [`folder`] alone.
+fn runtime(env: &TestEnv, dir: PathBuf) -> Arc<Runtime> {
+    let mut config = env.config.clone();
+    config.flows = vec![dir];
+    config.open_runtime().unwrap()
+}
+
 fn peek(key: &str) -> Value {
     json!({"op": "call", "flow": "peek",
            "input": {"op": "table", "fn": "get", "table": "Probe Items", "key": key}})
@@ -44,9 +53,7 @@ fn upsert(key: &str, note: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pure_flow_runs_once_per_input_until_its_table_changes() {
     let env = TestEnv::new();
-    let mut config = env.config.clone();
-    config.flows = vec![folder(&env, &[])];
-    let rt = config.open_runtime().unwrap();
+    let rt = runtime(&env, folder(&env, &[]));
 
     let steps = json!({"op": "steps", "steps": [
         peek("a"),                // runs: no row yet
@@ -79,9 +86,7 @@ async fn a_pure_flow_runs_once_per_input_until_its_table_changes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_call_of_a_pure_flow_is_not_remembered() {
     let env = TestEnv::new();
-    let mut config = env.config.clone();
-    config.flows = vec![folder(&env, &[])];
-    let rt = config.open_runtime().unwrap();
+    let rt = runtime(&env, folder(&env, &[]));
     let fail = json!({"op": "call", "flow": "peek", "input": {"op": "fail", "message": "no"}});
     let steps = json!({"op": "for_each", "flow": "peek", "concurrency": 1,
                        "items": [fail["input"], fail["input"]]});
@@ -100,13 +105,11 @@ fn a_pure_flow_with_more_than_table_reads_is_refused_at_load() {
         "title: Writer\ndescription: x\npure: true\ngrants:\n  tables:\n    write: [Probe Items]\n";
     let caller = "title: Caller\npure: true\ngrants:\n  flows: [peek]\n";
     let fetcher = "title: Fetcher\npure: true\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n";
-    let mut config = env.config.clone();
     let dir = folder(
         &env,
         &[("writer", writer), ("caller", caller), ("fetcher", fetcher)],
     );
-    config.flows = vec![dir.clone()];
-    let rt = config.open_runtime().unwrap();
+    let rt = runtime(&env, dir.clone());
     let reg = rt.registry();
     let errors = reg.errors.join("\n");
     for name in ["writer", "caller", "fetcher"] {
