@@ -54,37 +54,34 @@ fn top_level_run(b: Bencher) {
     b.bench_local(|| block_on(world.echo_run()));
 }
 
+/// Times top-level runs of `probe` with `input`, counting `items` operations per run.
+fn probe_runs(b: Bencher, input: serde_json::Value, items: usize) {
+    let world = &WORLD.1;
+    b.counter(ItemsCount::new(items))
+        .bench_local(|| block_on(world.probe(&input)));
+}
+
 /// A top-level run of `probe` that does nothing: the baseline of the three below.
 #[divan::bench]
 fn probe_empty_run(b: Bencher) {
-    let world = &WORLD.1;
-    let input = micro_ops::gets(0);
+    let (world, input) = (&WORLD.1, micro_ops::gets(0));
     b.bench_local(|| block_on(world.probe(&input)));
 }
 
 /// 1,000 table gets (an existing row by key) from a guest, in one run.
 #[divan::bench]
 fn table_get_x1000(b: Bencher) {
-    let world = &WORLD.1;
-    let input = micro_ops::gets(1000);
-    b.counter(ItemsCount::new(1000usize))
-        .bench_local(|| block_on(world.probe(&input)));
+    probe_runs(b, micro_ops::gets(1000), 1000);
 }
 
 /// 1,000 nested calls (`flows.call` of `echo`), in one run.
 #[divan::bench]
 fn nested_call_x1000(b: Bencher) {
-    let world = &WORLD.1;
-    let input = micro_ops::calls(1000);
-    b.counter(ItemsCount::new(1000usize))
-        .bench_local(|| block_on(world.probe(&input)));
+    probe_runs(b, micro_ops::calls(1000), 1000);
 }
 
 /// A for-each of 1,000 items (`echo`), at concurrency 1 and 8.
 #[divan::bench(args = [1, 8])]
 fn for_each_1000_items(b: Bencher, concurrency: u32) {
-    let world = &WORLD.1;
-    let input = micro_ops::for_each(1000, concurrency);
-    b.counter(ItemsCount::new(1000usize))
-        .bench_local(|| block_on(world.probe(&input)));
+    probe_runs(b, micro_ops::for_each(1000, concurrency), 1000);
 }
