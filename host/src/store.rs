@@ -558,7 +558,8 @@ fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool> {
 /// copies the pages into the database file and waits for the fsync. For a run of 1,000 audit
 /// events that wait was about as long as the run's own work (the ingest benchmark's native
 /// path, 200,000 events in 200 commits on disk: 11.2 s with SQLite's checkpoints, 6.2 s with
-/// these). With `Checkpoints`, writers only append
+/// these, measured together with a smaller change to its JSON handling). With `Checkpoints`,
+/// writers only append
 /// to the WAL, and `PASSIVE` checkpoints, which never block a writer, copy it out alongside.
 ///
 /// Only a checkpoint that finds no writer can make the WAL start over, which the thread rarely
