@@ -15,7 +15,7 @@ use crate::engine::{Engine, Instance, Outcome, WitError};
 use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger};
 use crate::registry::{FlowEntry, Registry};
 use crate::secrets::Secrets;
-use crate::store::{Store, Txn};
+use crate::store::{DeferredUpsert, Store, Txn};
 
 /// Limits that apply to every run (the manifest adds timeout and memory per flow).
 #[derive(Debug, Clone)]
@@ -138,6 +138,20 @@ pub struct RunShared {
     pub requests: Mutex<Vec<RunRequest>>,
     pub pool: Mutex<InstancePool>,
     pub memo: Mutex<Memo>,
+    /// Upserts accepted but not yet applied to `txn` (see `caps::tables`).
+    pub deferred: Mutex<Deferred>,
+}
+
+/// A run's upserts into keyed tables wait here, checked but not yet written, so that the
+/// children of a for-each (one per event) do not each take the transaction for one row: the
+/// rows go in in batches, on one thread at a time. Every other table call of the run applies
+/// them first, so a flow always reads what it (or any child) wrote; the end of the run applies
+/// the rest before the commit.
+#[derive(Default)]
+pub struct Deferred {
+    pub rows: Vec<DeferredUpsert>,
+    /// Set when the run has ended: a straggling child's upsert is then refused, never lost.
+    pub closed: bool,
 }
 
 impl RunShared {
@@ -152,7 +166,15 @@ impl RunShared {
             requests: Mutex::new(Vec::new()),
             pool: Mutex::new(InstancePool::default()),
             memo: Mutex::new(Memo::default()),
+            deferred: Mutex::new(Deferred::default()),
         }
+    }
+
+    /// Closes the queue of deferred upserts and returns what is left in it.
+    fn close_deferred(&self) -> Vec<DeferredUpsert> {
+        let mut d = lock(&self.deferred);
+        d.closed = true;
+        std::mem::take(&mut d.rows)
     }
 }
 
@@ -267,13 +289,18 @@ impl Runtime {
         drop(lock(&run.pool).close());
 
         // Take the transaction out: a child task still unwinding after a timeout finds `None`.
-        let Some(txn) = lock(&run.txn).take() else {
+        let Some(mut txn) = lock(&run.txn).take() else {
             return Err(RunError::Storage(
                 "internal: the run's transaction is gone".into(),
             ));
         };
+        let deferred = run.close_deferred();
         let (status, output, error) = match outcome {
-            Ok(out) => match txn.commit() {
+            Ok(out) => match txn
+                .upsert_deferred(deferred)
+                .map_err(|e| e.to_string())
+                .and_then(|()| txn.commit().map_err(|e| e.to_string()))
+            {
                 Ok(()) => (RunStatus::Ok, Some(out), None),
                 Err(e) => (
                     RunStatus::Error,

@@ -787,6 +787,20 @@ impl Store {
         })
     }
 
+    /// Checks an upsert of `row` into `table` as [`Txn::upsert`] would, without writing it: the
+    /// row's key if it can be applied later with [`Txn::upsert_deferred`]; `None` for a keyless
+    /// table (whose upsert is an insert that must run now to learn its row id).
+    pub fn check_upsert(
+        &self,
+        table: &str,
+        row: &Map<String, Value>,
+    ) -> Result<Option<String>, TableError> {
+        let t = self.inner.table(table)?;
+        let vals = t.bind_row(row)?;
+        Ok(t.key
+            .map(|(i, _)| vals.get(i).map(Bound::key_text).unwrap_or_default()))
+    }
+
     /// How many rows `table` holds.
     pub fn row_count(&self, table: &str) -> Result<u64, TableError> {
         self.inner.table(table)?;
@@ -850,6 +864,13 @@ impl Store {
             .map_err(|e| TableError::Storage(e.to_string()))?;
         Ok(n)
     }
+}
+
+/// An upsert checked by [`Store::check_upsert`], waiting for [`Txn::upsert_deferred`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferredUpsert {
+    pub table: String,
+    pub row: Map<String, Value>,
 }
 
 /// A unit of work: every table read and write of one top-level run (and its children). Writes
@@ -1087,6 +1108,41 @@ impl Txn {
                 None => conn.last_insert_rowid().to_string(),
             })
         })
+    }
+
+    /// Applies upserts that [`Store::check_upsert`] accepted earlier, in order (consecutive rows
+    /// of one table share one statement). The first failure fails every later call and the
+    /// commit: the run that deferred them may already have been told they succeeded, so it must
+    /// not commit without them.
+    pub fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(&first.table)?;
+        let r = self.exec(t, true, |conn| {
+            let mut current: Option<(&TableSql, rusqlite::CachedStatement<'_>)> = None;
+            for row in &rows {
+                let same = current.as_ref().is_some_and(|(t, _)| t.name() == row.table);
+                if !same {
+                    let t = inner.table(&row.table)?;
+                    let stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
+                    current = Some((t, stmt));
+                }
+                if let Some((t, stmt)) = current.as_mut() {
+                    let vals = t.bind_row(&row.row)?;
+                    stmt.execute(params_from_iter(vals.iter()))
+                        .map_err(|e| t.write_error(e, &vals))?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = &r {
+            self.aborted.get_or_insert_with(|| {
+                format!("a table write of this run failed ({e}); no more table calls are possible in this run")
+            });
+        }
+        r
     }
 
     /// Sets the columns in `changes` on the row with `key`; `false` if there is no such row.
@@ -2221,6 +2277,71 @@ mod tests {
             Ok(()) => assert!(!aborted),
             Err(e) => assert!(aborted, "{e}"),
         }
+    }
+
+    /// Deferred upserts are checked like upserts when queued, written in order when applied
+    /// (a later row with the same key wins), and a batch that fails leaves the unit of work
+    /// unable to commit, so rows a flow was told were stored are never silently missing.
+    #[test]
+    fn deferred_upserts_are_checked_early_and_a_failed_batch_cannot_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyless = schema("name: Log\ncolumns:\n  - { name: m, type: text }\n");
+        let store = open_with(dir.path(), vec![typed(), keyless]);
+        let row = |id: &str, s: &str| obj(json!({"id": id, "s": s}));
+        let later = |id: &str, s: &str| DeferredUpsert {
+            table: "Typed".into(),
+            row: row(id, s),
+        };
+        assert_eq!(
+            store.check_upsert("Typed", &row("a", "1")).unwrap(),
+            Some("a".to_string())
+        );
+        // A keyless table's upsert is an insert: it cannot be deferred.
+        assert_eq!(
+            store.check_upsert("Log", &obj(json!({"m": "x"}))).unwrap(),
+            None
+        );
+        let err = store
+            .check_upsert("Typed", &obj(json!({"id": "a", "n": "not a number"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)), "{err:?}");
+        let err = store
+            .check_upsert("Typed", &obj(json!({"s": "no key"})))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no value for the key column `id`"),
+            "{err}"
+        );
+
+        let mut tx = store.begin().unwrap();
+        tx.upsert_deferred(vec![later("a", "1"), later("b", "2"), later("a", "3")])
+            .unwrap();
+        assert_eq!(tx.get("Typed", "a").unwrap().unwrap()["s"], json!("3"));
+        tx.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+
+        let mut tx = store.begin().unwrap();
+        tx.upsert_deferred(vec![later("c", "4")]).unwrap();
+        tx.conn
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "max_page_count", 20)
+            .unwrap();
+        let big = "x".repeat(3000);
+        let batch = (0..100).map(|i| later(&format!("k{i}"), &big)).collect();
+        let err = tx.upsert_deferred(batch).unwrap_err();
+        assert!(
+            err.to_string().contains("database or disk is full"),
+            "{err}"
+        );
+        let err = tx.get("Typed", "a").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no more table calls are possible in this run"),
+            "{err}"
+        );
+        assert!(tx.commit().is_err());
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
     }
 
     #[test]

@@ -167,6 +167,67 @@ async fn a_failing_run_rolls_back_every_write_including_childrens() {
     );
 }
 
+/// Upserts into keyed tables are queued and written in batches (`runtime::Deferred`): the run
+/// still reads every row its children upserted, the last upsert of a key wins, a bad row still
+/// fails at its own call, and a failed run keeps none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn upserts_from_many_children_are_read_back_and_roll_back_together() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let upserts = |prefix: &str| {
+        let items: Vec<_> = (0..300)
+            .map(|i| {
+                table(
+                    "upsert",
+                    json!({"row": {"id": format!("{prefix}{i}"), "n": i}}),
+                )
+            })
+            .collect();
+        json!({"op": "for_each", "flow": "probe", "items": items, "concurrency": 8})
+    };
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            upserts("k"),
+            table("count", json!({"filter": {}})),
+            table("get", json!({"key": "k299"})),
+            table("upsert", json!({"row": {"id": "k0", "n": -1}})),
+        ]}),
+    )
+    .await;
+    assert_eq!(out[0].as_array().unwrap().len(), 300);
+    assert_eq!(out[1], json!(300));
+    assert_eq!(out[2]["n"], 299);
+    assert_eq!(
+        ok(&rt, "probe", table("get", json!({"key": "k0"}))).await["n"],
+        -1
+    );
+
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            upserts("m"),
+            {"op": "fail", "message": "boom after 300 upserts"},
+        ]}),
+    )
+    .await;
+    assert!(e.contains("boom after 300 upserts"), "{e}");
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(300)
+    );
+
+    let e = err(
+        &rt,
+        "probe",
+        table("upsert", json!({"row": {"id": "x", "n": "three"}})),
+    )
+    .await;
+    assert!(e.contains("invalid-input") && e.contains("`n`"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     let sim = asa_sim::Sim::start(asa_sim::SimConfig {

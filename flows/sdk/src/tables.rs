@@ -72,6 +72,10 @@ pub fn insert_many<T: Serialize>(table: &str, rows: &[T]) -> Result<u32, Error> 
 }
 
 /// Inserts the row, or replaces the one with the same key. Returns the row's key.
+///
+/// The row is checked (columns, types, key) at once, but the host may write it together with
+/// later upserts: every later table call of the run sees it, and should the write itself fail
+/// (a full disk), a later table call or the end of the run fails, and the run keeps nothing.
 pub fn upsert<T: Serialize + ?Sized>(table: &str, row: &T) -> Result<String, Error> {
     Ok(wit::upsert(table, &to_json(table, "row", row)?)?)
 }

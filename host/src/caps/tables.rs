@@ -1,12 +1,14 @@
 //! `tables.*`: rows as JSON text in and out, checked against the table's grants here and
-//! against its schema by the store. Every write goes into the run's one transaction.
+//! against its schema by the store. Every write goes into the run's one transaction; upserts
+//! into keyed tables are checked at once and written in batches (see
+//! [`crate::runtime::Deferred`]).
 
 use serde_json::{Map, Value};
 
 use crate::engine::flowhost::flow::tables::Host;
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
-use crate::store::{TableError, Txn};
+use crate::store::{DeferredUpsert, TableError, Txn};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Access {
@@ -25,13 +27,14 @@ impl From<TableError> for WitError {
     }
 }
 
-/// Checks the grant, then runs `op` on the run's transaction.
-fn with_txn<T>(
-    ctx: &CallCtx,
-    table: &str,
-    access: Access,
-    op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
-) -> Result<T, WitError> {
+/// Upserts a run keeps back before applying them together (see [`crate::runtime::Deferred`]).
+const DEFER_BATCH: usize = 64;
+/// Past this many waiting upserts, the next one waits for the transaction rather than leave
+/// the batch to whoever holds it.
+const DEFER_MAX: usize = 8 * DEFER_BATCH;
+
+/// Checks that the flow may read or write `table`; a write is noted in the run's memo.
+fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitError> {
     let grants = &ctx.flow.manifest.grants;
     let allowed = match access {
         Access::Read => grants.can_read(table),
@@ -53,11 +56,71 @@ fn with_txn<T>(
     if access == Access::Write {
         lock(&ctx.run.memo).wrote(table);
     }
+    Ok(())
+}
+
+/// Checks the grant, then runs `op` on the run's transaction, after the upserts waiting in the
+/// run's queue.
+fn with_txn<T>(
+    ctx: &CallCtx,
+    table: &str,
+    access: Access,
+    op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
+) -> Result<T, WitError> {
+    check_grant(ctx, table, access)?;
     let mut guard = lock(&ctx.run.txn);
-    let txn = guard
-        .as_mut()
-        .ok_or_else(|| WitError::Other("the run has already ended".into()))?;
+    let txn = guard.as_mut().ok_or_else(ended)?;
+    apply_deferred(ctx, txn)?;
     op(txn).map_err(WitError::from)
+}
+
+fn ended() -> WitError {
+    WitError::Other("the run has already ended".into())
+}
+
+/// Writes the run's waiting upserts into `txn` (whose lock the caller holds, so nothing can
+/// read between taking them and writing them).
+fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
+    let rows = std::mem::take(&mut lock(&ctx.run.deferred).rows);
+    txn.upsert_deferred(rows)
+}
+
+/// An upsert into a keyed table: checked now, queued, and written with the next batch; the
+/// caller gets the key at once. A keyless table's upsert is an insert and is written now.
+fn upsert_later(ctx: &CallCtx, table: String, row: Map<String, Value>) -> Result<String, WitError> {
+    check_grant(ctx, &table, Access::Write)?;
+    let Some(key) = ctx.rt.store.check_upsert(&table, &row)? else {
+        let mut guard = lock(&ctx.run.txn);
+        let txn = guard.as_mut().ok_or_else(ended)?;
+        apply_deferred(ctx, txn)?;
+        return Ok(txn.upsert(&table, &row)?);
+    };
+    let waiting = {
+        let mut d = lock(&ctx.run.deferred);
+        if d.closed {
+            return Err(ended());
+        }
+        d.rows.push(DeferredUpsert { table, row });
+        d.rows.len()
+    };
+    if waiting >= DEFER_BATCH {
+        // Whoever holds the transaction applies the queue before its own call; only a long
+        // queue makes this child wait for it.
+        let guard = match ctx.run.txn.try_lock() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if waiting >= DEFER_MAX => {
+                Some(lock(&ctx.run.txn))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut guard) = guard {
+            if let Some(txn) = guard.as_mut() {
+                apply_deferred(ctx, txn)?;
+            }
+        }
+    }
+    Ok(key)
 }
 
 fn object(json: &str, what: &str) -> Result<Map<String, Value>, WitError> {
@@ -124,7 +187,7 @@ impl Host for RunState {
 
     async fn upsert(&mut self, table: String, row: String) -> Result<String, WitError> {
         let row = object(&row, "row")?;
-        with_txn(&self.ctx, &table, Access::Write, |t| t.upsert(&table, &row))
+        upsert_later(&self.ctx, table, row)
     }
 
     async fn update(
