@@ -59,8 +59,7 @@ fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitErro
     Ok(())
 }
 
-/// Checks the grant, then runs `op` on the run's transaction, after the upserts waiting in the
-/// run's queue.
+/// Checks the grant, then runs `op` on the run's transaction.
 fn with_txn<T>(
     ctx: &CallCtx,
     table: &str,
@@ -68,6 +67,14 @@ fn with_txn<T>(
     op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
 ) -> Result<T, WitError> {
     check_grant(ctx, table, access)?;
+    in_txn(ctx, op)
+}
+
+/// Runs `op` on the run's transaction, after the upserts waiting in the run's queue.
+fn in_txn<T>(
+    ctx: &CallCtx,
+    op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
+) -> Result<T, WitError> {
     let mut guard = lock(&ctx.run.txn);
     let txn = guard.as_mut().ok_or_else(ended)?;
     apply_deferred(ctx, txn)?;
@@ -90,10 +97,7 @@ fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
 fn upsert_later(ctx: &CallCtx, table: String, row: Map<String, Value>) -> Result<String, WitError> {
     check_grant(ctx, &table, Access::Write)?;
     let Some(key) = ctx.rt.store.check_upsert(&table, &row)? else {
-        let mut guard = lock(&ctx.run.txn);
-        let txn = guard.as_mut().ok_or_else(ended)?;
-        apply_deferred(ctx, txn)?;
-        return Ok(txn.upsert(&table, &row)?);
+        return in_txn(ctx, |t| t.upsert(&table, &row));
     };
     let waiting = {
         let mut d = lock(&ctx.run.deferred);
