@@ -2245,17 +2245,23 @@ mod tests {
         tx.commit().unwrap();
     }
 
-    #[test]
-    fn a_full_database_is_a_storage_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_with(dir.path(), vec![typed()]);
-        let mut tx = store.begin().unwrap();
+    /// Caps the database at 20 pages, so that a few rows of the returned 3,000-byte text fill
+    /// it: a full disk, for the tests.
+    fn fill_soon(tx: &Txn) -> String {
         tx.conn
             .as_ref()
             .unwrap()
             .pragma_update(None, "max_page_count", 20)
             .unwrap();
-        let big = "x".repeat(3000);
+        "x".repeat(3000)
+    }
+
+    #[test]
+    fn a_full_database_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        let big = fill_soon(&tx);
         let mut err = None;
         for i in 0..100 {
             if let Err(e) = tx.insert("Typed", &obj(json!({"id": format!("k{i}"), "s": big}))) {
@@ -2322,12 +2328,7 @@ mod tests {
 
         let mut tx = store.begin().unwrap();
         tx.upsert_deferred(vec![later("c", "4")]).unwrap();
-        tx.conn
-            .as_ref()
-            .unwrap()
-            .pragma_update(None, "max_page_count", 20)
-            .unwrap();
-        let big = "x".repeat(3000);
+        let big = fill_soon(&tx);
         let batch = (0..100).map(|i| later(&format!("k{i}"), &big)).collect();
         let err = tx.upsert_deferred(batch).unwrap_err();
         assert!(
