@@ -157,6 +157,7 @@ pub struct Deferred {
 impl RunShared {
     /// Run `id` writing into `txn` (`None`: a context with no tables, as benchmarks use).
     pub fn new(id: i64, txn: Option<Txn>) -> RunShared {
+        let txn_missing = txn.is_none();
         RunShared {
             id,
             txn: Mutex::new(txn),
@@ -166,7 +167,11 @@ impl RunShared {
             requests: Mutex::new(Vec::new()),
             pool: Mutex::new(InstancePool::default()),
             memo: Mutex::new(Memo::default()),
-            deferred: Mutex::new(Deferred::default()),
+            // Without a transaction nothing would ever write the queue: refuse upserts at once.
+            deferred: Mutex::new(Deferred {
+                rows: Vec::new(),
+                closed: txn_missing,
+            }),
         }
     }
 
@@ -635,6 +640,35 @@ mod tests {
             tables.join(", ")
         );
         crate::manifest::Manifest::parse(std::path::Path::new("flows/peek.yaml"), &text).unwrap()
+    }
+
+    /// A run context without a transaction (the benchmarks') has no one to write queued
+    /// upserts, so its queue refuses them; a run's queue closes when the run takes its
+    /// transaction back, handing over what was still waiting.
+    #[test]
+    fn the_upsert_queue_is_closed_whenever_nothing_would_write_it() {
+        assert!(lock(&RunShared::new(0, None).deferred).closed);
+
+        let dir = tempfile::tempdir().unwrap();
+        let schema = crate::schema::TableSchema::from_yaml(
+            "name: T\nkey: id\ncolumns:\n  - { name: id, type: text }\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let schemas = Arc::new(crate::schema::Schemas::from_schemas(vec![schema]).unwrap());
+        let store = Store::open(&dir.path().join("t.db"), schemas).unwrap();
+        let run = RunShared::new(1, Some(store.begin().unwrap()));
+        let row = serde_json::json!({"id": "a"}).as_object().unwrap().clone();
+        {
+            let mut d = lock(&run.deferred);
+            assert!(!d.closed);
+            d.rows.push(DeferredUpsert {
+                table: "T".into(),
+                row,
+            });
+        }
+        assert_eq!(run.close_deferred().len(), 1);
+        assert!(lock(&run.deferred).closed);
     }
 
     #[test]
