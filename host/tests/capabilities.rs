@@ -6,6 +6,7 @@ mod common;
 use common::{err, ok, run, TestEnv};
 use flowhost::history::RunStatus;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 fn table(f: &str, args: serde_json::Value) -> serde_json::Value {
     let mut v = json!({"op": "table", "fn": f, "table": "Probe Items"});
@@ -283,6 +284,33 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     .await;
     assert_eq!(resp["status"], 200);
     assert_eq!(sim.stats().audit_requests - before, 3);
+
+    // An attempt slower than its own timeout is given up and retried: the caller gets the
+    // second attempt's answer long before the first would have come.
+    let bearer = format!("Bearer {}", token["bearer_token"].as_str().unwrap());
+    let slow_get = |attempts: u32| {
+        json!({"op": "http", "method": "GET", "url": audits, "timeout_ms": 300,
+        "headers": {"authorization": bearer},
+        "retry": {"max_attempts": attempts, "initial_backoff_ms": 10, "max_backoff_ms": 10}})
+    };
+    sim.inject(asa_sim::Fault::Latency(Duration::from_secs(3)), 1);
+    let before = sim.stats().audit_requests;
+    let started = Instant::now();
+    let resp = ok(&rt, "probe", slow_get(2)).await;
+    assert_eq!(resp["status"], 200);
+    assert_eq!(sim.stats().audit_requests - before, 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the slow attempt was waited for: {:?}",
+        started.elapsed()
+    );
+    // Every attempt too slow: the error says so, after the last attempt.
+    sim.inject(asa_sim::Fault::Latency(Duration::from_secs(3)), 2);
+    let e = err(&rt, "probe", slow_get(2)).await;
+    assert!(
+        e.contains("timed out") && e.contains("after 2 attempts"),
+        "{e}"
+    );
 
     // Connection refused is an error after the attempts, not a hang.
     let e = err(
