@@ -230,8 +230,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         } => cmd_history(&runtime, flow.as_deref(), limit, json).map_err(usage),
         Command::Table { cmd } => cmd_table(&runtime, cmd).map_err(usage),
         Command::Serve { no_reload } => {
+            let defaults = flowhost::scheduler::ServeOptions::default();
             let opts = flowhost::scheduler::ServeOptions {
-                reload_every: (!no_reload).then(|| std::time::Duration::from_secs(2)),
+                reload_every: defaults.reload_every.filter(|_| !no_reload),
+                ..defaults
             };
             let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown_signal()).await;
             eprintln!(

@@ -15,6 +15,8 @@
 //! - Reload polls the folders (every 2 s by default) and swaps in a new registry. A flow whose
 //!   files are still there but no longer load, or whose new component does not compile,
 //!   keeps serving its previous version; the error is logged.
+//! - Run history older than `history.retention` is pruned at start and then every hour, so a
+//!   `serve` that runs for months keeps a bounded history.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -34,13 +36,35 @@ use crate::runtime::{RunReport, Runtime};
 pub struct ServeOptions {
     /// How often the flow folders are checked for changes (`None`: never).
     pub reload_every: Option<Duration>,
+    /// How often run history older than the config's `retention` is pruned (`None`: never;
+    /// opening the runtime prunes once).
+    pub prune_every: Option<Duration>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             reload_every: Some(Duration::from_secs(2)),
+            prune_every: Some(Duration::from_secs(3600)),
         }
+    }
+}
+
+/// A timer ticking every `period`, first one period from now (`None`: never).
+fn every(period: Option<Duration>) -> Option<tokio::time::Interval> {
+    let period = period?;
+    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(i)
+}
+
+/// The next tick of `timer`, or never.
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -101,7 +125,8 @@ pub async fn serve(
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
-    let mut reload = opts.reload_every.map(tokio::time::interval);
+    let mut reload = every(opts.reload_every);
+    let mut prune = every(opts.prune_every);
     tokio::pin!(shutdown);
     loop {
         let now = Instant::now();
@@ -111,7 +136,8 @@ pub async fn serve(
             _ = &mut shutdown => break,
             Some(ev) = rx.recv() => st.on_event(ev),
             _ = tokio::time::sleep_until(wake.into()) => {}
-            _ = async { match reload.as_mut() { Some(r) => { r.tick().await; } None => std::future::pending().await } } => st.maybe_reload(),
+            _ = tick(&mut reload) => st.maybe_reload(),
+            _ = tick(&mut prune) => st.prune_history(),
         }
     }
     let running: usize = st.running.values().sum();
@@ -140,6 +166,16 @@ pub async fn serve(
 }
 
 impl State {
+    /// Deletes the runs older than the retention, on a blocking thread (the scheduler goes on).
+    fn prune_history(&self) {
+        let (rt, retention) = (self.rt.clone(), self.config.retention);
+        tokio::task::spawn_blocking(move || match rt.history.prune_older_than(retention) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "pruned run history"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune run history"),
+        });
+    }
+
     /// (Re)computes the next tick of every scheduled flow. At start, `every` flows are due now.
     fn plan_ticks(&mut self, at_start: bool) {
         let reg = self.rt.registry();

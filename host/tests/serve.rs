@@ -52,7 +52,10 @@ async fn exclusive_group_members_never_overlap_and_busy_ticks_are_skipped() {
     let summary = serve(
         rt.clone(),
         env.config.clone(),
-        ServeOptions { reload_every: None },
+        ServeOptions {
+            reload_every: None,
+            prune_every: None,
+        },
         tokio::time::sleep(Duration::from_secs(4)),
     )
     .await;
@@ -100,6 +103,7 @@ async fn flows_dropped_in_changed_or_broken_while_serving() {
     let rt = env.config.open_runtime().unwrap();
     let opts = ServeOptions {
         reload_every: Some(Duration::from_millis(200)),
+        prune_every: None,
     };
     let handle = tokio::spawn(serve(
         rt.clone(),
@@ -135,6 +139,49 @@ async fn flows_dropped_in_changed_or_broken_while_serving() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(runs(&rt, "late").len(), n, "a removed flow no longer runs");
     handle.await.unwrap();
+}
+
+/// A `serve` that runs for months must not keep every run: history older than the retention
+/// is pruned while it serves, not only when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_pruned_while_serving() {
+    let (mut env, dir) = env_with_flows();
+    drop_flow(&dir, "tick", &sleeper("200ms", 0, ""));
+    env.config.retention = Duration::from_secs(1);
+    let rt = env.config.open_runtime().unwrap();
+    let summary = serve(
+        rt.clone(),
+        env.config.clone(),
+        ServeOptions {
+            reload_every: None,
+            prune_every: Some(Duration::from_millis(300)),
+        },
+        tokio::time::sleep(Duration::from_millis(3500)),
+    )
+    .await;
+    assert_eq!(summary.failed, 0);
+    assert!(
+        summary.runs >= 12,
+        "it ran every 200 ms: {} runs",
+        summary.runs
+    );
+
+    let kept = runs(&rt, "tick");
+    assert!(
+        kept.len() < summary.runs as usize / 2,
+        "{} of {} runs are still in history",
+        kept.len(),
+        summary.runs
+    );
+    // The oldest run kept started within the retention plus one pruning interval (and some
+    // slack for a busy machine), while the first runs are 3.5 s old.
+    let now = jiff::Timestamp::now();
+    let oldest = kept.iter().map(|r| interval(r).0).min().unwrap();
+    let age = now.duration_since(oldest);
+    assert!(
+        age < jiff::SignedDuration::from_millis(2500),
+        "the oldest run kept is {age:?} old"
+    );
 }
 
 #[test]
