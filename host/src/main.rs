@@ -90,7 +90,10 @@ enum HistoryCmd {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
+    /// CSV with the schema's columns as header; an empty cell is "" in a text column and null
+    /// in any other (CSV cannot tell them apart).
     Csv,
+    /// One JSON object per line: an exact copy, nulls included.
     Jsonl,
 }
 
