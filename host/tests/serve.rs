@@ -5,11 +5,13 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestEnv;
 use flowhost::history::{RunRecord, RunStatus};
-use flowhost::scheduler::{serve, ServeOptions};
+use flowhost::runtime::Runtime;
+use flowhost::scheduler::{serve, ServeOptions, ServeSummary};
 
 /// Writes `NAME.wasm` (the probe component) and `NAME.yaml` into `dir`.
 fn drop_flow(dir: &Path, name: &str, manifest: &str) {
@@ -34,6 +36,26 @@ fn runs(rt: &flowhost::runtime::Runtime, flow: &str) -> Vec<RunRecord> {
     rt.history.list(Some(flow), 1000).unwrap()
 }
 
+/// Serves `env`'s flows for `how_long`, without reloading, pruning history every `prune_every`.
+async fn serve_for(
+    env: &TestEnv,
+    rt: &Arc<Runtime>,
+    prune_every: Option<Duration>,
+    how_long: Duration,
+) -> ServeSummary {
+    let opts = ServeOptions {
+        reload_every: None,
+        prune_every,
+    };
+    serve(
+        rt.clone(),
+        env.config.clone(),
+        opts,
+        tokio::time::sleep(how_long),
+    )
+    .await
+}
+
 fn interval(r: &RunRecord) -> (jiff::Timestamp, jiff::Timestamp) {
     (
         r.started.parse().unwrap(),
@@ -49,16 +71,7 @@ async fn exclusive_group_members_never_overlap_and_busy_ticks_are_skipped() {
     // Runs 1.5 s every 500 ms: most ticks find it busy and are skipped (overlap: skip).
     drop_flow(&dir, "slow", &sleeper("500ms", 1500, "overlap: skip\n"));
     let rt = env.config.open_runtime().unwrap();
-    let summary = serve(
-        rt.clone(),
-        env.config.clone(),
-        ServeOptions {
-            reload_every: None,
-            prune_every: None,
-        },
-        tokio::time::sleep(Duration::from_secs(4)),
-    )
-    .await;
+    let summary = serve_for(&env, &rt, None, Duration::from_secs(4)).await;
     assert_eq!(summary.failed, 0);
 
     let mut group: Vec<RunRecord> = runs(&rt, "a").into_iter().chain(runs(&rt, "b")).collect();
@@ -149,16 +162,8 @@ async fn history_is_pruned_while_serving() {
     drop_flow(&dir, "tick", &sleeper("200ms", 0, ""));
     env.config.retention = Duration::from_secs(1);
     let rt = env.config.open_runtime().unwrap();
-    let summary = serve(
-        rt.clone(),
-        env.config.clone(),
-        ServeOptions {
-            reload_every: None,
-            prune_every: Some(Duration::from_millis(300)),
-        },
-        tokio::time::sleep(Duration::from_millis(3500)),
-    )
-    .await;
+    let prune_every = Some(Duration::from_millis(300));
+    let summary = serve_for(&env, &rt, prune_every, Duration::from_millis(3500)).await;
     assert_eq!(summary.failed, 0);
     assert!(
         summary.runs >= 12,
