@@ -272,13 +272,14 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
         sim.base_url(),
         sim.team()
     );
+    let bearer = format!("Bearer {}", token["bearer_token"].as_str().unwrap());
     sim.inject(asa_sim::Fault::Status(503), 2);
     let before = sim.stats().audit_requests;
     let resp = ok(
         &rt,
         "probe",
         json!({"op": "http", "method": "GET", "url": audits,
-        "headers": {"authorization": format!("Bearer {}", token["bearer_token"].as_str().unwrap())},
+        "headers": {"authorization": bearer},
         "retry": {"max_attempts": 3, "initial_backoff_ms": 10, "max_backoff_ms": 50}}),
     )
     .await;
@@ -287,7 +288,6 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
 
     // An attempt slower than its own timeout is given up and retried: the caller gets the
     // second attempt's answer long before the first would have come.
-    let bearer = format!("Bearer {}", token["bearer_token"].as_str().unwrap());
     let slow_get = |attempts: u32| {
         json!({"op": "http", "method": "GET", "url": audits, "timeout_ms": 300,
         "headers": {"authorization": bearer},
