@@ -16,6 +16,21 @@ fn table(f: &str, args: serde_json::Value) -> serde_json::Value {
     v
 }
 
+/// `op` (insert or upsert) of `row` into the probe's table fails on its own call with
+/// `invalid-input` naming `what`.
+async fn refused_row(
+    rt: &std::sync::Arc<flowhost::runtime::Runtime>,
+    op: &str,
+    row: serde_json::Value,
+    what: &str,
+) {
+    let e = err(rt, "probe", table(op, json!({ "row": row }))).await;
+    assert!(
+        e.contains("invalid-input") && e.contains(what),
+        "{op} {row}: {e}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tables_crud_through_a_component() {
     let env = TestEnv::new();
@@ -89,20 +104,8 @@ async fn tables_crud_through_a_component() {
 async fn table_errors_are_named_and_grants_enforced() {
     let env = TestEnv::new();
     let rt = env.runtime();
-    let e = err(
-        &rt,
-        "probe",
-        table("insert", json!({"row": {"id": "a", "colour": "red"}})),
-    )
-    .await;
-    assert!(e.contains("invalid-input") && e.contains("colour"), "{e}");
-    let e = err(
-        &rt,
-        "probe",
-        table("insert", json!({"row": {"id": "a", "n": "three"}})),
-    )
-    .await;
-    assert!(e.contains("invalid-input") && e.contains("`n`"), "{e}");
+    refused_row(&rt, "insert", json!({"id": "a", "colour": "red"}), "colour").await;
+    refused_row(&rt, "insert", json!({"id": "a", "n": "three"}), "`n`").await;
     let e = err(
         &rt,
         "probe",
@@ -220,13 +223,7 @@ async fn upserts_from_many_children_are_read_back_and_roll_back_together() {
         json!(300)
     );
 
-    let e = err(
-        &rt,
-        "probe",
-        table("upsert", json!({"row": {"id": "x", "n": "three"}})),
-    )
-    .await;
-    assert!(e.contains("invalid-input") && e.contains("`n`"), "{e}");
+    refused_row(&rt, "upsert", json!({"id": "x", "n": "three"}), "`n`").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
