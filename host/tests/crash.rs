@@ -1,7 +1,9 @@
 //! Crash safety: the real `flowhost` binary, killed with SIGKILL at many pseudo-random moments
-//! during a backfill of 200,000 events from the simulator (enough that every kill lands before
-//! it is done), restarted each time. Nothing may be lost or stored twice, the checkpoint must always match what is stored, the database must
-//! pass `PRAGMA integrity_check`, and no run may be left `running` in history.
+//! during a backfill from the simulator, restarted each time. The backlog starts at 200,000
+//! events and is topped up between kills whenever fewer than 100,000 are left, so every kill
+//! lands before it is done however fast the machine is. Nothing may be lost or stored twice,
+//! the checkpoint must always match what is stored, the database must pass
+//! `PRAGMA integrity_check`, and no run may be left `running` in history.
 
 mod common;
 
@@ -14,6 +16,9 @@ use flowhost::history::{RunStatus, INTERRUPTED};
 
 const EVENTS: u64 = 200_000;
 const PAGE: u32 = 1000;
+/// Before each kill, at least this many events are waiting to be fetched: far more than the
+/// fastest machine stores in the longest delay between a start and its kill.
+const BACKLOG: u64 = 100_000;
 
 /// A fixed-seed LCG (Knuth's MMIX constants): the kill moments are the same on every run.
 struct Lcg(u64);
@@ -104,6 +109,27 @@ impl World {
             .unwrap()
     }
 
+    /// Tops the simulator's backlog up to at least [`BACKLOG`] unfetched events; returns
+    /// how many events exist now.
+    fn keep_backlog(&self) -> u64 {
+        let stored = self.a.rt.store.row_count("Audit Events").unwrap();
+        let total = self.a.sim.event_count();
+        if total - stored < BACKLOG {
+            self.a.sim.append_events(BACKLOG - (total - stored));
+        }
+        self.a.sim.event_count()
+    }
+
+    /// Starts `flowhost ARGS` on a topped-up backlog, kills it after `ms`, checks the
+    /// committed state and returns (events stored, events that existed).
+    async fn kill_after(&self, args: &[&str], ms: u64) -> (u64, u64) {
+        let total = self.keep_backlog();
+        let child = self.spawn(args);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        kill(child);
+        (self.assert_checkpoint_matches_table(), total)
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -185,6 +211,20 @@ impl World {
     }
 }
 
+/// Each kill found events still waiting, and the backfill moved on between kills (so the
+/// restarts really resumed it rather than dying at start).
+fn assert_kills_landed_mid_backfill(progress: &[(u64, u64)]) {
+    for (i, &(stored, total)) in progress.iter().enumerate() {
+        assert!(
+            stored < total,
+            "kill {i} came after the backfill was done: {stored} of {total}"
+        );
+    }
+    let first = progress.first().map_or(0, |p| p.0);
+    let last = progress.last().map_or(0, |p| p.0);
+    assert!(last > first, "no progress between kills: {progress:?}");
+}
+
 fn kill(mut child: Child) {
     let _ = child.kill(); // SIGKILL
     let _ = child.wait();
@@ -202,20 +242,14 @@ async fn sigkill_during_a_backfill_loses_and_doubles_nothing() {
     for _ in 0..24 {
         let ms = lcg.next_in(50, 700);
         delays.push(ms);
-        let child = w.spawn(&["run", "M10", "--until-idle"]);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        kill(child);
-        progress.push(w.assert_checkpoint_matches_table());
+        progress.push(w.kill_after(&["run", "M10", "--until-idle"], ms).await);
     }
     eprintln!(
         "run --until-idle: {} SIGKILLs after {delays:?} ms",
         delays.len()
     );
-    eprintln!("stored after each kill: {progress:?}");
-    assert!(
-        *progress.last().unwrap() < EVENTS,
-        "the kills must land during the backfill"
-    );
+    eprintln!("(stored, existing) after each kill: {progress:?}");
+    assert_kills_landed_mid_backfill(&progress);
     let status = w.spawn(&["run", "M10", "--until-idle"]).wait().unwrap();
     assert!(status.success(), "{}", w.log_tail());
     w.assert_complete();
@@ -232,21 +266,16 @@ async fn sigkill_during_a_backfill_loses_and_doubles_nothing() {
     // 2. `flowhost serve` (M10 every 300 ms, again at once after a full page) with a new
     // backlog, killed at several moments, then left to catch up and stopped with SIGTERM.
     let t1 = Instant::now();
-    // As large as the first backlog, so that the kills land while it is still draining.
-    w.a.sim.append_events(EVENTS);
     let mut delays = Vec::new();
     let mut progress = Vec::new();
     for _ in 0..8 {
         let ms = lcg.next_in(200, 1500);
         delays.push(ms);
-        let child = w.spawn(&["serve"]);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
-        kill(child);
-        progress.push(w.assert_checkpoint_matches_table());
+        progress.push(w.kill_after(&["serve"], ms).await);
     }
     eprintln!("serve: {} SIGKILLs after {delays:?} ms", delays.len());
-    eprintln!("stored after each kill: {progress:?}");
-    assert!(*progress.last().unwrap() < w.a.sim.event_count());
+    eprintln!("(stored, existing) after each kill: {progress:?}");
+    assert_kills_landed_mid_backfill(&progress);
     let child = w.spawn(&["serve"]);
     let deadline = Instant::now() + Duration::from_secs(90);
     while w.a.rt.store.row_count("Audit Events").unwrap() < w.a.sim.event_count() {
