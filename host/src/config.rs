@@ -22,6 +22,9 @@ pub struct Config {
     pub grants: BTreeMap<String, Grants>,
     /// Named object stores (`blobs:`); by default one local store `archive`.
     pub blobs: BTreeMap<String, BlobStoreConfig>,
+    /// `http.prefetch`: whether a flow's `http.prefetch` sends its request ahead (default
+    /// `true`); off, the call is checked and then does nothing.
+    pub http_prefetch: bool,
 }
 
 /// One named object store under `blobs:`. Credentials are never in the config file: an S3
@@ -66,6 +69,7 @@ impl Default for Config {
             retention: Duration::from_secs(30 * 86400),
             grants: BTreeMap::new(),
             blobs: default_blobs(PathBuf::from(DEFAULT_BLOB_DIR)),
+            http_prefetch: true,
         }
     }
 }
@@ -90,6 +94,7 @@ struct RawConfig {
     #[serde(default)]
     grants: BTreeMap<String, RawGrants>,
     blobs: Option<BTreeMap<String, RawBlobStore>>,
+    http: Option<RawHttp>,
 }
 
 /// One `blobs:` entry as written; which fields apply depends on `kind`.
@@ -227,6 +232,12 @@ struct RawHistory {
     retention: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    prefetch: Option<bool>,
+}
+
 impl Config {
     /// Reads `path`; relative paths in it are relative to the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -263,6 +274,9 @@ impl Config {
         if let Some(r) = raw.history.and_then(|h| h.retention) {
             c.retention = crate::manifest::parse_duration(&r)
                 .map_err(|e| err(format!("history.retention: {e}")))?;
+        }
+        if let Some(p) = raw.http.and_then(|h| h.prefetch) {
+            c.http_prefetch = p;
         }
         for (flow, g) in raw.grants {
             let g = g.resolve(&format!("grants.{flow}")).map_err(err)?;
@@ -335,7 +349,10 @@ impl Config {
             history,
             secrets,
             blobs,
-            Default::default(),
+            crate::runtime::Limits {
+                http_prefetch: self.http_prefetch,
+                ..Default::default()
+            },
         )
         .map_err(open)
     }

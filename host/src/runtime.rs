@@ -36,6 +36,8 @@ pub struct Limits {
     pub max_log_lines: usize,
     /// Worker tasks a `for-each` spreads its children over (default: the number of cores).
     pub for_each_workers: usize,
+    /// Whether `http.prefetch` sends anything (config `http.prefetch`, default on).
+    pub http_prefetch: bool,
 }
 
 impl Default for Limits {
@@ -49,6 +51,7 @@ impl Default for Limits {
             http_timeout: Duration::from_secs(30),
             max_log_lines: 1000,
             for_each_workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            http_prefetch: true,
         }
     }
 }
@@ -125,6 +128,8 @@ pub struct Runtime {
     pub limits: Limits,
     /// Per origin, the rate-limit budget the last HTTP response reported.
     pub rate_limits: crate::caps::http::RateLimits,
+    /// GETs sent ahead for a later run (`http.prefetch`).
+    pub prefetches: crate::caps::prefetch::Prefetches,
 }
 
 /// State of one top-level run, shared with its children.
@@ -234,6 +239,7 @@ impl Runtime {
             blobs,
             limits,
             rate_limits: Default::default(),
+            prefetches: Default::default(),
         }))
     }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::asa::{asa, checkpoint, drain, notes, rows, sim_ids, stored_ids};
+use common::asa::{asa, asa_with, checkpoint, drain, notes, rows, sim_ids, stored_ids};
 use common::{ok, run, TestEnv};
 use flowhost::runtime::RunReport;
 use serde_json::{json, Value};
@@ -81,6 +81,39 @@ async fn backfill_then_partial_page_then_new_events() {
     );
     // Every run is in history, and the service token was fetched once and reused.
     assert_eq!(a.sim.stats().tokens_issued, 1);
+}
+
+/// M10 asks for the next page while it stores this one (`http.prefetch`): the run it requests
+/// finds that page fetched already, and no page is fetched twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_next_page_is_fetched_while_this_one_is_stored() {
+    let a = asa(250, 100).await;
+    let audit_requests = || a.sim.stats().audit_requests;
+    let until = |n: u64| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while audit_requests() < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        audit_requests()
+    };
+    ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(until(2).await, 2, "page 1, then page 2 asked for ahead");
+    let r = ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(
+        (r["events"].as_u64(), r["written"].as_u64()),
+        (Some(100), Some(100))
+    );
+    assert_eq!(
+        until(3).await,
+        3,
+        "page 2 came from the prefetch; page 3 asked for ahead"
+    );
+    let r = ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(r["note"], "First part page");
+    // The last page leaves nothing to fetch ahead.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(audit_requests(), 3);
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,7 +308,8 @@ async fn an_expired_token_mid_backfill_is_renewed_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_page_moves_neither_checkpoint_nor_events() {
-    let a = asa(150, 50).await;
+    // Without prefetching, so that the 500s below reach the run's own request.
+    let a = asa_with(150, 50, &[], |env| env.config.http_prefetch = false).await;
     ok(&a.rt, "M10", json!({})).await;
     let before = (checkpoint(&a.rt), stored_ids(&a.rt), notes(&a.rt));
     // More 500s than M10's retry policy absorbs.
@@ -284,7 +318,6 @@ async fn a_failed_page_moves_neither_checkpoint_nor_events() {
     assert!(!r.ok());
     assert!(r.error.as_deref().unwrap().contains("500"), "{:?}", r.error);
     assert_eq!((checkpoint(&a.rt), stored_ids(&a.rt), notes(&a.rt)), before);
-    // A bad key pair is a clear error, not a retry storm.
     drain(&a.rt).await;
     assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
 }

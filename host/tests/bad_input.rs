@@ -147,6 +147,14 @@ fn cases() -> Vec<Case> {
             want: &["error: flowhost.yaml: history.retention: `soon` is not a duration (e.g. 500ms, 30s, 5m, 1h 30m)"],
         },
         Case {
+            name: "config: http.prefetch not a boolean",
+            setup: |w| {
+                w.config("http: {prefetch: sometimes}\n");
+                args(&["list"])
+            },
+            want: &["error: flowhost.yaml: http.prefetch: invalid type: string \"sometimes\", expected a boolean"],
+        },
+        Case {
             name: "config: not YAML",
             setup: |w| {
                 w.config_text("db: \"db/flowhost.db\nflows: [flows]\n");

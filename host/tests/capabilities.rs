@@ -5,6 +5,7 @@ mod common;
 
 use common::{err, ok, run, TestEnv};
 use flowhost::history::RunStatus;
+use flowhost::runtime::Runtime;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -226,8 +227,9 @@ async fn upserts_from_many_children_are_read_back_and_roll_back_together() {
     refused_row(&rt, "upsert", json!({"id": "x", "n": "three"}), "`n`").await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
+/// A simulator with 10 events, a runtime, and a bearer token asked for through the probe's
+/// `http` (a POST).
+async fn sim_with_token() -> (asa_sim::Sim, TestEnv, std::sync::Arc<Runtime>, String) {
     let sim = asa_sim::Sim::start(asa_sim::SimConfig {
         events: 10,
         ..Default::default()
@@ -240,9 +242,17 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     let body = json!({"key_id": sim.key_id(), "key_secret": sim.key_secret()}).to_string();
     let resp = ok(&rt, "probe", json!({"op": "http", "method": "POST", "url": url, "body": body, "headers": {"content-type": "application/json"}})).await;
     assert_eq!(resp["status"], 200);
-    assert!(resp["body"].as_str().unwrap().contains("bearer_token"));
+    let token: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    let token = token["bearer_token"].as_str().unwrap().to_string();
+    (sim, env, rt, token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
+    let (sim, _env, rt, token) = sim_with_token().await;
 
     // localhost is not 127.0.0.1 as far as the grant goes.
+    let url = format!("{}/v1/teams/{}/service_token", sim.base_url(), sim.team());
     let other = url.replace("127.0.0.1", "localhost");
     let e = err(
         &rt,
@@ -263,13 +273,12 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     assert!(e.contains("access-denied"), "{e}");
 
     // Two 503s, then success, with a retry policy of 3 attempts.
-    let token: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
     let audits = format!(
         "{}/v1/teams/{}/auditsV2?count=5",
         sim.base_url(),
         sim.team()
     );
-    let bearer = format!("Bearer {}", token["bearer_token"].as_str().unwrap());
+    let bearer = format!("Bearer {token}");
     sim.inject(asa_sim::Fault::Status(503), 2);
     let before = sim.stats().audit_requests;
     let resp = ok(
@@ -318,6 +327,88 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     )
     .await;
     assert!(e.contains("after 2 attempts"), "{e}");
+}
+
+/// `http.prefetch`: the same request sent later by the same flow takes the prefetched
+/// response (one request reaches the server); any other request is sent as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefetched_get_answers_the_same_request_once() {
+    let (sim, _env, rt, token) = sim_with_token().await;
+    let audits = format!(
+        "{}/v1/teams/{}/auditsV2?count=5",
+        sim.base_url(),
+        sim.team()
+    );
+    let get = |url: &str, bearer: &str| {
+        json!({"op": "http", "method": "GET", "url": url,
+        "headers": {"authorization": format!("Bearer {bearer}")}})
+    };
+    let prefetch = |mut req: serde_json::Value| {
+        req["prefetch"] = json!(true);
+        req
+    };
+    let audit_requests = || sim.stats().audit_requests;
+
+    // Sent at once, in the background (the server answers after 500 ms); the later send waits
+    // for that answer instead of asking again: one request in all.
+    sim.inject(asa_sim::Fault::Latency(Duration::from_millis(500)), 1);
+    let n = audit_requests();
+    let started = Instant::now();
+    let out = ok(&rt, "probe", prefetch(get(&audits, &token))).await;
+    assert_eq!(out, json!({"prefetched": true}));
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "the prefetch was waited for"
+    );
+    let resp = ok(&rt, "probe", get(&audits, &token)).await;
+    assert_eq!(resp["status"], 200);
+    let page: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
+    assert_eq!(page["list"].as_array().map(Vec::len), Some(5), "{page}");
+    assert_eq!(audit_requests(), n + 1, "the send went to the server again");
+    // Used once: the same request again goes to the server.
+    ok(&rt, "probe", get(&audits, &token)).await;
+    assert_eq!(audit_requests(), n + 2);
+
+    // Another URL or another header is another request: the prefetch is not used by them,
+    // and is still there for its own request.
+    let n = audit_requests();
+    ok(&rt, "probe", prefetch(get(&audits, &token))).await;
+    let other = audits.replace("count=5", "count=6");
+    ok(&rt, "probe", get(&other, &token)).await;
+    let resp = ok(&rt, "probe", get(&audits, "another-token")).await;
+    assert_eq!(resp["status"], 401);
+    ok(&rt, "probe", get(&audits, &token)).await;
+    assert_eq!(audit_requests(), n + 3);
+
+    // A 5xx is not handed over: the send sends again (and retries as it says).
+    sim.inject(asa_sim::Fault::Status(503), 1);
+    let n = audit_requests();
+    ok(&rt, "probe", prefetch(get(&audits, &token))).await;
+    while audit_requests() == n {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = ok(&rt, "probe", get(&audits, &token)).await;
+    assert_eq!(resp["status"], 200);
+    assert_eq!(audit_requests(), n + 2);
+
+    // Checked like a send; only GET and HEAD.
+    let e = err(
+        &rt,
+        "probe",
+        prefetch(get(&audits.replace("127.0.0.1", "localhost"), &token)),
+    )
+    .await;
+    assert!(
+        e.contains("access-denied") && e.contains("grants.hosts"),
+        "{e}"
+    );
+    let mut post = prefetch(get(&audits, &token));
+    post["method"] = json!("POST");
+    let e = err(&rt, "probe", post).await;
+    assert!(
+        e.contains("invalid-input") && e.contains("only GET and HEAD"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

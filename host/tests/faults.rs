@@ -1,7 +1,9 @@
 //! The ASA API fault matrix: M10 against the simulator's fault injection (real flows, real
 //! SQLite, loopback HTTP). Every test ends with the Audit Events table holding exactly the
 //! simulator's ids, and after every run the checkpoint's `LastOffset` is a stored id with every
-//! older event stored too (never ahead of the table). Runs that fail must say why.
+//! older event stored too (never ahead of the table). Runs that fail must say why. Prefetching
+//! is off here (each fault must reach the run it is injected for), except in
+//! `prefetches_that_meet_faults_lose_nothing`.
 
 mod common;
 
@@ -29,7 +31,13 @@ async fn world(
         .map(|s| ("ASA_KEY_SECRET", s))
         .into_iter()
         .collect();
-    common::asa::asa_on(sim, count, &secrets, configure).await
+    common::asa::asa_on(sim, count, &secrets, |env| {
+        // Each fault must reach the run it is injected for, not the page a run before it
+        // fetched ahead (`prefetches_that_meet_faults_lose_nothing` has prefetching on).
+        env.config.http_prefetch = false;
+        configure(env)
+    })
+    .await
 }
 
 async fn sim(events: u64, count: u32) -> Asa {
@@ -304,6 +312,45 @@ async fn slow_responses_below_and_past_the_timeout() {
         r.status
     );
     recover(&a).await;
+}
+
+/// With prefetching on (as `serve` and `--until-idle` run M10), faults land on pages fetched
+/// ahead: a 5xx ahead is fetched again, a page cut short or a 401 ahead is handed to the run
+/// that asked for it, which fails or renews its token as if it had sent the request itself.
+/// Nothing is lost or stored twice, and every run leaves the checkpoint consistent.
+#[tokio::test(flavor = "multi_thread")]
+async fn prefetches_that_meet_faults_lose_nothing() {
+    let cfg = SimConfig {
+        events: 1000,
+        ..Default::default()
+    };
+    let a = world(cfg, 50, None, |env| env.config.http_prefetch = true).await;
+    let mut faults = vec![
+        Fault::Status(503),
+        Fault::Truncated,
+        Fault::Latency(Duration::from_millis(300)),
+        Fault::ExpireToken,
+        Fault::Malformed,
+        Fault::Status(500),
+        Fault::NoLink,
+    ];
+    let injected = faults.len() as u64;
+    let served = a.sim.stats().faults_served;
+    let (mut runs, mut failed) = (0, 0);
+    while stored_ids(&a.rt) != sim_ids(&a.sim) || a.sim.pending_faults() > 0 {
+        // One fault every other run: it meets this run's own request or the one it prefetches.
+        if runs % 2 == 1 {
+            if let Some(f) = faults.pop() {
+                a.sim.inject(f, 1);
+            }
+        }
+        let r = m10(&a).await;
+        failed += usize::from(!r.ok());
+        runs += 1;
+        assert!(runs < 200, "no progress after {runs} runs");
+    }
+    assert_eq!(a.sim.stats().faults_served - served, injected);
+    assert!(failed >= 1, "a page cut short fails the run that takes it");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -127,18 +127,30 @@ impl Request {
 
     /// Sends the request.
     pub fn send(self) -> Result<Response, Error> {
+        let resp = wit::send(&self.into_wit()?)?;
+        Ok(Response { status: resp.status, headers: resp.headers, body: resp.body })
+    }
+
+    /// Starts this GET (or HEAD) in the background for a later run of this flow: its next
+    /// [`send`](Request::send) of the very same request within 60 s gets the response without
+    /// waiting for the server. For the next page of a paged API, asked while this run still
+    /// stores the current page; nothing is lost if that run never comes.
+    pub fn prefetch(self) -> Result<(), Error> {
+        Ok(wit::prefetch(&self.into_wit()?)?)
+    }
+
+    fn into_wit(self) -> Result<wit::Request, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let resp = wit::send(&wit::Request {
+        Ok(wit::Request {
             method: self.method,
             url: self.url,
             headers: self.headers,
             body: self.body,
             timeout_ms: self.timeout_ms,
             retry: self.retry,
-        })?;
-        Ok(Response { status: resp.status, headers: resp.headers, body: resp.body })
+        })
     }
 }
 

@@ -14,6 +14,9 @@
 //! left until the time it names" (`Retry-After`, `X-RateLimit-Retry-At`, else
 //! `X-RateLimit-Reset`). Responses without both `Remaining` and `Reset` leave the origin
 //! unthrottled.
+//!
+//! `http.prefetch` checks a request the same way and hands it to [`super::prefetch`]; a `send`
+//! takes a response prefetched for exactly its request (after its own checks) before sending.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,7 +33,26 @@ const MAX_ATTEMPTS: u32 = 10;
 
 impl Host for RunState {
     async fn send(&mut self, req: Request) -> Result<Response, WitError> {
-        send(&self.ctx, req).await
+        let ctx = &self.ctx;
+        let (method, url) = check(ctx, &req)?;
+        if let Some(resp) = ctx.rt.prefetches.take(ctx, &req).await {
+            return Ok(resp);
+        }
+        send(ctx, method, url, req).await
+    }
+
+    async fn prefetch(&mut self, req: Request) -> Result<(), WitError> {
+        let ctx = &self.ctx;
+        let (method, url) = check(ctx, &req)?;
+        if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
+            return Err(WitError::InvalidInput(format!(
+                "http: only GET and HEAD can be prefetched, not {method} {url}"
+            )));
+        }
+        if ctx.rt.limits.http_prefetch {
+            ctx.rt.prefetches.start(ctx, method, url, req);
+        }
+        Ok(())
     }
 }
 
@@ -42,7 +64,8 @@ enum AttemptError {
     Fatal(WitError),
 }
 
-async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
+/// The request's method and URL, if it is well-formed and its host is granted to the flow.
+fn check(ctx: &CallCtx, req: &Request) -> Result<(reqwest::Method, reqwest::Url), WitError> {
     let url = reqwest::Url::parse(&req.url)
         .map_err(|e| WitError::InvalidInput(format!("http: `{}` is not a URL: {e}", req.url)))?;
     if !ctx.flow.manifest.grants.allows_url(&url) {
@@ -56,6 +79,16 @@ async fn send(ctx: &CallCtx, req: Request) -> Result<Response, WitError> {
         reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
             WitError::InvalidInput(format!("http: `{}` is not an HTTP method", req.method))
         })?;
+    Ok((method, url))
+}
+
+/// Sends a checked request, with the retries its policy asks for, within `ctx`'s deadline.
+pub(crate) async fn send(
+    ctx: &CallCtx,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    req: Request,
+) -> Result<Response, WitError> {
     let policy = req.retry.unwrap_or(RetryPolicy {
         max_attempts: 1,
         initial_backoff_ms: 0,

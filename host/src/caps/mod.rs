@@ -5,6 +5,7 @@
 //! | module | interface | grant checked |
 //! |---|---|---|
 //! | `http` | `http.send` | `grants.hosts` |
+//! | `prefetch` | `http.prefetch` (GETs sent ahead for a later run of the flow) | `grants.hosts` |
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
 //! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod flows;
 pub mod http;
 pub mod log;
+pub mod prefetch;
 pub mod schedule;
 pub mod secrets;
 pub mod tables;

@@ -15,7 +15,9 @@
 //!    - a next page: U12(offset), U13(0), S20(related objects), S30 for each event
 //!      (concurrency 10; S31 if part of the page was stored as a last page before),
 //!      U20(written, "Full page"), then ask the host to run M10 again as soon as this run has
-//!      committed, to drain a backlog without waiting for the next tick;
+//!      committed, to drain a backlog without waiting for the next tick; right after U13 it
+//!      also asks the host to prefetch the next page (`http.prefetch`), the very request that
+//!      run will send, so the page is on its way while this one is stored;
 //!    - the last page, with as many events as are stored from it: U20(0, "No new events");
 //!    - the last page with new events: U13(n), S20, S31 for each event (skips stored ids),
 //!      U20(written, "First part page" or "Subsequent part page").
@@ -79,6 +81,9 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
         Branch::FullPage => {
             write_offset(&next.offset)?;
             write_count(branch.next_count(n, checkpoint.last_count))?;
+            if next.offset != checkpoint.last_offset {
+                prefetch_next_page(&env, &next.offset, &auth)?;
+            }
             store_related_objects(page.related_objects)?;
             // Part of this page may be stored already (it was the last page before).
             store_events(if checkpoint.last_count == 0 { "S30" } else { "S31" }, &page.list)?
@@ -116,11 +121,22 @@ fn fetch_page(page_url: &str, auth: &mut AuthHeader) -> Result<Response, FlowErr
 }
 
 fn get_page(page_url: &str, auth: &AuthHeader) -> Result<Response, Error> {
+    page_request(page_url, auth).send()
+}
+
+fn page_request(page_url: &str, auth: &AuthHeader) -> http::Request {
     http::get(page_url)
         .header("Authorization", &auth.authorization)
         .header("Accept", "application/json")
         .retry(5, 500, 10_000)
-        .send()
+}
+
+/// Starts the GET of the page after this one, which the run this one requests will send (the
+/// same URL and token): it comes over the network while this run stores its page.
+fn prefetch_next_page(env: &Env, offset: &str, auth: &AuthHeader) -> Result<(), FlowError> {
+    let next_url = url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, offset);
+    page_request(&next_url, auth).prefetch()?;
+    Ok(())
 }
 
 /// U12

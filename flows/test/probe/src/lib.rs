@@ -8,7 +8,8 @@
 //!   `{"status":n,"headers":{"name":"value"},"body":"text"}` (header names lower-case; a repeated
 //!   header's values joined with `", "`; a JSON `body` is sent with `Content-Type:
 //!   application/json`; `retry` also takes the WIT names `max_attempts`, `initial_backoff_ms`,
-//!   `max_backoff_ms`)
+//!   `max_backoff_ms`); with `"prefetch":true` the request is prefetched instead
+//!   (`http.prefetch`) → `{"prefetched":true}`
 //! - `{"op":"table","fn":"get|find|insert|insert_many|upsert|update|delete|clear|count",
 //!   "table":"...","key":"...","row":{},"rows":[],"filter":{},"limit":n,"changes":{}}` →
 //!   get: the row or `null`; find: the rows; insert/upsert: the key; insert_many: the count;
@@ -169,6 +170,10 @@ fn http_op(op: &Value) -> Result<Value, FlowError> {
             get("initial_ms", "initial_backoff_ms", 100),
             get("max_ms", "max_backoff_ms", 1_000),
         );
+    }
+    if op.get("prefetch").and_then(Value::as_bool) == Some(true) {
+        req.prefetch()?;
+        return Ok(json!({ "prefetched": true }));
     }
     let resp = req.send()?;
     let mut headers = Map::new();
