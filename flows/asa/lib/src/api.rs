@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A `null` (or absent, with `#[serde(default)]`) field as its type's default.
 pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -28,14 +28,29 @@ pub struct ServiceToken {
 }
 
 /// The body of a `200` from `GET …/auditsV2`: a missing or `null` `list` or
-/// `related_objects` counts as empty. The events stay the JSON text the server sent: M10 hands
-/// each to S30 as it is, so a page is parsed into values once (in S30), never re-encoded.
+/// `related_objects` counts as empty. Both stay the JSON text the server sent: M10 hands each
+/// event to S30, and the related objects to S20, as they are, so a page is parsed into values
+/// once (in S30 and S20), never re-encoded.
 #[derive(Debug, Default, Deserialize)]
 pub struct Page {
     #[serde(default, deserialize_with = "null_as_default")]
     pub list: Vec<Box<RawValue>>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub related_objects: Map<String, Value>,
+    /// A JSON object, or `None` for missing or `null`.
+    #[serde(default, deserialize_with = "raw_object")]
+    pub related_objects: Option<Box<RawValue>>,
+}
+
+/// A JSON object kept as text (`null` is `None`); anything else is refused, as a `Map` would.
+fn raw_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    let raw = Option::<Box<RawValue>>::deserialize(d)?;
+    match raw {
+        Some(r) if r.get() == "null" => Ok(None),
+        Some(r) if !r.get().starts_with('{') => Err(serde::de::Error::invalid_type(
+            serde::de::Unexpected::Other(r.get().get(..1).unwrap_or("")),
+            &"a JSON object",
+        )),
+        other => Ok(other),
+    }
 }
 
 /// `HTTP 401 (authentication_error): token expired` — the status, then what the ASA error body
@@ -81,7 +96,7 @@ mod tests {
 
     #[test]
     fn page_tolerates_null_and_missing() {
-        let empty = |p: &Page| p.list.is_empty() && p.related_objects.is_empty();
+        let empty = |p: &Page| p.list.is_empty() && p.related_objects.is_none();
         let p: Page = serde_json::from_str(r#"{"list": null, "related_objects": null}"#).unwrap();
         assert!(empty(&p));
         let p: Page = serde_json::from_str("{}").unwrap();
@@ -95,7 +110,19 @@ mod tests {
             p.list.iter().map(|e| e.get()).collect::<Vec<_>>(),
             [r#"{"id": "a",  "details": {}}"#]
         );
-        assert_eq!(p.related_objects.len(), 1);
+        assert_eq!(
+            p.related_objects.map(|r| r.get().to_string()),
+            Some(r#"{"r": {"type": "user"}}"#.into())
+        );
+        for bad in ["[]", "3", "\"x\"", "true"] {
+            let err = serde_json::from_str::<Page>(&format!(r#"{{"related_objects": {bad}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("invalid type") && err.contains("expected a JSON object"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

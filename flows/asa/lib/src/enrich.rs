@@ -144,7 +144,9 @@ pub(crate) mod tests {
     /// Looks a reference up in the example's related objects, as S21 would have stored them.
     pub fn doc_lookup(id: &str) -> Result<Option<RelatedObjectRow>, String> {
         let ro = doc_related_objects();
-        Ok(ro.get(id).map(|v| crate::model::RelatedItem::from_entry(id, v).into_row()))
+        Ok(ro
+            .get(id)
+            .map(|v| crate::model::RelatedItem::from_entry(id.to_string(), v.clone()).into_row()))
     }
 
     fn describe(kind: Kind, id: &str) -> String {

@@ -6,6 +6,7 @@
 //! is converted.
 
 use serde::{de, Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::api::null_as_default;
@@ -135,6 +136,12 @@ pub struct RelatedObjectsIn {
     pub related_objects: Map<String, Value>,
 }
 
+/// [`RelatedObjectsIn`] as M10 sends it: the page's text, not re-encoded (`None` = `null`).
+#[derive(Debug, Serialize)]
+pub struct RelatedObjectsText<'a> {
+    pub related_objects: Option<&'a RawValue>,
+}
+
 /// S21's input: one `related_objects` entry as Map-to-List gives it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RelatedItem {
@@ -147,17 +154,21 @@ pub struct RelatedItem {
 
 impl RelatedItem {
     /// The item for entry `id → value` (`value` = `{"type": …, "object": …}`).
-    pub fn from_entry(id: &str, value: &Value) -> Self {
-        RelatedItem {
-            id: id.to_string(),
-            kind: crate::text_of(value.get("type")),
-            object: value.get("object").cloned().unwrap_or(Value::Null),
-        }
+    pub fn from_entry(id: String, value: Value) -> Self {
+        let (kind, object) = match value {
+            Value::Object(mut entry) => {
+                (crate::text_of(entry.get("type")), entry.remove("object").unwrap_or(Value::Null))
+            }
+            _ => (String::new(), Value::Null),
+        };
+        RelatedItem { id, kind, object }
     }
 
-    /// The row S21 stores.
+    /// The row S21 stores (`object` as compact JSON).
     pub fn into_row(self) -> RelatedObjectRow {
-        RelatedObjectRow { id: self.id, kind: self.kind, object: self.object.to_string() }
+        // `to_string` of a `Value` is the same text, written through `fmt` a piece at a time.
+        let object = serde_json::to_string(&self.object).unwrap_or_else(|_| "null".into());
+        RelatedObjectRow { id: self.id, kind: self.kind, object }
     }
 }
 
@@ -371,11 +382,14 @@ mod tests {
     fn related_entry_to_row() {
         let value =
             json!({"type": "group", "object": {"name": "compsons", "roles": ["access_user"]}});
-        let row = RelatedItem::from_entry("Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=", &value)
-            .into_row();
+        let row = RelatedItem::from_entry(
+            "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=".into(),
+            value.clone(),
+        )
+        .into_row();
         assert_eq!(row.kind, "group");
         assert_eq!(serde_json::from_str::<Value>(&row.object).unwrap(), value["object"]);
-        let row = RelatedItem::from_entry("x", &Value::Null).into_row();
+        let row = RelatedItem::from_entry("x".into(), Value::Null).into_row();
         assert_eq!((row.kind.as_str(), row.object.as_str()), ("", "null"));
     }
 }

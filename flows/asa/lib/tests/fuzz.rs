@@ -12,7 +12,7 @@
 use asa_lib::api::{self, Page};
 use asa_lib::enrich::Kind;
 use asa_lib::event::{self, EventRow};
-use asa_lib::model::RelatedItem;
+use asa_lib::model::{RelatedItem, RelatedObjectsIn, RelatedObjectsText};
 use asa_lib::{link, offload, time, url};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -429,7 +429,9 @@ fn row_of(text: &str, related: &Map<String, Value>) -> Result<Option<EventRow>, 
         .resolve(|kind, r| -> Result<String, String> {
             assert!(asked.insert((kind, r.to_string())), "{kind:?} {r} asked twice");
             kind.describe_ref(&json!(r), |id| {
-                Ok(related.get(id).map(|v| RelatedItem::from_entry(id, v).into_row()))
+                Ok(related
+                    .get(id)
+                    .map(|v| RelatedItem::from_entry(id.to_string(), v.clone()).into_row()))
             })
         })
         .map_err(TestCaseError::fail)?;
@@ -458,11 +460,15 @@ proptest! {
         let bytes = serde_json::to_vec_pretty(&body).unwrap();
         let page: Page = serde_json::from_slice(&bytes).unwrap();
         prop_assert_eq!(page.list.len(), list.len());
+        // What S20 gets from M10: the page's text, read as S20 reads its input.
+        let to_s20 = serde_json::to_string(&RelatedObjectsText { related_objects: page.related_objects.as_deref() }).unwrap();
+        let s20: RelatedObjectsIn = serde_json::from_str(&to_s20).unwrap();
+        prop_assert_eq!(&s20.related_objects, &related);
         for e in &page.list {
-            row_of(e.get(), &page.related_objects)?;
+            row_of(e.get(), &s20.related_objects)?;
         }
-        for (id, v) in &page.related_objects {
-            let row = RelatedItem::from_entry(id, v).into_row();
+        for (id, v) in &s20.related_objects {
+            let row = RelatedItem::from_entry(id.to_string(), v.clone()).into_row();
             prop_assert_eq!(&row.id, id);
         }
         // Anything else is an error, never a panic; so are bodies cut short.
@@ -483,7 +489,7 @@ proptest! {
             } else if !matches!(kind, Kind::Group | Kind::Project) {
                 prop_assert!(!line.is_empty());
             }
-            let stored = RelatedItem::from_entry("r", &json!({"type": "x", "object": object})).into_row();
+            let stored = RelatedItem::from_entry("r".into(), json!({"type": "x", "object": object})).into_row();
             let via_ref = kind.describe_ref(&reference, |_| Ok::<_, ()>(Some(stored.clone()))).unwrap();
             if asa_lib::ref_id(Some(&reference)).is_some() {
                 prop_assert_eq!(via_ref, line);
@@ -544,8 +550,8 @@ fn regressions() {
     let plan = event::plan(&event).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&plan.row.raw_event).unwrap(), event);
     let object = json!({"name": {"name": 1.6951895854829024e184}});
-    let stored =
-        RelatedItem::from_entry("A", &json!({"type": "gateway", "object": object})).into_row();
+    let stored = RelatedItem::from_entry("A".into(), json!({"type": "gateway", "object": object}))
+        .into_row();
     let line = Kind::Gateway.describe_ref(&json!("A"), |_| Ok::<_, ()>(Some(stored))).unwrap();
     assert_eq!(line, Kind::Gateway.describe(&object));
     assert_eq!(line, "{\"name\":1.6951895854829024e+184} (access_address: , default_address: )");

@@ -43,7 +43,7 @@ use asa_lib::api::{self, Page};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, LinkIn, MainOut, OffsetIo,
-    RelatedObjectsIn, StoredCountOut, StoredOut,
+    RelatedObjectsText, StoredCountOut, StoredOut,
 };
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
@@ -84,13 +84,13 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
             if next.offset != checkpoint.last_offset {
                 prefetch_next_page(&env, &next.offset, &auth)?;
             }
-            store_related_objects(page.related_objects)?;
+            store_related_objects(page.related_objects.as_deref())?;
             // Part of this page may be stored already (it was the last page before).
             store_events(if checkpoint.last_count == 0 { "S30" } else { "S31" }, &page.list)?
         }
         Branch::PartPage { .. } => {
             write_count(branch.next_count(n, checkpoint.last_count))?;
-            store_related_objects(page.related_objects)?;
+            store_related_objects(page.related_objects.as_deref())?;
             store_events("S31", &page.list)?
         }
     };
@@ -151,9 +151,9 @@ fn write_count(count: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// S20
-fn store_related_objects(related_objects: serde_json::Map<String, Value>) -> Result<(), Error> {
-    let _: StoredCountOut = call("S20", &RelatedObjectsIn { related_objects })?;
+/// S20, with the page's `related_objects` as the server sent them.
+fn store_related_objects(related_objects: Option<&RawValue>) -> Result<(), Error> {
+    let _: StoredCountOut = call("S20", &RelatedObjectsText { related_objects })?;
     Ok(())
 }
 

@@ -18,7 +18,7 @@ fn run(input: RelatedObjectsIn) -> Result<StoredCountOut, FlowError> {
     tables::clear(AUDIT_RELATED_OBJECTS)?;
     let items: Vec<RelatedItem> = input
         .related_objects
-        .iter()
+        .into_iter()
         .map(|(id, value)| RelatedItem::from_entry(id, value))
         .collect();
     let stored: Vec<StoredOut> = for_each_all("S21", &items, 1)?;
