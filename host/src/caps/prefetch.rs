@@ -11,14 +11,14 @@
 //! later `send` sends again and retries as its policy says.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use crate::engine::flowhost::flow::http::{Request, Response};
 use crate::engine::WitError;
-use crate::runtime::{lock, CallCtx};
+use crate::runtime::{lock, CallCtx, RunShared};
 
 /// How long a prefetched response may wait for its run.
 pub const TTL: Duration = Duration::from_secs(60);
@@ -69,7 +69,9 @@ impl Prefetches {
             }
         }
         let started = Instant::now();
+        // Not part of this run: its own deadline, and none of the run's state kept alive.
         let ahead = CallCtx {
+            run: Arc::new(RunShared::new(ctx.run.id, None)),
             deadline: started + TTL,
             ..ctx.clone()
         };
