@@ -45,10 +45,18 @@ fn raw_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, 
     let raw = Option::<Box<RawValue>>::deserialize(d)?;
     match raw {
         Some(r) if r.get() == "null" => Ok(None),
-        Some(r) if !r.get().starts_with('{') => Err(serde::de::Error::invalid_type(
-            serde::de::Unexpected::Other(r.get().get(..1).unwrap_or("")),
-            &"a JSON object",
-        )),
+        Some(r) if !r.get().starts_with('{') => {
+            let found = match r.get().as_bytes().first() {
+                Some(b'[') => "an array",
+                Some(b'"') => "a string",
+                Some(b't' | b'f') => "a boolean",
+                _ => "a number",
+            };
+            Err(serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other(found),
+                &"a JSON object",
+            ))
+        }
         other => Ok(other),
     }
 }
@@ -114,12 +122,14 @@ mod tests {
             p.related_objects.map(|r| r.get().to_string()),
             Some(r#"{"r": {"type": "user"}}"#.into())
         );
-        for bad in ["[]", "3", "\"x\"", "true"] {
+        for (bad, found) in
+            [("[]", "an array"), ("3", "a number"), ("\"x\"", "a string"), ("true", "a boolean")]
+        {
             let err = serde_json::from_str::<Page>(&format!(r#"{{"related_objects": {bad}}}"#))
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.starts_with("invalid type") && err.contains("expected a JSON object"),
+                err.starts_with(&format!("invalid type: {found}, expected a JSON object")),
                 "{bad}: {err}"
             );
         }
