@@ -18,6 +18,7 @@
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
+//! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
 //! | [`history`] | run history in SQLite, aggregation of child calls, redaction, pruning |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
 //! | [`cron`] | cron lines with time zones |
@@ -39,4 +40,5 @@ pub mod scheduler;
 pub mod schema;
 pub mod secrets;
 pub mod store;
+pub mod walvfs;
 pub mod yaml;

@@ -185,15 +185,19 @@ pub(crate) fn check_db_dir(db: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Opens a read-write connection with flowhost's settings (busy timeout, `synchronous=NORMAL`,
-/// a large statement cache). WAL mode is set once by whoever creates the file.
+/// Opens a read-write connection with flowhost's settings (the [`crate::walvfs`] VFS, busy
+/// timeout, `synchronous=NORMAL`, a large statement cache). WAL mode is set once by whoever creates the file.
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match crate::walvfs::register() {
+        Ok(()) => Connection::open_with_flags_and_vfs(path, flags, crate::walvfs::NAME)?,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite writes the WAL a frame at a time");
+            Connection::open_with_flags(path, flags)?
+        }
+    };
     conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 16 MiB of page cache (allocated as used): random-UUID keys touch index pages all over.
