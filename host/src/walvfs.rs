@@ -1,5 +1,6 @@
 //! The SQLite VFS that flowhost opens its databases with: the platform's own VFS, except that
-//! a connection's writes to its WAL are gathered into large writes.
+//! a connection's writes to its WAL are gathered into large writes; and [`sync_database`] for
+//! the checkpoint thread.
 //!
 //! SQLite writes each WAL frame as two `pwrite`s, its 24-byte header and then the page, so a
 //! commit of 1,200 dirty pages (one page of 1,000 audit events) made 2,400 system calls on the
@@ -377,6 +378,34 @@ unsafe extern "C" fn unfetch(f: *mut ffi::sqlite3_file, off: i64, p: *mut c_void
     flushed!(f, xUnfetch, off, p)
 }
 
+/// Syncs the database file of `conn` (not its WAL), as a checkpoint that reaches the end of
+/// the WAL would. `PASSIVE` checkpoints that stop short of the end leave what they copied
+/// unsynced, so the checkpoint that finally restarts the WAL, inside a commit, had to wait for
+/// all of it to reach the disk.
+pub fn sync_database(conn: &rusqlite::Connection) -> Result<(), String> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: SQLITE_FCNTL_FILE_POINTER writes the connection's open database file, which
+    // stays open while `conn` is borrowed; its methods are called from the connection's thread.
+    unsafe {
+        let rc = ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
+        );
+        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+            return Err(format!("no database file to sync (code {rc})"));
+        }
+        match (*(*file).pMethods).xSync {
+            Some(sync) => match sync(file, ffi::SQLITE_SYNC_NORMAL) {
+                ffi::SQLITE_OK => Ok(()),
+                rc => Err(format!("fsync of the database failed (code {rc})")),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,6 +504,18 @@ mod tests {
             )
             .unwrap();
         assert!(last.starts_with("4:29999:"), "{last}");
+    }
+
+    /// The checkpoint thread's sync reaches the connection's database file; a connection with
+    /// no file yet (a temporary database) says so.
+    #[test]
+    fn sync_database_syncs_the_open_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conn = wal_db(tmp.path());
+        assert_eq!(sync_database(&conn), Ok(()));
+        let temp = Connection::open("").unwrap();
+        let err = sync_database(&temp).unwrap_err();
+        assert!(err.starts_with("no database file to sync"), "{err}");
     }
 
     /// A writer killed at any moment (with frames of its open transaction still buffered)
