@@ -186,7 +186,8 @@ pub(crate) fn check_db_dir(db: &Path) -> Result<(), StoreError> {
 }
 
 /// Opens a read-write connection with flowhost's settings (the [`crate::walvfs`] VFS, busy
-/// timeout, `synchronous=NORMAL`, a large statement cache). WAL mode is set once by whoever creates the file.
+/// timeout, `synchronous=NORMAL`, a large statement cache). WAL mode is set once by whoever
+/// creates the file.
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -543,11 +544,10 @@ struct Inner {
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
 
 /// The WAL's size past which a commit restarts it (see [`Checkpoints`]). A restart makes that
-/// commit wait for the rest of the WAL to be copied and the database synced: 100-200 ms in a
-/// backfill on this project's test machines, nearly all of it the fsync, whatever the size.
-/// Fewer restarts for a larger WAL, then: a backfill keeps up to this much beside the database.
-/// At 128 MiB the restarts took 8-9% of the ingest benchmark's time (300,000 events: 9-11
-/// restarts, 1.2-1.5 s of 15-18 s); at 512 MiB, 2-3 restarts.
+/// commit wait for the rest of the WAL to be copied and the database synced (80-340 ms each in
+/// a backfill of 1,000,000 events), so fewer, for a larger WAL: a backfill keeps up to this
+/// much beside the database. At 128 MiB the restarts took 8-9% of the ingest benchmark's time
+/// (300,000 events: 9-11 restarts, 1.2-1.5 s of 15-18 s); at 512 MiB, 2-3 restarts.
 const WAL_LIMIT_BYTES: u64 = 512 << 20;
 
 /// `PRAGMA wal_checkpoint(mode)`: whether it could not finish (another connection was in the
