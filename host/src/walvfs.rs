@@ -12,9 +12,12 @@
 //! frames up to the last commit frame that SQLite has published in the WAL index, and the
 //! buffer is written out as soon as a commit frame's page has been added to it (SQLite
 //! publishes the commit after that write returns, and a write error fails the commit as it
-//! would have without the buffer). It is also written out before anything else the connection
-//! does with the file (a read of its own uncommitted frames, a sync, a size, a truncate, a file
-//! control, closing), and before a write that does not follow the buffered bytes. A crash with
+//! would have without the buffer). Telling a commit frame apart relies on SQLite writing a frame
+//! as two calls, the 24-byte header (its bytes 4..8 non-zero for a commit) and then the page;
+//! should an SQLite upgrade change that, `other_connections_see_each_commit_whole` fails. The
+//! buffer is also written out before anything else the connection does with the file (a read
+//! of its own uncommitted frames, a sync, a size, a truncate, a file control, closing), and
+//! before a write that does not follow the buffered bytes. A crash with
 //! bytes still buffered loses only frames of a transaction that had not committed, which SQLite
 //! ignores on recovery anyway.
 //!
