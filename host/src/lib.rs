@@ -14,6 +14,7 @@
 //! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
 //! | [`engine`] | wasmtime: pooling allocator, epochs, bindings, compile cache, one invocation |
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
+//! | [`budget`] | one run's budget for what the host buffers for it (`run_memory:`) |
 //! | [`scheduler`] | `serve`: schedules, overlap, exclusive groups, catch-up, reload, shutdown |
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
@@ -26,6 +27,7 @@
 //! | [`progress`] | progress display on a terminal |
 //! | [`yaml`] | the one place YAML is parsed |
 
+pub mod budget;
 pub mod caps;
 pub mod config;
 pub mod cron;

@@ -253,6 +253,9 @@ pub struct Manifest {
     pub exclusive: Option<String>,
     pub timeout: Duration,
     pub memory: usize,
+    /// What the host may buffer for a run of this flow, its children included (see
+    /// [`crate::budget`]); only the top-level flow's value counts.
+    pub run_memory: usize,
     pub grants: Grants,
     /// Input and output are never recorded in run history (U00 returns a bearer token).
     pub sensitive: bool,
@@ -267,6 +270,10 @@ pub const DEFAULT_MEMORY: usize = 64 << 20;
 /// The largest memory cap a manifest may ask for (the pooling allocator reserves this much
 /// address space per slot).
 pub const MAX_MEMORY: usize = 1 << 30;
+/// Default and bounds of `run_memory:`.
+pub const DEFAULT_RUN_MEMORY: usize = 256 << 20;
+pub const MIN_RUN_MEMORY: usize = 1 << 20;
+pub const MAX_RUN_MEMORY: usize = 16 << 30;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -280,6 +287,7 @@ struct RawManifest {
     exclusive: Option<String>,
     timeout: Option<String>,
     memory: Option<String>,
+    run_memory: Option<String>,
     #[serde(default)]
     grants: RawGrants,
     #[serde(default)]
@@ -390,6 +398,16 @@ impl Manifest {
                 format_size(memory)
             )));
         }
+        let run_memory = match raw.run_memory {
+            None => DEFAULT_RUN_MEMORY,
+            Some(m) => parse_size(&m).map_err(|e| err(format!("run_memory: {e}")))?,
+        };
+        if !(MIN_RUN_MEMORY..=MAX_RUN_MEMORY).contains(&run_memory) {
+            return Err(err(format!(
+                "run_memory: {} is out of range (1MiB to 16GiB)",
+                format_size(run_memory)
+            )));
+        }
         let grants = raw.grants.resolve("grants").map_err(err)?;
         Ok(Manifest {
             name,
@@ -401,6 +419,7 @@ impl Manifest {
             exclusive: raw.exclusive.filter(|e| !e.is_empty()),
             timeout,
             memory,
+            run_memory,
             grants,
             sensitive: raw.sensitive,
             pure: raw.pure,
@@ -590,6 +609,10 @@ mod tests {
                 "either `every` or `cron`",
             ),
             ("title: t\nmemory: 2GiB\n", "over the limit"),
+            (
+                "title: t\nrun_memory: 512KiB\n",
+                "flows/X1.yaml: run_memory: 512KiB is out of range (1MiB to 16GiB)",
+            ),
             (
                 "title: t\ngrants: {hosts: [\"example.com\"]}\n",
                 "grants.hosts[0]: host `example.com` has no scheme",

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::budget::Budget;
 use crate::engine::{Engine, Instance, Outcome, WitError};
 use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger};
 use crate::registry::{FlowEntry, Registry};
@@ -145,6 +146,8 @@ pub struct RunShared {
     pub memo: Mutex<Memo>,
     /// Upserts accepted but not yet applied to `txn` (see `caps::tables`).
     pub deferred: Mutex<Deferred>,
+    /// What the host may buffer for this run (see [`crate::budget`]).
+    pub budget: Arc<Budget>,
 }
 
 /// A run's upserts into keyed tables wait here, checked but not yet written, so that the
@@ -155,6 +158,9 @@ pub struct RunShared {
 #[derive(Default)]
 pub struct Deferred {
     pub rows: Vec<DeferredUpsert>,
+    /// The run memory the waiting rows hold (their JSON text's size); given back when they
+    /// are written.
+    pub held: Option<crate::budget::Charge>,
     /// Set when the run has ended: a straggling child's upsert is then refused, never lost.
     pub closed: bool,
 }
@@ -175,15 +181,24 @@ impl RunShared {
             // Without a transaction nothing would ever write the queue: refuse upserts at once.
             deferred: Mutex::new(Deferred {
                 rows: Vec::new(),
+                held: None,
                 closed: txn_missing,
             }),
+            budget: Budget::new(crate::manifest::DEFAULT_RUN_MEMORY),
         }
+    }
+
+    /// The same run with a budget of `limit` bytes for what the host buffers for it.
+    pub fn with_run_memory(mut self, limit: usize) -> RunShared {
+        self.budget = Budget::new(limit);
+        self
     }
 
     /// Closes the queue of deferred upserts and returns what is left in it.
     fn close_deferred(&self) -> Vec<DeferredUpsert> {
         let mut d = lock(&self.deferred);
         d.closed = true;
+        d.held = None;
         std::mem::take(&mut d.rows)
     }
 }
@@ -287,7 +302,7 @@ impl Runtime {
             .store
             .begin()
             .map_err(|e| RunError::Storage(e.to_string()))?;
-        let run = Arc::new(RunShared::new(id, Some(txn)));
+        let run = Arc::new(RunShared::new(id, Some(txn)).with_run_memory(flow.manifest.run_memory));
         let deadline = started + flow.manifest.timeout;
         let ctx = CallCtx {
             rt: self.clone(),
@@ -296,8 +311,15 @@ impl Runtime {
             depth: 0,
             deadline,
         };
-        let outcome = invoke(ctx, input, false).await;
+        let mut outcome = invoke(ctx, input, false).await;
         drop(lock(&run.pool).close());
+        // A refused buffer fails the run even if the flow went on without it.
+        if let (Ok(_), Some(refusal)) = (&outcome, run.budget.refusal()) {
+            outcome = Err(Failure {
+                message: format!("{name}: {refusal}"),
+                timed_out: false,
+            });
+        }
 
         // Take the transaction out: a child task still unwinding after a timeout finds `None`.
         let Some(mut txn) = lock(&run.txn).take() else {

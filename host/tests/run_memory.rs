@@ -21,6 +21,7 @@ fn drop_probe(dir: &Path, name: &str, manifest: &str) {
 
 /// Runs `flowhost` to its end and returns (exit code, stderr, peak RSS in MiB), the peak taken
 /// from the kernel's accounting for exactly that process.
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which also gives its peak RSS
 fn run_measured(args: &[&str]) -> (i32, String, u64) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
         .args(args)

@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::budget::Charge;
 use crate::engine::flowhost::flow::flows::Host;
 use crate::engine::{RunState, WitError};
 use crate::registry::FlowEntry;
@@ -27,7 +28,14 @@ fn callee(ctx: &CallCtx, name: &str) -> Result<Arc<FlowEntry>, WitError> {
 impl Host for RunState {
     async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
         let child = callee(&self.ctx, &name)?;
-        call_child(&self.ctx, child, input).await
+        let out = call_child(&self.ctx, child, input).await?;
+        // Held only until the caller has it, but counted with everything else held now.
+        let _held = self
+            .ctx
+            .run
+            .budget
+            .charge(out.len(), &format!("the output of {name}"))?;
+        Ok(out)
     }
 
     async fn for_each(
@@ -53,6 +61,11 @@ impl Host for RunState {
                 ctx.name()
             )));
         }
+        // The items wait in the host until their child takes them.
+        let _items = ctx.run.budget.charge(
+            items.iter().map(String::len).sum(),
+            &format!("the items of a for-each over {name}"),
+        )?;
         let concurrency = concurrency.clamp(1, limits.max_concurrency) as usize;
         let workers = concurrency
             .min(limits.for_each_workers)
@@ -62,6 +75,8 @@ impl Host for RunState {
         let work = Arc::new(Work {
             queue: Mutex::new(items.into_iter().enumerate()),
             results: Mutex::new(vec![None; n]),
+            held: Mutex::new(None),
+            refused: Mutex::new(None),
         });
         // `workers` tasks (one per core by default), each running its share of `concurrency`
         // children as futures that take the next item when done: the children use every core,
@@ -84,6 +99,9 @@ impl Host for RunState {
                 }
             }
         }
+        if let Some(e) = lock(&work.refused).take() {
+            return Err(e);
+        }
         let results = std::mem::take(&mut *lock(&work.results));
         Ok(results
             .into_iter()
@@ -96,9 +114,26 @@ impl Host for RunState {
 struct Work {
     queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<String>>>,
     results: Mutex<Vec<Option<Result<String, String>>>>,
+    /// The run memory the results gathered so far hold, until the caller has them.
+    held: Mutex<Option<Charge>>,
+    /// Set when the run's memory refused a result: no further item is started.
+    refused: Mutex<Option<WitError>>,
 }
 
 impl Work {
+    /// Holds `size` more bytes of results against the run's memory.
+    fn hold(&self, ctx: &CallCtx, child: &str, size: usize) -> Result<(), WitError> {
+        let what = format!("the results of a for-each over {child}");
+        let mut held = lock(&self.held);
+        match held.as_mut() {
+            Some(charge) => charge.grow(size, &what),
+            None => {
+                *held = Some(ctx.run.budget.charge(size, &what)?);
+                Ok(())
+            }
+        }
+    }
+
     /// Runs `slots` children at a time until the queue is empty.
     async fn run(&self, ctx: &CallCtx, child: &Arc<FlowEntry>, slots: usize) {
         use futures::StreamExt;
@@ -111,6 +146,15 @@ impl Work {
                     let result = call_child(ctx, child.clone(), item)
                         .await
                         .map_err(|e| crate::engine::error_text(&e));
+                    let size = match &result {
+                        Ok(s) | Err(s) => s.len(),
+                    };
+                    if let Err(e) = self.hold(ctx, &child.manifest.name, size) {
+                        // Leave the rest of the queue unrun: the call fails as a whole.
+                        for _ in lock(&self.queue).by_ref() {}
+                        lock(&self.refused).get_or_insert(e);
+                        break;
+                    }
                     lock(&self.results)[i] = Some(result);
                 }
             })

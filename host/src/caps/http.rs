@@ -326,10 +326,20 @@ async fn once(
         return Err(AttemptError::Fatal(too_big(url, cap)));
     }
     let mut body = Vec::new();
+    let what = format!(
+        "the response body from {}",
+        url.origin().ascii_serialization()
+    );
+    let mut held = ctx
+        .run
+        .budget
+        .charge(0, &what)
+        .map_err(AttemptError::Fatal)?;
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if body.len() + chunk.len() > cap {
             return Err(AttemptError::Fatal(too_big(url, cap)));
         }
+        held.grow(chunk.len(), &what).map_err(AttemptError::Fatal)?;
         body.extend_from_slice(&chunk);
     }
     Ok(Response {

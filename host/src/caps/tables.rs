@@ -88,13 +88,22 @@ fn ended() -> WitError {
 /// Writes the run's waiting upserts into `txn` (whose lock the caller holds, so nothing can
 /// read between taking them and writing them).
 fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
-    let rows = std::mem::take(&mut lock(&ctx.run.deferred).rows);
+    let (rows, _held) = {
+        let mut d = lock(&ctx.run.deferred);
+        (std::mem::take(&mut d.rows), d.held.take())
+    };
     txn.upsert_deferred(rows)
 }
 
 /// An upsert into a keyed table: checked now, queued, and written with the next batch; the
 /// caller gets the key at once. A keyless table's upsert is an insert and is written now.
-fn upsert_later(ctx: &CallCtx, table: String, row: Map<String, Value>) -> Result<String, WitError> {
+/// `bytes` is the row's JSON size, held against the run's memory while it waits.
+fn upsert_later(
+    ctx: &CallCtx,
+    table: String,
+    row: Map<String, Value>,
+    bytes: usize,
+) -> Result<String, WitError> {
     check_grant(ctx, &table, Access::Write)?;
     let Some(key) = ctx.rt.store.check_upsert(&table, &row)? else {
         return in_txn(ctx, |t| t.upsert(&table, &row));
@@ -103,6 +112,10 @@ fn upsert_later(ctx: &CallCtx, table: String, row: Map<String, Value>) -> Result
         let mut d = lock(&ctx.run.deferred);
         if d.closed {
             return Err(ended());
+        }
+        match &mut d.held {
+            Some(held) => held.grow(bytes, "the queued upserts")?,
+            None => d.held = Some(ctx.run.budget.charge(bytes, "the queued upserts")?),
         }
         d.rows.push(DeferredUpsert { table, row });
         d.rows.len()
@@ -190,8 +203,9 @@ impl Host for RunState {
     }
 
     async fn upsert(&mut self, table: String, row: String) -> Result<String, WitError> {
+        let bytes = row.len();
         let row = object(&row, "row")?;
-        upsert_later(&self.ctx, table, row)
+        upsert_later(&self.ctx, table, row, bytes)
     }
 
     async fn update(

@@ -35,6 +35,8 @@
 //!   names (`prefix` defaults to `""`, `limit` to 1000); `{"op":"blob_delete","store":"...",
 //!   "key":"..."}` → `true`/`false`
 //! - `{"op":"steps","steps":[op, ...]}` → the array of results, stopping at the first failure
+//! - `{"op":"try","try":op}` → `{"ok": result}` or `{"err": "text"}`: the flow goes on after
+//!   a failed op, as a flow that handles an error would
 //!
 //! Host errors fail the run with their display text, `"<kind>: <text>"` (e.g.
 //! `access-denied: ...`); a malformed op fails with `probe: ...`.
@@ -105,6 +107,13 @@ fn exec(op: &Value) -> Result<Value, FlowError> {
                 .and_then(Value::as_array)
                 .ok_or_else(|| missing("steps", "an array"))?;
             steps.iter().map(exec).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        }
+        "try" => {
+            let inner = op.get("try").ok_or_else(|| missing("try", "an op"))?;
+            Ok(match exec(inner) {
+                Ok(v) => json!({ "ok": v }),
+                Err(e) => json!({ "err": e.to_string() }),
+            })
         }
         other => Err(FlowError::new(format!("probe: unknown op {other:?}"))),
     }
