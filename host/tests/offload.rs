@@ -60,10 +60,7 @@ async fn start_hec() -> (Hec, String) {
     let app = axum::Router::new()
         .route("/services/collector/event", axum::routing::post(collector))
         .with_state(hec.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (hec, origin)
+    (hec, common::serve(app).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]

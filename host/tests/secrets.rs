@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::asa::{asa_with, stored_ids};
-use common::{text, TestEnv};
+use common::{error_line, text, TestEnv};
 
 const HEC_TOKEN: &str = "hec-Zq7Kx9-never-print-f00dfeed";
 /// What `FLOWHOST_SECRET_ASA_KEY_SECRET` is set to for the wrong-key run.
@@ -122,11 +122,7 @@ async fn secret_values_appear_nowhere() {
     outputs.push(("run U02".into(), all));
     let (out, all) = flowhost(&config, &["run", "O20", "--input", "{\"batch\": 100}"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
-    let err = text(&out.stderr);
-    let err = err
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_default();
+    let err = error_line(&text(&out.stderr));
     assert!(err.starts_with("error: O20 failed"), "{err}");
     println!("O20 against a closed port: {err}");
     outputs.push(("run O20 (closed port)".into(), all));
@@ -136,11 +132,7 @@ async fn secret_values_appear_nowhere() {
     for flow in ["M10", "U00"] {
         let (out, all) = flowhost(&config, &["run", flow], &wrong).await;
         assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
-        let err = text(&out.stderr);
-        let err = err
-            .lines()
-            .find(|l| l.starts_with("error: "))
-            .unwrap_or_default();
+        let err = error_line(&text(&out.stderr));
         assert!(err.contains("401"), "{err}");
         println!("{flow} with a wrong key secret: {err}");
         outputs.push((format!("run {flow} (wrong key secret)"), all));
@@ -253,10 +245,7 @@ async fn echoing_hec() -> String {
         (axum::http::StatusCode::FORBIDDEN, body.to_string())
     }
     let app = axum::Router::new().route("/services/collector/event", axum::routing::post(refuse));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    origin
+    common::serve(app).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,13 +261,9 @@ async fn a_secret_in_a_failed_runs_error_is_redacted_in_history_and_on_stderr() 
 
     let (out, all) = flowhost(&config, &["run", "O20", "--input", "{\"batch\": 100}"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
-    let stderr = text(&out.stderr);
-    let err = stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_default();
+    let err = error_line(&text(&out.stderr));
     // The server's answer is in the error, with the token blanked out.
-    assert!(err.starts_with("error: O20 failed"), "{stderr}");
+    assert!(err.starts_with("error: O20 failed"), "{}", tail(&all));
     assert!(err.contains("403"), "{err}");
     assert!(err.contains("Invalid token: Splunk [REDACTED]"), "{err}");
     assert!(

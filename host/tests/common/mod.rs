@@ -195,3 +195,20 @@ pub fn set_every(dir: &Path, flow: &str, every: &str) {
         .collect();
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
 }
+
+/// The first `error: ` line of a command's stderr (empty if there is none).
+pub fn error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Serves `app` on a loopback port it holds for the test's life; returns `http://ADDR`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    origin
+}
