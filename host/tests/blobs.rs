@@ -2,8 +2,9 @@
 //! (moto's `moto_server`, started here on loopback) and on a local folder; grant checks, name
 //! checks, the `blobs:` config section and the load-time grant check.
 //!
-//! Without `moto_server` on PATH the S3 tests are skipped with a loud message, unless `CI` is
-//! set: then they fail (`.ci/run` installs it with pip).
+//! Without `moto_server` on PATH the S3 tests fail, naming what to install (`cargo xtask test`
+//! installs it). One S3 test runs moto with its signature checks on, so a wrongly signed
+//! request is refused as it would be by S3.
 
 mod common;
 
@@ -16,15 +17,22 @@ use flowhost::manifest::Grants;
 use flowhost::runtime::Runtime;
 use serde_json::{json, Value};
 
-use common::moto::{moto, s3_store, Moto, BUCKET, KEY_ID, KEY_SECRET};
+use common::moto::{
+    moto, moto_checking_signatures, s3_client, s3_store, Moto, BUCKET, KEY_ID, KEY_SECRET,
+};
 
-fn s3_env(moto: &Moto) -> TestEnv {
+/// A test world whose `scratch` store is [`BUCKET`] on `moto`, with these credentials.
+fn s3_env_with(moto: &Moto, key_id: &str, secret: &str) -> TestEnv {
     let mut env =
-        TestEnv::new().with_secrets(&[("MOTO_KEY_ID", KEY_ID), ("MOTO_KEY_SECRET", KEY_SECRET)]);
+        TestEnv::new().with_secrets(&[("MOTO_KEY_ID", key_id), ("MOTO_KEY_SECRET", secret)]);
     env.config
         .blobs
         .insert("scratch".into(), s3_store(moto, BUCKET));
     env
+}
+
+fn s3_env(moto: &Moto) -> TestEnv {
+    s3_env_with(moto, KEY_ID, KEY_SECRET)
 }
 
 /// The host error of a probe run that must fail (without the `probe: ` the run adds).
@@ -140,22 +148,13 @@ async fn round_trip(rt: &Arc<Runtime>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_round_trip_on_moto() {
-    let Some(moto) = moto().await else { return };
+    let moto = moto().await;
     let env = s3_env(&moto);
     let rt = env.runtime();
     round_trip(&rt).await;
     // The objects are in the bucket (read back with a client of our own), not in a folder.
     use object_store::ObjectStore;
-    let s3 = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_region("us-east-1")
-        .with_endpoint(moto.url())
-        .with_allow_http(true)
-        .with_access_key_id(KEY_ID)
-        .with_secret_access_key(KEY_SECRET)
-        .build()
-        .unwrap();
-    let body = s3
+    let body = s3_client(&moto)
         .get(&object_store::path::Path::from("runs/2024/b.jsonl"))
         .await
         .unwrap()
@@ -168,7 +167,7 @@ async fn s3_round_trip_on_moto() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s3_errors_name_the_store_and_never_a_secret() {
-    let Some(moto) = moto().await else { return };
+    let moto = moto().await;
     let mut env = s3_env(&moto);
     env.config
         .blobs
@@ -185,16 +184,137 @@ async fn s3_errors_name_the_store_and_never_a_secret() {
     assert!(e.contains("other: blobs.put `nobucket`/`k`: "), "{e}");
     assert!(!e.contains(KEY_SECRET) && !e.contains(KEY_ID), "{e}");
     assert!(!e.contains('\n'), "one line: {e}");
-    // A missing credential secret stops the runtime from opening, naming the store and field.
+}
+
+/// Needs no server: the runtime does not open.
+#[test]
+fn a_missing_s3_credential_secret_stops_the_runtime_naming_store_and_field() {
     let mut env = TestEnv::new().with_secrets(&[("MOTO_KEY_ID", KEY_ID)]);
-    env.config
-        .blobs
-        .insert("scratch".into(), s3_store(&moto, BUCKET));
+    env.config.blobs.insert(
+        "scratch".into(),
+        BlobStoreConfig::S3 {
+            bucket: BUCKET.into(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id_secret: "MOTO_KEY_ID".into(),
+            secret_access_key_secret: "MOTO_KEY_SECRET".into(),
+            allow_http: false,
+        },
+    );
     let e = env.config.open_runtime().err().unwrap().to_string();
     assert!(
         e.contains("blobs.scratch.secret_access_key_secret: secret `MOTO_KEY_SECRET` is not set"),
         "{e}"
     );
+    assert!(!e.contains(KEY_ID), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_requests_are_signed_with_the_configured_key() {
+    let signed = moto_checking_signatures().await;
+    let moto = &signed.moto;
+    // A wrong secret: the server refuses the signature; the error names the store and the
+    // object, is one line, and shows neither the key id nor any secret.
+    let wrong = "wrong-secret-Qx81vT0-never-shown";
+    let env = s3_env_with(moto, &signed.key_id, wrong);
+    let rt = env.runtime();
+    let e = err(&rt, "probe", put("scratch", "signed/k", "x")).await;
+    assert!(
+        e.starts_with("other: blobs.put `scratch`/`signed/k`: "),
+        "{e}\n{}",
+        moto.log()
+    );
+    assert!(e.contains("403"), "{e}");
+    for secret in [wrong, signed.secret.as_str(), signed.key_id.as_str()] {
+        assert!(!e.contains(secret), "{e}");
+    }
+    assert!(!e.contains('\n'), "one line: {e}");
+    let e = err(&rt, "probe", get("scratch", "signed/k")).await;
+    assert!(
+        e.starts_with("other: blobs.get `scratch`/`signed/k`: "),
+        "{e}"
+    );
+
+    // The right key: accepted, and only its object is in the bucket.
+    let env = s3_env_with(moto, &signed.key_id, &signed.secret);
+    let rt = env.runtime();
+    ok(&rt, "probe", put("scratch", "signed/k", "signed data")).await;
+    assert_eq!(
+        ok(&rt, "probe", get("scratch", "signed/k")).await,
+        json!("signed data")
+    );
+    assert_eq!(
+        ok(&rt, "probe", list("scratch", "", 10)).await,
+        json!(["signed/k"])
+    );
+    assert_eq!(
+        ok(&rt, "probe", delete("scratch", "signed/k")).await,
+        json!(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_size_name_length_and_list_length_are_limited() {
+    use flowhost::caps::blobs::{MAX_BLOB, MAX_KEY, MAX_LIST};
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let folder = env.dir.path().join("blobs/scratch");
+
+    // An object over the size limit (a sparse file: no disk is used) is refused, not read.
+    std::fs::create_dir_all(folder.join("big")).unwrap();
+    std::fs::File::create(folder.join("big/huge"))
+        .unwrap()
+        .set_len(MAX_BLOB + 1)
+        .unwrap();
+    let e = err(&rt, "probe", get("scratch", "big/huge")).await;
+    assert_eq!(
+        e,
+        format!(
+            "limit-exceeded: blobs.get `scratch`/`big/huge`: the object is {} bytes, over the \
+             limit of {MAX_BLOB} bytes",
+            MAX_BLOB + 1
+        )
+    );
+
+    // Object names: MAX_KEY bytes is fine, one more is refused with the limit. (Segments of
+    // 200 bytes: a local folder holds no file name over 255 bytes.)
+    let mut longest = String::new();
+    while longest.len() < MAX_KEY {
+        if !longest.is_empty() {
+            longest.push('/');
+        }
+        let room = MAX_KEY - longest.len();
+        longest.push_str(&"k".repeat(room.min(200)));
+    }
+    assert_eq!(longest.len(), MAX_KEY);
+    ok(&rt, "probe", put("scratch", &longest, "x")).await;
+    assert_eq!(ok(&rt, "probe", get("scratch", &longest)).await, json!("x"));
+    let e = err(&rt, "probe", put("scratch", &format!("{longest}k"), "x")).await;
+    assert!(
+        e.starts_with(&format!(
+            "invalid-input: blobs.put: the object name is {} bytes, over the limit of {MAX_KEY}",
+            MAX_KEY + 1
+        )),
+        "{e}"
+    );
+
+    // A list returns at most MAX_LIST names, the smallest, however large the `limit`.
+    let many = folder.join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    let count = MAX_LIST as usize + 5;
+    for i in 0..count {
+        std::fs::File::create(many.join(format!("{i:05}"))).unwrap();
+    }
+    let names = ok(&rt, "probe", list("scratch", "many/", MAX_LIST * 3)).await;
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), MAX_LIST as usize);
+    let want: Vec<String> = (0..MAX_LIST).map(|i| format!("many/{i:05}")).collect();
+    assert_eq!(names, want);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -37,30 +37,10 @@ impl Lcg {
 /// The ASA flows with M10 every 300 ms, and without the offload flows (whose schedule would
 /// move events out of the table).
 fn fast_flows(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for e in std::fs::read_dir(common::flows_dir("dist"))
-        .unwrap()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with("O10.") || name.starts_with("O20.") {
-            continue;
-        }
-        std::fs::copy(e.path(), dir.join(&name)).unwrap();
-    }
-    let p = dir.join("M10.yaml");
-    let text = std::fs::read_to_string(&p).unwrap();
-    let text: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("every:") {
-                "  every: 300ms".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    std::fs::write(&p, text.join("\n")).unwrap();
+    common::copy_flows(&common::flows_dir("dist"), dir, |name| {
+        !name.starts_with("O10.") && !name.starts_with("O20.")
+    });
+    common::set_every(dir, "M10", "300ms");
 }
 
 struct World {
@@ -179,11 +159,7 @@ impl World {
         self.assert_checkpoint_matches_table();
         let db = &a.env.config.db;
         for file in [db.clone(), flowhost::history::history_path_for(db)] {
-            let conn = rusqlite::Connection::open(&file).unwrap();
-            let check: String = conn
-                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .unwrap();
-            assert_eq!(check, "ok", "{}", file.display());
+            assert_eq!(common::integrity(&file), "ok", "{}", file.display());
         }
     }
 

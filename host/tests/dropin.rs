@@ -1,120 +1,246 @@
-//! "Write your own flow" exactly as the README tells a user: a new flow crate outside the
-//! project's workspace, built for wasm32-wasip2, dropped with its manifest into a flows
-//! folder, then listed and run by the already-built `flowhost` binary. The host is not
-//! rebuilt: the test only runs `CARGO_BIN_EXE_flowhost`.
+//! "Write your own flow" exactly as README.md tells a user: the steps are read from the
+//! README's section (its code blocks), not from a copy, so the README cannot drift from what
+//! works. `cargo new` makes the crate, the Cargo.toml lines the README names are added, the
+//! README's `lib.rs` is built for wasm32-wasip2, copied with the README's manifest into a
+//! flows folder, then listed and run by the already-built `flowhost` binary, and the run's
+//! output must be the one the README shows. The host is not rebuilt.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{root, TestEnv};
+use common::{root, text, TestEnv};
 
-const CARGO_TOML: &str = r#"[package]
-name = "hello"
-version = "0.1.0"
-edition = "2021"
+const SECTION: &str = "### Write your own flow";
 
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-flowhost-sdk = { path = "SDK" }
-serde = { version = "1", features = ["derive"] }
-
-[profile.release]
-opt-level = "s"
-lto = true
-strip = true
-panic = "abort"
-codegen-units = 1
-
-[workspace]
-"#;
-
-const LIB_RS: &str = r#"use flowhost_sdk::{tables, FlowError};
-use serde::{Deserialize, Serialize};
-
-flowhost_sdk::flow!(run);
-
-#[derive(Deserialize)]
-struct In { name: String }
-
-#[derive(Serialize)]
-struct Out { greeting: String, logged_runs: u64 }
-
-fn run(input: In) -> Result<Out, FlowError> {
-    let logged_runs = tables::count("Execution Log", &())?;
-    Ok(Out { greeting: format!("hello {}", input.name), logged_runs })
+/// The fenced code blocks (language, text) of the README's "Write your own flow" section.
+fn readme_blocks() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find(SECTION)
+        .unwrap_or_else(|| panic!("README.md has no `{SECTION}` section"));
+    let section = &readme[start + SECTION.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if let Some(lang) = line.strip_prefix("```") {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((lang.trim().to_string(), body.join("\n") + "\n"));
+        }
+    }
+    blocks
 }
-"#;
 
-const MANIFEST: &str = "title: Hello\ndescription: Greets and counts the Execution Log\n\
-grants:\n  tables:\n    read: [Execution Log]\n";
+/// Splits `a = {…}, b = {…}` at its top-level commas.
+fn top_level_items(text: &str) -> Vec<String> {
+    let (mut items, mut depth, mut cur) = (Vec::new(), 0i32, String::new());
+    for c in text.chars() {
+        match c {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(cur.trim().to_string());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        items.push(cur.trim().to_string());
+    }
+    items
+}
+
+/// What the README's `# Cargo.toml: …` comment says to add, as TOML: its `[lib]` line and
+/// its dependencies, with the SDK's `.../flows/sdk` made this checkout's.
+fn cargo_toml_additions(setup: &str) -> String {
+    let comment: Vec<&str> = setup
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('#'))
+        .map(str::trim)
+        .collect();
+    let comment = comment.join(" ");
+    let spec = comment
+        .strip_prefix("Cargo.toml:")
+        .unwrap_or_else(|| panic!("no `# Cargo.toml:` comment in {setup}"));
+    let (lib, deps) = spec
+        .split_once("; dependencies:")
+        .unwrap_or_else(|| panic!("no `; dependencies:` in {spec}"));
+    let lib = lib
+        .trim()
+        .strip_prefix("[lib]")
+        .unwrap_or_else(|| panic!("no `[lib]` in {spec}"));
+    let sdk = root().join("flows/sdk");
+    let deps: Vec<String> = top_level_items(deps)
+        .into_iter()
+        .map(|d| d.replace(".../flows/sdk", sdk.to_str().unwrap()))
+        .collect();
+    format!("\n[lib]\n{}\n", lib.trim()) + &deps.join("\n") + "\n"
+}
+
+/// Adds `deps` under the `[dependencies]` header `cargo new` wrote, and `lib` at the end.
+fn edit_cargo_toml(path: &Path, additions: &str) {
+    let (lib, deps) = additions
+        .split_once("\n[lib]\n")
+        .map(|(_, rest)| rest.split_once('\n').unwrap())
+        .unwrap();
+    let toml = std::fs::read_to_string(path).unwrap();
+    assert!(toml.contains("[dependencies]\n"), "{toml}");
+    let toml = toml.replace("[dependencies]\n", &format!("[dependencies]\n{deps}"));
+    std::fs::write(path, format!("{toml}\n[lib]\n{lib}\n")).unwrap();
+}
+
+/// The words of a shell command line, honouring single quotes, without its `# comment`.
+fn words(line: &str) -> (Vec<String>, Option<String>) {
+    let (mut out, mut cur, mut quoted, mut in_word) = (Vec::new(), String::new(), false, false);
+    let mut chars = line.chars();
+    let mut comment = None;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '#' if !quoted && !in_word => {
+                comment = Some(chars.as_str().trim().to_string());
+                break;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    (out, comment)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn must(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
 
 #[test]
-fn a_new_flow_is_built_dropped_in_listed_and_run_without_rebuilding_the_host() {
+fn a_new_flow_is_built_dropped_in_listed_and_run_as_the_readme_says() {
+    let blocks = readme_blocks();
+    let langs: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(langs, ["sh", "rust", "sh"], "the section's code blocks");
+    let (setup, lib_rs, steps) = (&blocks[0].1, &blocks[1].1, &blocks[2].1);
+
     let env = TestEnv::new();
-    let krate = env.dir.path().join("hello");
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    let sdk = root().join("flows/sdk");
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        CARGO_TOML.replace("SDK", sdk.to_str().unwrap()),
-    )
-    .unwrap();
-    std::fs::write(krate.join("src/lib.rs"), LIB_RS).unwrap();
+    let work = env.dir.path();
+    // Block 1: `cargo new --lib hello && cd hello`, then the Cargo.toml lines it names.
+    let first = setup.lines().next().unwrap();
+    let (new, cd) = first.split_once("&&").unwrap();
+    let (new, _) = words(new);
+    assert_eq!(new[..2], ["cargo", "new"], "{first}");
+    must(cargo().current_dir(work).args(&new[1..]));
+    let (cd, _) = words(cd);
+    assert_eq!(cd[0], "cd", "{first}");
+    let krate = work.join(&cd[1]);
+    edit_cargo_toml(&krate.join("Cargo.toml"), &cargo_toml_additions(setup));
+    // Block 2: the flow's code.
+    std::fs::write(krate.join("src/lib.rs"), lib_rs).unwrap();
 
-    // Share the flows' target dir so the SDK and serde are not compiled again.
-    let target = root().join("flows/target");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&krate)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
-        .env("CARGO_TARGET_DIR", &target)
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    let flows = env.dir.path().join("my-flows");
+    // Block 3, line by line. The README's flows folder is `../flowhost/flows/dist`; here it is
+    // a folder of the test's own, and `flowhost` is the built binary on the test's database.
+    let flows = work.join("my-flows");
     std::fs::create_dir_all(&flows).unwrap();
-    std::fs::copy(
-        target.join("wasm32-wasip2/release/hello.wasm"),
-        flows.join("hello.wasm"),
-    )
-    .unwrap();
-    std::fs::write(flows.join("hello.yaml"), MANIFEST).unwrap();
-
-    let flowhost = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-            .arg("--db")
-            .arg(env.dir.path().join("f.db"))
-            .arg("--flows")
-            .arg(&flows)
-            .arg("--tables")
-            .arg(root().join("tables"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+    let to_flows = |p: &str| -> PathBuf {
+        let name = p.trim_end_matches('/').rsplit('/').next().unwrap();
+        if p.ends_with('/') || p.ends_with("flows/dist") {
+            flows.clone()
+        } else {
+            flows.join(name)
+        }
     };
-    let list = flowhost(&["list"]);
-    assert!(
-        list.contains("hello") && list.contains("Hello") && list.contains("read: Execution Log"),
-        "{list}"
-    );
-    let out: serde_json::Value = serde_json::from_str(&flowhost(&[
-        "run",
-        "hello",
-        "--input",
-        r#"{"name": "ASA"}"#,
-    ]))
-    .unwrap();
-    assert_eq!(
-        out,
-        serde_json::json!({"greeting": "hello ASA", "logged_runs": 0})
-    );
+    // The flows' own target folder: the SDK and serde are compiled already (or once).
+    let target = root().join("flows/target");
+    let flowhost = |args: &[String]| {
+        must(
+            Command::new(env!("CARGO_BIN_EXE_flowhost"))
+                .arg("--db")
+                .arg(work.join("f.db"))
+                .arg("--flows")
+                .arg(&flows)
+                .arg("--tables")
+                .arg(root().join("tables"))
+                .args(args),
+        )
+    };
+    let mut lines = steps.lines();
+    let (mut built, mut ran, mut listed) = (false, false, false);
+    while let Some(line) = lines.next() {
+        let (w, comment) = words(line);
+        match w.first().map(String::as_str) {
+            Some("cargo") => {
+                must(
+                    cargo()
+                        .current_dir(&krate)
+                        .args(&w[1..])
+                        .env("CARGO_TARGET_DIR", &target),
+                );
+                built = true;
+            }
+            Some("cp") => {
+                let from = w[1].strip_prefix("target/").unwrap();
+                let to = to_flows(&w[2]);
+                let to = if to.is_dir() {
+                    to.join(Path::new(from).file_name().unwrap())
+                } else {
+                    to
+                };
+                std::fs::copy(target.join(from), to).unwrap();
+            }
+            Some("cat") => {
+                // `cat > FILE <<'END'`: the lines up to END are the file.
+                let end = line.rsplit("<<").next().unwrap().trim().trim_matches('\'');
+                let file = to_flows(&w[2]);
+                let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != end).collect();
+                std::fs::write(file, body.join("\n") + "\n").unwrap();
+            }
+            Some("flowhost") if w.get(1).map(String::as_str) == Some("list") => {
+                let list = flowhost(&w[1..]);
+                // "hello is there, with its grants".
+                assert!(
+                    list.contains("hello") && list.contains("read: Execution Log"),
+                    "{list}"
+                );
+                listed = true;
+            }
+            Some("flowhost") => {
+                let got: serde_json::Value = serde_json::from_str(&flowhost(&w[1..])).unwrap();
+                let want: serde_json::Value =
+                    serde_json::from_str(&comment.expect("the expected output, as a comment"))
+                        .unwrap();
+                assert_eq!(got, want, "{line}");
+                ran = true;
+            }
+            None => {}
+            Some(other) => panic!("the README has a step this test does not know: {other}: {line}"),
+        }
+    }
+    assert!(built && listed && ran, "README steps: {steps}");
 }

@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -58,10 +60,7 @@ async fn start_hec() -> (Hec, String) {
     let app = axum::Router::new()
         .route("/services/collector/event", axum::routing::post(collector))
         .with_state(hec.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (hec, origin)
+    (hec, common::serve(app).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,9 +145,10 @@ fn count_object_ids(gz: &[u8], seen: &mut BTreeMap<String, usize>) {
     }
 }
 
-/// Reads every object of a local store folder: event id → how many objects hold it.
-fn archived_ids(dir: &std::path::Path) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
+/// The offloaded objects (`.jsonl.gz`, not a store's half-written staging files) under a
+/// local store folder.
+fn object_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -159,22 +159,90 @@ fn archived_ids(dir: &std::path::Path) -> BTreeMap<String, usize> {
             if p.is_dir() {
                 stack.push(p);
             } else if p.to_string_lossy().ends_with(".jsonl.gz") {
-                count_object_ids(&std::fs::read(&p).unwrap(), &mut seen);
+                out.push(p);
             }
         }
+    }
+    out
+}
+
+/// Reads every object of a local store folder: event id → how many objects hold it.
+fn archived_ids(dir: &Path) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for p in object_files(dir) {
+        count_object_ids(&std::fs::read(&p).unwrap(), &mut seen);
     }
     seen
 }
 
+/// What one SIGKILL of an offload left behind.
+#[derive(Debug)]
+struct Kill {
+    /// Rows in Audit Events after it.
+    rows: usize,
+    /// An object holds events that are still in the table: the kill landed after the killed
+    /// run's put and before it committed its deletes.
+    between_put_and_commit: bool,
+}
+
+impl Kill {
+    fn after(table: Vec<String>, archived: &BTreeMap<String, usize>) -> Kill {
+        Kill {
+            between_put_and_commit: table.iter().any(|id| archived.contains_key(id)),
+            rows: table.len(),
+        }
+    }
+}
+
+/// Waits (with a generous deadline) until `landed` says an object was written, or fails if
+/// the offload process ends first.
+async fn wait_for_an_object<F, Fut>(child: &mut std::process::Child, mut landed: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Duration::from_secs(120);
+    let started = Instant::now();
+    while !landed().await {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the offload ended ({status}) before it wrote an object");
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "no object was written within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Each kill came after the offload wrote an object (the caller waited for one) and left work
+/// to do (more rows than the page the offload keeps), and at least one landed between a put
+/// and its run's commit: the case the offload's design is about.
+fn assert_kills_landed_mid_offload(kills: &[Kill], kept: usize) {
+    for (i, k) in kills.iter().enumerate() {
+        assert!(
+            k.rows > kept,
+            "kill {i} came after the offload was done: {kills:?}"
+        );
+    }
+    assert!(
+        kills.iter().any(|k| k.between_put_and_commit),
+        "no kill landed between a put and its commit: {kills:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn object_store_offload_is_exact_across_kills() {
-    let a = asa_with(3000, 1000, &[], |_| {}).await;
+    // 11,000 events behind the checkpoint: more than eight kills let the offload move (each
+    // comes soon after a put), so every kill lands before it is done.
+    let a = asa_with(12_000, 1000, &[], |_| {}).await;
     drain(&a.rt).await;
     let archive = a.env.dir.path().join("blobs").join("archive");
     let config = a.env.config_file("");
 
-    // `flowhost run O10 --until-idle` killed with SIGKILL at several moments: some kills land
-    // after an object was written but before the run committed its deletes.
+    // `flowhost run O10 --until-idle` killed with SIGKILL once an object has landed (at once,
+    // or a few ms later): most kills land after a put but before the run committed its
+    // deletes.
     let offload = |batch: u32| {
         std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
             .arg("--config")
@@ -186,15 +254,23 @@ async fn object_store_offload_is_exact_across_kills() {
             .spawn()
             .unwrap()
     };
-    for (i, ms) in [40u64, 120, 75, 200, 160, 95, 260, 140]
-        .into_iter()
-        .enumerate()
-    {
+    let mut kills = Vec::new();
+    for (i, ms) in [0u64, 0, 3, 0, 10, 0, 1, 20].into_iter().enumerate() {
+        let objects = object_files(&archive).len();
         let mut child = offload(250 + 50 * i as u32);
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        wait_for_an_object(&mut child, || {
+            let n = object_files(&archive).len();
+            async move { n > objects }
+        })
+        .await;
+        // Where in the run the kill lands, not a wait for anything.
+        std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill();
         let _ = child.wait();
+        kills.push(Kill::after(stored_ids(&a.rt), &archived_ids(&archive)));
     }
+    eprintln!("after each kill: {kills:?}");
+    assert_kills_landed_mid_offload(&kills, 1000);
     let status = offload(400).wait().unwrap();
     assert!(status.success());
 
@@ -216,26 +292,10 @@ async fn object_store_offload_is_exact_across_kills() {
 }
 
 /// The ASA flows with M10 and O10 on short schedules, for `serve`.
-fn fast_flows(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for e in std::fs::read_dir(common::flows_dir("dist"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
-    for (flow, every) in [("M10", "400ms"), ("O10", "700ms")] {
-        let p = dir.join(format!("{flow}.yaml"));
-        let text = std::fs::read_to_string(&p).unwrap();
-        let re = text.lines().map(|l| {
-            if l.trim_start().starts_with("every:") {
-                format!("  every: {every}")
-            } else {
-                l.to_string()
-            }
-        });
-        std::fs::write(&p, re.collect::<Vec<_>>().join("\n")).unwrap();
-    }
+fn fast_flows(dir: &Path) {
+    common::copy_flows(&common::flows_dir("dist"), dir, |_| true);
+    common::set_every(dir, "M10", "400ms");
+    common::set_every(dir, "O10", "700ms");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +315,7 @@ async fn serve_collects_and_offloads_a_live_feed_without_overlap_or_loss() {
     let sim = a.sim.clone();
     let feed = tokio::spawn(async move {
         for _ in 0..60 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             sim.append_events(7);
         }
     });
@@ -266,7 +326,7 @@ async fn serve_collects_and_offloads_a_live_feed_without_overlap_or_loss() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
@@ -334,15 +394,7 @@ async fn serve_collects_and_offloads_a_live_feed_without_overlap_or_loss() {
 async fn s3_archived_ids(moto: &common::moto::Moto) -> BTreeMap<String, usize> {
     use futures::TryStreamExt;
     use object_store::ObjectStore;
-    let store = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(moto.url())
-        .with_bucket_name(common::moto::BUCKET)
-        .with_region("us-east-1")
-        .with_access_key_id(common::moto::KEY_ID)
-        .with_secret_access_key(common::moto::KEY_SECRET)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let store = common::moto::s3_client(moto);
     let objects: Vec<_> = store.list(None).try_collect().await.unwrap();
     let mut seen = BTreeMap::new();
     for o in objects {
@@ -354,14 +406,12 @@ async fn s3_archived_ids(moto: &common::moto::Moto) -> BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn offload_to_s3_holds_exactly_the_events_that_left_the_table() {
-    let Some(moto) = common::moto::moto().await else {
-        return;
-    };
+    let moto = common::moto::moto().await;
     let secrets = [
         ("MOTO_KEY_ID", common::moto::KEY_ID),
         ("MOTO_KEY_SECRET", common::moto::KEY_SECRET),
     ];
-    let a = asa_with(3000, 500, &secrets, |env| {
+    let a = asa_with(8000, 500, &secrets, |env| {
         env.config.blobs.insert(
             "archive".into(),
             common::moto::s3_store(&moto, common::moto::BUCKET),
@@ -385,13 +435,36 @@ async fn offload_to_s3_holds_exactly_the_events_that_left_the_table() {
             .spawn()
             .unwrap()
     };
-    // Injected failures: the offload is killed mid-way a few times, then runs to the end.
-    for ms in [60u64, 180, 110, 240] {
+    // Injected failures: the offload is killed a few times once an object has landed (7,500
+    // events behind the checkpoint, batches of 400: each kill leaves work), then runs to the
+    // end.
+    // A put has landed once moto logs it (its log is read faster than the bucket is listed,
+    // so the kill can come before the run commits).
+    let puts = || {
+        moto.log()
+            .matches(&format!("\"PUT /{}/", common::moto::BUCKET))
+            .count()
+    };
+    let mut kills = Vec::new();
+    for ms in [0u64, 0, 2, 0, 5, 0] {
+        let earlier = puts();
         let mut child = offload();
-        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        wait_for_an_object(&mut child, || {
+            let n = puts();
+            async move { n > earlier }
+        })
+        .await;
+        // Where in the run the kill lands, not a wait for anything.
+        std::thread::sleep(Duration::from_millis(ms));
         let _ = child.kill();
         let _ = child.wait();
+        kills.push(Kill::after(
+            stored_ids(&a.rt),
+            &s3_archived_ids(&moto).await,
+        ));
     }
+    eprintln!("after each kill: {kills:?}");
+    assert_kills_landed_mid_offload(&kills, 500);
     let out = offload().wait_with_output().unwrap();
     assert!(
         out.status.success(),

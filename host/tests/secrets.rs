@@ -9,15 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::asa::{asa_with, stored_ids};
-use common::TestEnv;
+use common::{error_line, text, TestEnv};
 
 const HEC_TOKEN: &str = "hec-Zq7Kx9-never-print-f00dfeed";
 /// What `FLOWHOST_SECRET_ASA_KEY_SECRET` is set to for the wrong-key run.
 const WRONG_KEY_SECRET: &str = "wrong-key-secret-Vb81Tq0sZ";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `flowhost -vvv ARGS` with `RUST_LOG=trace` and `env` added; the output has stdout and
 /// stderr together.
@@ -77,11 +73,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_values_appear_nowhere() {
     let started = std::time::Instant::now();
-    // O20 posts to a port nobody listens on.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    // O20 posts to a port this test holds (bound, never listening: connections are refused,
+    // and no other process can take the port meanwhile).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let closed = format!("http://{}", held.local_addr().unwrap());
     let a = asa_with(3000, 500, &[("HEC_TOKEN", HEC_TOKEN)], |_| {}).await;
     let origin = a.sim.base_url();
     let config = a.env.config_file(&format!(
@@ -126,11 +122,7 @@ async fn secret_values_appear_nowhere() {
     outputs.push(("run U02".into(), all));
     let (out, all) = flowhost(&config, &["run", "O20", "--input", "{\"batch\": 100}"], &[]).await;
     assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
-    let err = text(&out.stderr);
-    let err = err
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_default();
+    let err = error_line(&text(&out.stderr));
     assert!(err.starts_with("error: O20 failed"), "{err}");
     println!("O20 against a closed port: {err}");
     outputs.push(("run O20 (closed port)".into(), all));
@@ -140,11 +132,7 @@ async fn secret_values_appear_nowhere() {
     for flow in ["M10", "U00"] {
         let (out, all) = flowhost(&config, &["run", flow], &wrong).await;
         assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
-        let err = text(&out.stderr);
-        let err = err
-            .lines()
-            .find(|l| l.starts_with("error: "))
-            .unwrap_or_default();
+        let err = error_line(&text(&out.stderr));
         assert!(err.contains("401"), "{err}");
         println!("{flow} with a wrong key secret: {err}");
         outputs.push((format!("run {flow} (wrong key secret)"), all));
@@ -243,6 +231,63 @@ async fn secret_values_appear_nowhere() {
     );
     assert!(hits.is_empty(), "secrets found:\n{}", hits.join("\n"));
     println!("took {:?}", started.elapsed());
+}
+
+/// A Splunk HEC stand-in that refuses every token and echoes it in its answer, as a server
+/// may: the failed run's error text then holds the secret.
+async fn echoing_hec() -> String {
+    async fn refuse(headers: axum::http::HeaderMap) -> (axum::http::StatusCode, String) {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let body = serde_json::json!({"text": format!("Invalid token: {auth}"), "code": 4});
+        (axum::http::StatusCode::FORBIDDEN, body.to_string())
+    }
+    let app = axum::Router::new().route("/services/collector/event", axum::routing::post(refuse));
+    common::serve(app).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_a_failed_runs_error_is_redacted_in_history_and_on_stderr() {
+    let origin = echoing_hec().await;
+    let a = asa_with(200, 100, &[("HEC_TOKEN", HEC_TOKEN)], |_| {}).await;
+    common::asa::drain(&a.rt).await;
+    let hec = format!("{origin}/services/collector/event");
+    common::ok(&a.rt, "U02", serde_json::json!({ "hecUrl": hec })).await;
+    let config = a
+        .env
+        .config_file(&format!("grants:\n  O20: {{ hosts: [\"{origin}\"] }}\n"));
+
+    let (out, all) = flowhost(&config, &["run", "O20", "--input", "{\"batch\": 100}"], &[]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", tail(&all));
+    let err = error_line(&text(&out.stderr));
+    // The server's answer is in the error, with the token blanked out.
+    assert!(err.starts_with("error: O20 failed"), "{}", tail(&all));
+    assert!(err.contains("403"), "{err}");
+    assert!(err.contains("Invalid token: Splunk [REDACTED]"), "{err}");
+    assert!(
+        !all.contains(HEC_TOKEN),
+        "the token on stdout or stderr:\n{}",
+        tail(&all)
+    );
+
+    // History holds the same redacted error, in the record and as the CLI shows it.
+    let runs = a.rt.history.list(Some("O20"), 10).unwrap();
+    let failed = runs
+        .iter()
+        .find(|r| r.status == flowhost::history::RunStatus::Error)
+        .unwrap_or_else(|| panic!("no failed O20 run in history: {runs:?}"));
+    let error = failed.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("Invalid token: Splunk [REDACTED]"),
+        "{error}"
+    );
+    assert!(!error.contains(HEC_TOKEN), "{error}");
+    let (out, shown) = flowhost(&config, &["history", "show", &failed.id.to_string()], &[]).await;
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("[REDACTED]"), "{shown}");
+    assert!(!shown.contains(HEC_TOKEN), "{shown}");
 }
 
 #[test]

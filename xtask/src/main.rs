@@ -3,8 +3,10 @@
 //! - `cargo xtask flows` — adds the wasm32-wasip2 target if missing, builds every flow crate
 //!   in `flows/` and lays out `flows/dist/` (the ASA package) and `flows/dist-test/` (test
 //!   flows) as `NAME.wasm` + `NAME.yaml`, the way users drop flows into a folder.
-//! - `cargo xtask test` — builds the flows, then runs every test: the flows' native unit
-//!   tests and the host workspace's tests (one `release` profile throughout).
+//! - `cargo xtask test` — makes sure moto's `moto_server` (the S3 server the blob tests run
+//!   against) is on PATH, installing it with pip when it is not, builds the flows, then runs
+//!   every test: the flows' native unit tests and the host workspace's tests (one `release`
+//!   profile throughout).
 //! - `cargo xtask demo` — builds the flows and binaries, starts the ASA simulator on loopback,
 //!   points the Environment Variables at it, drains the backlog with
 //!   `flowhost run M10 --until-idle`, and shows what landed.
@@ -12,6 +14,7 @@
 //! It uses only the standard library and runs the real `cargo`, `rustup`, `flowhost` and
 //! `asa-sim` commands, printing each one.
 
+use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -189,8 +192,85 @@ fn host_triple() -> Result<String> {
         .ok_or_else(|| "rustc -vV printed no host triple".into())
 }
 
+/// The moto release the S3 tests are written against.
+const MOTO: &str = "moto[server]>=5,<6";
+
+/// Whether an executable `program` is in one of the folders of `path` (a PATH value).
+fn on_path(path: &OsStr, program: &str) -> bool {
+    std::env::split_paths(path).any(|dir| {
+        let p = dir.join(program);
+        std::fs::metadata(&p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
+        })
+    })
+}
+
+/// Makes sure `moto_server` is on `path` (the PATH the tests will run with): when it is not,
+/// installs moto with `python3 -m pip` (then `pyenv rehash`, which makes pyenv's shim for
+/// the new command). Fails at once, naming what to install, without python3 or pip.
+fn ensure_moto(path: &OsStr) -> Result<()> {
+    if on_path(path, "moto_server") {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: `moto_server` (the S3 server of the blob tests) is not on PATH: installing {MOTO}"
+    );
+    if !on_path(path, "python3") {
+        return Err(format!(
+            "the S3 tests need moto's `moto_server`, installed with pip, and `python3` is not \
+             on PATH: install Python 3 with pip (e.g. `apt-get install python3 python3-pip`), \
+             or install moto yourself: python3 -m pip install '{MOTO}'"
+        ));
+    }
+    let pip = Command::new("python3")
+        .env("PATH", path)
+        .args(["-m", "pip", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !pip.is_ok_and(|s| s.success()) {
+        return Err(format!(
+            "the S3 tests need moto's `moto_server`, installed with pip, and `python3 -m pip` \
+             does not work: install pip (e.g. `apt-get install python3-pip` or \
+             `python3 -m ensurepip`), or install moto yourself: python3 -m pip install '{MOTO}'"
+        ));
+    }
+    run(Command::new("python3")
+        .env("PATH", path)
+        // Installing as root is what a CI machine does; pip's warning is noise there.
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            MOTO,
+        ]))
+    .map_err(|e| {
+        format!(
+            "{e}: moto could not be installed; if pip refuses an externally managed Python, \
+             install '{MOTO}' in a virtualenv and put its bin folder on PATH"
+        )
+    })?;
+    if on_path(path, "pyenv") {
+        run(Command::new("pyenv").env("PATH", path).arg("rehash"))?;
+    }
+    if on_path(path, "moto_server") {
+        Ok(())
+    } else {
+        Err(
+            "pip installed moto, but `moto_server` is still not on PATH: add the folder pip \
+             installs scripts into (see `python3 -m pip show -f moto`) to PATH"
+                .into(),
+        )
+    }
+}
+
 /// Every test: the flows' pure-Rust logic natively, then the host workspace.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
+    ensure_moto(&std::env::var_os("PATH").unwrap_or_default())?;
     build_flows(root)?;
     let triple = host_triple()?;
     run(cargo().current_dir(root.join("flows")).args([
@@ -331,4 +411,100 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         config.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder holding executable scripts `name` → body, for use as PATH.
+    fn bin_dir(scripts: &[(&str, &str)]) -> (tempfile_free::Dir, OsString) {
+        let dir = tempfile_free::Dir::new();
+        for (name, body) in scripts {
+            let p = dir.0.join(name);
+            // The scripts' own PATH: the one under test holds only this folder.
+            std::fs::write(&p, format!("#!/bin/sh\nPATH=/usr/bin:/bin\n{body}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = dir.0.clone().into_os_string();
+        (dir, path)
+    }
+
+    /// A temp folder without a crate: xtask uses only the standard library.
+    mod tempfile_free {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Dir {
+                use std::sync::atomic::{AtomicU32, Ordering};
+                static N: AtomicU32 = AtomicU32::new(0);
+                let p = std::env::temp_dir().join(format!(
+                    "xtask-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::Relaxed)
+                ));
+                std::fs::create_dir_all(&p).unwrap();
+                Dir(p)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn moto_on_path_needs_nothing() {
+        let (_d, path) = bin_dir(&[("moto_server", "exit 0")]);
+        assert_eq!(ensure_moto(&path), Ok(()));
+    }
+
+    #[test]
+    fn without_python_it_fails_at_once_naming_python() {
+        let (_d, path) = bin_dir(&[]);
+        let e = ensure_moto(&path).unwrap_err();
+        assert!(
+            e.contains("`python3` is not on PATH: install Python 3 with pip"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn without_pip_it_fails_at_once_naming_pip() {
+        let (d, path) = bin_dir(&[("python3", "echo \"$@\" >> \"${0%/*}/python.log\"; exit 1")]);
+        let e = ensure_moto(&path).unwrap_err();
+        assert!(
+            e.contains("`python3 -m pip` does not work: install pip"),
+            "{e}"
+        );
+        let asked = std::fs::read_to_string(d.0.join("python.log")).unwrap();
+        assert_eq!(asked, "-m pip --version\n", "no install was tried");
+    }
+
+    #[test]
+    fn it_installs_moto_with_pip_then_rehashes() {
+        // pip "installs" moto_server; pyenv records the rehash.
+        let (d, path) = bin_dir(&[
+            (
+                "python3",
+                "dir=\"${0%/*}\"; echo \"$@\" >> \"$dir/pip.log\"; \
+                 if [ \"$3\" = install ]; then printf '#!/bin/sh\\n' > \"$dir/moto_server\"; \
+                 chmod +x \"$dir/moto_server\"; fi; exit 0",
+            ),
+            ("pyenv", "echo \"$@\" >> \"${0%/*}/pyenv.log\""),
+        ]);
+        assert_eq!(ensure_moto(&path), Ok(()));
+        let pip = std::fs::read_to_string(d.0.join("pip.log")).unwrap();
+        assert_eq!(
+            pip,
+            format!(
+                "-m pip --version\n-m pip install --quiet --disable-pip-version-check {MOTO}\n"
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.0.join("pyenv.log")).unwrap(),
+            "rehash\n"
+        );
+    }
 }

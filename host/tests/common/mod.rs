@@ -143,3 +143,72 @@ pub async fn err(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> Str
     assert!(!r.ok(), "{flow} should have failed, output {:?}", r.output);
     r.error.unwrap()
 }
+
+/// A process's output bytes as text (lossy).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The output of a run, as JSON (the run must have produced one).
+pub fn out(r: &RunReport) -> serde_json::Value {
+    let output = r
+        .output
+        .as_deref()
+        .unwrap_or_else(|| panic!("the run has no output: {:?}", r.error));
+    serde_json::from_str(output).unwrap()
+}
+
+/// `PRAGMA integrity_check` of the SQLite file `db`: `ok` when it is sound.
+pub fn integrity(db: &Path) -> String {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        .unwrap()
+}
+
+/// Copies the files of the folder `from` whose names `keep` accepts into `to` (created): a
+/// flows folder of a test's own, to change manifests in or leave flows out of.
+pub fn copy_flows(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_file() && keep(&name) {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Sets the `every:` of the schedule in `dir/FLOW.yaml` (a fast schedule for a test).
+pub fn set_every(dir: &Path, flow: &str, every: &str) {
+    let p = dir.join(format!("{flow}.yaml"));
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("every:")),
+        "{} has no `every:` line",
+        p.display()
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.find("every:") {
+            Some(at) if l[..at].trim().is_empty() => format!("{}every: {every}", &l[..at]),
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+}
+
+/// The first `error: ` line of a command's stderr (empty if there is none).
+pub fn error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Serves `app` on a loopback port it holds for the test's life; returns `http://ADDR`.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    origin
+}

@@ -354,6 +354,9 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
             print_profile(&ing, &prof);
         }
     }
+    // The figures compare like with like only if every run stored the same rows.
+    let runs: Vec<&Ingest> = results.iter().flatten().collect();
+    report::same_rows(&runs).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -560,13 +563,10 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
             "CPU s/1M = client CPU per million events (the process minus the simulator's threads; python: the Python process). \
              RSS = peak of the mode's own process (wasm/native include the in-process simulator)."
         );
-        let digests: Vec<&str> = meds.iter().map(|i| i.digest.as_str()).collect();
-        if digests.len() > 1 {
-            if digests.windows(2).all(|w| w[0] == w[1]) {
-                println!("rows: every mode stored the same rows with the same enrichment strings (digest {})", digests[0]);
-            } else {
-                println!("rows: DIGESTS DIFFER between modes: {digests:?} (the modes did not store the same rows)");
-            }
+        let runs: Vec<&Ingest> = results.iter().flatten().collect();
+        match report::same_rows(&runs) {
+            Ok(digest) => println!("rows: every run of every mode stored the same rows with the same enrichment strings (digest {digest})"),
+            Err(e) => println!("rows: {e}"),
         }
         if let Some(w) = find("wasm") {
             for other in ["native", "python"] {

@@ -42,6 +42,25 @@ pub struct Ingest {
     pub cwasm: std::collections::BTreeMap<String, String>,
 }
 
+/// The one digest every run stored, or an error naming each run's mode and digest when they
+/// differ (the modes did not store the same rows: the comparison is void).
+pub fn same_rows(runs: &[&Ingest]) -> Result<String, String> {
+    let Some(first) = runs.first() else {
+        return Ok(String::new());
+    };
+    if runs.iter().all(|r| r.digest == first.digest) {
+        return Ok(first.digest.clone());
+    }
+    let each: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", r.mode, r.digest))
+        .collect();
+    Err(format!(
+        "DIGESTS DIFFER between runs ({}): the modes did not store the same rows",
+        each.join(", ")
+    ))
+}
+
 /// One line of a time split.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Part {
@@ -131,4 +150,34 @@ pub fn per_million(v: f64, events: u64) -> f64 {
 
 pub fn mb(bytes: f64) -> f64 {
     bytes / (1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mode: &str, digest: &str) -> Ingest {
+        Ingest {
+            mode: mode.into(),
+            digest: digest.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn equal_digests_pass_and_any_difference_fails_naming_the_runs() {
+        let (a, b, c) = (run("wasm", "d1"), run("native", "d1"), run("python", "d2"));
+        assert_eq!(same_rows(&[&a, &b]), Ok("d1".to_string()));
+        assert_eq!(same_rows(&[&a]), Ok("d1".to_string()));
+        assert_eq!(
+            same_rows(&[&a, &b, &c]),
+            Err(
+                "DIGESTS DIFFER between runs (wasm d1, native d1, python d2): the modes did \
+                 not store the same rows"
+                    .to_string()
+            )
+        );
+        // A second run of one mode that differs from its first counts too.
+        assert!(same_rows(&[&a, &b, &run("wasm", "d3")]).is_err());
+    }
 }
