@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod asa;
+pub mod held;
 pub mod moto;
 
 use std::path::{Path, PathBuf};
