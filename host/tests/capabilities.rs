@@ -768,3 +768,22 @@ async fn a_huge_output_a_huge_for_each_and_a_huge_allocation_fail_alone() {
         json!({"after": true})
     );
 }
+
+/// A flow controls a cache entry's ttl: the longest one (`u64::MAX` ms) means "kept", not an
+/// overflow in the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_entry_with_the_longest_ttl_is_kept() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            {"op": "cache_set", "key": "forever", "value": "v", "ttl_ms": u64::MAX},
+            {"op": "cache_get", "key": "forever"}
+        ]}),
+    )
+    .await;
+    assert!(r.ok(), "{:?}", r.error);
+    assert_eq!(common::out(&r)[1], json!("v"));
+}

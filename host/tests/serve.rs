@@ -446,3 +446,39 @@ async fn a_second_signal_stops_serve_at_once() {
         Some(flowhost::history::INTERRUPTED)
     );
 }
+
+/// A flow controls the delay of the runs it requests: the longest one (`u64::MAX` ms) must not
+/// take `serve` down (one task schedules everything); the other flows go on running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_requested_an_eternity_ahead_does_not_stop_serve() {
+    let (env, dir) = env_with_flows();
+    drop_probe(&dir, "clock", &echoer("200ms", "tick"));
+    drop_probe(
+        &dir,
+        "requester",
+        "title: Requester\nschedule:\n  every: 1h\n  input: {\"op\": \"request_run\", \"flow\": \"clock\", \"input\": {}, \"delay_ms\": 18446744073709551615}\ngrants:\n  flows: [clock]\n",
+    );
+    let rt = env.config.open_runtime().unwrap();
+    let done = std::sync::OnceLock::new();
+    let summary = serve_until(
+        &env,
+        &rt,
+        no_reload(),
+        "three runs of clock after the requester's run",
+        |rt| {
+            let Some(ended) = runs(rt, "requester")
+                .iter()
+                .find(|r| r.status != RunStatus::Running)
+                .map(|r| r.id)
+            else {
+                return false;
+            };
+            let after = *done.get_or_init(|| ended);
+            runs(rt, "clock").iter().filter(|r| r.id > after).count() >= 3
+        },
+    )
+    .await;
+    let requester = runs(&rt, "requester");
+    assert_eq!(requester.len(), 1, "{requester:?}");
+    assert!(summary.runs >= 4, "{summary:?}");
+}
