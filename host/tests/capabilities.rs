@@ -787,3 +787,39 @@ async fn a_cache_entry_with_the_longest_ttl_is_kept() {
     assert!(r.ok(), "{:?}", r.error);
     assert_eq!(common::out(&r)[1], json!("v"));
 }
+
+/// A server controls a 429's wait: a time beyond any deadline (`X-RateLimit-Retry-At: 1e300`,
+/// `Retry-After: 18446744073709551615`) fails the run with the deadline error naming the URL,
+/// not a panic in the host (`caps/http.rs` `rate_limit_wait` uses `Duration::from_secs_f64`
+/// and adds the jitter unchecked).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_naming_a_time_beyond_any_deadline_fails_the_run_cleanly() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    for (name, value) in [
+        ("x-ratelimit-retry-at", "1e300"),
+        ("retry-after", "18446744073709551615"),
+    ] {
+        let app = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(name, value)],
+                "slow down",
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/limited", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let e = err(
+            &rt,
+            "probe",
+            json!({"op": "http", "method": "GET", "url": url,
+                   "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 10}}),
+        )
+        .await;
+        assert!(
+            e.contains(&url) && e.contains("past the run's deadline"),
+            "{name}: {value}: {e}"
+        );
+    }
+}
