@@ -4,13 +4,9 @@
 mod common;
 
 use common::asa::{asa, asa_with, checkpoint, drain, notes, rows, sim_ids, stored_ids};
-use common::{ok, run, TestEnv};
-use flowhost::runtime::RunReport;
+use common::{ok, out, run, wait_until, TestEnv, PATIENCE};
+use flowhost::history::RunStatus;
 use serde_json::{json, Value};
-
-fn out(r: &RunReport) -> Value {
-    serde_json::from_str(r.output.as_deref().unwrap()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn backfill_then_partial_page_then_new_events() {
@@ -79,7 +75,31 @@ async fn backfill_then_partial_page_then_new_events() {
             ("30".into(), "Subsequent part page".into()),
         ]
     );
-    // Every run is in history, and the service token was fetched once and reused.
+    // Every run is in history (the three of the backfill and the two after it, each ok, in
+    // order), and the service token was fetched once and reused.
+    let history = a.rt.history.list(Some("M10"), 100).unwrap();
+    let mut ids: Vec<i64> = reports.iter().map(|r| r.id).collect();
+    let outputs: Vec<Value> = history
+        .iter()
+        .rev()
+        .map(|h| {
+            assert_eq!(h.status, RunStatus::Ok, "{h:?}");
+            serde_json::from_str(h.output.as_deref().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(outputs.len(), 5, "{history:?}");
+    assert_eq!(outputs[4], r);
+    ids.extend(history.iter().take(2).rev().map(|h| h.id));
+    assert_eq!(
+        history.iter().rev().map(|h| h.id).collect::<Vec<_>>(),
+        ids,
+        "the runs in history are the runs made"
+    );
+    for settings in ["U02", "U03"] {
+        let runs = a.rt.history.list(Some(settings), 10).unwrap();
+        assert_eq!(runs.len(), 1, "{settings}: {runs:?}");
+        assert_eq!(runs[0].status, RunStatus::Ok, "{settings}: {runs:?}");
+    }
     assert_eq!(a.sim.stats().tokens_issued, 1);
 }
 
@@ -89,30 +109,38 @@ async fn backfill_then_partial_page_then_new_events() {
 async fn the_next_page_is_fetched_while_this_one_is_stored() {
     let a = asa(250, 100).await;
     let audit_requests = || a.sim.stats().audit_requests;
-    let until = |n: u64| async move {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while audit_requests() < n && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        audit_requests()
-    };
     ok(&a.rt, "M10", json!({})).await;
-    assert_eq!(until(2).await, 2, "page 1, then page 2 asked for ahead");
+    wait_until(PATIENCE, "page 2 to be asked for ahead", || {
+        audit_requests() >= 2
+    })
+    .await;
+    assert_eq!(audit_requests(), 2, "page 1, then page 2 asked for ahead");
     let r = ok(&a.rt, "M10", json!({})).await;
     assert_eq!(
         (r["events"].as_u64(), r["written"].as_u64()),
         (Some(100), Some(100))
     );
+    wait_until(PATIENCE, "page 3 to be asked for ahead", || {
+        audit_requests() >= 3
+    })
+    .await;
     assert_eq!(
-        until(3).await,
+        audit_requests(),
         3,
         "page 2 came from the prefetch; page 3 asked for ahead"
     );
     let r = ok(&a.rt, "M10", json!({})).await;
     assert_eq!(r["note"], "First part page");
-    // The last page leaves nothing to fetch ahead.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(audit_requests(), 3);
+    // The last page leaves nothing to fetch ahead: new events that arrive now are seen by the
+    // next run, which asks for them itself (a page fetched ahead of them would hide them).
+    a.sim.append_events(30);
+    let r = ok(&a.rt, "M10", json!({})).await;
+    assert_eq!(
+        (r["written"].as_u64(), r["note"].as_str()),
+        (Some(30), Some("Subsequent part page"))
+    );
+    assert_eq!(audit_requests(), 4);
     assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
 }
 

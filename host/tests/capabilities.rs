@@ -7,7 +7,6 @@ use common::{err, ok, run, TestEnv};
 use flowhost::history::RunStatus;
 use flowhost::runtime::Runtime;
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 fn table(f: &str, args: serde_json::Value) -> serde_json::Value {
     let mut v = json!({"op": "table", "fn": f, "table": "Probe Items"});
@@ -293,30 +292,30 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     assert_eq!(sim.stats().audit_requests - before, 3);
 
     // An attempt slower than its own timeout is given up and retried: the caller gets the
-    // second attempt's answer long before the first would have come.
-    let slow_get = |attempts: u32| {
-        json!({"op": "http", "method": "GET", "url": audits, "timeout_ms": 300,
-        "headers": {"authorization": bearer},
+    // second attempt's answer while the first is still unanswered.
+    let slow_get = |url: &str, attempts: u32| {
+        json!({"op": "http", "method": "GET", "url": url, "timeout_ms": 300,
         "retry": {"max_attempts": attempts, "initial_backoff_ms": 10, "max_backoff_ms": 10}})
     };
-    sim.inject(asa_sim::Fault::Latency(Duration::from_secs(3)), 1);
-    let before = sim.stats().audit_requests;
-    let started = Instant::now();
-    let resp = ok(&rt, "probe", slow_get(2)).await;
-    assert_eq!(resp["status"], 200);
-    assert_eq!(sim.stats().audit_requests - before, 2);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "the slow attempt was waited for: {:?}",
-        started.elapsed()
+    let held = common::held::Held::start(1).await;
+    let resp = ok(&rt, "probe", slow_get(&held.url, 2)).await;
+    assert_eq!(
+        (resp["status"].as_u64(), resp["body"].as_str()),
+        (Some(200), Some("answer 1"))
+    );
+    assert_eq!(
+        (held.received(), held.answered()),
+        (2, 1),
+        "the held answer was waited for"
     );
     // Every attempt too slow: the error says so, after the last attempt.
-    sim.inject(asa_sim::Fault::Latency(Duration::from_secs(3)), 2);
-    let e = err(&rt, "probe", slow_get(2)).await;
+    let held = common::held::Held::start(2).await;
+    let e = err(&rt, "probe", slow_get(&held.url, 2)).await;
     assert!(
         e.contains("timed out") && e.contains("after 2 attempts"),
         "{e}"
     );
+    assert_eq!((held.received(), held.answered()), (2, 0));
 
     // Connection refused is an error after the attempts, not a hang.
     let e = err(
@@ -349,17 +348,26 @@ async fn a_prefetched_get_answers_the_same_request_once() {
     };
     let audit_requests = || sim.stats().audit_requests;
 
-    // Sent at once, in the background (the server answers after 500 ms); the later send waits
-    // for that answer instead of asking again: one request in all.
-    sim.inject(asa_sim::Fault::Latency(Duration::from_millis(500)), 1);
-    let n = audit_requests();
-    let started = Instant::now();
-    let out = ok(&rt, "probe", prefetch(get(&audits, &token))).await;
+    // Sent in the background: the prefetching run returns while the server still holds the
+    // answer; the later send waits for that answer instead of asking again: one request.
+    let held = common::held::Held::start(1).await;
+    let out = ok(&rt, "probe", prefetch(get(&held.url, &token))).await;
     assert_eq!(out, json!({"prefetched": true}));
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "the prefetch was waited for"
+    assert_eq!(held.answered(), 0, "the prefetch was waited for");
+    common::wait_until(common::PATIENCE, "the prefetch to reach the server", || {
+        held.received() == 1
+    })
+    .await;
+    held.release();
+    let resp = ok(&rt, "probe", get(&held.url, &token)).await;
+    assert_eq!(
+        (resp["status"].as_u64(), resp["body"].as_str()),
+        (Some(200), Some("answer 0"))
     );
+    assert_eq!(held.received(), 1, "the send went to the server again");
+    // The same through the simulator: the page arrives whole.
+    let n = audit_requests();
+    ok(&rt, "probe", prefetch(get(&audits, &token))).await;
     let resp = ok(&rt, "probe", get(&audits, &token)).await;
     assert_eq!(resp["status"], 200);
     let page: serde_json::Value = serde_json::from_str(resp["body"].as_str().unwrap()).unwrap();
@@ -384,9 +392,10 @@ async fn a_prefetched_get_answers_the_same_request_once() {
     sim.inject(asa_sim::Fault::Status(503), 1);
     let n = audit_requests();
     ok(&rt, "probe", prefetch(get(&audits, &token))).await;
-    while audit_requests() == n {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until(common::PATIENCE, "the prefetch to meet the 503", || {
+        audit_requests() > n
+    })
+    .await;
     let resp = ok(&rt, "probe", get(&audits, &token)).await;
     assert_eq!(resp["status"], 200);
     assert_eq!(audit_requests(), n + 2);
@@ -461,31 +470,61 @@ async fn flows_call_and_for_each_keep_order_and_grants() {
 }
 
 /// For-each spreads its children over a worker per core, yet never runs more than
-/// `concurrency` of them at once: six 300 ms sleeps at concurrency 3 take two rounds.
+/// `concurrency` of them at once. Each child notes the time as it starts and as it ends (around
+/// a 300 ms sleep); the most children running at one moment is counted from those notes.
 #[tokio::test(flavor = "multi_thread")]
 async fn for_each_runs_at_most_concurrency_children_at_once() {
     let env = TestEnv::new();
     let rt = env.runtime();
-    let items: Vec<_> = (0..6).map(|_| json!({"op": "sleep", "ms": 300})).collect();
-    let started = std::time::Instant::now();
-    let out = ok(
-        &rt,
-        "probe",
-        json!({"op": "for_each", "flow": "probe", "items": items, "concurrency": 3}),
-    )
-    .await;
-    let took = started.elapsed();
-    assert_eq!(out.as_array().unwrap().len(), 6, "{out}");
-    assert!(
-        out.as_array()
+    let most_at_once = |out: &serde_json::Value| -> usize {
+        let spans: Vec<(String, String)> = out
+            .as_array()
             .unwrap()
             .iter()
-            .all(|r| r.get("ok").is_some()),
-        "{out}"
-    );
-    // Four or more at once would finish under 600 ms; one at a time would take 1.8 s.
-    assert!(took >= std::time::Duration::from_millis(590), "{took:?}");
-    assert!(took < std::time::Duration::from_millis(1700), "{took:?}");
+            .map(|r| {
+                let notes = &r["ok"];
+                let at = |i: usize| {
+                    notes[i]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{r}"))
+                        .to_string()
+                };
+                (at(0), at(2))
+            })
+            .collect();
+        // At each start, the children that started no later and had not yet ended (the
+        // timestamps are fixed-width UTC text, so they compare as strings).
+        spans
+            .iter()
+            .map(|(start, _)| {
+                spans
+                    .iter()
+                    .filter(|(s, e)| s <= start && start < e)
+                    .count()
+            })
+            .max()
+            .unwrap()
+    };
+    let child =
+        json!({"op": "steps", "steps": [{"op": "now"}, {"op": "sleep", "ms": 300}, {"op": "now"}]});
+    for (concurrency, items) in [(3, 9), (1, 4)] {
+        let out = ok(
+            &rt,
+            "probe",
+            json!({"op": "for_each", "flow": "probe", "items": vec![child.clone(); items],
+                   "concurrency": concurrency}),
+        )
+        .await;
+        assert_eq!(out.as_array().unwrap().len(), items, "{out}");
+        let most = most_at_once(&out);
+        assert!(
+            most <= concurrency,
+            "{most} at once at concurrency {concurrency}: {out}"
+        );
+        if concurrency > 1 {
+            assert!(most > 1, "the children ran one at a time: {out}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -566,16 +605,23 @@ async fn schedule_log_and_cache() {
         "{:?}",
         rec.logs
     );
-    ok(
+    // The cache answers within the ttl, and not after it: `short` (1 s) expires, `long`
+    // (a minute) stays.
+    let set = |key: &str, ttl_ms: u64| json!({"op": "cache_set", "key": key, "value": format!("{key}-value"), "ttl_ms": ttl_ms});
+    let get = |key: &str| json!({"op": "cache_get", "key": key});
+    let out = ok(
         &rt,
         "probe",
-        json!({"op": "cache_set", "key": "k", "value": "v1", "ttl_ms": 60000}),
+        json!({"op": "steps", "steps": [set("long", 60_000), set("short", 1000), get("short")]}),
     )
     .await;
-    assert_eq!(
-        ok(&rt, "probe", json!({"op": "cache_get", "key": "k"})).await,
-        json!("v1")
-    );
+    assert_eq!(out[2], json!("short-value"));
+    common::wait_until(common::PATIENCE, "the 1 s cache entry to expire", || {
+        rt.cache.get("probe", "short").is_none()
+    })
+    .await;
+    assert_eq!(ok(&rt, "probe", get("short")).await, json!(null));
+    assert_eq!(ok(&rt, "probe", get("long")).await, json!("long-value"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -600,6 +646,54 @@ async fn hostile_flows_fail_alone_with_clear_errors() {
         ok(&rt, "echo", json!({"still": "here"})).await,
         json!({"still": "here"})
     );
+}
+
+/// A folder with `roomy`: the probe component with more memory and a shorter timeout than
+/// `probe` (so that a big output reaches the output cap, not the memory cap, and a loop ends
+/// soon), granted the probe's table; the runtime sees it beside the test flows.
+fn with_roomy_probe(mut env: TestEnv) -> (TestEnv, std::sync::Arc<Runtime>) {
+    let dir = env.dir.path().join("roomy");
+    common::drop_probe(
+        &dir,
+        "roomy",
+        "title: Roomy probe\ntimeout: 2s\nmemory: 256MiB\ngrants:\n  tables:\n    write: [Probe Items]\n",
+    );
+    env.config.flows.push(dir);
+    let rt = env.runtime();
+    (env, rt)
+}
+
+/// Writes made before a trap or a timeout are rolled back with the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_before_a_trap_or_a_timeout_are_rolled_back() {
+    let (_env, rt) = with_roomy_probe(TestEnv::new());
+    let count = || table("count", json!({"filter": {}}));
+    for (last, status, says) in [
+        ("panic", RunStatus::Error, "panicked"),
+        ("loop", RunStatus::Timeout, "timed out"),
+    ] {
+        let steps = json!({"op": "steps", "steps": [
+            table("insert", json!({"row": {"id": format!("before-{last}")}})),
+            count(),
+            {"op": "log", "level": "info", "message": "inserted"},
+            {"op": last}
+        ]});
+        let r = run(&rt, "roomy", steps).await;
+        assert_eq!(r.status, status, "{last}: {:?}", r.error);
+        assert!(
+            r.error.as_deref().unwrap_or("").contains(says),
+            "{last}: {:?}",
+            r.error
+        );
+        // The insert happened (the step after it logged) before the run failed.
+        let rec = rt.history.get(r.id).unwrap().unwrap();
+        assert!(
+            rec.logs.iter().any(|l| l.message == "inserted"),
+            "{last}: {:?}",
+            rec.logs
+        );
+        assert_eq!(ok(&rt, "probe", count()).await, json!(0), "after {last}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -645,19 +739,17 @@ async fn broken_files_are_skipped_and_the_rest_load() {
     assert_eq!(ok(&rt, "echo", json!([1, 2])).await, json!([1, 2]));
 }
 
+/// Each size limit is reached on its own: an output over the 16 MiB cap (from a flow with
+/// memory to spare), a for-each one item over the 100,000 limit, and memory over the cap.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_huge_output_and_a_million_item_for_each_fail_alone() {
-    let env = TestEnv::new();
-    let rt = env.runtime();
-    // 20 MiB of output against the host's 16 MiB cap (within probe's 32 MiB memory).
-    let e = err(&rt, "probe", json!({"op": "big_output", "mb": 20})).await;
+async fn a_huge_output_a_huge_for_each_and_a_huge_allocation_fail_alone() {
+    let (_env, rt) = with_roomy_probe(TestEnv::new());
+    let e = err(&rt, "roomy", json!({"op": "big_output", "mb": 20})).await;
     assert!(
-        e.contains("over the limit") || e.contains("memory limit"),
+        e.contains("roomy: output of 20971522 bytes is over the limit of 16777216 bytes"),
         "{e}"
     );
-    // A for-each of a million items: refused by the item limit (or the guest's memory cap
-    // while building the list), never run.
-    let items = vec![json!(0); 1_000_000];
+    let items = vec![json!(0); 100_001];
     let e = err(
         &rt,
         "probe",
@@ -665,11 +757,69 @@ async fn a_huge_output_and_a_million_item_for_each_fail_alone() {
     )
     .await;
     assert!(
-        e.contains("limit-exceeded") || e.contains("memory limit"),
+        e.contains("limit-exceeded")
+            && e.contains("for-each of 100001 items is over the limit of 100000"),
         "{e}"
     );
+    let e = err(&rt, "probe", json!({"op": "alloc", "mb": 200})).await;
+    assert!(e.contains("memory limit of 32MiB exceeded"), "{e}");
     assert_eq!(
         ok(&rt, "echo", json!({"after": true})).await,
         json!({"after": true})
     );
+}
+
+/// A flow controls a cache entry's ttl: the longest one (`u64::MAX` ms) means "kept", not an
+/// overflow in the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_entry_with_the_longest_ttl_is_kept() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let r = run(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            {"op": "cache_set", "key": "forever", "value": "v", "ttl_ms": u64::MAX},
+            {"op": "cache_get", "key": "forever"}
+        ]}),
+    )
+    .await;
+    assert!(r.ok(), "{:?}", r.error);
+    assert_eq!(common::out(&r)[1], json!("v"));
+}
+
+/// A server controls a 429's wait: a time beyond any deadline (`X-RateLimit-Retry-At: 1e300`,
+/// `Retry-After: 18446744073709551615`) fails the run with the deadline error naming the URL,
+/// not a panic in the host (`caps/http.rs` `rate_limit_wait` uses `Duration::from_secs_f64`
+/// and adds the jitter unchecked).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_429_naming_a_time_beyond_any_deadline_fails_the_run_cleanly() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    for (name, value) in [
+        ("x-ratelimit-retry-at", "1e300"),
+        ("retry-after", "18446744073709551615"),
+    ] {
+        let app = axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(name, value)],
+                "slow down",
+            )
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/limited", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let e = err(
+            &rt,
+            "probe",
+            json!({"op": "http", "method": "GET", "url": url,
+                   "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 10}}),
+        )
+        .await;
+        assert!(
+            e.contains(&url) && e.contains("past the run's deadline"),
+            "{name}: {value}: {e}"
+        );
+    }
 }

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 /// `peek`) and `peek` (pure, reads Probe Items), plus `extra` manifests as given.
 fn folder(env: &TestEnv, extra: &[(&str, &str)]) -> PathBuf {
     let dir = env.dir.path().join("flows");
-    std::fs::create_dir_all(&dir).unwrap();
     let manifests = [
         (
             "driver",
@@ -27,9 +26,7 @@ fn folder(env: &TestEnv, extra: &[(&str, &str)]) -> PathBuf {
         ),
     ];
     for (name, text) in manifests.iter().chain(extra) {
-        let probe = common::flows_dir("dist-test").join("probe.wasm");
-        std::fs::copy(probe, dir.join(format!("{name}.wasm"))).unwrap();
-        std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+        common::drop_probe(&dir, name, text);
     }
     dir
 }

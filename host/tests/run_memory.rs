@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::TestEnv;
 use serde_json::json;
-
-/// Puts the probe component into `dir` as `name`, with `manifest`.
-fn drop_probe(dir: &Path, name: &str, manifest: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let probe = common::flows_dir("dist-test").join("probe.wasm");
-    std::fs::copy(probe, dir.join(format!("{name}.wasm"))).unwrap();
-    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
-}
 
 /// Runs `flowhost` to its end and returns (exit code, stderr, peak RSS in MiB), the peak taken
 /// from the kernel's accounting for exactly that process.
@@ -56,12 +47,12 @@ fn a_for_each_past_the_run_memory_fails_and_rolls_back() {
     let mut env = TestEnv::new();
     // Probes with room for their output, and time for 1 GB of it on a busy machine.
     let dir = env.dir.path().join("flows");
-    drop_probe(
+    common::drop_probe(
         &dir,
         "gather",
         "title: Gather\ntimeout: 5m\ngrants:\n  flows: [big]\n  tables: {write: [Probe Items]}\n",
     );
-    drop_probe(&dir, "big", "title: Big\ntimeout: 1m\nmemory: 128MiB\n");
+    common::drop_probe(&dir, "big", "title: Big\ntimeout: 1m\nmemory: 128MiB\n");
     env.config.flows.insert(0, dir);
     let cfg = env.config_file("");
     let cfg = cfg.to_str().unwrap();
@@ -102,7 +93,7 @@ fn a_for_each_past_the_run_memory_fails_and_rolls_back() {
 async fn run_memory_from_the_manifest_bounds_http_bodies_and_queued_upserts() {
     let mut env = TestEnv::new();
     let dir = env.dir.path().join("flows");
-    drop_probe(
+    common::drop_probe(
         &dir,
         "tight",
         "title: Tight\nrun_memory: 1MiB\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n  \

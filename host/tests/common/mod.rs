@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod asa;
+pub mod held;
 pub mod moto;
 
 use std::path::{Path, PathBuf};
@@ -144,6 +145,27 @@ pub async fn err(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> Str
     r.error.unwrap()
 }
 
+/// Waits until `condition` holds, checking every 10 ms; panics naming `what` if it still does
+/// not after `within` (a generous bound: a slow machine only makes a test slower). Tests wait
+/// for the event itself with this, never for the clock.
+pub async fn wait_until(
+    within: std::time::Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+) {
+    let started = std::time::Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < within,
+            "gave up after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The deadline tests give [`wait_until`]: far beyond what any event here takes.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A process's output bytes as text (lossy).
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -211,4 +233,73 @@ pub async fn serve(app: axum::Router) -> String {
     let origin = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     origin
+}
+
+/// Copies the `probe` test component into `dir` as flow `name`, with `manifest` as its
+/// manifest (the way a user drops a flow into a folder).
+pub fn drop_probe(dir: &Path, name: &str, manifest: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let probe = flows_dir("dist-test").join("probe.wasm");
+    std::fs::copy(probe, dir.join(format!("{name}.wasm"))).unwrap();
+    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
+}
+
+/// Copies the ASA flows (`flows/dist`) into `dir`, leaving out the flows in `without`, and in
+/// each `(flow, key, value)` of `changes` replaces the manifest line `key: …` (at any
+/// indentation, e.g. `every` under `schedule`) by `key: value`. Panics if a key is missing, so
+/// a renamed setting cannot turn a fast-schedule test into a slow one unnoticed.
+pub fn asa_flows_with(dir: &Path, changes: &[(&str, &str, &str)], without: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(flows_dir("dist")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let stem = name.split('.').next().unwrap_or_default();
+        if !without.contains(&stem) {
+            std::fs::copy(e.path(), dir.join(&name)).unwrap();
+        }
+    }
+    for (flow, key, value) in changes {
+        let p = dir.join(format!("{flow}.yaml"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut found = false;
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let body = l.trim_start();
+                if body.starts_with(&format!("{key}:")) {
+                    found = true;
+                    format!("{}{key}: {value}", &l[..l.len() - body.len()])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(found, "{} has no `{key}:` line", p.display());
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    }
+}
+
+/// When a finished run started and ended.
+pub fn span(r: &flowhost::history::RunRecord) -> (jiff::Timestamp, jiff::Timestamp) {
+    let ended = r
+        .ended
+        .as_deref()
+        .unwrap_or_else(|| panic!("run {} has not ended: {r:?}", r.id));
+    (r.started.parse().unwrap(), ended.parse().unwrap())
+}
+
+/// Asserts that no two of `runs` (finished runs) overlapped in time, whatever their order.
+pub fn assert_no_overlap(runs: &[flowhost::history::RunRecord]) {
+    let mut sorted: Vec<_> = runs.iter().collect();
+    sorted.sort_by_key(|r| span(r).0);
+    for w in sorted.windows(2) {
+        let (first, second) = (span(w[0]), span(w[1]));
+        assert!(
+            first.1 <= second.0,
+            "run {} ({}) and run {} ({}) overlapped: {first:?} {second:?}",
+            w[0].id,
+            w[0].flow,
+            w[1].id,
+            w[1].flow
+        );
+    }
 }

@@ -145,6 +145,22 @@ impl Client {
     }
 }
 
+/// How long a test waits for an event before it gives up: far beyond what any takes here.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Waits until `condition` holds, checking every 10 ms; panics naming `what` after
+/// [`PATIENCE`]. (This crate's copy of flowhost's `tests/common::wait_until`.)
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {PATIENCE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn cfg(events: u64) -> SimConfig {
     SimConfig {
         events,
@@ -281,9 +297,21 @@ async fn auth_checks_and_expiry() {
         .get(&format!("{}/v1/teams/nobody/auditsV2", c.base), &t)
         .await;
     assert_error(&r, 404, "resource_does_not_exist");
-    // TTL expiry.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_error(&c.audits("", &t).await, 401, "authentication_error");
+    // TTL expiry: the token works until it expires (700 ms after it was issued), then is
+    // refused. Waited for, with a deadline far beyond the TTL.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let r = c.audits("", &t).await;
+        if r.status != StatusCode::OK {
+            assert_error(&r, 401, "authentication_error");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a 700 ms token still works after {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // expire_tokens() revokes everything issued so far.
     let t1 = c.token(&sim).await;
@@ -712,6 +740,7 @@ async fn related_objects_are_exactly_the_referenced_ones() {
 
 #[tokio::test]
 async fn rate_limit_headers_and_429() {
+    let started = jiff::Timestamp::now().as_second();
     let sim = Sim::start(SimConfig {
         events: 10,
         rate_limit_per_hour: 4,
@@ -725,10 +754,11 @@ async fn rate_limit_headers_and_429() {
     assert_eq!(r.header("x-ratelimit-limit").as_deref(), Some("4"));
     assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("2"));
     let reset: i64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+    // The hourly window started with the simulator (reported from the whole second after).
     let now = jiff::Timestamp::now().as_second();
     assert!(
-        (now + 3590..=now + 3601).contains(&reset),
-        "{reset} vs {now}"
+        (started + 3600..=now + 3601).contains(&reset),
+        "{reset} vs {started}..{now}"
     );
     assert!(r.header("x-ratelimit-retry-at").is_none());
     c.audits("", &t).await; // 3
@@ -772,22 +802,32 @@ async fn every_fault() {
         assert_eq!(c.audits("", &t).await.status, StatusCode::OK);
     }
 
+    // Retry-At (or Reset) names the second after the 429 was served: between the second after
+    // the request was sent and the second after the answer came.
+    let around = |before: i64, after: i64, named: i64| {
+        assert!(
+            (before + 1..=after + 1).contains(&named),
+            "{named} vs {before}..{after}"
+        );
+    };
     sim.inject(Fault::RateLimited, 1);
+    let before = jiff::Timestamp::now().as_second();
     let r = c.audits("", &t).await;
+    let after = jiff::Timestamp::now().as_second();
     assert_error(&r, 429, "too_many_requests");
-    let now = jiff::Timestamp::now().as_second();
     let retry: i64 = r.header("x-ratelimit-retry-at").unwrap().parse().unwrap();
-    assert!((now..=now + 2).contains(&retry), "{retry} vs {now}");
+    around(before, after, retry);
     assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("0"));
     assert!(r.header("x-ratelimit-reset").is_some());
 
     sim.inject(Fault::RateLimitedResetOnly, 1);
+    let before = jiff::Timestamp::now().as_second();
     let r = c.audits("", &t).await;
+    let after = jiff::Timestamp::now().as_second();
     assert_error(&r, 429, "too_many_requests");
     assert!(r.header("x-ratelimit-retry-at").is_none());
     let reset: i64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
-    let now = jiff::Timestamp::now().as_second();
-    assert!((now..=now + 2).contains(&reset), "{reset} vs {now}");
+    around(before, after, reset);
 
     sim.inject(Fault::Latency(Duration::from_millis(300)), 1);
     let t0 = Instant::now();
@@ -859,6 +899,7 @@ async fn every_fault() {
 
 #[tokio::test]
 async fn live_mode_and_appends() {
+    let before_start = Instant::now();
     let sim = Sim::start(SimConfig {
         events: 5,
         live_events_per_sec: 200.0,
@@ -866,9 +907,14 @@ async fn live_mode_and_appends() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Events arrive on their own; never faster than 200 a second.
+    wait_until("50 live events", || sim.event_count() >= 55).await;
     let n = sim.event_count();
-    assert!((50..=160).contains(&n), "{n} events after 0.5 s at 200/s");
+    let most = 5.0 + 200.0 * before_start.elapsed().as_secs_f64();
+    assert!(
+        n as f64 <= most,
+        "{n} events, more than 200/s allows ({most})"
+    );
     let c = Client::new(&sim);
     let t = c.token(&sim).await;
     let (ids, _) = c.walk(&c.audits_url("?count=1000"), &t, "next").await;
@@ -981,20 +1027,26 @@ async fn deterministic_per_seed() {
     other.shutdown().await;
 }
 
+/// A full page deep in a million events: the right thousand ids, every time. (How long it
+/// takes is printed, not asserted: the machine may be busy.)
 #[tokio::test]
-async fn full_page_is_fast() {
+async fn a_full_page_deep_in_a_million_events() {
     let sim = Sim::start(cfg(1_000_000)).await.unwrap();
     let c = Client::new(&sim);
     let t = c.token(&sim).await;
     // Warm up the connection.
     c.audits("?count=1000", &t).await;
     let enc = sim.event_id(500_000).unwrap().replace('=', "%3D");
+    let want: Vec<String> = (500_001..501_001)
+        .map(|i| sim.event_id(i).unwrap())
+        .collect();
     let rounds = 20;
     let t0 = Instant::now();
     let mut bytes = 0;
     for _ in 0..rounds {
         let r = c.audits(&format!("?count=1000&offset={enc}"), &t).await;
         assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.ids(), want);
         bytes += r.body.len();
     }
     let per = t0.elapsed() / rounds;
@@ -1002,7 +1054,6 @@ async fn full_page_is_fast() {
         "1000-event page: {per:?} per request (incl. client), {} KiB",
         bytes / rounds as usize / 1024
     );
-    assert!(per < Duration::from_millis(100), "{per:?}");
     sim.shutdown().await;
 }
 
@@ -1031,8 +1082,14 @@ fn start_in_thread_serves_blocking_callers() {
     assert!(out.contains("bearer_token"));
     assert!(base.starts_with("http://127.0.0.1:"));
     drop(sim); // last handle: the server thread stops
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(std::net::TcpStream::connect(addr).is_err());
+    let deadline = Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting connections {PATIENCE:?} after the last handle was dropped"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
