@@ -1,5 +1,5 @@
 //! Run history: one row per top-level run (and per failed child call) in
-//! `_flowhost_runs`, its log lines in `_flowhost_run_logs`, and secret redaction.
+//! `_flowhost_runs`, its log lines in `_flowhost_run_logs`.
 //!
 //! What this module decides:
 //! - **What is kept.** Input, output and error text are capped at [`MAX_TEXT`] bytes with a
@@ -15,8 +15,8 @@
 //!   [`history_path_for`]) to avoid that.
 //! - **Time.** Timestamps are RFC 3339 in UTC with milliseconds (`2024-05-01T10:00:00.123Z`),
 //!   which sort as text.
-//! - **Secrets.** [`redact`] replaces secret values before anything is stored; the caller
-//!   applies it (this module never sees the secret values).
+//! - **Secrets.** [`crate::redact`] replaces secret values before anything is stored; the
+//!   caller applies it (this module never sees the secret values).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -227,45 +227,6 @@ pub fn cap(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…(truncated {} bytes)", &text[..end], text.len() - end)
-}
-
-/// `text` with every secret value of at least 4 bytes (and its JSON-escaped form, as it
-/// appears inside JSON text) replaced by `[REDACTED]`. Longer secrets win where two overlap.
-pub fn redact(text: &str, secrets: &[String]) -> String {
-    let mut patterns: Vec<String> = Vec::new();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        patterns.push(s.clone());
-        if let Ok(json) = serde_json::to_string(s) {
-            let escaped = json[1..json.len() - 1].to_string();
-            if escaped != *s {
-                patterns.push(escaped);
-            }
-        }
-    }
-    patterns.retain(|p| text.contains(p.as_str()));
-    if patterns.is_empty() {
-        return text.to_string();
-    }
-    patterns.sort();
-    patterns.dedup();
-    patterns.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    'scan: while !rest.is_empty() {
-        for p in &patterns {
-            if rest.starts_with(p.as_str()) {
-                out.push_str("[REDACTED]");
-                rest = &rest[p.len()..];
-                continue 'scan;
-            }
-        }
-        let mut chars = rest.chars();
-        if let Some(c) = chars.next() {
-            out.push(c);
-        }
-        rest = chars.as_str();
-    }
-    out
 }
 
 /// Whether process `pid` is alive (on this machine).
@@ -727,28 +688,6 @@ mod tests {
         assert_eq!(cap("abcdefghij", 4), "abcd…(truncated 6 bytes)");
         // Never splits a character: "é" is two bytes.
         assert_eq!(cap("aéé", 2), "a…(truncated 4 bytes)");
-    }
-
-    #[test]
-    fn redaction() {
-        let secrets = vec![
-            "s3cr3t-value".to_string(),
-            "abc".to_string(), // too short: left alone
-            "s3cr3t".to_string(),
-            "quo\"te".to_string(),
-        ];
-        assert_eq!(
-            redact("token s3cr3t-value and s3cr3t, abc", &secrets),
-            "token [REDACTED] and [REDACTED], abc"
-        );
-        assert_eq!(
-            redact(r#"{"k":"quo\"te"}"#, &secrets),
-            r#"{"k":"[REDACTED]"}"#
-        );
-        assert_eq!(redact("nothing here", &secrets), "nothing here");
-        assert_eq!(redact("ünïcødé s3cr3t ✓", &secrets), "ünïcødé [REDACTED] ✓");
-        // A secret that is part of the replacement text does not mangle it.
-        assert_eq!(redact("REDA x", &["REDA".to_string()]), "[REDACTED] x");
     }
 
     #[test]

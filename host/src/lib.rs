@@ -20,8 +20,10 @@
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
-//! | [`history`] | run history in SQLite, aggregation of child calls, redaction, pruning |
+//! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
+//! | [`redact`] | every form a secret can take (raw, JSON, percent-encoded, base64), replaced |
+//! | [`terminal`] | what the binary writes to stderr: log lines and errors, redacted and escaped |
 //! | [`cron`] | cron lines with time zones |
 //! | [`export`] | CSV / JSON-lines export and import of tables |
 //! | [`progress`] | progress display on a terminal |
@@ -36,11 +38,13 @@ pub mod export;
 pub mod history;
 pub mod manifest;
 pub mod progress;
+pub mod redact;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;
 pub mod store;
+pub mod terminal;
 pub mod walvfs;
 pub mod yaml;

@@ -10,6 +10,18 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use flowhost::config::Config;
 use flowhost::history::{RunStatus, Trigger};
+use flowhost::terminal::Terminal;
+
+/// Every log line and printed error passes here: secrets redacted, control characters escaped
+/// (see `flowhost::terminal`). It knows the environment's secrets from the start and every
+/// secret once the runtime is open.
+static TERMINAL: std::sync::LazyLock<Terminal> = std::sync::LazyLock::new(|| {
+    Terminal::new(
+        flowhost::secrets::Secrets::from_env()
+            .map(|s| s.redactor())
+            .unwrap_or_default(),
+    )
+});
 
 #[derive(Parser)]
 #[command(
@@ -150,7 +162,7 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(Usage(e)) => {
-            eprintln!("error: {e:#}");
+            TERMINAL.eprintln(&format!("error: {e:#}"));
             ExitCode::from(2)
         }
     }
@@ -169,7 +181,8 @@ fn init_tracing(verbose: u8, quiet: bool) {
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(TERMINAL.clone())
+        .with_ansi(false)
         .with_target(false)
         .init();
 }
@@ -213,6 +226,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         _ => None,
     };
     let runtime = cfg.open_runtime().map_err(|e| Usage(e.into()))?;
+    TERMINAL.set_redactor(runtime.secrets.redactor());
     match cli.command {
         Command::List => cmd_list(&runtime).map_err(usage),
         Command::Run {
@@ -323,7 +337,8 @@ fn cmd_list(rt: &flowhost::runtime::Runtime) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_else(|| "on demand".into());
-        writeln!(out, "{:<8} {:<40} {}", m.name, m.title, schedule)?;
+        let title = TERMINAL.clean(&m.title);
+        writeln!(out, "{:<8} {:<40} {}", m.name, title, schedule)?;
         writeln!(out, "         grants: {}", m.grants.summary())?;
     }
     if reg.is_empty() {
@@ -332,7 +347,7 @@ fn cmd_list(rt: &flowhost::runtime::Runtime) -> anyhow::Result<ExitCode> {
     if !reg.errors.is_empty() {
         writeln!(out, "\nnot loaded:")?;
         for e in &reg.errors {
-            writeln!(out, "  {e}")?;
+            writeln!(out, "  {}", TERMINAL.clean(e))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -372,12 +387,12 @@ async fn cmd_run(
             } else {
                 "failed"
             };
-            eprintln!(
+            TERMINAL.eprintln(&format!(
                 "error: {} {status} (run {}): {}",
                 report.flow,
                 report.id,
                 report.error.as_deref().unwrap_or("unknown error")
-            );
+            ));
             return Ok(ExitCode::from(1));
         }
         last_output = report.output.clone();
@@ -438,7 +453,7 @@ fn cmd_history(
             r.status.to_string(),
             r.started,
             ms,
-            err
+            TERMINAL.clean(err)
         )?;
     }
     Ok(ExitCode::SUCCESS)

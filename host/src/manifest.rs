@@ -371,7 +371,7 @@ impl Manifest {
     pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         let err = |m: String| ManifestError::new(path, m);
         let name = flow_name_from_path(path).map_err(err)?;
-        let raw: RawManifest = yaml::from_str(text).map_err(err)?;
+        let raw: RawManifest = yaml::from_untrusted_str(text).map_err(err)?;
         if raw.title.trim().is_empty() {
             return Err(err("title: must not be empty".into()));
         }

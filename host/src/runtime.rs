@@ -360,11 +360,13 @@ impl Runtime {
         let children: Vec<ChildStats> = std::mem::take(&mut *lock(&run.children))
             .into_values()
             .collect();
-        let secrets = self.secrets.values();
+        let secrets = &self.secrets;
         let out_h = output.as_deref().map(|o| self.history_text(&flow, o));
-        let err_h = error.as_deref().map(|e| crate::history::redact(e, secrets));
+        let err_h = error.as_deref().map(|e| secrets.redact(e).into_owned());
         for l in &mut logs {
-            l.message = crate::history::redact(&l.message, secrets);
+            if let std::borrow::Cow::Owned(m) = secrets.redact(&l.message) {
+                l.message = m;
+            }
         }
         if let Err(e) = self.history.finish(
             id,
@@ -395,7 +397,7 @@ impl Runtime {
             flow: name.into(),
             status,
             output,
-            error: error.map(|e| crate::history::redact(&e, secrets)),
+            error: error.map(|e| secrets.redact(&e).into_owned()),
             requests,
             elapsed: started.elapsed(),
         })
@@ -407,7 +409,7 @@ impl Runtime {
         if flow.manifest.sensitive {
             return "[sensitive: not recorded]".into();
         }
-        crate::history::redact(text, self.secrets.values())
+        self.secrets.redact(text).into_owned()
     }
 }
 
@@ -638,9 +640,8 @@ impl Memo {
 
 fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message: &str) {
     let rt = &parent.rt;
-    let secrets = rt.secrets.values();
     let input = rt.history_text(child, input);
-    let message = crate::history::redact(message, secrets);
+    let message = rt.secrets.redact(message);
     let rec = rt
         .history
         .start(

@@ -1,9 +1,18 @@
 //! Where secret values come from: `FLOWHOST_SECRET_<NAME>` environment variables (first) and an
 //! optional YAML secrets file (`NAME: value`) that must not be readable by group or others.
-//! Values are read once at start; `values()` feeds the redaction of history and logs.
+//! Values are read once at start, and the [`Redactor`] of every form of them is built then
+//! ([`Secrets::redact`], [`Secrets::redactor`]): history, logs and printed errors use it.
+//!
+//! The secrets file's errors name the file, the line and what was expected, and never quote a
+//! value (an error message reaches logs and terminals): a dotenv line (`NAME=value`) is
+//! refused as "line 3: expected `NAME: value`, found `NAME=...`", a name set twice names both
+//! lines, a YAML error quotes no string ([`crate::yaml::from_untrusted_str`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::redact::{RedactError, Redactor};
 
 const ENV_PREFIX: &str = "FLOWHOST_SECRET_";
 
@@ -15,12 +24,14 @@ pub enum SecretsError {
     Read { path: String, message: String },
     #[error("{path}: {message} (expected `NAME: value` lines)")]
     Format { path: String, message: String },
+    #[error(transparent)]
+    Redaction(#[from] RedactError),
 }
 
 #[derive(Default)]
 pub struct Secrets {
     by_name: BTreeMap<String, String>,
-    values: Vec<String>,
+    redactor: Arc<Redactor>,
 }
 
 impl Secrets {
@@ -37,28 +48,33 @@ impl Secrets {
                 }
             }
         }
-        Ok(Self::from_map(by_name))
+        Self::from_map(by_name)
     }
 
-    pub fn from_map(by_name: BTreeMap<String, String>) -> Secrets {
-        // Longest first, so that a secret containing another is redacted whole.
-        let mut values: Vec<String> = by_name
-            .values()
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Secrets { by_name, values }
+    /// Only the `FLOWHOST_SECRET_*` environment variables (what the binary can redact before
+    /// it has read its config).
+    pub fn from_env() -> Result<Secrets, SecretsError> {
+        Self::load(None)
+    }
+
+    pub fn from_map(by_name: BTreeMap<String, String>) -> Result<Secrets, SecretsError> {
+        let values: Vec<&String> = by_name.values().collect();
+        let redactor = Arc::new(Redactor::new(&values)?);
+        Ok(Secrets { by_name, redactor })
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
         self.by_name.get(name).cloned()
     }
 
-    /// Every known secret value, for redaction.
-    pub fn values(&self) -> &[String] {
-        &self.values
+    /// `text` with every form of every secret value replaced (see [`crate::redact`]).
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        self.redactor.redact(text)
+    }
+
+    /// The redactor of these secrets, for the terminal.
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.clone()
     }
 }
 
@@ -82,21 +98,69 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
         path: shown.clone(),
         message: e.to_string(),
     })?;
-    let map: BTreeMap<String, serde_yaml::Value> =
-        crate::yaml::from_str(&text).map_err(|m| SecretsError::Format {
-            path: shown.clone(),
-            message: m,
-        })?;
+    let format = |message: String| SecretsError::Format {
+        path: shown.clone(),
+        message,
+    };
+    check_lines(&text).map_err(format)?;
+    // A `Mapping` refuses a repeated key in any YAML form (the line check above names both
+    // lines of the usual form).
+    let map: serde_yaml::Mapping = crate::yaml::from_untrusted_str(&text).map_err(format)?;
     map.into_iter()
-        .map(|(k, v)| match v {
-            serde_yaml::Value::String(s) => Ok((k, s)),
-            serde_yaml::Value::Number(n) => Ok((k, n.to_string())),
-            _ => Err(SecretsError::Format {
-                path: shown.clone(),
-                message: format!("`{}` is not a text value", crate::yaml::one_line(&k)),
-            }),
+        .map(|(k, v)| {
+            let serde_yaml::Value::String(k) = k else {
+                return Err(format("a secret's name is not text".into()));
+            };
+            let name = crate::yaml::one_line(&k);
+            match v {
+                serde_yaml::Value::String(s) => Ok((k, s)),
+                serde_yaml::Value::Number(n) => Ok((k, n.to_string())),
+                _ => Err(format(format!("`{name}` is not a text value"))),
+            }
         })
         .collect()
+}
+
+/// Line by line, before YAML sees the text: dotenv lines and names set twice, naming lines
+/// and names, never values.
+fn check_lines(text: &str) -> Result<(), String> {
+    let mut first_line: HashMap<&str, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let number = i + 1;
+        // Only top-level `NAME: value` lines: not indented, not a comment or a document mark.
+        if line.starts_with([' ', '\t', '#', '-', '.', '"', '\'', '{', '[']) || line.is_empty() {
+            continue;
+        }
+        let colon = line
+            .find(": ")
+            .or_else(|| line.strip_suffix(':').map(str::len));
+        let equals = line.find('=');
+        match (colon, equals) {
+            (Some(c), _) if equals.is_none_or(|e| c < e) => {
+                let name = line[..c].trim_end();
+                if let Some(first) = first_line.insert(name, number) {
+                    return Err(format!(
+                        "lines {first} and {number} both set `{}`; keep one",
+                        crate::yaml::one_line(name)
+                    ));
+                }
+            }
+            (_, Some(e)) => {
+                let name = line[..e].trim().trim_start_matches("export ").trim();
+                let shown = if is_name(name) { name } else { "NAME" };
+                return Err(format!(
+                    "line {number}: expected `NAME: value`, found `{shown}=...`"
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A plausible secret name: letters, digits and `_`.
+fn is_name(text: &str) -> bool {
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -121,6 +185,58 @@ mod tests {
         }
         let s = Secrets::load(Some(&p)).unwrap();
         assert_eq!(s.get("ASA_KEY_SECRET").as_deref(), Some("s3cr3t=="));
-        assert!(s.values().contains(&"abc-123".to_string()));
+        assert_eq!(s.redact("id abc-123"), "id [REDACTED]");
+    }
+
+    fn file_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("secrets.yaml");
+        std::fs::write(&p, text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let e = Secrets::load(Some(&p)).err().unwrap().to_string();
+        e.replace(&p.display().to_string(), "secrets.yaml")
+    }
+
+    #[test]
+    fn file_errors_name_lines_never_values() {
+        assert_eq!(
+            file_error("# mine\nA: ok-value\nTOKEN=hunter2-Zq\n"),
+            "secrets.yaml: line 3: expected `NAME: value`, found `TOKEN=...` (expected `NAME: value` lines)"
+        );
+        assert_eq!(
+            file_error("export TOKEN=\"hunter2 Zq\"\n"),
+            "secrets.yaml: line 1: expected `NAME: value`, found `TOKEN=...` (expected `NAME: value` lines)"
+        );
+        assert_eq!(
+            file_error("A: one-Zq\nB: two-Zq\n\nA: three-Zq\n"),
+            "secrets.yaml: lines 1 and 4 both set `A`; keep one (expected `NAME: value` lines)"
+        );
+        // Other YAML forms: serde_yaml's own checks, quoting no value.
+        for (text, leaked) in [
+            ("{A: one-Zq, A: two-Zq}", "Zq"),
+            ("\"multi word value-Zq\"", "Zq"),
+            ("A: [x-Zq]", "Zq"),
+            ("A: 'unterminated-Zq\n", "Zq"),
+        ] {
+            let e = file_error(text);
+            assert!(e.starts_with("secrets.yaml: "), "{e}");
+            assert!(!e.contains(leaked), "{text:?} → {e}");
+        }
+        // A value with `=` or `: ` is fine.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.yaml");
+        std::fs::write(&p, "A: \"x=y: z\"\nB: b=c\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let s = Secrets::load(Some(&p)).unwrap();
+        assert_eq!(s.get("A").as_deref(), Some("x=y: z"));
+        assert_eq!(s.get("B").as_deref(), Some("b=c"));
     }
 }

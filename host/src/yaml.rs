@@ -1,5 +1,12 @@
 //! The one place YAML is read (manifests, table schemas, the config file, the secrets file),
 //! so that the archived `serde_yaml` can be swapped without touching the loaders.
+//!
+//! Errors are one line naming the field and the position. [`from_untrusted_str`] is for files
+//! that may hold anything: a secrets file, and a manifest (a drop-in folder's `NAME.yaml` may
+//! be a symlink to any file, `/etc/passwd` say). Its errors never quote a value from the text
+//! (serde's `invalid type: string "…"` becomes `invalid type: a string`); names (keys, the
+//! unknown field or variant, for the "did you mean" hint) and numbers stay. The config file
+//! and table schemas still quote values: they are the operator's own, named files.
 
 use serde::de::DeserializeOwned;
 
@@ -12,6 +19,41 @@ pub const MAX_FLOW_DEPTH: usize = 128;
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
     check_flow_depth(text)?;
     serde_yaml::from_str(text).map_err(|e| message(&e))
+}
+
+/// [`from_str`] whose error quotes no string value from `text` (see the module doc).
+pub fn from_untrusted_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    from_str(text).map_err(|m| without_values(&m))
+}
+
+/// `message` with every serde `string "…"` (a value from the file, Debug-quoted) replaced by
+/// `a string`.
+pub fn without_values(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(QUOTED) {
+        out.push_str(&rest[..at]);
+        out.push_str("a string");
+        let mut chars = rest[at + QUOTED.len()..].char_indices();
+        let mut end = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    end = Some(at + QUOTED.len() + i + 1);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        // An unterminated quote drops the rest: it can only be the value.
+        rest = end.map_or("", |e| &rest[e..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A `serde_yaml` error as one line, with a "did you mean" hint for an unknown field or
@@ -28,18 +70,7 @@ pub fn message(e: &serde_yaml::Error) -> String {
 /// `text` with its control characters escaped (`\n`, `\r`, `\t`, `\u{1b}`): a value from a
 /// file (a quoted YAML string may hold a newline) cannot break a message into several lines.
 pub fn one_line(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::terminal::escape_controls(text).into_owned()
 }
 
 /// Refuses flow collections nested deeper than [`MAX_FLOW_DEPTH`] (outside quoted strings and
@@ -163,6 +194,24 @@ mod tests {
         ] {
             let _ = with_hint(odd.into());
         }
+    }
+
+    #[test]
+    fn untrusted_errors_quote_no_values() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/bin/sh\n";
+        let e =
+            from_untrusted_str::<std::collections::BTreeMap<String, String>>(passwd).unwrap_err();
+        assert_eq!(e, "invalid type: a string, expected a map");
+        let e = from_str::<std::collections::BTreeMap<String, String>>(passwd).unwrap_err();
+        assert!(
+            e.contains("root:x:0:0"),
+            "the trusted form still quotes: {e}"
+        );
+        assert_eq!(
+            without_values(r#"a: invalid value: string "x\"y, \\", expected b; string "z"#),
+            "a: invalid value: a string, expected b; a string"
+        );
+        assert_eq!(without_values("no value here"), "no value here");
     }
 
     #[test]

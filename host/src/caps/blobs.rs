@@ -102,7 +102,7 @@ pub fn open_stores(
                 let s3 = builder.build().map_err(|e| {
                     format!(
                         "blobs.{name}: cannot set up the S3 store: {}",
-                        crate::history::redact(&one_line(&e.to_string()), secrets.values())
+                        secrets.redact(&one_line(&e.to_string()))
                     )
                 })?;
                 Arc::new(s3)
@@ -236,7 +236,7 @@ fn one_line(text: &str) -> String {
 /// A store error as `Other`, naming the call, store and key; secret values are redacted.
 fn store_error(ctx: &CallCtx, what: &str, e: object_store::Error) -> WitError {
     let text = one_line(&format!("{what}: {e}"));
-    WitError::Other(crate::history::redact(&text, ctx.rt.secrets.values()))
+    WitError::Other(ctx.rt.secrets.redact(&text).into_owned())
 }
 
 /// Runs `fut` within the run's deadline.

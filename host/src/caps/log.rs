@@ -11,7 +11,10 @@ const MAX_MESSAGE: usize = 4096;
 impl Host for RunState {
     async fn log(&mut self, level: Level, message: String) {
         let ctx = &self.ctx;
-        let mut message = crate::history::redact(&message, ctx.rt.secrets.values());
+        let mut message = match ctx.rt.secrets.redact(&message) {
+            std::borrow::Cow::Owned(redacted) => redacted,
+            std::borrow::Cow::Borrowed(_) => message,
+        };
         if message.len() > MAX_MESSAGE {
             let cut = message.floor_char_boundary(MAX_MESSAGE);
             message.truncate(cut);

@@ -8,7 +8,8 @@
 //! Kept per [`crate::runtime::Runtime`]: at most [`SLOTS`] at a time, each for [`TTL`]. A
 //! prefetch is sent by the same code as `http.send` (grants, rate-limit budget, retries) with
 //! its own deadline of [`TTL`]. A transport error, a 429 or a 5xx is not handed over: the
-//! later `send` sends again and retries as its policy says.
+//! later `send` sends again and retries as its policy says. Its log lines show the URL as
+//! [`super::http::log_url`] does: without query or credentials.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -100,7 +101,10 @@ impl Prefetches {
         let abort = found.task.abort_handle();
         match tokio::time::timeout(ctx.remaining(), found.task).await {
             Ok(Ok(Ok(resp))) if resp.status != 429 && resp.status < 500 => {
-                tracing::debug!(flow = ctx.name(), url = %req.url, "using the prefetched response");
+                let url = reqwest::Url::parse(&req.url)
+                    .map(|u| super::http::log_url(&u))
+                    .unwrap_or_default();
+                tracing::debug!(flow = ctx.name(), url, "using the prefetched response");
                 Some(resp)
             }
             Err(_) => {
