@@ -3,7 +3,8 @@
 //! A flow instance's own memory is capped by its manifest's `memory:`; this caps the rest,
 //! what the host holds for the run outside any instance: child outputs and the results a
 //! `for-each` gathers before handing them over, HTTP response bodies being read, upserts
-//! queued for the next batch, and the log lines kept for history. Each holding takes a
+//! queued for the next batch, and the log lines kept for history (a refused log line is
+//! dropped, and the run fails like any other refusal). Each holding takes a
 //! [`Charge`] that gives its bytes back when dropped, so the budget bounds what is held at one
 //! time, not what passes through.
 //!

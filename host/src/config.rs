@@ -18,6 +18,7 @@ pub struct Config {
     pub tables: Vec<PathBuf>,
     pub secrets_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// Within [`RETENTION_RANGE`] when read from a file.
     pub retention: Duration,
     pub grants: BTreeMap<String, Grants>,
     /// Named object stores (`blobs:`); by default one local store `archive`.
@@ -47,6 +48,13 @@ pub enum BlobStoreConfig {
 }
 
 /// The store a config without a `blobs:` section gets.
+/// `history.retention`: from a minute to ten years.
+pub const RETENTION_RANGE: crate::manifest::DurationRange = crate::manifest::DurationRange {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(3650 * 86400),
+    text: "1m to 3650d",
+};
+
 pub const DEFAULT_BLOB_STORE: &str = "archive";
 /// Its folder (relative to the config file's folder, or the working directory).
 pub const DEFAULT_BLOB_DIR: &str = ".flowhost/archive";
@@ -273,7 +281,9 @@ impl Config {
         }
         if let Some(r) = raw.history.and_then(|h| h.retention) {
             c.retention = crate::manifest::parse_duration(&r)
-                .map_err(|e| err(format!("history.retention: {e}")))?;
+                .map_err(|e| format!("history.retention: {e}"))
+                .and_then(|d| RETENTION_RANGE.check("history.retention", &r, d))
+                .map_err(err)?;
         }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;

@@ -7,7 +7,9 @@
 //!   too) and a count of the dropped ones. Child calls are aggregated per parent as
 //!   [`ChildStats`] in the parent's row; a child started with [`History::start`] (`parent` set)
 //!   keeps its own row only if it does not end `ok` — [`History::finish`] deletes the row of a
-//!   child that succeeded, so a million successful calls never become a million rows.
+//!   child that succeeded, so a million successful calls never become a million rows. Only
+//!   the first [`MAX_FAILED_CHILD_ROWS`] failed calls of a run get rows (the runtime counts
+//!   the rest in `ChildStats::failures_not_recorded`), so a million failures do not either.
 //! - **Independence from tables.** History writes use their own connection and commit on their
 //!   own, so a failed run's record survives the rollback of its table writes. SQLite has one
 //!   writer per file: if history shares the tables' file, a history write waits while a run
@@ -134,7 +136,15 @@ pub struct ChildStats {
     /// `calls`; they take no time).
     #[serde(default)]
     pub memo_hits: u64,
+    /// Failures (counted in `failures`) that have no history row of their own: a run keeps
+    /// only its first [`MAX_FAILED_CHILD_ROWS`] failed child calls whole.
+    #[serde(default)]
+    pub failures_not_recorded: u64,
 }
+
+/// Failed child calls of one top-level run that get a history row of their own (input and
+/// error); later failures are only counted in the parent's [`ChildStats`].
+pub const MAX_FAILED_CHILD_ROWS: u64 = 10;
 
 impl ChildStats {
     /// No calls yet.
@@ -146,6 +156,7 @@ impl ChildStats {
             total_ms: 0,
             total_us: 0,
             memo_hits: 0,
+            failures_not_recorded: 0,
         }
     }
 }
@@ -380,6 +391,22 @@ impl History {
         logs: &[LogLine],
         children: &[ChildStats],
     ) -> Result<(), StoreError> {
+        self.finish_with_dropped_logs(id, status, output, error, logs, 0, children)
+    }
+
+    /// [`History::finish`] for a run that already dropped `dropped_earlier` log lines before
+    /// handing over `logs` (the runtime's own cap): `logs_dropped` counts both.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_with_dropped_logs(
+        &self,
+        id: i64,
+        status: RunStatus,
+        output: Option<&str>,
+        error: Option<&str>,
+        logs: &[LogLine],
+        dropped_earlier: u64,
+        children: &[ChildStats],
+    ) -> Result<(), StoreError> {
         let children_json = serde_json::to_string(children).map_err(|e| StoreError::Invalid {
             path: self.path.clone(),
             message: format!("run {id}: cannot encode the child statistics ({e})"),
@@ -402,7 +429,10 @@ impl History {
                 return tx.commit().map_err(self.err(&context));
             }
         }
-        let dropped = logs.len().saturating_sub(MAX_LOG_LINES) as i64;
+        let dropped = u64::try_from(logs.len().saturating_sub(MAX_LOG_LINES))
+            .unwrap_or(u64::MAX)
+            .saturating_add(dropped_earlier);
+        let dropped = i64::try_from(dropped).unwrap_or(i64::MAX);
         let updated = tx
             .execute(
                 "UPDATE _flowhost_runs SET ended = ?1, status = ?2, output = ?3, error = ?4, children = ?5, logs_dropped = ?6 WHERE id = ?7",
@@ -739,6 +769,7 @@ mod tests {
                 total_ms: 1234,
                 total_us: 1_234_000,
                 memo_hits: 400,
+                failures_not_recorded: 0,
             },
             ChildStats {
                 flow: "U11".into(),
@@ -747,6 +778,7 @@ mod tests {
                 total_ms: 5,
                 total_us: 5_000,
                 memo_hits: 0,
+                failures_not_recorded: 0,
             },
         ];
         h.finish(id, RunStatus::Ok, Some(&big), None, &logs, &children)

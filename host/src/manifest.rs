@@ -266,6 +266,47 @@ pub struct Manifest {
 }
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A duration field's allowed range (inclusive), and how messages write it.
+#[derive(Debug, Clone, Copy)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+    /// `1s to 24h`.
+    pub text: &'static str,
+}
+
+impl DurationRange {
+    /// `d` (written `text` by the user) if it is in range, or `FIELD: TEXT is out of range
+    /// (MIN to MAX)`.
+    pub fn check(&self, field: &str, text: &str, d: Duration) -> Result<Duration, String> {
+        if d < self.min || d > self.max {
+            return Err(format!(
+                "{field}: {} is out of range ({})",
+                text.trim(),
+                self.text
+            ));
+        }
+        Ok(d)
+    }
+}
+
+const HOUR: u64 = 3600;
+const DAY: u64 = 86400;
+
+/// `timeout`: a run gets at least a second and at most a day.
+pub const TIMEOUT_RANGE: DurationRange = DurationRange {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(24 * HOUR),
+    text: "1s to 24h",
+};
+
+/// `schedule.every`: from 100 ms to 30 days.
+pub const EVERY_RANGE: DurationRange = DurationRange {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(30 * DAY),
+    text: "100ms to 30d",
+};
 pub const DEFAULT_MEMORY: usize = 64 << 20;
 /// The largest memory cap a manifest may ask for (the pooling allocator reserves this much
 /// address space per slot).
@@ -363,8 +404,7 @@ impl RawGrants {
 impl Manifest {
     /// Reads and checks `path`; the flow's name is the file stem.
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ManifestError::new(path, format!("cannot read: {e}")))?;
+        let text = crate::registry::read_manifest(path).map_err(|e| ManifestError::new(path, e))?;
         Self::parse(path, &text)
     }
 
@@ -386,7 +426,10 @@ impl Manifest {
         };
         let timeout = match raw.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(t) => parse_duration(&t).map_err(|e| err(format!("timeout: {e}")))?,
+            Some(t) => parse_duration(&t)
+                .map_err(|e| format!("timeout: {e}"))
+                .and_then(|d| TIMEOUT_RANGE.check("timeout", &t, d))
+                .map_err(err)?,
         };
         let memory = match raw.memory {
             None => DEFAULT_MEMORY,
@@ -455,10 +498,11 @@ fn parse_schedule(s: RawSchedule) -> Result<Schedule, String> {
                 return Err("schedule.timezone: only applies to `cron`".into());
             }
             let d = parse_duration(&every).map_err(|e| format!("schedule.every: {e}"))?;
-            if d < Duration::from_millis(100) {
-                return Err(format!("schedule.every: `{every}` is shorter than 100ms"));
-            }
-            Ok(Schedule::Every(d))
+            Ok(Schedule::Every(EVERY_RANGE.check(
+                "schedule.every",
+                &every,
+                d,
+            )?))
         }
         (None, Some(line)) => {
             let timezone = s.timezone.unwrap_or_else(|| "UTC".into());
@@ -622,6 +666,22 @@ mod tests {
                 "grants.secrets[0]",
             ),
             ("description: d\n", "missing field `title`"),
+            (
+                "title: t\ntimeout: 0s\n",
+                "timeout: 0s is out of range (1s to 24h)",
+            ),
+            (
+                "title: t\ntimeout: 18446744073709551615s\n",
+                "timeout: 18446744073709551615s is out of range (1s to 24h)",
+            ),
+            (
+                "title: t\nschedule: {every: 18446744073709551615s}\n",
+                "schedule.every: 18446744073709551615s is out of range (100ms to 30d)",
+            ),
+            (
+                "title: t\nschedule: {every: 50ms}\n",
+                "schedule.every: 50ms is out of range (100ms to 30d)",
+            ),
         ];
         for (text, want) in cases {
             let e = Manifest::parse(p, text).unwrap_err().to_string();

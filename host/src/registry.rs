@@ -6,14 +6,65 @@
 //! not compile. Components are compiled on first use and cached (see `engine`), so `flowhost
 //! list` and a one-off utility run start fast. A broken flow is reported and skipped; it never
 //! takes the others down.
+//!
+//! Only regular files are read (a symlink to a regular file counts as one: it is followed), and
+//! only up to [`MAX_MANIFEST_BYTES`] for a manifest and [`MAX_COMPONENT_BYTES`] for a component.
+//! A FIFO, device or folder named `x.yaml` is reported and skipped, never opened for a
+//! blocking read, so it cannot freeze `flowhost list` or `serve`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use crate::engine::{Engine, FlowPre, RunState};
-use crate::manifest::{Grants, Manifest};
+use crate::manifest::{Grants, Manifest, ManifestError};
 use crate::schema::Schemas;
+
+/// The largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// The largest component loaded.
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
+/// Opens `path` for reading if it is a regular file (or a symlink to one) of at most `cap`
+/// bytes; the error does not repeat the path. Never blocks on a FIFO: the file is opened
+/// non-blocking and checked before any read.
+pub fn open_regular(path: &Path, cap: u64) -> Result<std::fs::File, String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (flows are read from regular files or symlinks to them)".into(),
+        );
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "{} bytes is over the limit of {}",
+            meta.len(),
+            crate::manifest::format_size(usize::try_from(cap).unwrap_or(usize::MAX))
+        ));
+    }
+    Ok(file)
+}
+
+/// The text of the manifest at `path` (a regular file of at most [`MAX_MANIFEST_BYTES`]); the
+/// error does not repeat the path.
+pub fn read_manifest(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let file = open_regular(path, MAX_MANIFEST_BYTES)?;
+    let mut text = String::new();
+    // `take`: a file that grows after the check is still read only up to the cap.
+    file.take(MAX_MANIFEST_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(text)
+}
 
 /// One loadable flow.
 pub struct FlowEntry {
@@ -97,11 +148,10 @@ impl Registry {
                     }
                     _ => continue,
                 }
-                let text = match std::fs::read_to_string(path) {
+                let text = match read_manifest(path) {
                     Ok(t) => t,
                     Err(e) => {
-                        reg.errors
-                            .push(format!("{}: cannot read: {e}", path.display()));
+                        reg.errors.push(ManifestError::new(path, e).to_string());
                         continue;
                     }
                 };
@@ -289,21 +339,20 @@ fn check(
         }
     }
     let wasm = path.with_extension("wasm");
+    if !wasm.exists() && wasm.symlink_metadata().is_err() {
+        return Err(format!(
+            "{}: no {} beside the manifest",
+            path.display(),
+            wasm.display()
+        ));
+    }
     let mut head = [0u8; 8];
-    let read = std::fs::File::open(&wasm).and_then(|mut f| {
+    let mut file =
+        open_regular(&wasm, MAX_COMPONENT_BYTES).map_err(|e| format!("{}: {e}", wasm.display()))?;
+    {
         use std::io::Read;
-        f.read_exact(&mut head)
-    });
-    if let Err(e) = read {
-        return Err(if e.kind() == std::io::ErrorKind::NotFound {
-            format!(
-                "{}: no {} beside the manifest",
-                path.display(),
-                wasm.display()
-            )
-        } else {
-            format!("{}: cannot read: {e}", wasm.display())
-        });
+        file.read_exact(&mut head)
+            .map_err(|e| format!("{}: cannot read: {e}", wasm.display()))?;
     }
     crate::engine::looks_like_component(&head)
         .map_err(|why| format!("{}: {why}", wasm.display()))?;

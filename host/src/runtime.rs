@@ -5,15 +5,19 @@
 //! write into the same one. The transaction commits only when the top-level flow returns `Ok`
 //! and rolls back on an error, a trap, a timeout or a crash (DESIGN.md §4). Run history is
 //! written outside that transaction so a failed run's record survives its rollback; child calls
-//! are aggregated per flow, and only failed children get a history row of their own.
+//! are aggregated per flow, and only failed children (the first few of a run) get a history
+//! row of their own.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+
 use crate::budget::Budget;
 use crate::engine::{Engine, Instance, Outcome, WitError};
-use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger};
+use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger, MAX_FAILED_CHILD_ROWS};
 use crate::registry::{FlowEntry, Registry};
 use crate::secrets::Secrets;
 use crate::store::{DeferredUpsert, Store, Txn};
@@ -75,6 +79,8 @@ pub enum RunError {
     BadInput { flow: String, message: String },
     #[error("{0}")]
     Storage(String),
+    #[error("{flow}: a timeout of {timeout} is past what this system's clock can represent")]
+    Deadline { flow: String, timeout: String },
 }
 
 impl RunError {
@@ -140,6 +146,8 @@ pub struct RunShared {
     pub txn: Mutex<Option<Txn>>,
     pub logs: Mutex<Vec<LogLine>>,
     pub dropped_logs: std::sync::atomic::AtomicU64,
+    /// Failed child calls so far (the first few get history rows of their own).
+    pub failed_children: std::sync::atomic::AtomicU64,
     pub children: Mutex<BTreeMap<String, ChildStats>>,
     pub requests: Mutex<Vec<RunRequest>>,
     pub pool: Mutex<InstancePool>,
@@ -148,6 +156,8 @@ pub struct RunShared {
     pub deferred: Mutex<Deferred>,
     /// What the host may buffer for this run (see [`crate::budget`]).
     pub budget: Arc<Budget>,
+    /// The budget the kept log lines hold.
+    pub logs_held: Mutex<Option<crate::budget::Charge>>,
 }
 
 /// A run's upserts into keyed tables wait here, checked but not yet written, so that the
@@ -174,6 +184,7 @@ impl RunShared {
             txn: Mutex::new(txn),
             logs: Mutex::new(Vec::new()),
             dropped_logs: Default::default(),
+            failed_children: Default::default(),
             children: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
             pool: Mutex::new(InstancePool::default()),
@@ -185,6 +196,7 @@ impl RunShared {
                 closed: txn_missing,
             }),
             budget: Budget::new(crate::manifest::DEFAULT_RUN_MEMORY),
+            logs_held: Mutex::new(None),
         }
     }
 
@@ -293,6 +305,15 @@ impl Runtime {
             });
         }
         let started = Instant::now();
+        // The manifest bounds the timeout (`manifest::TIMEOUT_RANGE`); this only guards
+        // against a clock that cannot represent it.
+        let deadline =
+            started
+                .checked_add(flow.manifest.timeout)
+                .ok_or_else(|| RunError::Deadline {
+                    flow: name.into(),
+                    timeout: crate::manifest::format_duration(flow.manifest.timeout),
+                })?;
         let input_for_history = self.history_text(&flow, input);
         let id = self
             .history
@@ -302,8 +323,8 @@ impl Runtime {
             .store
             .begin()
             .map_err(|e| RunError::Storage(e.to_string()))?;
-        let run = Arc::new(RunShared::new(id, Some(txn)).with_run_memory(flow.manifest.run_memory));
-        let deadline = started + flow.manifest.timeout;
+        let run =
+            Arc::new(RunShared::new(id, Some(txn)).with_run_memory(flow.manifest.run_memory));
         let ctx = CallCtx {
             rt: self.clone(),
             flow: flow.clone(),
@@ -311,7 +332,23 @@ impl Runtime {
             depth: 0,
             deadline,
         };
-        let mut outcome = invoke(ctx, input, false).await;
+        // A panic anywhere in the invocation (a host call, the engine) ends this run as an
+        // error: the transaction below rolls back and history records it, so nothing waits
+        // for a run that will never report.
+        let mut outcome = match AssertUnwindSafe(invoke(ctx, input, false))
+            .catch_unwind()
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic_text(panic.as_ref());
+                tracing::error!(run = id, flow = name, panic = what, "a run panicked");
+                Err(Failure {
+                    message: format!("{name}: internal error in the host (a panic: {what})"),
+                    timed_out: false,
+                })
+            }
+        };
         drop(lock(&run.pool).close());
         // A refused buffer fails the run even if the flow went on without it.
         if let (Ok(_), Some(refusal)) = (&outcome, run.budget.refusal()) {
@@ -368,12 +405,14 @@ impl Runtime {
                 l.message = m;
             }
         }
-        if let Err(e) = self.history.finish(
+        let dropped_logs = run.dropped_logs.load(std::sync::atomic::Ordering::Relaxed);
+        if let Err(e) = self.history.finish_with_dropped_logs(
             id,
             status,
             out_h.as_deref(),
             err_h.as_deref(),
             &logs,
+            dropped_logs,
             &children,
         ) {
             tracing::error!(run = id, error = %e, "cannot record the run in history");
@@ -411,6 +450,15 @@ impl Runtime {
         }
         self.secrets.redact(text).into_owned()
     }
+}
+
+/// The message of a caught panic (`panic!` payloads are a `&str` or a `String`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Why an invocation failed, as the caller will see it.
@@ -533,7 +581,7 @@ pub(crate) async fn call_child(
         flow: child.clone(),
         run: parent.run.clone(),
         depth,
-        deadline: started + share,
+        deadline: started.checked_add(share).unwrap_or(parent.deadline),
     };
     let result = Box::pin(invoke(ctx, &input, true)).await;
     count_call(parent, &child, started.elapsed(), result.is_ok(), false);
@@ -638,8 +686,27 @@ impl Memo {
     }
 }
 
+/// Gives a failed child call a history row of its own (input and error), for the first
+/// [`MAX_FAILED_CHILD_ROWS`] failures of the run; later ones are only counted in the parent's
+/// [`ChildStats`] (`failures_not_recorded`), so a for-each of a million failing items does not
+/// write a million rows.
 fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message: &str) {
     let rt = &parent.rt;
+    let earlier = parent
+        .run
+        .failed_children
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if earlier >= MAX_FAILED_CHILD_ROWS {
+        let mut children = lock(&parent.run.children);
+        let name = &child.manifest.name;
+        if !children.contains_key(name) {
+            children.insert(name.clone(), ChildStats::new(name));
+        }
+        if let Some(s) = children.get_mut(name) {
+            s.failures_not_recorded = s.failures_not_recorded.saturating_add(1);
+        }
+        return;
+    }
     let input = rt.history_text(child, input);
     let message = rt.secrets.redact(message);
     let rec = rt

@@ -10,19 +10,31 @@
 //!   waiting), `allow` starts it at once.
 //! - A run whose exclusive group is busy waits (first come, first served; one waiting entry
 //!   per flow and input), so M10 and the offload flows take turns instead of skipping.
+//! - Waiting runs are indexed by what they wait for (their flow's previous run, or a group):
+//!   a run that ends wakes only the runs waiting for it, and a waiting run is looked up by
+//!   flow and input in a set, so no event scans the whole queue.
+//! - `request-run` needs no grant for the flow itself, so requests are bounded: one that is
+//!   identical (flow and input) to a run already waiting is coalesced with it, and at most
+//!   [`MAX_WAITING_PER_FLOW`] distinct runs of a flow wait (queued or delayed); requests past
+//!   that are dropped, with a warning and a `skipped` row in run history saying how many.
+//! - A run that panics still reports back (as failed), so its group is released and shutdown
+//!   does not wait for it; `Runtime::run` records such a run as `error`.
 //! - Shutdown stops starting runs and waits for the running ones: each commits or rolls back
 //!   (a second signal exits at once; SQLite rolls an unfinished transaction back on its own).
-//! - Reload polls the folders (every 2 s by default) and swaps in a new registry. A flow whose
+//! - Reload polls the folders (every 2 s by default) on a blocking thread, never on this task,
+//!   so a slow or odd file cannot stall the schedules, and swaps in a new registry. A flow whose
 //!   files are still there but no longer load, or whose new component does not compile,
 //!   keeps serving its previous version; the error is logged.
 //! - Run history older than `history.retention` is pruned at start and then every hour, so a
 //!   `serve` that runs for months keeps a bounded history.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -30,6 +42,10 @@ use crate::history::Trigger;
 use crate::manifest::{Overlap, Schedule};
 use crate::registry::Registry;
 use crate::runtime::{RunReport, Runtime};
+
+/// Distinct runs of one flow that may wait (for its previous run, its group, or their delay)
+/// when a `request-run` asks for another; further requests are dropped and recorded.
+pub const MAX_WAITING_PER_FLOW: usize = 8;
 
 /// How `serve` behaves; `Default` is what the CLI uses.
 #[derive(Debug, Clone)]
@@ -53,7 +69,8 @@ impl Default for ServeOptions {
 /// A timer ticking every `period`, first one period from now (`None`: never).
 fn every(period: Option<Duration>) -> Option<tokio::time::Interval> {
     let period = period?;
-    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let first = tokio::time::Instant::now().checked_add(period)?;
+    let mut i = tokio::time::interval_at(first, period);
     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     Some(i)
 }
@@ -75,9 +92,55 @@ struct Job {
     trigger: Trigger,
 }
 
-enum Event {
-    Done { job: Job, report: Option<RunReport> },
+impl Job {
+    fn key(&self) -> (String, String) {
+        (self.flow.clone(), self.input.clone())
+    }
 }
+
+/// What a waiting job waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum WaitFor {
+    /// The running run(s) of this flow (overlap `queue`, or a request).
+    Flow(String),
+    /// This exclusive group.
+    Group(String),
+}
+
+/// What became of a job handed to [`State::try_start`].
+enum Start {
+    Started,
+    /// Not run and not waiting (skipped, or its flow is gone).
+    Dropped,
+    Blocked(WaitFor, Job),
+}
+
+/// Whether a new job may wait.
+enum Admit {
+    /// Booked: it waits.
+    New,
+    /// The same flow and input already waits: this one is that one.
+    Coalesced,
+    /// Its flow has [`MAX_WAITING_PER_FLOW`] jobs waiting.
+    Full,
+}
+
+enum Event {
+    Done {
+        job: Job,
+        report: Option<RunReport>,
+    },
+    /// A reload finished on its blocking thread (`None`: nothing changed, or it failed).
+    Reloaded(Option<Box<Reloaded>>),
+}
+
+/// A registry loaded from changed flow folders.
+struct Reloaded {
+    fingerprint: Fingerprint,
+    registry: Registry,
+}
+
+type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 /// What `serve` did, for the caller's last log line.
 #[derive(Debug, Default, Clone)]
@@ -93,12 +156,20 @@ struct State {
     running: HashMap<String, usize>,
     /// Exclusive group → the flow holding it.
     groups: HashMap<String, String>,
-    pending: VecDeque<Job>,
-    /// Delayed requests, by due time.
-    delayed: Vec<(Instant, Job)>,
+    /// Jobs waiting, by what they wait for.
+    waiting: HashMap<WaitFor, VecDeque<Job>>,
+    /// Delayed requests, by due time (and arrival, to keep equal times apart).
+    delayed: BTreeMap<(Instant, u64), Job>,
+    delayed_seq: u64,
+    /// Flow and input of every job in `waiting` or `delayed` (to coalesce identical ones).
+    queued: HashSet<(String, String)>,
+    /// Per flow, how many of its jobs are in `waiting` or `delayed`.
+    queued_per_flow: HashMap<String, usize>,
     next_tick: BTreeMap<String, Instant>,
     summary: ServeSummary,
-    fingerprint: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    fingerprint: Fingerprint,
+    /// A reload is running on a blocking thread.
+    reloading: bool,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -110,17 +181,24 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> ServeSummary {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let fingerprint = fingerprint(&config.flows);
+    let dirs = config.flows.clone();
+    let fingerprint = tokio::task::spawn_blocking(move || fingerprint(&dirs))
+        .await
+        .unwrap_or_default();
     let mut st = State {
         rt,
         config,
         running: HashMap::new(),
         groups: HashMap::new(),
-        pending: VecDeque::new(),
-        delayed: Vec::new(),
+        waiting: HashMap::new(),
+        delayed: BTreeMap::new(),
+        delayed_seq: 0,
+        queued: HashSet::new(),
+        queued_per_flow: HashMap::new(),
         next_tick: BTreeMap::new(),
         summary: ServeSummary::default(),
         fingerprint,
+        reloading: false,
         tx,
     };
     st.plan_ticks(true);
@@ -131,11 +209,13 @@ pub async fn serve(
     loop {
         let now = Instant::now();
         st.fire_due(now);
-        let wake = st.next_wake().unwrap_or(now + Duration::from_secs(3600));
+        let wake = st.next_wake().map_or(Duration::from_secs(3600), |w| {
+            w.saturating_duration_since(now)
+        });
         tokio::select! {
             _ = &mut shutdown => break,
             Some(ev) = rx.recv() => st.on_event(ev),
-            _ = tokio::time::sleep_until(wake.into()) => {}
+            _ = tokio::time::sleep(wake) => {}
             _ = tick(&mut reload) => st.maybe_reload(),
             _ = tick(&mut prune) => st.prune_history(),
         }
@@ -149,10 +229,10 @@ pub async fn serve(
     }
     while st.running.values().sum::<usize>() > 0 {
         match rx.recv().await {
-            Some(ev) => {
-                let Event::Done { job, report } = ev;
+            Some(Event::Done { job, report }) => {
                 st.finish(&job, report.as_ref());
             }
+            Some(Event::Reloaded(_)) => {}
             None => break,
         }
     }
@@ -200,7 +280,7 @@ impl State {
 
     fn next_wake(&self) -> Option<Instant> {
         let ticks = self.next_tick.values().copied();
-        let delayed = self.delayed.iter().map(|(t, _)| *t);
+        let delayed = self.delayed.keys().next().map(|(t, _)| *t);
         ticks.chain(delayed).min()
     }
 
@@ -220,34 +300,124 @@ impl State {
             if let Some(s) = &f.manifest.schedule {
                 match following_tick(s, now) {
                     Some(t) => self.next_tick.insert(name.clone(), t),
-                    None => self.next_tick.remove(&name),
+                    None => {
+                        tracing::warn!(flow = name, schedule = %s, "no next tick: not scheduling it again");
+                        self.next_tick.remove(&name)
+                    }
                 };
             }
             let input = f.manifest.schedule_input.clone();
-            self.submit(Job {
-                flow: name,
-                input,
-                trigger: Trigger::Schedule,
-            });
+            self.submit(
+                Job {
+                    flow: name,
+                    input,
+                    trigger: Trigger::Schedule,
+                },
+                false,
+            );
         }
-        let (ready, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.delayed)
-            .into_iter()
-            .partition(|(t, _)| *t <= now);
-        self.delayed = later;
-        for (_, job) in ready {
-            self.submit(job);
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            // Still counted as queued until it starts or is dropped.
+            let job = entry.remove();
+            self.place(job);
         }
     }
 
-    /// Starts `job` now, queues it, or records it as skipped.
-    fn submit(&mut self, job: Job) {
+    /// Starts a new `job` now, or makes it wait, or records it as skipped. With `capped` (a
+    /// request), it is dropped instead of waiting when its flow already has
+    /// [`MAX_WAITING_PER_FLOW`] runs waiting; returns false then.
+    fn submit(&mut self, job: Job, capped: bool) -> bool {
+        match self.try_start(job) {
+            Start::Started | Start::Dropped => true,
+            Start::Blocked(wait_for, job) => self.add_waiting(wait_for, job, capped),
+        }
+    }
+
+    /// Puts a new job in the queue for `wait_for` (or nowhere: see [`State::submit`]).
+    fn add_waiting(&mut self, wait_for: WaitFor, job: Job, capped: bool) -> bool {
+        match self.admit(&job, capped) {
+            Admit::New => self.waiting.entry(wait_for).or_default().push_back(job),
+            Admit::Coalesced => {}
+            Admit::Full => return false,
+        }
+        true
+    }
+
+    /// Books a new job as queued, unless an identical one is or, with `capped`, its flow has
+    /// no room left.
+    fn admit(&mut self, job: &Job, capped: bool) -> Admit {
+        let key = job.key();
+        if self.queued.contains(&key) {
+            tracing::debug!(flow = job.flow, "the same run is already waiting");
+            return Admit::Coalesced;
+        }
+        let n = self.queued_per_flow.entry(job.flow.clone()).or_default();
+        if capped && *n >= MAX_WAITING_PER_FLOW {
+            return Admit::Full;
+        }
+        *n += 1;
+        self.queued.insert(key);
+        Admit::New
+    }
+
+    /// Takes a job (flow and input) off the books of waiting jobs: it started, or will
+    /// never run.
+    fn unqueue(&mut self, key: &(String, String)) {
+        self.queued.remove(key);
+        if let Some(n) = self.queued_per_flow.get_mut(&key.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.queued_per_flow.remove(&key.0);
+            }
+        }
+    }
+
+    /// Starts an already queued job, or moves it to the queue of what it now waits for.
+    fn place(&mut self, job: Job) {
+        let key = job.key();
+        match self.try_start(job) {
+            Start::Started | Start::Dropped => self.unqueue(&key),
+            Start::Blocked(wait_for, job) => {
+                self.waiting.entry(wait_for).or_default().push_back(job);
+            }
+        }
+    }
+
+    /// Starts the jobs waiting for `wait_for` that can start now, in order, stopping at the
+    /// first one that still has to wait for the same thing.
+    fn wake(&mut self, wait_for: &WaitFor) {
+        loop {
+            let Some(job) = self.waiting.get_mut(wait_for).and_then(VecDeque::pop_front) else {
+                self.waiting.remove(wait_for);
+                return;
+            };
+            let key = job.key();
+            match self.try_start(job) {
+                Start::Started | Start::Dropped => self.unqueue(&key),
+                Start::Blocked(w, job) if &w == wait_for => {
+                    self.waiting.entry(w).or_default().push_front(job);
+                    return;
+                }
+                Start::Blocked(w, job) => {
+                    self.waiting.entry(w).or_default().push_back(job);
+                }
+            }
+        }
+    }
+
+    /// Starts `job` if its flow is loaded and neither its overlap policy nor its exclusive
+    /// group stops it.
+    fn try_start(&mut self, job: Job) -> Start {
         let reg = self.rt.registry();
         let Some(flow) = reg.get(&job.flow).cloned() else {
             tracing::warn!(
                 flow = job.flow,
                 "not starting a flow that is no longer loaded"
             );
-            return;
+            return Start::Dropped;
         };
         let m = &flow.manifest;
         if self.running.get(&job.flow).copied().unwrap_or(0) > 0 {
@@ -255,12 +425,9 @@ impl State {
                 (Overlap::Allow, _) => {}
                 (Overlap::Skip, Trigger::Schedule) => {
                     self.skip(&job, "the previous run is still going (overlap: skip)");
-                    return;
+                    return Start::Dropped;
                 }
-                _ => {
-                    self.enqueue(job);
-                    return;
-                }
+                _ => return Start::Blocked(WaitFor::Flow(job.flow.clone()), job),
             }
         }
         if let Some(g) = &m.exclusive {
@@ -271,33 +438,31 @@ impl State {
                     holder,
                     "waiting for the exclusive group"
                 );
-                self.enqueue(job);
-                return;
+                return Start::Blocked(WaitFor::Group(g.clone()), job);
             }
             self.groups.insert(g.clone(), job.flow.clone());
         }
         *self.running.entry(job.flow.clone()).or_default() += 1;
         let (rt, tx) = (self.rt.clone(), self.tx.clone());
         tokio::spawn(async move {
-            let report = match rt.run(&job.flow, &job.input, job.trigger).await {
-                Ok(r) => Some(r),
-                Err(e) => {
+            // Whatever happens in the run, the scheduler hears back: a run that never reported
+            // would hold its group and stall shutdown forever.
+            let run = AssertUnwindSafe(rt.run(&job.flow, &job.input, job.trigger)).catch_unwind();
+            let report = match run.await {
+                Ok(Ok(r)) => Some(r),
+                Ok(Err(e)) => {
                     tracing::error!(flow = job.flow, error = %e, "could not start a run");
+                    None
+                }
+                Err(panic) => {
+                    let what = crate::runtime::panic_text(panic.as_ref());
+                    tracing::error!(flow = job.flow, panic = what, "a run panicked");
                     None
                 }
             };
             let _ = tx.send(Event::Done { job, report });
         });
-    }
-
-    fn enqueue(&mut self, job: Job) {
-        if !self
-            .pending
-            .iter()
-            .any(|p| p.flow == job.flow && p.input == job.input)
-        {
-            self.pending.push_back(job);
-        }
+        Start::Started
     }
 
     fn skip(&mut self, job: &Job, reason: &str) {
@@ -313,94 +478,128 @@ impl State {
     }
 
     fn on_event(&mut self, ev: Event) {
-        let Event::Done { job, report } = ev;
-        self.finish(&job, report.as_ref());
-        if let Some(r) = report {
-            for req in r.requests {
-                let job = Job {
-                    flow: req.flow,
-                    input: req.input,
-                    trigger: Trigger::Request,
-                };
-                if req.delay.is_zero() {
-                    self.pending.push_front(job);
-                } else {
-                    self.delayed.push((Instant::now() + req.delay, job));
+        let (job, report) = match ev {
+            Event::Done { job, report } => (job, report),
+            Event::Reloaded(r) => {
+                self.reloading = false;
+                if let Some(r) = r {
+                    self.swap_registry(*r);
                 }
+                return;
+            }
+        };
+        for wait_for in self.finish(&job, report.as_ref()) {
+            self.wake(&wait_for);
+        }
+        let Some(r) = report else {
+            return;
+        };
+        // Requests past the per-flow cap, by flow.
+        let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
+        for req in r.requests {
+            let job = Job {
+                flow: req.flow,
+                input: req.input,
+                trigger: Trigger::Request,
+            };
+            let admitted = if req.delay.is_zero() {
+                self.submit(job.clone(), true)
+            } else {
+                match Instant::now().checked_add(req.delay) {
+                    Some(due) => match self.admit(&job, true) {
+                        Admit::New => {
+                            self.delayed_seq = self.delayed_seq.wrapping_add(1);
+                            self.delayed.insert((due, self.delayed_seq), job.clone());
+                            true
+                        }
+                        Admit::Coalesced => true,
+                        Admit::Full => false,
+                    },
+                    None => false,
+                }
+            };
+            if !admitted {
+                *dropped.entry(job.flow).or_default() += 1;
             }
         }
-        let waiting: Vec<Job> = self.pending.drain(..).collect();
-        for job in waiting {
-            self.submit(job);
+        for (flow, n) in dropped {
+            let reason = format!(
+                "dropped {n} run request(s) from run {} of {}: at most {MAX_WAITING_PER_FLOW} distinct runs of a flow may wait",
+                r.id, r.flow
+            );
+            tracing::warn!(flow, dropped = n, "{reason}");
+            self.skip(
+                &Job {
+                    flow,
+                    input: String::new(),
+                    trigger: Trigger::Request,
+                },
+                &reason,
+            );
         }
     }
 
-    fn finish(&mut self, job: &Job, report: Option<&RunReport>) {
+    /// Books the end of `job`'s run; returns what that run's end may let start.
+    fn finish(&mut self, job: &Job, report: Option<&RunReport>) -> Vec<WaitFor> {
         if let Some(n) = self.running.get_mut(&job.flow) {
             *n = n.saturating_sub(1);
         }
-        self.groups.retain(|_, holder| {
-            holder != &job.flow || self.running.get(&job.flow).copied().unwrap_or(0) > 0
-        });
+        let still_running = self.running.get(&job.flow).copied().unwrap_or(0) > 0;
+        let mut wake = vec![WaitFor::Flow(job.flow.clone())];
+        if !still_running {
+            self.running.remove(&job.flow);
+            let released: Vec<String> = self
+                .groups
+                .iter()
+                .filter(|(_, holder)| **holder == job.flow)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in released {
+                self.groups.remove(&g);
+                wake.push(WaitFor::Group(g));
+            }
+        }
         self.summary.runs += 1;
         match report {
             Some(r) if r.ok() => {}
             _ => self.summary.failed += 1,
         }
+        wake
     }
 
-    /// Swaps in a new registry when the flow folders changed.
+    /// Starts a reload on a blocking thread unless one is running; it reports back as
+    /// [`Event::Reloaded`].
     fn maybe_reload(&mut self) {
-        let now = fingerprint(&self.config.flows);
-        if now == self.fingerprint {
+        if self.reloading {
             return;
         }
-        self.fingerprint = now;
-        let old = self.rt.registry();
-        let schemas = self.rt.store.schemas().clone();
-        let blob_stores = self.rt.blobs.keys().cloned().collect();
-        let mut fresh = Registry::load(
-            &self.config.flows,
-            &schemas,
-            &self.config.grants,
-            &blob_stores,
+        self.reloading = true;
+        let (rt, dirs, grants) = (
+            self.rt.clone(),
+            self.config.flows.clone(),
+            self.config.grants.clone(),
         );
-        for e in &fresh.errors {
-            tracing::warn!("{e}");
-        }
-        // Compile what changed now, so a bad component is caught here and not at its next run.
-        for f in fresh.iter().cloned().collect::<Vec<_>>() {
-            let unchanged = old.get(&f.manifest.name).is_some_and(|o| o.same_files(&f));
-            if unchanged {
-                if let Some(o) = old.get(&f.manifest.name) {
-                    fresh.keep(o.clone());
+        let (seen, tx) = (self.fingerprint.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let load = || load_if_changed(&rt, &dirs, &grants, &seen);
+            let result = match std::panic::catch_unwind(AssertUnwindSafe(load)) {
+                Ok(r) => r,
+                Err(panic) => {
+                    let what = crate::runtime::panic_text(panic.as_ref());
+                    tracing::error!(panic = what, "reloading the flow folders panicked");
+                    None
                 }
-                continue;
-            }
-            if let Err(e) = f.prepare(&self.rt.engine) {
-                tracing::warn!(
-                    flow = f.manifest.name,
-                    "new version does not load, keeping the old one: {e}"
-                );
-                match old.get(&f.manifest.name) {
-                    Some(o) => fresh.keep(o.clone()),
-                    None => fresh.remove(&f.manifest.name),
-                }
-            }
-        }
-        // Still on disk but no longer loading: keep serving the old version.
-        for o in old.iter() {
-            if fresh.get(&o.manifest.name).is_none() && o.manifest.path.exists() && o.wasm.exists()
-            {
-                tracing::warn!(
-                    flow = o.manifest.name,
-                    "keeping the previous version until the new one loads"
-                );
-                fresh.keep(o.clone());
-            }
-        }
-        let (before, after) = (old.len(), fresh.len());
-        self.rt.set_registry(fresh);
+            };
+            let _ = tx.send(Event::Reloaded(result.map(Box::new)));
+        });
+    }
+
+    /// Swaps in a reloaded registry and plans the ticks of its flows.
+    fn swap_registry(&mut self, r: Reloaded) {
+        self.fingerprint = r.fingerprint;
+        let old = self.rt.registry();
+        let (before, after) = (old.len(), r.registry.len());
+        self.rt.set_registry(r.registry);
         self.plan_ticks(false);
         // Newly scheduled flows start as at start-up.
         let reg = self.rt.registry();
@@ -411,12 +610,77 @@ impl State {
                 }
             }
         }
+        // A changed manifest may have changed what a waiting run waits for (or removed its
+        // flow): place every waiting run again, once per reload.
+        let waiting: Vec<Job> = std::mem::take(&mut self.waiting)
+            .into_values()
+            .flatten()
+            .collect();
+        for job in waiting {
+            self.place(job);
+        }
         tracing::info!(before, after, "reloaded the flow folders");
     }
 }
 
-/// Name, size and modification time of every file in the flow folders.
-fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+/// Loads the flow folders again if their files changed since `seen` (blocking: file I/O and
+/// compiling). A flow whose new version does not load keeps its current one.
+fn load_if_changed(
+    rt: &Runtime,
+    dirs: &[PathBuf],
+    grants: &BTreeMap<String, crate::manifest::Grants>,
+    seen: &Fingerprint,
+) -> Option<Reloaded> {
+    let now = fingerprint(dirs);
+    if &now == seen {
+        return None;
+    }
+    let old = rt.registry();
+    let schemas = rt.store.schemas().clone();
+    let blob_stores = rt.blobs.keys().cloned().collect();
+    let mut fresh = Registry::load(dirs, &schemas, grants, &blob_stores);
+    for e in &fresh.errors {
+        tracing::warn!("{e}");
+    }
+    // Compile what changed now, so a bad component is caught here and not at its next run.
+    for f in fresh.iter().cloned().collect::<Vec<_>>() {
+        let unchanged = old.get(&f.manifest.name).is_some_and(|o| o.same_files(&f));
+        if unchanged {
+            if let Some(o) = old.get(&f.manifest.name) {
+                fresh.keep(o.clone());
+            }
+            continue;
+        }
+        if let Err(e) = f.prepare(&rt.engine) {
+            tracing::warn!(
+                flow = f.manifest.name,
+                "new version does not load, keeping the old one: {e}"
+            );
+            match old.get(&f.manifest.name) {
+                Some(o) => fresh.keep(o.clone()),
+                None => fresh.remove(&f.manifest.name),
+            }
+        }
+    }
+    // Still on disk but no longer loading: keep serving the old version.
+    for o in old.iter() {
+        if fresh.get(&o.manifest.name).is_none() && o.manifest.path.exists() && o.wasm.exists() {
+            tracing::warn!(
+                flow = o.manifest.name,
+                "keeping the previous version until the new one loads"
+            );
+            fresh.keep(o.clone());
+        }
+    }
+    Some(Reloaded {
+        fingerprint: now,
+        registry: fresh,
+    })
+}
+
+/// Name, size and modification time of every file in the flow folders (from the directory
+/// entries: no file is opened).
+fn fingerprint(dirs: &[PathBuf]) -> Fingerprint {
     let mut v = Vec::new();
     for d in dirs {
         let Ok(entries) = std::fs::read_dir(d) else {
@@ -435,18 +699,18 @@ fn fingerprint(dirs: &[PathBuf]) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 fn first_tick(s: &Schedule, now: Instant, at_start: bool) -> Option<Instant> {
     match s {
         Schedule::Every(_) if at_start => Some(now),
-        Schedule::Every(d) => Some(now + *d),
-        Schedule::Cron { .. } => following_tick(s, now),
+        _ => following_tick(s, now),
     }
 }
 
+/// The tick after `now` (`None` if there is none, or it is past what `Instant` can hold).
 fn following_tick(s: &Schedule, now: Instant) -> Option<Instant> {
     match s {
-        Schedule::Every(d) => Some(now + *d),
+        Schedule::Every(d) => now.checked_add(*d),
         Schedule::Cron { line, timezone } => {
             let wall = SystemTime::now();
             let next = crate::cron::next_after(line, timezone, wall).ok()?;
-            Some(now + next.duration_since(wall).unwrap_or_default())
+            now.checked_add(next.duration_since(wall).unwrap_or_default())
         }
     }
 }

@@ -1,4 +1,11 @@
 //! `log.log`: a flow's messages go to `tracing` (target `flow`) and into its run's history.
+//!
+//! A run keeps its first `Limits::max_log_lines` lines; the cap is applied before anything
+//! else, so a flow that logs in a loop neither floods the host's log nor its history: the
+//! lines past the cap are only counted (the run's `logs_dropped` in history), and one warning
+//! says that the run's log was cut.
+
+use std::sync::atomic::Ordering;
 
 use crate::engine::flowhost::flow::log::{Host, Level};
 use crate::engine::RunState;
@@ -8,9 +15,34 @@ use crate::runtime::lock;
 /// Longest message kept; the rest is cut with a mark.
 const MAX_MESSAGE: usize = 4096;
 
+/// Test builds only (cargo feature `test-hooks`): a flow logging exactly this message makes
+/// the host call panic, so tests can check that a panic inside a run ends that run as `error`
+/// and never jams `serve`. Production builds do not contain the hook.
+#[cfg(feature = "test-hooks")]
+pub const PANIC_HOOK: &str = "flowhost-test-hook: panic in a host call";
+
 impl Host for RunState {
     async fn log(&mut self, level: Level, message: String) {
         let ctx = &self.ctx;
+        #[cfg(feature = "test-hooks")]
+        if message == PANIC_HOOK {
+            panic!("test hook: a host call panicked on purpose");
+        }
+        let flow = ctx.name();
+        let run = ctx.run.id;
+        let mut logs = lock(&ctx.run.logs);
+        if logs.len() >= ctx.rt.limits.max_log_lines {
+            let before = ctx.run.dropped_logs.fetch_add(1, Ordering::Relaxed);
+            if before == 0 {
+                tracing::warn!(
+                    run,
+                    flow,
+                    max = ctx.rt.limits.max_log_lines,
+                    "the run logged more lines than it may keep: the rest are counted, not logged"
+                );
+            }
+            return;
+        }
         let mut message = match ctx.rt.secrets.redact(&message) {
             std::borrow::Cow::Owned(redacted) => redacted,
             std::borrow::Cow::Borrowed(_) => message,
@@ -20,8 +52,6 @@ impl Host for RunState {
             message.truncate(cut);
             message.push_str("…(cut)");
         }
-        let flow = ctx.name();
-        let run = ctx.run.id;
         let level_name = match level {
             Level::Trace => {
                 tracing::trace!(target: "flow", run, flow, "{message}");
@@ -44,11 +74,19 @@ impl Host for RunState {
                 "error"
             }
         };
-        let mut logs = lock(&ctx.run.logs);
-        if logs.len() >= ctx.rt.limits.max_log_lines {
-            ctx.run
-                .dropped_logs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Kept lines stay in memory until the run ends: they count against its budget. A
+        // refusal fails the run (see `crate::budget`); the line itself is dropped.
+        let what = format!("the log lines of {flow}");
+        let mut held = lock(&ctx.run.logs_held);
+        let charged = match held.as_mut() {
+            Some(charge) => charge.grow(message.len(), &what),
+            None => ctx
+                .run
+                .budget
+                .charge(message.len(), &what)
+                .map(|c| *held = Some(c)),
+        };
+        if charged.is_err() {
             return;
         }
         logs.push(LogLine {

@@ -1,5 +1,6 @@
 //! `schedule.*`: the time, sleeping within the run's deadline, and `request-run`, which the
-//! runtime honours only if the run commits.
+//! runtime honours only if the run commits. `serve` coalesces identical requests and keeps at
+//! most a few waiting per flow (see `scheduler`).
 
 use std::time::Duration;
 
@@ -9,6 +10,9 @@ use crate::runtime::{lock, RunRequest};
 
 /// How many runs one run may request.
 const MAX_REQUESTS: usize = 100;
+
+/// The longest `delay-ms` a request may ask for (as `schedule.every`'s longest interval).
+const MAX_DELAY: Duration = crate::manifest::EVERY_RANGE.max;
 
 impl Host for RunState {
     async fn now(&mut self) -> String {
@@ -43,17 +47,20 @@ impl Host for RunState {
                 "request-run input is not JSON: {e}"
             )));
         }
+        let delay = Duration::from_millis(delay_ms);
+        if delay > MAX_DELAY {
+            return Err(WitError::InvalidInput(format!(
+                "request-run delay of {delay_ms} ms is out of range (0 to {})",
+                crate::manifest::format_duration(MAX_DELAY)
+            )));
+        }
         let mut reqs = lock(&ctx.run.requests);
         if reqs.len() >= MAX_REQUESTS {
             return Err(WitError::LimitExceeded(format!(
                 "a run may request at most {MAX_REQUESTS} runs"
             )));
         }
-        let req = RunRequest {
-            flow,
-            input,
-            delay: Duration::from_millis(delay_ms),
-        };
+        let req = RunRequest { flow, input, delay };
         if !reqs.contains(&req) {
             reqs.push(req);
         }
