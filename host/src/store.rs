@@ -2118,33 +2118,46 @@ mod tests {
 
     #[test]
     fn a_second_writer_waits_for_the_first() {
+        use std::sync::atomic::AtomicBool;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open_with(dir.path(), vec![typed()]));
         let mut first = store.begin().unwrap();
         first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
 
-        let s2 = Arc::clone(&store);
+        // While the first holds the lock, a writer that may not wait is refused.
+        let mut hasty = store.begin().unwrap();
+        hasty.set_lock_timeout(Duration::ZERO).unwrap();
+        let err = hasty
+            .insert("Typed", &obj(json!({"id": "hasty"})))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("locked by another writer"),
+            "{err}"
+        );
+        drop(hasty);
+
+        // A writer that may wait gets the lock once the first has committed, and not before.
+        let committing = Arc::new(AtomicBool::new(false));
+        let (s2, seen) = (Arc::clone(&store), Arc::clone(&committing));
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let second = std::thread::spawn(move || {
             let mut tx = s2.begin().unwrap();
             // Reads do not wait.
             assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
             started_tx.send(()).unwrap();
-            let t0 = Instant::now();
             tx.insert("Typed", &obj(json!({"id": "second"}))).unwrap();
-            let waited = t0.elapsed();
+            let after_commit = seen.load(Ordering::SeqCst);
             // Inside its write transaction it sees the first unit's committed row.
             assert!(tx.get("Typed", "first").unwrap().is_some());
             tx.commit().unwrap();
-            waited
+            after_commit
         });
         started_rx.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        committing.store(true, Ordering::SeqCst);
         first.commit().unwrap();
-        let waited = second.join().unwrap();
         assert!(
-            waited >= Duration::from_millis(200),
-            "second writer waited {waited:?}"
+            second.join().unwrap(),
+            "the second writer wrote before the first committed"
         );
         assert_eq!(store.row_count("Typed").unwrap(), 2);
 
@@ -2368,24 +2381,81 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt;
             let ro = dir.path().join("ro");
             std::fs::create_dir(&ro).unwrap();
             std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-            // Root ignores permissions; only check when the folder really is read-only.
             if std::fs::write(ro.join("probe"), b"").is_err() {
-                let err = Store::open(&ro.join("t.db"), shipped())
-                    .unwrap_err()
-                    .to_string();
+                read_only_folder_is_refused(&ro);
+            } else {
+                // Root ignores permissions: the check runs in a copy of this test binary as
+                // `nobody`, for whom the folder is read-only.
+                std::fs::remove_file(ro.join("probe")).unwrap();
+                let traverse = std::fs::Permissions::from_mode(0o755);
+                std::fs::set_permissions(dir.path(), traverse).unwrap();
+                let exe = std::env::current_exe().unwrap();
+                let out = std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "store::tests::read_only_folder_as_nobody",
+                        "--include-ignored",
+                        "--nocapture",
+                    ])
+                    .env(RO_DIR_VAR, &ro)
+                    .uid(NOBODY)
+                    .gid(NOBODY)
+                    .output()
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot run {} as nobody to check a read-only folder: {e}",
+                            exe.display()
+                        )
+                    });
+                let report = String::from_utf8_lossy(&out.stdout);
                 assert!(
-                    err.starts_with(&format!(
-                        "database folder `{}` is not writable (",
-                        ro.display()
-                    )),
-                    "{err}"
+                    out.status.success() && report.contains("1 passed"),
+                    "the read-only folder check as nobody failed or did not run: {report}{}",
+                    String::from_utf8_lossy(&out.stderr)
                 );
             }
             std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+
+    #[cfg(unix)]
+    const RO_DIR_VAR: &str = "FLOWHOST_TEST_RO_DIR";
+    #[cfg(unix)]
+    const NOBODY: u32 = 65534;
+
+    /// Opening a database in `ro` (a folder this process cannot write) names the folder.
+    #[cfg(unix)]
+    fn read_only_folder_is_refused(ro: &Path) {
+        assert!(
+            std::fs::write(ro.join("probe"), b"").is_err(),
+            "{} is writable: the check cannot be made",
+            ro.display()
+        );
+        let err = Store::open(&ro.join("t.db"), shipped())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "database folder `{}` is not writable (",
+                ro.display()
+            )),
+            "{err}"
+        );
+    }
+
+    /// Run by `open_errors_name_the_path` as `nobody` when the tests run as root.
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "run by open_errors_name_the_path in a child process as nobody"]
+    fn read_only_folder_as_nobody() {
+        let ro = std::env::var_os(RO_DIR_VAR).unwrap_or_else(|| {
+            panic!("{RO_DIR_VAR} is not set: run through open_errors_name_the_path")
+        });
+        read_only_folder_is_refused(Path::new(&ro));
     }
 
     #[test]
