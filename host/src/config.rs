@@ -305,13 +305,15 @@ impl Config {
         Ok(c)
     }
 
-    /// Opens everything a run needs. Errors are one line naming the file at fault.
-    pub fn open_runtime(&self) -> Result<Arc<crate::runtime::Runtime>, ConfigError> {
+    /// Loads the table schemas and the secrets and checks (creating it if needed) the
+    /// database's folder: everything that can be refused before the first file is written.
+    pub fn check(
+        &self,
+    ) -> Result<(Arc<crate::schema::Schemas>, crate::secrets::Secrets), ConfigError> {
         let open = |e: String| ConfigError::Open(e);
         let schemas = Arc::new(
             crate::schema::Schemas::load_dirs(&self.tables).map_err(|e| open(e.to_string()))?,
         );
-        // Everything that can be refused is checked before the first file is written.
         let secrets = crate::secrets::Secrets::load(self.secrets_file.as_deref())
             .map_err(|e| open(e.to_string()))?;
         if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -329,6 +331,28 @@ impl Config {
                 ))
             })?;
         }
+        crate::store::check_db_dir(&self.db).map_err(|e| open(e.to_string()))?;
+        Ok((schemas, secrets))
+    }
+
+    /// The flows (and the load errors) as a run would see them, after the checks of
+    /// [`Config::check`]; opens no database (`flowhost list`).
+    pub fn load_registry(&self) -> Result<crate::registry::Registry, ConfigError> {
+        let (schemas, _) = self.check()?;
+        let blob_names = self.blobs.keys().cloned().collect();
+        Ok(crate::registry::Registry::load(
+            &self.flows,
+            &schemas,
+            &self.grants,
+            &blob_names,
+        ))
+    }
+
+    /// Opens everything a run needs. Errors are one line naming the file at fault.
+    pub fn open_runtime(&self) -> Result<Arc<crate::runtime::Runtime>, ConfigError> {
+        let open = |e: String| ConfigError::Open(e);
+        // Everything that can be refused is checked before the first file is written.
+        let (schemas, secrets) = self.check()?;
         let store = crate::store::Store::open(&self.db, schemas.clone())
             .map_err(|e| open(e.to_string()))?;
         // History has its own file: it must not wait for a run's table write lock.

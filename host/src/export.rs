@@ -90,18 +90,30 @@ pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
                 .headers()
                 .with_context(|| format!("{shown}: bad CSV header"))?
                 .clone();
+            for (i, h) in headers.iter().enumerate() {
+                if let Some(first) = headers.iter().position(|other| other == h) {
+                    if first < i {
+                        bail!(
+                            "{shown}:1: column `{h}` appears twice in the header (columns {} and {}); give each column once",
+                            first + 1,
+                            i + 1
+                        );
+                    }
+                }
+            }
             for (i, rec) in r.records().enumerate() {
                 let rec = rec.with_context(|| format!("{shown}:{}: bad CSV record", i + 2))?;
                 let mut row = Map::new();
-                for (h, v) in headers.iter().zip(rec.iter()) {
+                for (pos, (h, v)) in headers.iter().zip(rec.iter()).enumerate() {
                     if h == "_id" && schema.key.is_none() {
                         continue; // a keyless table's row id is assigned anew
                     }
                     let Some(col) = schema.columns.iter().find(|c| c.name == h) else {
                         bail!("{shown}: column `{h}` is not in table `{table}`");
                     };
-                    let value = parse_cell(v, col.ty)
-                        .with_context(|| format!("{shown}:{}: column `{h}`", i + 2))?;
+                    let value = parse_cell(v, col.ty).with_context(|| {
+                        format!("{shown}:{}: column {} (`{h}`)", i + 2, pos + 1)
+                    })?;
                     row.insert(h.to_string(), value);
                 }
                 rows.push(row);
@@ -113,7 +125,7 @@ pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
                 .enumerate()
                 .filter(|(_, l)| !l.trim().is_empty())
             {
-                match serde_json::from_str::<Value>(line) {
+                match crate::json::parse(line) {
                     Ok(Value::Object(mut m)) => {
                         if schema.key.is_some() {
                             m.remove("_id");
@@ -139,12 +151,16 @@ fn parse_cell(v: &str, ty: ColumnType) -> anyhow::Result<Value> {
     }
     Ok(match ty {
         ColumnType::Text => Value::String(v.to_string()),
-        ColumnType::Number => serde_json::Number::from_f64(
-            v.parse::<f64>()
-                .with_context(|| format!("`{v}` is not a number"))?,
-        )
-        .map(Value::Number)
-        .unwrap_or(Value::Null),
+        ColumnType::Number => {
+            let n = v
+                .parse::<f64>()
+                .with_context(|| format!("`{v}` is not a number"))?;
+            // NaN, inf and 1e999 parse as f64 but are no JSON number: refused, never null.
+            let Some(n) = serde_json::Number::from_f64(n) else {
+                bail!("`{v}` is not a finite number");
+            };
+            Value::Number(n)
+        }
         ColumnType::Integer => Value::from(
             v.parse::<i64>()
                 .with_context(|| format!("`{v}` is not an integer"))?,
@@ -153,8 +169,6 @@ fn parse_cell(v: &str, ty: ColumnType) -> anyhow::Result<Value> {
             v.parse::<bool>()
                 .with_context(|| format!("`{v}` is not true or false"))?,
         ),
-        ColumnType::Json => {
-            serde_json::from_str(v).with_context(|| format!("`{v}` is not JSON"))?
-        }
+        ColumnType::Json => crate::json::parse(v).with_context(|| format!("`{v}` is not JSON"))?,
     })
 }

@@ -20,6 +20,8 @@
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
+//! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
+//! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
 //! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
 //! | [`redact`] | every form a secret can take (raw, JSON, percent-encoded, base64), replaced |
@@ -36,6 +38,8 @@ pub mod cron;
 pub mod engine;
 pub mod export;
 pub mod history;
+pub mod json;
+pub mod lease;
 pub mod manifest;
 pub mod progress;
 pub mod redact;

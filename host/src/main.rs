@@ -68,6 +68,10 @@ enum Command {
         /// Keep running what the flow requests (schedule.request-run) until nothing is pending.
         #[arg(long)]
         until_idle: bool,
+        /// If the flow's exclusive group is held by another run (a `serve`, another `run`),
+        /// fail at once (exit 1, recorded as `skipped`) instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Runs the scheduled flows until SIGINT/SIGTERM, reloading changed flow folders.
     Serve {
@@ -210,43 +214,74 @@ fn load_config(cli: &Cli) -> Result<Config, Usage> {
 async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     let cfg = load_config(&cli)?;
     let usage = |e: anyhow::Error| Usage(e);
-    // A run's input and flow name are checked before the database is opened (or created), so
-    // a typo writes nothing.
-    let run_input = match &cli.command {
+    let config = |e: flowhost::config::ConfigError| Usage(e.into());
+    let store = |e: flowhost::store::StoreError| Usage(e.into());
+    // The commands that only read (list, history, table list|show|export) never migrate,
+    // write or wait for a writer.
+    match cli.command {
+        Command::List => {
+            let registry = cfg.load_registry().map_err(config)?;
+            quiet_on_closed_stdout(cmd_list(&registry)).map_err(usage)
+        }
+        Command::History {
+            show,
+            flow,
+            limit,
+            json,
+        } => {
+            let path = flowhost::history::history_path_for(&cfg.db);
+            let history = flowhost::history::History::open_read_only(&path).map_err(store)?;
+            let done = match show {
+                Some(HistoryCmd::Show { run }) => cmd_history_show(&history, run),
+                None => cmd_history(&history, flow.as_deref(), limit, json),
+            };
+            quiet_on_closed_stdout(done).map_err(usage)
+        }
+        Command::Table {
+            cmd: TableCmd::Import { name, file },
+        } => {
+            let (schemas, _) = cfg.check().map_err(config)?;
+            let store = flowhost::store::Store::open(&cfg.db, schemas).map_err(store)?;
+            known_table(&store, &name).map_err(usage)?;
+            let n = flowhost::export::import(&store, &name, &file).map_err(usage)?;
+            quiet_on_closed_stdout(print_line(format_args!("imported {n} rows into {name}")))
+                .map_err(usage)
+        }
+        Command::Table { cmd } => {
+            let (schemas, _) = cfg.check().map_err(config)?;
+            let store = flowhost::store::Store::open_read_only(&cfg.db, schemas).map_err(store)?;
+            quiet_on_closed_stdout(cmd_table(&store, cmd)).map_err(usage)
+        }
         Command::Run {
             name,
             input,
             input_file,
-            ..
+            until_idle,
+            no_wait,
         } => {
-            let text = read_input(input.clone(), input_file.clone()).map_err(usage)?;
-            check_flow_name(&cfg, name)?;
-            Some(text)
-        }
-        _ => None,
-    };
-    let runtime = cfg.open_runtime().map_err(|e| Usage(e.into()))?;
-    TERMINAL.set_redactor(runtime.secrets.redactor());
-    match cli.command {
-        Command::List => cmd_list(&runtime).map_err(usage),
-        Command::Run {
-            name, until_idle, ..
-        } => {
-            let input = run_input.unwrap_or_else(|| "{}".into());
+            // The input and the flow name are checked before the database is opened (or
+            // created), so a typo writes nothing.
+            let input = read_input(input, input_file).map_err(usage)?;
+            check_flow_name(&cfg, &name)?;
+            let runtime = cfg.open_runtime().map_err(config)?;
+            TERMINAL.set_redactor(runtime.secrets.redactor());
+            runtime.leases.set_label(&format!("flowhost run {name}"));
+            runtime.leases.set_wait(!no_wait);
             cmd_run(&runtime, &name, &input, until_idle).await
         }
-        Command::History {
-            show: Some(HistoryCmd::Show { run }),
-            ..
-        } => cmd_history_show(&runtime, run).map_err(usage),
-        Command::History {
-            show: None,
-            flow,
-            limit,
-            json,
-        } => cmd_history(&runtime, flow.as_deref(), limit, json).map_err(usage),
-        Command::Table { cmd } => cmd_table(&runtime, cmd).map_err(usage),
         Command::Serve { no_reload } => {
+            // One `serve` per database, held until this process ends.
+            cfg.check().map_err(config)?;
+            let leases = flowhost::lease::Leases::for_db(&cfg.db);
+            leases.set_label("flowhost serve");
+            let _serving = leases.serve().map_err(|e| {
+                usage(anyhow::anyhow!(
+                    "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
+                ))
+            })?;
+            let runtime = cfg.open_runtime().map_err(config)?;
+            TERMINAL.set_redactor(runtime.secrets.redactor());
+            runtime.leases.set_label("flowhost serve");
             let defaults = flowhost::scheduler::ServeOptions::default();
             let opts = flowhost::scheduler::ServeOptions {
                 reload_every: defaults.reload_every.filter(|_| !no_reload),
@@ -260,6 +295,40 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Whether `e` comes from writing to a closed pipe (`flowhost ... | head`).
+fn is_closed_stdout(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == Some(BrokenPipe)
+            || cause.downcast_ref::<csv::Error>().is_some_and(
+                |e| matches!(e.kind(), csv::ErrorKind::Io(io) if io.kind() == BrokenPipe),
+            )
+    })
+}
+
+/// A command whose reader went away (`flowhost history | head`) ends quietly with 0, as
+/// standard tools do: the reader has what it wanted.
+fn quiet_on_closed_stdout(done: anyhow::Result<ExitCode>) -> anyhow::Result<ExitCode> {
+    match done {
+        Err(e) if is_closed_stdout(&e) => Ok(ExitCode::SUCCESS),
+        other => other,
+    }
+}
+
+/// One line on standard output; a write error (a closed pipe) is returned, never a panic.
+fn print_line(line: std::fmt::Arguments<'_>) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once (an unfinished run's
@@ -319,7 +388,7 @@ fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
         ),
         (None, None) => return Ok("{}".into()),
     };
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+    if let Err(e) = flowhost::json::parse(&text) {
         bail!(
             "{what} is not valid JSON: {e} (give one JSON value, e.g. '{{\"asaTeam\": \"my-team\"}}')"
         );
@@ -327,8 +396,7 @@ fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
     Ok(text)
 }
 
-fn cmd_list(rt: &flowhost::runtime::Runtime) -> anyhow::Result<ExitCode> {
-    let reg = rt.registry();
+fn cmd_list(reg: &flowhost::registry::Registry) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for f in reg.iter() {
         let m = &f.manifest;
@@ -350,6 +418,7 @@ fn cmd_list(rt: &flowhost::runtime::Runtime) -> anyhow::Result<ExitCode> {
             writeln!(out, "  {}", TERMINAL.clean(e))?;
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -382,10 +451,10 @@ async fn cmd_run(
             if let Some(p) = &progress {
                 p.finish();
             }
-            let status = if report.status == RunStatus::Timeout {
-                "timed out"
-            } else {
-                "failed"
+            let status = match report.status {
+                RunStatus::Timeout => "timed out",
+                RunStatus::Skipped => "not run",
+                _ => "failed",
             };
             TERMINAL.eprintln(&format!(
                 "error: {} {status} (run {}): {}",
@@ -409,23 +478,24 @@ async fn cmd_run(
             .ok()
             .and_then(|v| serde_json::to_string_pretty(&v).ok())
             .unwrap_or(out);
-        println!("{pretty}");
+        return quiet_on_closed_stdout(print_line(format_args!("{pretty}"))).map_err(Usage);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_history(
-    rt: &flowhost::runtime::Runtime,
+    history: &flowhost::history::History,
     flow: Option<&str>,
     limit: u32,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let runs = rt.history.list(flow, limit)?;
+    let runs = history.list(flow, limit)?;
     let mut out = std::io::stdout().lock();
     if json {
         for r in runs {
             writeln!(out, "{}", serde_json::to_string(&r)?)?;
         }
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(
@@ -456,54 +526,68 @@ fn cmd_history(
             TERMINAL.clean(err)
         )?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_history_show(rt: &flowhost::runtime::Runtime, id: i64) -> anyhow::Result<ExitCode> {
-    let Some(r) = rt.history.get(id)? else {
+fn cmd_history_show(history: &flowhost::history::History, id: i64) -> anyhow::Result<ExitCode> {
+    let Some(r) = history.get(id)? else {
         bail!("no run {id} in history")
     };
-    println!("{}", serde_json::to_string_pretty(&r)?);
-    Ok(ExitCode::SUCCESS)
+    print_line(format_args!("{}", serde_json::to_string_pretty(&r)?))
 }
 
-fn cmd_table(rt: &flowhost::runtime::Runtime, cmd: TableCmd) -> anyhow::Result<ExitCode> {
-    let store = &rt.store;
-    let known = |name: &str| -> anyhow::Result<()> {
-        if store.schemas().get(name).is_none() {
-            let hint = store
-                .schemas()
-                .suggest(name)
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            bail!("no table `{name}`{hint}");
-        }
-        Ok(())
-    };
+/// Fails with "no table `X` (did you mean `Y`?)" unless the schemas define `name`.
+fn known_table(store: &flowhost::store::Store, name: &str) -> anyhow::Result<()> {
+    if store.schemas().get(name).is_none() {
+        let hint = store
+            .schemas()
+            .suggest(name)
+            .map(|s| format!(" (did you mean `{s}`?)"))
+            .unwrap_or_default();
+        bail!("no table `{name}`{hint}");
+    }
+    Ok(())
+}
+
+/// `table list|show|export` (import is answered in [`dispatch`]: it writes).
+fn cmd_table(store: &flowhost::store::Store, cmd: TableCmd) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     match cmd {
         TableCmd::List => {
             for name in store.schemas().names() {
-                println!("{:<28} {:>10} rows", name, store.row_count(name)?);
+                match store.row_count(name) {
+                    Ok(n) => writeln!(out, "{name:<28} {n:>10} rows")?,
+                    Err(flowhost::store::TableError::NotFound(_)) => {
+                        writeln!(out, "{name:<28} {:>10} (not in the database yet)", 0)?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         TableCmd::Show { name, limit } => {
-            known(&name)?;
+            known_table(store, &name)?;
             let mut n = 0;
             store.export_rows(&name, |row| -> anyhow::Result<bool> {
                 n += 1;
-                println!("{}", serde_json::to_string(&row)?);
+                writeln!(out, "{}", serde_json::to_string(&row)?)?;
                 Ok(n < limit)
             })?;
         }
-        TableCmd::Export { name, format, out } => {
-            known(&name)?;
-            flowhost::export::export(store, &name, matches!(format, Format::Csv), out.as_deref())?;
+        TableCmd::Export {
+            name,
+            format,
+            out: file,
+        } => {
+            known_table(store, &name)?;
+            drop(out);
+            flowhost::export::export(store, &name, matches!(format, Format::Csv), file.as_deref())?;
+            return Ok(ExitCode::SUCCESS);
         }
-        TableCmd::Import { name, file } => {
-            known(&name)?;
-            let n = flowhost::export::import(store, &name, &file)?;
-            println!("imported {n} rows into {name}");
+        TableCmd::Import { name, .. } => {
+            bail!("table import of `{name}` needs a writable database")
         }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -137,6 +137,8 @@ pub struct Runtime {
     pub rate_limits: crate::caps::http::RateLimits,
     /// GETs sent ahead for a later run (`http.prefetch`).
     pub prefetches: crate::caps::prefetch::Prefetches,
+    /// Exclusive groups across processes (and who may `serve` the database).
+    pub leases: crate::lease::Leases,
 }
 
 /// State of one top-level run, shared with its children.
@@ -255,7 +257,9 @@ impl Runtime {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let leases = crate::lease::Leases::for_db(store.path());
         Ok(Arc::new(Runtime {
+            leases,
             engine,
             registry: RwLock::new(Arc::new(registry)),
             store,
@@ -319,12 +323,20 @@ impl Runtime {
             .history
             .start(name, trigger, None, &input_for_history)
             .map_err(|e| RunError::Storage(e.to_string()))?;
-        let txn = self
+        // Held until the run is recorded: no other run of the group, in any process, meanwhile.
+        let _group = match &flow.manifest.exclusive {
+            Some(g) => match self.leases.group(g, deadline).await {
+                Ok(lease) => Some(lease),
+                Err(e) => return Ok(self.not_started(id, name, started, e)),
+            },
+            None => None,
+        };
+        let mut txn = self
             .store
             .begin()
             .map_err(|e| RunError::Storage(e.to_string()))?;
-        let run =
-            Arc::new(RunShared::new(id, Some(txn)).with_run_memory(flow.manifest.run_memory));
+        txn.set_deadline(deadline);
+        let run = Arc::new(RunShared::new(id, Some(txn)).with_run_memory(flow.manifest.run_memory));
         let ctx = CallCtx {
             rt: self.clone(),
             flow: flow.clone(),
@@ -365,12 +377,20 @@ impl Runtime {
             ));
         };
         let deferred = run.close_deferred();
+        let applied = match (&outcome, txn.lock_wait_expired()) {
+            (Ok(_), None) => txn.upsert_deferred(deferred).map_err(|e| e.to_string()),
+            _ => Ok(()),
+        };
+        // A wait for the write lock that the deadline ended makes the run a timeout.
+        let outcome = match txn.lock_wait_expired() {
+            Some(m) => Err(Failure {
+                message: format!("{name}: timed out: {m}"),
+                timed_out: true,
+            }),
+            None => outcome,
+        };
         let (status, output, error) = match outcome {
-            Ok(out) => match txn
-                .upsert_deferred(deferred)
-                .map_err(|e| e.to_string())
-                .and_then(|()| txn.commit().map_err(|e| e.to_string()))
-            {
+            Ok(out) => match applied.and_then(|()| txn.commit().map_err(|e| e.to_string())) {
                 Ok(()) => (RunStatus::Ok, Some(out), None),
                 Err(e) => (
                     RunStatus::Error,
@@ -440,6 +460,39 @@ impl Runtime {
             requests,
             elapsed: started.elapsed(),
         })
+    }
+
+    /// Records run `id`, which did not start because its exclusive group was busy: `skipped`
+    /// when it was not to wait, `timeout` when the wait reached its deadline.
+    fn not_started(
+        &self,
+        id: i64,
+        name: &str,
+        started: Instant,
+        e: crate::lease::LeaseError,
+    ) -> RunReport {
+        use crate::lease::LeaseError;
+        let status = match e {
+            LeaseError::Busy { .. } => RunStatus::Skipped,
+            LeaseError::Timeout { .. } => RunStatus::Timeout,
+            LeaseError::Io { .. } => RunStatus::Error,
+        };
+        let error = format!("{name}: {e}");
+        if let Err(h) = self
+            .history
+            .finish(id, status, None, Some(&error), &[], &[])
+        {
+            tracing::error!(run = id, error = %h, "cannot record the run in history");
+        }
+        RunReport {
+            id,
+            flow: name.into(),
+            status,
+            output: None,
+            error: Some(error),
+            requests: Vec::new(),
+            elapsed: started.elapsed(),
+        }
     }
 
     /// What history may keep of a flow's input or output: redacted, and nothing at all for

@@ -27,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{
@@ -62,9 +62,14 @@ pub enum TableError {
     /// A key that already exists.
     #[error("{0}")]
     Conflict(String),
-    /// SQLite failed (disk full, I/O error, the write lock not obtained in time, ...).
+    /// SQLite failed (disk full, I/O error, the write lock not obtained in the lock timeout,
+    /// ...).
     #[error("{0}")]
     Storage(String),
+    /// The run's deadline passed while waiting for SQLite's write lock (see
+    /// [`Txn::set_deadline`]).
+    #[error("{0}")]
+    Timeout(String),
 }
 
 impl TableError {
@@ -75,6 +80,7 @@ impl TableError {
             TableError::InvalidInput(m) => TableError::InvalidInput(format!("{prefix}{m}")),
             TableError::Conflict(m) => TableError::Conflict(format!("{prefix}{m}")),
             TableError::Storage(m) => TableError::Storage(format!("{prefix}{m}")),
+            TableError::Timeout(m) => TableError::Timeout(format!("{prefix}{m}")),
         }
     }
 
@@ -85,6 +91,7 @@ impl TableError {
             TableError::InvalidInput(m) => TableError::InvalidInput(format!("{m}{suffix}")),
             TableError::Conflict(m) => TableError::Conflict(format!("{m}{suffix}")),
             TableError::Storage(m) => TableError::Storage(format!("{m}{suffix}")),
+            TableError::Timeout(m) => TableError::Timeout(format!("{m}{suffix}")),
         }
     }
 }
@@ -101,6 +108,9 @@ pub enum StoreError {
         db: PathBuf,
         reason: String,
     },
+    /// A command that only reads found no database file.
+    #[error("database `{}` does not exist: nothing has been written yet (or fix --db or the `db:` setting)", path.display())]
+    Missing { path: PathBuf },
     #[error("cannot open database `{}`: {source}{}", path.display(), sqlite_hint(source))]
     Open {
         path: PathBuf,
@@ -203,6 +213,21 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     // 16 MiB of page cache (allocated as used): random-UUID keys touch index pages all over.
     conn.pragma_update(None, "cache_size", -16384)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Opens a read-only connection to an existing database (it is never created): it reads the
+/// last commit and never takes or waits for the write lock.
+pub fn open_read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
+    if !path.is_file() {
+        return Err(rusqlite::Error::InvalidPath(path.to_path_buf()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -538,6 +563,11 @@ struct Inner {
     pool: Mutex<Vec<Connection>>,
     /// `None`: SQLite checkpoints on commit (no thread could be started).
     checkpoints: Option<Checkpoints>,
+    /// Opened with [`Store::open_read_only`]: read-only connections, no migration.
+    read_only: bool,
+    /// Tables of the schemas that the database does not have (read-only stores only: a
+    /// read-write store creates them).
+    missing: HashSet<String>,
 }
 
 /// The least time between two checkpoints of the checkpoint thread.
@@ -686,6 +716,12 @@ impl Checkpoints {
 
 impl Inner {
     fn table(&self, name: &str) -> Result<&TableSql, TableError> {
+        if self.missing.contains(name) {
+            return Err(TableError::NotFound(format!(
+                "table `{name}` is not in database `{}` yet: nothing has written to it (the first `flowhost run` or `flowhost table import` creates it)",
+                self.path.display()
+            )));
+        }
         self.tables.get(name).ok_or_else(|| {
             let hint = match self.schemas.suggest(name) {
                 Some(s) => format!(" (did you mean `{s}`?)"),
@@ -699,6 +735,12 @@ impl Inner {
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match pooled {
             Some(c) => Ok(c),
+            None if self.read_only => {
+                open_read_only_connection(&self.path).map_err(|source| StoreError::Open {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
             None => open_connection(&self.path)
                 .and_then(|c| self.checkpoint_policy(c))
                 .map_err(|source| StoreError::Open {
@@ -780,6 +822,8 @@ impl Store {
             tables,
             pool: Mutex::new(Vec::new()),
             checkpoints,
+            read_only: false,
+            missing: HashSet::new(),
         };
         let conn = inner
             .checkpoint_policy(conn)
@@ -792,6 +836,51 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Opens the existing database at `path` for reading only: no migration, no write, no
+    /// wait for a writer (in WAL mode a reader reads the last commit while another connection
+    /// writes). For the commands that only read (`history`, `table list|show|export`).
+    /// Tables of `schemas` that the database does not have yet answer
+    /// [`TableError::NotFound`] saying so.
+    pub fn open_read_only(path: &Path, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = open_read_only_connection(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let present: HashSet<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut stmt| {
+                stmt.query_map([], |r| r.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(sqlite_err(path, "cannot read the list of tables"))?;
+        let tables: HashMap<String, TableSql> = schemas
+            .iter()
+            .map(|s| (s.name.clone(), TableSql::new(s)))
+            .collect();
+        let missing = tables
+            .values()
+            .filter(|t| !present.contains(&t.sql_name))
+            .map(|t| t.name().to_string())
+            .collect();
+        let inner = Inner {
+            path: path.to_path_buf(),
+            schemas,
+            tables,
+            pool: Mutex::new(vec![conn]),
+            checkpoints: None,
+            read_only: true,
+            missing,
+        };
         Ok(Store {
             inner: Arc::new(inner),
         })
@@ -814,6 +903,9 @@ impl Store {
             writing: false,
             aborted: None,
             timeout_changed: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            deadline: None,
+            lock_wait_expired: None,
         })
     }
 
@@ -896,6 +988,19 @@ impl Store {
     }
 }
 
+/// Why [`Txn::begin_write`] did not take the write lock.
+enum BeginError {
+    /// The deadline ended the wait (the text says so).
+    Expired(String),
+    Sqlite(rusqlite::Error),
+    /// The unit was already committed or rolled back.
+    Finished,
+}
+
+impl BeginError {
+    const FINISHED: &'static str = "the unit of work is already finished";
+}
+
 /// An upsert checked by [`Store::check_upsert`], waiting for [`Txn::upsert_deferred`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeferredUpsert {
@@ -916,6 +1021,12 @@ pub struct Txn {
     /// every later call fails, and so does commit, so a half-applied run can never commit.
     aborted: Option<String>,
     timeout_changed: bool,
+    /// The longest wait for another writer's lock ([`DEFAULT_LOCK_TIMEOUT`] unless set).
+    lock_timeout: Duration,
+    /// When the run that owns this unit must end: no lock wait goes past it.
+    deadline: Option<Instant>,
+    /// Set when a wait for the write lock ended at the deadline: the run timed out.
+    lock_wait_expired: Option<String>,
 }
 
 impl std::fmt::Debug for Txn {
@@ -939,16 +1050,16 @@ impl Txn {
         if let Some(m) = &self.aborted {
             return Err(TableError::Storage(m.clone()));
         }
-        let Some(conn) = self.conn.as_ref() else {
-            return Err(TableError::Storage(
-                "the unit of work is already finished".into(),
-            ));
-        };
         if write && !self.writing {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| t.storage(e))?;
-            self.writing = true;
+            self.begin_write().map_err(|e| match e {
+                BeginError::Expired(m) => TableError::Timeout(format!("table `{}`: {m}", t.name())),
+                BeginError::Sqlite(e) => t.storage(e),
+                BeginError::Finished => TableError::Storage(BeginError::FINISHED.into()),
+            })?;
         }
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(TableError::Storage(BeginError::FINISHED.into()));
+        };
         let r = f(conn);
         if let Err(e) = &r {
             if self.writing && conn.is_autocommit() {
@@ -967,26 +1078,66 @@ impl Txn {
             return Ok(());
         }
         let path = self.inner.path.clone();
-        let conn = self.conn.as_ref().ok_or_else(|| StoreError::Aborted {
-            path: path.clone(),
-            message: "the unit of work is already finished".into(),
-        })?;
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(sqlite_err(&path, "cannot take the write lock"))?;
-        self.writing = true;
+        self.begin_write().map_err(|e| match e {
+            BeginError::Expired(message) => StoreError::Aborted { path, message },
+            BeginError::Sqlite(e) => sqlite_err(&path, "cannot take the write lock")(e),
+            BeginError::Finished => StoreError::Aborted {
+                path,
+                message: BeginError::FINISHED.into(),
+            },
+        })
+    }
+
+    /// How long the next write waits for another writer's lock (default 10 s).
+    pub fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        self.lock_timeout = timeout;
         Ok(())
     }
 
-    /// How long the next write waits for another writer's lock (default 10 s); e.g. the run's
-    /// remaining time.
-    pub fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
-        let path = self.inner.path.clone();
-        if let Some(conn) = self.conn.as_ref() {
-            conn.busy_timeout(timeout)
-                .map_err(sqlite_err(&path, "cannot set the lock timeout"))?;
-            self.timeout_changed = true;
+    /// Ends every wait for the write lock at `deadline` (the run's): a write that would wait
+    /// past it fails with [`TableError::Timeout`], and [`Txn::lock_wait_expired`] says so.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Why a wait for the write lock ended at the deadline, if one did: the run timed out
+    /// waiting for another writer.
+    pub fn lock_wait_expired(&self) -> Option<&str> {
+        self.lock_wait_expired.as_deref()
+    }
+
+    /// `BEGIN IMMEDIATE`: takes SQLite's write lock, waiting for another writer at most the
+    /// lock timeout and never past the deadline.
+    fn begin_write(&mut self) -> Result<(), BeginError> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(BeginError::Finished);
+        };
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = left.map_or(self.lock_timeout, |l| l.min(self.lock_timeout));
+        conn.busy_timeout(wait).map_err(BeginError::Sqlite)?;
+        self.timeout_changed = true;
+        let waiting = Instant::now();
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                self.writing = true;
+                Ok(())
+            }
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && left.is_some_and(|l| l <= self.lock_timeout) =>
+            {
+                let message = format!(
+                    "the run's deadline passed while it waited {} ms for the database's write lock (another process or run was writing to `{}`); nothing was written",
+                    waiting.elapsed().as_millis(),
+                    self.inner.path.display()
+                );
+                self.lock_wait_expired = Some(message.clone());
+                Err(BeginError::Expired(message))
+            }
+            Err(e) => Err(BeginError::Sqlite(e)),
         }
-        Ok(())
     }
 
     /// The row of `table` whose key is `key`. A keyless table's key is the `_id` in decimal;
@@ -1340,6 +1491,11 @@ fn migrate(
     schemas: &Schemas,
     tables: &HashMap<String, TableSql>,
 ) -> Result<(), StoreError> {
+    // Most opens change nothing: that is found out with reads, which never wait for a writer
+    // (a run's timeout must not be spent waiting here for another process's run).
+    if up_to_date(conn, schemas, tables) {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_err(path, "cannot start the schema migration"))?;
@@ -1377,6 +1533,45 @@ fn migrate(
     }
     tx.commit()
         .map_err(sqlite_err(path, "cannot commit the schema migration"))
+}
+
+/// Whether every table of `schemas` exists and was last migrated to its current schema (read
+/// without a lock; any doubt answers `false`).
+fn up_to_date(conn: &Connection, schemas: &Schemas, tables: &HashMap<String, TableSql>) -> bool {
+    let read = || -> rusqlite::Result<HashMap<String, String>> {
+        let mut stmt = conn.prepare(&format!(
+            "SELECT name, schema_json FROM {}",
+            quote(META_TABLE)
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        rows.collect()
+    };
+    let Ok(stored) = read() else {
+        return false;
+    };
+    schemas.iter().all(|schema| {
+        let (Some(t), Some(json)) = (tables.get(&schema.name), stored.get(&schema.name)) else {
+            return false;
+        };
+        let exists = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&t.sql_name],
+                |r| r.get::<_, i64>(0),
+            )
+            .is_ok_and(|n| n > 0);
+        exists && schema_json(schema).is_ok_and(|current| current == *json)
+    })
+}
+
+/// What `_flowhost_tables.schema_json` records for `schema`.
+fn schema_json(schema: &TableSchema) -> serde_json::Result<String> {
+    serde_json::to_string(&StoredSchema {
+        name: schema.name.clone(),
+        key: schema.key.clone(),
+        columns: schema.columns.clone(),
+        indexes: schema.indexes.clone(),
+    })
 }
 
 fn migrate_table(
@@ -1563,13 +1758,7 @@ fn migrate_table(
         }
     }
 
-    let json = serde_json::to_string(&StoredSchema {
-        name: schema.name.clone(),
-        key: schema.key.clone(),
-        columns: schema.columns.clone(),
-        indexes: schema.indexes.clone(),
-    })
-    .map_err(|e| {
+    let json = schema_json(schema).map_err(|e| {
         refuse(format!(
             "table `{}`: cannot record the schema ({e})",
             schema.name
@@ -1929,33 +2118,46 @@ mod tests {
 
     #[test]
     fn a_second_writer_waits_for_the_first() {
+        use std::sync::atomic::AtomicBool;
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(open_with(dir.path(), vec![typed()]));
         let mut first = store.begin().unwrap();
         first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
 
-        let s2 = Arc::clone(&store);
+        // While the first holds the lock, a writer that may not wait is refused.
+        let mut hasty = store.begin().unwrap();
+        hasty.set_lock_timeout(Duration::ZERO).unwrap();
+        let err = hasty
+            .insert("Typed", &obj(json!({"id": "hasty"})))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("locked by another writer"),
+            "{err}"
+        );
+        drop(hasty);
+
+        // A writer that may wait gets the lock once the first has committed, and not before.
+        let committing = Arc::new(AtomicBool::new(false));
+        let (s2, seen) = (Arc::clone(&store), Arc::clone(&committing));
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         let second = std::thread::spawn(move || {
             let mut tx = s2.begin().unwrap();
             // Reads do not wait.
             assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
             started_tx.send(()).unwrap();
-            let t0 = Instant::now();
             tx.insert("Typed", &obj(json!({"id": "second"}))).unwrap();
-            let waited = t0.elapsed();
+            let after_commit = seen.load(Ordering::SeqCst);
             // Inside its write transaction it sees the first unit's committed row.
             assert!(tx.get("Typed", "first").unwrap().is_some());
             tx.commit().unwrap();
-            waited
+            after_commit
         });
         started_rx.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        committing.store(true, Ordering::SeqCst);
         first.commit().unwrap();
-        let waited = second.join().unwrap();
         assert!(
-            waited >= Duration::from_millis(200),
-            "second writer waited {waited:?}"
+            second.join().unwrap(),
+            "the second writer wrote before the first committed"
         );
         assert_eq!(store.row_count("Typed").unwrap(), 2);
 
@@ -1976,6 +2178,66 @@ mod tests {
         drop(second);
         first.rollback();
         assert_eq!(store.row_count("Typed").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_lock_wait_ends_at_the_deadline_as_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut first = store.begin().unwrap();
+        first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
+
+        let mut late = store.begin().unwrap();
+        late.set_deadline(Instant::now() + Duration::from_millis(50));
+        assert_eq!(late.lock_wait_expired(), None);
+        let err = late
+            .insert("Typed", &obj(json!({"id": "late"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::Timeout(_)), "{err:?}");
+        let said = late.lock_wait_expired().unwrap().to_string();
+        assert!(
+            err.to_string()
+                .starts_with("table `Typed`: the run's deadline passed while it waited ")
+                && said.contains("for the database's write lock"),
+            "{err} / {said}"
+        );
+        // Past the deadline a write is refused at once, and the unit cannot commit it.
+        assert!(matches!(
+            late.insert("Typed", &obj(json!({"id": "later"}))),
+            Err(TableError::Timeout(_))
+        ));
+        assert!(!late.wrote());
+        drop(late);
+        first.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_read_only_store_neither_writes_nor_waits_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let missing =
+            Store::open_read_only(&db, Arc::new(Schemas::from_schemas(vec![typed()]).unwrap()));
+        assert!(matches!(missing, Err(StoreError::Missing { .. })));
+        assert!(!db.exists());
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut writer = store.begin().unwrap();
+        writer.insert("Typed", &obj(json!({"id": "a"}))).unwrap();
+        writer.commit().unwrap();
+        let mut holder = store.begin().unwrap();
+        holder.insert("Typed", &obj(json!({"id": "b"}))).unwrap();
+
+        let with_more = vec![
+            typed(),
+            schema("name: Later\ncolumns:\n  - { name: x, type: text }\n"),
+        ];
+        let reader =
+            Store::open_read_only(&db, Arc::new(Schemas::from_schemas(with_more).unwrap()))
+                .unwrap();
+        assert_eq!(reader.row_count("Typed").unwrap(), 1);
+        let err = reader.row_count("Later").unwrap_err().to_string();
+        assert!(err.starts_with("table `Later` is not in database"), "{err}");
+        holder.rollback();
     }
 
     #[test]
@@ -2119,24 +2381,81 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt;
             let ro = dir.path().join("ro");
             std::fs::create_dir(&ro).unwrap();
             std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-            // Root ignores permissions; only check when the folder really is read-only.
             if std::fs::write(ro.join("probe"), b"").is_err() {
-                let err = Store::open(&ro.join("t.db"), shipped())
-                    .unwrap_err()
-                    .to_string();
+                read_only_folder_is_refused(&ro);
+            } else {
+                // Root ignores permissions: the check runs in a copy of this test binary as
+                // `nobody`, for whom the folder is read-only.
+                std::fs::remove_file(ro.join("probe")).unwrap();
+                let traverse = std::fs::Permissions::from_mode(0o755);
+                std::fs::set_permissions(dir.path(), traverse).unwrap();
+                let exe = std::env::current_exe().unwrap();
+                let out = std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "store::tests::read_only_folder_as_nobody",
+                        "--include-ignored",
+                        "--nocapture",
+                    ])
+                    .env(RO_DIR_VAR, &ro)
+                    .uid(NOBODY)
+                    .gid(NOBODY)
+                    .output()
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot run {} as nobody to check a read-only folder: {e}",
+                            exe.display()
+                        )
+                    });
+                let report = String::from_utf8_lossy(&out.stdout);
                 assert!(
-                    err.starts_with(&format!(
-                        "database folder `{}` is not writable (",
-                        ro.display()
-                    )),
-                    "{err}"
+                    out.status.success() && report.contains("1 passed"),
+                    "the read-only folder check as nobody failed or did not run: {report}{}",
+                    String::from_utf8_lossy(&out.stderr)
                 );
             }
             std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+    }
+
+    #[cfg(unix)]
+    const RO_DIR_VAR: &str = "FLOWHOST_TEST_RO_DIR";
+    #[cfg(unix)]
+    const NOBODY: u32 = 65534;
+
+    /// Opening a database in `ro` (a folder this process cannot write) names the folder.
+    #[cfg(unix)]
+    fn read_only_folder_is_refused(ro: &Path) {
+        assert!(
+            std::fs::write(ro.join("probe"), b"").is_err(),
+            "{} is writable: the check cannot be made",
+            ro.display()
+        );
+        let err = Store::open(&ro.join("t.db"), shipped())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "database folder `{}` is not writable (",
+                ro.display()
+            )),
+            "{err}"
+        );
+    }
+
+    /// Run by `open_errors_name_the_path` as `nobody` when the tests run as root.
+    #[cfg(unix)]
+    #[test]
+    #[ignore = "run by open_errors_name_the_path in a child process as nobody"]
+    fn read_only_folder_as_nobody() {
+        let ro = std::env::var_os(RO_DIR_VAR).unwrap_or_else(|| {
+            panic!("{RO_DIR_VAR} is not set: run through open_errors_name_the_path")
+        });
+        read_only_folder_is_refused(Path::new(&ro));
     }
 
     #[test]

@@ -348,15 +348,15 @@ async fn grants_names_and_unknown_stores() {
     );
     let e = err(&rt, "probe", list("archive", "", 10)).await;
     assert!(e.starts_with("access-denied: "), "{e}");
-    // Not configured at all.
+    // Not configured at all: denied alone, never a "did you mean" naming a store (issue 14).
     let e = err(&rt, "probe", put("scrach", "k", "x")).await;
     assert_eq!(
         e,
-        "not-found: blobs.put: no blob store `scrach` in the config (did you mean `scratch`?)"
+        "access-denied: blobs.put: probe may not write blob store `scrach` (grants.blobs.write)"
     );
     let e = err(&rt, "probe", get("elsewhere", "k")).await;
     assert!(
-        e.starts_with("not-found: blobs.get: no blob store `elsewhere`"),
+        e.starts_with("access-denied: blobs.get: probe may not read blob store `elsewhere`"),
         "{e}"
     );
     // Bad object names.

@@ -112,7 +112,8 @@ async fn table_errors_are_named_and_grants_enforced() {
         json!({"op": "table", "fn": "count", "table": "Nope", "filter": {}}),
     )
     .await;
-    assert!(e.contains("not-found") && e.contains("Nope"), "{e}");
+    // An ungranted name is denied, whether a table of that name exists or not (issue 14).
+    assert!(e.contains("access-denied") && e.contains("Nope"), "{e}");
     // Granted read only: Environment Variables.
     ok(
         &rt,

@@ -218,3 +218,127 @@ fn bad_config_is_a_one_line_error_with_exit_2() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let env = TestEnv::new();
+    let rows = r#"{"op": "table", "fn": "insert_many", "table": "Probe Items", "rows": [
+        {"id": "a", "n": 1}, {"id": "b", "n": 2}]}"#;
+    let out = flowhost(&env, &["run", "probe", "--input", rows]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let config = env.config_file("");
+    for args in [
+        &["table", "export", "Probe Items"][..],
+        &["table", "export", "Probe Items", "--format", "csv"][..],
+        &["table", "show", "Probe Items"][..],
+        &["table", "list"][..],
+        &["history"][..],
+        &["history", "--json"][..],
+        &["history", "show", "1"][..],
+        &["list"][..],
+        &["run", "echo", "--input", r#"{"a": 1}"#][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before anything is written: every write meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn imports_refuse_non_finite_numbers_and_repeated_columns_or_fields() {
+    let env = TestEnv::new();
+    let import = |table: &str, name: &str, content: &str| {
+        let file = env.dir.path().join(name);
+        std::fs::write(&file, content).unwrap();
+        let out = flowhost(&env, &["table", "import", table, file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    // `LastCount` is a number column.
+    for (cell, line) in [("NaN", 2), ("inf", 3), ("1e999", 4)] {
+        let mut csv = String::from("LastOffset,LastCount\n");
+        for l in 2..line {
+            csv.push_str(&format!("o{l},{l}\n"));
+        }
+        csv.push_str(&format!("bad,{cell}\n"));
+        let err = import("Audit Checkpoints", "n.csv", &csv);
+        assert!(
+            err.contains(&format!(
+                "n.csv:{line}: column 2 (`LastCount`): `{cell}` is not a finite number"
+            )),
+            "{cell}: {err}"
+        );
+    }
+    let out = flowhost(&env, &["table", "export", "Audit Checkpoints"]);
+    assert_eq!(text(&out.stdout), "", "a refused import wrote rows");
+    let err = import("Probe Items", "dup.csv", "id,n,note,n\nx,1,a,2\n");
+    assert!(
+        err.contains("dup.csv:1: column `n` appears twice in the header (columns 2 and 4)"),
+        "{err}"
+    );
+    let err = import(
+        "Probe Items",
+        "dup.jsonl",
+        "{\"id\": \"x\"}\n{\"id\": \"y\", \"n\": 1, \"n\": 2}\n",
+    );
+    assert!(
+        err.contains("dup.jsonl:2: field `n` appears twice in one object"),
+        "{err}"
+    );
+    let out = flowhost(&env, &["table", "export", "Probe Items"]);
+    assert_eq!(text(&out.stdout), "", "a refused import wrote rows");
+
+    let out = flowhost(&env, &["run", "echo", "--input", r#"{"a": 1, "a": 2}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--input is not valid JSON: field `a` appears twice"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn ungranted_tables_and_blob_stores_are_denied_without_naming_others() {
+    let env = TestEnv::new();
+    for (op, must) in [
+        // Exists, not granted.
+        (
+            r#"{"op": "table", "fn": "count", "table": "Audit Events"}"#,
+            "access-denied: probe may not read table `Audit Events` (grants.tables.read)",
+        ),
+        // Does not exist, one letter from a table that does.
+        (
+            r#"{"op": "table", "fn": "count", "table": "Audit Event"}"#,
+            "access-denied: probe may not read table `Audit Event` (grants.tables.read)",
+        ),
+        (
+            r#"{"op": "blob_get", "store": "archive", "key": "k"}"#,
+            "access-denied: blobs.get: probe may not read blob store `archive` (grants.blobs.read)",
+        ),
+        (
+            r#"{"op": "blob_get", "store": "archiv", "key": "k"}"#,
+            "access-denied: blobs.get: probe may not read blob store `archiv` (grants.blobs.read)",
+        ),
+    ] {
+        let out = flowhost(&env, &["run", "probe", "--input", op]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{op}: {err}");
+        assert!(err.contains(must), "{op}: {err}");
+        assert!(
+            !err.contains("did you mean") && !err.contains("not-found"),
+            "{op}: {err}"
+        );
+    }
+}

@@ -131,28 +131,21 @@ fn store<'a>(
         Access::Read => grants.can_read_blob(name),
         Access::Write => grants.can_write_blob(name),
     };
-    let found = ctx.rt.blobs.get(name);
-    match found {
-        None => {
-            let hint = crate::schema::closest(name, ctx.rt.blobs.keys().map(String::as_str))
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
-            Err(WitError::NotFound(format!(
-                "blobs.{op}: no blob store `{name}` in the config{hint}"
-            )))
-        }
-        Some(_) if !allowed => {
-            let (what, field) = match access {
-                Access::Read => ("read", "grants.blobs.read"),
-                Access::Write => ("write", "grants.blobs.write"),
-            };
-            Err(WitError::AccessDenied(format!(
-                "blobs.{op}: {} may not {what} blob store `{name}` ({field})",
-                ctx.name()
-            )))
-        }
-        Some(s) => Ok(s),
+    // A store the flow may not use is answered `access-denied` alone, whether it exists or
+    // not: a flow learns no store names beyond its grants.
+    if !allowed {
+        let (what, field) = match access {
+            Access::Read => ("read", "grants.blobs.read"),
+            Access::Write => ("write", "grants.blobs.write"),
+        };
+        return Err(WitError::AccessDenied(format!(
+            "blobs.{op}: {} may not {what} blob store `{name}` ({field})",
+            ctx.name()
+        )));
     }
+    ctx.rt.blobs.get(name).ok_or_else(|| {
+        WitError::NotFound(format!("blobs.{op}: no blob store `{name}` in the config"))
+    })
 }
 
 /// Checks an object name: not empty, no leading or trailing `/`, no empty, `.` or `..`

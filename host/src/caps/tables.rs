@@ -23,6 +23,7 @@ impl From<TableError> for WitError {
             TableError::InvalidInput(m) => WitError::InvalidInput(m),
             TableError::Conflict(m) => WitError::InvalidInput(m),
             TableError::Storage(m) => WitError::Other(m),
+            TableError::Timeout(m) => WitError::Timeout(m),
         }
     }
 }
@@ -40,10 +41,9 @@ fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitErro
         Access::Read => grants.can_read(table),
         Access::Write => grants.can_write(table),
     };
+    // A table the flow may not use is answered `access-denied` alone, whether it exists or
+    // not: a flow learns no table names beyond its grants.
     if !allowed {
-        if ctx.rt.store.schemas().get(table).is_none() {
-            return Err(TableError::NotFound(format!("no table `{table}`")).into());
-        }
         let (what, field) = match access {
             Access::Read => ("read", "grants.tables.read"),
             Access::Write => ("write", "grants.tables.write"),
@@ -67,7 +67,11 @@ fn with_txn<T>(
     op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
 ) -> Result<T, WitError> {
     check_grant(ctx, table, access)?;
-    in_txn(ctx, op)
+    in_txn(ctx, op).map_err(|e| match e {
+        // A granted table the database lacks: never a "did you mean" naming another table.
+        WitError::NotFound(_) => WitError::NotFound(format!("no table `{table}`")),
+        other => other,
+    })
 }
 
 /// Runs `op` on the run's transaction, after the upserts waiting in the run's queue.
@@ -141,7 +145,7 @@ fn upsert_later(
 }
 
 fn object(json: &str, what: &str) -> Result<Map<String, Value>, WitError> {
-    match serde_json::from_str::<Value>(json) {
+    match crate::json::parse(json) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(WitError::InvalidInput(format!(
             "{what} must be a JSON object"
@@ -151,7 +155,7 @@ fn object(json: &str, what: &str) -> Result<Map<String, Value>, WitError> {
 }
 
 fn objects(json: &str) -> Result<Vec<Map<String, Value>>, WitError> {
-    match serde_json::from_str::<Value>(json) {
+    match crate::json::parse(json) {
         Ok(Value::Array(items)) => items
             .into_iter()
             .enumerate()
