@@ -270,6 +270,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             cmd_run(&runtime, &name, &input, until_idle).await
         }
         Command::Serve { no_reload } => {
+            let shutdown = shutdown_signal();
             // One `serve` per database, held until this process ends.
             cfg.check().map_err(config)?;
             let leases = flowhost::lease::Leases::for_db(&cfg.db);
@@ -287,7 +288,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                 reload_every: defaults.reload_every.filter(|_| !no_reload),
                 ..defaults
             };
-            let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown_signal()).await;
+            let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown).await;
             eprintln!(
                 "flowhost serve: {} runs ({} failed, {} skipped)",
                 summary.runs, summary.failed, summary.skipped
@@ -331,29 +332,36 @@ fn print_line(line: std::fmt::Arguments<'_>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once (an unfinished run's
+/// Listens for SIGINT and SIGTERM from the moment it is called (before `serve` starts any
+/// run: a signal in between must not kill the process with the default action) and returns a
+/// future that resolves on the first one; a second one exits at once (an unfinished run's
 /// transaction is rolled back by SQLite).
-async fn shutdown_signal() {
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        eprintln!("flowhost serve: cannot listen for signals; stop it with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    eprintln!("flowhost serve: stopping after the running flows finish (signal again to stop now)");
-    tokio::spawn(async move {
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = streams else {
+            eprintln!("flowhost serve: cannot listen for signals; stop it with SIGKILL");
+            return std::future::pending().await;
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        std::process::exit(130);
-    });
+        eprintln!(
+            "flowhost serve: stopping after the running flows finish (signal again to stop now)"
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            std::process::exit(130);
+        });
+    }
 }
 
 /// Whether the flows folders have a loadable flow `name` (reads manifests only; writes nothing).

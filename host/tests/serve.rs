@@ -359,18 +359,9 @@ fn history(env: &TestEnv) -> History {
     History::open(&flowhost::history::history_path_for(&env.config.db)).unwrap()
 }
 
-/// Waits until `flow` has a running run and serve's signal handlers are in place. The handlers
-/// are installed when serve's loop first waits, which may be after the first run started (a
-/// SIGTERM before that kills the process: reported as a bug); a reload, logged from inside the
-/// loop, shows the loop has waited at least once. So a flow without a schedule is dropped in
-/// and the test waits for the reload's line.
-async fn wait_for_running(
-    env: &TestEnv,
-    dir: &std::path::Path,
-    lines: &std::sync::mpsc::Receiver<String>,
-    seen: &mut Vec<String>,
-    flow: &str,
-) {
+/// Waits until `flow` has a running run. `serve` listens for signals before it starts any
+/// run, so from then on a SIGTERM is a clean stop.
+async fn wait_for_running(env: &TestEnv, flow: &str) {
     let h = history(env);
     wait_until(PATIENCE, &format!("a running row of {flow}"), || {
         h.list(Some(flow), 10)
@@ -379,8 +370,22 @@ async fn wait_for_running(
             .any(|r| r.status == RunStatus::Running)
     })
     .await;
-    drop_probe(dir, "nudge", "title: Nudge\n");
-    read_until(lines, seen, "reloaded the flow folders");
+}
+
+/// A SIGTERM that comes as soon as `serve` says it is serving (before its loop has waited
+/// once) is a clean stop, not death by the signal's default action: the handlers are in place
+/// before the first run starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_right_at_start_is_a_clean_stop() {
+    let (env, dir) = env_with_flows();
+    drop_probe(&dir, "long", &sleeper("1h", 1500, ""));
+    let (mut child, lines) = spawn_serve(&env);
+    let mut seen = Vec::new();
+    read_until(&lines, &mut seen, "serving scheduled flows");
+    signal(&child, libc::SIGTERM);
+    read_until(&lines, &mut seen, "flowhost serve: ");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}; stderr:\n{}", seen.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -390,7 +395,7 @@ async fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
     drop_probe(&dir, "long", &sleeper("1h", 8000, ""));
     let (child, lines) = spawn_serve(&env);
     let mut seen = Vec::new();
-    wait_for_running(&env, &dir, &lines, &mut seen, "long").await;
+    wait_for_running(&env, "long").await;
     signal(&child, libc::SIGTERM);
     let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
@@ -421,7 +426,7 @@ async fn a_second_signal_stops_serve_at_once() {
     drop_probe(&dir, "long", &sleeper("1h", 600_000, ""));
     let (mut child, lines) = spawn_serve(&env);
     let mut seen = Vec::new();
-    wait_for_running(&env, &dir, &lines, &mut seen, "long").await;
+    wait_for_running(&env, "long").await;
     signal(&child, libc::SIGTERM);
     read_until(&lines, &mut seen, "stopping after the running flows finish");
     signal(&child, libc::SIGTERM);
