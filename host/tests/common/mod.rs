@@ -212,3 +212,12 @@ pub async fn serve(app: axum::Router) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     origin
 }
+
+/// Drops a flow into the folder `dir` (created): the built test flow `component` (`probe` or
+/// `echo`, from `flows/dist-test`) as `NAME.wasm`, with `manifest` as `NAME.yaml`.
+pub fn drop_flow(dir: &Path, name: &str, component: &str, manifest: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let wasm = flows_dir("dist-test").join(format!("{component}.wasm"));
+    std::fs::copy(wasm, dir.join(format!("{name}.wasm"))).unwrap();
+    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
+}
