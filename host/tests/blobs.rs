@@ -413,26 +413,19 @@ async fn blob_writes_are_not_rolled_back() {
 async fn a_grant_of_an_unknown_store_is_a_load_error() {
     let env = TestEnv::new();
     let dir = env.dir.path().join("flows");
-    std::fs::create_dir_all(&dir).unwrap();
-    let test_flows = common::flows_dir("dist-test");
-    for name in ["typo", "fine"] {
-        std::fs::copy(
-            test_flows.join("echo.wasm"),
-            dir.join(format!("{name}.wasm")),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        dir.join("typo.yaml"),
+    common::drop_flow(
+        &dir,
+        "typo",
+        "echo",
         "# grants:\n#   blobs: {write: [scrach]}\ntitle: Typo\ndescription: writes to scrach\n\
          grants:\n  blobs:\n    read: [archive]\n    write: [scrach]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("fine.yaml"),
+    );
+    common::drop_flow(
+        &dir,
+        "fine",
+        "echo",
         "title: Fine\ngrants:\n  blobs: {read: [archive], write: [scratch]}\n",
-    )
-    .unwrap();
+    );
     let mut config = env.config.clone();
     config.flows = vec![dir.clone()];
     let rt = config.open_runtime().unwrap();

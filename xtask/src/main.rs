@@ -14,7 +14,7 @@
 //! It uses only the standard library and runs the real `cargo`, `rustup`, `flowhost` and
 //! `asa-sim` commands, printing each one.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -416,6 +416,7 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     /// A folder holding executable scripts `name` → body, for use as PATH.
     fn bin_dir(scripts: &[(&str, &str)]) -> (tempfile_free::Dir, OsString) {

@@ -235,13 +235,19 @@ pub async fn serve(app: axum::Router) -> String {
     origin
 }
 
+/// Drops a flow into the folder `dir` (created): the built test flow `component` (`probe` or
+/// `echo`, from `flows/dist-test`) as `NAME.wasm`, with `manifest` as `NAME.yaml`.
+pub fn drop_flow(dir: &Path, name: &str, component: &str, manifest: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let wasm = flows_dir("dist-test").join(format!("{component}.wasm"));
+    std::fs::copy(wasm, dir.join(format!("{name}.wasm"))).unwrap();
+    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
+}
+
 /// Copies the `probe` test component into `dir` as flow `name`, with `manifest` as its
 /// manifest (the way a user drops a flow into a folder).
 pub fn drop_probe(dir: &Path, name: &str, manifest: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    let probe = flows_dir("dist-test").join("probe.wasm");
-    std::fs::copy(probe, dir.join(format!("{name}.wasm"))).unwrap();
-    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
+    drop_flow(dir, name, "probe", manifest);
 }
 
 /// Copies the ASA flows (`flows/dist`) into `dir`, leaving out the flows in `without`, and in
