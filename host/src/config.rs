@@ -335,17 +335,18 @@ impl Config {
         Ok((schemas, secrets))
     }
 
-    /// The flows (and the load errors) as a run would see them, after the checks of
-    /// [`Config::check`]; opens no database (`flowhost list`).
+    /// The flows (and the load errors, logged as warnings as [`Config::open_runtime`] does) as
+    /// a run would see them, after the checks of [`Config::check`]; opens no database
+    /// (`flowhost list`).
     pub fn load_registry(&self) -> Result<crate::registry::Registry, ConfigError> {
         let (schemas, _) = self.check()?;
         let blob_names = self.blobs.keys().cloned().collect();
-        Ok(crate::registry::Registry::load(
-            &self.flows,
-            &schemas,
-            &self.grants,
-            &blob_names,
-        ))
+        let registry =
+            crate::registry::Registry::load(&self.flows, &schemas, &self.grants, &blob_names);
+        for e in &registry.errors {
+            tracing::warn!("{e}");
+        }
+        Ok(registry)
     }
 
     /// Opens everything a run needs. Errors are one line naming the file at fault.
