@@ -319,10 +319,11 @@ async fn http_goes_only_to_allowed_hosts_and_retries_5xx() {
     assert_eq!((held.received(), held.answered()), (2, 0));
 
     // Connection refused is an error after the attempts, not a hang.
+    let (_held, closed) = common::closed_port();
     let e = err(
         &rt,
         "probe",
-        json!({"op": "http", "method": "GET", "url": "http://127.0.0.1:9/",
+        json!({"op": "http", "method": "GET", "url": format!("{closed}/"),
         "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 10}}),
     )
     .await;
@@ -791,8 +792,8 @@ async fn a_cache_entry_with_the_longest_ttl_is_kept() {
 
 /// A server controls a 429's wait: a time beyond any deadline (`X-RateLimit-Retry-At: 1e300`,
 /// `Retry-After: 18446744073709551615`) fails the run with the deadline error naming the URL,
-/// not a panic in the host (`caps/http.rs` `rate_limit_wait` uses `Duration::from_secs_f64`
-/// and adds the jitter unchecked).
+/// not a panic in the host (`caps/http.rs` `rate_limit_wait` used `Duration::from_secs_f64`
+/// and added the jitter unchecked).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_429_naming_a_time_beyond_any_deadline_fails_the_run_cleanly() {
     let env = TestEnv::new();
@@ -819,8 +820,12 @@ async fn a_429_naming_a_time_beyond_any_deadline_fails_the_run_cleanly() {
         )
         .await;
         assert!(
-            e.contains(&url) && e.contains("past the run's deadline"),
+            e.contains("timeout: ") && e.contains(&url) && e.contains("past this run's deadline"),
             "{name}: {value}: {e}"
+        );
+        assert!(
+            e.contains(value),
+            "the error names what the server sent: {e}"
         );
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::TestEnv;
+use common::{text, TestEnv};
 
 fn flowhost(env: &TestEnv, args: &[&str]) -> Output {
     let config = env.config_file("");
@@ -15,10 +15,6 @@ fn flowhost(env: &TestEnv, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use common::TestEnv;
+use common::{text, TestEnv};
 use serde_json::{json, Value};
 
 /// What the server answers on `/s/{name}`: a status and headers.
@@ -59,10 +59,6 @@ async fn run_probe(env: &TestEnv, input: &Value) -> Output {
         .output()
         .await
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// The `error: ` line of a failed run's stderr.

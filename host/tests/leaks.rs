@@ -18,17 +18,13 @@ use std::path::Path;
 use std::process::Output;
 
 use base64::Engine;
-use common::TestEnv;
+use common::{text, TestEnv};
 use serde_json::{json, Value};
 
 /// The secret: every character that has an escaped form, around a marker word.
 const SECRET: &str = "Zq9 <hunter2>&\"x\\y+z/é~Kw";
 /// Part of every textual form of [`SECRET`] (raw, JSON, percent-encoded).
 const MARKER: &str = "hunter2";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `flowhost --config CONFIG ARGS` with `RUST_LOG=rust_log` and the secret in the environment.
 async fn flowhost(config: &Path, args: &[&str], rust_log: &str) -> Output {

@@ -8,13 +8,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::TestEnv;
+use common::{text, TestEnv};
 use flowhost::history::{RunStatus, MAX_FAILED_CHILD_ROWS, MAX_LOG_LINES};
 use serde_json::json;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `env` with its own flows folder holding copies of echo and probe.
 fn env_with_flows() -> (TestEnv, PathBuf) {

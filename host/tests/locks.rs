@@ -9,14 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TestEnv;
+use common::{text, TestEnv};
 
 /// How long any awaited event may take on a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(120);
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// `flowhost --config <env's config> args...`, nothing inherited from the caller's RUST_LOG.
 fn flowhost(config: &Path, args: &[&str]) -> Command {

@@ -75,9 +75,7 @@ async fn secret_values_appear_nowhere() {
     let started = std::time::Instant::now();
     // O20 posts to a port this test holds (bound, never listening: connections are refused,
     // and no other process can take the port meanwhile).
-    let held = tokio::net::TcpSocket::new_v4().unwrap();
-    held.bind(([127, 0, 0, 1], 0).into()).unwrap();
-    let closed = format!("http://{}", held.local_addr().unwrap());
+    let (_held, closed) = common::closed_port();
     let a = asa_with(3000, 500, &[("HEC_TOKEN", HEC_TOKEN)], |_| {}).await;
     let origin = a.sim.base_url();
     let config = a.env.config_file(&format!(

@@ -22,13 +22,6 @@ use flowhost::scheduler::{serve, ServeOptions, MAX_WAITING_PER_FLOW};
 /// How long any one awaited event may take on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Writes `NAME.wasm` (the probe component) and `NAME.yaml` into `dir`.
-fn drop_flow(dir: &Path, name: &str, manifest: &str) {
-    let probe = common::flows_dir("dist-test").join("probe.wasm");
-    std::fs::copy(probe, dir.join(format!("{name}.wasm"))).unwrap();
-    std::fs::write(dir.join(format!("{name}.yaml")), manifest).unwrap();
-}
-
 /// A probe manifest scheduled `every`, running `input` (JSON), with `extra` lines.
 fn scheduled(every: &str, input: &serde_json::Value, extra: &str) -> String {
     format!("title: Robust\nschedule:\n  every: {every}\n  input: {input}\ntimeout: 20s\n{extra}")
@@ -89,17 +82,17 @@ async fn a_panicking_run_ends_as_error_frees_its_group_and_shutdown_returns() {
     let echo = serde_json::json!({"op": "echo", "value": 1});
     // All three share a group; `after` runs every 200 ms, so it needs the group back after
     // each panicking run.
-    drop_flow(
+    common::drop_probe(
         &dir,
         "boom",
         &scheduled("1h", &host_panic, "exclusive: grp\n"),
     );
-    drop_flow(
+    common::drop_probe(
         &dir,
         "guest",
         &scheduled("1h", &guest_panic, "exclusive: grp\n"),
     );
-    drop_flow(
+    common::drop_probe(
         &dir,
         "after",
         &scheduled("200ms", &echo, "exclusive: grp\n"),
@@ -162,9 +155,9 @@ async fn a_flood_of_run_requests_is_bounded_recorded_and_starves_nothing() {
         })
         .collect();
     let flood = serde_json::json!({"op": "steps", "steps": steps});
-    drop_flow(&dir, "flood", &scheduled("1h", &flood, ""));
+    common::drop_probe(&dir, "flood", &scheduled("1h", &flood, ""));
     let tick = serde_json::json!({"op": "echo", "value": "tick"});
-    drop_flow(&dir, "ticker", &scheduled("200ms", &tick, ""));
+    common::drop_probe(&dir, "ticker", &scheduled("200ms", &tick, ""));
     let rt = env.config.open_runtime().unwrap();
 
     let dropped_note = |h: &History| {
@@ -248,7 +241,7 @@ fn env_with_fifos() -> (TestEnv, PathBuf) {
         std::fs::copy(echo.join(f), dir.join(f)).unwrap();
     }
     let tick = serde_json::json!({"op": "echo", "value": "tick"});
-    drop_flow(&dir, "ticker", &scheduled("200ms", &tick, ""));
+    common::drop_probe(&dir, "ticker", &scheduled("200ms", &tick, ""));
     mkfifo(&dir.join("x.yaml"));
     mkfifo(&dir.join("x.wasm"));
     (env, dir)

@@ -201,20 +201,29 @@ pub fn copy_flows(from: &Path, to: &Path, keep: impl Fn(&str) -> bool) {
 
 /// Sets the `every:` of the schedule in `dir/FLOW.yaml` (a fast schedule for a test).
 pub fn set_every(dir: &Path, flow: &str, every: &str) {
+    set_manifest_line(dir, flow, "every", every);
+}
+
+/// Replaces the line `key: …` of `dir/FLOW.yaml` (at any indentation, e.g. `every` under
+/// `schedule`) by `key: value`. Panics if there is no such line, so a renamed setting cannot
+/// turn a fast-schedule test into a slow one unnoticed.
+pub fn set_manifest_line(dir: &Path, flow: &str, key: &str, value: &str) {
     let p = dir.join(format!("{flow}.yaml"));
     let text = std::fs::read_to_string(&p).unwrap();
-    assert!(
-        text.lines().any(|l| l.trim_start().starts_with("every:")),
-        "{} has no `every:` line",
-        p.display()
-    );
+    let mut found = false;
     let lines: Vec<String> = text
         .lines()
-        .map(|l| match l.find("every:") {
-            Some(at) if l[..at].trim().is_empty() => format!("{}every: {every}", &l[..at]),
-            _ => l.to_string(),
+        .map(|l| {
+            let body = l.trim_start();
+            if body.starts_with(&format!("{key}:")) {
+                found = true;
+                format!("{}{key}: {value}", &l[..l.len() - body.len()])
+            } else {
+                l.to_string()
+            }
         })
         .collect();
+    assert!(found, "{} has no `{key}:` line", p.display());
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
 }
 
@@ -225,6 +234,15 @@ pub fn error_line(stderr: &str) -> String {
         .find(|l| l.starts_with("error: "))
         .unwrap_or_default()
         .to_string()
+}
+
+/// A loopback port this test holds without listening: connections to it are refused, and no
+/// other process can take it meanwhile. Keep the socket alive as long as the URL is used.
+pub fn closed_port() -> (tokio::net::TcpSocket, String) {
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let url = format!("http://{}", held.local_addr().unwrap());
+    (held, url)
 }
 
 /// Serves `app` on a loopback port it holds for the test's life; returns `http://ADDR`.
@@ -255,32 +273,11 @@ pub fn drop_probe(dir: &Path, name: &str, manifest: &str) {
 /// indentation, e.g. `every` under `schedule`) by `key: value`. Panics if a key is missing, so
 /// a renamed setting cannot turn a fast-schedule test into a slow one unnoticed.
 pub fn asa_flows_with(dir: &Path, changes: &[(&str, &str, &str)], without: &[&str]) {
-    std::fs::create_dir_all(dir).unwrap();
-    for e in std::fs::read_dir(flows_dir("dist")).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let stem = name.split('.').next().unwrap_or_default();
-        if !without.contains(&stem) {
-            std::fs::copy(e.path(), dir.join(&name)).unwrap();
-        }
-    }
+    copy_flows(&flows_dir("dist"), dir, |name| {
+        !without.contains(&name.split('.').next().unwrap_or_default())
+    });
     for (flow, key, value) in changes {
-        let p = dir.join(format!("{flow}.yaml"));
-        let text = std::fs::read_to_string(&p).unwrap();
-        let mut found = false;
-        let lines: Vec<String> = text
-            .lines()
-            .map(|l| {
-                let body = l.trim_start();
-                if body.starts_with(&format!("{key}:")) {
-                    found = true;
-                    format!("{}{key}: {value}", &l[..l.len() - body.len()])
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect();
-        assert!(found, "{} has no `{key}:` line", p.display());
-        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        set_manifest_line(dir, flow, key, value);
     }
 }
 
