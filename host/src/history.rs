@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{
-    check_db_dir, enable_wal, open_connection, open_read_only_connection, StoreError,
+    check_db_dir, enable_wal, open_connection, open_existing_read_only, StoreError,
 };
 
 /// Input, output, error and log message text is capped at this many bytes.
@@ -333,15 +333,7 @@ impl History {
     /// Opens existing history at `path` for reading only (`flowhost history`): nothing is
     /// created, marked or pruned, and nothing waits for a writer.
     pub fn open_read_only(path: &Path) -> Result<History, StoreError> {
-        if !path.is_file() {
-            return Err(StoreError::Missing {
-                path: path.to_path_buf(),
-            });
-        }
-        let conn = open_read_only_connection(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn = open_existing_read_only(path)?;
         Ok(History {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

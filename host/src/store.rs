@@ -232,6 +232,20 @@ pub fn open_read_only_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// [`open_read_only_connection`] for the stores' own `open_read_only`: a missing file is
+/// [`StoreError::Missing`], any other failure [`StoreError::Open`] naming the path.
+pub(crate) fn open_existing_read_only(path: &Path) -> Result<Connection, StoreError> {
+    if !path.is_file() {
+        return Err(StoreError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    open_read_only_connection(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Switches the file to WAL mode (persistent), warning if the file system refuses.
 pub(crate) fn enable_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let mode: String = conn
@@ -847,15 +861,7 @@ impl Store {
     /// Tables of `schemas` that the database does not have yet answer
     /// [`TableError::NotFound`] saying so.
     pub fn open_read_only(path: &Path, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
-        if !path.is_file() {
-            return Err(StoreError::Missing {
-                path: path.to_path_buf(),
-            });
-        }
-        let conn = open_read_only_connection(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let conn = open_existing_read_only(path)?;
         let present: HashSet<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
             .and_then(|mut stmt| {

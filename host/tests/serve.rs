@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,14 +25,6 @@ fn sleeper(every: &str, ms: u64, extra: &str) -> String {
 /// A manifest whose scheduled runs answer `value` (the probe's `echo` op), every `every`.
 fn echoer(every: &str, value: &str) -> String {
     format!("title: Echoer\nschedule:\n  every: {every}\n  input: {{\"op\": \"echo\", \"value\": \"{value}\"}}\n")
-}
-
-fn env_with_flows() -> (TestEnv, PathBuf) {
-    let mut env = TestEnv::new();
-    let dir = env.dir.path().join("flows");
-    std::fs::create_dir_all(&dir).unwrap();
-    env.config.flows = vec![dir.clone()];
-    (env, dir)
 }
 
 /// `flow`'s runs in history, newest first.
@@ -73,7 +64,7 @@ fn no_reload() -> ServeOptions {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exclusive_group_members_never_overlap_and_busy_ticks_are_skipped() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "a", &sleeper("1s", 300, "exclusive: grp\n"));
     drop_probe(&dir, "b", &sleeper("1s", 300, "exclusive: grp\n"));
     // Runs 1.5 s every 500 ms: most ticks find it busy and are skipped (overlap: skip).
@@ -117,7 +108,7 @@ async fn exclusive_group_members_never_overlap_and_busy_ticks_are_skipped() {
 /// skipped, no two runs overlap); `overlap: allow`: it starts at once, beside the running one.
 #[tokio::test(flavor = "multi_thread")]
 async fn overlap_queue_waits_its_turn_and_overlap_allow_runs_beside() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     // Every 100 ms, 600 ms each: every run but the first starts while another is running.
     drop_probe(&dir, "queued", &sleeper("100ms", 600, "overlap: queue\n"));
     drop_probe(&dir, "allowed", &sleeper("100ms", 600, "overlap: allow\n"));
@@ -149,7 +140,7 @@ async fn overlap_queue_waits_its_turn_and_overlap_allow_runs_beside() {
 /// A cron line with seconds fires under `serve`, once per matching second.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cron_schedule_fires_under_serve() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     let manifest = "title: Cron\nschedule:\n  cron: \"*/1 * * * * *\"\n  input: {\"op\": \"echo\", \"value\": \"tick\"}\n";
     drop_probe(&dir, "cron", manifest);
     let rt = env.config.open_runtime().unwrap();
@@ -176,7 +167,7 @@ async fn a_cron_schedule_fires_under_serve() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn flows_dropped_in_changed_or_broken_while_serving() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     // `clock` runs throughout: its runs are the events that say "time went by" below.
     drop_probe(&dir, "clock", &echoer("200ms", "tick"));
     let rt = env.config.open_runtime().unwrap();
@@ -279,7 +270,7 @@ async fn flows_dropped_in_changed_or_broken_while_serving() {
 /// is pruned while it serves, not only when it starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn history_is_pruned_while_serving() {
-    let (mut env, dir) = env_with_flows();
+    let (mut env, dir) = common::env_with_flows();
     drop_probe(&dir, "tick", &echoer("100ms", "tick"));
     env.config.retention = Duration::from_secs(1);
     let rt = env.config.open_runtime().unwrap();
@@ -377,7 +368,7 @@ async fn wait_for_running(env: &TestEnv, flow: &str) {
 /// before the first run starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigterm_right_at_start_is_a_clean_stop() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "long", &sleeper("1h", 1500, ""));
     let (mut child, lines) = spawn_serve(&env);
     let mut seen = Vec::new();
@@ -390,7 +381,7 @@ async fn a_sigterm_right_at_start_is_a_clean_stop() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     // Long enough to outlast the reload below (every 2 s) by far.
     drop_probe(&dir, "long", &sleeper("1h", 8000, ""));
     let (child, lines) = spawn_serve(&env);
@@ -422,7 +413,7 @@ async fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
 /// finish, and its run is not `ok` in history.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_stops_serve_at_once() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "long", &sleeper("1h", 600_000, ""));
     let (mut child, lines) = spawn_serve(&env);
     let mut seen = Vec::new();
@@ -456,7 +447,7 @@ async fn a_second_signal_stops_serve_at_once() {
 /// take `serve` down (one task schedules everything); the other flows go on running.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_requested_an_eternity_ahead_does_not_stop_serve() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "clock", &echoer("200ms", "tick"));
     drop_probe(
         &dir,

@@ -27,14 +27,6 @@ fn scheduled(every: &str, input: &serde_json::Value, extra: &str) -> String {
     format!("title: Robust\nschedule:\n  every: {every}\n  input: {input}\ntimeout: 20s\n{extra}")
 }
 
-fn env_with_flows() -> (TestEnv, PathBuf) {
-    let mut env = TestEnv::new();
-    let dir = env.dir.path().join("flows");
-    std::fs::create_dir_all(&dir).unwrap();
-    env.config.flows = vec![dir.clone()];
-    (env, dir)
-}
-
 fn runs(history: &History, flow: &str) -> Vec<RunRecord> {
     history.list(Some(flow), 1000).unwrap()
 }
@@ -76,7 +68,7 @@ async fn serve_until(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_panicking_run_ends_as_error_frees_its_group_and_shutdown_returns() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     let host_panic = serde_json::json!({"op": "log", "message": flowhost::caps::log::PANIC_HOOK});
     let guest_panic = serde_json::json!({"op": "panic"});
     let echo = serde_json::json!({"op": "echo", "value": 1});
@@ -146,7 +138,7 @@ async fn a_panicking_run_ends_as_error_frees_its_group_and_shutdown_returns() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_run_requests_is_bounded_recorded_and_starves_nothing() {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     // One run asks for 100 distinct reruns of itself (no grant needed for itself).
     let steps: Vec<serde_json::Value> = (0..100)
         .map(|i| {
@@ -235,7 +227,7 @@ fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
 
 /// Flows folder with `echo` and a `ticker` (probe, every 200 ms) and FIFOs `x.yaml`, `x.wasm`.
 fn env_with_fifos() -> (TestEnv, PathBuf) {
-    let (env, dir) = env_with_flows();
+    let (env, dir) = common::env_with_flows();
     let echo = common::flows_dir("dist-test");
     for f in ["echo.wasm", "echo.yaml"] {
         std::fs::copy(echo.join(f), dir.join(f)).unwrap();

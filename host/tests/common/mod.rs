@@ -124,6 +124,16 @@ impl TestEnv {
     }
 }
 
+/// A test world whose only flows folder is an empty `flows/` in its temp dir (returned), for
+/// tests that drop in flows of their own.
+pub fn env_with_flows() -> (TestEnv, PathBuf) {
+    let mut env = TestEnv::new();
+    let dir = env.dir.path().join("flows");
+    std::fs::create_dir_all(&dir).unwrap();
+    env.config.flows = vec![dir.clone()];
+    (env, dir)
+}
+
 /// Runs `flow` with `input` (JSON) at top level.
 pub async fn run(rt: &Arc<Runtime>, flow: &str, input: serde_json::Value) -> RunReport {
     rt.run(flow, &input.to_string(), Trigger::Cli)
