@@ -388,14 +388,7 @@ fn a_bad_manifest_or_component_is_listed_and_the_other_flows_run() {
     let out = w.flowhost(&["list"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let list = text(&out.stdout);
-    let mut not_loaded: Vec<&str> = list
-        .split("\nnot loaded:\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no `not loaded:` section:\n{list}"))
-        .lines()
-        .map(str::trim)
-        .collect();
-    not_loaded.sort();
+    let not_loaded = common::not_loaded(&list);
     println!("{list}");
     assert_eq!(
         not_loaded,

@@ -55,14 +55,7 @@ fn out_of_range_durations_are_refused_at_load_naming_file_field_and_range() {
     let out = flowhost(&env, &env.config_file(""), &["list"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let list = text(&out.stdout);
-    let mut not_loaded: Vec<&str> = list
-        .split("\nnot loaded:\n")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no `not loaded:` section:\n{list}"))
-        .lines()
-        .map(str::trim)
-        .collect();
-    not_loaded.sort();
+    let not_loaded = common::not_loaded(&list);
     let at = |f: &str| dir.join(f).display().to_string();
     assert_eq!(
         not_loaded,

@@ -237,6 +237,20 @@ pub fn set_manifest_line(dir: &Path, flow: &str, key: &str, value: &str) {
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
 }
 
+/// The lines of `flowhost list`'s `not loaded:` section, trimmed and sorted; panics (showing
+/// the list) when there is no such section.
+pub fn not_loaded(list: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = list
+        .split("\nnot loaded:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `not loaded:` section:\n{list}"))
+        .lines()
+        .map(str::trim)
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// The first `error: ` line of a command's stderr (empty if there is none).
 pub fn error_line(stderr: &str) -> String {
     stderr
