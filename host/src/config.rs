@@ -1,6 +1,8 @@
-//! The config file (`--config`, or `flowhost.yaml` in the working directory if present) and
-//! the defaults that work from the repository root; CLI flags override it. Also assembles a
-//! `Runtime` from a config: schemas, store, history, secrets, blob stores, engine and registry.
+//! The config file (found as [`crate::paths`] says) and the defaults, which put every file
+//! in the state folder (also [`crate::paths`]) and take flows and tables from the built-in
+//! package ([`crate::package`]) after the configured folders; CLI flags override it. Also
+//! assembles a `Runtime` from a config: schemas, store, history, secrets, blob stores, engine
+//! and registry.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +16,15 @@ use crate::manifest::{Grants, RawGrants};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub db: PathBuf,
+    /// The flows folders, before the built-in package (which always comes last).
     pub flows: Vec<PathBuf>,
+    /// The table-schema folders, before the built-in package's tables.
     pub tables: Vec<PathBuf>,
     pub secrets_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// `cache_max_size`: the compile cache is kept under this many bytes (least recently used
+    /// entries go first); within [`CACHE_MAX_SIZE_RANGE`] when read from a file.
+    pub cache_max_size: u64,
     /// Within [`RETENTION_RANGE`] when read from a file.
     pub retention: Duration,
     pub grants: BTreeMap<String, Grants>,
@@ -56,8 +63,17 @@ pub const RETENTION_RANGE: crate::manifest::DurationRange = crate::manifest::Dur
 };
 
 pub const DEFAULT_BLOB_STORE: &str = "archive";
-/// Its folder (relative to the config file's folder, or the working directory).
-pub const DEFAULT_BLOB_DIR: &str = ".flowhost/archive";
+/// Its folder, in the state folder.
+pub const DEFAULT_BLOB_DIR: &str = "archive";
+/// The database's file name in the state folder.
+pub const DEFAULT_DB: &str = "flowhost.db";
+/// The compile cache's folder in the state folder.
+pub const DEFAULT_CACHE_DIR: &str = "cache";
+/// The compile cache's default size cap: room for the ASA package (about 15 MiB compiled)
+/// many times over, so upgrades and flows of one's own rarely evict anything.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 256 << 20;
+/// `cache_max_size`: from 1 MiB (a few components) to 1 TiB.
+pub const CACHE_MAX_SIZE_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 40);
 
 fn default_blobs(dir: PathBuf) -> BTreeMap<String, BlobStoreConfig> {
     BTreeMap::from([(
@@ -66,17 +82,19 @@ fn default_blobs(dir: PathBuf) -> BTreeMap<String, BlobStoreConfig> {
     )])
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl Config {
+    /// The defaults: every file in `state_dir`, no flows or tables but the built-in package.
+    pub fn with_state_dir(state_dir: &Path) -> Config {
         Config {
-            db: PathBuf::from(".flowhost/flowhost.db"),
-            flows: vec![PathBuf::from("flows/dist")],
-            tables: vec![PathBuf::from("tables")],
+            db: state_dir.join(DEFAULT_DB),
+            flows: Vec::new(),
+            tables: Vec::new(),
             secrets_file: None,
-            cache_dir: Some(PathBuf::from(".flowhost/cache")),
+            cache_dir: Some(state_dir.join(DEFAULT_CACHE_DIR)),
+            cache_max_size: DEFAULT_CACHE_MAX_SIZE,
             retention: Duration::from_secs(30 * 86400),
             grants: BTreeMap::new(),
-            blobs: default_blobs(PathBuf::from(DEFAULT_BLOB_DIR)),
+            blobs: default_blobs(state_dir.join(DEFAULT_BLOB_DIR)),
             http_prefetch: true,
         }
     }
@@ -98,6 +116,7 @@ struct RawConfig {
     tables: Option<Vec<PathBuf>>,
     secrets_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    cache_max_size: Option<String>,
     history: Option<RawHistory>,
     #[serde(default)]
     grants: BTreeMap<String, RawGrants>,
@@ -247,8 +266,15 @@ struct RawHttp {
 }
 
 impl Config {
-    /// Reads `path`; relative paths in it are relative to the file's folder.
+    /// Reads `path` with the state in the file's folder; relative paths in it are relative to
+    /// the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_in(path, &crate::paths::config_folder(path))
+    }
+
+    /// Reads `path`, with what it does not set in `state_dir`; relative paths in it are
+    /// relative to the file's folder.
+    pub fn load_in(path: &Path, state_dir: &Path) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let err = |message: String| ConfigError::File {
             path: shown.clone(),
@@ -265,7 +291,7 @@ impl Config {
         let raw: RawConfig = crate::yaml::from_str(&text).map_err(err)?;
         let base = path.parent().unwrap_or(Path::new(""));
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let mut c = Config::default();
+        let mut c = Config::with_state_dir(state_dir);
         if let Some(db) = raw.db {
             c.db = rel(db);
         }
@@ -278,6 +304,9 @@ impl Config {
         c.secrets_file = raw.secrets_file.map(rel);
         if let Some(d) = raw.cache_dir {
             c.cache_dir = Some(rel(d));
+        }
+        if let Some(size) = raw.cache_max_size {
+            c.cache_max_size = parse_cache_max_size(&size).map_err(err)?;
         }
         if let Some(r) = raw.history.and_then(|h| h.retention) {
             c.retention = crate::manifest::parse_duration(&r)
@@ -293,7 +322,7 @@ impl Config {
             c.grants.insert(flow, g);
         }
         c.blobs = match raw.blobs {
-            None => default_blobs(rel(PathBuf::from(DEFAULT_BLOB_DIR))),
+            None => c.blobs,
             Some(stores) => stores
                 .into_iter()
                 .map(|(name, s)| {
@@ -305,15 +334,18 @@ impl Config {
         Ok(c)
     }
 
+    /// The table schemas: the configured folders', then the built-in package's.
+    pub fn schemas(&self) -> Result<crate::schema::Schemas, crate::schema::SchemaError> {
+        crate::schema::Schemas::load_with_package(&self.tables)
+    }
+
     /// Loads the table schemas and the secrets and checks (creating it if needed) the
     /// database's folder: everything that can be refused before the first file is written.
     pub fn check(
         &self,
     ) -> Result<(Arc<crate::schema::Schemas>, crate::secrets::Secrets), ConfigError> {
         let open = |e: String| ConfigError::Open(e);
-        let schemas = Arc::new(
-            crate::schema::Schemas::load_dirs(&self.tables).map_err(|e| open(e.to_string()))?,
-        );
+        let schemas = Arc::new(self.schemas().map_err(|e| open(e.to_string()))?);
         let secrets = crate::secrets::Secrets::load(self.secrets_file.as_deref())
             .map_err(|e| open(e.to_string()))?;
         if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -367,6 +399,7 @@ impl Config {
         }
         let engine = crate::engine::Engine::new(&crate::engine::EngineOptions {
             cache_dir: self.cache_dir.clone(),
+            cache_max_size: self.cache_max_size,
             ..Default::default()
         })
         .map_err(|e| open(e.to_string()))?;
@@ -391,4 +424,19 @@ impl Config {
         )
         .map_err(open)
     }
+}
+
+/// `cache_max_size:` as written (`512MiB`, `2GiB`), checked against [`CACHE_MAX_SIZE_RANGE`].
+fn parse_cache_max_size(text: &str) -> Result<u64, String> {
+    let n = crate::manifest::parse_size(text)
+        .map_err(|e| format!("cache_max_size: {e}"))
+        .and_then(|n| {
+            u64::try_from(n).map_err(|_| format!("cache_max_size: `{text}` is too large"))
+        })?;
+    if !CACHE_MAX_SIZE_RANGE.contains(&n) {
+        return Err(format!(
+            "cache_max_size: `{text}` is out of range (1MiB to 1024GiB)"
+        ));
+    }
+    Ok(n)
 }

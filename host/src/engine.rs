@@ -2,6 +2,12 @@
 //! whole `flow` world (one `bindgen!`), the linker, lazy compilation with an on-disk cache of
 //! compiled components, and the per-store limits (memory cap, deadline).
 //!
+//! The compile cache is keyed on the component's bytes (and the engine's compatibility hash)
+//! and bounded: after each new entry, the least recently used entries (by modification time,
+//! which a cache hit refreshes) are removed until the folder's entries fit `cache_max_size`.
+//! It is done here, at once, rather than by wasmtime's own cache, whose cleanup runs later in
+//! a background thread against soft limits.
+//!
 //! Everything about *what* a host call does lives in `caps/`; everything about *when* and
 //! *with which transaction* a flow runs lives in `runtime`.
 
@@ -50,6 +56,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct EngineOptions {
     /// Where compiled components are cached (`None` disables the cache).
     pub cache_dir: Option<PathBuf>,
+    /// The most bytes of compiled components kept in `cache_dir`.
+    pub cache_max_size: u64,
     /// Instances that may exist at once, across all runs.
     pub max_instances: u32,
     /// The largest memory cap a manifest may set.
@@ -60,6 +68,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             cache_dir: None,
+            cache_max_size: crate::config::DEFAULT_CACHE_MAX_SIZE,
             max_instances: 1000,
             max_memory: crate::manifest::MAX_MEMORY,
         }
@@ -147,6 +156,7 @@ pub struct Engine {
     engine: wasmtime::Engine,
     linker: Linker<RunState>,
     cache_dir: Option<PathBuf>,
+    cache_max_size: u64,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -207,6 +217,7 @@ impl Engine {
             engine,
             linker,
             cache_dir: opts.cache_dir.clone(),
+            cache_max_size: opts.cache_max_size,
             stop_ticker,
         })
     }
@@ -217,14 +228,24 @@ impl Engine {
             path: path.into(),
             message: e.to_string(),
         })?;
+        self.prepare_bytes(&bytes, path)
+    }
+
+    /// Compiles (or loads from the cache, keyed on the bytes) the component `bytes` and links
+    /// it; `path` names it in errors (a built-in flow's is `built-in/NAME.wasm`).
+    pub fn prepare_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<FlowPre<RunState>, EngineError> {
         let compile_err = |e: wasmtime::Error| EngineError::Compile {
             path: path.into(),
             message: one_line(&e),
         };
-        let component = self.load_cached(&bytes).map_or_else(
+        let component = self.load_cached(bytes).map_or_else(
             || {
-                let c = Component::new(&self.engine, &bytes).map_err(compile_err)?;
-                self.store_cached(&bytes, &c);
+                let c = Component::new(&self.engine, bytes).map_err(compile_err)?;
+                self.store_cached(bytes, &c);
                 Ok::<_, EngineError>(c)
             },
             Ok,
@@ -260,7 +281,17 @@ impl Engine {
         // SAFETY: the file was written by `store_cached` with this engine's compatibility hash
         // in its name, into a cache directory the operator owns; wasmtime checks the header too.
         match unsafe { Component::deserialize_file(&self.engine, &path) } {
-            Ok(c) => Some(c),
+            Ok(c) => {
+                // Recently used: the last to be evicted. A read-only cache stays as it is.
+                let touched = std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                if let Err(e) = touched {
+                    tracing::debug!(path = %path.display(), error = %e, "cannot mark a cache entry used");
+                }
+                Some(c)
+            }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring a bad cache entry");
                 None
@@ -285,6 +316,9 @@ impl Engine {
         };
         if let Err(e) = write() {
             tracing::debug!(path = %path.display(), error = %e, "cannot cache a compiled component");
+        }
+        if let Some(dir) = path.parent() {
+            evict_least_recently_used(dir, self.cache_max_size);
         }
     }
 
@@ -367,6 +401,53 @@ impl Engine {
     }
 }
 
+/// The extension of a compile-cache entry.
+const CACHE_EXT: &str = "cwasm";
+
+/// Removes the least recently used (oldest modification time) compile-cache entries of `dir`
+/// until the rest take at most `max` bytes. Another process may be evicting too: an entry
+/// already gone is not an error. Returns how many entries it removed.
+pub fn evict_least_recently_used(dir: &Path, max: u64) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some(CACHE_EXT))
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            let when = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+            m.is_file().then(|| (when, m.len(), e.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).fold(0, u64::saturating_add);
+    if total <= max {
+        return 0;
+    }
+    files.sort();
+    let mut removed = 0;
+    for (_, size, path) in files {
+        if total <= max {
+            break;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "cannot evict a cache entry");
+                continue;
+            }
+        }
+        total = total.saturating_sub(size);
+    }
+    tracing::debug!(
+        removed,
+        dir = %dir.display(),
+        "evicted least recently used compiled components"
+    );
+    removed
+}
+
 /// A flow instance with its store, kept by a run so that later calls of the same flow in the
 /// same run skip instantiation. Never shared between runs.
 pub struct Instance {
@@ -410,5 +491,82 @@ pub fn looks_like_component(bytes: &[u8]) -> Result<(), &'static str> {
             Err("a core WebAssembly module, not a component (build for wasm32-wasip2)")
         }
         _ => Err("not a WebAssembly file (a flow is a component built for wasm32-wasip2)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache entry of `size` bytes last used `age` seconds ago.
+    fn entry(dir: &Path, name: &str, size: usize, age: u64) {
+        let p = dir.join(format!("{name}.{CACHE_EXT}"));
+        std::fs::write(&p, vec![0u8; size]).unwrap();
+        let when = std::time::SystemTime::now() - Duration::from_secs(age);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn eviction_removes_the_least_recently_used_until_the_rest_fit() {
+        let d = tempfile::tempdir().unwrap();
+        entry(d.path(), "old", 400, 300);
+        entry(d.path(), "mid", 400, 200);
+        entry(d.path(), "new", 400, 100);
+        // Not an entry: never counted nor removed.
+        std::fs::write(d.path().join("x.tmp123"), vec![0u8; 5000]).unwrap();
+        assert_eq!(evict_least_recently_used(d.path(), 1200), 0);
+        assert_eq!(evict_least_recently_used(d.path(), 1000), 1);
+        assert_eq!(names(d.path()), ["mid.cwasm", "new.cwasm", "x.tmp123"]);
+        assert_eq!(evict_least_recently_used(d.path(), 399), 2);
+        assert_eq!(names(d.path()), ["x.tmp123"]);
+        assert_eq!(evict_least_recently_used(&d.path().join("none"), 0), 0);
+    }
+
+    #[test]
+    fn a_cache_hit_makes_an_entry_the_most_recently_used() {
+        let d = tempfile::tempdir().unwrap();
+        let engine = Engine::new(&EngineOptions {
+            cache_dir: Some(d.path().to_path_buf()),
+            max_instances: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        let [first, second] = [&crate::package::flows()[0], &crate::package::flows()[1]];
+        engine.prepare_bytes(first.wasm, Path::new("a")).unwrap();
+        engine.prepare_bytes(second.wasm, Path::new("b")).unwrap();
+        let (a, b) = (
+            engine.cache_path(first.wasm).unwrap(),
+            engine.cache_path(second.wasm).unwrap(),
+        );
+        // `a` looks old; using it again makes it the newest.
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        engine.prepare_bytes(first.wasm, Path::new("a")).unwrap();
+        let used = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
+        assert!(used(&a) >= used(&b), "the hit did not refresh `a`");
+        // A cap that holds one of them keeps the one used last.
+        let size = std::fs::metadata(&a).unwrap().len();
+        evict_least_recently_used(d.path(), size);
+        assert!(a.exists() && !b.exists());
     }
 }

@@ -10,8 +10,10 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
+//! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
 //! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
 //! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
+//! | [`package`] | the ASA package built into the binary: the lowest-priority flows and tables |
 //! | [`engine`] | wasmtime: pooling allocator, epochs, bindings, compile cache, one invocation |
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
 //! | [`budget`] | one run's budget for what the host buffers for it (`run_memory:`) |
@@ -41,6 +43,8 @@ pub mod history;
 pub mod json;
 pub mod lease;
 pub mod manifest;
+pub mod package;
+pub mod paths;
 pub mod progress;
 pub mod redact;
 pub mod registry;

@@ -30,16 +30,21 @@ static TERMINAL: std::sync::LazyLock<Terminal> = std::sync::LazyLock::new(|| {
     about = "Runs Okta-Workflows-style flows compiled to WebAssembly components"
 )]
 struct Cli {
-    /// Config file (default: flowhost.yaml in the working directory, if present).
+    /// Config file (default: the first of ./flowhost.yaml,
+    /// $XDG_CONFIG_HOME/flowhost/flowhost.yaml (~/.config/...), /etc/flowhost/flowhost.yaml).
     #[arg(long, global = true, env = "FLOWHOST_CONFIG")]
     config: Option<PathBuf>,
+    /// Folder for the database, run history, compile cache and local archive (default: the
+    /// config file's folder, else $XDG_STATE_HOME/flowhost, i.e. ~/.local/state/flowhost).
+    #[arg(long, global = true, env = "FLOWHOST_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// SQLite database file (tables and run history).
     #[arg(long, global = true, env = "FLOWHOST_DB")]
     db: Option<PathBuf>,
-    /// A folder of flows (NAME.wasm + NAME.yaml); repeat for several.
+    /// A folder of flows (NAME.wasm + NAME.yaml), before the built-in ones; repeat for several.
     #[arg(long = "flows", global = true)]
     flows: Vec<PathBuf>,
-    /// A folder of table schemas (*.yaml); repeat for several.
+    /// A folder of table schemas (*.yaml), before the built-in ones; repeat for several.
     #[arg(long = "tables", global = true)]
     tables: Vec<PathBuf>,
     /// More output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
@@ -192,13 +197,19 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 fn load_config(cli: &Cli) -> Result<Config, Usage> {
-    let mut cfg = match &cli.config {
-        Some(p) => Config::load(p).map_err(|e| Usage(e.into()))?,
-        None if std::path::Path::new("flowhost.yaml").exists() => {
-            Config::load(std::path::Path::new("flowhost.yaml")).map_err(|e| Usage(e.into()))?
-        }
-        None => Config::default(),
+    use flowhost::paths;
+    let env = paths::Env::from_process();
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| paths::find_config(&paths::config_candidates(&env)));
+    let state = paths::state_dir(cli.state_dir.as_deref(), file.as_deref(), &env)
+        .map_err(|e| Usage(e.into()))?;
+    let mut cfg = match &file {
+        Some(p) => Config::load_in(p, &state).map_err(|e| Usage(e.into()))?,
+        None => Config::with_state_dir(&state),
     };
+    tracing::debug!(config = ?file, state = %state.display(), "locations");
     if let Some(db) = &cli.db {
         cfg.db = db.clone();
     }
@@ -366,7 +377,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// Whether the flows folders have a loadable flow `name` (reads manifests only; writes nothing).
 fn check_flow_name(cfg: &Config, name: &str) -> Result<(), Usage> {
-    let schemas = flowhost::schema::Schemas::load_dirs(&cfg.tables).map_err(|e| Usage(e.into()))?;
+    let schemas = cfg.schemas().map_err(|e| Usage(e.into()))?;
     let blob_stores = cfg.blobs.keys().cloned().collect();
     let registry =
         flowhost::registry::Registry::load(&cfg.flows, &schemas, &cfg.grants, &blob_stores);
@@ -416,6 +427,7 @@ fn cmd_list(reg: &flowhost::registry::Registry) -> anyhow::Result<ExitCode> {
         let title = TERMINAL.clean(&m.title);
         writeln!(out, "{:<8} {:<40} {}", m.name, title, schedule)?;
         writeln!(out, "         grants: {}", m.grants.summary())?;
+        writeln!(out, "         from: {}", TERMINAL.clean(&f.origin()))?;
     }
     if reg.is_empty() {
         writeln!(out, "no flows loaded")?;

@@ -66,10 +66,19 @@ pub fn read_manifest(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
+/// Where a flow's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowSource {
+    /// `NAME.wasm` in a flows folder (beside the manifest).
+    File(PathBuf),
+    /// The package built into the binary ([`crate::package`]).
+    BuiltIn(&'static [u8]),
+}
+
 /// One loadable flow.
 pub struct FlowEntry {
     pub manifest: Manifest,
-    pub wasm: PathBuf,
+    pub source: FlowSource,
     /// Size and modification time of the manifest and the component when loaded.
     stamp: [(u64, Option<std::time::SystemTime>); 2],
     pre: OnceLock<Result<FlowPre<RunState>, String>>,
@@ -79,15 +88,43 @@ impl FlowEntry {
     /// The linked component, compiled (or loaded from the cache) on first use.
     pub fn prepare(&self, engine: &Engine) -> Result<FlowPre<RunState>, String> {
         self.pre
-            .get_or_init(|| engine.prepare(&self.wasm).map_err(|e| e.to_string()))
+            .get_or_init(|| {
+                let prepared = match &self.source {
+                    FlowSource::File(wasm) => engine.prepare(wasm),
+                    FlowSource::BuiltIn(bytes) => {
+                        engine.prepare_bytes(bytes, &self.manifest.path.with_extension("wasm"))
+                    }
+                };
+                prepared.map_err(|e| e.to_string())
+            })
             .clone()
     }
 
-    /// Whether `other` was loaded from the same, unchanged files.
+    /// Whether `other` was loaded from the same, unchanged files (or is the same built-in).
     pub fn same_files(&self, other: &FlowEntry) -> bool {
         self.manifest.path == other.manifest.path
-            && self.wasm == other.wasm
+            && self.source == other.source
             && self.stamp == other.stamp
+    }
+
+    /// Whether its files are still there (a built-in always is).
+    pub fn still_there(&self) -> bool {
+        match &self.source {
+            FlowSource::File(wasm) => self.manifest.path.exists() && wasm.exists(),
+            FlowSource::BuiltIn(_) => true,
+        }
+    }
+
+    /// Where it comes from, as `flowhost list` says it: `built-in` or its folder.
+    pub fn origin(&self) -> String {
+        match &self.source {
+            FlowSource::BuiltIn(_) => crate::package::ORIGIN.to_string(),
+            FlowSource::File(_) => self
+                .manifest
+                .path
+                .parent()
+                .map_or_else(|| ".".into(), |d| d.display().to_string()),
+        }
     }
 
     /// True once `prepare` has run (successfully or not).
@@ -105,17 +142,29 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Loads every `NAME.yaml` + `NAME.wasm` pair in `dirs` (earlier folders win on a name
-    /// clash), adds the operator's `extra` grants, and checks grants against `schemas` and the
-    /// configured `blob_stores`.
+    /// Loads every `NAME.yaml` + `NAME.wasm` pair in `dirs`, then the built-in package
+    /// ([`crate::package`]) as the last folder (earlier folders win on a name clash), adds the
+    /// operator's `extra` grants, and checks grants against `schemas` and the configured
+    /// `blob_stores`.
     pub fn load(
         dirs: &[PathBuf],
         schemas: &Schemas,
         extra: &BTreeMap<String, Grants>,
         blob_stores: &BTreeSet<String>,
     ) -> Registry {
+        Registry::load_from(dirs, crate::package::flows(), schemas, extra, blob_stores)
+    }
+
+    /// [`Registry::load`] with `builtin` as the built-in package.
+    pub fn load_from(
+        dirs: &[PathBuf],
+        builtin: &[crate::package::BuiltinFlow],
+        schemas: &Schemas,
+        extra: &BTreeMap<String, Grants>,
+        blob_stores: &BTreeSet<String>,
+    ) -> Registry {
         let mut reg = Registry::default();
-        let mut found: Vec<(Manifest, PathBuf, String)> = Vec::new();
+        let mut found: Vec<(Manifest, Option<&'static [u8]>, String)> = Vec::new();
         let mut names: BTreeSet<String> = BTreeSet::new();
         for dir in dirs {
             let entries = match std::fs::read_dir(dir) {
@@ -161,22 +210,43 @@ impl Registry {
                     continue;
                 }
                 match Manifest::parse(path, &text) {
-                    Ok(m) => found.push((m, path.clone(), text)),
+                    Ok(m) => found.push((m, None, text)),
                     Err(e) => reg.errors.push(e.to_string()),
                 }
             }
         }
-        for (mut manifest, path, text) in found {
+        // The built-in package: the last folder, so every folder's flow of the same name wins.
+        for f in builtin {
+            if !names.insert(f.name.to_string()) {
+                tracing::debug!(flow = f.name, "built-in flow replaced by a flows folder's");
+                continue;
+            }
+            match Manifest::parse(&f.manifest_path(), f.manifest) {
+                Ok(m) => found.push((m, Some(f.wasm), f.manifest.to_string())),
+                Err(e) => reg.errors.push(e.to_string()),
+            }
+        }
+        for (mut manifest, builtin, text) in found {
             if let Some(extra) = extra.get(&manifest.name) {
                 manifest.grants.merge(extra);
             }
-            match check(&manifest, &path, &text, schemas, &names, blob_stores) {
-                Ok(wasm) => {
+            let checked =
+                check(&manifest, &text, schemas, &names, blob_stores).and_then(
+                    |()| match builtin {
+                        Some(bytes) => check_builtin(&manifest.path, bytes),
+                        None => check_file(&manifest.path),
+                    },
+                );
+            match checked {
+                Ok(source) => {
                     let name = manifest.name.clone();
-                    let stamp = [file_stamp(&manifest.path), file_stamp(&wasm)];
+                    let stamp = match &source {
+                        FlowSource::File(wasm) => [file_stamp(&manifest.path), file_stamp(wasm)],
+                        FlowSource::BuiltIn(_) => [(0, None); 2],
+                    };
                     let entry = FlowEntry {
                         manifest,
-                        wasm,
+                        source,
                         stamp,
                         pre: OnceLock::new(),
                     };
@@ -188,7 +258,8 @@ impl Registry {
         for name in extra.keys() {
             if !names.contains(name) {
                 reg.errors.push(format!(
-                    "config: grants: `{name}` is not a flow in any flows folder"
+                    "config: grants: `{name}` is not a flow in any flows folder \
+                     (nor a built-in one)"
                 ));
             }
         }
@@ -262,15 +333,15 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 /// Checks what a manifest can only be checked against: the schemas, the other flows, the
-/// configured blob stores, the `.wasm` beside it. Returns the `.wasm` path.
+/// configured blob stores.
 fn check(
     m: &Manifest,
-    path: &Path,
     text: &str,
     schemas: &Schemas,
     flows: &BTreeSet<String>,
     blob_stores: &BTreeSet<String>,
-) -> Result<PathBuf, String> {
+) -> Result<(), String> {
+    let path = &m.path;
     let at = |needle: &str| format!("{}:{}", path.display(), line_of(text, needle));
     for (field, set) in [
         ("grants.tables.read", &m.grants.tables_read),
@@ -338,6 +409,18 @@ fn check(
             ));
         }
     }
+    Ok(())
+}
+
+/// A built-in component: it must look like one (it always does, unless the build broke).
+fn check_builtin(manifest: &Path, bytes: &'static [u8]) -> Result<FlowSource, String> {
+    crate::engine::looks_like_component(bytes)
+        .map_err(|why| format!("{}: {why}", manifest.with_extension("wasm").display()))?;
+    Ok(FlowSource::BuiltIn(bytes))
+}
+
+/// The `.wasm` beside the manifest at `path`: there, a regular file, and a component.
+fn check_file(path: &Path) -> Result<FlowSource, String> {
     let wasm = path.with_extension("wasm");
     if !wasm.exists() && wasm.symlink_metadata().is_err() {
         return Err(format!(
@@ -356,5 +439,5 @@ fn check(
     }
     crate::engine::looks_like_component(&head)
         .map_err(|why| format!("{}: {why}", wasm.display()))?;
-    Ok(wasm)
+    Ok(FlowSource::File(wasm))
 }

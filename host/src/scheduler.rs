@@ -664,7 +664,7 @@ fn load_if_changed(
     }
     // Still on disk but no longer loading: keep serving the old version.
     for o in old.iter() {
-        if fresh.get(&o.manifest.name).is_none() && o.manifest.path.exists() && o.wasm.exists() {
+        if fresh.get(&o.manifest.name).is_none() && o.still_there() {
             tracing::warn!(
                 flow = o.manifest.name,
                 "keeping the previous version until the new one loads"

@@ -546,6 +546,23 @@ impl Schemas {
         Schemas::from_schemas(all)
     }
 
+    /// The schemas of the folders `dirs`, then those of the built-in package
+    /// ([`crate::package`]) that no folder replaces: a folder's table of the same name (or the
+    /// same SQL name) wins over the built-in one.
+    pub fn load_with_package(dirs: &[PathBuf]) -> Result<Schemas, SchemaError> {
+        let mine = Schemas::load_dirs(dirs)?;
+        let taken: std::collections::BTreeSet<String> =
+            mine.by_name.keys().map(|n| sql_table_name(n)).collect();
+        let mut all: Vec<TableSchema> = mine.by_name.into_values().collect();
+        for t in crate::package::tables() {
+            let schema = TableSchema::from_yaml(t.text, &t.path())?;
+            if !taken.contains(&sql_table_name(&schema.name)) {
+                all.push(schema);
+            }
+        }
+        Schemas::from_schemas(all)
+    }
+
     /// Builds the set from schemas made in code (each is validated).
     pub fn from_schemas(schemas: Vec<TableSchema>) -> Result<Schemas, SchemaError> {
         let mut by_name: BTreeMap<String, TableSchema> = BTreeMap::new();
@@ -623,6 +640,38 @@ pub fn sql_table_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_table_replaces_the_built_in_one_of_the_same_name() {
+        let only = |names: Vec<&str>| names.into_iter().map(String::from).collect::<Vec<_>>();
+        let builtin = Schemas::load_with_package(&[]).unwrap();
+        assert_eq!(
+            only(builtin.names().collect()),
+            [
+                "Audit Checkpoints",
+                "Audit Events",
+                "Audit Related Objects",
+                "Environment Variables",
+                "Execution Log"
+            ]
+        );
+        assert!(builtin
+            .get("Audit Events")
+            .unwrap()
+            .source
+            .starts_with("built-in"));
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("mine.yaml"),
+            "name: Audit Events\ncolumns:\n  - {name: id, type: text}\n",
+        )
+        .unwrap();
+        let s = Schemas::load_with_package(&[d.path().to_path_buf()]).unwrap();
+        let mine = s.get("Audit Events").unwrap();
+        assert_eq!(mine.columns.len(), 1);
+        assert_eq!(mine.source, d.path().join("mine.yaml"));
+        assert_eq!(s.names().count(), 5, "the other built-in tables stay");
+    }
     use serde_json::json;
 
     fn p(s: &str) -> PathBuf {

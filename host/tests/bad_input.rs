@@ -121,6 +121,14 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            name: "config: compile cache cap out of range",
+            setup: |w| {
+                w.config("cache_max_size: 10KiB\n");
+                args(&["list"])
+            },
+            want: &["error: flowhost.yaml: cache_max_size: `10KiB` is out of range (1MiB to 1024GiB)"],
+        },
+        Case {
             name: "config: wrong type",
             setup: |w| {
                 w.config_text(&w.base_config().replace("flows: [flows]", "flows: 3"));

@@ -457,14 +457,27 @@ fn the_blobs_config_section() {
     let dir = tmp.path();
     let file = dir.join("flowhost.yaml").display().to_string();
 
-    // No section: one local store `archive` beside the config file.
+    // No section: one local store `archive` in the state folder, which is the config file's
+    // folder unless --state-dir says otherwise.
     let c = load(dir, "db: x.db\n").unwrap();
     assert_eq!(
         c.blobs.into_iter().collect::<Vec<_>>(),
         vec![(
             "archive".to_string(),
             BlobStoreConfig::Local {
-                path: dir.join(".flowhost/archive")
+                path: dir.join("archive")
+            }
+        )]
+    );
+    let state = dir.join("state");
+    let p = dir.join("flowhost.yaml");
+    let c = Config::load_in(&p, &state).unwrap();
+    assert_eq!(
+        c.blobs.into_iter().collect::<Vec<_>>(),
+        vec![(
+            "archive".to_string(),
+            BlobStoreConfig::Local {
+                path: state.join("archive")
             }
         )]
     );

@@ -7,7 +7,10 @@
 //!   against) is on PATH, installing it with pip when it is not, builds the flows, then runs
 //!   every test: the flows' native unit tests and the host workspace's tests (one `release`
 //!   profile throughout).
-//! - `cargo xtask demo` — builds the flows and binaries, starts the ASA simulator on loopback,
+//! - `cargo xtask install [--root DIR]` — adds the wasm32-wasip2 target if missing and installs
+//!   `flowhost` (with the ASA package built in) with `cargo install --path host --profile
+//!   dist` into `~/.cargo/bin` (or `DIR/bin`).
+//! - `cargo xtask demo` — builds the binaries (the ASA flows are built into `flowhost`), starts the ASA simulator on loopback,
 //!   points the Environment Variables at it, drains the backlog with
 //!   `flowhost run M10 --until-idle`, and shows what landed.
 //!
@@ -17,6 +20,8 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+
+use flows_build::{cargo, copy_if_changed, show};
 use std::process::{Child, Command, ExitCode, Stdio};
 
 type Result<T> = std::result::Result<T, String>;
@@ -31,8 +36,12 @@ fn main() -> ExitCode {
         Some("flows") => build_flows(&root),
         Some("test") => test(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
+        Some("install") => install(&root, &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <flows | test [-- cargo test args] | demo [--events N]>");
+            eprintln!(
+                "usage: cargo xtask <flows | test [-- cargo test args] | demo [--events N] | \
+                 install [--root DIR]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -54,10 +63,6 @@ fn project_root() -> Result<PathBuf> {
         .ok_or_else(|| "cannot find the project root".into())
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 /// Runs `cmd`, echoing it, and fails with its exit status.
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", show(cmd));
@@ -71,114 +76,33 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-fn show(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        let a = a.to_string_lossy();
-        if a.contains(' ') || a.contains('{') {
-            s.push_str(&format!(" '{a}'"));
-        } else {
-            s.push(' ');
-            s.push_str(&a);
-        }
-    }
-    s
-}
-
 fn ensure_wasm_target() -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
-    match installed {
-        Ok(out)
-            if String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.trim() == "wasm32-wasip2") =>
-        {
-            Ok(())
-        }
-        Ok(_) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
-        // No rustup: assume the toolchain was set up by other means; cargo will say if not.
-        Err(_) => Ok(()),
+    match flows_build::wasm_target_installed() {
+        Some(false) => run(Command::new("rustup").args(["target", "add", flows_build::TARGET])),
+        // Installed, or no rustup: the toolchain was set up by other means; cargo will say.
+        _ => Ok(()),
     }
 }
 
-/// Builds every flow and lays out `flows/dist` and `flows/dist-test`.
+/// Builds every flow (the same build the host's build script runs, see `flows-build`) and
+/// lays out `flows/dist` and `flows/dist-test`.
 fn build_flows(root: &Path) -> Result<()> {
     ensure_wasm_target()?;
     let flows = root.join("flows");
-    run(cargo().current_dir(&flows).args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip2",
-        "--workspace",
-        "--exclude",
-        "asa-lib",
-    ]))?;
-    let out = flows.join("target/wasm32-wasip2/release");
-    let mut count = 0;
+    let built = flows_build::build(&flows)?;
     for (group, dist) in [("asa", "dist"), ("test", "dist-test")] {
         let dist = flows.join(dist);
         std::fs::create_dir_all(&dist).map_err(|e| format!("{}: {e}", dist.display()))?;
-        for crate_dir in sorted_dirs(&flows.join(group))? {
-            for manifest in sorted_files(&crate_dir, "yaml")? {
-                let Some(name) = manifest.file_stem().and_then(|s| s.to_str()) else {
-                    continue;
-                };
-                let crate_name = crate_dir
-                    .file_name()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default()
-                    .replace('-', "_");
-                let wasm = out.join(format!("{crate_name}.wasm"));
-                if !wasm.exists() {
-                    return Err(format!(
-                        "{} was not built (is {} a cdylib?)",
-                        wasm.display(),
-                        crate_dir.display()
-                    ));
-                }
-                copy_if_changed(&wasm, &dist.join(format!("{name}.wasm")))?;
-                copy_if_changed(&manifest, &dist.join(format!("{name}.yaml")))?;
-                count += 1;
-            }
+        for f in built.iter().filter(|f| f.group == group) {
+            copy_if_changed(&f.wasm, &dist.join(format!("{}.wasm", f.name)))?;
+            copy_if_changed(&f.manifest, &dist.join(format!("{}.yaml", f.name)))?;
         }
     }
-    eprintln!("xtask: {count} flows in flows/dist and flows/dist-test");
+    eprintln!(
+        "xtask: {} flows in flows/dist and flows/dist-test",
+        built.len()
+    );
     Ok(())
-}
-
-fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.join("Cargo.toml").exists())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(ext))
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// Copies only when the bytes differ, so unchanged flows keep their compile-cache entries and
-/// a running `flowhost serve` does not see a change.
-fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let new = std::fs::read(from).map_err(|e| format!("{}: {e}", from.display()))?;
-    if std::fs::read(to).ok().as_deref() == Some(new.as_slice()) {
-        return Ok(());
-    }
-    let tmp = to.with_extension("tmp");
-    std::fs::write(&tmp, &new).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, to).map_err(|e| format!("{}: {e}", to.display()))
 }
 
 fn host_triple() -> Result<String> {
@@ -288,6 +212,32 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     run(&mut cmd)
 }
 
+/// `cargo install` of the `flowhost` binary with the `dist` profile (fat LTO, one codegen
+/// unit), into `--root DIR` when given (cargo's default otherwise: `~/.cargo/bin`). The
+/// workspace's `target/` is reused and its lock file is kept (`--locked`).
+fn install_command(root: &Path, args: &[String]) -> Result<Command> {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["install", "--locked", "--profile", "dist", "--path"]);
+    cmd.arg(root.join("host"))
+        .arg("--target-dir")
+        .arg(root.join("target"));
+    match args {
+        [] => {}
+        [flag, dir] if flag == "--root" => {
+            cmd.arg("--root").arg(dir);
+        }
+        _ => return Err("usage: cargo xtask install [--root DIR]".into()),
+    }
+    Ok(cmd)
+}
+
+fn install(root: &Path, args: &[String]) -> Result<()> {
+    let mut cmd = install_command(root, args)?;
+    ensure_wasm_target()?;
+    run(&mut cmd)
+}
+
 /// Kills the child when dropped, so the simulator never outlives the demo.
 struct KillOnDrop(Child);
 
@@ -306,7 +256,8 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         [] => 5000,
         _ => return Err("usage: cargo xtask demo [--events N]".into()),
     };
-    build_flows(root)?;
+    // The flows are built into the binary by its build script (see `flows-build`).
+    ensure_wasm_target()?;
     run(cargo()
         .current_dir(root)
         .args(["build", "--release", "-p", "flowhost", "-p", "asa-sim"]))?;
@@ -354,15 +305,18 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "# Written by `cargo xtask demo`: the ASA flows may also talk to the local simulator.\n\
-             db: flowhost.db\nflows: [../../flows/dist]\ntables: [../../tables]\ncache_dir: ../cache\n\
+            "# Written by `cargo xtask demo`: the built-in ASA flows may also talk to the local\n\
+             # simulator. The database lands beside this file (the config's folder is the state\n\
+             # folder); the compile cache outlives the demo.\n\
+             cache_dir: ../cache\n\
              grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
         ),
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
     let flowhost = |args: &[&str]| {
         let mut c = Command::new(bin.join("flowhost"));
-        c.current_dir(root)
+        // Anywhere but the checkout: nothing depends on the working directory.
+        c.current_dir(&dir)
             .arg("--config")
             .arg(&config)
             .args(args)
@@ -453,6 +407,24 @@ mod tests {
                 let _ = std::fs::remove_dir_all(&self.0);
             }
         }
+    }
+
+    #[test]
+    fn install_uses_the_dist_profile_and_the_given_root() {
+        let args = |a: &[&str]| {
+            let a: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+            install_command(Path::new("/src"), &a)
+                .map(|c| show(&c).split_once(' ').unwrap().1.to_string())
+        };
+        assert_eq!(
+            args(&[]).unwrap(),
+            "install --locked --profile dist --path /src/host --target-dir /src/target"
+        );
+        assert_eq!(
+            args(&["--root", "/opt/fh"]).unwrap(),
+            "install --locked --profile dist --path /src/host --target-dir /src/target --root /opt/fh"
+        );
+        assert!(args(&["--prefix"]).unwrap_err().contains("usage"));
     }
 
     #[test]

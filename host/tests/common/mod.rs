@@ -61,7 +61,7 @@ impl TestEnv {
                     (name.to_string(), BlobStoreConfig::Local { path })
                 })
                 .collect(),
-            ..Config::default()
+            ..Config::with_state_dir(dir.path())
         };
         TestEnv { dir, config }
     }

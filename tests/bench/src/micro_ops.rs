@@ -42,7 +42,7 @@ impl MicroWorld {
             secrets_file: None,
             cache_dir: Some(cache_dir),
             blobs: blob_stores(dir.path()),
-            ..Config::default()
+            ..Config::with_state_dir(dir.path())
         };
         let rt = config.open_runtime().map_err(|e| anyhow!("{e}"))?;
         warn_load_errors(&rt);

@@ -59,7 +59,7 @@ pub fn asa_runtime(
         secrets_file: Some(secrets),
         cache_dir: Some(cache_dir),
         blobs: blob_stores(dir),
-        ..Config::default()
+        ..Config::with_state_dir(dir)
     };
     let grant = Grants {
         hosts: vec![HostPattern::parse(&sim.base_url()).map_err(|e| anyhow!(e))?],
