@@ -164,17 +164,31 @@ fn a_new_flow_is_built_dropped_in_listed_and_run_as_the_readme_says() {
     // Block 2: the flow's code.
     std::fs::write(krate.join("src/lib.rs"), lib_rs).unwrap();
 
-    // Block 3, line by line. The README's flows folder is `../flowhost/flows/dist`; here it is
-    // a folder of the test's own, and `flowhost` is the built binary on the test's database.
+    // Block 3, line by line. The README's flows folder is `~/flows`; here it is a folder of
+    // the test's own, and `flowhost` is the built binary on the test's database, with the
+    // built-in tables only.
     let flows = work.join("my-flows");
     std::fs::create_dir_all(&flows).unwrap();
     let to_flows = |p: &str| -> PathBuf {
+        assert!(
+            p.starts_with("~/flows"),
+            "the README's flows folder is ~/flows: {p}"
+        );
         let name = p.trim_end_matches('/').rsplit('/').next().unwrap();
-        if p.ends_with('/') || p.ends_with("flows/dist") {
+        if p.ends_with('/') || p == "~/flows" {
             flows.clone()
         } else {
             flows.join(name)
         }
+    };
+    // `~/flows` as the shell would expand it (to the test's folder).
+    let expand = |w: &[String]| -> Vec<String> {
+        w.iter()
+            .map(|a| match a.starts_with("~/") {
+                true => to_flows(a).display().to_string(),
+                false => a.clone(),
+            })
+            .collect()
     };
     // The flows' own target folder: the SDK and serde are compiled already (or once).
     let target = root().join("flows/target");
@@ -183,11 +197,9 @@ fn a_new_flow_is_built_dropped_in_listed_and_run_as_the_readme_says() {
             Command::new(env!("CARGO_BIN_EXE_flowhost"))
                 .arg("--db")
                 .arg(work.join("f.db"))
-                .arg("--flows")
-                .arg(&flows)
-                .arg("--tables")
-                .arg(root().join("tables"))
-                .args(args),
+                .arg("--state-dir")
+                .arg(work.join("state"))
+                .args(expand(args)),
         )
     };
     let mut lines = steps.lines();
@@ -221,7 +233,7 @@ fn a_new_flow_is_built_dropped_in_listed_and_run_as_the_readme_says() {
                 let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != end).collect();
                 std::fs::write(file, body.join("\n") + "\n").unwrap();
             }
-            Some("flowhost") if w.get(1).map(String::as_str) == Some("list") => {
+            Some("flowhost") if w.iter().any(|a| a == "list") => {
                 let list = flowhost(&w[1..]);
                 // "hello is there, with its grants".
                 assert!(
