@@ -22,6 +22,9 @@ pub struct Config {
     pub tables: Vec<PathBuf>,
     pub secrets_file: Option<PathBuf>,
     pub cache_dir: Option<PathBuf>,
+    /// `builtin`: whether the built-in ASA package ([`crate::package`]) comes after the
+    /// folders (default `true`); off, only the configured flows and tables exist.
+    pub builtin: bool,
     /// `cache_max_size`: the compile cache is kept under this many bytes (least recently used
     /// entries go first); within [`CACHE_MAX_SIZE_RANGE`] when read from a file.
     pub cache_max_size: u64,
@@ -89,6 +92,7 @@ impl Config {
             db: state_dir.join(DEFAULT_DB),
             flows: Vec::new(),
             tables: Vec::new(),
+            builtin: true,
             secrets_file: None,
             cache_dir: Some(state_dir.join(DEFAULT_CACHE_DIR)),
             cache_max_size: DEFAULT_CACHE_MAX_SIZE,
@@ -114,6 +118,7 @@ struct RawConfig {
     db: Option<PathBuf>,
     flows: Option<Vec<PathBuf>>,
     tables: Option<Vec<PathBuf>>,
+    builtin: Option<bool>,
     secrets_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
@@ -301,6 +306,9 @@ impl Config {
         if let Some(t) = raw.tables {
             c.tables = t.into_iter().map(rel).collect();
         }
+        if let Some(b) = raw.builtin {
+            c.builtin = b;
+        }
         c.secrets_file = raw.secrets_file.map(rel);
         if let Some(d) = raw.cache_dir {
             c.cache_dir = Some(rel(d));
@@ -334,9 +342,36 @@ impl Config {
         Ok(c)
     }
 
-    /// The table schemas: the configured folders', then the built-in package's.
+    /// The table schemas: the configured folders', then the built-in package's (unless
+    /// `builtin: false`).
     pub fn schemas(&self) -> Result<crate::schema::Schemas, crate::schema::SchemaError> {
-        crate::schema::Schemas::load_with_package(&self.tables)
+        if self.builtin {
+            crate::schema::Schemas::load_with_package(&self.tables)
+        } else {
+            crate::schema::Schemas::load_dirs(&self.tables)
+        }
+    }
+
+    /// The flows of the configured folders, then the built-in package's (unless
+    /// `builtin: false`), with the config's grants, checked against `schemas` and the blob
+    /// stores `blob_names`. Loading errors are in the registry's `errors`.
+    pub fn registry(
+        &self,
+        schemas: &crate::schema::Schemas,
+        blob_names: &std::collections::BTreeSet<String>,
+    ) -> crate::registry::Registry {
+        let package = if self.builtin {
+            crate::package::flows()
+        } else {
+            &[]
+        };
+        crate::registry::Registry::load_from(
+            &self.flows,
+            package,
+            schemas,
+            &self.grants,
+            blob_names,
+        )
     }
 
     /// Loads the table schemas and the secrets and checks (creating it if needed) the
@@ -373,8 +408,7 @@ impl Config {
     pub fn load_registry(&self) -> Result<crate::registry::Registry, ConfigError> {
         let (schemas, _) = self.check()?;
         let blob_names = self.blobs.keys().cloned().collect();
-        let registry =
-            crate::registry::Registry::load(&self.flows, &schemas, &self.grants, &blob_names);
+        let registry = self.registry(&schemas, &blob_names);
         for e in &registry.errors {
             tracing::warn!("{e}");
         }
@@ -405,8 +439,7 @@ impl Config {
         .map_err(|e| open(e.to_string()))?;
         let blobs = crate::caps::blobs::open_stores(&self.blobs, &secrets).map_err(open)?;
         let blob_names = blobs.keys().cloned().collect();
-        let registry =
-            crate::registry::Registry::load(&self.flows, &schemas, &self.grants, &blob_names);
+        let registry = self.registry(&schemas, &blob_names);
         for e in &registry.errors {
             tracing::warn!("{e}");
         }

@@ -379,8 +379,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn check_flow_name(cfg: &Config, name: &str) -> Result<(), Usage> {
     let schemas = cfg.schemas().map_err(|e| Usage(e.into()))?;
     let blob_stores = cfg.blobs.keys().cloned().collect();
-    let registry =
-        flowhost::registry::Registry::load(&cfg.flows, &schemas, &cfg.grants, &blob_stores);
+    let registry = cfg.registry(&schemas, &blob_stores);
     if registry.get(name).is_none() {
         let e = flowhost::runtime::RunError::unknown_flow(&registry, name);
         return Err(Usage(e.into()));

@@ -574,14 +574,10 @@ impl State {
             return;
         }
         self.reloading = true;
-        let (rt, dirs, grants) = (
-            self.rt.clone(),
-            self.config.flows.clone(),
-            self.config.grants.clone(),
-        );
+        let (rt, config) = (self.rt.clone(), self.config.clone());
         let (seen, tx) = (self.fingerprint.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
-            let load = || load_if_changed(&rt, &dirs, &grants, &seen);
+            let load = || load_if_changed(&rt, &config, &seen);
             let result = match std::panic::catch_unwind(AssertUnwindSafe(load)) {
                 Ok(r) => r,
                 Err(panic) => {
@@ -623,22 +619,18 @@ impl State {
     }
 }
 
-/// Loads the flow folders again if their files changed since `seen` (blocking: file I/O and
-/// compiling). A flow whose new version does not load keeps its current one.
-fn load_if_changed(
-    rt: &Runtime,
-    dirs: &[PathBuf],
-    grants: &BTreeMap<String, crate::manifest::Grants>,
-    seen: &Fingerprint,
-) -> Option<Reloaded> {
-    let now = fingerprint(dirs);
+/// Loads the flow folders (and the built-in package, which never changes) again if their
+/// files changed since `seen` (blocking: file I/O and compiling). A flow whose new version
+/// does not load keeps its current one.
+fn load_if_changed(rt: &Runtime, config: &Config, seen: &Fingerprint) -> Option<Reloaded> {
+    let now = fingerprint(&config.flows);
     if &now == seen {
         return None;
     }
     let old = rt.registry();
     let schemas = rt.store.schemas().clone();
     let blob_stores = rt.blobs.keys().cloned().collect();
-    let mut fresh = Registry::load(dirs, &schemas, grants, &blob_stores);
+    let mut fresh = config.registry(&schemas, &blob_stores);
     for e in &fresh.errors {
         tracing::warn!("{e}");
     }

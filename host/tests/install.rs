@@ -301,6 +301,24 @@ fn a_flows_folder_replaces_a_built_in_flow_of_the_same_name() {
         list.contains("M10 ") && list.contains("from: built-in"),
         "{list}"
     );
+
+    // `builtin: false`: only the folders' flows (and tables).
+    let config = m.folder("only-mine").join("flowhost.yaml");
+    std::fs::write(&config, format!("builtin: false\nflows: [\"{flows}\"]\n")).unwrap();
+    let config = config.to_str().unwrap();
+    let list = m.ok(&["--config", config, "list"]);
+    let names: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with(' '))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["U01"], "{list}");
+    m.ok(&["--config", config, "run", "U01"]);
+    assert_eq!(
+        m.ok(&["--config", config, "table", "list"]),
+        "",
+        "no tables"
+    );
 }
 
 #[test]

@@ -106,6 +106,9 @@ impl TestEnv {
         if let Some(s) = &self.config.secrets_file {
             text.push_str(&format!("secrets_file: \"{}\"\n", s.display()));
         }
+        if !self.config.builtin {
+            text.push_str("builtin: false\n");
+        }
         // The stores, unless `extra` has its own `blobs:` section.
         if !extra.lines().any(|l| l.starts_with("blobs:")) {
             text.push_str("blobs:\n");
@@ -124,13 +127,15 @@ impl TestEnv {
     }
 }
 
-/// A test world whose only flows folder is an empty `flows/` in its temp dir (returned), for
-/// tests that drop in flows of their own.
+/// A test world whose only flows are those of an empty `flows/` in its temp dir (returned),
+/// for tests that drop in flows of their own: the built-in package is left out
+/// (`builtin: false`), so no ASA flow is scheduled beside them.
 pub fn env_with_flows() -> (TestEnv, PathBuf) {
     let mut env = TestEnv::new();
     let dir = env.dir.path().join("flows");
     std::fs::create_dir_all(&dir).unwrap();
     env.config.flows = vec![dir.clone()];
+    env.config.builtin = false;
     (env, dir)
 }
 
