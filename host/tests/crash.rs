@@ -54,8 +54,10 @@ async fn world() -> World {
     let flows = tempfile::tempdir().unwrap();
     let dir = flows.path().join("flows");
     fast_flows(&dir);
+    // Only these flows: the built-in package would bring the offload flows back.
     let a = asa_with(EVENTS, PAGE, &[], |env| {
-        env.config.flows = vec![dir.clone()]
+        env.config.flows = vec![dir.clone()];
+        env.config.builtin = false;
     })
     .await;
     let origin = a.sim.base_url();

@@ -22,6 +22,7 @@ fn env_with_flows() -> (TestEnv, PathBuf) {
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
     env.config.flows = vec![dir.clone()];
+    env.config.builtin = false;
     (env, dir)
 }
 

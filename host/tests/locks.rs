@@ -213,6 +213,7 @@ fn a_second_serve_on_one_database_is_refused_naming_the_first() {
     // A flows folder with nothing scheduled: `serve` only holds its lease.
     let copies = probe_copies(&env, &[("idle", "timeout: 6s\n")]);
     env.config.flows = vec![copies];
+    env.config.builtin = false;
     let config = env.config_file("");
     let lock = PathBuf::from(format!("{}.locks/serve.lock", env.config.db.display()));
 

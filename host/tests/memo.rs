@@ -35,6 +35,7 @@ fn folder(env: &TestEnv, extra: &[(&str, &str)]) -> PathBuf {
 fn runtime(env: &TestEnv, dir: PathBuf) -> Arc<Runtime> {
     let mut config = env.config.clone();
     config.flows = vec![dir];
+    config.builtin = false;
     config.open_runtime().unwrap()
 }
 

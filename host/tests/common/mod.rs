@@ -300,7 +300,8 @@ pub fn drop_probe(dir: &Path, name: &str, manifest: &str) {
 /// Copies the ASA flows (`flows/dist`) into `dir`, leaving out the flows in `without`, and in
 /// each `(flow, key, value)` of `changes` replaces the manifest line `key: …` (at any
 /// indentation, e.g. `every` under `schedule`) by `key: value`. Panics if a key is missing, so
-/// a renamed setting cannot turn a fast-schedule test into a slow one unnoticed.
+/// a renamed setting cannot turn a fast-schedule test into a slow one unnoticed. (A flow left
+/// out comes back from the built-in package unless the config has `builtin = false`.)
 pub fn asa_flows_with(dir: &Path, changes: &[(&str, &str, &str)], without: &[&str]) {
     copy_flows(&flows_dir("dist"), dir, |name| {
         !without.contains(&name.split('.').next().unwrap_or_default())
