@@ -59,6 +59,7 @@ fn no_reload() -> ServeOptions {
     ServeOptions {
         reload_every: None,
         prune_every: None,
+        ..Default::default()
     }
 }
 
@@ -174,6 +175,7 @@ async fn flows_dropped_in_changed_or_broken_while_serving() {
     let opts = ServeOptions {
         reload_every: Some(Duration::from_millis(200)),
         prune_every: None,
+        ..Default::default()
     };
     // The outputs of the finished runs of `late`, newest first.
     let outputs = |rt: &Runtime| -> Vec<Option<String>> {
@@ -277,6 +279,7 @@ async fn history_is_pruned_while_serving() {
     let opts = ServeOptions {
         reload_every: None,
         prune_every: Some(Duration::from_millis(300)),
+        ..Default::default()
     };
     // The first run's row is the oldest: serve until it is gone, while later ones are kept.
     let first = std::sync::OnceLock::new();
