@@ -173,3 +173,75 @@ async fn sighup_reloads_the_config_and_a_broken_one_is_reported_and_ignored() {
     let (status, lines) = serve.finish();
     assert!(status.success(), "{status:?}: {lines:#?}");
 }
+
+/// Runs `flowhost ARGS` with its stderr on a new pseudo-terminal and returns what it wrote.
+fn stderr_on_a_terminal(env: &TestEnv, args: &[&str], envs: &[(&str, &str)]) -> String {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors; the others may be null.
+    let made = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(made, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned here.
+    let (mut master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let config = env.config_file("");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"));
+    cmd.arg("--config")
+        .arg(&config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::null())
+        .stderr(slave);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The child holds the only other end now: reading ends (EIO) once it exits.
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    child.wait().unwrap();
+    String::from_utf8_lossy(&reader.join().unwrap()).into_owned()
+}
+
+/// On a terminal, log lines are coloured, but a flow's own escape sequence is still escaped;
+/// `NO_COLOR` turns the colours off.
+#[test]
+fn colours_only_on_a_terminal_and_never_from_a_flow() {
+    let env = TestEnv::new();
+    let input = r#"{"op": "fail", "message": "boom\u001b[31mred"}"#;
+    let coloured = stderr_on_a_terminal(&env, &["run", "probe", "--input", input], &[]);
+    assert!(coloured.contains("\u{1b}[33m WARN"), "{coloured:?}");
+    assert!(coloured.contains("boom\\u{1b}[31mred"), "{coloured:?}");
+    assert!(!coloured.contains("boom\u{1b}"), "{coloured:?}");
+    let plain = stderr_on_a_terminal(
+        &env,
+        &["run", "probe", "--input", input],
+        &[("NO_COLOR", "1")],
+    );
+    assert!(plain.contains(" WARN run failed"), "{plain:?}");
+    assert!(!plain.contains('\u{1b}'), "{plain:?}");
+}
