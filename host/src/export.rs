@@ -3,6 +3,9 @@
 //!
 //! CSV cannot tell an empty text from null: an empty cell imports as `""` in a text column
 //! and as null in any other. JSON lines copy tables exactly.
+//!
+//! The format is `--format`, else the file's extension (`.csv`; `.jsonl`, `.ndjson`,
+//! `.json`), else JSON lines ([`Format::pick`]); import reads standard input for `-`.
 
 use std::io::Write;
 use std::path::Path;
@@ -13,8 +16,42 @@ use serde_json::{Map, Value};
 use crate::schema::ColumnType;
 use crate::store::Store;
 
+/// A file format of export and import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// CSV with the schema's columns as header; an empty cell is "" in a text column and null
+    /// in any other (CSV cannot tell them apart).
+    Csv,
+    /// One JSON object per line: an exact copy, nulls included.
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file's extension names (`None`: no extension, or an unknown one).
+    pub fn from_extension(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" | "json" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+
+    /// `given`, else the extension of `file`, else JSON lines.
+    pub fn pick(given: Option<Format>, file: Option<&Path>) -> Format {
+        given
+            .or_else(|| file.and_then(Format::from_extension))
+            .unwrap_or(Format::Jsonl)
+    }
+}
+
 /// Writes every row of `table` to `out` (standard output when `None`).
-pub fn export(store: &Store, table: &str, csv: bool, out: Option<&Path>) -> anyhow::Result<u64> {
+pub fn export(
+    store: &Store,
+    table: &str,
+    format: Format,
+    out: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let csv = format == Format::Csv;
     let schema = store
         .schemas()
         .get(table)
@@ -73,18 +110,41 @@ fn cell(v: Option<&Value>) -> String {
     }
 }
 
-/// Reads `file` (`.csv`, or `.jsonl`/`.json` lines) and inserts every row into `table` in one
-/// transaction. A bad row fails the whole import with its line number.
-pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
+/// Reads `file` (`-`: standard input) in `format` (else by its extension; JSON lines for
+/// standard input) and inserts every row into `table` in one transaction. A bad row fails the
+/// whole import with its line number.
+pub fn import(
+    store: &Store,
+    table: &str,
+    file: &Path,
+    format: Option<Format>,
+) -> anyhow::Result<u64> {
     let schema = store
         .schemas()
         .get(table)
         .with_context(|| format!("no table `{table}`"))?;
-    let shown = file.display();
-    let text = std::fs::read_to_string(file).with_context(|| format!("{shown}: cannot read"))?;
+    let stdin = file.as_os_str() == "-";
+    let shown = if stdin {
+        "standard input".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let format = match (format, stdin) {
+        (Some(f), _) => f,
+        (None, true) => Format::Jsonl,
+        (None, false) => Format::from_extension(file).with_context(|| {
+            format!("{shown}: unknown format (use a .csv or .jsonl file, or --format csv|jsonl)")
+        })?,
+    };
+    let text = if stdin {
+        std::io::read_to_string(std::io::stdin())
+            .with_context(|| format!("{shown}: cannot read"))?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("{shown}: cannot read"))?
+    };
     let mut rows: Vec<Map<String, Value>> = Vec::new();
-    match file.extension().and_then(|e| e.to_str()) {
-        Some("csv") => {
+    match format {
+        Format::Csv => {
             let mut r = csv::Reader::from_reader(text.as_bytes());
             let headers = r
                 .headers()
@@ -119,7 +179,7 @@ pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
                 rows.push(row);
             }
         }
-        Some("jsonl") | Some("json") | Some("ndjson") => {
+        Format::Jsonl => {
             for (i, line) in text
                 .lines()
                 .enumerate()
@@ -137,7 +197,6 @@ pub fn import(store: &Store, table: &str, file: &Path) -> anyhow::Result<u64> {
                 }
             }
         }
-        _ => bail!("{shown}: unknown format (use a .csv or .jsonl file)"),
     }
     let n = store
         .import_rows(table, rows)

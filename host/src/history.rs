@@ -196,6 +196,24 @@ pub struct RunRecord {
     pub children: Vec<ChildStats>,
 }
 
+impl RunRecord {
+    /// The record as JSON for `history --json` and `history show --json`: `input` and
+    /// `output` are JSON values, not escaped text (one cut at [`MAX_TEXT`] stays text).
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        let mut v = serde_json::to_value(self)?;
+        if let Some(obj) = v.as_object_mut() {
+            for field in ["input", "output"] {
+                if let Some(serde_json::Value::String(text)) = obj.get(field) {
+                    if let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text) {
+                        obj.insert(field.to_string(), parsed);
+                    }
+                }
+            }
+        }
+        Ok(v)
+    }
+}
+
 /// `2024-05-01T10:00:00.123Z`: RFC 3339, UTC, milliseconds.
 pub fn format_timestamp(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()

@@ -27,6 +27,9 @@
 //! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
 //! | [`redact`] | every form a secret can take (raw, JSON, percent-encoded, base64), replaced |
+//! | [`logging`] | log levels, text or JSON lines, colours (`--log-format`, `-q`, `NO_COLOR`) |
+//! | [`notify`] | systemd's `sd_notify`: ready, watchdog, stopping |
+//! | [`reload`] | SIGHUP in `serve`: the config file read again, what of it changes live |
 //! | [`terminal`] | what the binary writes to stderr: log lines and errors, redacted and escaped |
 //! | [`cron`] | cron lines with time zones |
 //! | [`export`] | CSV / JSON-lines export and import of tables |
@@ -42,12 +45,15 @@ pub mod export;
 pub mod history;
 pub mod json;
 pub mod lease;
+pub mod logging;
 pub mod manifest;
+pub mod notify;
 pub mod package;
 pub mod paths;
 pub mod progress;
 pub mod redact;
 pub mod registry;
+pub mod reload;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;

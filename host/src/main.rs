@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use flowhost::config::Config;
+use flowhost::export::Format;
 use flowhost::history::{RunStatus, Trigger};
 use flowhost::terminal::Terminal;
 
@@ -50,9 +51,18 @@ struct Cli {
     /// More output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Only errors.
+    /// Only errors (and failed runs).
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Log lines as text, or as one JSON object a line (timestamp, level, fields, target).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FLOWHOST_LOG_FORMAT"
+    )]
+    log_format: flowhost::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,7 +70,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Lists the flows with their title, schedule and grants, and the ones that failed to load.
-    List,
+    List {
+        /// One JSON object: `flows` (name, title, schedule, grants) and `not_loaded`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Runs a flow and prints its output JSON.
     Run {
         name: String,
@@ -78,7 +92,8 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Runs the scheduled flows until SIGINT/SIGTERM, reloading changed flow folders.
+    /// Runs the scheduled flows until SIGINT/SIGTERM, reloading changed flow folders (and the
+    /// config file on SIGHUP).
     Serve {
         /// Do not watch the flow folders for changes.
         #[arg(long)]
@@ -92,7 +107,7 @@ enum Command {
         flow: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
-        /// One JSON object per line.
+        /// One JSON object per line (input and output as JSON values).
         #[arg(long)]
         json: bool,
     },
@@ -106,22 +121,22 @@ enum Command {
 #[derive(Subcommand)]
 enum HistoryCmd {
     /// One run in full: input, output, error, logs and child calls.
-    Show { run: i64 },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// CSV with the schema's columns as header; an empty cell is "" in a text column and null
-    /// in any other (CSV cannot tell them apart).
-    Csv,
-    /// One JSON object per line: an exact copy, nulls included.
-    Jsonl,
+    Show {
+        run: i64,
+        /// The run as one JSON object (input and output as JSON values).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum TableCmd {
     /// Every table with its row count.
-    List,
+    List {
+        /// One JSON object: `tables`, each with `name`, `rows` and `in_database`.
+        #[arg(long)]
+        json: bool,
+    },
     /// The first rows of a table.
     Show {
         name: String,
@@ -131,14 +146,21 @@ enum TableCmd {
     /// Writes every row as CSV or JSON lines.
     Export {
         name: String,
-        #[arg(long, value_enum, default_value = "jsonl")]
-        format: Format,
+        /// Default: from the --out file's extension (.csv, .jsonl, .ndjson), else jsonl.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Inserts rows from a CSV or JSON-lines file (by extension), all or nothing.
-    Import { name: String, file: PathBuf },
+    /// Inserts rows from a CSV or JSON-lines file (`-`: standard input), all or nothing.
+    Import {
+        name: String,
+        file: PathBuf,
+        /// Default: from the file's extension (.csv, .jsonl, .ndjson); jsonl for `-`.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+    },
 }
 
 /// An error that is the user's to fix (exit 2) rather than a flow failure (exit 1).
@@ -157,7 +179,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A server's log is its output: `serve` shows info by default, other commands warnings.
     let serving = matches!(cli.command, Command::Serve { .. });
-    init_tracing(cli.verbose + u8::from(serving), cli.quiet);
+    flowhost::logging::init(
+        &TERMINAL,
+        &flowhost::logging::LogOptions {
+            format: cli.log_format,
+            verbose: cli.verbose.saturating_add(u8::from(serving)),
+            quiet: cli.quiet,
+        },
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,26 +206,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!("{default},cranelift=warn,wasmtime=warn"))
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(TERMINAL.clone())
-        .with_ansi(false)
-        .with_target(false)
-        .init();
+/// The config file in use: `--config`, else `flowhost.yaml` in the working directory.
+/// Where the config file and the state are, found once per command (see `flowhost::paths`).
+struct Locations {
+    file: Option<PathBuf>,
+    state: PathBuf,
 }
 
-fn load_config(cli: &Cli) -> Result<Config, Usage> {
+fn locations(cli: &Cli) -> Result<Locations, Usage> {
     use flowhost::paths;
     let env = paths::Env::from_process();
     let file = cli
@@ -205,34 +222,50 @@ fn load_config(cli: &Cli) -> Result<Config, Usage> {
         .or_else(|| paths::find_config(&paths::config_candidates(&env)));
     let state = paths::state_dir(cli.state_dir.as_deref(), file.as_deref(), &env)
         .map_err(|e| Usage(e.into()))?;
-    let mut cfg = match &file {
-        Some(p) => Config::load_in(p, &state).map_err(|e| Usage(e.into()))?,
-        None => Config::with_state_dir(&state),
-    };
     tracing::debug!(config = ?file, state = %state.display(), "locations");
-    if let Some(db) = &cli.db {
-        cfg.db = db.clone();
+    Ok(Locations { file, state })
+}
+
+/// Reads the config at `at` with what the command line sets over it (`--db`, `--flows`,
+/// `--tables`); `serve` calls it again on a reload.
+fn config_reader(
+    cli: &Cli,
+    at: &Locations,
+) -> impl Fn() -> Result<Config, flowhost::config::ConfigError> + Send + Sync + 'static {
+    let (db, flows, tables) = (cli.db.clone(), cli.flows.clone(), cli.tables.clone());
+    let (file, state) = (at.file.clone(), at.state.clone());
+    move || {
+        let mut cfg = match &file {
+            Some(p) => Config::load_in(p, &state)?,
+            None => Config::with_state_dir(&state),
+        };
+        if let Some(db) = &db {
+            cfg.db = db.clone();
+        }
+        if !flows.is_empty() {
+            cfg.flows = flows.clone();
+        }
+        if !tables.is_empty() {
+            cfg.tables = tables.clone();
+        }
+        Ok(cfg)
     }
-    if !cli.flows.is_empty() {
-        cfg.flows = cli.flows.clone();
-    }
-    if !cli.tables.is_empty() {
-        cfg.tables = cli.tables.clone();
-    }
-    Ok(cfg)
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
-    let cfg = load_config(&cli)?;
+    let at = locations(&cli)?;
+    let read = config_reader(&cli, &at);
+    let cfg = read().map_err(|e| Usage(e.into()))?;
+    let reload = flowhost::reload::ConfigReload::new(at.file.as_deref(), read);
     let usage = |e: anyhow::Error| Usage(e);
     let config = |e: flowhost::config::ConfigError| Usage(e.into());
     let store = |e: flowhost::store::StoreError| Usage(e.into());
     // The commands that only read (list, history, table list|show|export) never migrate,
     // write or wait for a writer.
     match cli.command {
-        Command::List => {
+        Command::List { json } => {
             let registry = cfg.load_registry().map_err(config)?;
-            quiet_on_closed_stdout(cmd_list(&registry)).map_err(usage)
+            quiet_on_closed_stdout(cmd_list(&registry, json)).map_err(usage)
         }
         Command::History {
             show,
@@ -241,20 +274,24 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             json,
         } => {
             let path = flowhost::history::history_path_for(&cfg.db);
-            let history = flowhost::history::History::open_read_only(&path).map_err(store)?;
+            let history = flowhost::history::History::open_read_only(&path);
+            if let (None, Some(name)) = (&show, &flow) {
+                known_in_history_or_folders(&cfg, history.as_ref().ok(), name)?;
+            }
+            let history = history.map_err(store)?;
             let done = match show {
-                Some(HistoryCmd::Show { run }) => cmd_history_show(&history, run),
+                Some(HistoryCmd::Show { run, json }) => cmd_history_show(&history, run, json),
                 None => cmd_history(&history, flow.as_deref(), limit, json),
             };
             quiet_on_closed_stdout(done).map_err(usage)
         }
         Command::Table {
-            cmd: TableCmd::Import { name, file },
+            cmd: TableCmd::Import { name, file, format },
         } => {
             let (schemas, _) = cfg.check().map_err(config)?;
             let store = flowhost::store::Store::open(&cfg.db, schemas).map_err(store)?;
             known_table(&store, &name).map_err(usage)?;
-            let n = flowhost::export::import(&store, &name, &file).map_err(usage)?;
+            let n = flowhost::export::import(&store, &name, &file, format).map_err(usage)?;
             quiet_on_closed_stdout(print_line(format_args!("imported {n} rows into {name}")))
                 .map_err(usage)
         }
@@ -295,14 +332,20 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             TERMINAL.set_redactor(runtime.secrets.redactor());
             runtime.leases.set_label("flowhost serve");
             let defaults = flowhost::scheduler::ServeOptions::default();
+            if let Err(e) = reload.listen_for_sighup() {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: no config reload");
+            }
             let opts = flowhost::scheduler::ServeOptions {
                 reload_every: defaults.reload_every.filter(|_| !no_reload),
+                config_reload: Some(reload),
                 ..defaults
             };
             let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown).await;
-            eprintln!(
+            tracing::info!(
                 "flowhost serve: {} runs ({} failed, {} skipped)",
-                summary.runs, summary.failed, summary.skipped
+                summary.runs,
+                summary.failed,
+                summary.skipped
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -355,14 +398,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     );
     async move {
         let (Ok(mut term), Ok(mut int)) = streams else {
-            eprintln!("flowhost serve: cannot listen for signals; stop it with SIGKILL");
+            tracing::error!("flowhost serve: cannot listen for signals; stop it with SIGKILL");
             return std::future::pending().await;
         };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!(
+        tracing::warn!(
             "flowhost serve: stopping after the running flows finish (signal again to stop now)"
         );
         tokio::spawn(async move {
@@ -414,8 +457,26 @@ fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
     Ok(text)
 }
 
-fn cmd_list(reg: &flowhost::registry::Registry) -> anyhow::Result<ExitCode> {
+fn cmd_list(reg: &flowhost::registry::Registry, json: bool) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    if json {
+        let flows: Vec<serde_json::Value> = reg
+            .iter()
+            .map(|f| {
+                let m = &f.manifest;
+                serde_json::json!({
+                    "name": m.name,
+                    "title": m.title,
+                    "schedule": m.schedule.as_ref().map(|s| s.to_string()),
+                    "grants": m.grants.to_json(),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({"flows": flows, "not_loaded": reg.errors});
+        writeln!(out, "{}", serde_json::to_string(&doc)?)?;
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
     for f in reg.iter() {
         let m = &f.manifest;
         let schedule = m
@@ -455,6 +516,7 @@ async fn cmd_run(
     let progress = until_idle.then(|| flowhost::progress::RunProgress::new(name));
     let mut trigger = Trigger::Cli;
     let mut last_output = None;
+    let mut totals = RunTotals::default();
     while let Some(req) = queue.pop_front() {
         if !req.delay.is_zero() {
             tokio::time::sleep(req.delay).await;
@@ -483,6 +545,7 @@ async fn cmd_run(
             ));
             return Ok(ExitCode::from(1));
         }
+        totals.add(report.output.as_deref());
         last_output = report.output.clone();
         if until_idle {
             queue.extend(report.requests.iter().cloned());
@@ -492,6 +555,9 @@ async fn cmd_run(
     if let Some(p) = &progress {
         p.finish();
     }
+    if until_idle {
+        TERMINAL.eprintln(&format!("{name} --until-idle: {totals}"));
+    }
     if let Some(out) = last_output {
         let pretty = serde_json::from_str::<serde_json::Value>(&out)
             .ok()
@@ -500,6 +566,40 @@ async fn cmd_run(
         return quiet_on_closed_stdout(print_line(format_args!("{pretty}"))).map_err(Usage);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the runs of `run --until-idle` did together: how many, and the sums of the `events`
+/// and `written` counts their outputs report (M10's output has both).
+#[derive(Default)]
+struct RunTotals {
+    runs: u64,
+    events: u64,
+    written: u64,
+}
+
+impl RunTotals {
+    fn add(&mut self, output: Option<&str>) {
+        self.runs = self.runs.saturating_add(1);
+        let v = output.and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok());
+        let count = |field: &str| {
+            v.as_ref()
+                .and_then(|v| v.get(field))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        self.events = self.events.saturating_add(count("events"));
+        self.written = self.written.saturating_add(count("written"));
+    }
+}
+
+impl std::fmt::Display for RunTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} runs, {} events, {} written",
+            self.runs, self.events, self.written
+        )
+    }
 }
 
 fn cmd_history(
@@ -512,7 +612,7 @@ fn cmd_history(
     let mut out = std::io::stdout().lock();
     if json {
         for r in runs {
-            writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            writeln!(out, "{}", serde_json::to_string(&r.to_json()?)?)?;
         }
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
@@ -549,11 +649,100 @@ fn cmd_history(
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_history_show(history: &flowhost::history::History, id: i64) -> anyhow::Result<ExitCode> {
+fn cmd_history_show(
+    history: &flowhost::history::History,
+    id: i64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let Some(r) = history.get(id)? else {
         bail!("no run {id} in history")
     };
-    print_line(format_args!("{}", serde_json::to_string_pretty(&r)?))
+    if json {
+        return print_line(format_args!(
+            "{}",
+            serde_json::to_string_pretty(&r.to_json()?)?
+        ));
+    }
+    // For people: one field a line; JSON pretty-printed; the flow's text escaped.
+    let pretty = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| text.to_string())
+    };
+    let block = |text: &str| -> String {
+        text.lines()
+            .map(|l| format!("  {}", TERMINAL.clean(l)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut out = std::io::stdout().lock();
+    let ms = flowhost::history::duration_ms(&r)
+        .map(|m| format!(" ({m} ms)"))
+        .unwrap_or_default();
+    writeln!(out, "run {}: {} {}", r.id, r.flow, r.status)?;
+    if let Some(parent) = r.parent {
+        writeln!(out, "parent:   run {parent}")?;
+    }
+    writeln!(out, "trigger:  {}", r.trigger)?;
+    writeln!(out, "started:  {}", r.started)?;
+    writeln!(
+        out,
+        "ended:    {}{ms}",
+        r.ended.as_deref().unwrap_or("(still running)")
+    )?;
+    writeln!(out, "input:\n{}", block(&pretty(&r.input)))?;
+    if let Some(o) = &r.output {
+        writeln!(out, "output:\n{}", block(&pretty(o)))?;
+    }
+    if let Some(e) = &r.error {
+        writeln!(out, "error:\n{}", block(e))?;
+    }
+    if !r.logs.is_empty() {
+        writeln!(out, "logs:")?;
+        for l in &r.logs {
+            let line = format!("{} {:<5} {}: {}", l.at, l.level, l.flow, l.message);
+            writeln!(out, "  {}", TERMINAL.clean(&line))?;
+        }
+        if r.logs_dropped > 0 {
+            writeln!(out, "  ({} more lines not kept)", r.logs_dropped)?;
+        }
+    }
+    if !r.children.is_empty() {
+        writeln!(out, "child calls:")?;
+        for c in &r.children {
+            writeln!(
+                out,
+                "  {:<8} {} calls, {} failed, {} ms",
+                c.flow, c.calls, c.failures, c.total_ms
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// For `history NAME`: fails with "no flow named `NAME`" (and a suggestion) when `name` has
+/// no run in history and is no flow of the flows folders.
+fn known_in_history_or_folders(
+    cfg: &Config,
+    history: Option<&flowhost::history::History>,
+    name: &str,
+) -> Result<(), Usage> {
+    if let Some(h) = history {
+        if !h
+            .list(Some(name), 1)
+            .map_err(|e| Usage(e.into()))?
+            .is_empty()
+        {
+            return Ok(());
+        }
+    }
+    check_flow_name(cfg, name).map_err(|Usage(e)| {
+        Usage(anyhow::anyhow!(
+            "{e}; it has no run in history either (`flowhost history` lists every run)"
+        ))
+    })
 }
 
 /// Fails with "no table `X` (did you mean `Y`?)" unless the schemas define `name`.
@@ -573,7 +762,25 @@ fn known_table(store: &flowhost::store::Store, name: &str) -> anyhow::Result<()>
 fn cmd_table(store: &flowhost::store::Store, cmd: TableCmd) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        TableCmd::List => {
+        TableCmd::List { json: true } => {
+            let mut tables = Vec::new();
+            for name in store.schemas().names() {
+                let (rows, in_database) = match store.row_count(name) {
+                    Ok(n) => (n, true),
+                    Err(flowhost::store::TableError::NotFound(_)) => (0, false),
+                    Err(e) => return Err(e.into()),
+                };
+                tables.push(serde_json::json!({
+                    "name": name, "rows": rows, "in_database": in_database,
+                }));
+            }
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(&serde_json::json!({ "tables": tables }))?
+            )?;
+        }
+        TableCmd::List { json: false } => {
             for name in store.schemas().names() {
                 match store.row_count(name) {
                     Ok(n) => writeln!(out, "{name:<28} {n:>10} rows")?,
@@ -587,6 +794,9 @@ fn cmd_table(store: &flowhost::store::Store, cmd: TableCmd) -> anyhow::Result<Ex
         TableCmd::Show { name, limit } => {
             known_table(store, &name)?;
             let mut n = 0;
+            if limit == 0 {
+                return Ok(ExitCode::SUCCESS);
+            }
             store.export_rows(&name, |row| -> anyhow::Result<bool> {
                 n += 1;
                 writeln!(out, "{}", serde_json::to_string(&row)?)?;
@@ -600,7 +810,8 @@ fn cmd_table(store: &flowhost::store::Store, cmd: TableCmd) -> anyhow::Result<Ex
         } => {
             known_table(store, &name)?;
             drop(out);
-            flowhost::export::export(store, &name, matches!(format, Format::Csv), file.as_deref())?;
+            let format = Format::pick(format, file.as_deref());
+            flowhost::export::export(store, &name, format, file.as_deref())?;
             return Ok(ExitCode::SUCCESS);
         }
         TableCmd::Import { name, .. } => {

@@ -160,6 +160,18 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// The grants as JSON, in the manifest's layout (`flowhost list --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let hosts: Vec<String> = self.hosts.iter().map(|h| h.to_string()).collect();
+        serde_json::json!({
+            "hosts": hosts,
+            "tables": {"read": self.tables_read, "write": self.tables_write},
+            "flows": self.flows,
+            "secrets": self.secrets,
+            "blobs": {"read": self.blobs_read, "write": self.blobs_write},
+        })
+    }
+
     pub fn can_read(&self, table: &str) -> bool {
         self.tables_read.contains(table) || self.tables_write.contains(table)
     }

@@ -127,6 +127,16 @@ impl FlowEntry {
         }
     }
 
+    /// Takes `old`'s compiled component when both were loaded from the same, unchanged files
+    /// (a reload with new grants compiles nothing again).
+    pub fn reuse_compiled(&self, old: &FlowEntry) {
+        if self.same_files(old) {
+            if let Some(pre) = old.pre.get() {
+                let _ = self.pre.set(pre.clone());
+            }
+        }
+    }
+
     /// True once `prepare` has run (successfully or not).
     pub fn is_prepared(&self) -> bool {
         self.pre.get().is_some()

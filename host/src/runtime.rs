@@ -130,8 +130,11 @@ pub struct Runtime {
     pub secrets: Secrets,
     pub http: reqwest::Client,
     pub cache: crate::caps::cache::FlowCache,
-    /// The configured blob stores by name (`blobs:` in the config file).
-    pub blobs: crate::caps::blobs::BlobStores,
+    /// The configured blob stores by name (`blobs:` in the config file); swapped by a
+    /// config reload ([`Runtime::set_blobs`]).
+    blobs: RwLock<Arc<crate::caps::blobs::BlobStores>>,
+    /// `limits.http_prefetch`, as a config reload last set it.
+    http_prefetch: std::sync::atomic::AtomicBool,
     pub limits: Limits,
     /// Per origin, the rate-limit budget the last HTTP response reported.
     pub rate_limits: crate::caps::http::RateLimits,
@@ -267,7 +270,8 @@ impl Runtime {
             secrets,
             http,
             cache: Default::default(),
-            blobs,
+            blobs: RwLock::new(Arc::new(blobs)),
+            http_prefetch: limits.http_prefetch.into(),
             limits,
             rate_limits: Default::default(),
             prefetches: Default::default(),
@@ -284,6 +288,28 @@ impl Runtime {
     /// Swaps in a newly loaded registry (runs in progress keep the flows they started with).
     pub fn set_registry(&self, registry: Registry) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(registry);
+    }
+
+    /// The blob stores by name.
+    pub fn blobs(&self) -> Arc<crate::caps::blobs::BlobStores> {
+        self.blobs.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Swaps in the blob stores of a reloaded config (a running call keeps the store it has).
+    pub fn set_blobs(&self, blobs: crate::caps::blobs::BlobStores) {
+        *self.blobs.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(blobs);
+    }
+
+    /// Whether `http.prefetch` sends its request ahead (`http.prefetch` in the config).
+    pub fn http_prefetch(&self) -> bool {
+        self.http_prefetch
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets `http.prefetch` from a reloaded config.
+    pub fn set_http_prefetch(&self, on: bool) {
+        self.http_prefetch
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Looks up a flow, suggesting the closest name when there is none.
@@ -439,12 +465,14 @@ impl Runtime {
         }
         match status {
             RunStatus::Ok => tracing::info!(
+                target: crate::logging::OUTCOME_TARGET,
                 run = id,
                 flow = name,
                 ms = started.elapsed().as_millis() as u64,
                 "run ok"
             ),
             _ => tracing::warn!(
+                target: crate::logging::OUTCOME_TARGET,
                 run = id,
                 flow = name,
                 error = err_h.as_deref().unwrap_or(""),

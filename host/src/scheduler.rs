@@ -27,6 +27,11 @@
 //!   keeps serving its previous version; the error is logged.
 //! - Run history older than `history.retention` is pruned at start and then every hour, so a
 //!   `serve` that runs for months keeps a bounded history.
+//! - A config reload (SIGHUP: [`crate::reload`]) is handled on this task: the new config
+//!   replaces the old one only once [`crate::reload::apply`] accepted it, then the flow folders
+//!   are loaded again with its grants, even if no file changed.
+//! - systemd hears `READY=1` once the ticks are planned, `WATCHDOG=1` from this loop (a
+//!   stalled loop stops them) and `STOPPING=1` when shutdown begins ([`crate::notify`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -55,6 +60,8 @@ pub struct ServeOptions {
     /// How often run history older than the config's `retention` is pruned (`None`: never;
     /// opening the runtime prunes once).
     pub prune_every: Option<Duration>,
+    /// Where a config reload reads the config from, and when (`None`: never).
+    pub config_reload: Option<Arc<crate::reload::ConfigReload>>,
 }
 
 impl Default for ServeOptions {
@@ -62,6 +69,7 @@ impl Default for ServeOptions {
         ServeOptions {
             reload_every: Some(Duration::from_secs(2)),
             prune_every: Some(Duration::from_secs(3600)),
+            config_reload: None,
         }
     }
 }
@@ -73,6 +81,14 @@ fn every(period: Option<Duration>) -> Option<tokio::time::Interval> {
     let mut i = tokio::time::interval_at(first, period);
     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     Some(i)
+}
+
+/// The next config reload request, or never.
+async fn reload_requested(reload: &Option<Arc<crate::reload::ConfigReload>>) {
+    match reload {
+        Some(r) => r.requested().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next tick of `timer`, or never.
@@ -170,6 +186,9 @@ struct State {
     fingerprint: Fingerprint,
     /// A reload is running on a blocking thread.
     reloading: bool,
+    /// The config changed since the running (or last) reload started: load the flow folders
+    /// again even if no file changed.
+    stale: bool,
     tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -199,12 +218,15 @@ pub async fn serve(
         summary: ServeSummary::default(),
         fingerprint,
         reloading: false,
+        stale: false,
         tx,
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
+    crate::notify::ready();
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
+    let mut watchdog = every(crate::notify::watchdog_period());
     tokio::pin!(shutdown);
     loop {
         let now = Instant::now();
@@ -218,8 +240,15 @@ pub async fn serve(
             _ = tokio::time::sleep(wake) => {}
             _ = tick(&mut reload) => st.maybe_reload(),
             _ = tick(&mut prune) => st.prune_history(),
+            _ = tick(&mut watchdog) => crate::notify::watchdog(),
+            _ = reload_requested(&opts.config_reload) => {
+                if let Some(r) = &opts.config_reload {
+                    st.reload_config(r);
+                }
+            }
         }
     }
+    crate::notify::stopping();
     let running: usize = st.running.values().sum();
     if running > 0 {
         tracing::info!(
@@ -246,6 +275,28 @@ pub async fn serve(
 }
 
 impl State {
+    /// Reads the config file again; applies it, or logs why not and keeps the running one.
+    fn reload_config(&mut self, source: &crate::reload::ConfigReload) {
+        let path = source.shown();
+        let new = match source
+            .load()
+            .and_then(|new| crate::reload::apply(&self.rt, &self.config, &new).map(|()| new))
+        {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(
+                    config = path,
+                    "config not reloaded, keeping the running one: {e}"
+                );
+                return;
+            }
+        };
+        self.config = new;
+        self.stale = true;
+        tracing::info!(config = path, "reloaded the config");
+        self.maybe_reload();
+    }
+
     /// Deletes the runs older than the retention, on a blocking thread (the scheduler goes on).
     fn prune_history(&self) {
         let (rt, retention) = (self.rt.clone(), self.config.retention);
@@ -485,6 +536,9 @@ impl State {
                 if let Some(r) = r {
                     self.swap_registry(*r);
                 }
+                if self.stale {
+                    self.maybe_reload();
+                }
                 return;
             }
         };
@@ -574,6 +628,11 @@ impl State {
             return;
         }
         self.reloading = true;
+        if std::mem::take(&mut self.stale) {
+            // Whatever the files: the grants or the folders changed. No folder has this
+            // fingerprint (an empty one has an empty list), so the folders load again.
+            self.fingerprint = vec![(PathBuf::new(), u64::MAX, None)];
+        }
         let (rt, config) = (self.rt.clone(), self.config.clone());
         let (seen, tx) = (self.fingerprint.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
@@ -629,18 +688,17 @@ fn load_if_changed(rt: &Runtime, config: &Config, seen: &Fingerprint) -> Option<
     }
     let old = rt.registry();
     let schemas = rt.store.schemas().clone();
-    let blob_stores = rt.blobs.keys().cloned().collect();
+    let blob_stores = rt.blobs().keys().cloned().collect();
     let mut fresh = config.registry(&schemas, &blob_stores);
     for e in &fresh.errors {
         tracing::warn!("{e}");
     }
     // Compile what changed now, so a bad component is caught here and not at its next run.
     for f in fresh.iter().cloned().collect::<Vec<_>>() {
-        let unchanged = old.get(&f.manifest.name).is_some_and(|o| o.same_files(&f));
-        if unchanged {
-            if let Some(o) = old.get(&f.manifest.name) {
-                fresh.keep(o.clone());
-            }
+        // Unchanged files: the new entry (with the config's grants as they are now) takes the
+        // compiled component of the old one.
+        if let Some(o) = old.get(&f.manifest.name).filter(|o| o.same_files(&f)) {
+            f.reuse_compiled(o);
             continue;
         }
         if let Err(e) = f.prepare(&rt.engine) {

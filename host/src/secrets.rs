@@ -1,5 +1,12 @@
-//! Where secret values come from: `FLOWHOST_SECRET_<NAME>` environment variables (first) and an
-//! optional YAML secrets file (`NAME: value`) that must not be readable by group or others.
+//! Where secret values come from, first match wins:
+//! 1. `FLOWHOST_SECRET_<NAME>` environment variables;
+//! 2. systemd credentials (`LoadCredential=` in the unit): every file of the folder
+//!    `$CREDENTIALS_DIRECTORY` is the secret named after the file, its value the file's text
+//!    less one trailing newline;
+//! 3. an optional YAML secrets file (`NAME: value`): mode 0600, or 0640 when the file's group
+//!    is one of this process's groups (a root-owned file the service's group may read); never
+//!    readable by others, never writable by its group.
+//!
 //! Values are read once at start, and the [`Redactor`] of every form of them is built then
 //! ([`Secrets::redact`], [`Secrets::redactor`]): history, logs and printed errors use it.
 //!
@@ -18,8 +25,14 @@ const ENV_PREFIX: &str = "FLOWHOST_SECRET_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("{path}: secrets file is readable by others (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error("{path}: secrets file is readable by others (mode {mode:o}); run `chmod 600 {path}` (or 640 with the service's group)")]
     Exposed { path: String, mode: u32 },
+    #[error("{path}: secrets file is writable or executable by its group (mode {mode:o}); run `chmod 640 {path}`")]
+    GroupWritable { path: String, mode: u32 },
+    #[error("{path}: secrets file is readable by its group (gid {gid}), which is not one of this process's groups (mode {mode:o}); run `chgrp` to the service's group or `chmod 600 {path}`")]
+    ForeignGroup { path: String, mode: u32, gid: u32 },
+    #[error("{path}: cannot read the credential: {message} (systemd's LoadCredential=, in $CREDENTIALS_DIRECTORY)")]
+    Credential { path: String, message: String },
     #[error("{path}: cannot read the secrets file: {message} (fix the `secrets_file:` setting)")]
     Read { path: String, message: String },
     #[error("{path}: {message} (expected `NAME: value` lines)")]
@@ -35,13 +48,32 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Reads the environment and, if given, the secrets file (environment wins).
+    /// Reads the environment, systemd's credentials and, if given, the secrets file (in this
+    /// order of precedence: see the module doc).
     pub fn load(file: Option<&Path>) -> Result<Secrets, SecretsError> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
+        Self::load_from(
+            file,
+            credentials.as_deref().map(Path::new),
+            std::env::vars(),
+        )
+    }
+
+    /// [`Secrets::load`] from the given sources: the secrets file, the credentials folder and
+    /// the environment's variables, each winning over the one before.
+    pub fn load_from(
+        file: Option<&Path>,
+        credentials: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Secrets, SecretsError> {
         let mut by_name = BTreeMap::new();
         if let Some(path) = file {
             by_name = read_file(path)?;
         }
-        for (k, v) in std::env::vars() {
+        if let Some(dir) = credentials {
+            by_name.extend(read_credentials(dir)?);
+        }
+        for (k, v) in env {
             if let Some(name) = k.strip_prefix(ENV_PREFIX) {
                 if !name.is_empty() {
                     by_name.insert(name.to_string(), v);
@@ -86,10 +118,21 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
     })?;
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & 0o007 != 0 {
             return Err(SecretsError::Exposed { path: shown, mode });
+        }
+        if mode & 0o030 != 0 {
+            return Err(SecretsError::GroupWritable { path: shown, mode });
+        }
+        if mode & 0o040 != 0 && !process_groups().contains(&meta.gid()) {
+            let gid = meta.gid();
+            return Err(SecretsError::ForeignGroup {
+                path: shown,
+                mode,
+                gid,
+            });
         }
     }
     #[cfg(not(unix))]
@@ -119,6 +162,51 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
             }
         })
         .collect()
+}
+
+/// This process's effective group and supplementary groups.
+#[cfg(unix)]
+fn process_groups() -> Vec<u32> {
+    // SAFETY: getegid cannot fail; getgroups writes at most `n` ids into a buffer of `n`.
+    let mut groups = vec![unsafe { libc::getegid() }];
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    if let Ok(len) = usize::try_from(n) {
+        let mut buf: Vec<libc::gid_t> = vec![0; len];
+        let got = unsafe { libc::getgroups(n, buf.as_mut_ptr()) };
+        if let Ok(got) = usize::try_from(got) {
+            buf.truncate(got);
+            groups.extend(buf);
+        }
+    }
+    groups
+}
+
+/// systemd's credentials: every regular file of `dir` is a secret named after the file.
+fn read_credentials(dir: &Path) -> Result<BTreeMap<String, String>, SecretsError> {
+    let err = |path: &Path, message: String| SecretsError::Credential {
+        path: path.display().to_string(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| err(dir, e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| err(dir, e.to_string()))?;
+        let path = entry.path();
+        if !path.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_name(&name) {
+            return Err(err(
+                &path,
+                "a credential's name is a secret's name (letters, digits and _ only)".into(),
+            ));
+        }
+        let value = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+        let value = value.strip_suffix('\n').unwrap_or(&value);
+        out.insert(name, value.to_string());
+    }
+    Ok(out)
 }
 
 /// Line by line, before YAML sees the text: dotenv lines and names set twice, naming lines
@@ -186,6 +274,49 @@ mod tests {
         let s = Secrets::load(Some(&p)).unwrap();
         assert_eq!(s.get("ASA_KEY_SECRET").as_deref(), Some("s3cr3t=="));
         assert_eq!(s.redact("id abc-123"), "id [REDACTED]");
+    }
+
+    #[test]
+    fn environment_wins_over_credentials_which_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secrets.yaml");
+        std::fs::write(&file, "A: from-file\nB: from-file\nC: from-file\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        std::fs::write(creds.join("B"), "from-credential\n").unwrap();
+        std::fs::write(creds.join("C"), "from-credential\n\n").unwrap();
+        let env = [("FLOWHOST_SECRET_C".to_string(), "from-env".to_string())];
+        let s = Secrets::load_from(Some(&file), Some(&creds), env).unwrap();
+        assert_eq!(s.get("A").as_deref(), Some("from-file"));
+        assert_eq!(
+            s.get("B").as_deref(),
+            Some("from-credential"),
+            "one newline trimmed"
+        );
+        assert_eq!(s.get("C").as_deref(), Some("from-env"));
+        let s = Secrets::load_from(None, Some(&creds), []).unwrap();
+        assert_eq!(
+            s.get("C").as_deref(),
+            Some("from-credential\n"),
+            "only one newline"
+        );
+
+        std::fs::write(creds.join("bad.name"), "x").unwrap();
+        let e = Secrets::load_from(None, Some(&creds), [])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(
+                "bad.name: cannot read the credential: a credential's name is a secret's name"
+            ),
+            "{e}"
+        );
     }
 
     fn file_error(text: &str) -> String {

@@ -12,11 +12,15 @@
 //! - **Control characters.** Every control character (C0, DEL, C1; an event's text or a
 //!   printed error is one line, so newline, CR and tab too) is written escaped
 //!   (`\u{1b}`, `\r`, `\n`, `\t`): a flow's log message, an error text or a file name cannot move
-//!   the cursor, recolour the terminal or forge a log line. The subscriber is therefore set up
-//!   without ANSI colours.
+//!   the cursor, recolour the terminal or forge a log line.
+//! - **Colours.** Only on a terminal without `NO_COLOR` ([`crate::logging`]); then the writer
+//!   lets the formatter's own colour codes through ([`Terminal::coloured`]) and every field's
+//!   value is escaped before it is formatted ([`escaping_fields`]), so a flow's text still
+//!   cannot colour anything.
 
 use std::borrow::Cow;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -27,12 +31,29 @@ use crate::redact::Redactor;
 #[derive(Clone, Default)]
 pub struct Terminal {
     redactor: Arc<RwLock<Arc<Redactor>>>,
+    /// Log lines keep their control characters: the formatter's colours (field values are
+    /// escaped by [`escaping_fields`] instead).
+    coloured: bool,
+    /// `--log-format json`: [`Terminal::eprintln`] writes a JSON log object.
+    json: Arc<AtomicBool>,
 }
 
 impl Terminal {
     pub fn new(redactor: Arc<Redactor>) -> Terminal {
         Terminal {
             redactor: Arc::new(RwLock::new(redactor)),
+            coloured: false,
+            json: Arc::default(),
+        }
+    }
+
+    /// The same terminal (same redactor) as a log writer that keeps the formatter's colour
+    /// codes; use it only with [`escaping_fields`].
+    pub fn coloured(&self) -> Terminal {
+        Terminal {
+            redactor: self.redactor.clone(),
+            coloured: true,
+            json: self.json.clone(),
         }
     }
 
@@ -53,9 +74,31 @@ impl Terminal {
         clean(&self.redactor(), text)
     }
 
-    /// Prints `text` cleaned, as one line on stderr (a closed stderr is ignored).
+    /// From now on, [`Terminal::eprintln`] writes JSON log lines (`--log-format json`).
+    pub fn set_json(&self, on: bool) {
+        self.json.store(on, Ordering::Relaxed);
+    }
+
+    /// Prints `text` cleaned, as one line on stderr (a closed stderr is ignored). With JSON
+    /// logs, the line is a log object as tracing writes them: level `ERROR` for a text that
+    /// starts with `error: `, else `INFO`, and the text as `fields.message`.
     pub fn eprintln(&self, text: &str) {
-        let mut line = self.clean(text);
+        let mut line = if self.json.load(Ordering::Relaxed) {
+            let level = if text.starts_with("error: ") {
+                "ERROR"
+            } else {
+                "INFO"
+            };
+            let object = serde_json::json!({
+                "timestamp": crate::history::now_rfc3339(),
+                "level": level,
+                "fields": {"message": self.redactor().redact(text)},
+                "target": "flowhost",
+            });
+            object.to_string()
+        } else {
+            self.clean(text)
+        };
         line.push('\n');
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
@@ -88,6 +131,7 @@ impl<'a> MakeWriter<'a> for Terminal {
         EventWriter {
             buf: Vec::new(),
             redactor: self.redactor(),
+            escape: !self.coloured,
         }
     }
 }
@@ -96,6 +140,7 @@ impl<'a> MakeWriter<'a> for Terminal {
 pub struct EventWriter {
     buf: Vec<u8>,
     redactor: Arc<Redactor>,
+    escape: bool,
 }
 
 impl Write for EventWriter {
@@ -115,10 +160,31 @@ impl Drop for EventWriter {
             return;
         }
         let text = String::from_utf8_lossy(&self.buf);
-        let mut out = clean(&self.redactor, text.strip_suffix('\n').unwrap_or(&text));
+        let line = text.strip_suffix('\n').unwrap_or(&text);
+        let mut out = if self.escape {
+            clean(&self.redactor, line)
+        } else {
+            self.redactor.redact(line).into_owned()
+        };
         out.push('\n');
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
     }
+}
+
+/// Text log fields whose values have their control characters escaped as they are formatted
+/// (the message bare, other fields `name=value`), for a [`Terminal::coloured`] writer.
+pub fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = escape_controls(&text);
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ")
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ fn history_lists_and_shows_runs() {
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["flow"], "probe");
     let id = line["id"].as_i64().unwrap().to_string();
-    let out = flowhost(&env, &["history", "show", &id]);
+    let out = flowhost(&env, &["history", "show", &id, "--json"]);
     let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(rec["error"].as_str().unwrap().contains("nope"));
     let out = flowhost(&env, &["history", "show", "99999"]);
@@ -231,7 +231,10 @@ fn a_closed_stdout_ends_the_command_quietly() {
         &["history"][..],
         &["history", "--json"][..],
         &["history", "show", "1"][..],
+        &["history", "show", "1", "--json"][..],
         &["list"][..],
+        &["list", "--json"][..],
+        &["table", "list", "--json"][..],
         &["run", "echo", "--input", r#"{"a": 1}"#][..],
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
@@ -337,4 +340,271 @@ fn ungranted_tables_and_blob_stores_are_denied_without_naming_others() {
             "{op}: {err}"
         );
     }
+}
+
+/// `flowhost ARGS` with `stdin` as standard input.
+fn flowhost_with_stdin(env: &TestEnv, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let config = env.config_file("");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 15.8: export picks its format from `--format`, else the `--out` extension, else JSON
+/// lines; import reads the same formats, by `--format` or extension, and `-` for stdin.
+#[test]
+fn export_and_import_formats_follow_the_flag_then_the_extension() {
+    let env = TestEnv::new();
+    let rows = r#"{"op": "table", "fn": "insert_many", "table": "Probe Items", "rows": [
+        {"id": "a", "n": 1, "note": "x"}, {"id": "b", "n": 2, "note": "y"}]}"#;
+    assert!(flowhost(&env, &["run", "probe", "--input", rows])
+        .status
+        .success());
+    let export = |out: &str, format: Option<&str>| -> String {
+        let file = env.dir.path().join(out);
+        let mut args = vec![
+            "table",
+            "export",
+            "Probe Items",
+            "--out",
+            file.to_str().unwrap(),
+        ];
+        if let Some(f) = format {
+            args.extend(["--format", f]);
+        }
+        let o = flowhost(&env, &args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        std::fs::read_to_string(file).unwrap()
+    };
+    let is_csv = |t: &str| t.starts_with("id,") && t.lines().count() == 3;
+    let is_jsonl = |t: &str| {
+        t.lines().count() == 2
+            && t.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    };
+    let csv = export("items.csv", None);
+    assert!(is_csv(&csv), "{csv}");
+    assert!(is_jsonl(&export("items.ndjson", None)));
+    assert!(is_jsonl(&export("items.jsonl", None)));
+    assert!(
+        is_jsonl(&export("items.txt", None)),
+        "unknown extension: jsonl"
+    );
+    assert!(is_csv(&export("items.jsonl", Some("csv"))), "--format wins");
+    let stdout = flowhost(&env, &["table", "export", "Probe Items"]);
+    assert!(is_jsonl(&text(&stdout.stdout)));
+    let jsonl = export("all.jsonl", None);
+
+    // Import: from standard input (JSON lines unless --format says otherwise), by extension.
+    let env2 = TestEnv::new();
+    let o = flowhost_with_stdin(&env2, &["table", "import", "Probe Items", "-"], &jsonl);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).contains("imported 2 rows"),
+        "{}",
+        text(&o.stdout)
+    );
+    let env3 = TestEnv::new();
+    let o = flowhost_with_stdin(
+        &env3,
+        &["table", "import", "Probe Items", "-", "--format", "csv"],
+        &csv,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let nd = env3.dir.path().join("more.ndjson");
+    std::fs::write(&nd, "{\"id\": \"c\", \"n\": 3}\n").unwrap();
+    let o = flowhost(
+        &env3,
+        &["table", "import", "Probe Items", nd.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // A .txt file needs --format; with it, it is read.
+    let txt = env3.dir.path().join("more.txt");
+    std::fs::write(&txt, "{\"id\": \"d\", \"n\": 4}\n").unwrap();
+    let o = flowhost(
+        &env3,
+        &["table", "import", "Probe Items", txt.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o.stderr).contains(
+            "more.txt: unknown format (use a .csv or .jsonl file, or --format csv|jsonl)"
+        ),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = flowhost(
+        &env3,
+        &[
+            "table",
+            "import",
+            "Probe Items",
+            txt.to_str().unwrap(),
+            "--format",
+            "jsonl",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let list = flowhost(&env3, &["table", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let items = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Probe Items")
+        .unwrap();
+    assert_eq!(items["rows"], 4, "{v}");
+    assert_eq!(items["in_database"], true, "{v}");
+}
+
+/// Issue 15.8: `history --json` and `history show --json` give input and output as JSON
+/// values; `history show` is for people; `history NOPE` names the missing flow.
+#[test]
+fn history_json_has_json_values_and_unknown_flows_are_named() {
+    let env = TestEnv::new();
+    let out = flowhost(&env, &["run", "echo", "--input", r#"{"n": 7, "s": "x"}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = flowhost(&env, &["history", "--json"]);
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["input"], serde_json::json!({"n": 7, "s": "x"}));
+    assert_eq!(line["output"], serde_json::json!({"n": 7, "s": "x"}));
+    let id = line["id"].to_string();
+    let out = flowhost(&env, &["history", "show", &id, "--json"]);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["output"]["n"], 7, "{rec}");
+    assert_eq!(rec["status"], "ok");
+    let out = flowhost(&env, &["history", "show", &id]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.starts_with(&format!("run {id}: echo ok\n")) && shown.contains("input:\n  {"),
+        "{shown}"
+    );
+    assert!(shown.contains("\"n\": 7"), "{shown}");
+
+    // A flow with no run yet is fine; a name that is neither in history nor loaded is not.
+    let out = flowhost(&env, &["history", "probe"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = flowhost(&env, &["history", "NOPE"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("no flow named `NOPE`"), "{err}");
+    let out = flowhost(&env, &["history", "ech"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("(did you mean `echo`?)"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Before any run (no history database yet), the same.
+    let fresh = TestEnv::new();
+    let out = flowhost(&fresh, &["history", "NOPE"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no flow named `NOPE`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Issue 15.8: `list --json` and `table show --limit 0`.
+#[test]
+fn list_json_and_table_show_limit_zero() {
+    let env = TestEnv::new();
+    let out = flowhost(&env, &["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows = v["flows"].as_array().unwrap();
+    let probe = flows.iter().find(|f| f["name"] == "probe").unwrap();
+    assert_eq!(
+        probe["grants"]["secrets"],
+        serde_json::json!(["PROBE_TOKEN"])
+    );
+    assert_eq!(
+        probe["grants"]["tables"]["write"],
+        serde_json::json!(["Probe Items"])
+    );
+    let m10 = flows.iter().find(|f| f["name"] == "M10").unwrap();
+    assert_eq!(m10["schedule"], "every 5m");
+    assert_eq!(v["not_loaded"], serde_json::json!([]));
+
+    let rows = r#"{"op": "table", "fn": "insert_many", "table": "Probe Items", "rows": [
+        {"id": "a", "n": 1}, {"id": "b", "n": 2}]}"#;
+    assert!(flowhost(&env, &["run", "probe", "--input", rows])
+        .status
+        .success());
+    for (limit, lines) in [("0", 0), ("1", 1), ("5", 2)] {
+        let out = flowhost(&env, &["table", "show", "Probe Items", "--limit", limit]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).lines().count(), lines, "--limit {limit}");
+    }
+}
+
+/// Issue 15.8: `run M10 --until-idle` ends with the totals of all its runs on stderr; stdout
+/// keeps the last run's output.
+#[tokio::test(flavor = "multi_thread")]
+async fn until_idle_ends_with_totals_over_all_runs() {
+    let a = common::asa::asa(25, 10).await;
+    let base = a.sim.base_url();
+    let config = a.env.config_file(&format!(
+        "grants:\n  U00:\n    hosts: [\"{base}\"]\n  M10:\n    hosts: [\"{base}\"]\n"
+    ));
+    let before = a.rt.history.list(None, 1).unwrap()[0].id;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "M10", "--until-idle"])
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // What each run of the command reports, from run history.
+    let runs: Vec<_> =
+        a.rt.history
+            .list(None, 1000)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.id > before && r.parent.is_none())
+            .collect();
+    assert!(runs.len() >= 3, "25 events in pages of 10: {runs:?}");
+    let sum = |field: &str| -> u64 {
+        runs.iter()
+            .filter_map(|r| r.output.as_deref())
+            .filter_map(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+            .filter_map(|v| v[field].as_u64())
+            .sum()
+    };
+    assert_eq!(sum("written"), 25, "every event written once");
+    let total_line = err
+        .lines()
+        .find(|l| l.starts_with("M10 --until-idle: "))
+        .unwrap_or_else(|| panic!("no totals line in:\n{err}"));
+    assert_eq!(
+        total_line,
+        format!(
+            "M10 --until-idle: {} runs, {} events, 25 written",
+            runs.len(),
+            sum("events")
+        )
+    );
+    // Stdout is the last run's output alone.
+    let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(last["written"].as_u64().unwrap() < 25, "{last}");
 }

@@ -163,12 +163,12 @@ async fn a_secret_in_a_url_leaks_into_no_history_warn_line_or_debug_line() {
     assert_clean("stdout", &text(&out.stdout));
 
     let id = run_id(&stderr);
-    let shown = flowhost(&config, &["history", "show", &id], "warn").await;
+    let shown = flowhost(&config, &["history", "show", &id, "--json"], "warn").await;
     assert!(shown.status.success(), "{}", text(&shown.stderr));
     let record: Value = serde_json::from_slice(&shown.stdout).unwrap();
     let err = record["error"].as_str().unwrap();
     assert!(err.contains("?key=[REDACTED]"), "{err}");
-    assert!(record["input"].as_str().unwrap().contains("[REDACTED]"));
+    assert!(record["input"].to_string().contains("[REDACTED]"));
     assert_clean("history show", &text(&shown.stdout));
     let listed = flowhost(&config, &["history", "--json"], "warn").await;
     assert_clean("history --json", &text(&listed.stdout));

@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::process::Flowhost;
 use common::{assert_no_overlap, drop_probe, span, wait_until, TestEnv, PATIENCE};
 use flowhost::history::{History, RunRecord, RunStatus, Trigger};
 use flowhost::runtime::Runtime;
@@ -59,6 +58,7 @@ fn no_reload() -> ServeOptions {
     ServeOptions {
         reload_every: None,
         prune_every: None,
+        ..Default::default()
     }
 }
 
@@ -174,6 +174,7 @@ async fn flows_dropped_in_changed_or_broken_while_serving() {
     let opts = ServeOptions {
         reload_every: Some(Duration::from_millis(200)),
         prune_every: None,
+        ..Default::default()
     };
     // The outputs of the finished runs of `late`, newest first.
     let outputs = |rt: &Runtime| -> Vec<Option<String>> {
@@ -277,6 +278,7 @@ async fn history_is_pruned_while_serving() {
     let opts = ServeOptions {
         reload_every: None,
         prune_every: Some(Duration::from_millis(300)),
+        ..Default::default()
     };
     // The first run's row is the oldest: serve until it is gone, while later ones are kept.
     let first = std::sync::OnceLock::new();
@@ -300,49 +302,9 @@ async fn history_is_pruned_while_serving() {
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
 }
 
-/// `flowhost -v serve` on `env`'s flows, its stderr read line by line into a channel.
-fn spawn_serve(env: &TestEnv) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let config = env.config_file("");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["-v", "serve"])
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-/// Waits (up to [`PATIENCE`]) for a line containing `want`; returns every line read so far.
-fn read_until(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>, want: &str) {
-    let started = std::time::Instant::now();
-    while !seen.iter().any(|l| l.contains(want)) {
-        let left = PATIENCE.saturating_sub(started.elapsed());
-        match lines.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(e) => panic!(
-                "no line with {want:?} ({e}); stderr so far:\n{}",
-                seen.join("\n")
-            ),
-        }
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    let pid = i32::try_from(child.id()).unwrap();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+/// `flowhost -v serve` on `env`'s flows, its stderr read line by line.
+fn spawn_serve(env: &TestEnv) -> Flowhost {
+    Flowhost::spawn(&env.config_file(""), &["-v", "serve"], &[])
 }
 
 /// History as the serving process writes it, read beside it.
@@ -370,12 +332,11 @@ async fn wait_for_running(env: &TestEnv, flow: &str) {
 async fn a_sigterm_right_at_start_is_a_clean_stop() {
     let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "long", &sleeper("1h", 1500, ""));
-    let (mut child, lines) = spawn_serve(&env);
-    let mut seen = Vec::new();
-    read_until(&lines, &mut seen, "serving scheduled flows");
-    signal(&child, libc::SIGTERM);
-    read_until(&lines, &mut seen, "flowhost serve: ");
-    let status = child.wait().unwrap();
+    let mut serve = spawn_serve(&env);
+    serve.wait_line("serving", |l| l.contains("serving scheduled flows"));
+    serve.signal(libc::SIGTERM);
+    serve.wait_line("the summary", |l| l.contains("flowhost serve: "));
+    let (status, seen) = serve.finish();
     assert!(status.success(), "{status:?}; stderr:\n{}", seen.join("\n"));
 }
 
@@ -384,16 +345,14 @@ async fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
     let (env, dir) = common::env_with_flows();
     // Long enough to outlast the reload below (every 2 s) by far.
     drop_probe(&dir, "long", &sleeper("1h", 8000, ""));
-    let (child, lines) = spawn_serve(&env);
-    let mut seen = Vec::new();
+    let serve = spawn_serve(&env);
     wait_for_running(&env, "long").await;
-    signal(&child, libc::SIGTERM);
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+    serve.signal(libc::SIGTERM);
+    let (status, seen) = tokio::task::spawn_blocking(move || serve.finish())
         .await
         .unwrap();
-    seen.extend(lines.iter());
     let err = seen.join("\n");
-    assert!(out.status.success(), "{err}");
+    assert!(status.success(), "{err}");
     assert!(err.contains("waiting for running flows"), "{err}");
     assert!(
         err.contains("flowhost serve: 1 runs (0 failed, 0 skipped)"),
@@ -415,15 +374,16 @@ async fn sigterm_lets_the_running_flow_finish_and_exits_cleanly() {
 async fn a_second_signal_stops_serve_at_once() {
     let (env, dir) = common::env_with_flows();
     drop_probe(&dir, "long", &sleeper("1h", 600_000, ""));
-    let (mut child, lines) = spawn_serve(&env);
-    let mut seen = Vec::new();
+    let mut serve = spawn_serve(&env);
     wait_for_running(&env, "long").await;
-    signal(&child, libc::SIGTERM);
-    read_until(&lines, &mut seen, "stopping after the running flows finish");
-    signal(&child, libc::SIGTERM);
+    serve.signal(libc::SIGTERM);
+    serve.wait_line("the first signal heard", |l| {
+        l.contains("stopping after the running flows finish")
+    });
+    serve.signal(libc::SIGTERM);
     let mut status = None;
     wait_until(PATIENCE, "serve to exit after the second signal", || {
-        status = child.try_wait().unwrap();
+        status = serve.child.try_wait().unwrap();
         status.is_some()
     })
     .await;

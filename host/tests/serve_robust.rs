@@ -58,6 +58,7 @@ async fn serve_until(
     let opts = ServeOptions {
         reload_every: None,
         prune_every: None,
+        ..Default::default()
     };
     let stop = until(&rt.history, what, done);
     let served = serve(rt.clone(), env.config.clone(), opts, stop);

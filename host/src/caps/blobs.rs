@@ -120,12 +120,12 @@ enum Access {
 }
 
 /// Checks the grant and finds the store.
-fn store<'a>(
-    ctx: &'a CallCtx,
+fn store(
+    ctx: &CallCtx,
     op: &str,
     name: &str,
     access: Access,
-) -> Result<&'a Arc<dyn ObjectStore>, WitError> {
+) -> Result<Arc<dyn ObjectStore>, WitError> {
     let grants = &ctx.flow.manifest.grants;
     let allowed = match access {
         Access::Read => grants.can_read_blob(name),
@@ -143,7 +143,7 @@ fn store<'a>(
             ctx.name()
         )));
     }
-    ctx.rt.blobs.get(name).ok_or_else(|| {
+    ctx.rt.blobs().get(name).cloned().ok_or_else(|| {
         WitError::NotFound(format!("blobs.{op}: no blob store `{name}` in the config"))
     })
 }

@@ -65,7 +65,7 @@ impl Host for RunState {
                 "http: only GET and HEAD can be prefetched, not {method} {url}"
             )));
         }
-        if ctx.rt.limits.http_prefetch {
+        if ctx.rt.http_prefetch() {
             ctx.rt.prefetches.start(ctx, method, url, req);
         }
         Ok(())

@@ -5,6 +5,7 @@
 pub mod asa;
 pub mod held;
 pub mod moto;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,119 @@
+//! SIGHUP in `serve`: the config file it started with is read again (with the same command
+//! line overrides) and what can change while serving is applied; the scheduler
+//! ([`crate::scheduler`]) then reloads the flows with the new grants and folders.
+//!
+//! What was decided:
+//! - **Live:** `grants:`, `flows:` folders, `blobs:`, `history.retention`, `http.prefetch`.
+//!   The blob stores are opened before anything is swapped, so a store that cannot be opened
+//!   refuses the whole new config.
+//! - **At restart:** `db:`, `tables:`, `cache_dir:`, `secrets_file:` (the open database, its
+//!   migrated tables and the secrets' redactor belong to the running process). A change of
+//!   one of them is logged as a warning naming it; the rest of the new config is applied.
+//! - **A bad new config** (unreadable, not YAML, a bad field, a store that does not open) is
+//!   logged as one error line naming the file and the fault, and the running config is kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::runtime::Runtime;
+
+/// The config file `serve` started with, how to read it again (its state folder and the
+/// command line's overrides), and the pending reload requests (a SIGHUP, or
+/// [`ConfigReload::request`]).
+pub struct ConfigReload {
+    /// `None`: `serve` runs on the defaults (no config file), which a reload reads again.
+    path: Option<PathBuf>,
+    read: Box<dyn Fn() -> Result<Config, ConfigError> + Send + Sync>,
+    requested: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for ConfigReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigReload")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConfigReload {
+    /// Reloads by calling `read`, which reads `path` (shown in log lines) the way the
+    /// command line did at start: the same state folder and overrides (`--db`, `--flows`, ...).
+    pub fn new(
+        path: Option<&Path>,
+        read: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
+    ) -> Arc<ConfigReload> {
+        Arc::new(ConfigReload {
+            path: path.map(Path::to_path_buf),
+            read: Box::new(read),
+            requested: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The config file, as shown in log lines.
+    pub fn shown(&self) -> String {
+        self.path.as_ref().map_or_else(
+            || "(defaults: no config file)".to_string(),
+            |p| p.display().to_string(),
+        )
+    }
+
+    /// Asks for a reload (one request is kept while another is being handled).
+    pub fn request(&self) {
+        self.requested.notify_one();
+    }
+
+    /// Resolves at the next request.
+    pub async fn requested(&self) {
+        self.requested.notified().await;
+    }
+
+    /// Requests a reload on every SIGHUP from now on (call it inside the tokio runtime).
+    pub fn listen_for_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup())?;
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match me.upgrade() {
+                    Some(me) => me.request(),
+                    None => return,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The config file as it is now, with the overrides.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        (self.read)()
+    }
+}
+
+/// Applies to `rt` what of `new` can change live (see the module doc) and logs what needs a
+/// restart; on an error nothing has changed. The caller then serves with `new`.
+pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError> {
+    let blobs = if new.blobs == old.blobs {
+        None
+    } else {
+        Some(crate::caps::blobs::open_stores(&new.blobs, &rt.secrets).map_err(ConfigError::Open)?)
+    };
+    for (setting, changed) in [
+        ("db", new.db != old.db),
+        ("tables", new.tables != old.tables),
+        ("cache_dir", new.cache_dir != old.cache_dir),
+        ("secrets_file", new.secrets_file != old.secrets_file),
+    ] {
+        if changed {
+            tracing::warn!(
+                setting,
+                "config reload: `{setting}:` changed; it takes effect when serve restarts"
+            );
+        }
+    }
+    if let Some(b) = blobs {
+        rt.set_blobs(b);
+    }
+    rt.set_http_prefetch(new.http_prefetch);
+    Ok(())
+}
