@@ -30,9 +30,11 @@
 //! | [`export`] | CSV / JSON-lines export and import of tables |
 //! | [`progress`] | progress display on a terminal |
 //! | [`yaml`] | the one place YAML is parsed |
+//! | [`check`] | `flowhost check`: config, schemas, manifests, secrets, ASA grants; `--connect` |
 
 pub mod budget;
 pub mod caps;
+pub mod check;
 pub mod config;
 pub mod cron;
 pub mod engine;

@@ -96,6 +96,16 @@ enum Command {
         #[command(subcommand)]
         cmd: TableCmd,
     },
+    /// Validates the config, table schemas, manifests, secrets and the ASA base URL's grants
+    /// without running a flow or writing anything; exit 0 when all is well, 1 otherwise.
+    Check {
+        /// Also ask ASA for a service token and one page of events (`count=1`).
+        #[arg(long)]
+        connect: bool,
+        /// Print the findings as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,6 +222,9 @@ fn load_config(cli: &Cli) -> Result<Config, Usage> {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
+    if let Command::Check { connect, json } = cli.command {
+        return cmd_check(&cli, connect, json).await.map_err(Usage);
+    }
     let cfg = load_config(&cli)?;
     let usage = |e: anyhow::Error| Usage(e);
     let config = |e: flowhost::config::ConfigError| Usage(e.into());
@@ -269,6 +282,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             runtime.leases.set_wait(!no_wait);
             cmd_run(&runtime, &name, &input, until_idle).await
         }
+        // Answered before the config is loaded (a config that does not load is a finding).
+        Command::Check { .. } => Err(Usage(anyhow::anyhow!("check: answered above"))),
         Command::Serve { no_reload } => {
             let shutdown = shutdown_signal();
             // One `serve` per database, held until this process ends.
@@ -296,6 +311,44 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `flowhost check`: a config that does not load is a finding too (exit 1, not 2).
+async fn cmd_check(cli: &Cli, connect: bool, json: bool) -> anyhow::Result<ExitCode> {
+    use flowhost::check::Report;
+    // The file `load_config` reads.
+    let path = cli.config.clone().or_else(|| {
+        let here = PathBuf::from("flowhost.yaml");
+        here.exists().then_some(here)
+    });
+    let report = match load_config(cli) {
+        Err(Usage(e)) => Report::config_error(path.as_deref(), &format!("{e:#}")),
+        Ok(cfg) => {
+            if let Ok(s) = flowhost::secrets::Secrets::load(cfg.secrets_file.as_deref()) {
+                TERMINAL.set_redactor(s.redactor());
+            }
+            if connect {
+                flowhost::check::check_and_connect(&cfg, path.as_deref()).await
+            } else {
+                flowhost::check::check(&cfg, path.as_deref())
+            }
+        }
+    };
+    let code = if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", TERMINAL.clean(&serde_json::to_string(&report)?))?;
+    } else {
+        for line in report.lines() {
+            writeln!(out, "{}", TERMINAL.clean(&line))?;
+        }
+    }
+    out.flush()?;
+    Ok(code)
 }
 
 /// Whether `e` comes from writing to a closed pipe (`flowhost ... | head`).
