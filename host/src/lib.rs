@@ -23,6 +23,9 @@
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
 //! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
 //! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
+//! | [`switches`] | flows switched on and off for `serve` (`flow enable|disable`), beside history |
+//! | [`rate_limits`] | the rate-limit figures servers last sent, per origin, beside history |
+//! | [`status`] | the status snapshot: per flow and for the ASA package (`flowhost status`) |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
 //! | [`redact`] | every form a secret can take (raw, JSON, percent-encoded, base64), replaced |
 //! | [`terminal`] | what the binary writes to stderr: log lines and errors, redacted and escaped |
@@ -44,13 +47,16 @@ pub mod json;
 pub mod lease;
 pub mod manifest;
 pub mod progress;
+pub mod rate_limits;
 pub mod redact;
 pub mod registry;
 pub mod runtime;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;
+pub mod status;
 pub mod store;
+pub mod switches;
 pub mod terminal;
 pub mod walvfs;
 pub mod yaml;

@@ -705,12 +705,58 @@ fn first_tick(s: &Schedule, now: Instant, at_start: bool) -> Option<Instant> {
 
 /// The tick after `now` (`None` if there is none, or it is past what `Instant` can hold).
 fn following_tick(s: &Schedule, now: Instant) -> Option<Instant> {
+    let wall = SystemTime::now();
+    let next = next_tick_at(s, Some(wall), wall)?;
+    now.checked_add(next.duration_since(wall).unwrap_or_default())
+}
+
+/// When `serve` runs a flow with schedule `s` next, in wall-clock time, given when its
+/// previous tick was (`last`; `None`: never): an `every: D` flow D after its previous tick
+/// (at once when it never ran or that is past: `serve` runs `every` flows at start), a cron
+/// flow at its first tick after `now`. `None` when there is no such time. The one place both
+/// `serve` and `flowhost status` compute it.
+pub fn next_tick_at(s: &Schedule, last: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
     match s {
-        Schedule::Every(d) => now.checked_add(*d),
-        Schedule::Cron { line, timezone } => {
-            let wall = SystemTime::now();
-            let next = crate::cron::next_after(line, timezone, wall).ok()?;
-            now.checked_add(next.duration_since(wall).unwrap_or_default())
-        }
+        Schedule::Every(d) => match last {
+            Some(last) => last.checked_add(*d).map(|t| t.max(now)),
+            None => Some(now),
+        },
+        Schedule::Cron { line, timezone } => crate::cron::next_after(line, timezone, now).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_tick_follows_the_previous_tick_or_the_cron_line() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let every = Schedule::Every(Duration::from_secs(300));
+        assert_eq!(
+            next_tick_at(&every, None, now),
+            Some(now),
+            "never ran: at once"
+        );
+        let last = now - Duration::from_secs(100);
+        assert_eq!(
+            next_tick_at(&every, Some(last), now),
+            Some(now + Duration::from_secs(200))
+        );
+        let long_ago = now - Duration::from_secs(10_000);
+        assert_eq!(
+            next_tick_at(&every, Some(long_ago), now),
+            Some(now),
+            "overdue: due now"
+        );
+        let cron = Schedule::Cron {
+            line: "0 */5 * * * *".into(),
+            timezone: "UTC".into(),
+        };
+        // 1_700_000_000 is 22:13:20 UTC; the next five-minute mark is 22:15:00.
+        assert_eq!(
+            next_tick_at(&cron, Some(long_ago), now),
+            Some(now + Duration::from_secs(100))
+        );
     }
 }
