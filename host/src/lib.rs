@@ -34,6 +34,9 @@
 //! | [`progress`] | progress display on a terminal |
 //! | [`yaml`] | the one place YAML is parsed |
 //! | [`check`] | `flowhost check`: config, schemas, manifests, secrets, ASA grants; `--connect` |
+//! | [`listener`] | `serve`'s HTTP listener: `/healthz`, `/readyz`, `/metrics` (axum) |
+//! | [`metrics`] | the Prometheus metrics `/metrics` shows (prometheus-client) |
+//! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
 
 pub mod budget;
 pub mod caps;
@@ -45,7 +48,9 @@ pub mod export;
 pub mod history;
 pub mod json;
 pub mod lease;
+pub mod listener;
 pub mod manifest;
+pub mod metrics;
 pub mod progress;
 pub mod rate_limits;
 pub mod redact;
@@ -59,4 +64,5 @@ pub mod store;
 pub mod switches;
 pub mod terminal;
 pub mod walvfs;
+pub mod watch;
 pub mod yaml;

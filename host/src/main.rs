@@ -78,6 +78,10 @@ enum Command {
         /// Do not watch the flow folders for changes.
         #[arg(long)]
         no_reload: bool,
+        /// Serve /healthz, /readyz and /metrics on this address (a bare port such as 9464
+        /// means 127.0.0.1:9464); overrides `listen:` in the config.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Shows run history, newest first.
     History {
@@ -284,7 +288,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         }
         // Answered before the config is loaded (a config that does not load is a finding).
         Command::Check { .. } => Err(Usage(anyhow::anyhow!("check: answered above"))),
-        Command::Serve { no_reload } => {
+        Command::Serve { no_reload, listen } => {
             let shutdown = shutdown_signal();
             // One `serve` per database, held until this process ends.
             cfg.check().map_err(config)?;
@@ -295,15 +299,45 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                     "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
                 ))
             })?;
+            let listen = match listen {
+                Some(text) => Some(
+                    flowhost::listener::parse_addr(&text)
+                        .map_err(|e| usage(anyhow::anyhow!("--listen: {e}")))?,
+                ),
+                None => cfg.listen,
+            };
+            // Bound before anything runs: a port in use is an error at start, not later.
+            let listener = match listen {
+                Some(addr) => Some(
+                    flowhost::listener::bind(addr)
+                        .await
+                        .map_err(|e| usage(e.into()))?,
+                ),
+                None => None,
+            };
             let runtime = cfg.open_runtime().map_err(config)?;
             TERMINAL.set_redactor(runtime.secrets.redactor());
             runtime.leases.set_label("flowhost serve");
+            let watch = listener
+                .as_ref()
+                .map(|_| std::sync::Arc::new(flowhost::watch::Watch::default()));
+            if let (Some(listener), Some(watch)) = (listener, &watch) {
+                let addr = listener.local_addr();
+                listener.serve(flowhost::listener::Observed {
+                    rt: runtime.clone(),
+                    db: cfg.db.clone(),
+                    watch: watch.clone(),
+                    max_lag: cfg.max_lag,
+                });
+                tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
+            }
             let defaults = flowhost::scheduler::ServeOptions::default();
             let opts = flowhost::scheduler::ServeOptions {
                 reload_every: defaults.reload_every.filter(|_| !no_reload),
                 ..defaults
             };
-            let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown).await;
+            let summary =
+                flowhost::scheduler::serve_watched(runtime, cfg, opts, watch, shutdown).await;
             eprintln!(
                 "flowhost serve: {} runs ({} failed, {} skipped)",
                 summary.runs, summary.failed, summary.skipped

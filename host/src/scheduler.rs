@@ -27,6 +27,9 @@
 //!   keeps serving its previous version; the error is logged.
 //! - Run history older than `history.retention` is pruned at start and then every hour, so a
 //!   `serve` that runs for months keeps a bounded history.
+//! - With a [`crate::watch::Watch`] (`serve`'s HTTP listener), the loop beats every
+//!   [`crate::watch::HEARTBEAT`] even when nothing is due, says when it stops, and reports
+//!   every run's end and every skip to it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -171,6 +174,7 @@ struct State {
     /// A reload is running on a blocking thread.
     reloading: bool,
     tx: mpsc::UnboundedSender<Event>,
+    watch: Option<Arc<crate::watch::Watch>>,
 }
 
 /// Serves until `shutdown` resolves (then drains the running runs) and returns a summary.
@@ -178,6 +182,18 @@ pub async fn serve(
     rt: Arc<Runtime>,
     config: Config,
     opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> ServeSummary {
+    serve_watched(rt, config, opts, None, shutdown).await
+}
+
+/// [`serve`], telling `watch` (`serve`'s HTTP listener) of the loop's heartbeat, its end,
+/// and the end of every run it started.
+pub async fn serve_watched(
+    rt: Arc<Runtime>,
+    config: Config,
+    opts: ServeOptions,
+    watch: Option<Arc<crate::watch::Watch>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> ServeSummary {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -200,13 +216,18 @@ pub async fn serve(
         fingerprint,
         reloading: false,
         tx,
+        watch: watch.clone(),
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
+    let mut heartbeat = every(watch.as_ref().map(|_| crate::watch::HEARTBEAT));
     tokio::pin!(shutdown);
     loop {
+        if let Some(w) = &st.watch {
+            w.beat();
+        }
         let now = Instant::now();
         st.fire_due(now);
         let wake = st.next_wake().map_or(Duration::from_secs(3600), |w| {
@@ -218,7 +239,11 @@ pub async fn serve(
             _ = tokio::time::sleep(wake) => {}
             _ = tick(&mut reload) => st.maybe_reload(),
             _ = tick(&mut prune) => st.prune_history(),
+            _ = tick(&mut heartbeat) => {}
         }
+    }
+    if let Some(w) = &st.watch {
+        w.stop();
     }
     let running: usize = st.running.values().sum();
     if running > 0 {
@@ -467,6 +492,9 @@ impl State {
 
     fn skip(&mut self, job: &Job, reason: &str) {
         self.summary.skipped += 1;
+        if let Some(w) = &self.watch {
+            w.skipped(&job.flow);
+        }
         tracing::info!(flow = job.flow, reason, "skipped a tick");
         if let Err(e) = self
             .rt
@@ -560,6 +588,9 @@ impl State {
             }
         }
         self.summary.runs += 1;
+        if let Some(w) = &self.watch {
+            w.finished(&job.flow, report);
+        }
         match report {
             Some(r) if r.ok() => {}
             _ => self.summary.failed += 1,
