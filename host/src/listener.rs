@@ -225,10 +225,12 @@ pub fn readiness(status: &Status, max_lag: Option<Duration>) -> Result<String, S
     }
     let lag = status.asa.as_ref().and_then(|a| a.lag_seconds);
     match (lag, max_lag) {
-        (Some(lag), Some(max)) if lag > max.as_secs() => return Err(format!(
+        (Some(lag), Some(max)) if lag > max.as_secs() => {
+            return Err(format!(
             "not ready: the newest stored ASA event is {lag}s behind, over readiness.max_lag ({})",
             crate::manifest::format_duration(max)
-        )),
+        ))
+        }
         (Some(lag), _) => why.push(format!("the ASA lag is {lag}s")),
         (None, _) => {}
     }

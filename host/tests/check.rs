@@ -415,3 +415,34 @@ async fn connect_with_a_wrong_key_says_what_answered() {
     );
     shows_no_secret(&asa, &out, &[wrong, asa.sim.key_secret()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_sends_nothing_to_a_url_the_flows_are_not_granted() {
+    let asa = common::asa::asa_with(5, 100, &[("PROBE_TOKEN", "p")], |_| {}).await;
+    // The config grants the simulator to neither M10 nor U00.
+    let config = asa.env.config_file("");
+    let before = asa.sim.stats();
+    let out = tokio::task::spawn_blocking(move || flowhost(&config, &["check", "--connect"]))
+        .await
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let errs = errors(&stdout);
+    let origin = asa.sim.base_url();
+    assert!(
+        errs.iter()
+            .any(|l| l.contains("is not in the allowed hosts of M10 and U00")),
+        "{stdout}"
+    );
+    assert!(
+        errs.iter().any(|l| l.starts_with(&format!(
+            "error: connect: ASA not contacted: {origin} is not in U00's allowed hosts"
+        ))),
+        "{stdout}"
+    );
+    assert_eq!(
+        asa.sim.stats(),
+        before,
+        "the key pair went to an ungranted host"
+    );
+}
