@@ -313,7 +313,10 @@ impl Config {
             let text = match l {
                 serde_yaml::Value::Number(n) => n.to_string(),
                 serde_yaml::Value::String(s) => s,
-                _ => String::new(),
+                other => serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
             };
             c.listen =
                 Some(crate::listener::parse_addr(&text).map_err(|e| err(format!("listen: {e}")))?);

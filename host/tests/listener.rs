@@ -428,6 +428,10 @@ fn a_bad_listen_setting_names_the_config_field() {
             "listen: port `70000` is out of range (0 to 65535)",
         ),
         (
+            "listen: true\n",
+            "listen: `true` is not a port or an IP:PORT address",
+        ),
+        (
             "readiness: {max_lag: 5s}\n",
             "readiness.max_lag: 5s is out of range (1m to 365d)",
         ),
