@@ -184,7 +184,8 @@ fn missing_secrets_are_named_with_their_flow_or_store() {
     // No ASA key pair: U00 (run by serve, through M10) cannot work.
     let env = TestEnv::new().with_secrets(&[("PROBE_TOKEN", "p")]);
     let config = env.config_file(
-        "blobs:\n  archive: {kind: local, path: archive}\n  scratch: {kind: local, path: scratch}\n  lake: {kind: s3, bucket: b, access_key_id_secret: LAKE_ID, secret_access_key_secret: LAKE_KEY}\n",
+        "blobs:\n  archive: {kind: local, path: archive}\n  scratch: {kind: local, path: scratch}\n  lake: {kind: s3, bucket: b, access_key_id_secret: LAKE_ID, secret_access_key_secret: LAKE_KEY}\n\
+         grants:\n  M10: {secrets: [M10_EXTRA]}\n",
     );
     let (code, out) = check(&config, &[]);
     assert_eq!(code, 1, "{out}");
@@ -207,7 +208,13 @@ fn missing_secrets_are_named_with_their_flow_or_store() {
         );
         assert!(errs.iter().any(|l| l.starts_with(&want)), "{secret}: {out}");
     }
-    assert_eq!(errs.len(), 4, "{out}");
+    // A secret the config's `grants:` gives is the config file's to fix.
+    let want = format!(
+        "error: {}: grants.M10.secrets: the secret `M10_EXTRA` of M10 is not set",
+        config.display()
+    );
+    assert!(errs.iter().any(|l| l.starts_with(&want)), "{out}");
+    assert_eq!(errs.len(), 5, "{out}");
     let (_, json) = check_json(&config);
     let kinds: Vec<&str> = json["findings"]
         .as_array()
@@ -216,7 +223,7 @@ fn missing_secrets_are_named_with_their_flow_or_store() {
         .filter(|f| f["severity"] == "error")
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["secret"; 4], "{json}");
+    assert_eq!(kinds, ["secret"; 5], "{json}");
 }
 
 /// Stores `base` as the ASA base URL with U02, through the binary.
