@@ -38,6 +38,8 @@ pub const MAIN_FLOW: &str = "M10";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
+    #[error("--listen: {0}")]
+    Flag(String),
     #[error("cannot listen on {addr}: {source} (fix `listen:` in the config or --listen)")]
     Bind {
         addr: SocketAddr,
@@ -61,6 +63,22 @@ pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
              0.0.0.0:9464, [::1]:9464)"
         )
     })
+}
+
+/// Binds what `serve` was asked to listen on: `flag` (`--listen`), else `configured`
+/// (`listen:`); `None` when neither is given.
+pub async fn bind_configured(
+    flag: Option<&str>,
+    configured: Option<SocketAddr>,
+) -> Result<Option<Listener>, ListenError> {
+    let addr = match flag {
+        Some(text) => Some(parse_addr(text).map_err(ListenError::Flag)?),
+        None => configured,
+    };
+    match addr {
+        Some(addr) => Ok(Some(bind(addr).await?)),
+        None => Ok(None),
+    }
 }
 
 /// A bound listener, not yet serving.
@@ -94,6 +112,21 @@ pub struct Observed {
 impl Listener {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves the routes for `serve` over `rt` and `config` until the process ends, logging
+    /// the address it listens on; returns the [`Watch`] to give the scheduler.
+    pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
+        let watch = Arc::new(Watch::default());
+        let addr = self.local_addr();
+        self.serve(Observed {
+            rt,
+            db: config.db.clone(),
+            watch: watch.clone(),
+            max_lag: config.max_lag,
+        });
+        tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
+        watch
     }
 
     /// Serves the routes until the process ends (errors are logged).

@@ -299,38 +299,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                     "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
                 ))
             })?;
-            let listen = match listen {
-                Some(text) => Some(
-                    flowhost::listener::parse_addr(&text)
-                        .map_err(|e| usage(anyhow::anyhow!("--listen: {e}")))?,
-                ),
-                None => cfg.listen,
-            };
             // Bound before anything runs: a port in use is an error at start, not later.
-            let listener = match listen {
-                Some(addr) => Some(
-                    flowhost::listener::bind(addr)
-                        .await
-                        .map_err(|e| usage(e.into()))?,
-                ),
-                None => None,
-            };
+            let listener = flowhost::listener::bind_configured(listen.as_deref(), cfg.listen)
+                .await
+                .map_err(|e| usage(e.into()))?;
             let runtime = cfg.open_runtime().map_err(config)?;
             TERMINAL.set_redactor(runtime.secrets.redactor());
             runtime.leases.set_label("flowhost serve");
-            let watch = listener
-                .as_ref()
-                .map(|_| std::sync::Arc::new(flowhost::watch::Watch::default()));
-            if let (Some(listener), Some(watch)) = (listener, &watch) {
-                let addr = listener.local_addr();
-                listener.serve(flowhost::listener::Observed {
-                    rt: runtime.clone(),
-                    db: cfg.db.clone(),
-                    watch: watch.clone(),
-                    max_lag: cfg.max_lag,
-                });
-                tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
-            }
+            let watch = listener.map(|l| l.start(runtime.clone(), &cfg));
             let defaults = flowhost::scheduler::ServeOptions::default();
             let opts = flowhost::scheduler::ServeOptions {
                 reload_every: defaults.reload_every.filter(|_| !no_reload),
@@ -373,16 +349,19 @@ async fn cmd_check(cli: &Cli, connect: bool, json: bool) -> anyhow::Result<ExitC
     } else {
         ExitCode::from(1)
     };
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", TERMINAL.clean(&serde_json::to_string(&report)?))?;
-    } else {
-        for line in report.lines() {
-            writeln!(out, "{}", TERMINAL.clean(&line))?;
+    let print = || -> anyhow::Result<ExitCode> {
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", TERMINAL.clean(&serde_json::to_string(&report)?))?;
+        } else {
+            for line in report.lines() {
+                writeln!(out, "{}", TERMINAL.clean(&line))?;
+            }
         }
-    }
-    out.flush()?;
-    Ok(code)
+        out.flush()?;
+        Ok(code)
+    };
+    quiet_on_closed_stdout(print())
 }
 
 /// Whether `e` comes from writing to a closed pipe (`flowhost ... | head`).
