@@ -36,6 +36,12 @@ pub struct Config {
     /// `http.prefetch`: whether a flow's `http.prefetch` sends its request ahead (default
     /// `true`); off, the call is checked and then does nothing.
     pub http_prefetch: bool,
+    /// `listen:`: where `serve`'s HTTP listener (`/healthz`, `/readyz`, `/metrics`) listens;
+    /// `None`: no listener (`--listen` overrides).
+    pub listen: Option<std::net::SocketAddr>,
+    /// `readiness.max_lag`: `/readyz` answers 503 while the newest stored ASA event is
+    /// further behind now than this (`None`: the lag does not count).
+    pub max_lag: Option<Duration>,
 }
 
 /// One named object store under `blobs:`. Credentials are never in the config file: an S3
@@ -100,6 +106,8 @@ impl Config {
             grants: BTreeMap::new(),
             blobs: default_blobs(state_dir.join(DEFAULT_BLOB_DIR)),
             http_prefetch: true,
+            listen: None,
+            max_lag: None,
         }
     }
 }
@@ -127,7 +135,22 @@ struct RawConfig {
     grants: BTreeMap<String, RawGrants>,
     blobs: Option<BTreeMap<String, RawBlobStore>>,
     http: Option<RawHttp>,
+    listen: Option<serde_yaml::Value>,
+    readiness: Option<RawReadiness>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReadiness {
+    max_lag: Option<String>,
+}
+
+/// `readiness.max_lag`: from a minute to a year.
+pub const MAX_LAG_RANGE: crate::manifest::DurationRange = crate::manifest::DurationRange {
+    min: Duration::from_secs(60),
+    max: Duration::from_secs(365 * 86400),
+    text: "1m to 365d",
+};
 
 /// One `blobs:` entry as written; which fields apply depends on `kind`.
 #[derive(Deserialize)]
@@ -321,6 +344,27 @@ impl Config {
                 .map_err(|e| format!("history.retention: {e}"))
                 .and_then(|d| RETENTION_RANGE.check("history.retention", &r, d))
                 .map_err(err)?;
+        }
+        if let Some(l) = raw.listen {
+            // A bare port may be written as a number.
+            let text = match l {
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::String(s) => s,
+                other => serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            };
+            c.listen =
+                Some(crate::listener::parse_addr(&text).map_err(|e| err(format!("listen: {e}")))?);
+        }
+        if let Some(m) = raw.readiness.and_then(|r| r.max_lag) {
+            c.max_lag = Some(
+                crate::manifest::parse_duration(&m)
+                    .map_err(|e| format!("readiness.max_lag: {e}"))
+                    .and_then(|d| MAX_LAG_RANGE.check("readiness.max_lag", &m, d))
+                    .map_err(err)?,
+            );
         }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;

@@ -214,6 +214,19 @@ impl RunRecord {
     }
 }
 
+/// What [`History::flow_runs`] finds about one flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRuns {
+    /// The newest top-level run that is not a skipped tick (it may still be running).
+    pub last: Option<RunRecord>,
+    /// Top-level runs ending `error` or `timeout` since the last `ok` one.
+    pub consecutive_failures: u64,
+    /// When the last `ok` run ended.
+    pub last_success: Option<String>,
+    /// When the last scheduled tick started a run (or was skipped).
+    pub last_tick: Option<String>,
+}
+
 /// `2024-05-01T10:00:00.123Z`: RFC 3339, UTC, milliseconds.
 pub fn format_timestamp(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
@@ -336,7 +349,11 @@ impl History {
             source,
         })?;
         enable_wal(&conn, path)?;
-        conn.execute_batch(SCHEMA)
+        // The tables of the modules that keep state beside run history come with it (each
+        // `IF NOT EXISTS`: an existing database gains a new one in place).
+        [SCHEMA, crate::switches::SCHEMA, crate::rate_limits::SCHEMA]
+            .into_iter()
+            .try_for_each(|sql| conn.execute_batch(sql))
             .map_err(|source| StoreError::Sqlite {
                 path: path.to_path_buf(),
                 context: "cannot create the run history tables".into(),
@@ -369,11 +386,11 @@ impl History {
             .map_err(self.err("cannot set the lock timeout"))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    pub(crate) fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
         let path = self.path.clone();
         let context = context.to_string();
         move |source| StoreError::Sqlite {
@@ -565,6 +582,51 @@ impl History {
             .and_then(|mut s| s.query_row([id], RawRun::from_row).optional())
             .map_err(self.err(&format!("cannot read run {id}")))?;
         raw.map(|raw| self.record(&conn, raw)).transpose()
+    }
+
+    /// What the top-level runs of `flow` say about it (skipped ticks aside): the last run,
+    /// the failures since its last `ok`, when it last succeeded and its last scheduled tick.
+    pub fn flow_runs(&self, flow: &str) -> Result<FlowRuns, StoreError> {
+        let context = format!("cannot read the runs of `{flow}`");
+        let (last_id, failures, last_success, last_tick) = {
+            let conn = self.lock();
+            let one = |sql: &str| -> rusqlite::Result<Option<String>> {
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.query_row([flow], |r| r.get(0)).optional())
+                    .map(Option::flatten)
+            };
+            let last_id: Option<i64> = conn
+                .prepare_cached(
+                    "SELECT id FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status <> 'skipped' ORDER BY id DESC LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row([flow], |r| r.get(0)).optional())
+                .map_err(self.err(&context))?;
+            let failures: i64 = conn
+                .prepare_cached(
+                    "SELECT count(*) FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status IN ('error', 'timeout') AND id > coalesce((SELECT max(id) FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status = 'ok'), 0)",
+                )
+                .and_then(|mut s| s.query_row([flow], |r| r.get(0)))
+                .map_err(self.err(&context))?;
+            let last_success = one(
+                "SELECT ended FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status = 'ok' ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(self.err(&context))?;
+            let last_tick = one(
+                "SELECT started FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND trigger = 'schedule' ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(self.err(&context))?;
+            (last_id, failures, last_success, last_tick)
+        };
+        let last = match last_id {
+            Some(id) => self.get(id)?,
+            None => None,
+        };
+        Ok(FlowRuns {
+            last,
+            consecutive_failures: u64::try_from(failures).unwrap_or(0),
+            last_success,
+            last_tick,
+        })
     }
 
     /// Deletes finished runs (and their logs) that started more than `age` ago; returns how

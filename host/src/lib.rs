@@ -25,6 +25,9 @@
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
 //! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
 //! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
+//! | [`switches`] | flows switched on and off for `serve` (`flow enable|disable`), beside history |
+//! | [`rate_limits`] | the rate-limit figures servers last sent, per origin, beside history |
+//! | [`status`] | the status snapshot: per flow and for the ASA package (`flowhost status`) |
 //! | [`secrets`] | secret values from the environment and the 0600 secrets file |
 //! | [`redact`] | every form a secret can take (raw, JSON, percent-encoded, base64), replaced |
 //! | [`logging`] | log levels, text or JSON lines, colours (`--log-format`, `-q`, `NO_COLOR`) |
@@ -35,9 +38,14 @@
 //! | [`export`] | CSV / JSON-lines export and import of tables |
 //! | [`progress`] | progress display on a terminal |
 //! | [`yaml`] | the one place YAML is parsed |
+//! | [`check`] | `flowhost check`: config, schemas, manifests, secrets, ASA grants; `--connect` |
+//! | [`listener`] | `serve`'s HTTP listener: `/healthz`, `/readyz`, `/metrics` (axum) |
+//! | [`metrics`] | the Prometheus metrics `/metrics` shows (prometheus-client) |
+//! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
 
 pub mod budget;
 pub mod caps;
+pub mod check;
 pub mod config;
 pub mod cron;
 pub mod engine;
@@ -45,12 +53,15 @@ pub mod export;
 pub mod history;
 pub mod json;
 pub mod lease;
+pub mod listener;
 pub mod logging;
 pub mod manifest;
+pub mod metrics;
 pub mod notify;
 pub mod package;
 pub mod paths;
 pub mod progress;
+pub mod rate_limits;
 pub mod redact;
 pub mod registry;
 pub mod reload;
@@ -58,7 +69,10 @@ pub mod runtime;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;
+pub mod status;
 pub mod store;
+pub mod switches;
 pub mod terminal;
 pub mod walvfs;
+pub mod watch;
 pub mod yaml;

@@ -98,6 +98,10 @@ enum Command {
         /// Do not watch the flow folders for changes.
         #[arg(long)]
         no_reload: bool,
+        /// Serve /healthz, /readyz and /metrics on this address (a bare port such as 9464
+        /// means 127.0.0.1:9464); overrides `listen:` in the config.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
     },
     /// Shows run history, newest first.
     History {
@@ -115,6 +119,16 @@ enum Command {
     Table {
         #[command(subcommand)]
         cmd: TableCmd,
+    },
+    /// Validates the config, table schemas, manifests, secrets and the ASA base URL's grants
+    /// without running a flow or writing anything; exit 0 when all is well, 1 otherwise.
+    Check {
+        /// Also ask ASA for a service token and one page of events (`count=1`).
+        #[arg(long)]
+        connect: bool,
+        /// Print the findings as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -253,6 +267,9 @@ fn config_reader(
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
+    if let Command::Check { connect, json } = cli.command {
+        return cmd_check(&cli, connect, json).await.map_err(Usage);
+    }
     let at = locations(&cli)?;
     let read = config_reader(&cli, &at);
     let cfg = read().map_err(|e| Usage(e.into()))?;
@@ -317,7 +334,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             runtime.leases.set_wait(!no_wait);
             cmd_run(&runtime, &name, &input, until_idle).await
         }
-        Command::Serve { no_reload } => {
+        // Answered before the config is loaded (a config that does not load is a finding).
+        Command::Check { .. } => Err(Usage(anyhow::anyhow!("check: answered above"))),
+        Command::Serve { no_reload, listen } => {
             let shutdown = shutdown_signal();
             // One `serve` per database, held until this process ends.
             cfg.check().map_err(config)?;
@@ -328,9 +347,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                     "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
                 ))
             })?;
+            // Bound before anything runs: a port in use is an error at start, not later.
+            let listener = flowhost::listener::bind_configured(listen.as_deref(), cfg.listen)
+                .await
+                .map_err(|e| usage(e.into()))?;
             let runtime = cfg.open_runtime().map_err(config)?;
             TERMINAL.set_redactor(runtime.secrets.redactor());
             runtime.leases.set_label("flowhost serve");
+            let watch = listener.map(|l| l.start(runtime.clone(), &cfg));
             let defaults = flowhost::scheduler::ServeOptions::default();
             if let Err(e) = reload.listen_for_sighup() {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP: no config reload");
@@ -340,7 +364,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                 config_reload: Some(reload),
                 ..defaults
             };
-            let summary = flowhost::scheduler::serve(runtime, cfg, opts, shutdown).await;
+            let summary =
+                flowhost::scheduler::serve_watched(runtime, cfg, opts, watch, shutdown).await;
             tracing::info!(
                 "flowhost serve: {} runs ({} failed, {} skipped)",
                 summary.runs,
@@ -350,6 +375,44 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `flowhost check`: a config that does not load is a finding too (exit 1, not 2).
+async fn cmd_check(cli: &Cli, connect: bool, json: bool) -> anyhow::Result<ExitCode> {
+    use flowhost::check::Report;
+    let at = locations(cli).map_err(|Usage(e)| e)?;
+    let path = at.file.clone();
+    let report = match config_reader(cli, &at)() {
+        Err(e) => Report::config_error(path.as_deref(), &format!("{e:#}")),
+        Ok(cfg) => {
+            if let Ok(s) = flowhost::secrets::Secrets::load(cfg.secrets_file.as_deref()) {
+                TERMINAL.set_redactor(s.redactor());
+            }
+            if connect {
+                flowhost::check::check_and_connect(&cfg, path.as_deref()).await
+            } else {
+                flowhost::check::check(&cfg, path.as_deref())
+            }
+        }
+    };
+    let code = if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
+    let print = || -> anyhow::Result<ExitCode> {
+        let mut out = std::io::stdout().lock();
+        if json {
+            writeln!(out, "{}", TERMINAL.clean(&serde_json::to_string(&report)?))?;
+        } else {
+            for line in report.lines() {
+                writeln!(out, "{}", TERMINAL.clean(&line))?;
+            }
+        }
+        out.flush()?;
+        Ok(code)
+    };
+    quiet_on_closed_stdout(print())
 }
 
 /// Whether `e` comes from writing to a closed pipe (`flowhost ... | head`).

@@ -274,6 +274,9 @@ pub struct Manifest {
     /// The output depends only on the input and the tables the flow reads, so within one run
     /// a repeated child call may be answered from an earlier one (see `runtime::Memo`).
     pub pure: bool,
+    /// Whether `serve` runs the flow before `flowhost flow enable|disable` says otherwise
+    /// (`enabled: false` in the manifest; see [`crate::switches`]).
+    pub enabled: bool,
     pub path: PathBuf,
 }
 
@@ -347,6 +350,12 @@ struct RawManifest {
     sensitive: bool,
     #[serde(default)]
     pure: bool,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -478,6 +487,7 @@ impl Manifest {
             grants,
             sensitive: raw.sensitive,
             pure: raw.pure,
+            enabled: raw.enabled,
             path: path.to_path_buf(),
         })
     }

@@ -301,6 +301,27 @@ impl Registry {
         self.flows.is_empty()
     }
 
+    /// Whether flow `flow` may send requests to `url` under its effective grants (its
+    /// manifest's `grants.hosts` plus the config file's `grants.FLOW.hosts`): the check
+    /// `http.send` makes, asked ahead of any run (`flowhost check`; a flow that stores a URL
+    /// for others to call can ask it before storing one they cannot reach).
+    pub fn check_url(&self, flow: &str, url: &str) -> Result<(), UrlGrantError> {
+        let entry = self
+            .get(flow)
+            .ok_or_else(|| UrlGrantError::UnknownFlow(flow.to_string()))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| UrlGrantError::BadUrl {
+            url: url.to_string(),
+            why: e.to_string(),
+        })?;
+        if entry.manifest.grants.allows_url(&parsed) {
+            return Ok(());
+        }
+        Err(UrlGrantError::NotGranted {
+            flow: flow.to_string(),
+            origin: parsed.origin().ascii_serialization(),
+        })
+    }
+
     /// The loaded flow whose name is closest to `name` (case-insensitive), if any is close.
     pub fn suggest(&self, name: &str) -> Option<&str> {
         closest(name, self.flows.keys().map(String::as_str))
@@ -317,6 +338,86 @@ impl Registry {
             file_end.is_some_and(|end| e[..end].rsplit(['/', '\\']).next() == Some(name))
         })
     }
+}
+
+/// Why [`Registry::check_url`] refused a URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlGrantError {
+    #[error("no flow `{0}` is loaded")]
+    UnknownFlow(String),
+    #[error("`{url}` is not a URL: {why}")]
+    BadUrl { url: String, why: String },
+    #[error(
+        "{origin} is not in {flow}'s allowed hosts (its manifest's and the config's grants.hosts)"
+    )]
+    NotGranted { flow: String, origin: String },
+}
+
+/// The config file's `grants:` section as it must read for each `(flow, origin)` of `missing`
+/// (an origin as `scheme://host[:port]`) to be granted: the section `configured` (the config's
+/// current one) with those hosts added, one line per setting, ready to go into the file in
+/// place of the current section (or at its end when it has none).
+pub fn grant_lines(
+    configured: &BTreeMap<String, Grants>,
+    missing: &[(String, String)],
+) -> Vec<String> {
+    let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (flow, g) in configured {
+        merged.insert(
+            flow.clone(),
+            g.hosts.iter().map(|h| h.to_string()).collect(),
+        );
+    }
+    for (flow, origin) in missing {
+        let hosts = merged.entry(flow.clone()).or_default();
+        if !hosts.contains(origin) {
+            hosts.push(origin.clone());
+        }
+    }
+    // JSON strings and lists are YAML flow scalars and sequences.
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let list = |items: &mut dyn Iterator<Item = &String>| {
+        let quoted: Vec<String> = items.map(|s| quote(s)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let mut lines = vec!["grants:".to_string()];
+    for (flow, hosts) in &merged {
+        let plain = !flow.is_empty()
+            && flow
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        lines.push(format!(
+            "  {}:",
+            if plain { flow.clone() } else { quote(flow) }
+        ));
+        if !hosts.is_empty() {
+            lines.push(format!("    hosts: {}", list(&mut hosts.iter())));
+        }
+        let Some(g) = configured.get(flow) else {
+            continue;
+        };
+        for (field, read, write) in [
+            ("tables", &g.tables_read, &g.tables_write),
+            ("blobs", &g.blobs_read, &g.blobs_write),
+        ] {
+            let mut parts = Vec::new();
+            if !read.is_empty() {
+                parts.push(format!("read: {}", list(&mut read.iter())));
+            }
+            if !write.is_empty() {
+                parts.push(format!("write: {}", list(&mut write.iter())));
+            }
+            if !parts.is_empty() {
+                lines.push(format!("    {field}: {{{}}}", parts.join(", ")));
+            }
+        }
+        for (field, set) in [("flows", &g.flows), ("secrets", &g.secrets)] {
+            if !set.is_empty() {
+                lines.push(format!("    {field}: {}", list(&mut set.iter())));
+            }
+        }
+    }
+    lines
 }
 
 /// The candidate closest to `name` by edit distance, ignoring case, if it is close enough.
@@ -450,4 +551,80 @@ fn check_file(path: &Path) -> Result<FlowSource, String> {
     crate::engine::looks_like_component(&head)
         .map_err(|why| format!("{}: {why}", wasm.display()))?;
     Ok(FlowSource::File(wasm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{HostPattern, RawGrants};
+
+    /// What `lines` (a `grants:` section) grants, as the config file reads it.
+    fn parse(lines: &[String]) -> BTreeMap<String, Grants> {
+        #[derive(serde::Deserialize)]
+        struct Section {
+            grants: BTreeMap<String, RawGrants>,
+        }
+        let text = lines.join("\n");
+        let s: Section = crate::yaml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        s.grants
+            .into_iter()
+            .map(|(k, g)| (k.clone(), g.resolve(&k).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn grant_lines_add_the_hosts_and_keep_every_other_grant() {
+        let origin = "http://127.0.0.1:4567".to_string();
+        let missing = vec![
+            ("M10".to_string(), origin.clone()),
+            ("U00".to_string(), origin.clone()),
+        ];
+        let lines = grant_lines(&BTreeMap::new(), &missing);
+        assert_eq!(
+            lines,
+            [
+                "grants:",
+                "  M10:",
+                "    hosts: [\"http://127.0.0.1:4567\"]",
+                "  U00:",
+                "    hosts: [\"http://127.0.0.1:4567\"]",
+            ]
+        );
+        let pattern = HostPattern::parse(&origin).unwrap();
+        let want = Grants {
+            hosts: vec![pattern.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            parse(&lines),
+            BTreeMap::from([("M10".into(), want.clone()), ("U00".into(), want)])
+        );
+
+        // A config that already grants U00 a host, tables, secrets and a blob store, and O20 a
+        // host: the section keeps all of it and adds the new host to U00 and M10.
+        let existing = Grants {
+            hosts: vec![HostPattern::parse("https://asa.example.com").unwrap()],
+            tables_read: ["Audit Events".to_string()].into(),
+            tables_write: ["Probe Items".to_string()].into(),
+            flows: ["U01".to_string()].into(),
+            secrets: ["EXTRA".to_string()].into(),
+            blobs_read: ["archive".to_string()].into(),
+            blobs_write: ["scratch".to_string()].into(),
+        };
+        let hec = Grants {
+            hosts: vec![HostPattern::parse("https://splunk.example.com:8088").unwrap()],
+            ..Default::default()
+        };
+        let configured = BTreeMap::from([
+            ("U00".to_string(), existing.clone()),
+            ("O20".to_string(), hec.clone()),
+        ]);
+        let parsed = parse(&grant_lines(&configured, &missing));
+        let mut u00 = existing;
+        u00.hosts.push(pattern.clone());
+        assert_eq!(parsed["U00"], u00);
+        assert_eq!(parsed["O20"], hec);
+        assert_eq!(parsed["M10"].hosts, [pattern]);
+        assert_eq!(parsed.len(), 3);
+    }
 }

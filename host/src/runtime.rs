@@ -463,6 +463,14 @@ impl Runtime {
         ) {
             tracing::error!(run = id, error = %e, "cannot record the run in history");
         }
+        // The rate-limit figures this run's responses (and any other's since) carried: one
+        // small write per run, never per request.
+        let seen = self.rate_limits.sent.take_unsaved();
+        if !seen.is_empty() {
+            if let Err(e) = self.history.record_rate_limits(&seen) {
+                tracing::warn!(run = id, error = %e, "cannot record the rate-limit figures");
+            }
+        }
         match status {
             RunStatus::Ok => tracing::info!(
                 target: crate::logging::OUTCOME_TARGET,

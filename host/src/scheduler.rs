@@ -32,6 +32,9 @@
 //!   are loaded again with its grants, even if no file changed.
 //! - systemd hears `READY=1` once the ticks are planned, `WATCHDOG=1` from this loop (a
 //!   stalled loop stops them) and `STOPPING=1` when shutdown begins ([`crate::notify`]).
+//! - With a [`crate::watch::Watch`] (`serve`'s HTTP listener), the loop beats every
+//!   [`crate::watch::HEARTBEAT`] even when nothing is due, says when it stops, and reports
+//!   every run's end and every skip to it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -190,6 +193,7 @@ struct State {
     /// again even if no file changed.
     stale: bool,
     tx: mpsc::UnboundedSender<Event>,
+    watch: Option<Arc<crate::watch::Watch>>,
 }
 
 /// Serves until `shutdown` resolves (then drains the running runs) and returns a summary.
@@ -197,6 +201,18 @@ pub async fn serve(
     rt: Arc<Runtime>,
     config: Config,
     opts: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> ServeSummary {
+    serve_watched(rt, config, opts, None, shutdown).await
+}
+
+/// [`serve`], telling `watch` (`serve`'s HTTP listener) of the loop's heartbeat, its end,
+/// and the end of every run it started.
+pub async fn serve_watched(
+    rt: Arc<Runtime>,
+    config: Config,
+    opts: ServeOptions,
+    watch: Option<Arc<crate::watch::Watch>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> ServeSummary {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -220,6 +236,7 @@ pub async fn serve(
         reloading: false,
         stale: false,
         tx,
+        watch: watch.clone(),
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
@@ -227,8 +244,12 @@ pub async fn serve(
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
     let mut watchdog = every(crate::notify::watchdog_period());
+    let mut heartbeat = every(watch.as_ref().map(|_| crate::watch::HEARTBEAT));
     tokio::pin!(shutdown);
     loop {
+        if let Some(w) = &st.watch {
+            w.beat();
+        }
         let now = Instant::now();
         st.fire_due(now);
         let wake = st.next_wake().map_or(Duration::from_secs(3600), |w| {
@@ -241,6 +262,7 @@ pub async fn serve(
             _ = tick(&mut reload) => st.maybe_reload(),
             _ = tick(&mut prune) => st.prune_history(),
             _ = tick(&mut watchdog) => crate::notify::watchdog(),
+            _ = tick(&mut heartbeat) => {}
             _ = reload_requested(&opts.config_reload) => {
                 if let Some(r) = &opts.config_reload {
                     st.reload_config(r);
@@ -249,6 +271,9 @@ pub async fn serve(
         }
     }
     crate::notify::stopping();
+    if let Some(w) = &st.watch {
+        w.stop();
+    }
     let running: usize = st.running.values().sum();
     if running > 0 {
         tracing::info!(
@@ -518,6 +543,9 @@ impl State {
 
     fn skip(&mut self, job: &Job, reason: &str) {
         self.summary.skipped += 1;
+        if let Some(w) = &self.watch {
+            w.skipped(&job.flow);
+        }
         tracing::info!(flow = job.flow, reason, "skipped a tick");
         if let Err(e) = self
             .rt
@@ -614,6 +642,9 @@ impl State {
             }
         }
         self.summary.runs += 1;
+        if let Some(w) = &self.watch {
+            w.finished(&job.flow, report);
+        }
         match report {
             Some(r) if r.ok() => {}
             _ => self.summary.failed += 1,
@@ -755,12 +786,58 @@ fn first_tick(s: &Schedule, now: Instant, at_start: bool) -> Option<Instant> {
 
 /// The tick after `now` (`None` if there is none, or it is past what `Instant` can hold).
 fn following_tick(s: &Schedule, now: Instant) -> Option<Instant> {
+    let wall = SystemTime::now();
+    let next = next_tick_at(s, Some(wall), wall)?;
+    now.checked_add(next.duration_since(wall).unwrap_or_default())
+}
+
+/// When `serve` runs a flow with schedule `s` next, in wall-clock time, given when its
+/// previous tick was (`last`; `None`: never): an `every: D` flow D after its previous tick
+/// (at once when it never ran or that is past: `serve` runs `every` flows at start), a cron
+/// flow at its first tick after `now`. `None` when there is no such time. The one place both
+/// `serve` and `flowhost status` compute it.
+pub fn next_tick_at(s: &Schedule, last: Option<SystemTime>, now: SystemTime) -> Option<SystemTime> {
     match s {
-        Schedule::Every(d) => now.checked_add(*d),
-        Schedule::Cron { line, timezone } => {
-            let wall = SystemTime::now();
-            let next = crate::cron::next_after(line, timezone, wall).ok()?;
-            now.checked_add(next.duration_since(wall).unwrap_or_default())
-        }
+        Schedule::Every(d) => match last {
+            Some(last) => last.checked_add(*d).map(|t| t.max(now)),
+            None => Some(now),
+        },
+        Schedule::Cron { line, timezone } => crate::cron::next_after(line, timezone, now).ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_tick_follows_the_previous_tick_or_the_cron_line() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let every = Schedule::Every(Duration::from_secs(300));
+        assert_eq!(
+            next_tick_at(&every, None, now),
+            Some(now),
+            "never ran: at once"
+        );
+        let last = now - Duration::from_secs(100);
+        assert_eq!(
+            next_tick_at(&every, Some(last), now),
+            Some(now + Duration::from_secs(200))
+        );
+        let long_ago = now - Duration::from_secs(10_000);
+        assert_eq!(
+            next_tick_at(&every, Some(long_ago), now),
+            Some(now),
+            "overdue: due now"
+        );
+        let cron = Schedule::Cron {
+            line: "0 */5 * * * *".into(),
+            timezone: "UTC".into(),
+        };
+        // 1_700_000_000 is 22:13:20 UTC; the next five-minute mark is 22:15:00.
+        assert_eq!(
+            next_tick_at(&cron, Some(long_ago), now),
+            Some(now + Duration::from_secs(100))
+        );
     }
 }

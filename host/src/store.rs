@@ -938,6 +938,26 @@ impl Store {
         txn.count(table, &Map::new())
     }
 
+    /// The largest value of text column `column` in `table` (SQLite's text order, which an
+    /// index on the column serves without a scan); `None` when the table has no such value.
+    pub fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError> {
+        let t = self.inner.table(table)?;
+        if !t.schema.columns.iter().any(|c| c.name == column) {
+            return Err(TableError::InvalidInput(format!(
+                "table `{table}` has no column `{column}`"
+            )));
+        }
+        let sql = format!("SELECT max({}) FROM {}", quote(column), t.ident);
+        let mut txn = self
+            .begin()
+            .map_err(|e| TableError::Storage(e.to_string()))?;
+        txn.exec(t, false, |conn| {
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<String>>(0)))
+                .map_err(|e| t.storage(e))
+        })
+    }
+
     /// Streams the rows of `table` to `f`, oldest first, from a read-only connection (one
     /// consistent snapshot; writers are not blocked) until `f` returns `Ok(false)` or an error.
     /// Returns how many rows were passed to `f`.

@@ -238,6 +238,8 @@ async fn respect_rate_limit(
 #[derive(Default)]
 pub struct RateLimits {
     by_origin: Mutex<HashMap<String, Budget>>,
+    /// The figures as sent, for `flowhost status` (written once per run by the runtime).
+    pub sent: crate::rate_limits::LastSent,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +293,7 @@ impl RateLimits {
 
     /// Remembers what `resp` says about `origin`'s budget (the latest response wins).
     pub fn observe(&self, origin: &str, resp: &Response) {
+        self.sent.note(origin, &resp.headers);
         let num = |name: &str| header(&resp.headers, name).and_then(|v| v.parse::<u64>().ok());
         let now = SystemTime::now();
         let at = |w: ServerWait| Budget {

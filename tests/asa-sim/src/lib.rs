@@ -479,6 +479,11 @@ impl Sim {
         self.inner.shared.expire_tokens();
     }
 
+    /// Every bearer token issued so far (for tests that check a token is shown nowhere).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.inner.shared.issued_tokens()
+    }
+
     pub fn stats(&self) -> Stats {
         self.inner.shared.counters.snapshot()
     }

@@ -153,6 +153,11 @@ impl Shared {
         }
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.keys().cloned().collect()
+    }
+
     pub(crate) fn expire_tokens(&self) {
         self.tokens
             .lock()

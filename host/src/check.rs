@@ -1,0 +1,521 @@
+//! `flowhost check`: everything that can be validated without running a flow or writing a
+//! file, as a list of findings (one line each, naming the file and the field).
+//!
+//! What is checked, in order: the config file; the table schemas; the secrets file; every
+//! manifest (the registry's load errors: grants against tables, flows and blob stores); that
+//! every secret a manifest grants or a `blobs:` store names is set; the database (opened
+//! read-only when it exists, never created); and that the ASA base URL that U02 stored in the
+//! `Environment Variables` table (`asaBaseUrl`, `https://app.scaleft.com` when unset, as U01
+//! reads it) is granted to M10 and U00 (asked of [`Registry::check_url`]); when it is not, the
+//! finding carries the config lines that grant it ([`crate::registry::grant_lines`]).
+//! With `--connect`, [`connect`] then asks ASA for a token and one page.
+//!
+//! Decisions:
+//! - A missing secret is an error for a flow `serve` runs (one with a schedule, or one such a
+//!   flow calls, directly or not) and a warning for the others: an operator who never offloads
+//!   to Splunk need not invent an `HEC_TOKEN`. A `blobs:` store's secrets are always required.
+//! - When the table schemas do not load, the manifests are not checked (every grant of a table
+//!   would fail with them); a secrets file that does not load leaves the secrets unchecked.
+//! - Nothing here creates, migrates or locks anything: the database is read through the
+//!   read-only openers the `history` and `table` commands use.
+
+pub mod connect;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{BlobStoreConfig, Config};
+use crate::registry::{Registry, UrlGrantError};
+use crate::schema::Schemas;
+use crate::secrets::Secrets;
+
+/// The ASA package's settings table and its columns `check` reads.
+pub const ENV_TABLE: &str = "Environment Variables";
+pub const BASE_URL_COLUMN: &str = "asaBaseUrl";
+pub const TEAM_COLUMN: &str = "asaTeam";
+/// The base URL U01 uses while `asaBaseUrl` is empty.
+pub const DEFAULT_BASE_URL: &str = "https://app.scaleft.com";
+/// The flows that send requests to the ASA base URL.
+pub const ASA_FLOWS: [&str; 2] = ["M10", "U00"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// `check` exits 1.
+    Error,
+    /// Shown; `check` still exits 0.
+    Warning,
+}
+
+/// What a finding is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Config,
+    Schema,
+    Manifest,
+    Secret,
+    Database,
+    Grant,
+    Connect,
+}
+
+/// One problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub kind: Kind,
+    /// The file at fault, when one is.
+    pub file: Option<String>,
+    /// The field at fault (`grants.M10.hosts`, `blobs.s3.access_key_id_secret`), when known.
+    pub field: Option<String>,
+    /// One line naming the file and the field, and the fix.
+    pub message: String,
+    /// Lines to put in `file` (the `grants:` section that grants the ASA base URL).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fix: Vec<String>,
+}
+
+impl Finding {
+    fn new(severity: Severity, kind: Kind, message: impl Into<String>) -> Finding {
+        Finding {
+            severity,
+            kind,
+            file: None,
+            field: None,
+            message: crate::yaml::one_line(&message.into()),
+            fix: Vec::new(),
+        }
+    }
+
+    fn error(kind: Kind, message: impl Into<String>) -> Finding {
+        Finding::new(Severity::Error, kind, message)
+    }
+
+    fn at(mut self, file: Option<&Path>, field: Option<&str>) -> Finding {
+        self.file = file.map(|f| f.display().to_string());
+        self.field = field.map(str::to_string);
+        self
+    }
+}
+
+/// What `check` looked at and found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// No finding of severity error.
+    pub ok: bool,
+    /// The config file read (`None`: defaults only).
+    pub config: Option<String>,
+    pub flows: usize,
+    pub tables: usize,
+    /// The ASA settings as U01 would read them, when the ASA package is loaded.
+    pub asa: Option<AsaSettings>,
+    pub findings: Vec<Finding>,
+    /// What ASA answered (`check --connect`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<connect::Answer>,
+}
+
+/// The ASA settings `check` reads from the `Environment Variables` table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AsaSettings {
+    pub base_url: String,
+    /// `""` while U02 has not set it.
+    pub team: String,
+}
+
+impl Report {
+    /// A report of a config file that does not load (`error` names the file).
+    pub fn config_error(path: Option<&Path>, error: &str) -> Report {
+        let mut r = Report {
+            config: path.map(|p| p.display().to_string()),
+            ..Default::default()
+        };
+        r.push(Finding::error(Kind::Config, error).at(path, None));
+        r
+    }
+
+    fn push(&mut self, f: Finding) {
+        self.findings.push(f);
+        self.ok = !self.findings.iter().any(|f| f.severity == Severity::Error);
+    }
+
+    /// Adds what `--connect` found (its problems become findings).
+    pub fn add_connect(&mut self, answer: connect::Answer) {
+        for problem in &answer.problems {
+            self.push(Finding::error(Kind::Connect, problem.clone()));
+        }
+        self.connect = Some(answer);
+    }
+
+    /// The report for people: one line per finding (`error: …` / `warning: …`), each fix's
+    /// lines after its finding, then what answered (`--connect`) and a last line saying
+    /// whether all is well.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for f in &self.findings {
+            let level = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            out.push(format!("{level}: {}", f.message));
+            out.extend(f.fix.iter().cloned());
+        }
+        if let Some(c) = &self.connect {
+            out.extend(c.lines());
+        }
+        let errors = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let config = self
+            .config
+            .as_deref()
+            .unwrap_or("no config file (defaults)");
+        out.push(if errors == 0 {
+            format!("ok: {config}, {} flows, {} tables", self.flows, self.tables)
+        } else {
+            format!("{errors} problem(s) in {config} and the files it names")
+        });
+        out
+    }
+}
+
+/// Checks `config` (read from `config_path`, if from a file) without running a flow or writing
+/// anything.
+pub fn check(config: &Config, config_path: Option<&Path>) -> Report {
+    inspect(config, config_path).report
+}
+
+/// [`check`], then (unless the ASA settings could not be read) asks ASA for a token and one
+/// page as U00 and M10 would ([`connect::probe`]).
+pub async fn check_and_connect(config: &Config, config_path: Option<&Path>) -> Report {
+    let Inspected {
+        mut report,
+        registry,
+        secrets,
+    } = inspect(config, config_path);
+    let answer = connect::probe(report.asa.as_ref(), registry.as_ref(), secrets.as_ref()).await;
+    report.add_connect(answer);
+    report
+}
+
+/// What [`inspect`] found, and what it loaded for `--connect`.
+struct Inspected {
+    report: Report,
+    registry: Option<Registry>,
+    secrets: Option<Secrets>,
+}
+
+fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
+    let mut r = Report {
+        ok: true,
+        config: config_path.map(|p| p.display().to_string()),
+        ..Default::default()
+    };
+    let schemas = match Schemas::load_dirs(&config.tables) {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) => {
+            r.push(Finding::error(Kind::Schema, e.to_string()));
+            None
+        }
+    };
+    let secrets = match Secrets::load(config.secrets_file.as_deref()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let f = Finding::error(Kind::Secret, e.to_string());
+            r.push(f.at(config.secrets_file.as_deref(), None));
+            None
+        }
+    };
+    if let Some(secrets) = &secrets {
+        check_blob_secrets(&mut r, config, config_path, secrets);
+    }
+    let Some(schemas) = schemas else {
+        r.push(Finding::new(
+            Severity::Warning,
+            Kind::Manifest,
+            "flows not checked: their grants need the table schemas (fix the error above)",
+        ));
+        return Inspected {
+            report: r,
+            registry: None,
+            secrets,
+        };
+    };
+    r.tables = schemas.len();
+    let blob_names: BTreeSet<String> = config.blobs.keys().cloned().collect();
+    let registry = Registry::load(&config.flows, &schemas, &config.grants, &blob_names);
+    r.flows = registry.len();
+    for e in &registry.errors {
+        let kind = if e.starts_with("config:") {
+            Kind::Config
+        } else {
+            Kind::Manifest
+        };
+        let file = if kind == Kind::Config {
+            config_path.map(Path::to_path_buf)
+        } else {
+            file_of(e)
+        };
+        r.push(Finding::error(kind, e.clone()).at(file.as_deref(), None));
+    }
+    if let Some(secrets) = &secrets {
+        check_flow_secrets(&mut r, &registry, config, config_path, secrets);
+    }
+    let store = open_store(&mut r, config, &schemas);
+    check_asa_grants(&mut r, &registry, config, config_path, store.as_ref());
+    Inspected {
+        report: r,
+        registry: Some(registry),
+        secrets,
+    }
+}
+
+/// The file an error line of the registry starts with (`…/M10.yaml:12: …`).
+fn file_of(error: &str) -> Option<PathBuf> {
+    [".yaml", ".yml", ".wasm"]
+        .iter()
+        .filter_map(|ext| error.find(&format!("{ext}:")).map(|i| i + ext.len()))
+        .min()
+        .map(|end| PathBuf::from(&error[..end]))
+}
+
+/// Every secret a `blobs:` store names must be set.
+fn check_blob_secrets(r: &mut Report, config: &Config, path: Option<&Path>, secrets: &Secrets) {
+    for (name, store) in &config.blobs {
+        let BlobStoreConfig::S3 {
+            access_key_id_secret,
+            secret_access_key_secret,
+            ..
+        } = store
+        else {
+            continue;
+        };
+        for (field, secret) in [
+            ("access_key_id_secret", access_key_id_secret),
+            ("secret_access_key_secret", secret_access_key_secret),
+        ] {
+            if secrets.get(secret).is_none() {
+                let field = format!("blobs.{name}.{field}");
+                let msg = format!(
+                    "{}: {field}: the secret `{secret}` is not set ({})",
+                    shown(path),
+                    where_secrets_go(secret, config)
+                );
+                r.push(Finding::error(Kind::Secret, msg).at(path, Some(&field)));
+            }
+        }
+    }
+}
+
+/// Every secret a flow is granted must be set: an error for the flows `serve` runs, a
+/// warning for the others (see the module doc).
+fn check_flow_secrets(
+    r: &mut Report,
+    registry: &Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    secrets: &Secrets,
+) {
+    let served = served_flows(registry);
+    for f in registry.iter() {
+        let m = &f.manifest;
+        for secret in &m.grants.secrets {
+            if secrets.get(secret).is_some() {
+                continue;
+            }
+            // Granted by the config file's `grants:` rather than the manifest?
+            let by_config = config
+                .grants
+                .get(&m.name)
+                .is_some_and(|g| g.secrets.contains(secret));
+            let (file, field) = if by_config {
+                (config_path, format!("grants.{}.secrets", m.name))
+            } else {
+                (Some(m.path.as_path()), "grants.secrets".to_string())
+            };
+            let (severity, when) = if served.contains(m.name.as_str()) {
+                (Severity::Error, "")
+            } else {
+                (
+                    Severity::Warning,
+                    "; `serve` does not run this flow, so only a run of it needs it",
+                )
+            };
+            let msg = format!(
+                "{}: {field}: the secret `{secret}` of {} is not set ({}){when}",
+                shown(file),
+                m.name,
+                where_secrets_go(secret, config)
+            );
+            r.push(Finding::new(severity, Kind::Secret, msg).at(file, Some(&field)));
+        }
+    }
+}
+
+/// The flows `serve` starts (a schedule) and every flow they may call, directly or not.
+fn served_flows(registry: &Registry) -> BTreeSet<&str> {
+    let mut served = BTreeSet::new();
+    let mut todo: Vec<&str> = registry
+        .iter()
+        .filter(|f| f.manifest.schedule.is_some())
+        .map(|f| f.manifest.name.as_str())
+        .collect();
+    while let Some(name) = todo.pop() {
+        if !served.insert(name) {
+            continue;
+        }
+        if let Some(f) = registry.get(name) {
+            todo.extend(f.manifest.grants.flows.iter().map(String::as_str));
+        }
+    }
+    served
+}
+
+fn where_secrets_go(secret: &str, config: &Config) -> String {
+    match &config.secrets_file {
+        Some(file) => format!(
+            "set FLOWHOST_SECRET_{secret} or add `{secret}: …` to {}",
+            file.display()
+        ),
+        None => format!(
+            "set FLOWHOST_SECRET_{secret}, or name a secrets file (`secrets_file:`) that has `{secret}: …`"
+        ),
+    }
+}
+
+fn shown(file: Option<&Path>) -> String {
+    file.map_or_else(
+        || "config (no file)".to_string(),
+        |f| f.display().to_string(),
+    )
+}
+
+/// The existing database, opened read-only (`None` when there is none yet, or on an error,
+/// which becomes a finding). A database that does not exist yet is no problem: `serve` and
+/// `run` create it, provided its folder can be made.
+fn open_store(
+    r: &mut Report,
+    config: &Config,
+    schemas: &Arc<Schemas>,
+) -> Option<crate::store::Store> {
+    let db = &config.db;
+    let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(file) = dir.and_then(|d| d.ancestors().find(|a| a.exists())) {
+        if !file.is_dir() {
+            let msg = format!(
+                "{}: the database folder `{}` is a file, not a folder (fix the `db:` setting or --db)",
+                db.display(),
+                file.display()
+            );
+            r.push(Finding::error(Kind::Database, msg).at(Some(db), Some("db")));
+            return None;
+        }
+    }
+    if !db.exists() {
+        return None;
+    }
+    match crate::store::Store::open_read_only(db, schemas.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            r.push(Finding::error(Kind::Database, e.to_string()).at(Some(db), None));
+            None
+        }
+    }
+}
+
+/// The ASA settings U01 reads: the first row of [`ENV_TABLE`], defaults for what is unset.
+pub fn asa_settings(store: Option<&crate::store::Store>) -> Result<AsaSettings, String> {
+    let mut row = serde_json::Map::new();
+    if let Some(store) = store {
+        let read = store.export_rows(ENV_TABLE, |r| -> Result<bool, crate::store::TableError> {
+            row = r;
+            Ok(false)
+        });
+        match read {
+            Ok(_) | Err(crate::store::TableError::NotFound(_)) => {}
+            Err(e) => return Err(format!("{ENV_TABLE}: {e}")),
+        }
+    }
+    let text = |col: &str| match row.get(col) {
+        Some(serde_json::Value::String(s)) => s.trim().to_string(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let base = text(BASE_URL_COLUMN);
+    let base = if base.is_empty() {
+        DEFAULT_BASE_URL.to_string()
+    } else {
+        base.trim_end_matches('/').to_string()
+    };
+    Ok(AsaSettings {
+        base_url: base,
+        team: text(TEAM_COLUMN),
+    })
+}
+
+/// The stored ASA base URL must be granted to M10 and U00 (when the package is loaded).
+fn check_asa_grants(
+    r: &mut Report,
+    registry: &Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    store: Option<&crate::store::Store>,
+) {
+    let loaded: Vec<&str> = ASA_FLOWS
+        .into_iter()
+        .filter(|f| registry.get(f).is_some())
+        .collect();
+    if loaded.is_empty() {
+        return;
+    }
+    let settings = match asa_settings(store) {
+        Ok(s) => s,
+        Err(e) => {
+            r.push(Finding::error(Kind::Database, e).at(Some(&config.db), None));
+            return;
+        }
+    };
+    let mut missing = Vec::new();
+    for flow in &loaded {
+        match registry.check_url(flow, &settings.base_url) {
+            Ok(()) => {}
+            Err(UrlGrantError::NotGranted { flow, origin }) => missing.push((flow, origin)),
+            Err(e) => {
+                let msg = format!(
+                    "{}: {ENV_TABLE}.{BASE_URL_COLUMN}: {e}; fix it with U02 (e.g. {{\"asaBaseUrl\": \"{DEFAULT_BASE_URL}\"}})",
+                    config.db.display()
+                );
+                let field = format!("{ENV_TABLE}.{BASE_URL_COLUMN}");
+                r.push(Finding::error(Kind::Grant, msg).at(Some(&config.db), Some(&field)));
+                r.asa = Some(settings);
+                return;
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let flows: Vec<&str> = missing.iter().map(|(f, _)| f.as_str()).collect();
+        let origin = &missing[0].1;
+        let target = match config_path {
+            Some(p) if config.grants.is_empty() => format!("add these lines to {}", p.display()),
+            Some(p) => format!("make the `grants:` section of {} read", p.display()),
+            None => "write a config file flowhost.yaml (or --config) with these lines".into(),
+        };
+        let field = format!("grants.{}.hosts", flows[0]);
+        let msg = format!(
+            "{}: {field}: the ASA base URL {} ({ENV_TABLE}.{BASE_URL_COLUMN}) is not in the allowed hosts of {} ({origin} is granted to neither the manifest nor the config); {target}:",
+            shown(config_path),
+            settings.base_url,
+            flows.join(" and "),
+        );
+        let mut f = Finding::error(Kind::Grant, msg).at(config_path, Some(&field));
+        f.fix = crate::registry::grant_lines(&config.grants, &missing);
+        r.push(f);
+    }
+    r.asa = Some(settings);
+}

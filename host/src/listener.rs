@@ -1,0 +1,386 @@
+//! `serve`'s HTTP listener (axum): off unless the config says `listen:` or `serve --listen`
+//! gives an address. A bare port (`9464`, `:9464`) means loopback (`127.0.0.1`), so metrics
+//! are never exposed to the network by accident.
+//!
+//! Routes (plain text bodies, one line):
+//! - `GET /healthz`: 200 while the scheduler loop runs, from its heartbeat
+//!   ([`crate::watch::Watch`]); 503 once it stalls or stops (shutdown), although the process
+//!   and this listener still live.
+//! - `GET /readyz`: 503 while M10's last run failed (error or timeout), while the newest
+//!   stored ASA event is further behind than `readiness.max_lag` (when configured; a quiet team
+//!   makes no events, so the lag alone says nothing unless the operator gives a bound), or
+//!   while `/healthz` would fail; 200 otherwise. The body says why.
+//! - `GET /metrics`: [`crate::metrics`], OpenMetrics text.
+//!
+//! `/readyz` and `/metrics` read the status snapshot ([`crate::status::snapshot`]) at each
+//! request, from the registry `serve` runs and the databases opened read-only, on a blocking
+//! thread: a scrape never waits for a run's write lock and never slows the scheduler.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::history::{History, RunStatus};
+use crate::runtime::Runtime;
+use crate::status::Status;
+use crate::store::Store;
+use crate::watch::{Health, Watch};
+
+/// The flow whose last run decides readiness.
+pub const MAIN_FLOW: &str = "M10";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("--listen: {0}")]
+    Flag(String),
+    #[error("cannot listen on {addr}: {source} (fix `listen:` in the config or --listen)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// `9464`, `:9464` (both `127.0.0.1:9464`), `0.0.0.0:9464`, `[::1]:9464`.
+pub fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let t = text.trim();
+    let port = t.strip_prefix(':').unwrap_or(t);
+    if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) {
+        return port
+            .parse::<u16>()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("port `{t}` is out of range (0 to 65535)"));
+    }
+    t.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "`{t}` is not a port or an IP:PORT address (e.g. 9464 for 127.0.0.1:9464, \
+             0.0.0.0:9464, [::1]:9464)"
+        )
+    })
+}
+
+/// Binds what `serve` was asked to listen on: `flag` (`--listen`), else `configured`
+/// (`listen:`); `None` when neither is given.
+pub async fn bind_configured(
+    flag: Option<&str>,
+    configured: Option<SocketAddr>,
+) -> Result<Option<Listener>, ListenError> {
+    let addr = match flag {
+        Some(text) => Some(parse_addr(text).map_err(ListenError::Flag)?),
+        None => configured,
+    };
+    match addr {
+        Some(addr) => Ok(Some(bind(addr).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A bound listener, not yet serving.
+pub struct Listener {
+    inner: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// Binds `addr` (port 0: any free port; [`Listener::local_addr`] says which).
+pub async fn bind(addr: SocketAddr) -> Result<Listener, ListenError> {
+    let inner = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind { addr, source })?;
+    let addr = inner
+        .local_addr()
+        .map_err(|source| ListenError::Bind { addr, source })?;
+    Ok(Listener { inner, addr })
+}
+
+/// What the routes read.
+#[derive(Clone)]
+pub struct Observed {
+    pub rt: Arc<Runtime>,
+    /// The database (`history::history_path_for` gives its history file).
+    pub db: PathBuf,
+    pub watch: Arc<Watch>,
+    /// `readiness.max_lag`.
+    pub max_lag: Option<Duration>,
+}
+
+impl Listener {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves the routes for `serve` over `rt` and `config` until the process ends, logging
+    /// the address it listens on; returns the [`Watch`] to give the scheduler.
+    pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
+        let watch = Arc::new(Watch::default());
+        let addr = self.local_addr();
+        self.serve(Observed {
+            rt,
+            db: config.db.clone(),
+            watch: watch.clone(),
+            max_lag: config.max_lag,
+        });
+        tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
+        watch
+    }
+
+    /// Serves the routes until the process ends (errors are logged).
+    pub fn serve(self, observed: Observed) -> tokio::task::JoinHandle<()> {
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(observed);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(self.inner, app).await {
+                tracing::error!(error = %e, "the HTTP listener stopped");
+            }
+        })
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body + "\n",
+    )
+        .into_response()
+}
+
+/// Why the scheduler is not healthy, if it is not.
+fn unhealthy(watch: &Watch) -> Option<String> {
+    match watch.health() {
+        Health::Running(_) => None,
+        Health::Stalled(since) => Some(format!(
+            "the scheduler loop has not run for {}s",
+            since.as_secs()
+        )),
+        Health::Stopped => Some("the scheduler is stopping: it starts no more runs".into()),
+    }
+}
+
+async fn healthz(State(o): State<Observed>) -> Response {
+    match unhealthy(&o.watch) {
+        None => text(StatusCode::OK, "ok: the scheduler is running".into()),
+        Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+async fn readyz(State(o): State<Observed>) -> Response {
+    if let Some(why) = unhealthy(&o.watch) {
+        return text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"));
+    }
+    let max_lag = o.max_lag;
+    match status_of(o).await {
+        Ok(status) => match readiness(&status, max_lag) {
+            Ok(why) => text(StatusCode::OK, why),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        },
+        Err(e) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: cannot read the status: {e}"),
+        ),
+    }
+}
+
+async fn metrics(State(o): State<Observed>) -> Response {
+    let watch = o.watch.clone();
+    let status = match status_of(o).await {
+        Ok(s) => s,
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the status: {e}"),
+            )
+        }
+    };
+    match watch.metrics.encode(&figures(&status)) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+            body,
+        )
+            .into_response(),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}"),
+        ),
+    }
+}
+
+/// The status snapshot, from the databases opened read-only, on a blocking thread.
+async fn status_of(o: Observed) -> Result<Status, String> {
+    let work = move || -> Result<Status, String> {
+        let history_path = crate::history::history_path_for(&o.db);
+        let history = History::open_read_only(&history_path).map_err(|e| e.to_string())?;
+        let store = Store::open_read_only(&o.db, o.rt.store.schemas().clone())
+            .map_err(|e| e.to_string())?;
+        let registry = o.rt.registry();
+        crate::status::snapshot(&registry, Some(&history), Some(&store), SystemTime::now())
+            .map_err(|e| e.to_string())
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the status read failed: {e}"))?
+        .map_err(|e| crate::yaml::one_line(&e))
+}
+
+/// `Ok(why)` when ready, `Err(why)` when not: M10's last run failed, or the ASA lag is past
+/// `max_lag`.
+pub fn readiness(status: &Status, max_lag: Option<Duration>) -> Result<String, String> {
+    let main = status.flows.iter().find(|f| f.name == MAIN_FLOW);
+    let last = main.and_then(|f| f.last_run.as_ref());
+    let mut why = Vec::new();
+    match last {
+        Some(r) if matches!(r.status, RunStatus::Error | RunStatus::Timeout) => {
+            let error = r.error.as_deref().unwrap_or("no error text");
+            let first = error.lines().next().unwrap_or_default();
+            return Err(format!(
+                "not ready: {MAIN_FLOW}'s last run (run {}) ended {}: {}",
+                r.id,
+                r.status.as_str(),
+                crate::yaml::one_line(first)
+            ));
+        }
+        Some(r) => why.push(format!(
+            "{MAIN_FLOW}'s last run (run {}) is {}",
+            r.id,
+            r.status.as_str()
+        )),
+        None if main.is_some() => why.push(format!("{MAIN_FLOW} has not run yet")),
+        None => why.push(format!("{MAIN_FLOW} is not loaded")),
+    }
+    let lag = status.asa.as_ref().and_then(|a| a.lag_seconds);
+    match (lag, max_lag) {
+        (Some(lag), Some(max)) if lag > max.as_secs() => {
+            return Err(format!(
+            "not ready: the newest stored ASA event is {lag}s behind, over readiness.max_lag ({})",
+            crate::manifest::format_duration(max)
+        ))
+        }
+        (Some(lag), _) => why.push(format!("the ASA lag is {lag}s")),
+        (None, _) => {}
+    }
+    Ok(format!("ready: {}", why.join("; ")))
+}
+
+/// The snapshot figures `/metrics` shows.
+fn figures(status: &Status) -> crate::metrics::Snapshot {
+    let unix = |t: &str| {
+        t.parse::<jiff::Timestamp>()
+            .ok()
+            .map(|t| t.as_millisecond() as f64 / 1000.0)
+    };
+    let last_success = status
+        .flows
+        .iter()
+        .filter_map(|f| Some((f.name.clone(), unix(f.last_success.as_deref()?)?)))
+        .collect();
+    let asa = status.asa.as_ref();
+    crate::metrics::Snapshot {
+        last_success,
+        table_rows: asa
+            .map(|a| a.rows.iter().map(|(t, n)| (t.clone(), *n)).collect())
+            .unwrap_or_default(),
+        events_stored: asa.and_then(|a| a.rows.get(crate::status::AUDIT_EVENTS).copied()),
+        lag_seconds: asa.and_then(|a| a.lag_seconds).map(|l| l as f64),
+        rate_limit_remaining: asa
+            .map(|a| {
+                a.rate_limits
+                    .iter()
+                    .filter_map(|r| {
+                        let remaining = i64::try_from(r.remaining?).ok()?;
+                        Some((r.origin.clone(), remaining))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{AsaStatus, FlowStatus, LastRun};
+
+    #[test]
+    fn a_bare_port_means_loopback() {
+        for text in ["9464", ":9464", " 9464 "] {
+            assert_eq!(parse_addr(text).unwrap(), "127.0.0.1:9464".parse().unwrap());
+        }
+        assert_eq!(
+            parse_addr("0.0.0.0:9464").unwrap(),
+            "0.0.0.0:9464".parse().unwrap()
+        );
+        assert_eq!(
+            parse_addr("[::1]:9464").unwrap(),
+            "[::1]:9464".parse().unwrap()
+        );
+        assert!(parse_addr("65536").unwrap_err().contains("out of range"));
+        assert!(parse_addr("localhost").unwrap_err().contains("not a port"));
+    }
+
+    fn status(last: Option<RunStatus>, lag: Option<u64>) -> Status {
+        Status {
+            at: "2026-01-01T00:00:00.000Z".into(),
+            flows: vec![FlowStatus {
+                name: MAIN_FLOW.into(),
+                enabled: true,
+                schedule: Some("every 5m".into()),
+                last_run: last.map(|status| LastRun {
+                    id: 7,
+                    trigger: crate::history::Trigger::Schedule,
+                    status,
+                    started: "2026-01-01T00:00:00.000Z".into(),
+                    ended: None,
+                    duration_ms: None,
+                    error: Some("GET …: HTTP 500\nmore".into()),
+                }),
+                consecutive_failures: 0,
+                last_success: None,
+                next_tick: None,
+            }],
+            asa: Some(AsaStatus {
+                newest_event: None,
+                lag_seconds: lag,
+                rows: Default::default(),
+                rate_limits: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn readiness_follows_m10_and_the_lag_bound() {
+        let hour = Some(Duration::from_secs(3600));
+        assert_eq!(
+            readiness(&status(Some(RunStatus::Ok), Some(3600)), hour),
+            Ok("ready: M10's last run (run 7) is ok; the ASA lag is 3600s".into())
+        );
+        assert_eq!(
+            readiness(&status(Some(RunStatus::Ok), Some(3601)), hour),
+            Err("not ready: the newest stored ASA event is 3601s behind, over readiness.max_lag (1h)".into())
+        );
+        // Without a bound the lag does not count (a quiet team makes no events).
+        assert!(readiness(&status(Some(RunStatus::Ok), Some(1 << 40)), None).is_ok());
+        for failed in [RunStatus::Error, RunStatus::Timeout] {
+            let why = readiness(&status(Some(failed), Some(0)), hour).unwrap_err();
+            assert_eq!(
+                why,
+                format!(
+                    "not ready: M10's last run (run 7) ended {}: GET …: HTTP 500",
+                    failed.as_str()
+                )
+            );
+        }
+        assert_eq!(
+            readiness(&status(None, None), hour),
+            Ok("ready: M10 has not run yet".into())
+        );
+    }
+}

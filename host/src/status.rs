@@ -1,0 +1,208 @@
+//! The status snapshot (`flowhost status`, and `serve`'s `/metrics` and `/readyz`): per flow,
+//! whether `serve` runs it, its schedule, its last run and outcome, its consecutive failures,
+//! its last success and its next tick; for the ASA package, how far collection has got.
+//!
+//! [`snapshot`] only reads: the registry, the run-history database and the table store, each
+//! opened read-only by the caller (a missing database is passed as `None`: nothing ran yet).
+//! It never waits for a writer and works while `serve` runs.
+//!
+//! Decisions:
+//! - **Next tick** is what `serve` would compute ([`crate::scheduler::next_tick_at`]) from the
+//!   schedule and the last scheduled tick in history; none for a disabled or unscheduled flow.
+//!   While no `serve` runs, an overdue `every` flow shows as due now (a `serve` would run it at
+//!   start).
+//! - **Consecutive failures** count top-level runs ending `error` or `timeout` since the last
+//!   `ok`; skipped ticks and running runs count neither way.
+//! - **ASA package** (present only when the database has table [`AUDIT_EVENTS`]): the newest
+//!   `timestamp` of Audit Events (the largest as text, served by its index: ASA writes RFC
+//!   3339 in UTC), the lag of that behind `now` in whole seconds (0 if it is ahead), the rows of
+//!   each ASA table the database has, and the rate-limit figures each origin last sent (see
+//!   [`crate::rate_limits`]), the most recent first.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{History, RunStatus, Trigger};
+use crate::rate_limits::RateLimitSeen;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError, TableError};
+
+/// The table whose newest row says how far collection has got.
+pub const AUDIT_EVENTS: &str = "Audit Events";
+/// The ASA package's tables (rows counted when the database has them).
+pub const ASA_TABLES: [&str; 5] = [
+    "Audit Events",
+    "Audit Related Objects",
+    "Audit Checkpoints",
+    "Environment Variables",
+    "Execution Log",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Table(#[from] TableError),
+}
+
+/// Everything `flowhost status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// When the snapshot was taken (RFC 3339, UTC).
+    pub at: String,
+    /// Every loaded flow, by name.
+    pub flows: Vec<FlowStatus>,
+    /// `None` unless the database has the ASA package's Audit Events table.
+    pub asa: Option<AsaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowStatus {
+    pub name: String,
+    /// Whether `serve` runs it (`flow enable|disable`, else its manifest).
+    pub enabled: bool,
+    /// `every 5m`, `cron "0 */5 * * * *" (UTC)`; `None`: on demand only.
+    pub schedule: Option<String>,
+    pub last_run: Option<LastRun>,
+    /// Runs ending in error or timeout since the last ok one.
+    pub consecutive_failures: u64,
+    /// When the last ok run ended (RFC 3339, UTC).
+    pub last_success: Option<String>,
+    /// When `serve` runs it next (RFC 3339, UTC); `None` when disabled or unscheduled.
+    pub next_tick: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    pub id: i64,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub started: String,
+    pub ended: Option<String>,
+    /// `None` while it runs.
+    pub duration_ms: Option<u64>,
+    /// Why it failed (first line, as history keeps it; secrets were redacted before storing).
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AsaStatus {
+    /// The newest stored event's `timestamp`, as stored.
+    pub newest_event: Option<String>,
+    /// Seconds from that event to the snapshot (0 when it is ahead, `None` without events or
+    /// when the timestamp does not parse).
+    pub lag_seconds: Option<u64>,
+    /// Rows per ASA table the database has.
+    pub rows: BTreeMap<String, u64>,
+    /// What each origin last sent in `X-RateLimit-*`, the most recent first.
+    pub rate_limits: Vec<RateLimitSeen>,
+}
+
+/// Computes the snapshot at `now` from `registry`, `history` and `store` (both read-only;
+/// `None` when the database does not exist yet).
+pub fn snapshot(
+    registry: &Registry,
+    history: Option<&History>,
+    store: Option<&Store>,
+    now: SystemTime,
+) -> Result<Status, StatusError> {
+    let switches = match history {
+        Some(h) => h.switches()?,
+        None => BTreeMap::new(),
+    };
+    let mut flows = Vec::new();
+    for f in registry.iter() {
+        let m = &f.manifest;
+        let enabled = crate::switches::effective(m, switches.get(&m.name).copied());
+        let runs = match history {
+            Some(h) => Some(h.flow_runs(&m.name)?),
+            None => None,
+        };
+        let last_tick = runs
+            .as_ref()
+            .and_then(|r| r.last_tick.as_deref())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(SystemTime::from);
+        let next_tick = match &m.schedule {
+            Some(s) if enabled => crate::scheduler::next_tick_at(s, last_tick, now)
+                .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                .map(crate::history::format_timestamp),
+            _ => None,
+        };
+        let runs = runs.unwrap_or(crate::history::FlowRuns {
+            last: None,
+            consecutive_failures: 0,
+            last_success: None,
+            last_tick: None,
+        });
+        flows.push(FlowStatus {
+            name: m.name.clone(),
+            enabled,
+            schedule: m.schedule.as_ref().map(ToString::to_string),
+            last_run: runs.last.map(|r| LastRun {
+                duration_ms: crate::history::duration_ms(&r),
+                id: r.id,
+                trigger: r.trigger,
+                status: r.status,
+                started: r.started,
+                ended: r.ended,
+                error: r.error,
+            }),
+            consecutive_failures: runs.consecutive_failures,
+            last_success: runs.last_success,
+            next_tick,
+        });
+    }
+    flows.sort_by(|a, b| a.name.cmp(&b.name));
+    let asa = match store {
+        Some(store) => asa_status(store, history, now)?,
+        None => None,
+    };
+    let at = jiff::Timestamp::try_from(now)
+        .map(crate::history::format_timestamp)
+        .unwrap_or_default();
+    Ok(Status { at, flows, asa })
+}
+
+/// The ASA section, if the database has Audit Events.
+fn asa_status(
+    store: &Store,
+    history: Option<&History>,
+    now: SystemTime,
+) -> Result<Option<AsaStatus>, StatusError> {
+    let mut rows = BTreeMap::new();
+    for table in ASA_TABLES {
+        match store.row_count(table) {
+            Ok(n) => {
+                rows.insert(table.to_string(), n);
+            }
+            // Not defined, or not in the database yet.
+            Err(TableError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !rows.contains_key(AUDIT_EVENTS) {
+        return Ok(None);
+    }
+    let newest_event = store.max_text(AUDIT_EVENTS, "timestamp")?;
+    let lag_seconds = newest_event
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| {
+            now.duration_since(SystemTime::from(t))
+                .map_or(0, |d| d.as_secs())
+        });
+    let rate_limits = match history {
+        Some(h) => h.rate_limits()?,
+        None => Vec::new(),
+    };
+    Ok(Some(AsaStatus {
+        newest_event,
+        lag_seconds,
+        rows,
+        rate_limits,
+    }))
+}
