@@ -167,6 +167,8 @@ async fn asa_world() -> (common::asa::Asa, std::path::PathBuf) {
         let text = std::fs::read_to_string(&m10).unwrap() + "enabled: true\n";
         std::fs::write(&m10, text).unwrap();
         env.config.flows = vec![dir];
+        // Without the built-in package: its O10 would offload the events at start.
+        env.config.builtin = false;
     })
     .await;
     let base = asa.sim.base_url();
