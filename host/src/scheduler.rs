@@ -27,6 +27,9 @@
 //!   keeps serving its previous version; the error is logged.
 //! - Run history older than `history.retention` is pruned at start and then every hour, so a
 //!   `serve` that runs for months keeps a bounded history.
+//! - A disabled flow (see [`crate::switches`]) gets no scheduled run and no requested one: its
+//!   ticks go on, and each reads the switch, so enabling it from another process needs no
+//!   restart; a run already going finishes.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -420,6 +423,10 @@ impl State {
             return Start::Dropped;
         };
         let m = &flow.manifest;
+        if matches!(job.trigger, Trigger::Schedule | Trigger::Request) && !self.enabled(m) {
+            tracing::debug!(flow = job.flow, trigger = %job.trigger, "not running a disabled flow");
+            return Start::Dropped;
+        }
         if self.running.get(&job.flow).copied().unwrap_or(0) > 0 {
             match (m.overlap, job.trigger) {
                 (Overlap::Allow, _) => {}
@@ -463,6 +470,17 @@ impl State {
             let _ = tx.send(Event::Done { job, report });
         });
         Start::Started
+    }
+
+    /// Whether `serve` may run the flow of `m` now: its switch is read from the database each
+    /// time (`flowhost flow disable` in another process counts from the next tick). A switch
+    /// that cannot be read leaves the manifest's state.
+    fn enabled(&self, m: &crate::manifest::Manifest) -> bool {
+        let switch = self.rt.history.switch(&m.name).unwrap_or_else(|e| {
+            tracing::warn!(flow = m.name, error = %e, "cannot read the flow's switch");
+            None
+        });
+        crate::switches::effective(m, switch)
     }
 
     fn skip(&mut self, job: &Job, reason: &str) {
