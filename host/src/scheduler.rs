@@ -206,6 +206,16 @@ pub async fn serve(
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
+    for f in st.rt.registry().iter() {
+        let m = &f.manifest;
+        if m.schedule.is_some() && !st.enabled(m) {
+            tracing::info!(
+                flow = m.name,
+                "disabled: not run until `flowhost flow enable {}`",
+                m.name
+            );
+        }
+    }
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
     tokio::pin!(shutdown);

@@ -240,6 +240,9 @@ async fn serve_runs_no_disabled_flow_until_another_process_enables_it() {
     let config = env.config_file("");
     let (mut child, lines) = spawn_serve(&config);
     let mut seen = Vec::new();
+    read_until(&lines, &mut seen, 1, |l| {
+        l.contains("disabled: not run until `flowhost flow enable idle`")
+    });
     // Three of idle's own ticks and three of caller's requests reached the scheduler and were
     // not run.
     read_until(&lines, &mut seen, 3, |l| dropped(l, "idle", "schedule"));
@@ -380,7 +383,8 @@ async fn status_after_a_drain_matches_the_simulator() {
 
 /// `asa.rate_limits` holds one entry, for `origin`, with the figures of the simulator's last
 /// response: its limit, the requests left after everything it answered, and a reset one
-/// window (1 h) after it started (between `started.0` and `started.1`, unix seconds).
+/// window (1 h) after it started (between `started.0` and `started.1`, unix seconds, the
+/// latter rounded up).
 fn assert_rate_limits_are_the_last_sent(
     sim: &asa_sim::Sim,
     asa: &Value,
@@ -396,8 +400,9 @@ fn assert_rate_limits_are_the_last_sent(
     assert_eq!(r["limit"], 10_000);
     assert_eq!(r["remaining"], 10_000 - answered, "{st:?}");
     let reset = r["reset"].as_i64().unwrap();
+    // The simulator's window starts at its start time rounded up to the second.
     assert!(
-        (started.0 + 3600..=started.1 + 3600).contains(&reset),
+        (started.0 + 3600..=started.1 + 3601).contains(&reset),
         "reset {reset}, simulator started in {started:?}"
     );
 }
