@@ -130,6 +130,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Switches a flow on or off for `serve` (kept in the database; `run` runs it anyway).
+    Flow {
+        #[command(subcommand)]
+        cmd: FlowCmd,
+    },
+    /// Per flow: enabled, schedule, last run, consecutive failures, next tick; and how far
+    /// ASA audit collection has got. Reads only; works while `serve` runs.
+    Status {
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlowCmd {
+    /// `serve` runs the flow (on its schedule and when another run requests it).
+    Enable { name: String },
+    /// `serve` no longer runs the flow; a run already going finishes.
+    Disable { name: String },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +294,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     let read = config_reader(&cli, &at);
     let cfg = read().map_err(|e| Usage(e.into()))?;
     let reload = flowhost::reload::ConfigReload::new(at.file.as_deref(), read);
+    let quiet = cli.quiet;
     let usage = |e: anyhow::Error| Usage(e);
     let config = |e: flowhost::config::ConfigError| Usage(e.into());
     let store = |e: flowhost::store::StoreError| Usage(e.into());
@@ -282,7 +303,39 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     match cli.command {
         Command::List { json } => {
             let registry = cfg.load_registry().map_err(config)?;
-            quiet_on_closed_stdout(cmd_list(&registry, json)).map_err(usage)
+            let switches = match flowhost::status::open_history(&cfg.db).map_err(store)? {
+                Some(h) => h.switches().map_err(store)?,
+                None => Default::default(),
+            };
+            quiet_on_closed_stdout(cmd_list(&registry, &switches, json)).map_err(usage)
+        }
+        Command::Status { json } => {
+            let (schemas, _) = cfg.check().map_err(config)?;
+            let registry = cfg.load_registry().map_err(config)?;
+            let history = flowhost::status::open_history(&cfg.db).map_err(store)?;
+            let tables = flowhost::status::open_store(&cfg.db, schemas).map_err(store)?;
+            let status = flowhost::status::snapshot(
+                &registry,
+                history.as_ref(),
+                tables.as_ref(),
+                std::time::SystemTime::now(),
+            )
+            .map_err(|e| usage(e.into()))?;
+            quiet_on_closed_stdout(cmd_status(&status, json)).map_err(usage)
+        }
+        Command::Flow { cmd } => {
+            let (name, enabled) = match cmd {
+                FlowCmd::Enable { name } => (name, true),
+                FlowCmd::Disable { name } => (name, false),
+            };
+            check_flow_name(&cfg, &name)?;
+            cfg.check().map_err(config)?;
+            let path = flowhost::history::history_path_for(&cfg.db);
+            let history = flowhost::history::History::open(&path).map_err(store)?;
+            history.set_enabled(&name, enabled).map_err(store)?;
+            let word = flowhost::status::state_word(enabled);
+            quiet_on_closed_stdout(print_line(format_args!("{name} {word} for `serve`")))
+                .map_err(usage)
         }
         Command::History {
             show,
@@ -330,6 +383,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             check_flow_name(&cfg, &name)?;
             let runtime = cfg.open_runtime().map_err(config)?;
             TERMINAL.set_redactor(runtime.secrets.redactor());
+            warn_if_disabled(&runtime, &name, quiet);
             runtime.leases.set_label(&format!("flowhost run {name}"));
             runtime.leases.set_wait(!no_wait);
             cmd_run(&runtime, &name, &input, until_idle).await
@@ -520,7 +574,38 @@ fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
     Ok(text)
 }
 
-fn cmd_list(reg: &flowhost::registry::Registry, json: bool) -> anyhow::Result<ExitCode> {
+/// Says on stderr (unless `-q`) that `name` is disabled for `serve`, when it is: `run` runs
+/// it anyway.
+fn warn_if_disabled(rt: &flowhost::runtime::Runtime, name: &str, quiet: bool) {
+    let Ok(flow) = rt.flow(name) else {
+        return;
+    };
+    let switch = rt.history.switch(name).unwrap_or(None);
+    if quiet || flowhost::switches::effective(&flow.manifest, switch) {
+        return;
+    }
+    TERMINAL.eprintln(&format!(
+        "warning: {name} is disabled for `serve` (`flowhost flow enable {name}` turns it on); running it now anyway"
+    ));
+}
+
+fn cmd_status(status: &flowhost::status::Status, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        return print_line(format_args!("{}", serde_json::to_string_pretty(status)?));
+    }
+    let mut out = std::io::stdout().lock();
+    for line in status.to_text().lines() {
+        writeln!(out, "{}", TERMINAL.clean(line))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_list(
+    reg: &flowhost::registry::Registry,
+    switches: &std::collections::BTreeMap<String, bool>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if json {
         let flows: Vec<serde_json::Value> = reg
@@ -531,6 +616,8 @@ fn cmd_list(reg: &flowhost::registry::Registry, json: bool) -> anyhow::Result<Ex
                     "name": m.name,
                     "title": m.title,
                     "schedule": m.schedule.as_ref().map(|s| s.to_string()),
+                    "enabled": flowhost::switches::effective(m, switches.get(&m.name).copied()),
+                    "from": f.origin(),
                     "grants": m.grants.to_json(),
                 })
             })
@@ -548,7 +635,9 @@ fn cmd_list(reg: &flowhost::registry::Registry, json: bool) -> anyhow::Result<Ex
             .map(|s| s.to_string())
             .unwrap_or_else(|| "on demand".into());
         let title = TERMINAL.clean(&m.title);
-        writeln!(out, "{:<8} {:<40} {}", m.name, title, schedule)?;
+        let enabled = flowhost::switches::effective(m, switches.get(&m.name).copied());
+        let state = flowhost::status::state_word(enabled);
+        writeln!(out, "{:<8} {:<40} {:<24} {state}", m.name, title, schedule)?;
         writeln!(out, "         grants: {}", m.grants.summary())?;
         writeln!(out, "         from: {}", TERMINAL.clean(&f.origin()))?;
     }

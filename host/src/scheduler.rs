@@ -35,6 +35,9 @@
 //! - With a [`crate::watch::Watch`] (`serve`'s HTTP listener), the loop beats every
 //!   [`crate::watch::HEARTBEAT`] even when nothing is due, says when it stops, and reports
 //!   every run's end and every skip to it.
+//! - A disabled flow (see [`crate::switches`]) gets no scheduled run and no requested one: its
+//!   ticks go on, and each reads the switch, so enabling it from another process needs no
+//!   restart; a run already going finishes.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -241,6 +244,16 @@ pub async fn serve_watched(
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
     crate::notify::ready();
+    for f in st.rt.registry().iter() {
+        let m = &f.manifest;
+        if m.schedule.is_some() && !st.enabled(m) {
+            tracing::info!(
+                flow = m.name,
+                "disabled: not run until `flowhost flow enable {}`",
+                m.name
+            );
+        }
+    }
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
     let mut watchdog = every(crate::notify::watchdog_period());
@@ -496,6 +509,10 @@ impl State {
             return Start::Dropped;
         };
         let m = &flow.manifest;
+        if matches!(job.trigger, Trigger::Schedule | Trigger::Request) && !self.enabled(m) {
+            tracing::debug!(flow = job.flow, trigger = %job.trigger, "not running a disabled flow");
+            return Start::Dropped;
+        }
         if self.running.get(&job.flow).copied().unwrap_or(0) > 0 {
             match (m.overlap, job.trigger) {
                 (Overlap::Allow, _) => {}
@@ -539,6 +556,17 @@ impl State {
             let _ = tx.send(Event::Done { job, report });
         });
         Start::Started
+    }
+
+    /// Whether `serve` may run the flow of `m` now: its switch is read from the database each
+    /// time (`flowhost flow disable` in another process counts from the next tick). A switch
+    /// that cannot be read leaves the manifest's state.
+    fn enabled(&self, m: &crate::manifest::Manifest) -> bool {
+        let switch = self.rt.history.switch(&m.name).unwrap_or_else(|e| {
+            tracing::warn!(flow = m.name, error = %e, "cannot read the flow's switch");
+            None
+        });
+        crate::switches::effective(m, switch)
     }
 
     fn skip(&mut self, job: &Job, reason: &str) {

@@ -20,6 +20,9 @@
 //!   [`crate::rate_limits`]), the most recent first.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::history::{History, RunStatus, Trigger};
 use crate::rate_limits::RateLimitSeen;
 use crate::registry::Registry;
+use crate::schema::Schemas;
 use crate::store::{Store, StoreError, TableError};
 
 /// The table whose newest row says how far collection has got.
@@ -205,4 +209,110 @@ fn asa_status(
         rows,
         rate_limits,
     }))
+}
+
+/// The run history of database `db`, read-only; `None` when it does not exist yet.
+pub fn open_history(db: &Path) -> Result<Option<History>, StoreError> {
+    match History::open_read_only(&crate::history::history_path_for(db)) {
+        Ok(h) => Ok(Some(h)),
+        Err(StoreError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The tables of database `db`, read-only; `None` when it does not exist yet.
+pub fn open_store(db: &Path, schemas: Arc<Schemas>) -> Result<Option<Store>, StoreError> {
+    match Store::open_read_only(db, schemas) {
+        Ok(s) => Ok(Some(s)),
+        Err(StoreError::Missing { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state word `list` and `status` show.
+pub fn state_word(enabled: bool) -> &'static str {
+    if enabled {
+        "enabled"
+    } else {
+        "disabled"
+    }
+}
+
+impl Status {
+    /// The snapshot for people: a table of flows, then the ASA section. Text from history
+    /// (error lines) is as stored; the caller escapes what it prints.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let dash = || "-".to_string();
+        let _ = writeln!(
+            out,
+            "{:<8} {:<8} {:<22} {:<44} {:>5}  {:<24}  NEXT TICK",
+            "FLOW", "STATE", "SCHEDULE", "LAST RUN", "FAILS", "LAST OK"
+        );
+        for f in &self.flows {
+            let last = f.last_run.as_ref().map_or_else(dash, |r| {
+                let ms = r.duration_ms.map_or_else(dash, |ms| format!("{ms}ms"));
+                format!("{} {} {} {}", r.id, r.status, r.started, ms)
+            });
+            let _ = writeln!(
+                out,
+                "{:<8} {:<8} {:<22} {:<44} {:>5}  {:<24}  {}",
+                f.name,
+                state_word(f.enabled),
+                f.schedule.clone().unwrap_or_else(|| "on demand".into()),
+                last,
+                f.consecutive_failures,
+                f.last_success.clone().unwrap_or_else(dash),
+                f.next_tick.clone().unwrap_or_else(dash)
+            );
+            if let Some(r) = f
+                .last_run
+                .as_ref()
+                .filter(|r| !matches!(r.status, RunStatus::Ok | RunStatus::Running))
+            {
+                let why = r
+                    .error
+                    .as_deref()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("");
+                let _ = writeln!(out, "         last error: {why}");
+            }
+        }
+        let Some(asa) = &self.asa else {
+            return out;
+        };
+        let _ = writeln!(out, "\nASA audit collection");
+        match (&asa.newest_event, asa.lag_seconds) {
+            (Some(t), Some(lag)) => {
+                let _ = writeln!(out, "  newest event: {t} ({lag} s behind)");
+            }
+            (Some(t), None) => {
+                let _ = writeln!(out, "  newest event: {t}");
+            }
+            (None, _) => {
+                let _ = writeln!(out, "  newest event: none yet");
+            }
+        }
+        for (table, n) in &asa.rows {
+            let _ = writeln!(out, "  {table:<24} {n:>10} rows");
+        }
+        for r in &asa.rate_limits {
+            let n = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
+            let _ = writeln!(
+                out,
+                "  rate limit {}: {} of {} left, resets at {} (sent {})",
+                r.origin,
+                n(r.remaining),
+                n(r.limit),
+                r.reset
+                    .and_then(|s| i64::try_from(s).ok())
+                    .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                    .map_or_else(dash, |t| t.to_string()),
+                r.seen
+            );
+        }
+        out
+    }
 }

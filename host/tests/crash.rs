@@ -64,6 +64,8 @@ async fn world() -> World {
     let config = a.env.config_file(&format!(
         "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
     ));
+    // `serve` runs M10 only once it is switched on.
+    common::enable(&config, "M10");
     let log = a.env.dir.path().join("children.log");
     World {
         a,

@@ -311,6 +311,8 @@ async fn serve_collects_and_offloads_a_live_feed_without_overlap_or_loss() {
     let config = a.env.config_file(&format!(
         "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
     ));
+    // `serve` runs M10 only once it is switched on.
+    common::enable(&config, "M10");
     // Events keep arriving while it serves.
     let sim = a.sim.clone();
     let feed = tokio::spawn(async move {

@@ -325,11 +325,13 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         c
     };
 
-    // 3. Configure, reset, and drain the backlog.
+    // 3. Configure, reset, enable M10, and drain the backlog.
     let env =
         format!("{{\"asaTeam\":\"{team}\",\"asaBaseUrl\":\"{origin}\",\"searchCount\":\"1000\"}}");
     run(&mut flowhost(&["run", "U02", "--input", &env]))?;
     run(&mut flowhost(&["run", "U03"]))?;
+    // A fresh install has M10 off until the operator switches it on.
+    run(&mut flowhost(&["flow", "enable", "M10"]))?;
     let started = std::time::Instant::now();
     run(&mut flowhost(&["run", "M10", "--until-idle"]))?;
     let took = started.elapsed();

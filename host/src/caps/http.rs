@@ -52,6 +52,9 @@ impl Host for RunState {
         let ctx = &self.ctx;
         let (method, url) = check(ctx, &req)?;
         if let Some(resp) = ctx.rt.prefetches.take(ctx, &req).await {
+            // The server's latest figures, for `flowhost status`.
+            let origin = url.origin().ascii_serialization();
+            ctx.rt.rate_limits.sent.note(&origin, &resp.headers);
             return Ok(resp);
         }
         send(ctx, method, url, req).await

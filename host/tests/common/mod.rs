@@ -337,3 +337,20 @@ pub fn assert_no_overlap(runs: &[flowhost::history::RunRecord]) {
         );
     }
 }
+
+/// `flowhost --config CONFIG flow enable FLOW`, which must succeed: a fresh install has M10
+/// off, and `serve` runs no disabled flow.
+pub fn enable(config: &Path, flow: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(config)
+        .args(["flow", "enable", flow])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "flow enable {flow}: {}",
+        text(&out.stderr)
+    );
+}
