@@ -152,6 +152,12 @@ async fn the_binary_alone_drains_the_simulator_and_serves() {
         "exactly the simulator's events"
     );
 
+    // A fresh install has M10 off for `serve` until the operator turns it on.
+    let listed = must(with_keys(&["list"]));
+    let m10 = listed.lines().find(|l| l.starts_with("M10 ")).unwrap();
+    assert!(m10.ends_with("disabled"), "{listed}");
+    must(with_keys(&["flow", "enable", "M10"]));
+
     // `serve` runs M10 on its schedule (at start), and stops cleanly on SIGTERM.
     let mut serve: Child = with_keys(&["serve"]).stderr(Stdio::null()).spawn().unwrap();
     let history = flowhost::history::History::open_read_only(&flowhost::history::history_path_for(
