@@ -162,10 +162,6 @@ async fn asa_world() -> (common::asa::Asa, std::path::PathBuf) {
     let asa = common::asa::asa_on(sim, 100, &[], |env| {
         let dir = env.dir.path().join("flows");
         common::asa_flows_with(&dir, &[("M10", "every", "1h")], &["O10"]);
-        // On for `serve` whatever the shipped manifest's initial state.
-        let m10 = dir.join("M10.yaml");
-        let text = std::fs::read_to_string(&m10).unwrap() + "enabled: true\n";
-        std::fs::write(&m10, text).unwrap();
         env.config.flows = vec![dir];
         // Without the built-in package: its O10 would offload the events at start.
         env.config.builtin = false;
@@ -175,6 +171,8 @@ async fn asa_world() -> (common::asa::Asa, std::path::PathBuf) {
     let config = asa.env.config_file(&format!(
         "grants:\n  M10: {{hosts: [\"{base}\"]}}\n  U00: {{hosts: [\"{base}\"]}}\n"
     ));
+    // On for `serve` (a fresh install has it off).
+    common::enable(&config, "M10");
     (asa, config)
 }
 
