@@ -123,6 +123,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    state_dir: Option<PathBuf>,
     db: Option<PathBuf>,
     flows: Option<Vec<PathBuf>>,
     tables: Option<Vec<PathBuf>>,
@@ -297,12 +298,13 @@ impl Config {
     /// Reads `path` with the state in the file's folder; relative paths in it are relative to
     /// the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_in(path, &crate::paths::config_folder(path))
+        Config::load_in(path, None)
     }
 
-    /// Reads `path`, with what it does not set in `state_dir`; relative paths in it are
-    /// relative to the file's folder.
-    pub fn load_in(path: &Path, state_dir: &Path) -> Result<Config, ConfigError> {
+    /// Reads `path`, with what it does not set in the state folder: `state_dir` (the
+    /// `--state-dir` flag) if given, else the file's `state_dir:`, else the file's folder.
+    /// Relative paths in it are relative to the file's folder.
+    pub fn load_in(path: &Path, state_dir: Option<&Path>) -> Result<Config, ConfigError> {
         let shown = path.display().to_string();
         let err = |message: String| ConfigError::File {
             path: shown.clone(),
@@ -319,7 +321,17 @@ impl Config {
         let raw: RawConfig = crate::yaml::from_str(&text).map_err(err)?;
         let base = path.parent().unwrap_or(Path::new(""));
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
-        let mut c = Config::with_state_dir(state_dir);
+        let state_dir = match (state_dir, raw.state_dir) {
+            (Some(flag), _) => flag.to_path_buf(),
+            (None, Some(d)) if !d.as_os_str().is_empty() => rel(d),
+            (None, Some(_)) => {
+                return Err(err(
+                    "state_dir: empty (give the state folder, or leave the setting out)".into(),
+                ))
+            }
+            (None, None) => crate::paths::config_folder(path),
+        };
+        let mut c = Config::with_state_dir(&state_dir);
         if let Some(db) = raw.db {
             c.db = rel(db);
         }

@@ -268,9 +268,10 @@ fn config_reader(
 ) -> impl Fn() -> Result<Config, flowhost::config::ConfigError> + Send + Sync + 'static {
     let (db, flows, tables) = (cli.db.clone(), cli.flows.clone(), cli.tables.clone());
     let (file, state) = (at.file.clone(), at.state.clone());
+    let state_flag = cli.state_dir.clone();
     move || {
         let mut cfg = match &file {
-            Some(p) => Config::load_in(p, &state)?,
+            Some(p) => Config::load_in(p, state_flag.as_deref())?,
             None => Config::with_state_dir(&state),
         };
         if let Some(db) = &db {

@@ -471,7 +471,7 @@ fn the_blobs_config_section() {
     );
     let state = dir.join("state");
     let p = dir.join("flowhost.yaml");
-    let c = Config::load_in(&p, &state).unwrap();
+    let c = Config::load_in(&p, Some(&state)).unwrap();
     assert_eq!(
         c.blobs.into_iter().collect::<Vec<_>>(),
         vec![(

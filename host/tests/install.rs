@@ -267,6 +267,30 @@ fn the_config_is_found_here_then_in_xdg_config_home_and_state_follows_it() {
     m.ok(&["--config", file.to_str().unwrap(), "run", "U03"]);
     assert!(other.join("data/mine.db").is_file(), "{:?}", files(&other));
     assert!(other.join("cache").is_dir());
+
+    // The config's `state_dir:` (as in /etc/flowhost for a service) puts state there, so a
+    // shell and the service share one database; --state-dir still wins over it.
+    let etc = m.folder("etc-flowhost");
+    let service_state = m.folder("var-lib-flowhost");
+    std::fs::write(
+        etc.join("flowhost.yaml"),
+        format!("state_dir: {}\n", service_state.display()),
+    )
+    .unwrap();
+    let file = etc.join("flowhost.yaml");
+    m.ok(&["--config", file.to_str().unwrap(), "run", "U03"]);
+    assert!(has_db(&service_state), "{:?}", files(&service_state));
+    assert!(!has_db(&etc), "{:?}", files(&etc));
+    let flag = m.folder("flag-over-config");
+    m.ok(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--state-dir",
+        flag.to_str().unwrap(),
+        "run",
+        "U03",
+    ]);
+    assert!(has_db(&flag));
 }
 
 #[test]
