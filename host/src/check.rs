@@ -217,7 +217,8 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
         config: config_path.map(|p| p.display().to_string()),
         ..Default::default()
     };
-    let schemas = match Schemas::load_dirs(&config.tables) {
+    // The configured folders and, unless `builtin: false`, the built-in package's tables.
+    let schemas = match config.schemas() {
         Ok(s) => Some(Arc::new(s)),
         Err(e) => {
             r.push(Finding::error(Kind::Schema, e.to_string()));
@@ -249,7 +250,7 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
     };
     r.tables = schemas.len();
     let blob_names: BTreeSet<String> = config.blobs.keys().cloned().collect();
-    let registry = Registry::load(&config.flows, &schemas, &config.grants, &blob_names);
+    let registry = config.registry(&schemas, &blob_names);
     r.flows = registry.len();
     for e in &registry.errors {
         let kind = if e.starts_with("config:") {

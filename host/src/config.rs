@@ -123,7 +123,6 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    state_dir: Option<PathBuf>,
     db: Option<PathBuf>,
     flows: Option<Vec<PathBuf>>,
     tables: Option<Vec<PathBuf>>,
@@ -131,6 +130,7 @@ struct RawConfig {
     secrets_file: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
+    state_dir: Option<PathBuf>,
     history: Option<RawHistory>,
     #[serde(default)]
     grants: BTreeMap<String, RawGrants>,

@@ -134,6 +134,8 @@ async fn the_binary_alone_drains_the_simulator_and_serves() {
         sim.team()
     );
     must(with_keys(&["run", "U02", "--input", &settings]));
+    // `check` sees the built-in package whole (flows, tables, the granted base URL, the keys).
+    must(with_keys(&["check"]));
     must(with_keys(&["run", "U03"]));
     must(with_keys(&["run", "M10", "--until-idle"]));
 
