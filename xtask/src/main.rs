@@ -4,7 +4,9 @@
 //!   in `flows/` and lays out `flows/dist/` (the ASA package) and `flows/dist-test/` (test
 //!   flows) as `NAME.wasm` + `NAME.yaml`, the way users drop flows into a folder.
 //! - `cargo xtask test` — makes sure moto's `moto_server` (the S3 server the blob tests run
-//!   against) is on PATH, installing it with pip when it is not, builds the flows, then runs
+//!   against) is on PATH, installing it with pip when it is not, and `systemd-analyze` (the
+//!   deploy test verifies the systemd unit), installing Debian's `systemd` with apt-get when
+//!   it is not; builds the flows, then runs
 //!   every test: the flows' native unit tests and the host workspace's tests (one `release`
 //!   profile throughout).
 //! - `cargo xtask install [--root DIR]` — adds the wasm32-wasip2 target if missing and installs
@@ -192,9 +194,41 @@ fn ensure_moto(path: &OsStr) -> Result<()> {
     }
 }
 
+/// Makes sure `systemd-analyze` (the deploy test verifies the systemd unit with it) is on
+/// `path`: when it is not, installs Debian's `systemd` package with apt-get. Fails at once,
+/// naming the package, without apt-get or when apt-get fails (not root).
+fn ensure_systemd_analyze(path: &OsStr) -> Result<()> {
+    if on_path(path, "systemd-analyze") {
+        return Ok(());
+    }
+    let need = "the deploy test verifies the systemd unit with `systemd-analyze`, which is not \
+                on PATH: install Debian's `systemd` package (apt-get install systemd)";
+    if !on_path(path, "apt-get") {
+        return Err(format!("{need}; there is no apt-get here to do it"));
+    }
+    eprintln!("xtask: `systemd-analyze` is not on PATH: installing Debian's systemd package");
+    let quiet = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("{need}; apt-get did not start: {e}"))
+    };
+    quiet(&["update", "-q"])?;
+    let done = quiet(&["install", "-y", "-q", "--no-install-recommends", "systemd"])?;
+    if !done.success() || !on_path(path, "systemd-analyze") {
+        return Err(format!(
+            "{need}; `apt-get install systemd` failed ({done}): as root?"
+        ));
+    }
+    Ok(())
+}
+
 /// Every test: the flows' pure-Rust logic natively, then the host workspace.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
-    ensure_moto(&std::env::var_os("PATH").unwrap_or_default())?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ensure_moto(&path)?;
+    ensure_systemd_analyze(&path)?;
     build_flows(root)?;
     let triple = host_triple()?;
     run(cargo().current_dir(root.join("flows")).args([
