@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::asa::{asa, asa_with, checkpoint, drain, notes, rows, sim_ids, stored_ids};
+use common::asa::{asa, asa_on, asa_with, checkpoint, drain, notes, rows, sim_ids, stored_ids};
 use common::{ok, out, run, wait_until, TestEnv, PATIENCE};
 use flowhost::history::RunStatus;
 use serde_json::{json, Value};
@@ -365,4 +365,32 @@ async fn settings_are_checked_and_missing_team_is_explained() {
     let r = ok(&rt, "U02", json!({"asaTeam": "acme"})).await;
     assert_eq!(r["searchCount"], "100");
     assert_eq!(r["asaBaseUrl"], "https://app.scaleft.com");
+}
+
+/// ASA's docs give the base as `https://app.scaleft.com/v1/`, and team names are
+/// case-insensitive while some deployments match the API path exactly: U02 stores one form of
+/// each (the base without `/v1` and trailing slashes, the team in lower case), says what it
+/// stored, and M10 then reaches the team's events.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_v1_base_url_and_a_capitalised_team_are_stored_in_the_form_the_api_answers() {
+    let sim = asa_sim::Sim::start(asa_sim::SimConfig {
+        events: 120,
+        team: "acme-corp".into(),
+        team_case_sensitive: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let a = asa_on(sim, 50, &[], |_| {}).await;
+    let base = a.sim.base_url().trim_end_matches('/').to_string();
+    let stored = ok(
+        &a.rt,
+        "U02",
+        json!({"asaTeam": "ACME-Corp", "asaBaseUrl": format!("{base}/v1/")}),
+    )
+    .await;
+    assert_eq!(stored["asaTeam"], "acme-corp");
+    assert_eq!(stored["asaBaseUrl"], base.as_str());
+    drain(&a.rt).await;
+    assert_eq!(stored_ids(&a.rt), sim_ids(&a.sim));
 }

@@ -173,6 +173,9 @@ pub struct SimConfig {
     pub live_events_per_sec: f64,
     /// Absolute (default) or relative `Link` URLs.
     pub link_style: LinkStyle,
+    /// Whether the team in the URL path must match [`SimConfig::team`] exactly, as on some
+    /// deployments. Default `false` (case-insensitive, as app.scaleft.com answers).
+    pub team_case_sensitive: bool,
     /// Timestamp of event 0 (before jitter). Default 2024-03-05T00:00:00Z
     /// (fixed, so that the same config yields the same events).
     pub start_time: jiff::Timestamp,
@@ -203,6 +206,7 @@ impl Default for SimConfig {
             rate_limit_window: Duration::from_secs(3600),
             live_events_per_sec: 0.0,
             link_style: LinkStyle::Absolute,
+            team_case_sensitive: false,
             start_time: jiff::Timestamp::from_second(DEFAULT_START_UNIX)
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             event_spacing: Duration::from_secs(1),
@@ -298,6 +302,7 @@ impl Sim {
             rate_limit: cfg.rate_limit_per_hour,
             rate_window: cfg.rate_limit_window,
             link_style: cfg.link_style,
+            team_case_sensitive: cfg.team_case_sensitive,
             base_url,
             events: cfg.events,
         }));

@@ -87,6 +87,7 @@ pub(crate) struct Shared {
     /// Whole seconds, at least 1.
     rate_window: Duration,
     pub(crate) link_style: LinkStyle,
+    pub(crate) team_case_sensitive: bool,
     pub(crate) base_url: String,
     pub(crate) count: AtomicU64,
     pub(crate) faults: FaultQueue,
@@ -106,6 +107,7 @@ pub(crate) struct SharedInit {
     pub(crate) rate_limit: u32,
     pub(crate) rate_window: Duration,
     pub(crate) link_style: LinkStyle,
+    pub(crate) team_case_sensitive: bool,
     pub(crate) base_url: String,
     pub(crate) events: u64,
 }
@@ -126,6 +128,15 @@ fn now_unix_ceil() -> i64 {
 }
 
 impl Shared {
+    /// Whether `team` (from a URL path) names the simulated team.
+    fn is_team(&self, team: &str) -> bool {
+        if self.team_case_sensitive {
+            team == self.team
+        } else {
+            team.eq_ignore_ascii_case(&self.team)
+        }
+    }
+
     pub(crate) fn new(init: SharedInit) -> Shared {
         Shared {
             data: init.data,
@@ -139,6 +150,7 @@ impl Shared {
                     .max(1),
             ),
             link_style: init.link_style,
+            team_case_sensitive: init.team_case_sensitive,
             base_url: init.base_url,
             count: AtomicU64::new(init.events),
             faults: FaultQueue::default(),
@@ -488,7 +500,7 @@ fn token_inner(s: &Shared, team: Option<Path<String>>, body: &[u8]) -> Reply {
     let Some(Path(team)) = team else {
         return error(404, "team not found");
     };
-    if !team.eq_ignore_ascii_case(&s.team) {
+    if !s.is_team(&team) {
         return error(404, &format!("team {team:?} does not exist"));
     }
     let req: serde_json::Value = match serde_json::from_slice(body) {
@@ -591,7 +603,7 @@ fn parse_params(query: &str) -> Result<Params, Reply> {
 
 fn audits_inner(s: &Shared, team: Option<Path<String>>, headers: &HeaderMap, query: &str) -> Reply {
     match team {
-        Some(Path(t)) if t.eq_ignore_ascii_case(&s.team) => {}
+        Some(Path(t)) if s.is_team(&t) => {}
         Some(Path(t)) => return error(404, &format!("team {t:?} does not exist")),
         None => return error(404, "team not found"),
     }

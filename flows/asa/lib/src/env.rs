@@ -69,9 +69,10 @@ impl Env {
         let bad = |e: InvalidSetting| {
             InvalidSetting(format!("Environment Variables: {}; fix it with U02", e.0))
         };
-        validate_team(&env.asa_team).map_err(bad)?;
+        // A row written before U02 stored the normal forms is read in them.
+        env.asa_team = validate_team(&env.asa_team).map_err(bad)?;
         parse_search_count(&Value::String(env.search_count.clone())).map_err(bad)?;
-        normalize_base_url(&env.asa_base_url).map_err(bad)?;
+        env.asa_base_url = normalize_base_url(&env.asa_base_url).map_err(bad)?;
         env.offload_store = validate_store("offloadStore", &env.offload_store).map_err(bad)?;
         env.offload_prefix = normalize_prefix("offloadPrefix", &env.offload_prefix).map_err(bad)?;
         parse_offload_batch(&Value::String(env.offload_batch.clone())).map_err(bad)?;
@@ -190,7 +191,7 @@ impl SetEnv {
     }
 }
 
-/// A team name: trimmed, non-empty, letters, digits, `-`, `_` and `.` only.
+/// A team name: trimmed, non-empty, letters, digits, `-`, `_` and `.` only; lower-cased.
 pub fn validate_team(team: &str) -> Result<String, InvalidSetting> {
     let t = team.trim();
     if t.is_empty() {
@@ -201,7 +202,9 @@ pub fn validate_team(team: &str) -> Result<String, InvalidSetting> {
             "asaTeam {t:?} may only hold letters, digits, '-', '_' and '.'"
         )));
     }
-    Ok(t.to_string())
+    // ASA team names are case-insensitive, but some deployments match the API path exactly:
+    // the canonical (lower-case) form is stored and sent.
+    Ok(t.to_ascii_lowercase())
 }
 
 /// A blob store's name (setting or input `name`), as the config file's `blobs:` names them:
@@ -295,9 +298,22 @@ fn check_http_url(name: &str, url: &str, allow_query: bool) -> Result<String, In
 }
 
 /// An API base URL: `http://` or `https://`, a host, an optional path; no query, fragment,
-/// credentials or spaces. Trailing slashes are trimmed.
+/// credentials or spaces. One normal form is stored: trailing slashes are trimmed, and so is a
+/// final `/v1` segment (ASA's docs and Postman collection give the base as
+/// `https://app.scaleft.com/v1/`; the flows add `/v1/teams/...` themselves).
 pub fn normalize_base_url(url: &str) -> Result<String, InvalidSetting> {
-    Ok(check_http_url("asaBaseUrl", url, false)?.trim_end_matches('/').to_string())
+    let url = check_http_url("asaBaseUrl", url, false)?;
+    let url = url.trim_end_matches('/');
+    let cut = url.len().saturating_sub(3);
+    let url = match (url.get(..cut), url.get(cut..)) {
+        (Some(base), Some(v1)) if v1.eq_ignore_ascii_case("/v1") && base.contains("://") => {
+            base.trim_end_matches('/')
+        }
+        _ => url,
+    };
+    // What is left must still name a host (`https:///v1` does not).
+    check_http_url("asaBaseUrl", url, false)?;
+    Ok(url.to_string())
 }
 
 /// A Splunk HEC endpoint (`https://splunk.example.com:8088/services/collector/event`):
@@ -387,6 +403,37 @@ mod tests {
             assert!(set.validate().is_err(), "{bad}");
         }
         assert!(serde_json::from_value::<SetEnv>(json!({"asaTeem": "x"})).is_err());
+    }
+
+    #[test]
+    fn base_urls_with_or_without_v1_and_slashes_store_one_form() {
+        for given in [
+            "https://app.scaleft.com",
+            "https://app.scaleft.com/",
+            "https://app.scaleft.com/v1",
+            "https://app.scaleft.com/v1/",
+            "https://app.scaleft.com/V1//",
+        ] {
+            assert_eq!(normalize_base_url(given).unwrap(), "https://app.scaleft.com", "{given}");
+        }
+        // A path before /v1 stays; a segment that merely ends in v1 is not /v1.
+        assert_eq!(normalize_base_url("http://h:8080/asa/v1/").unwrap(), "http://h:8080/asa");
+        assert_eq!(normalize_base_url("https://h/apiv1").unwrap(), "https://h/apiv1");
+        // Nothing but /v1 after the scheme is no host.
+        assert!(normalize_base_url("https:///v1").is_err());
+        assert!(normalize_base_url("https://v1").is_ok());
+    }
+
+    #[test]
+    fn team_names_are_stored_and_read_in_lower_case() {
+        let set: SetEnv = serde_json::from_value(json!({"asaTeam": " William-Faulkner "})).unwrap();
+        assert_eq!(set.validate().unwrap().asa_team.as_deref(), Some("william-faulkner"));
+        // A row U02 wrote before, as typed and with the /v1 base, is read in the normal forms.
+        let e = env("William-Faulkner", "", "https://app.scaleft.com/v1/").checked().unwrap();
+        assert_eq!(
+            (e.asa_team.as_str(), e.asa_base_url.as_str()),
+            ("william-faulkner", "https://app.scaleft.com")
+        );
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! refused, so a typo cannot pass silently). Output: the merged settings with U01's defaults
 //! filled in.
 //!
-//! Checks: `asaTeam` is non-empty (letters, digits, `-`, `_`, `.`); `searchCount` is a whole
-//! number from 1 to 1000 (stored as text, like the template's column); `asaBaseUrl` is an
-//! http or https URL without query or credentials (trailing slashes trimmed). The offload
+//! Checks: `asaTeam` is non-empty (letters, digits, `-`, `_`, `.`), stored in lower case (ASA
+//! team names are case-insensitive; some deployments match the API path exactly);
+//! `searchCount` is a whole number from 1 to 1000 (stored as text, like the template's
+//! column); `asaBaseUrl` is an http or https URL without query or credentials, stored without
+//! trailing slashes and without a final `/v1` (ASA's docs write the base as
+//! `https://app.scaleft.com/v1/`; the flows add `/v1/teams/...`). The output shows what was
+//! stored. The offload
 //! settings: `offloadStore` is a store name (letters, digits, `-`, `_`), `offloadPrefix`
 //! a relative path (a trailing `/` is added), `offloadBatch` 1..=50000, `hecUrl` an http(s)
 //! URL without credentials or fragment; `""` puts one back to its default (`hecUrl`: unset).
