@@ -181,6 +181,23 @@ pub struct SimConfig {
     pub start_time: jiff::Timestamp,
     /// Mean distance between consecutive event timestamps. Default 1 s.
     pub event_spacing: Duration,
+    /// More teams served by the same server, as app.scaleft.com serves many: each has its own
+    /// key pair, event stream (its own seed, so its own ids), tokens, rate-limit budget and
+    /// fault queue; the other settings are this config's. Default none. See [`Sim::team_handle`].
+    pub extra_teams: Vec<TeamConfig>,
+}
+
+/// One more team of a [`Sim`] ([`SimConfig::extra_teams`]).
+#[derive(Debug, Clone)]
+pub struct TeamConfig {
+    /// Team name in the URL path (matched like [`SimConfig::team`]).
+    pub team: String,
+    pub key_id: String,
+    pub key_secret: String,
+    /// Events existing at start.
+    pub events: u64,
+    /// Seed of this team's data: must differ from every other team's, so the ids differ.
+    pub seed: u64,
 }
 
 /// The placeholder key id of the ASA docs.
@@ -210,6 +227,7 @@ impl Default for SimConfig {
             start_time: jiff::Timestamp::from_second(DEFAULT_START_UNIX)
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             event_spacing: Duration::from_secs(1),
+            extra_teams: Vec::new(),
         }
     }
 }
@@ -287,25 +305,50 @@ impl Sim {
         };
         let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
         let spacing_ns = u64::try_from(cfg.event_spacing.as_nanos()).unwrap_or(u64::MAX);
-        let data = data::Data::new(
-            cfg.seed,
-            &cfg.team,
-            cfg.start_time.as_nanosecond(),
-            spacing_ns,
-        );
-        let shared = Arc::new(server::Shared::new(server::SharedInit {
-            data,
+        let shared_for = |t: &TeamConfig, others: Vec<Arc<server::Shared>>| {
+            let data = data::Data::new(t.seed, &t.team, cfg.start_time.as_nanosecond(), spacing_ns);
+            Arc::new(server::Shared::new(server::SharedInit {
+                data,
+                team: t.team.clone(),
+                key_id: t.key_id.clone(),
+                key_secret: t.key_secret.clone(),
+                token_ttl: cfg.token_ttl,
+                rate_limit: cfg.rate_limit_per_hour,
+                rate_window: cfg.rate_limit_window,
+                link_style: cfg.link_style,
+                team_case_sensitive: cfg.team_case_sensitive,
+                base_url: base_url.clone(),
+                events: t.events,
+                others,
+            }))
+        };
+        let main_team = TeamConfig {
             team: cfg.team.clone(),
             key_id: cfg.key_id.clone(),
             key_secret: cfg.key_secret.clone(),
-            token_ttl: cfg.token_ttl,
-            rate_limit: cfg.rate_limit_per_hour,
-            rate_window: cfg.rate_limit_window,
-            link_style: cfg.link_style,
-            team_case_sensitive: cfg.team_case_sensitive,
-            base_url,
             events: cfg.events,
-        }));
+            seed: cfg.seed,
+        };
+        let mut others = Vec::new();
+        for t in &cfg.extra_teams {
+            let seen = std::iter::once(&main_team).chain(&cfg.extra_teams[..others.len()]);
+            for s in seen {
+                anyhow::ensure!(
+                    !t.team.is_empty() && !t.team.eq_ignore_ascii_case(&s.team),
+                    "extra team {:?}: names must be non-empty and differ",
+                    t.team
+                );
+                anyhow::ensure!(
+                    t.seed != s.seed,
+                    "extra team {:?}: its seed {} is also team {:?}'s (the ids would repeat)",
+                    t.team,
+                    t.seed,
+                    s.team
+                );
+            }
+            others.push(shared_for(t, Vec::new()));
+        }
+        let shared = shared_for(&main_team, others);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -458,6 +501,15 @@ impl Sim {
         self.inner.shared.count.fetch_add(n, Ordering::AcqRel);
     }
 
+    /// One of the [`SimConfig::extra_teams`], by name (any case).
+    pub fn team_handle(&self, team: &str) -> Option<SimTeam> {
+        let others = &self.inner.shared.others;
+        let shared = others.iter().find(|o| o.team.eq_ignore_ascii_case(team))?;
+        Some(SimTeam {
+            shared: shared.clone(),
+        })
+    }
+
     /// The next `times` auditsV2 requests get `fault` (FIFO after faults
     /// already queued).
     pub fn inject(&self, fault: Fault, times: u32) {
@@ -510,6 +562,58 @@ impl Sim {
                 h.abort();
             }
         }
+    }
+}
+
+/// One of a [`Sim`]'s extra teams ([`SimConfig::extra_teams`]): its data and counters.
+#[derive(Clone)]
+pub struct SimTeam {
+    shared: Arc<server::Shared>,
+}
+
+impl SimTeam {
+    pub fn team(&self) -> &str {
+        &self.shared.team
+    }
+
+    pub fn key_id(&self) -> &str {
+        &self.shared.key_id
+    }
+
+    pub fn key_secret(&self) -> &str {
+        &self.shared.key_secret
+    }
+
+    /// Number of this team's events.
+    pub fn event_count(&self) -> u64 {
+        self.shared.count.load(Ordering::Acquire)
+    }
+
+    /// Every event id of this team, oldest first.
+    pub fn event_ids(&self) -> Vec<String> {
+        (0..self.event_count())
+            .map(|i| self.shared.data.id(i))
+            .collect()
+    }
+
+    /// The full event object of this team, if it exists.
+    pub fn event(&self, id: &str) -> Option<serde_json::Value> {
+        let i = self
+            .shared
+            .data
+            .index_of(id)
+            .filter(|&i| i < self.event_count())?;
+        Some(self.shared.data.event_value(i))
+    }
+
+    /// `n` new events of this team arrive (newest last).
+    pub fn append_events(&self, n: u64) {
+        self.shared.count.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// This team's request counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
     }
 }
 

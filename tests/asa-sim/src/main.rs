@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use asa_sim::{LinkStyle, Sim, SimConfig};
+use asa_sim::{LinkStyle, Sim, SimConfig, TeamConfig};
 use clap::Parser;
 
 /// Okta Advanced Server Access API simulator (service_token + auditsV2).
@@ -52,6 +52,30 @@ struct Args {
     /// 1000/live-rate when --live-rate is set (timestamps then track the clock).
     #[arg(long)]
     spacing_ms: Option<f64>,
+    /// One more team on the same server, `NAME:KEY_ID:KEY_SECRET` (repeatable): --events
+    /// events, seed --seed plus its position (1, 2, …), so its ids differ.
+    #[arg(long, value_name = "NAME:KEY_ID:KEY_SECRET")]
+    extra_team: Vec<String>,
+}
+
+/// `--extra-team NAME:KEY_ID:KEY_SECRET` as the `n`-th (from 1) extra team.
+fn extra_team(spec: &str, n: u64, args: &Args) -> anyhow::Result<TeamConfig> {
+    let mut parts = spec.splitn(3, ':');
+    let (Some(team), Some(key_id), Some(key_secret)) = (parts.next(), parts.next(), parts.next())
+    else {
+        anyhow::bail!("--extra-team {spec:?}: expected NAME:KEY_ID:KEY_SECRET");
+    };
+    anyhow::ensure!(
+        [team, key_id, key_secret].iter().all(|p| !p.is_empty()),
+        "--extra-team {spec:?}: NAME, KEY_ID and KEY_SECRET must not be empty"
+    );
+    Ok(TeamConfig {
+        team: team.to_string(),
+        key_id: key_id.to_string(),
+        key_secret: key_secret.to_string(),
+        events: args.events,
+        seed: args.seed.wrapping_add(n),
+    })
 }
 
 #[tokio::main]
@@ -82,7 +106,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("start time out of range")?
         }
     };
+    let extra_teams = (1u64..)
+        .zip(&args.extra_team)
+        .map(|(n, spec)| extra_team(spec, n, &args))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let cfg = SimConfig {
+        extra_teams,
         team: args.team,
         key_id: args.key_id,
         key_secret: args.key_secret,
@@ -114,6 +143,17 @@ async fn main() -> anyhow::Result<()> {
         line.push_str(&format!(" key_secret={}", sim.key_secret()));
     }
     println!("{line}");
+    for spec in &args.extra_team {
+        let name = spec.split(':').next().unwrap_or_default();
+        if let Some(t) = sim.team_handle(name) {
+            println!(
+                "asa-sim also serves team={} key_id={} events={}",
+                t.team(),
+                t.key_id(),
+                t.event_count()
+            );
+        }
+    }
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
 

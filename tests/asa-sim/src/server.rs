@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     tokens: Mutex<HashMap<String, i128>>,
     token_seq: AtomicU64,
     rate: Mutex<RateWindow>,
+    /// The other teams of this server, each with its own keys, data, tokens and budget.
+    pub(crate) others: Vec<Arc<Shared>>,
 }
 
 pub(crate) struct SharedInit {
@@ -110,6 +112,8 @@ pub(crate) struct SharedInit {
     pub(crate) team_case_sensitive: bool,
     pub(crate) base_url: String,
     pub(crate) events: u64,
+    /// The other teams this server answers for (see [`SimConfig::extra_teams`](crate::SimConfig)).
+    pub(crate) others: Vec<Arc<Shared>>,
 }
 
 fn now_ns() -> i128 {
@@ -162,7 +166,15 @@ impl Shared {
                 start_unix: now_unix_ceil(),
                 used: 0,
             }),
+            others: init.others,
         }
+    }
+
+    /// The team a request's path names: one of the other teams when it names one, else this
+    /// one (which then answers 404 for an unknown team, as before).
+    fn pick<'a>(self: &'a Arc<Self>, path: Option<&Path<String>>) -> &'a Arc<Shared> {
+        path.and_then(|Path(t)| self.others.iter().find(|o| o.is_team(t)))
+            .unwrap_or(self)
     }
 
     pub(crate) fn issued_tokens(&self) -> Vec<String> {
@@ -487,6 +499,7 @@ async fn service_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let s = s.pick(path.as_ref().ok()).clone();
     bump(&s.counters.token_requests);
     let mut rate = s.take_rate();
     let r = match front(&s, Endpoint::Token, &headers, &mut rate).await {
@@ -531,6 +544,7 @@ async fn audits(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let s = s.pick(path.as_ref().ok()).clone();
     bump(&s.counters.audit_requests);
     let mut rate = s.take_rate();
     let r = match front(&s, Endpoint::Audits, &headers, &mut rate).await {
