@@ -55,6 +55,8 @@ impl Env {
             offload_prefix: or(self.offload_prefix, DEFAULT_OFFLOAD_PREFIX),
             offload_batch: or(self.offload_batch, DEFAULT_OFFLOAD_BATCH),
             hec_url: self.hec_url.trim().to_string(),
+            key_id_secret: or(self.key_id_secret, crate::teams::DEFAULT_KEY_ID_SECRET),
+            key_secret_secret: or(self.key_secret_secret, crate::teams::DEFAULT_KEY_SECRET_SECRET),
         }
     }
 
@@ -79,6 +81,9 @@ impl Env {
         if !env.hec_url.is_empty() {
             env.hec_url = normalize_hec_url(&env.hec_url).map_err(bad)?;
         }
+        crate::teams::validate_secret_name("keyIdSecret", &env.key_id_secret).map_err(bad)?;
+        crate::teams::validate_secret_name("keySecretSecret", &env.key_secret_secret)
+            .map_err(bad)?;
         Ok(env)
     }
 
@@ -116,6 +121,18 @@ pub struct SetEnv {
     /// `""` unsets it.
     #[serde(default)]
     pub hec_url: Option<String>,
+    /// The secret with this team's key id; `""` goes back to `ASA_KEY_ID`.
+    #[serde(default)]
+    pub key_id_secret: Option<String>,
+    /// The secret with this team's key secret; `""` goes back to `ASA_KEY_SECRET`.
+    #[serde(default)]
+    pub key_secret_secret: Option<String>,
+    /// Which team's row to set (absent = the default team's); see `crate::teams`.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// With `team`: delete that team's row.
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// The validated columns U02 writes (absent ones are left as they are).
@@ -136,6 +153,10 @@ pub struct EnvChanges {
     pub offload_batch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hec_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_secret_secret: Option<String>,
 }
 
 impl EnvChanges {
@@ -187,6 +208,16 @@ impl SetEnv {
                 })
                 .transpose()?,
             hec_url: self.hec_url.as_deref().map(|u| empty_or(u, normalize_hec_url)).transpose()?,
+            key_id_secret: self
+                .key_id_secret
+                .as_deref()
+                .map(|n| empty_or(n, |n| crate::teams::validate_secret_name("keyIdSecret", n)))
+                .transpose()?,
+            key_secret_secret: self
+                .key_secret_secret
+                .as_deref()
+                .map(|n| empty_or(n, |n| crate::teams::validate_secret_name("keySecretSecret", n)))
+                .transpose()?,
         })
     }
 }
@@ -346,6 +377,8 @@ mod tests {
                 offload_store: "archive".into(),
                 offload_prefix: "asa/audit-events/".into(),
                 offload_batch: "5000".into(),
+                key_id_secret: "ASA_KEY_ID".into(),
+                key_secret_secret: "ASA_KEY_SECRET".into(),
                 ..env("william-faulkner", "100", "https://app.scaleft.com")
             }
         );

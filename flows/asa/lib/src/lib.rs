@@ -14,7 +14,8 @@
 //! - [`event`]: event → Audit Events row mapping (S30);
 //! - [`main_flow`]: M10's branch decision (§8.3);
 //! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
-//! - [`model`]: table names, row types and the flows' JSON inputs/outputs.
+//! - [`model`]: table names, row types and the flows' JSON inputs/outputs;
+//! - [`teams`]: several ASA teams: each team's settings and checkpoint row, the event envelope.
 
 pub mod api;
 pub mod enrich;
@@ -24,6 +25,7 @@ pub mod link;
 pub mod main_flow;
 pub mod model;
 pub mod offload;
+pub mod teams;
 pub mod time;
 pub mod url;
 

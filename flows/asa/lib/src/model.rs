@@ -78,6 +78,12 @@ pub struct Env {
     /// O20's Splunk HEC endpoint (`""` = not set).
     #[serde(default, deserialize_with = "lenient_text")]
     pub hec_url: String,
+    /// The name of the secret holding this team's API key id (`""` = `ASA_KEY_ID`).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub key_id_secret: String,
+    /// The name of the secret holding this team's API key secret (`""` = `ASA_KEY_SECRET`).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub key_secret_secret: String,
 }
 
 /// The Audit Checkpoints row, and U10's output.
@@ -99,11 +105,18 @@ pub struct ExecLogIn {
     pub eventswritten: String,
     #[serde(default, deserialize_with = "lenient_text")]
     pub notes: String,
+    /// The ASA team the entry is about (`""`: none, e.g. an offload).
+    #[serde(default, deserialize_with = "lenient_text", skip_serializing_if = "String::is_empty")]
+    pub team: String,
 }
 
 impl ExecLogIn {
     pub fn new(eventswritten: impl ToString, notes: &str) -> Self {
-        ExecLogIn { eventswritten: eventswritten.to_string(), notes: notes.to_string() }
+        ExecLogIn {
+            eventswritten: eventswritten.to_string(),
+            notes: notes.to_string(),
+            team: String::new(),
+        }
     }
 }
 
@@ -116,6 +129,9 @@ pub struct ExecLogRow {
     pub eventswritten: String,
     #[serde(default, deserialize_with = "lenient_text")]
     pub notes: String,
+    /// The ASA team (`""` = none).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub team: String,
 }
 
 /// An Audit Related Objects row: the page's `related_objects` entry `id → {type, object}`,
@@ -191,6 +207,9 @@ pub struct AuthIn {
     /// Ignore a cached token and fetch a new one.
     #[serde(default)]
     pub refresh: bool,
+    /// The ASA team (absent = the default team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// U00's output: the header to send.
@@ -371,10 +390,13 @@ mod tests {
                 offload_prefix: "p/".into(),
                 offload_batch: "5000".into(),
                 hec_url: String::new(),
+                key_id_secret: "ASA_KEY_ID".into(),
+                key_secret_secret: "ASA_KEY_SECRET".into(),
             })
             .unwrap(),
             json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u", "offloadStore": "archive",
-                   "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": ""})
+                   "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": "",
+                   "keyIdSecret": "ASA_KEY_ID", "keySecretSecret": "ASA_KEY_SECRET"})
         );
     }
 

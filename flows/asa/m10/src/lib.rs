@@ -1,7 +1,15 @@
 //! M10 — Recurring Audit Collection: pulls the next page of ASA audit events into Audit Events.
 //!
-//! Input `{}` (scheduled every 5 minutes); output
+//! Input `{}` (scheduled every 5 minutes) or `{"team": "acme"}`; output
 //! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>"}`.
+//!
+//! Several ASA teams (`asa_lib::teams`): `{"team": t}` collects team t (its settings, key
+//! pair, checkpoint row and Execution Log rows; its catch-up run is `{"team": t}` too). `{}`
+//! asks U05 for the teams: with one (or none) it collects the default team in this run exactly
+//! as before; with several it asks the host for one run per team
+//! (`schedule::request_run("M10", {"team": t})`) and returns `{"teams": [...]}`. Each event
+//! goes to S30/S31 in the envelope `{"team": t, "event": <the event's text as ASA sent it>}`,
+//! built by concatenation (never re-encoded), so that Audit Events' `team` column is filled.
 //!
 //! Steps (asa-api.md §8.3):
 //! 1. `auth` = U00, `env` = U01, `checkpoint` = U10;
@@ -42,9 +50,10 @@
 use asa_lib::api::{self, Page};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
-    AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, LinkIn, MainOut, OffsetIo,
-    RelatedObjectsText, StoredCountOut, StoredOut,
+    AuthHeader, AuthIn, Checkpoint, Empty, Env, LinkIn, MainOut, OffsetIo, RelatedObjectsText,
+    StoredCountOut, StoredOut,
 };
+use asa_lib::teams::{self, TeamCount, TeamIn, TeamOffset, TeamsOut};
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
 use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
@@ -58,14 +67,39 @@ flowhost_sdk::flow!(run);
 /// Events stored at once by S30/S31.
 const EVENT_CONCURRENCY: u32 = 10;
 
-fn run(_: Empty) -> Result<MainOut, FlowError> {
-    let mut auth: AuthHeader = call("U00", &AuthIn::default())?;
-    let env: Env = call("U01", &Empty {})?;
-    let checkpoint: Checkpoint = call("U10", &Empty {})?;
+/// M10's output: a collection, or the teams it requested one run each for.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Out {
+    Collected(MainOut),
+    Requested(TeamsOut),
+}
+
+fn run(input: TeamIn) -> Result<Out, FlowError> {
+    if input.team.is_none() {
+        let all: TeamsOut = call("U05", &Empty {})?;
+        if all.teams.len() > 1 {
+            for team in &all.teams {
+                schedule::request_run("M10", &serde_json::to_string(&TeamIn::of(team))?, 0)?;
+            }
+            log::info(&format!("{} ASA teams: one run requested for each", all.teams.len()));
+            return Ok(Out::Requested(all));
+        }
+    }
+    collect(input).map(Out::Collected)
+}
+
+/// One team's collection (`input.team` absent: the default team).
+fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
+    let auth_in = AuthIn { refresh: false, team: input.team.clone() };
+    let mut auth: AuthHeader = call("U00", &auth_in)?;
+    let env: Env = call("U01", &input)?;
+    let team = TeamIn::of(&env.asa_team);
+    let checkpoint: Checkpoint = call("U10", &team)?;
 
     let page_url =
         url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, &checkpoint.last_offset);
-    let resp = fetch_page(&page_url, &mut auth)?;
+    let resp = fetch_page(&page_url, &mut auth, &env.asa_team)?;
     let page: Page = match resp.json() {
         Ok(page) => page,
         // A cut-off or non-JSON 200 (a proxy's error page): say which request, not "input".
@@ -79,39 +113,41 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
     let written = match branch {
         Branch::NoNewEvents => 0,
         Branch::FullPage => {
-            write_offset(&next.offset)?;
-            write_count(branch.next_count(n, checkpoint.last_count))?;
+            write_offset(&env.asa_team, &next.offset)?;
+            write_count(&env.asa_team, branch.next_count(n, checkpoint.last_count))?;
             if next.offset != checkpoint.last_offset {
                 prefetch_next_page(&env, &next.offset, &auth)?;
             }
             store_related_objects(page.related_objects.as_deref())?;
             // Part of this page may be stored already (it was the last page before).
-            store_events(if checkpoint.last_count == 0 { "S30" } else { "S31" }, &page.list)?
+            let flow = if checkpoint.last_count == 0 { "S30" } else { "S31" };
+            store_events(flow, &env.asa_team, &page.list)?
         }
         Branch::PartPage { .. } => {
-            write_count(branch.next_count(n, checkpoint.last_count))?;
+            write_count(&env.asa_team, branch.next_count(n, checkpoint.last_count))?;
             store_related_objects(page.related_objects.as_deref())?;
-            store_events("S31", &page.list)?
+            store_events("S31", &env.asa_team, &page.list)?
         }
     };
     let note = branch.note();
-    steps::log_execution(written, note)?;
+    steps::log_team_execution(&env.asa_team, written, note)?;
 
     let offset =
         if branch == Branch::FullPage { next.offset } else { checkpoint.last_offset.clone() };
     log::info(&format!("{n} events, {written} written ({note}); offset {offset:?}"));
     if branch == Branch::FullPage && offset != checkpoint.last_offset {
-        schedule::request_run("M10", "{}", 0)?;
+        // The same input: `{}` with one team (as before teams existed), else this team.
+        schedule::request_run("M10", &serde_json::to_string(&input)?, 0)?;
     }
     Ok(MainOut { events: n, written, note: note.to_string(), offset })
 }
 
 /// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
-fn fetch_page(page_url: &str, auth: &mut AuthHeader) -> Result<Response, FlowError> {
+fn fetch_page(page_url: &str, auth: &mut AuthHeader, team: &str) -> Result<Response, FlowError> {
     let mut resp = get_page(page_url, auth)?;
     if resp.status == 401 {
         log::info("auditsV2 answered 401: renewing the service token and trying again");
-        *auth = call("U00", &AuthIn { refresh: true })?;
+        *auth = call("U00", &AuthIn { refresh: true, team: Some(team.to_string()) })?;
         resp = get_page(page_url, auth)?;
     }
     if resp.status != 200 {
@@ -139,15 +175,16 @@ fn prefetch_next_page(env: &Env, offset: &str, auth: &AuthHeader) -> Result<(), 
     Ok(())
 }
 
-/// U12
-fn write_offset(offset: &str) -> Result<(), Error> {
-    let _: Value = call("U12", &OffsetIo { offset: offset.to_string() })?;
+/// U12, for `team`.
+fn write_offset(team: &str, offset: &str) -> Result<(), Error> {
+    let input = TeamOffset { offset: offset.to_string(), team: Some(team.to_string()) };
+    let _: Value = call("U12", &input)?;
     Ok(())
 }
 
-/// U13
-fn write_count(count: u64) -> Result<(), Error> {
-    let _: Value = call("U13", &CountIo { count })?;
+/// U13, for `team`.
+fn write_count(team: &str, count: u64) -> Result<(), Error> {
+    let _: Value = call("U13", &TeamCount { count, team: Some(team.to_string()) })?;
     Ok(())
 }
 
@@ -157,9 +194,10 @@ fn store_related_objects(related_objects: Option<&RawValue>) -> Result<(), Error
     Ok(())
 }
 
-/// S30 or S31 for each event (its JSON text as the server sent it); any failure fails the run.
-/// Returns how many were stored.
-fn store_events(flow: &str, events: &[Box<RawValue>]) -> Result<u64, Error> {
-    let results: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
+/// S30 or S31 for each event (its JSON text as the server sent it, in `team`'s envelope); any
+/// failure fails the run. Returns how many were stored.
+fn store_events(flow: &str, team: &str, events: &[Box<RawValue>]) -> Result<u64, Error> {
+    let events: Vec<Box<RawValue>> = events.iter().map(|e| teams::envelope(team, e)).collect();
+    let results: Vec<StoredOut> = for_each_all(flow, &events, EVENT_CONCURRENCY)?;
     Ok(results.iter().filter(|r| r.stored).count() as u64)
 }

@@ -1,7 +1,9 @@
 //! S30 — Process Event: one ASA audit event → its Audit Events row, enriched by S32–S37.
 //!
-//! Input: the whole event `{"id", "timestamp", "details": {...}}`; output
-//! `{"stored": true, "id": "<event id>"}`.
+//! Input: the whole event `{"id", "timestamp", "details": {...}}`, or M10's envelope
+//! `{"team": "acme", "event": {...}}` that also names the ASA team (`asa_lib::teams`); output
+//! `{"stored": true, "id": "<event id>"}`. The row's `team` column is the envelope's team
+//! (unset for a bare event); `raw_event` is the event's text exactly as ASA sent it.
 //!
 //! The mapping (which `details` key feeds which column) is `asa_lib::event`. Fixes over the
 //! template (asa-api.md §8.6), as DESIGN.md §5 asks:
@@ -24,13 +26,15 @@
 use asa_lib::enrich::Kind;
 use asa_lib::event;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
+use asa_lib::teams::{self, TeamEventRow};
 use flowhost_sdk::{call, tables, Error, FlowError};
 
 flowhost_sdk::flow!(text run);
 
-fn run(event: String) -> Result<StoredOut, FlowError> {
-    let row = event::plan_text(&event)?.resolve(describe)?;
-    let id = tables::upsert(AUDIT_EVENTS, &row)?;
+fn run(input: String) -> Result<StoredOut, FlowError> {
+    let (team, event) = teams::open_envelope(&input);
+    let row = event::plan_text(event)?.resolve(describe)?;
+    let id = tables::upsert(AUDIT_EVENTS, &TeamEventRow { row: &row, team: &team })?;
     Ok(StoredOut { stored: true, id })
 }
 

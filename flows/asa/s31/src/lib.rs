@@ -1,12 +1,14 @@
 //! S31 — Process Event If New: S30, unless the event is already stored.
 //!
-//! Input: the whole event (passed on to S30 as the same text); output `{"stored": false, "id"}` when Audit Events already has its
-//! id, else S30's output `{"stored": true, "id"}`.
+//! Input: the whole event, or M10's envelope `{"team", "event"}` (passed on to S30 as the same
+//! text); output `{"stored": false, "id"}` when Audit Events already has its id (ids are unique
+//! across teams: ASA's are random 16-byte values), else S30's output `{"stored": true, "id"}`.
 //!
 //! Used on the last page, which M10 fetches again on every run until a next page appears.
 
 use asa_lib::event;
 use asa_lib::model::{StoredOut, AUDIT_EVENTS};
+use asa_lib::teams;
 use flowhost_sdk::{call, tables, FlowError};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -14,8 +16,9 @@ use serde_json::Value;
 flowhost_sdk::flow!(text run);
 
 fn run(text: String) -> Result<StoredOut, FlowError> {
+    let (_, event) = teams::open_envelope(&text);
     let event: Value =
-        serde_json::from_str(&text).map_err(|e| event::InvalidEvent(format!("not JSON ({e})")))?;
+        serde_json::from_str(event).map_err(|e| event::InvalidEvent(format!("not JSON ({e})")))?;
     let id = event::event_id(&event)?;
     if tables::get::<Value>(AUDIT_EVENTS, id)?.is_some() {
         return Ok(StoredOut { stored: false, id: id.to_string() });

@@ -1,11 +1,14 @@
 //! U00 — Get Service Token: the `Authorization` header for the ASA API.
 //!
-//! Input `{}` or `{"refresh": true}`; output `{"Authorization": "Bearer <token>"}`.
+//! Input `{}` or `{"refresh": true}`, and optionally `"team": "acme"` (absent = the default
+//! team); output `{"Authorization": "Bearer <token>"}`.
 //!
-//! Steps: read the settings (U01); unless `refresh`, give back the token cached for this base
-//! URL and team; otherwise `POST {asaBaseUrl}/v1/teams/{asaTeam}/service_token` with
-//! `{key_id, key_secret}` from the secrets `ASA_KEY_ID` and `ASA_KEY_SECRET` (the host retries:
-//! 4 attempts, 500 ms to 8 s), and cache the token until 60 s before its `expires_at`.
+//! Steps: read the team's settings (U01); unless `refresh`, give back the token cached for this
+//! base URL and team; otherwise `POST {asaBaseUrl}/v1/teams/{asaTeam}/service_token` with
+//! `{key_id, key_secret}` from the secrets the team's row names (`keyIdSecret`,
+//! `keySecretSecret`; by default `ASA_KEY_ID` and `ASA_KEY_SECRET`: another team's secrets must
+//! be granted to U00 in the config's `grants:`) (the host retries: 4 attempts, 500 ms to 8 s),
+//! and cache the token until 60 s before its `expires_at`.
 //!
 //! Fixes over the template, which hard-coded the key pair in Compose cards, fetched a new
 //! token on every run and had no error handling: the key pair comes from secrets; the token is
@@ -13,7 +16,8 @@
 //! fails with the status and ASA's error `message` (never the secret).
 
 use asa_lib::api::{self, ServiceToken};
-use asa_lib::model::{AuthHeader, AuthIn, Empty, Env};
+use asa_lib::model::{AuthHeader, AuthIn, Env};
+use asa_lib::teams::TeamIn;
 use asa_lib::{time, url};
 use flowhost_sdk::{cache, call, fail, http, log, schedule, secrets, FlowError};
 
@@ -23,7 +27,7 @@ flowhost_sdk::flow!(run);
 const RENEW_BEFORE_MS: i64 = 60_000;
 
 fn run(input: AuthIn) -> Result<AuthHeader, FlowError> {
-    let env: Env = call("U01", &Empty {})?;
+    let env: Env = call("U01", &TeamIn { team: input.team.clone() })?;
     let token_url = url::service_token_url(&env.asa_base_url, &env.asa_team);
     let cache_key = token_url.as_str();
     if input.refresh {
@@ -31,15 +35,16 @@ fn run(input: AuthIn) -> Result<AuthHeader, FlowError> {
     } else if let Some(token) = cache::get(cache_key) {
         return Ok(bearer(&token));
     }
-    let token = request_token(&token_url, &env.asa_team)?;
+    let token = request_token(&token_url, &env)?;
     remember(cache_key, &token);
     Ok(bearer(&token.bearer_token))
 }
 
 /// `POST …/service_token` with the key pair from secrets.
-fn request_token(token_url: &str, team: &str) -> Result<ServiceToken, FlowError> {
-    let key_id = secrets::get("ASA_KEY_ID")?;
-    let key_secret = secrets::get("ASA_KEY_SECRET")?;
+fn request_token(token_url: &str, env: &Env) -> Result<ServiceToken, FlowError> {
+    let team = &env.asa_team;
+    let key_id = secrets::get(&env.key_id_secret)?;
+    let key_secret = secrets::get(&env.key_secret_secret)?;
     let resp = http::post(token_url)
         .header("Accept", "application/json")
         .json(&serde_json::json!({ "key_id": key_id, "key_secret": key_secret }))

@@ -20,18 +20,70 @@
 //! Then updates the table's single row, creating it when the table is empty (`{}` changes
 //! nothing and just shows the settings). (New: the template set the row by hand in the
 //! Tables UI.)
+//!
+//! Several ASA teams (`asa_lib::teams`): one row per team, the oldest being the default team.
+//! `keyIdSecret`/`keySecretSecret` name the secrets with the team's key pair (letters, digits,
+//! `_`; `""` goes back to `ASA_KEY_ID`/`ASA_KEY_SECRET`). Without `team` the default team's row
+//! is set, as above (`asaTeam` renames it). `{"team": "acme", ...}` sets team acme's row,
+//! creating it (other settings defaulted) when there is none; `{"team": "acme", "remove":
+//! true}` deletes it (the default team's row only when no other team is left). The output is
+//! that team's merged settings (for a removal, the row removed). At most 8 teams.
 
-use asa_lib::env::SetEnv;
+use asa_lib::env::{validate_team, SetEnv};
 use asa_lib::model::{Env, ENVIRONMENT_VARIABLES};
+use asa_lib::teams::{self, SetPlan};
 use flowhost_sdk::{tables, FlowError};
+use serde_json::{Map, Value};
 
 flowhost_sdk::flow!(run);
 
 fn run(input: SetEnv) -> Result<Env, FlowError> {
-    let changes = input.validate()?;
-    if !changes.is_empty() {
-        tables::update_first(ENVIRONMENT_VARIABLES, &changes)?;
+    let team = input.team.as_deref().map(validate_team).transpose()?;
+    let remove = input.remove;
+    if remove && input.clone().validate()? != Default::default() {
+        flowhost_sdk::fail!(
+            "U02: remove takes only the team: {{\"team\": \"name\", \"remove\": true}}"
+        );
     }
-    let row: Option<Env> = tables::first(ENVIRONMENT_VARIABLES, &())?;
+    let changes = input.validate()?;
+    let rows: Vec<Value> = tables::find(ENVIRONMENT_VARIABLES, &(), None)?;
+    let envs =
+        rows.iter().map(|r| serde_json::from_value(r.clone())).collect::<Result<Vec<Env>, _>>()?;
+    let plan = teams::plan_set(&envs, team.as_deref(), changes.asa_team.as_deref(), remove)?;
+    let mut set = match serde_json::to_value(&changes)? {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let key = |i: usize| match rows.get(i).and_then(tables::row_id) {
+        Some(k) => Ok(k),
+        None => Err(FlowError::new("Environment Variables: a row without an _id")),
+    };
+    let written = match plan {
+        SetPlan::Delete { index } => {
+            tables::delete(ENVIRONMENT_VARIABLES, &key(index)?)?;
+            return Ok(envs.into_iter().nth(index).unwrap_or_default().with_defaults());
+        }
+        SetPlan::Update { index, asa_team } => {
+            if let Some(t) = asa_team {
+                set.insert("asaTeam".into(), Value::String(t));
+            }
+            let k = key(index)?;
+            if !set.is_empty() {
+                tables::update(ENVIRONMENT_VARIABLES, &k, &set)?;
+            }
+            k
+        }
+        SetPlan::Insert { asa_team } => {
+            if let Some(t) = asa_team {
+                set.insert("asaTeam".into(), Value::String(t));
+            }
+            if set.is_empty() {
+                // `{}` on an empty table: nothing to store, just the defaults.
+                return Ok(Env::default().with_defaults());
+            }
+            tables::insert(ENVIRONMENT_VARIABLES, &set)?
+        }
+    };
+    let row: Option<Env> = tables::get(ENVIRONMENT_VARIABLES, &written)?;
     Ok(row.unwrap_or_default().with_defaults())
 }

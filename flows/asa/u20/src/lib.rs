@@ -1,8 +1,9 @@
 //! U20 — Write Execution Log: one Execution Log row per M10 run (and per reset or purge).
 //!
-//! Input `{"eventswritten": "n", "notes": "..."}` (`eventswritten` may be a number); output
-//! the row written: `{"datetime", "eventswritten", "notes"}`, `datetime` being now (RFC 3339,
-//! UTC, milliseconds).
+//! Input `{"eventswritten": "n", "notes": "...", "team": "acme"}` (`eventswritten` may be a
+//! number; `team`, the ASA team the entry is about, may be absent); output the row written:
+//! `{"datetime", "eventswritten", "notes", "team"}`, `datetime` being now (RFC 3339, UTC,
+//! milliseconds).
 
 use asa_lib::model::{ExecLogIn, ExecLogRow, EXECUTION_LOG};
 use flowhost_sdk::{schedule, tables, FlowError};
@@ -14,6 +15,7 @@ fn run(input: ExecLogIn) -> Result<ExecLogRow, FlowError> {
         datetime: schedule::now(),
         eventswritten: input.eventswritten,
         notes: input.notes,
+        team: input.team,
     };
     tables::insert(EXECUTION_LOG, &row)?;
     Ok(row)

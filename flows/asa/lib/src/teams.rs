@@ -1,0 +1,380 @@
+//! Several ASA teams: which Environment Variables row and which Audit Checkpoints row belong
+//! to a team, the team-carrying inputs of the per-team flows, and the envelope M10 wraps each
+//! event in so that S30 can fill the `team` column of Audit Events.
+//!
+//! The rules (issue 16.8):
+//! - one Environment Variables row per team; the oldest row is the **default team**, so a
+//!   one-team setup needs nothing new. A flow input without `team` means the default team;
+//! - each team names the secrets holding its key pair (`keyIdSecret`, `keySecretSecret`;
+//!   empty = `ASA_KEY_ID` / `ASA_KEY_SECRET`);
+//! - one Audit Checkpoints row per team (column `team`). A row with an empty `team`, written
+//!   before teams existed, is the default team's until the first write for the default team
+//!   claims it (sets `team`);
+//! - at most [`MAX_TEAMS`] teams: `serve` runs one M10 per team, and the host keeps at most 8
+//!   distinct waiting runs of one flow (`scheduler::MAX_WAITING_PER_FLOW`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::env::{validate_team, InvalidSetting};
+use crate::event::EventRow;
+use crate::model::Env;
+
+/// The most teams U02 accepts: the host lets at most 8 distinct runs of one flow wait, and M10
+/// requests one run per team.
+pub const MAX_TEAMS: usize = 8;
+/// The secret holding the key id when a team's row names none.
+pub const DEFAULT_KEY_ID_SECRET: &str = "ASA_KEY_ID";
+/// The secret holding the key secret when a team's row names none.
+pub const DEFAULT_KEY_SECRET_SECRET: &str = "ASA_KEY_SECRET";
+
+/// A secret's name as the host's secrets are named: letters, digits and `_`; the error names
+/// setting `name`.
+pub fn validate_secret_name(name: &str, secret: &str) -> Result<String, InvalidSetting> {
+    let s = secret.trim();
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(InvalidSetting(format!(
+            "{name} {s:?} must be a secret's name (letters, digits and '_')"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+/// The input of the flows that act on one team (U01, U03, U10, M10): `{}` or `{"team": "t"}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamIn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+impl TeamIn {
+    /// The named team in its canonical (lower-case) form, `None` for the default team.
+    pub fn name(&self) -> Result<Option<String>, InvalidSetting> {
+        self.team.as_deref().map(validate_team).transpose()
+    }
+
+    /// The input naming `team`.
+    pub fn of(team: &str) -> TeamIn {
+        TeamIn { team: Some(team.to_string()) }
+    }
+}
+
+/// U12's input (and output): the offset of the next page, for a team.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamOffset {
+    #[serde(default, deserialize_with = "crate::model::lenient_text")]
+    pub offset: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// U13's input (and output): how many events of the page at the checkpoint are stored, for a
+/// team.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamCount {
+    #[serde(deserialize_with = "crate::model::lenient_count")]
+    pub count: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// U05's output (and M10's when it requested one run per team): the teams, default first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamsOut {
+    pub teams: Vec<String>,
+}
+
+/// A row's team in its canonical form (`""` for a row without one; an invalid name is kept
+/// lower-cased, so that it is still found and U01 reports it).
+pub fn canonical(team: &str) -> String {
+    validate_team(team).unwrap_or_else(|_| team.trim().to_ascii_lowercase())
+}
+
+/// The teams of the Environment Variables rows (oldest first), without empty names.
+pub fn team_names(rows: &[Env]) -> Vec<String> {
+    rows.iter().map(|r| canonical(&r.asa_team)).filter(|t| !t.is_empty()).collect()
+}
+
+/// The error for a team that has no Environment Variables row.
+fn unknown_team(team: &str, rows: &[Env]) -> InvalidSetting {
+    let names = team_names(rows);
+    let known = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+    InvalidSetting(format!(
+        "Environment Variables: ASA team {team:?} has no row (teams: {known}); add it with U02 {{\"team\": \"{team}\", ...}}"
+    ))
+}
+
+/// The index of team `team`'s row (`None` = the default team, the oldest row). `Ok(None)`:
+/// there is no row at all and the default team was asked for (U01 then says how to set one).
+pub fn find_row(rows: &[Env], team: Option<&str>) -> Result<Option<usize>, InvalidSetting> {
+    match team {
+        None => Ok((!rows.is_empty()).then_some(0)),
+        Some(t) => match rows.iter().position(|r| canonical(&r.asa_team) == t) {
+            Some(i) => Ok(Some(i)),
+            None => Err(unknown_team(t, rows)),
+        },
+    }
+}
+
+/// What U02 does with the Environment Variables rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetPlan {
+    /// Update row `index` (set `asaTeam` too when it is `Some`: a new team's name, or the
+    /// team of a row that had none).
+    Update { index: usize, asa_team: Option<String> },
+    /// Insert a row for a new team.
+    Insert { asa_team: Option<String> },
+    /// Delete row `index`.
+    Delete { index: usize },
+}
+
+/// U02's decision. `team`: the input's `team` (canonical), `renamed`: the input's `asaTeam`
+/// (canonical), `remove`: the input's `remove`.
+pub fn plan_set(
+    rows: &[Env],
+    team: Option<&str>,
+    renamed: Option<&str>,
+    remove: bool,
+) -> Result<SetPlan, InvalidSetting> {
+    let names: Vec<String> = rows.iter().map(|r| canonical(&r.asa_team)).collect();
+    let Some(team) = team else {
+        if remove {
+            return Err(InvalidSetting(
+                "U02: remove needs the team to remove: {\"team\": \"name\", \"remove\": true}"
+                    .to_string(),
+            ));
+        }
+        // The default team's row, as before teams existed.
+        if let Some(new) = renamed {
+            if names.iter().skip(1).any(|n| n == new) {
+                return Err(InvalidSetting(format!(
+                    "asaTeam {new:?} is already another team's row; change that one with {{\"team\": \"{new}\", ...}}"
+                )));
+            }
+        }
+        return Ok(match rows.is_empty() {
+            true => SetPlan::Insert { asa_team: None },
+            false => SetPlan::Update { index: 0, asa_team: None },
+        });
+    };
+    let index = names.iter().position(|n| n == team);
+    if remove {
+        return match index {
+            None => Err(unknown_team(team, rows)),
+            Some(0) if rows.len() > 1 => Err(InvalidSetting(format!(
+                "team {team:?} is the default team (the oldest row) and other teams exist ({}); remove those first",
+                names[1..].join(", ")
+            ))),
+            Some(index) => Ok(SetPlan::Delete { index }),
+        };
+    }
+    let new_name = renamed.filter(|r| *r != team);
+    if let Some(new) = new_name {
+        if names.iter().any(|n| n == new) {
+            return Err(InvalidSetting(format!("asaTeam {new:?} is already another team's row")));
+        }
+    }
+    match index {
+        Some(index) => {
+            Ok(SetPlan::Update { index, asa_team: new_name.map(str::to_string) })
+        }
+        // The oldest row without a team yet becomes this team's (a first U02 with a team).
+        None if names.first().is_some_and(String::is_empty) => Ok(SetPlan::Update {
+            index: 0,
+            asa_team: Some(new_name.unwrap_or(team).to_string()),
+        }),
+        None if rows.len() >= MAX_TEAMS => Err(InvalidSetting(format!(
+            "at most {MAX_TEAMS} ASA teams (serve runs one M10 per team); remove one with {{\"team\": \"name\", \"remove\": true}}"
+        ))),
+        None => Ok(SetPlan::Insert { asa_team: Some(new_name.unwrap_or(team).to_string()) }),
+    }
+}
+
+/// The index of team `team`'s Audit Checkpoints row, given each row's `team` column: the row
+/// with that team; for the default team, else the row written before teams existed (empty
+/// `team`).
+pub fn checkpoint_row(row_teams: &[String], team: &str, default_team: &str) -> Option<usize> {
+    row_teams.iter().position(|t| canonical(t) == team).or_else(|| {
+        (team == default_team || team.is_empty())
+            .then(|| row_teams.iter().position(|t| t.trim().is_empty()))
+            .flatten()
+    })
+}
+
+/// The team an Audit Events row (or checkpoint row) belongs to: its `team`, or the default
+/// team for rows stored before teams existed.
+pub fn owner<'a>(team: &'a str, default_team: &'a str) -> &'a str {
+    if team.trim().is_empty() {
+        default_team
+    } else {
+        team
+    }
+}
+
+/// U14 with several teams: how many of the oldest Audit Events may leave the table, given the
+/// team each of the oldest rows belongs to (`oldest_owners`, oldest first) and, per team with a
+/// checkpoint, how many of its rows are not on the page at its checkpoint (`allowed`: its
+/// stored rows minus its `LastCount`; a team's rows are in the table in the order they were
+/// stored, so its pending page is its newest `LastCount` rows). The count stops before the
+/// first row that is on some team's pending page; teams without a checkpoint have none.
+pub fn offloadable_prefix(oldest_owners: &[&str], allowed: &[(String, u64)]) -> u64 {
+    let mut seen: Vec<u64> = vec![0; allowed.len()];
+    for (n, owner) in oldest_owners.iter().enumerate() {
+        if let Some(i) = allowed.iter().position(|(t, _)| t == owner) {
+            seen[i] = seen[i].saturating_add(1);
+            if seen[i] > allowed[i].1 {
+                return n as u64;
+            }
+        }
+    }
+    oldest_owners.len() as u64
+}
+
+/// S30's and S31's input: `{"team": "t", "event": <the event as ASA sent it>}`. A bare event
+/// is accepted too (team `""`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    team: String,
+    #[serde(borrow)]
+    event: &'a RawValue,
+}
+
+/// The team and the event's text (exactly as ASA sent it) of S30's input.
+pub fn open_envelope(text: &str) -> (String, &str) {
+    match serde_json::from_str::<Envelope>(text) {
+        Ok(env) => (env.team, env.event.get()),
+        Err(_) => (String::new(), text),
+    }
+}
+
+/// The envelope of `event` (the JSON text ASA sent, not re-encoded) for team `team`.
+pub fn envelope(team: &str, event: &RawValue) -> Box<RawValue> {
+    let team = serde_json::Value::String(team.to_string());
+    let text = format!("{{\"team\":{team},\"event\":{}}}", event.get());
+    // Both parts are valid JSON, so the object is; should it ever not be, the bare event goes.
+    RawValue::from_string(text).unwrap_or_else(|_| event.to_owned())
+}
+
+/// An Audit Events row with its team (`team` is left out when empty, so the column stays
+/// unset as for rows stored before teams existed).
+#[derive(Debug, Serialize)]
+pub struct TeamEventRow<'a> {
+    #[serde(flatten)]
+    pub row: &'a EventRow,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub team: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(teams: &[&str]) -> Vec<Env> {
+        teams.iter().map(|t| Env { asa_team: t.to_string(), ..Env::default() }).collect()
+    }
+
+    #[test]
+    fn the_oldest_row_is_the_default_team_and_others_are_found_by_name() {
+        let r = rows(&["William-Faulkner", "acme"]);
+        assert_eq!(find_row(&r, None), Ok(Some(0)));
+        assert_eq!(find_row(&r, Some("acme")), Ok(Some(1)));
+        assert_eq!(find_row(&r, Some("william-faulkner")), Ok(Some(0)));
+        assert_eq!(
+            find_row(&r, Some("globex")).unwrap_err().0,
+            "Environment Variables: ASA team \"globex\" has no row (teams: william-faulkner, acme); add it with U02 {\"team\": \"globex\", ...}"
+        );
+        assert_eq!(find_row(&[], None), Ok(None));
+        assert!(find_row(&[], Some("a")).unwrap_err().0.contains("(teams: none)"));
+        assert_eq!(team_names(&rows(&["", "B"])), ["b"]);
+    }
+
+    #[test]
+    fn u02_plans() {
+        let r = rows(&["a", "b"]);
+        assert_eq!(plan_set(&[], None, Some("a"), false), Ok(SetPlan::Insert { asa_team: None }));
+        assert_eq!(
+            plan_set(&r, None, None, false),
+            Ok(SetPlan::Update { index: 0, asa_team: None })
+        );
+        assert!(plan_set(&r, None, Some("b"), false).unwrap_err().0.contains("already"));
+        assert_eq!(
+            plan_set(&r, Some("b"), None, false),
+            Ok(SetPlan::Update { index: 1, asa_team: None })
+        );
+        assert_eq!(
+            plan_set(&r, Some("c"), None, false),
+            Ok(SetPlan::Insert { asa_team: Some("c".into()) })
+        );
+        assert_eq!(
+            plan_set(&rows(&[""]), Some("c"), None, false),
+            Ok(SetPlan::Update { index: 0, asa_team: Some("c".into()) })
+        );
+        assert_eq!(plan_set(&r, Some("b"), None, true), Ok(SetPlan::Delete { index: 1 }));
+        assert_eq!(
+            plan_set(&r, Some("a"), None, true).unwrap_err().0,
+            "team \"a\" is the default team (the oldest row) and other teams exist (b); remove those first"
+        );
+        assert_eq!(
+            plan_set(&rows(&["a"]), Some("a"), None, true),
+            Ok(SetPlan::Delete { index: 0 })
+        );
+        assert!(plan_set(&r, Some("c"), None, true).unwrap_err().0.contains("has no row"));
+        assert!(plan_set(&r, None, None, true).is_err());
+        assert!(plan_set(&r, Some("b"), Some("a"), false).unwrap_err().0.contains("already"));
+        let full = rows(&["a", "b", "c", "d", "e", "f", "g", "h"]);
+        assert!(plan_set(&full, Some("i"), None, false).unwrap_err().0.starts_with("at most 8"));
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_teams_is_the_default_teams() {
+        let old = vec![String::new()];
+        assert_eq!(checkpoint_row(&old, "a", "a"), Some(0));
+        assert_eq!(checkpoint_row(&old, "b", "a"), None);
+        let both = vec![String::new(), "b".to_string(), "a".to_string()];
+        assert_eq!(checkpoint_row(&both, "a", "a"), Some(2));
+        assert_eq!(checkpoint_row(&both, "b", "a"), Some(1));
+        assert_eq!(owner("", "a"), "a");
+        assert_eq!(owner("b", "a"), "b");
+    }
+
+    #[test]
+    fn the_envelope_keeps_the_event_byte_for_byte() {
+        let raw = RawValue::from_string(r#"{"id": "e1",  "team":"x", "event": 1}"#.into()).unwrap();
+        let env = envelope("acme", &raw);
+        assert_eq!(open_envelope(env.get()), ("acme".to_string(), raw.get()));
+        // A bare event (even one with `team` and `event` keys among others) is the event.
+        assert_eq!(open_envelope(raw.get()), (String::new(), raw.get()));
+        let quoted = envelope("a\"b", &raw);
+        assert_eq!(open_envelope(quoted.get()).0, "a\"b");
+    }
+
+    #[test]
+    fn offloading_stops_at_the_first_row_of_any_teams_pending_page() {
+        // a has 3 rows, its newest 1 pending; b has 3 rows, its newest 2 pending.
+        let allowed = vec![("a".to_string(), 2), ("b".to_string(), 1)];
+        assert_eq!(offloadable_prefix(&["a", "b", "a", "b", "b", "a"], &allowed), 3);
+        assert_eq!(offloadable_prefix(&["a", "a", "c", "a"], &allowed), 3);
+        assert_eq!(offloadable_prefix(&["c", "c"], &allowed), 2);
+        assert_eq!(offloadable_prefix(&[], &allowed), 0);
+    }
+
+    #[test]
+    fn secret_names_are_checked() {
+        assert_eq!(validate_secret_name("keyIdSecret", " ACME_KEY_ID "), Ok("ACME_KEY_ID".into()));
+        assert_eq!(
+            validate_secret_name("keyIdSecret", "acme-key").unwrap_err().0,
+            "keyIdSecret \"acme-key\" must be a secret's name (letters, digits and '_')"
+        );
+    }
+
+    #[test]
+    fn an_event_row_carries_its_team_only_when_there_is_one() {
+        let row = EventRow { id: "x".into(), ..EventRow::default() };
+        let v = serde_json::to_value(TeamEventRow { row: &row, team: "acme" }).unwrap();
+        assert_eq!(v["team"], "acme");
+        assert_eq!(v["id"], "x");
+        let v = serde_json::to_value(TeamEventRow { row: &row, team: "" }).unwrap();
+        assert!(v.get("team").is_none());
+    }
+}
