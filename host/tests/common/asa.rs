@@ -134,3 +134,21 @@ pub fn checkpoint(rt: &Runtime) -> (String, f64) {
         cp[0]["LastCount"].as_f64().unwrap_or(-1.0),
     )
 }
+
+/// Runs M10 with `input` and whatever it requests, each with the input it was requested with
+/// (as `run --until-idle` and `serve` do), until nothing is pending.
+pub async fn drain_with(rt: &Arc<Runtime>, input: Value) -> Vec<RunReport> {
+    let mut reports = Vec::new();
+    let mut pending = std::collections::VecDeque::from([("M10".to_string(), input.to_string())]);
+    while let Some((flow, input)) = pending.pop_front() {
+        let r = rt
+            .run(&flow, &input, flowhost::history::Trigger::Cli)
+            .await
+            .unwrap();
+        assert!(r.ok(), "{flow} {input} failed: {:?}", r.error);
+        pending.extend(r.requests.iter().map(|q| (q.flow.clone(), q.input.clone())));
+        reports.push(r);
+        assert!(reports.len() < 10_000, "M10 keeps requesting runs");
+    }
+    reports
+}
