@@ -279,6 +279,56 @@ async fn run_until_idle_collects_every_team() {
     assert_eq!(by_team[ACME], sorted(acme.event_ids()));
 }
 
+/// `serve` (M10 every 300 ms) runs one M10 per team from each `{}` tick and collects both
+/// teams exactly, with no failed run.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_collects_every_team() {
+    let sim = two_team_sim(230, 170).await;
+    let acme = sim.team_handle(ACME).unwrap();
+    let flows = tempfile::tempdir().unwrap();
+    let dir = flows.path().join("flows");
+    common::copy_flows(&common::flows_dir("dist"), &dir, |name| {
+        !name.starts_with("O10.") && !name.starts_with("O20.")
+    });
+    common::set_every(&dir, "M10", "300ms");
+    let secrets = [
+        ("ACME_KEY_ID", ACME_KEY_ID),
+        ("ACME_KEY_SECRET", ACME_KEY_SECRET),
+    ];
+    let a = asa_on(sim, 50, &secrets, |env| {
+        env.config.flows = vec![dir.clone()];
+        env.config.builtin = false;
+    })
+    .await;
+    add_acme(&a, 50).await;
+    let base = a.sim.base_url();
+    let config = a.env.config_file(&format!(
+        "grants:\n  U00:\n    hosts: [\"{base}\"]\n    secrets: [ACME_KEY_ID, ACME_KEY_SECRET]\n  M10:\n    hosts: [\"{base}\"]\n"
+    ));
+    common::enable(&config, "M10");
+    let serve = common::process::Flowhost::spawn(&config, &["serve"], &[]);
+    let want = (sorted(a.sim.event_ids()), sorted(acme.event_ids()));
+    common::wait_until(common::PATIENCE, "serve to collect both teams", || {
+        let by = ids_by_team(&a.rt);
+        let got = |t: &str| by.get(t).cloned().unwrap_or_default();
+        (got(a.sim.team()), got(ACME)) == want
+    })
+    .await;
+    serve.signal(libc::SIGTERM);
+    let (status, lines) = serve.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+    let runs = a.rt.history.list(Some("M10"), 1000).unwrap();
+    assert!(
+        runs.iter().all(|r| {
+            use flowhost::history::RunStatus;
+            matches!(r.status, RunStatus::Ok | RunStatus::Skipped)
+        }),
+        "{runs:?}"
+    );
+    let inputs: std::collections::BTreeSet<String> = runs.iter().map(|r| r.input.clone()).collect();
+    assert!(inputs.contains(r#"{"team":"acme"}"#), "{inputs:?}");
+}
+
 /// The table schemas as they were before teams: `tables/` without the new columns.
 fn tables_before_teams(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
