@@ -351,6 +351,7 @@ mod tests {
                 lag_seconds: lag,
                 rows: Default::default(),
                 rate_limits: Vec::new(),
+                teams: Vec::new(),
             }),
         }
     }

@@ -18,6 +18,13 @@
 //!   3339 in UTC), the lag of that behind `now` in whole seconds (0 if it is ahead), the rows of
 //!   each ASA table the database has, and the rate-limit figures each origin last sent (see
 //!   [`crate::rate_limits`]), the most recent first.
+//! - **Several ASA teams** (two or more Environment Variables rows with a team): per team, the
+//!   rows of Audit Events it owns (its `team`; rows from before teams existed are the default
+//!   team's), its checkpoint (offset, how many events of that page are stored) and when the
+//!   checkpoint was last written (`LastDateTime`: the last run that stored new events) and how
+//!   long ago. The newest event per team would need a filtered `max` the store does not offer;
+//!   the last write of the checkpoint says the same for a team that is collected. With one
+//!   team the section is as it always was.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -103,6 +110,27 @@ pub struct AsaStatus {
     pub rows: BTreeMap<String, u64>,
     /// What each origin last sent in `X-RateLimit-*`, the most recent first.
     pub rate_limits: Vec<RateLimitSeen>,
+    /// Per ASA team, when there are several (the default team first); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<TeamStatus>,
+}
+
+/// One ASA team's collection, when there are several teams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamStatus {
+    pub team: String,
+    /// The oldest Environment Variables row: also owns rows from before teams existed.
+    pub default: bool,
+    /// Audit Events rows of this team.
+    pub events: u64,
+    /// The checkpoint's `LastOffset` (`""`: from the oldest event).
+    pub offset: String,
+    /// How many events of the page at the offset are stored (`LastCount`).
+    pub last_count: u64,
+    /// When the checkpoint was last written (`LastDateTime`); `None` without a checkpoint.
+    pub checkpoint_at: Option<String>,
+    /// Seconds from then to the snapshot (0 when ahead; `None` when it does not parse).
+    pub checkpoint_lag_seconds: Option<u64>,
 }
 
 /// Computes the snapshot at `now` from `registry`, `history` and `store` (both read-only;
@@ -203,12 +231,81 @@ fn asa_status(
         Some(h) => h.rate_limits()?,
         None => Vec::new(),
     };
+    let teams = team_status(store, now)?;
     Ok(Some(AsaStatus {
         newest_event,
         lag_seconds,
         rows,
         rate_limits,
+        teams,
     }))
+}
+
+/// The per-team lines, when the Environment Variables table has two or more teams.
+fn team_status(store: &Store, now: SystemTime) -> Result<Vec<TeamStatus>, StatusError> {
+    use serde_json::{Map, Value};
+    let text = |row: &Map<String, Value>, k: &str| match row.get(k) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let mut txn = store.begin()?;
+    let settings = match txn.find("Environment Variables", &Map::new(), None) {
+        Ok(rows) => rows,
+        Err(TableError::NotFound(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let names: Vec<String> = settings
+        .iter()
+        .map(|r| text(r, "asaTeam").to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if names.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let checkpoints = txn.find("Audit Checkpoints", &Map::new(), None)?;
+    let mut out = Vec::new();
+    for (i, team) in names.iter().enumerate() {
+        let default = i == 0;
+        let by_team = |t: Value| Map::from_iter([("team".to_string(), t)]);
+        let mut events = txn.count(AUDIT_EVENTS, &by_team(Value::String(team.clone())))?;
+        if default {
+            let before_teams = txn.count(AUDIT_EVENTS, &by_team(Value::Null))?;
+            events = events.saturating_add(before_teams);
+        }
+        let cp = checkpoints
+            .iter()
+            .find(|r| text(r, "team").eq_ignore_ascii_case(team))
+            .or_else(|| {
+                checkpoints
+                    .iter()
+                    .find(|r| default && text(r, "team").is_empty())
+            });
+        let checkpoint_at = cp
+            .map(|r| text(r, "LastDateTime"))
+            .filter(|t| !t.is_empty());
+        let checkpoint_lag_seconds = checkpoint_at
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| {
+                now.duration_since(SystemTime::from(t))
+                    .map_or(0, |d| d.as_secs())
+            });
+        out.push(TeamStatus {
+            team: team.clone(),
+            default,
+            events,
+            offset: cp.map(|r| text(r, "LastOffset")).unwrap_or_default(),
+            last_count: cp
+                .and_then(|r| r.get("LastCount"))
+                .and_then(Value::as_f64)
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .map_or(0, |n| n as u64),
+            checkpoint_at,
+            checkpoint_lag_seconds,
+        });
+    }
+    Ok(out)
 }
 
 /// The run history of database `db`, read-only; `None` when it does not exist yet.
@@ -294,6 +391,26 @@ impl Status {
             (None, _) => {
                 let _ = writeln!(out, "  newest event: none yet");
             }
+        }
+        for t in &asa.teams {
+            let moved = match (&t.checkpoint_at, t.checkpoint_lag_seconds) {
+                (Some(at), Some(lag)) => format!("written {at} ({lag} s ago)"),
+                (Some(at), None) => format!("written {at}"),
+                (None, _) => "not written yet".to_string(),
+            };
+            let offset = if t.offset.is_empty() {
+                "(oldest)"
+            } else {
+                &t.offset
+            };
+            let _ = writeln!(
+                out,
+                "  team {}{}: {} events; checkpoint {offset} ({} of its page stored), {moved}",
+                t.team,
+                if t.default { " (default)" } else { "" },
+                t.events,
+                t.last_count
+            );
         }
         for (table, n) in &asa.rows {
             let _ = writeln!(out, "  {table:<24} {n:>10} rows");

@@ -277,6 +277,34 @@ async fn run_until_idle_collects_every_team() {
     let by_team = ids_by_team(&a.rt);
     assert_eq!(by_team[a.sim.team()], sorted(a.sim.event_ids()));
     assert_eq!(by_team[ACME], sorted(acme.event_ids()));
+
+    // `status` shows each team's events and checkpoint.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("--config")
+        .arg(&config)
+        .arg("status")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let shown = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (wf_ids, acme_ids) = (a.sim.event_ids(), acme.event_ids());
+    for want in [
+        format!(
+            "  team {} (default): 25 events; checkpoint {} (5 of its page stored), written ",
+            a.sim.team(),
+            wf_ids[19]
+        ),
+        format!(
+            "  team acme: 17 events; checkpoint {} (7 of its page stored), written ",
+            acme_ids[9]
+        ),
+    ] {
+        assert!(
+            shown.lines().any(|l| l.starts_with(&want)),
+            "no {want:?} in:\n{shown}"
+        );
+    }
 }
 
 /// `serve` (M10 every 300 ms) runs one M10 per team from each `{}` tick and collects both
