@@ -13,8 +13,9 @@
 //!   `flowhost` (with the ASA package built in) with `cargo install --path host --profile
 //!   dist` into `~/.cargo/bin` (or `DIR/bin`).
 //! - `cargo xtask demo` — builds the binaries (the ASA flows are built into `flowhost`), starts the ASA simulator on loopback,
-//!   points the Environment Variables at it, drains the backlog with
-//!   `flowhost run M10 --until-idle`, and shows what landed.
+//!   serving two ASA teams (the default one and `acme`, with its own key pair and events), points
+//!   the Environment Variables at it (one row per team), drains both backlogs with
+//!   `flowhost run M10 --until-idle`, and shows what landed, per team.
 //!
 //! It uses only the standard library and runs the real `cargo`, `rustup`, `flowhost` and
 //! `asa-sim` commands, printing each one.
@@ -282,6 +283,11 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The demo's second ASA team and its key pair (made up; the simulator accepts them).
+const DEMO_TEAM: &str = "acme";
+const DEMO_TEAM_KEY_ID: &str = "0c0ffee0-acme-4d3e-9a1b-5e7d2c4b6a80";
+const DEMO_TEAM_KEY_SECRET: &str = "YWNtZS1kZW1vLWtleS1zZWNyZXQtbm90LWEtcmVhbC1vbmU=";
+
 fn demo(root: &Path, args: &[String]) -> Result<()> {
     let events = match args {
         [flag, n] if flag == "--events" => n
@@ -305,6 +311,8 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         "--events",
         &events.to_string(),
         "--print-secret",
+        "--extra-team",
+        &format!("{DEMO_TEAM}:{DEMO_TEAM_KEY_ID}:{DEMO_TEAM_KEY_SECRET}"),
     ])
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
@@ -342,8 +350,10 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
             "# Written by `cargo xtask demo`: the built-in ASA flows may also talk to the local\n\
              # simulator. The database lands beside this file (the config's folder is the state\n\
              # folder); the compile cache outlives the demo.\n\
+             # U00 may also read the second team's key pair (its row names these secrets).\n\
              cache_dir: ../cache\n\
-             grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
+             grants:\n  U00: {{ hosts: [\"{origin}\"], secrets: [ACME_KEY_ID, ACME_KEY_SECRET] }}\n  \
+             M10: {{ hosts: [\"{origin}\"] }}\n"
         ),
     )
     .map_err(|e| format!("{}: {e}", config.display()))?;
@@ -355,7 +365,9 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
             .arg(&config)
             .args(args)
             .env("FLOWHOST_SECRET_ASA_KEY_ID", &key_id)
-            .env("FLOWHOST_SECRET_ASA_KEY_SECRET", &secret);
+            .env("FLOWHOST_SECRET_ASA_KEY_SECRET", &secret)
+            .env("FLOWHOST_SECRET_ACME_KEY_ID", DEMO_TEAM_KEY_ID)
+            .env("FLOWHOST_SECRET_ACME_KEY_SECRET", DEMO_TEAM_KEY_SECRET);
         c
     };
 
@@ -363,6 +375,13 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     let env =
         format!("{{\"asaTeam\":\"{team}\",\"asaBaseUrl\":\"{origin}\",\"searchCount\":\"1000\"}}");
     run(&mut flowhost(&["run", "U02", "--input", &env]))?;
+    // The second team: its own row, naming the secrets with its key pair.
+    let second = format!(
+        "{{\"team\":\"{DEMO_TEAM}\",\"asaBaseUrl\":\"{origin}\",\"searchCount\":\"1000\",\
+         \"keyIdSecret\":\"ACME_KEY_ID\",\"keySecretSecret\":\"ACME_KEY_SECRET\"}}"
+    );
+    run(&mut flowhost(&["run", "U02", "--input", &second]))?;
+    run(&mut flowhost(&["run", "U05"]))?;
     run(&mut flowhost(&["run", "U03"]))?;
     // A fresh install has M10 off until the operator switches it on.
     run(&mut flowhost(&["flow", "enable", "M10"]))?;
@@ -389,12 +408,14 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
         "--limit",
         "5",
     ]))?;
-    println!("\n== Checkpoint");
+    println!("\n== Checkpoints (one per team)");
     run(&mut flowhost(&["table", "show", "Audit Checkpoints"]))?;
+    println!("\n== Status (each team's events and checkpoint)");
+    run(&mut flowhost(&["status"]))?;
     println!("\n== Run history");
     run(&mut flowhost(&["history", "--limit", "5"]))?;
     println!(
-        "\nDrained {events} simulated events in {:.1}s. The demo database is {}; try\n  \
+        "\nDrained {events} simulated events of each of two teams in {:.1}s. The demo database is {}; try\n  \
          target/release/flowhost --config {} table export \"Audit Events\" --format csv",
         took.as_secs_f64(),
         dir.join("flowhost.db").display(),
