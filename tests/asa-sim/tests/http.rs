@@ -1099,3 +1099,66 @@ fn handle_is_send_sync_clone() {
     check::<SimConfig>();
     check::<Fault>();
 }
+
+/// One server, two teams (as app.scaleft.com serves many): each answers only its own key pair,
+/// a token of one team does not read the other's events, and their ids differ.
+#[tokio::test]
+async fn extra_teams_have_their_own_keys_tokens_and_events() {
+    let acme = asa_sim::TeamConfig {
+        team: "acme".into(),
+        key_id: "acme-id".into(),
+        key_secret: "acme-secret".into(),
+        events: 30,
+        seed: 9,
+    };
+    let sim = Sim::start(SimConfig {
+        extra_teams: vec![acme.clone()],
+        ..cfg(20)
+    })
+    .await
+    .unwrap();
+    let handle = sim.team_handle("ACME").expect("acme is served");
+    let c = Client::new(&sim);
+    let pair = |id: &str, secret: &str| serde_json::json!({"key_id": id, "key_secret": secret});
+    // The default team's key pair is refused for acme, and acme's own pair is accepted.
+    let r = c
+        .token_raw("acme", pair(sim.key_id(), sim.key_secret()))
+        .await;
+    assert_error(&r, 401, "authentication_error");
+    let r = c.token_raw("acme", pair("acme-id", "acme-secret")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["team_name"], "acme");
+    let acme_token = r.json()["bearer_token"].as_str().unwrap().to_string();
+    // acme's token reads acme's events only.
+    let acme_url = format!("{}/v1/teams/acme/auditsV2?count=100", sim.base_url());
+    let r = c.get(&acme_url, &acme_token).await;
+    assert_eq!(r.ids(), handle.event_ids());
+    let r = c.audits("?count=100", &acme_token).await;
+    assert_error(&r, 401, "authentication_error");
+    let token = c.token(&sim).await;
+    let own: HashSet<String> = c
+        .audits("?count=100", &token)
+        .await
+        .ids()
+        .into_iter()
+        .collect();
+    assert_eq!(own.len(), 20);
+    assert!(
+        handle.event_ids().iter().all(|id| !own.contains(id)),
+        "ids repeat across teams"
+    );
+    assert_eq!(
+        (sim.stats().tokens_issued, handle.stats().tokens_issued),
+        (1, 1)
+    );
+    // A seed shared with another team is refused (the ids would repeat).
+    let same_seed = SimConfig {
+        extra_teams: vec![asa_sim::TeamConfig { seed: 0, ..acme }],
+        ..cfg(1)
+    };
+    let e = Sim::start(same_seed).await.unwrap_err().to_string();
+    assert!(
+        e.contains("its seed 0 is also team \"william-faulkner\"'s"),
+        "{e}"
+    );
+}
