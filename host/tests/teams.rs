@@ -140,6 +140,21 @@ async fn two_teams_are_collected_each_with_its_own_keys_checkpoint_and_log() {
         ok(&a.rt, "U05", json!({})).await,
         json!({"teams": [wf, ACME]})
     );
+    // A key secret's name is checked like the host's secret names, and nothing is stored.
+    let e = err(
+        &a.rt,
+        "U02",
+        json!({"team": "globex", "keyIdSecret": "globex-key"}),
+    )
+    .await;
+    assert!(
+        e.contains("keyIdSecret \"globex-key\" must be a secret's name (letters, digits and '_')"),
+        "{e}"
+    );
+    assert_eq!(
+        ok(&a.rt, "U05", json!({})).await,
+        json!({"teams": [wf, ACME]})
+    );
     // The default team needed no new setting: its key secrets are the defaults.
     let u01 = ok(&a.rt, "U01", json!({})).await;
     assert_eq!(
