@@ -250,6 +250,40 @@ async fn two_teams_are_collected_each_with_its_own_keys_checkpoint_and_log() {
     assert_eq!(ok(&a.rt, "U05", json!({})).await, json!({"teams": [wf]}));
 }
 
+/// Offloading (O10, through U14) leaves every team's checkpoint page in the table, wherever
+/// the other team's rows lie around it, so a run after the offload stores nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn offloading_keeps_every_teams_checkpoint_page() {
+    let sim = two_team_sim(250, 130).await;
+    let acme = sim.team_handle(ACME).unwrap();
+    let a = asa_two(sim, 100, true).await;
+    add_acme(&a, 100).await;
+    drain_with(&a.rt, json!({})).await;
+    // Stored in this order: default 100, acme 100, default 100, acme 30 (acme's checkpoint
+    // page), default 50 (the default team's checkpoint page).
+    let u14 = ok(&a.rt, "U14", json!({})).await;
+    assert_eq!(
+        u14,
+        json!({"offloadable": 300, "stored": 380, "pending": 80})
+    );
+    let o10 = ok(&a.rt, "O10", json!({})).await;
+    assert_eq!(o10["offloaded"], 300);
+    let by_team = ids_by_team(&a.rt);
+    let newest = |ids: Vec<String>, n: usize| sorted(ids[ids.len() - n..].to_vec());
+    assert_eq!(by_team[ACME], newest(acme.event_ids(), 30));
+    assert_eq!(by_team[a.sim.team()], newest(a.sim.event_ids(), 50));
+    // Both teams poll their checkpoint page again: nothing is stored a second time.
+    for team in [a.sim.team(), ACME] {
+        let r = ok(&a.rt, "M10", json!({"team": team})).await;
+        assert_eq!(
+            (&r["written"], &r["note"]),
+            (&json!(0), &json!("No new events")),
+            "{team}"
+        );
+    }
+    assert_eq!(rows(&a.rt, "Audit Events").len(), 80);
+}
+
 /// A second team whose key secrets the config does not grant to U00 fails with the host's
 /// access-denied naming the secret; the default team keeps collecting.
 #[tokio::test(flavor = "multi_thread")]
