@@ -99,11 +99,23 @@ pub struct ExecLogIn {
     pub eventswritten: String,
     #[serde(default, deserialize_with = "lenient_text")]
     pub notes: String,
+    /// Events newly put into Rejected Events by this run (absent = 0; a number or numeric text).
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub eventsrejected: u64,
 }
 
 impl ExecLogIn {
     pub fn new(eventswritten: impl ToString, notes: &str) -> Self {
-        ExecLogIn { eventswritten: eventswritten.to_string(), notes: notes.to_string() }
+        ExecLogIn {
+            eventswritten: eventswritten.to_string(),
+            notes: notes.to_string(),
+            ..ExecLogIn::default()
+        }
+    }
+
+    /// The entry with `eventsrejected` set (M10's runs).
+    pub fn with_rejected(self, eventsrejected: u64) -> Self {
+        ExecLogIn { eventsrejected, ..self }
     }
 }
 
@@ -116,6 +128,10 @@ pub struct ExecLogRow {
     pub eventswritten: String,
     #[serde(default, deserialize_with = "lenient_text")]
     pub notes: String,
+    /// Events newly put into Rejected Events (text, like `eventswritten`; `""` on rows written
+    /// before the column existed).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub eventsrejected: String,
 }
 
 /// An Audit Related Objects row: the page's `related_objects` entry `id → {type, object}`,
@@ -234,12 +250,15 @@ pub struct DeletedOut {
     pub deleted: u64,
 }
 
-/// S30's and S31's output.
+/// S30's and S31's output (and S21's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredOut {
     pub stored: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Why the event was refused and not stored (see [`crate::reject`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// S20's output.
@@ -259,6 +278,9 @@ pub struct MainOut {
     pub note: String,
     /// The checkpoint's offset after the run.
     pub offset: String,
+    /// Events of the page newly put into Rejected Events.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 /// O10's input: overrides of the offload settings, each optional (`{}` = the settings).

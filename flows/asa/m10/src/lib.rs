@@ -20,10 +20,17 @@
 //!      run will send, so the page is on its way while this one is stored;
 //!    - the last page, with as many events as are stored from it: U20(0, "No new events");
 //!    - the last page with new events: U13(n), S20, S31 for each event (skips stored ids),
-//!      U20(written, "First part page" or "Subsequent part page").
+//!      U20(written, "First part page" or "Subsequent part page");
 //!
-//!    `LastCount` counts the events of the page at `LastOffset` that are stored, not the size
-//!    of the last page fetched (see `asa_lib::main_flow`): the template's rule lost a last
+//!    in both branches that store events, each event S30/S31 refuse (`{"stored": false,
+//!    "rejected": reason}`: not an object, no string `id`) goes whole into Rejected Events at
+//!    key `<offset the page was fetched with>#<index in page>` (a key already there is left as
+//!    it is), the rest of the page is stored and the offset moves as usual; U20 gets how many
+//!    were newly rejected (`eventsrejected`), and so does the output (`rejected`). See
+//!    `asa_lib::reject`. (Before, one such event failed every run of its page, for ever.)
+//!
+//!    `LastCount` counts the events of the page at `LastOffset` that are handled (stored or
+//!    rejected), not the size of the last page fetched (see `asa_lib::main_flow`): the template's rule lost a last
 //!    page exactly as long as the full page before it. `eventswritten` is what S30/S31
 //!    actually stored.
 //!
@@ -45,9 +52,10 @@ use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, LinkIn, MainOut, OffsetIo,
     RelatedObjectsText, StoredCountOut, StoredOut,
 };
+use asa_lib::reject::{self, REJECTED_EVENTS};
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
-use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
+use flowhost_sdk::{call, fail, for_each_all, log, schedule, tables, Error, FlowError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -76,8 +84,8 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
     let next: OffsetIo = call("U11", &LinkIn { link })?;
 
     let branch = main_flow::decide(&next.offset, n, checkpoint.last_count);
-    let written = match branch {
-        Branch::NoNewEvents => 0,
+    let stored = match branch {
+        Branch::NoNewEvents => Stored::default(),
         Branch::FullPage => {
             write_offset(&next.offset)?;
             write_count(branch.next_count(n, checkpoint.last_count))?;
@@ -86,24 +94,28 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
             }
             store_related_objects(page.related_objects.as_deref())?;
             // Part of this page may be stored already (it was the last page before).
-            store_events(if checkpoint.last_count == 0 { "S30" } else { "S31" }, &page.list)?
+            let flow = if checkpoint.last_count == 0 { "S30" } else { "S31" };
+            store_events(flow, &page.list, &checkpoint.last_offset)?
         }
         Branch::PartPage { .. } => {
             write_count(branch.next_count(n, checkpoint.last_count))?;
             store_related_objects(page.related_objects.as_deref())?;
-            store_events("S31", &page.list)?
+            store_events("S31", &page.list, &checkpoint.last_offset)?
         }
     };
+    let Stored { written, rejected } = stored;
     let note = branch.note();
-    steps::log_execution(written, note)?;
+    steps::log_collection(written, rejected, note)?;
 
     let offset =
         if branch == Branch::FullPage { next.offset } else { checkpoint.last_offset.clone() };
-    log::info(&format!("{n} events, {written} written ({note}); offset {offset:?}"));
+    log::info(&format!(
+        "{n} events, {written} written, {rejected} rejected ({note}); offset {offset:?}"
+    ));
     if branch == Branch::FullPage && offset != checkpoint.last_offset {
         schedule::request_run("M10", "{}", 0)?;
     }
-    Ok(MainOut { events: n, written, note: note.to_string(), offset })
+    Ok(MainOut { events: n, written, note: note.to_string(), offset, rejected })
 }
 
 /// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
@@ -157,9 +169,44 @@ fn store_related_objects(related_objects: Option<&RawValue>) -> Result<(), Error
     Ok(())
 }
 
-/// S30 or S31 for each event (its JSON text as the server sent it); any failure fails the run.
-/// Returns how many were stored.
-fn store_events(flow: &str, events: &[Box<RawValue>]) -> Result<u64, Error> {
+/// What [`store_events`] did with a page.
+#[derive(Default)]
+struct Stored {
+    /// Events S30/S31 stored.
+    written: u64,
+    /// Events newly put into Rejected Events.
+    rejected: u64,
+}
+
+/// S30 or S31 for each event (its JSON text as the server sent it), then the events they
+/// refused into Rejected Events; any failure fails the run (a refused event is no failure).
+/// `page_offset` is the offset the page was fetched with.
+fn store_events(flow: &str, events: &[Box<RawValue>], page_offset: &str) -> Result<Stored, Error> {
     let results: Vec<StoredOut> = for_each_all(flow, events, EVENT_CONCURRENCY)?;
-    Ok(results.iter().filter(|r| r.stored).count() as u64)
+    let written = results.iter().filter(|r| r.stored).count() as u64;
+    let rejected = quarantine_rejected(page_offset, events, &results)?;
+    Ok(Stored { written, rejected })
+}
+
+/// Rejected Events: each event S30/S31 refused, whole, at `<page offset>#<index>`. A key that
+/// is there already (the last page is fetched again on every run) is left as it is and not
+/// counted. Returns how many rows are new.
+fn quarantine_rejected(
+    page_offset: &str,
+    events: &[Box<RawValue>],
+    results: &[StoredOut],
+) -> Result<u64, Error> {
+    let mut new = 0;
+    for row in reject::rejected_rows(page_offset, events, results, &schedule::now()) {
+        if tables::get::<Value>(REJECTED_EVENTS, &row.id)?.is_some() {
+            continue;
+        }
+        tables::insert(REJECTED_EVENTS, &row)?;
+        log::warn(&format!(
+            "event {} of the page at offset {:?} rejected into {REJECTED_EVENTS}: {}",
+            row.page_index, row.page_offset, row.reason
+        ));
+        new += 1;
+    }
+    Ok(new)
 }

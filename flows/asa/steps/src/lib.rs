@@ -1,5 +1,5 @@
 //! Named steps that several ASA flows take, so each flow stays a short sequence of steps and
-//! none repeats the plumbing: writing the Execution Log (U20), asking how many events may be
+//! none repeats the plumbing: writing the Execution Log (U20, with M10's rejected count), asking how many events may be
 //! offloaded (U14), and deleting an offloaded event.
 
 use asa_lib::model::{Empty, ExecLogIn, OffloadableOut, AUDIT_EVENTS};
@@ -10,6 +10,12 @@ use serde_json::Value;
 /// U20: one Execution Log row (`eventswritten`, `notes`).
 pub fn log_execution(written: u64, note: &str) -> Result<(), Error> {
     let _: Value = call("U20", &ExecLogIn::new(written, note))?;
+    Ok(())
+}
+
+/// U20: M10's Execution Log row, with the events it newly put into Rejected Events.
+pub fn log_collection(written: u64, rejected: u64, note: &str) -> Result<(), Error> {
+    let _: Value = call("U20", &ExecLogIn::new(written, note).with_rejected(rejected))?;
     Ok(())
 }
 

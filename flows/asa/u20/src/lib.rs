@@ -1,8 +1,9 @@
 //! U20 — Write Execution Log: one Execution Log row per M10 run (and per reset or purge).
 //!
-//! Input `{"eventswritten": "n", "notes": "..."}` (`eventswritten` may be a number); output
-//! the row written: `{"datetime", "eventswritten", "notes"}`, `datetime` being now (RFC 3339,
-//! UTC, milliseconds).
+//! Input `{"eventswritten": "n", "notes": "...", "eventsrejected": r}` (`eventswritten` may be a
+//! number; `eventsrejected`, the events M10 newly put into Rejected Events, is optional and 0 by
+//! default); output the row written: `{"datetime", "eventswritten", "notes", "eventsrejected"}`,
+//! `datetime` being now (RFC 3339, UTC, milliseconds).
 
 use asa_lib::model::{ExecLogIn, ExecLogRow, EXECUTION_LOG};
 use flowhost_sdk::{schedule, tables, FlowError};
@@ -14,6 +15,7 @@ fn run(input: ExecLogIn) -> Result<ExecLogRow, FlowError> {
         datetime: schedule::now(),
         eventswritten: input.eventswritten,
         notes: input.notes,
+        eventsrejected: input.eventsrejected.to_string(),
     };
     tables::insert(EXECUTION_LOG, &row)?;
     Ok(row)

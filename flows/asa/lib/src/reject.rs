@@ -1,0 +1,147 @@
+//! The quarantine of events that cannot become an Audit Events row (issue 16.4): what S30/S31
+//! answer for such an event, and the Rejected Events rows M10 writes from their answers.
+//!
+//! An event is rejected for exactly the reasons of [`crate::event::InvalidEvent`] (not a JSON
+//! object, no non-empty string `id`). S30/S31 then write nothing and answer
+//! `{"stored": false, "rejected": "<reason>"}`; M10 keeps the rest of the page, moves the
+//! offset as usual and puts each rejected event into Rejected Events, whole, as ASA sent it.
+//!
+//! The row's key is `<page offset>#<index in page>`: the offset the page was fetched with (the
+//! checkpoint's `LastOffset`, `""` for the first page) and the event's 0-based position in the
+//! page's `list`. M10 fetches the last page again on every run, so the same event comes back
+//! at the same key and is recorded once: a key that is already in the table is left as it is
+//! (its first `rejected_at` is kept) and is not counted again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::event::InvalidEvent;
+use crate::model::{lenient_count, lenient_text, StoredOut};
+
+/// The table (tables/rejected-events.yaml).
+pub const REJECTED_EVENTS: &str = "Rejected Events";
+
+/// A Rejected Events row.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    /// [`key`] of the page offset and the index.
+    pub id: String,
+    /// The checkpoint offset the page was fetched with (`""`: the first page).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub page_offset: String,
+    /// The event's position in the page's `list` (0 = first).
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub page_index: u64,
+    /// Why it was rejected, e.g. ``no `id` ``.
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub reason: String,
+    /// The whole event, exactly as ASA sent it.
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub raw_event: String,
+    /// When it was first rejected (RFC 3339, UTC).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub rejected_at: String,
+}
+
+/// The key of the event at `index` of the page fetched with `page_offset`.
+pub fn key(page_offset: &str, index: usize) -> String {
+    format!("{page_offset}#{index}")
+}
+
+/// S30's and S31's answer for an event they refuse.
+pub fn rejected_out(invalid: &InvalidEvent) -> StoredOut {
+    StoredOut { stored: false, id: String::new(), rejected: Some(invalid.reason().to_string()) }
+}
+
+/// The Rejected Events rows of a page: one per result that says `rejected`, paired with the
+/// event at the same index (`results` are S30/S31's answers in the order of `events`).
+pub fn rejected_rows(
+    page_offset: &str,
+    events: &[Box<RawValue>],
+    results: &[StoredOut],
+    now: &str,
+) -> Vec<RejectedRow> {
+    events
+        .iter()
+        .zip(results)
+        .enumerate()
+        .filter_map(|(index, (event, result))| {
+            let reason = result.rejected.as_ref()?;
+            Some(RejectedRow {
+                id: key(page_offset, index),
+                page_offset: page_offset.to_string(),
+                page_index: index as u64,
+                reason: reason.clone(),
+                raw_event: event.get().to_string(),
+                rejected_at: now.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn the_rows_of_a_page_keep_each_event_as_sent_at_a_stable_key() {
+        let page: Box<RawValue> = serde_json::from_str(
+            r#"[{"id": "a"}, {"details": {"type": "x"}},  "text", {"id" :  7}, {"id": "b"}]"#,
+        )
+        .unwrap();
+        let events: Vec<Box<RawValue>> = serde_json::from_str(page.get()).unwrap();
+        let results: Vec<StoredOut> = events
+            .iter()
+            .map(|e| match event::checked_id(e.get()) {
+                Ok(id) => StoredOut { stored: true, id, rejected: None },
+                Err(e) => rejected_out(&e),
+            })
+            .collect();
+        let rows = rejected_rows("AbC==", &events, &results, "2026-01-01T00:00:00.000Z");
+        let got: Vec<(&str, u64, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.page_index, r.reason.as_str(), r.raw_event.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("AbC==#1", 1, "no `id`", r#"{"details": {"type": "x"}}"#),
+                ("AbC==#2", 2, r#"expected a JSON object, not "text""#, r#""text""#),
+                ("AbC==#3", 3, "`id` must be a non-empty string, not 7", r#"{"id" :  7}"#),
+            ]
+        );
+        assert!(rows.iter().all(|r| r.page_offset == "AbC==" && r.rejected_at.starts_with("2026")));
+        // The first page is fetched without an offset.
+        let rows = rejected_rows(
+            "",
+            &[raw("null")],
+            &[rejected_out(&event::checked_id("null").unwrap_err())],
+            "t",
+        );
+        assert_eq!(
+            (rows[0].id.as_str(), rows[0].reason.as_str()),
+            ("#0", "expected a JSON object, not null")
+        );
+    }
+
+    #[test]
+    fn stored_out_says_rejected_only_when_it_is() {
+        let out = rejected_out(&event::checked_id("{}").unwrap_err());
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            serde_json::json!({"stored": false, "rejected": "no `id`"})
+        );
+        let ok = StoredOut { stored: true, id: "e1".into(), rejected: None };
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            serde_json::json!({"stored": true, "id": "e1"})
+        );
+        let old: StoredOut = serde_json::from_str(r#"{"stored": false, "id": "e1"}"#).unwrap();
+        assert_eq!(old.rejected, None);
+    }
+}
