@@ -301,6 +301,7 @@ fn figures(status: &Status) -> crate::metrics::Snapshot {
                     .collect()
             })
             .unwrap_or_default(),
+        rejected_events: asa.map(|a| a.rejected_events),
     }
 }
 
@@ -351,6 +352,7 @@ mod tests {
                 lag_seconds: lag,
                 rows: Default::default(),
                 rate_limits: Vec::new(),
+                rejected_events: 0,
             }),
         }
     }

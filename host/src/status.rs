@@ -17,7 +17,8 @@
 //!   `timestamp` of Audit Events (the largest as text, served by its index: ASA writes RFC
 //!   3339 in UTC), the lag of that behind `now` in whole seconds (0 if it is ahead), the rows of
 //!   each ASA table the database has, and the rate-limit figures each origin last sent (see
-//!   [`crate::rate_limits`]), the most recent first.
+//!   [`crate::rate_limits`]), the most recent first; and, on a line of its own, how many
+//!   events M10 could not store and quarantined in [`REJECTED_EVENTS`] (docs/asa-rejected-events.md).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -35,13 +36,16 @@ use crate::store::{Store, StoreError, TableError};
 
 /// The table whose newest row says how far collection has got.
 pub const AUDIT_EVENTS: &str = "Audit Events";
+/// The table of the events M10 could not store (issue 16.4).
+pub const REJECTED_EVENTS: &str = "Rejected Events";
 /// The ASA package's tables (rows counted when the database has them).
-pub const ASA_TABLES: [&str; 5] = [
+pub const ASA_TABLES: [&str; 6] = [
     "Audit Events",
     "Audit Related Objects",
     "Audit Checkpoints",
     "Environment Variables",
     "Execution Log",
+    REJECTED_EVENTS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +107,9 @@ pub struct AsaStatus {
     pub rows: BTreeMap<String, u64>,
     /// What each origin last sent in `X-RateLimit-*`, the most recent first.
     pub rate_limits: Vec<RateLimitSeen>,
+    /// Events M10 could not store and put into Rejected Events (its rows; 0 without the table).
+    #[serde(default)]
+    pub rejected_events: u64,
 }
 
 /// Computes the snapshot at `now` from `registry`, `history` and `store` (both read-only;
@@ -203,11 +210,13 @@ fn asa_status(
         Some(h) => h.rate_limits()?,
         None => Vec::new(),
     };
+    let rejected_events = rows.get(REJECTED_EVENTS).copied().unwrap_or(0);
     Ok(Some(AsaStatus {
         newest_event,
         lag_seconds,
         rows,
         rate_limits,
+        rejected_events,
     }))
 }
 
@@ -298,6 +307,13 @@ impl Status {
         for (table, n) in &asa.rows {
             let _ = writeln!(out, "  {table:<24} {n:>10} rows");
         }
+        let _ = match asa.rejected_events {
+            0 => writeln!(out, "  rejected events: 0"),
+            n => writeln!(
+                out,
+                "  rejected events: {n} (ASA sent them but they could not be stored: see table {REJECTED_EVENTS})"
+            ),
+        };
         for r in &asa.rate_limits {
             let n = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
             let _ = writeln!(
