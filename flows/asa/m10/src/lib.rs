@@ -1,7 +1,8 @@
 //! M10 — Recurring Audit Collection: pulls the next page of ASA audit events into Audit Events.
 //!
 //! Input `{}` (scheduled every 5 minutes); output
-//! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>"}`.
+//! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>",
+//! "rejected": r}`.
 //!
 //! Steps (asa-api.md §8.3):
 //! 1. `auth` = U00, `env` = U01, `checkpoint` = U10;
@@ -30,9 +31,9 @@
 //!    `asa_lib::reject`. (Before, one such event failed every run of its page, for ever.)
 //!
 //!    `LastCount` counts the events of the page at `LastOffset` that are handled (stored or
-//!    rejected), not the size of the last page fetched (see `asa_lib::main_flow`): the template's rule lost a last
-//!    page exactly as long as the full page before it. `eventswritten` is what S30/S31
-//!    actually stored.
+//!    rejected), not the size of the last page fetched (see `asa_lib::main_flow`): the
+//!    template's rule lost a last page exactly as long as the full page before it.
+//!    `eventswritten` is what S30/S31 actually stored.
 //!
 //! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
 //! table writes (its children's included) all together or not at all. So writing the new
