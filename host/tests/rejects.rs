@@ -319,3 +319,47 @@ async fn an_unknown_target_user_falls_back_to_user_and_a_repeated_server_shows_o
     );
     assert_eq!(stored.len(), 10);
 }
+
+/// A database whose Execution Log predates `eventsrejected` gains the column in place: the old
+/// rows stay (the column empty), M10's new rows fill it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_execution_log_gains_eventsrejected_in_place() {
+    let sim = Sim::start(SimConfig {
+        events: 20,
+        odd_events: vec![(2, OddEvent::NoId)],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let a = asa_on(sim, 100, &[], |env| {
+        // The shipped tables as they were: Execution Log with the template's three columns.
+        let old = env.dir.path().join("old-tables");
+        common::copy_flows(&common::root().join("tables"), &old, |name| {
+            name != "rejected-events.yaml"
+        });
+        std::fs::write(
+            old.join("execution-log.yaml"),
+            "name: Execution Log\ncolumns:\n  - { name: datetime, type: text }\n  \
+             - { name: eventswritten, type: text }\n  - { name: notes, type: text }\n",
+        )
+        .unwrap();
+        let mut then = env.config.clone();
+        then.tables[0] = old;
+        let rt = then.open_runtime().unwrap();
+        let mut txn = rt.store.begin().unwrap();
+        let row = json!({"datetime": "2024-03-05T00:00:00.000Z", "eventswritten": "7", "notes": "Full page"});
+        txn.insert("Execution Log", row.as_object().unwrap()).unwrap();
+        txn.commit().unwrap();
+    })
+    .await;
+    drain(&a.rt).await;
+    assert_eq!(
+        log(&a),
+        [
+            entry("7", "Full page", ""),
+            entry("0", "Reset checkpoint", "0"),
+            entry("19", "First part page", "1"),
+        ]
+    );
+    assert_eq!(stored_ids(&a.rt), good_ids(&a.sim));
+}
