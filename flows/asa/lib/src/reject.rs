@@ -129,6 +129,25 @@ mod tests {
         );
     }
 
+    /// U20's `eventsrejected` is optional (0), a number or numeric text, never negative.
+    #[test]
+    fn execution_log_input_counts_rejected_events() {
+        use crate::model::ExecLogIn;
+        use serde_json::json;
+        let read = |v| serde_json::from_value::<ExecLogIn>(v);
+        assert_eq!(
+            read(json!({"eventswritten": "3", "notes": "Full page"})).unwrap().eventsrejected,
+            0
+        );
+        assert_eq!(read(json!({"eventsrejected": "2"})).unwrap().eventsrejected, 2);
+        assert_eq!(read(json!({"eventsrejected": 4})).unwrap().eventsrejected, 4);
+        assert!(read(json!({"eventsrejected": -1})).is_err());
+        assert_eq!(
+            serde_json::to_value(ExecLogIn::new(5, "Full page").with_rejected(1)).unwrap(),
+            json!({"eventswritten": "5", "notes": "Full page", "eventsrejected": 1})
+        );
+    }
+
     #[test]
     fn stored_out_says_rejected_only_when_it_is() {
         let out = rejected_out(&event::checked_id("{}").unwrap_err());
