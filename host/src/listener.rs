@@ -301,6 +301,7 @@ fn figures(status: &Status) -> crate::metrics::Snapshot {
                     .collect()
             })
             .unwrap_or_default(),
+        rejected_events: asa.map(|a| a.rejected_events),
     }
 }
 
@@ -352,6 +353,7 @@ mod tests {
                 rows: Default::default(),
                 rate_limits: Vec::new(),
                 teams: Vec::new(),
+                rejected_events: 0,
             }),
         }
     }

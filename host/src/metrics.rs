@@ -8,8 +8,8 @@
 //! - read at each scrape from the status snapshot ([`crate::status`]), so they are right
 //!   whoever wrote the database (another `flowhost run`, an import): per flow
 //!   `flowhost_last_success_timestamp_seconds`, per table `flowhost_table_rows`, and for the
-//!   ASA package `flowhost_asa_events_stored`, `flowhost_asa_checkpoint_lag_seconds` and, per
-//!   origin, `flowhost_asa_rate_limit_remaining`.
+//!   ASA package `flowhost_asa_events_stored`, `flowhost_asa_checkpoint_lag_seconds`,
+//!   `flowhost_asa_rejected_events` and, per origin, `flowhost_asa_rate_limit_remaining`.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -69,6 +69,7 @@ pub struct Metrics {
     events_stored: Gauge,
     lag: FloatGauge,
     rate_limit_remaining: Family<OriginLabel, Gauge>,
+    rejected_events: Gauge,
     /// One scrape at a time: a scrape clears and sets the snapshot figures, then encodes.
     scrape: Mutex<()>,
 }
@@ -126,6 +127,12 @@ impl Default for Metrics {
             "Requests left in ASA's rate-limit window, as its last response said (X-RateLimit-Remaining)",
             rate_limit_remaining.clone(),
         );
+        let rejected_events = Gauge::default();
+        registry.register(
+            "flowhost_asa_rejected_events",
+            "ASA audit events that could not be stored and are in Rejected Events (its rows)",
+            rejected_events.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -135,6 +142,7 @@ impl Default for Metrics {
             events_stored,
             lag,
             rate_limit_remaining,
+            rejected_events,
             scrape: Mutex::new(()),
         }
     }
@@ -175,6 +183,8 @@ impl Metrics {
         }
         self.events_stored
             .set(i64::try_from(snapshot.events_stored.unwrap_or(0)).unwrap_or(i64::MAX));
+        self.rejected_events
+            .set(i64::try_from(snapshot.rejected_events.unwrap_or(0)).unwrap_or(i64::MAX));
         // NaN: no stored event, so no lag to tell.
         self.lag.set(snapshot.lag_seconds.unwrap_or(f64::NAN));
         self.rate_limit_remaining.clear();
@@ -201,4 +211,6 @@ pub struct Snapshot {
     pub lag_seconds: Option<f64>,
     /// Per origin, `X-RateLimit-Remaining`.
     pub rate_limit_remaining: Vec<(String, i64)>,
+    /// Rows of Rejected Events.
+    pub rejected_events: Option<u64>,
 }

@@ -74,7 +74,8 @@ mod tests {
                 "audit-events.yaml",
                 "audit-related-objects.yaml",
                 "environment-variables.yaml",
-                "execution-log.yaml"
+                "execution-log.yaml",
+                "rejected-events.yaml"
             ]
         );
     }

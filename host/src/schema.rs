@@ -652,7 +652,8 @@ mod tests {
                 "Audit Events",
                 "Audit Related Objects",
                 "Environment Variables",
-                "Execution Log"
+                "Execution Log",
+                "Rejected Events"
             ]
         );
         assert!(builtin
@@ -670,7 +671,7 @@ mod tests {
         let mine = s.get("Audit Events").unwrap();
         assert_eq!(mine.columns.len(), 1);
         assert_eq!(mine.source, d.path().join("mine.yaml"));
-        assert_eq!(s.names().count(), 5, "the other built-in tables stay");
+        assert_eq!(s.names().count(), 6, "the other built-in tables stay");
     }
     use serde_json::json;
 
@@ -697,7 +698,8 @@ mod tests {
                 "Audit Events",
                 "Audit Related Objects",
                 "Environment Variables",
-                "Execution Log"
+                "Execution Log",
+                "Rejected Events"
             ]
         );
         let ev = s.get("Audit Events").unwrap();

@@ -17,7 +17,8 @@
 //!   `timestamp` of Audit Events (the largest as text, served by its index: ASA writes RFC
 //!   3339 in UTC), the lag of that behind `now` in whole seconds (0 if it is ahead), the rows of
 //!   each ASA table the database has, and the rate-limit figures each origin last sent (see
-//!   [`crate::rate_limits`]), the most recent first.
+//!   [`crate::rate_limits`]), the most recent first; and, on a line of its own, how many
+//!   events M10 could not store and quarantined in [`REJECTED_EVENTS`] (docs/asa-rejected-events.md).
 //! - **Several ASA teams** (two or more Environment Variables rows with a team): per team, the
 //!   rows of Audit Events it owns (its `team`; rows from before teams existed are the default
 //!   team's), its checkpoint (offset, how many events of that page are stored) and when the
@@ -42,13 +43,16 @@ use crate::store::{Store, StoreError, TableError};
 
 /// The table whose newest row says how far collection has got.
 pub const AUDIT_EVENTS: &str = "Audit Events";
+/// The table of the events M10 could not store (issue 16.4).
+pub const REJECTED_EVENTS: &str = "Rejected Events";
 /// The ASA package's tables (rows counted when the database has them).
-pub const ASA_TABLES: [&str; 5] = [
+pub const ASA_TABLES: [&str; 6] = [
     "Audit Events",
     "Audit Related Objects",
     "Audit Checkpoints",
     "Environment Variables",
     "Execution Log",
+    REJECTED_EVENTS,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +117,9 @@ pub struct AsaStatus {
     /// Per ASA team, when there are several (the default team first); empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teams: Vec<TeamStatus>,
+    /// Events M10 could not store and put into Rejected Events (its rows; 0 without the table).
+    #[serde(default)]
+    pub rejected_events: u64,
 }
 
 /// One ASA team's collection, when there are several teams.
@@ -232,12 +239,14 @@ fn asa_status(
         None => Vec::new(),
     };
     let teams = team_status(store, now)?;
+    let rejected_events = rows.get(REJECTED_EVENTS).copied().unwrap_or(0);
     Ok(Some(AsaStatus {
         newest_event,
         lag_seconds,
         rows,
         rate_limits,
         teams,
+        rejected_events,
     }))
 }
 
@@ -415,6 +424,13 @@ impl Status {
         for (table, n) in &asa.rows {
             let _ = writeln!(out, "  {table:<24} {n:>10} rows");
         }
+        let _ = match asa.rejected_events {
+            0 => writeln!(out, "  rejected events: 0"),
+            n => writeln!(
+                out,
+                "  rejected events: {n} (ASA sent them but they could not be stored: see table {REJECTED_EVENTS})"
+            ),
+        };
         for r in &asa.rate_limits {
             let n = |v: Option<u64>| v.map_or_else(dash, |v| v.to_string());
             let _ = writeln!(

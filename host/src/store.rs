@@ -2510,7 +2510,7 @@ mod tests {
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
-        assert_eq!(names.len(), 5);
+        assert_eq!(names.len(), 6);
         assert_eq!(names[1], "Audit Events");
         // Values with SQL in them are just values.
         let mut tx = store.begin().unwrap();

@@ -6,7 +6,7 @@
 //! simulator keeps is the event *count*. Related objects come from small fixed
 //! pools built once at start-up.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD, URL_SAFE};
@@ -15,6 +15,8 @@ use base64::Engine as _;
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
+
+use crate::odd::OddEvent;
 
 // ---------------------------------------------------------------------------
 // Hashing helpers
@@ -744,6 +746,8 @@ pub(crate) struct Data {
     start_ns: i128,
     spacing_ns: u64,
     pub(crate) pools: Pools,
+    /// Odd events by index ([`crate::SimConfig::odd_events`]).
+    pub(crate) odd: BTreeMap<u64, OddEvent>,
 }
 
 impl Data {
@@ -756,6 +760,7 @@ impl Data {
             start_ns,
             spacing_ns: spacing_ns.max(1),
             pools,
+            odd: BTreeMap::new(),
         }
     }
 
@@ -949,11 +954,30 @@ impl Data {
                 d.push(("actor", user(admin(&mut rng))));
             }
         }
+        match self.odd.get(&i) {
+            Some(OddEvent::UnknownTargetUser) => {
+                d.retain(|(k, _)| !matches!(*k, "target_user" | "user"));
+                d.push(("target_user", Val::Static(crate::odd::UNKNOWN_REF)));
+                d.push(("user", user(0)));
+            }
+            Some(OddEvent::RepeatedServer) => {
+                d.retain(|(k, _)| !matches!(*k, "server" | "servers"));
+                let (a, b) = (SERVER0 as u16, SERVER0 as u16 + 1);
+                d.push(("servers", Val::Refs(vec![a, b, a])));
+            }
+            _ => {}
+        }
         d.sort_unstable_by_key(|(k, _)| *k);
         Event {
             index: i,
             details: d,
         }
+    }
+
+    /// The text served for event `i` when it is a poison event ([`OddEvent::is_poison`]).
+    pub(crate) fn poison_text(&self, i: u64) -> Option<String> {
+        let odd = self.odd.get(&i)?;
+        odd.poison_text(i, self.event_value(i))
     }
 
     /// The full event object as JSON.
@@ -979,6 +1003,11 @@ impl Data {
         for i in indices {
             if n > 0 {
                 out.push(b',');
+            }
+            if let Some(text) = self.poison_text(i) {
+                out.extend_from_slice(text.as_bytes());
+                n += 1;
+                continue;
             }
             let ev = self.event(i);
             ev.mark_refs(&mut used);

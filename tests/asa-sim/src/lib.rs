@@ -104,6 +104,13 @@
 //!   projects, 10 groups, 4 gateways. Ref-ids are 44-char standard base64 of
 //!   32 bytes derived from (seed, kind, index).
 //!
+//! ## Odd events
+//!
+//! [`SimConfig::odd_events`] puts [`OddEvent`]s at chosen indices: poison events (no `id`, a
+//! numeric `id`, not an object) that a consumer must set aside, and valid events with
+//! enrichment edge cases. [`Sim::stored_event_ids`] is what a consumer should store;
+//! [`Sim::poison_events`] gives the others with the exact text served.
+//!
 //! ## Faults
 //!
 //! [`Sim::inject`] queues faults for auditsV2 requests (FIFO, each request
@@ -120,6 +127,7 @@
 
 mod data;
 mod faults;
+mod odd;
 mod server;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -132,6 +140,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use faults::{Fault, FaultTarget};
+pub use odd::{OddEvent, UNKNOWN_REF};
 
 /// The event types the generator emits (`details.type`).
 pub const EVENT_TYPES: [&str; 15] = data::EVENT_TYPES;
@@ -185,6 +194,10 @@ pub struct SimConfig {
     /// key pair, event stream (its own seed, so its own ids), tokens, rate-limit budget and
     /// fault queue; the other settings are this config's. Default none. See [`Sim::team_handle`].
     pub extra_teams: Vec<TeamConfig>,
+    /// Odd events: `(index, what)`, e.g. poison events a consumer cannot store. An index may
+    /// be beyond the events that exist yet (it applies once appended). Default none. They apply
+    /// to the main team only.
+    pub odd_events: Vec<(u64, OddEvent)>,
 }
 
 /// One more team of a [`Sim`] ([`SimConfig::extra_teams`]).
@@ -228,6 +241,7 @@ impl Default for SimConfig {
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             event_spacing: Duration::from_secs(1),
             extra_teams: Vec::new(),
+            odd_events: Vec::new(),
         }
     }
 }
@@ -305,8 +319,10 @@ impl Sim {
         };
         let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
         let spacing_ns = u64::try_from(cfg.event_spacing.as_nanos()).unwrap_or(u64::MAX);
-        let shared_for = |t: &TeamConfig, others: Vec<Arc<server::Shared>>| {
-            let data = data::Data::new(t.seed, &t.team, cfg.start_time.as_nanosecond(), spacing_ns);
+        let shared_for = |t: &TeamConfig, odd: &[(u64, OddEvent)], others| {
+            let mut data =
+                data::Data::new(t.seed, &t.team, cfg.start_time.as_nanosecond(), spacing_ns);
+            data.odd = odd.iter().copied().collect();
             Arc::new(server::Shared::new(server::SharedInit {
                 data,
                 team: t.team.clone(),
@@ -346,9 +362,9 @@ impl Sim {
                     s.team
                 );
             }
-            others.push(shared_for(t, Vec::new()));
+            others.push(shared_for(t, &[], Vec::new()));
         }
-        let shared = shared_for(&main_team, others);
+        let shared = shared_for(&main_team, &cfg.odd_events, others);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped_rx) = watch::channel(false);
@@ -447,12 +463,32 @@ impl Sim {
         self.inner.shared.count.load(Ordering::Acquire)
     }
 
-    /// Every existing event id, oldest first. (Allocates one `String` per
+    /// Every existing event id, oldest first, poison events included (their ids are the
+    /// offsets paging uses; see [`Sim::stored_event_ids`]). (Allocates one `String` per
     /// event: fine for tests, avoid for millions of events.)
     pub fn event_ids(&self) -> Vec<String> {
         let n = self.event_count();
         let data = &self.inner.shared.data;
         (0..n).map(|i| data.id(i)).collect()
+    }
+
+    /// The ids a consumer should store, oldest first: every existing event but the poison
+    /// ones ([`OddEvent::is_poison`]). The same as [`Sim::event_ids`] without odd events.
+    pub fn stored_event_ids(&self) -> Vec<String> {
+        let data = &self.inner.shared.data;
+        (0..self.event_count())
+            .filter(|i| !data.odd.get(i).is_some_and(|o| o.is_poison()))
+            .map(|i| data.id(i))
+            .collect()
+    }
+
+    /// The existing poison events, oldest first: their index and the exact JSON text served.
+    pub fn poison_events(&self) -> Vec<(u64, String)> {
+        let data = &self.inner.shared.data;
+        data.odd
+            .range(..self.event_count())
+            .filter_map(|(&i, _)| Some((i, data.poison_text(i)?)))
+            .collect()
     }
 
     /// Id of the event at `index` (0 = oldest), if it exists.
@@ -469,7 +505,8 @@ impl Sim {
             .filter(|&i| i < self.event_count())
     }
 
-    /// The full event object `{"id","timestamp","details"}`, if it exists.
+    /// The full event object `{"id","timestamp","details"}`, if it exists (for a poison event,
+    /// the event it was made from; [`Sim::poison_events`] has what is served).
     pub fn event(&self, id: &str) -> Option<serde_json::Value> {
         let i = self.event_index(id)?;
         Some(self.inner.shared.data.event_value(i))

@@ -8,18 +8,25 @@
 //! | `timestamp` | `event.timestamp` as the millisecond "isoString" (kept as is if unparsable)|
 //! | `type`      | `details.type`                                                             |
 //! | `actor`     | S37(`actor`)                                                               |
-//! | `user`      | S37(`target_user`) if it is a reference, else S37(`user`)                  |
+//! | `user`      | S37(`target_user`), or S37(`user`) when that gives nothing                 |
 //! | `client`    | S32(`client`)                                                              |
-//! | `group`     | S34(`group_id`) if it is a reference, else S34(`group`)                    |
-//! | `project`   | S35(`project_id`) if it is a reference, else S35(`project`)                |
+//! | `group`     | S34(`group_id`), or S34(`group`) when that gives nothing                   |
+//! | `project`   | S35(`project_id`), or S35(`project`) when that gives nothing               |
 //! | `hostname`  | `details.hostname` as text                                                 |
-//! | `server`    | S36(`server`), or when that is no reference, S36 of each `servers[]`, joined with `"; "` |
+//! | `server`    | S36(`server`), or when that gives nothing, S36 of each `servers[]` (each reference once, in order), joined with `"; "` |
 //! | `gateway`   | S33(`gateway`) — new column; the template never called S33                 |
 //! | `from_addr` | `details.from_address` as text                                             |
 //! | `raw_event` | the whole event, as the JSON text ASA sent (the template stored `details` only) |
 //!
 //! A "reference" is a non-empty string; empty, `null`, non-string or unknown references give
-//! `""`. Other `details` keys are ignored (they stay in `raw_event`).
+//! `""`. "Gives nothing" is exactly that: a `target_user` that is no reference, or one that is
+//! missing from the page's related objects, falls back to `user` (issue 16.6; the template only
+//! fell back when the first key was no reference). Other `details` keys are ignored (they stay
+//! in `raw_event`).
+//!
+//! An event that cannot become a row ([`InvalidEvent`]: not JSON, not an object, no non-empty
+//! string `id`) is not stored: S30/S31 answer with the reason and M10 quarantines it in
+//! Rejected Events ([`crate::reject`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,12 +68,14 @@ pub enum Column {
     Gateway,
 }
 
-/// One helper lookup: `kind` of each reference in `refs`, the texts joined with `"; "`.
+/// One helper lookup: `kind` of each reference in `refs`, the texts joined with `"; "`; when
+/// they give no text at all, the same with `fallback` (the second key of a pair).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookup {
     pub column: Column,
     pub kind: Kind,
     pub refs: Vec<String>,
+    pub fallback: Vec<String>,
 }
 
 /// An event's row with its enrichment still to do.
@@ -89,6 +98,28 @@ impl fmt::Display for InvalidEvent {
 }
 
 impl std::error::Error for InvalidEvent {}
+
+impl InvalidEvent {
+    /// What is wrong, without the "invalid audit event" prefix (Rejected Events' `reason`).
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The `id` of an event given as JSON text, refused for the same reasons as [`plan_text`]
+/// (S31 checks this before it looks the id up).
+pub fn checked_id(text: &str) -> Result<String, InvalidEvent> {
+    let event: Value =
+        serde_json::from_str(text).map_err(|e| InvalidEvent(format!("not JSON ({e})")))?;
+    if !event.is_object() {
+        return Err(not_an_object(&event));
+    }
+    event_id(&event).map(str::to_string)
+}
+
+fn not_an_object(event: &Value) -> InvalidEvent {
+    InvalidEvent(format!("expected a JSON object, not {event}"))
+}
 
 /// The event's `id`: a non-empty string.
 pub fn event_id(event: &Value) -> Result<&str, InvalidEvent> {
@@ -114,7 +145,7 @@ pub fn plan_text(text: &str) -> Result<Plan, InvalidEvent> {
 
 fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, InvalidEvent> {
     if !event.is_object() {
-        return Err(InvalidEvent(format!("expected a JSON object, not {event}")));
+        return Err(not_an_object(event));
     }
     let id = event_id(event)?.to_string();
     let empty = Map::new();
@@ -130,29 +161,43 @@ fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, In
         ..EventRow::default()
     };
 
-    let one = |key: &str| ref_id(details.get(key)).map(|r| vec![r.to_string()]);
-    let first_of = |a: &str, b: &str| one(a).or_else(|| one(b)).unwrap_or_default();
-    let servers = || {
-        details
-            .get("servers")
-            .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(|s| ref_id(Some(s))).map(str::to_string).collect())
-            .unwrap_or_default()
-    };
+    let one = |key: &str| ref_id(details.get(key)).map(|r| vec![r.to_string()]).unwrap_or_default();
+    let servers = servers_once(details.get("servers"));
     let lookups = [
-        (Column::Actor, Kind::User, one("actor").unwrap_or_default()),
-        (Column::User, Kind::User, first_of("target_user", "user")),
-        (Column::Client, Kind::Client, one("client").unwrap_or_default()),
-        (Column::Group, Kind::Group, first_of("group_id", "group")),
-        (Column::Project, Kind::Project, first_of("project_id", "project")),
-        (Column::Server, Kind::Server, one("server").unwrap_or_else(servers)),
-        (Column::Gateway, Kind::Gateway, one("gateway").unwrap_or_default()),
+        (Column::Actor, Kind::User, one("actor"), Vec::new()),
+        (Column::User, Kind::User, one("target_user"), one("user")),
+        (Column::Client, Kind::Client, one("client"), Vec::new()),
+        (Column::Group, Kind::Group, one("group_id"), one("group")),
+        (Column::Project, Kind::Project, one("project_id"), one("project")),
+        (Column::Server, Kind::Server, one("server"), servers),
+        (Column::Gateway, Kind::Gateway, one("gateway"), Vec::new()),
     ]
     .into_iter()
-    .filter(|(_, _, refs)| !refs.is_empty())
-    .map(|(column, kind, refs)| Lookup { column, kind, refs })
+    .filter_map(|(column, kind, refs, fallback)| pair(column, kind, refs, fallback))
     .collect();
     Ok(Plan { row, lookups })
+}
+
+/// The lookup of a pair of keys: the first's references, falling back to the second's; `None`
+/// when neither has any. A first key without references makes the second the first.
+fn pair(column: Column, kind: Kind, refs: Vec<String>, fallback: Vec<String>) -> Option<Lookup> {
+    match (refs.is_empty(), fallback.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(Lookup { column, kind, refs: fallback, fallback: Vec::new() }),
+        (false, _) => Some(Lookup { column, kind, refs, fallback }),
+    }
+}
+
+/// The references of a `servers` list, each once, in the order of first appearance (ASA may
+/// list a server twice); entries that are no reference are skipped.
+fn servers_once(list: Option<&Value>) -> Vec<String> {
+    let mut refs: Vec<String> = Vec::new();
+    for r in list.and_then(Value::as_array).into_iter().flatten().filter_map(|s| ref_id(Some(s))) {
+        if !refs.iter().any(|seen| seen == r) {
+            refs.push(r.to_string());
+        }
+    }
+    refs
 }
 
 impl Plan {
@@ -165,21 +210,10 @@ impl Plan {
         let mut memo: BTreeMap<(Kind, String), String> = BTreeMap::new();
         let mut row = self.row;
         for lookup in self.lookups {
-            let mut texts = Vec::with_capacity(lookup.refs.len());
-            for r in lookup.refs {
-                let text = match memo.get(&(lookup.kind, r.clone())) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let t = describe(lookup.kind, &r)?;
-                        memo.insert((lookup.kind, r), t.clone());
-                        t
-                    }
-                };
-                if !text.is_empty() {
-                    texts.push(text);
-                }
+            let mut value = describe_all(lookup.kind, lookup.refs, &mut memo, &mut describe)?;
+            if value.is_empty() && !lookup.fallback.is_empty() {
+                value = describe_all(lookup.kind, lookup.fallback, &mut memo, &mut describe)?;
             }
-            let value = texts.join("; ");
             match lookup.column {
                 Column::Actor => row.actor = value,
                 Column::User => row.user = value,
@@ -192,6 +226,31 @@ impl Plan {
         }
         Ok(row)
     }
+}
+
+/// `describe` of each reference (each distinct pair asked once across the event, through
+/// `memo`), the non-empty texts joined with `"; "`.
+fn describe_all<E>(
+    kind: Kind,
+    refs: Vec<String>,
+    memo: &mut BTreeMap<(Kind, String), String>,
+    describe: &mut impl FnMut(Kind, &str) -> Result<String, E>,
+) -> Result<String, E> {
+    let mut texts = Vec::with_capacity(refs.len());
+    for r in refs {
+        let text = match memo.get(&(kind, r.clone())) {
+            Some(t) => t.clone(),
+            None => {
+                let t = describe(kind, &r)?;
+                memo.insert((kind, r), t.clone());
+                t
+            }
+        };
+        if !text.is_empty() {
+            texts.push(text);
+        }
+    }
+    Ok(texts.join("; "))
 }
 
 #[cfg(test)]
@@ -305,7 +364,8 @@ mod tests {
         assert_eq!(row.timestamp, "2024-03-05T01:02:05.002Z");
         let row = row_of(json!({"id": "x", "details": {"server": "", "servers": [
             "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=", "unknown-ref", null, 7, "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g="]}}));
-        assert_eq!(row.server, format!("{HARVARD}; {HARVARD}"));
+        // Listed twice, shown once (issue 16.6).
+        assert_eq!(row.server, HARVARD);
     }
 
     #[test]
@@ -383,8 +443,60 @@ mod tests {
         assert_eq!(asked, vec![(Kind::User, "a".to_string()), (Kind::Server, "s".to_string())]);
         assert_eq!(
             (row.actor.as_str(), row.user.as_str(), row.server.as_str()),
-            ("S37:a", "S37:a", "S36:s; S36:s")
+            ("S37:a", "S37:a", "S36:s")
         );
+    }
+
+    /// Issue 16.6: a `target_user` (or `group_id`, `project_id`, `server`) that is a reference
+    /// but not among the page's related objects falls back to the second key of its pair.
+    #[test]
+    fn a_first_key_missing_from_the_related_objects_falls_back_to_the_second() {
+        let row = row_of(json!({"id": "x", "details": {
+            "target_user": "not-in-related-objects", "user": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=",
+            "group_id": "gone", "group": "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=",
+            "project_id": "gone", "project": "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs=",
+            "server": "gone", "servers": ["3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g="]}}));
+        assert_eq!(row.user, JASON);
+        assert_eq!(row.group, "compsons");
+        assert_eq!(row.project, "the-sound-and-the-fury");
+        assert_eq!(row.server, HARVARD);
+        // Both missing: empty, as before; the first found wins over the second.
+        let row =
+            row_of(json!({"id": "x", "details": {"target_user": "gone", "user": "gone too"}}));
+        assert_eq!(row.user, "");
+        let row = row_of(json!({"id": "x", "details": {
+            "target_user": "gMMtgekb3qBM16OBmzInX8MpivTH7IfrAJlSfQQc7Vw=", "user": "18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74="}}));
+        assert_eq!(row.user, "Quentin.Compson (status: ACTIVE , usertype: human)");
+    }
+
+    /// Issue 16.6: a server listed twice in `servers[]` appears once, in first-seen order.
+    #[test]
+    fn a_server_listed_twice_appears_once_in_order() {
+        let plan = plan(&json!({"id": "x", "details": {"servers": ["b", "a", "b", "", "a", "c"]}}))
+            .unwrap();
+        assert_eq!(plan.lookups.len(), 1);
+        assert_eq!(plan.lookups[0].refs, ["b", "a", "c"]);
+        let harvard = "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=";
+        let row = row_of(json!({"id": "x", "details": {"servers": [harvard, "unknown", harvard]}}));
+        assert_eq!(row.server, HARVARD);
+    }
+
+    /// The reasons Rejected Events shows; S31 (`checked_id`) and S30 (`plan_text`) agree.
+    #[test]
+    fn checked_id_refuses_what_plan_text_refuses() {
+        assert_eq!(checked_id(r#"{"id": "e1", "details": {}}"#).unwrap(), "e1");
+        for (text, reason) in [
+            (r#"{"details": {}}"#, "no `id`"),
+            (r#"{"id": 42}"#, "`id` must be a non-empty string, not 42"),
+            (r#"{"id": ""}"#, r#"`id` must be a non-empty string, not """#),
+            (r#""text""#, r#"expected a JSON object, not "text""#),
+            ("[1]", "expected a JSON object, not [1]"),
+            ("null", "expected a JSON object, not null"),
+        ] {
+            assert_eq!(checked_id(text).unwrap_err().reason(), reason, "{text}");
+            assert_eq!(plan_text(text).unwrap_err().reason(), reason, "{text}");
+        }
+        assert!(checked_id("{").unwrap_err().reason().starts_with("not JSON ("));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
 //! - [`enrich`]: the S32–S37 enrichment strings;
 //! - [`event`]: event → Audit Events row mapping (S30);
+//! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
 //! - [`main_flow`]: M10's branch decision (§8.3);
 //! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs;
@@ -25,6 +26,7 @@ pub mod link;
 pub mod main_flow;
 pub mod model;
 pub mod offload;
+pub mod reject;
 pub mod teams;
 pub mod time;
 pub mod url;

@@ -108,6 +108,9 @@ pub struct ExecLogIn {
     /// The ASA team the entry is about (`""`: none, e.g. an offload).
     #[serde(default, deserialize_with = "lenient_text", skip_serializing_if = "String::is_empty")]
     pub team: String,
+    /// Events newly put into Rejected Events by this run (absent = 0; a number or numeric text).
+    #[serde(default, deserialize_with = "lenient_count")]
+    pub eventsrejected: u64,
 }
 
 impl ExecLogIn {
@@ -115,8 +118,13 @@ impl ExecLogIn {
         ExecLogIn {
             eventswritten: eventswritten.to_string(),
             notes: notes.to_string(),
-            team: String::new(),
+            ..ExecLogIn::default()
         }
+    }
+
+    /// The entry with `eventsrejected` set (M10's runs).
+    pub fn with_rejected(self, eventsrejected: u64) -> Self {
+        ExecLogIn { eventsrejected, ..self }
     }
 }
 
@@ -132,6 +140,10 @@ pub struct ExecLogRow {
     /// The ASA team (`""` = none).
     #[serde(default, deserialize_with = "lenient_text")]
     pub team: String,
+    /// Events newly put into Rejected Events (text, like `eventswritten`; `""` on rows written
+    /// before the column existed).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub eventsrejected: String,
 }
 
 /// An Audit Related Objects row: the page's `related_objects` entry `id → {type, object}`,
@@ -253,12 +265,15 @@ pub struct DeletedOut {
     pub deleted: u64,
 }
 
-/// S30's and S31's output.
+/// S30's and S31's output (and S21's).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredOut {
     pub stored: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Why the event was refused and not stored (see [`crate::reject`]); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
 }
 
 /// S20's output.
@@ -278,6 +293,9 @@ pub struct MainOut {
     pub note: String,
     /// The checkpoint's offset after the run.
     pub offset: String,
+    /// Events of the page newly put into Rejected Events.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 /// O10's input: overrides of the offload settings, each optional (`{}` = the settings).

@@ -1,7 +1,8 @@
 //! M10 — Recurring Audit Collection: pulls the next page of ASA audit events into Audit Events.
 //!
 //! Input `{}` (scheduled every 5 minutes) or `{"team": "acme"}`; output
-//! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>"}`.
+//! `{"events": n, "written": w, "note": "<Execution Log note>", "offset": "<checkpoint offset>",
+//! "rejected": r}`.
 //!
 //! Several ASA teams (`asa_lib::teams`): `{"team": t}` collects team t (its settings, key
 //! pair, checkpoint row and Execution Log rows; its catch-up run is `{"team": t}` too). `{}`
@@ -28,12 +29,19 @@
 //!      run will send, so the page is on its way while this one is stored;
 //!    - the last page, with as many events as are stored from it: U20(0, "No new events");
 //!    - the last page with new events: U13(n), S20, S31 for each event (skips stored ids),
-//!      U20(written, "First part page" or "Subsequent part page").
+//!      U20(written, "First part page" or "Subsequent part page");
 //!
-//!    `LastCount` counts the events of the page at `LastOffset` that are stored, not the size
-//!    of the last page fetched (see `asa_lib::main_flow`): the template's rule lost a last
-//!    page exactly as long as the full page before it. `eventswritten` is what S30/S31
-//!    actually stored.
+//!    in both branches that store events, each event S30/S31 refuse (`{"stored": false,
+//!    "rejected": reason}`: not an object, no string `id`) goes whole into Rejected Events at
+//!    key `<offset the page was fetched with>#<index in page>` (a key already there is left as
+//!    it is), the rest of the page is stored and the offset moves as usual; U20 gets how many
+//!    were newly rejected (`eventsrejected`), and so does the output (`rejected`). See
+//!    `asa_lib::reject`. (Before, one such event failed every run of its page, for ever.)
+//!
+//!    `LastCount` counts the events of the page at `LastOffset` that are handled (stored or
+//!    rejected), not the size of the last page fetched (see `asa_lib::main_flow`): the
+//!    template's rule lost a last page exactly as long as the full page before it.
+//!    `eventswritten` is what S30/S31 actually stored.
 //!
 //! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
 //! table writes (its children's included) all together or not at all. So writing the new
@@ -53,10 +61,11 @@ use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, Empty, Env, LinkIn, MainOut, OffsetIo, RelatedObjectsText,
     StoredCountOut, StoredOut,
 };
+use asa_lib::reject::{self, REJECTED_EVENTS};
 use asa_lib::teams::{self, TeamCount, TeamIn, TeamOffset, TeamsOut};
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
-use flowhost_sdk::{call, fail, for_each_all, log, schedule, Error, FlowError};
+use flowhost_sdk::{call, fail, for_each_all, log, schedule, tables, Error, FlowError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -110,8 +119,8 @@ fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
     let next: OffsetIo = call("U11", &LinkIn { link })?;
 
     let branch = main_flow::decide(&next.offset, n, checkpoint.last_count);
-    let written = match branch {
-        Branch::NoNewEvents => 0,
+    let stored = match branch {
+        Branch::NoNewEvents => Stored::default(),
         Branch::FullPage => {
             write_offset(&env.asa_team, &next.offset)?;
             write_count(&env.asa_team, branch.next_count(n, checkpoint.last_count))?;
@@ -121,25 +130,28 @@ fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
             store_related_objects(page.related_objects.as_deref())?;
             // Part of this page may be stored already (it was the last page before).
             let flow = if checkpoint.last_count == 0 { "S30" } else { "S31" };
-            store_events(flow, &env.asa_team, &page.list)?
+            store_events(flow, &env.asa_team, &page.list, &checkpoint.last_offset)?
         }
         Branch::PartPage { .. } => {
             write_count(&env.asa_team, branch.next_count(n, checkpoint.last_count))?;
             store_related_objects(page.related_objects.as_deref())?;
-            store_events("S31", &env.asa_team, &page.list)?
+            store_events("S31", &env.asa_team, &page.list, &checkpoint.last_offset)?
         }
     };
+    let Stored { written, rejected } = stored;
     let note = branch.note();
-    steps::log_team_execution(&env.asa_team, written, note)?;
+    steps::log_collection(&env.asa_team, written, rejected, note)?;
 
     let offset =
         if branch == Branch::FullPage { next.offset } else { checkpoint.last_offset.clone() };
-    log::info(&format!("{n} events, {written} written ({note}); offset {offset:?}"));
+    log::info(&format!(
+        "{n} events, {written} written, {rejected} rejected ({note}); offset {offset:?}"
+    ));
     if branch == Branch::FullPage && offset != checkpoint.last_offset {
         // The same input: `{}` with one team (as before teams existed), else this team.
         schedule::request_run("M10", &serde_json::to_string(&input)?, 0)?;
     }
-    Ok(MainOut { events: n, written, note: note.to_string(), offset })
+    Ok(MainOut { events: n, written, note: note.to_string(), offset, rejected })
 }
 
 /// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
@@ -194,10 +206,51 @@ fn store_related_objects(related_objects: Option<&RawValue>) -> Result<(), Error
     Ok(())
 }
 
-/// S30 or S31 for each event (its JSON text as the server sent it, in `team`'s envelope); any
-/// failure fails the run. Returns how many were stored.
-fn store_events(flow: &str, team: &str, events: &[Box<RawValue>]) -> Result<u64, Error> {
-    let events: Vec<Box<RawValue>> = events.iter().map(|e| teams::envelope(team, e)).collect();
-    let results: Vec<StoredOut> = for_each_all(flow, &events, EVENT_CONCURRENCY)?;
-    Ok(results.iter().filter(|r| r.stored).count() as u64)
+/// What [`store_events`] did with a page.
+#[derive(Default)]
+struct Stored {
+    /// Events S30/S31 stored.
+    written: u64,
+    /// Events newly put into Rejected Events.
+    rejected: u64,
+}
+
+/// S30 or S31 for each event (its JSON text as the server sent it, in `team`'s envelope), then
+/// the events they refused into Rejected Events; any failure fails the run (a refused event is
+/// no failure). `page_offset` is the offset the page was fetched with.
+fn store_events(
+    flow: &str,
+    team: &str,
+    events: &[Box<RawValue>],
+    page_offset: &str,
+) -> Result<Stored, Error> {
+    let envelopes: Vec<Box<RawValue>> = events.iter().map(|e| teams::envelope(team, e)).collect();
+    let results: Vec<StoredOut> = for_each_all(flow, &envelopes, EVENT_CONCURRENCY)?;
+    let written = results.iter().filter(|r| r.stored).count() as u64;
+    let rejected = quarantine_rejected(team, page_offset, events, &results)?;
+    Ok(Stored { written, rejected })
+}
+
+/// Rejected Events: each event S30/S31 refused, whole, at `<team>/<page offset>#<index>`. A
+/// key that is there already (the last page is fetched again on every run) is left as it is
+/// and not counted. Returns how many rows are new.
+fn quarantine_rejected(
+    team: &str,
+    page_offset: &str,
+    events: &[Box<RawValue>],
+    results: &[StoredOut],
+) -> Result<u64, Error> {
+    let mut new = 0;
+    for row in reject::rejected_rows(team, page_offset, events, results, &schedule::now()) {
+        if tables::get::<Value>(REJECTED_EVENTS, &row.id)?.is_some() {
+            continue;
+        }
+        tables::insert(REJECTED_EVENTS, &row)?;
+        log::warn(&format!(
+            "event {} of the page at offset {:?} rejected into {REJECTED_EVENTS}: {}",
+            row.page_index, row.page_offset, row.reason
+        ));
+        new += 1;
+    }
+    Ok(new)
 }

@@ -13,5 +13,5 @@ flowhost_sdk::flow!(run);
 
 fn run(input: RelatedItem) -> Result<StoredOut, FlowError> {
     let id = tables::upsert(AUDIT_RELATED_OBJECTS, &input.into_row())?;
-    Ok(StoredOut { stored: true, id })
+    Ok(StoredOut { stored: true, id, rejected: None })
 }

@@ -2,8 +2,11 @@
 //!
 //! Input: the whole event `{"id", "timestamp", "details": {...}}`, or M10's envelope
 //! `{"team": "acme", "event": {...}}` that also names the ASA team (`asa_lib::teams`); output
-//! `{"stored": true, "id": "<event id>"}`. The row's `team` column is the envelope's team
-//! (unset for a bare event); `raw_event` is the event's text exactly as ASA sent it.
+//! `{"stored": true, "id": "<event id>"}`, or `{"stored": false, "rejected": "<reason>"}` for an
+//! event that cannot be a row (not an object, no non-empty string `id`): nothing is written and
+//! M10 quarantines it in Rejected Events (`asa_lib::reject`), so one bad event no longer fails
+//! every run of its page (issue 16.4). The row's `team` column is the envelope's team (unset
+//! for a bare event); `raw_event` is the event's text exactly as ASA sent it.
 //!
 //! The mapping (which `details` key feeds which column) is `asa_lib::event`. Fixes over the
 //! template (asa-api.md §8.6), as DESIGN.md §5 asks:
@@ -11,8 +14,11 @@
 //!   `details` only);
 //! - a new `gateway` column is filled by S33 from `details.gateway` (the template defined S33
 //!   but never called it);
-//! - `server` is S36(`details.server`) or, when that is absent or empty, S36 of each
-//!   `details.servers[]`, joined with `"; "` (the template ignored `servers[]`);
+//! - `server` is S36(`details.server`) or, when that gives nothing, S36 of each
+//!   `details.servers[]` (a server listed twice once), joined with `"; "` (the template ignored
+//!   `servers[]`);
+//! - a `target_user`, `group_id` or `project_id` missing from the page's related objects falls
+//!   back to `user`, `group`, `project` (the template fell back only when it was no reference);
 //! - the helpers read the real ASA fields: S37 `user_type`, S32 `user_name` and `hostname`
 //!   (S32 also drops the template's stray trailing `"\n\n"`);
 //! - references that are empty, `null`, not strings, or missing from Audit Related Objects
@@ -24,18 +30,22 @@
 //! Each distinct reference is described once per event.
 
 use asa_lib::enrich::Kind;
-use asa_lib::event;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
 use asa_lib::teams::{self, TeamEventRow};
+use asa_lib::{event, reject};
 use flowhost_sdk::{call, tables, Error, FlowError};
 
 flowhost_sdk::flow!(text run);
 
 fn run(input: String) -> Result<StoredOut, FlowError> {
     let (team, event) = teams::open_envelope(&input);
-    let row = event::plan_text(event)?.resolve(describe)?;
+    let plan = match event::plan_text(event) {
+        Ok(plan) => plan,
+        Err(invalid) => return Ok(reject::rejected_out(&invalid)),
+    };
+    let row = plan.resolve(describe)?;
     let id = tables::upsert(AUDIT_EVENTS, &TeamEventRow { row: &row, team: &team })?;
-    Ok(StoredOut { stored: true, id })
+    Ok(StoredOut { stored: true, id, rejected: None })
 }
 
 /// The helper flow for `kind` (S32–S37) on one reference.

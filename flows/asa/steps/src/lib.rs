@@ -1,7 +1,8 @@
 //! Named steps that several ASA flows take, so each flow stays a short sequence of steps and
-//! none repeats the plumbing: writing the Execution Log (U20), asking how many events may be
-//! offloaded (U14), and deleting an offloaded event; for several ASA teams, which team an
-//! input means and reading and writing that team's checkpoint row (`asa_lib::teams`).
+//! none repeats the plumbing: writing the Execution Log (U20, with M10's rejected count),
+//! asking how many events may be offloaded (U14), and deleting an offloaded event; for several
+//! ASA teams, which team an input means and reading and writing that team's checkpoint row
+//! (`asa_lib::teams`).
 
 use asa_lib::model::{
     Empty, Env, ExecLogIn, OffloadableOut, AUDIT_CHECKPOINTS, AUDIT_EVENTS, ENVIRONMENT_VARIABLES,
@@ -14,6 +15,13 @@ use serde_json::{Map, Value};
 /// U20: one Execution Log row (`eventswritten`, `notes`).
 pub fn log_execution(written: u64, note: &str) -> Result<(), Error> {
     let _: Value = call("U20", &ExecLogIn::new(written, note))?;
+    Ok(())
+}
+
+/// U20: M10's Execution Log row for `team`, with the events it newly put into Rejected Events.
+pub fn log_collection(team: &str, written: u64, rejected: u64, note: &str) -> Result<(), Error> {
+    let entry = ExecLogIn { team: team.to_string(), ..ExecLogIn::new(written, note) };
+    let _: Value = call("U20", &entry.with_rejected(rejected))?;
     Ok(())
 }
 
