@@ -4,11 +4,13 @@
 //! and a missing `asaTeam` is an error that says how to set it. The offload settings are
 //! optional: `offloadStore` defaults to `"archive"`, `offloadPrefix` to `"asa/audit-events/"`,
 //! `offloadBatch` to `"5000"` (1..=50000), and `hecUrl` may stay unset (O20 needs it; it says
-//! so). U02 validates and writes the row.
+//! so). `onLostOffset` (M10, see [`crate::lost_offset`]) is `fail` (default) or `restart`.
+//! U02 validates and writes the row.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::lost_offset::{OnLostOffset, DEFAULT_ON_LOST_OFFSET};
 use crate::model::Env;
 
 /// A setting that is missing or wrong; the text says which and how to fix it.
@@ -55,6 +57,7 @@ impl Env {
             offload_prefix: or(self.offload_prefix, DEFAULT_OFFLOAD_PREFIX),
             offload_batch: or(self.offload_batch, DEFAULT_OFFLOAD_BATCH),
             hec_url: self.hec_url.trim().to_string(),
+            on_lost_offset: or(self.on_lost_offset, DEFAULT_ON_LOST_OFFSET),
         }
     }
 
@@ -79,12 +82,18 @@ impl Env {
         if !env.hec_url.is_empty() {
             env.hec_url = normalize_hec_url(&env.hec_url).map_err(bad)?;
         }
+        env.on_lost_offset = OnLostOffset::parse(&env.on_lost_offset).map_err(bad)?.as_str().into();
         Ok(env)
     }
 
     /// `searchCount` as a number (call on a [`checked`](Env::checked) env).
     pub fn count(&self) -> Result<u32, InvalidSetting> {
         parse_search_count(&Value::String(self.search_count.clone()))
+    }
+
+    /// `onLostOffset` (call on a [`checked`](Env::checked) env).
+    pub fn lost_offset_policy(&self) -> Result<OnLostOffset, InvalidSetting> {
+        OnLostOffset::parse(&self.on_lost_offset)
     }
 
     /// `offloadBatch` as a number (call on a [`checked`](Env::checked) env).
@@ -116,6 +125,9 @@ pub struct SetEnv {
     /// `""` unsets it.
     #[serde(default)]
     pub hec_url: Option<String>,
+    /// `fail` or `restart`; `""` goes back to the default (`fail`).
+    #[serde(default)]
+    pub on_lost_offset: Option<String>,
 }
 
 /// The validated columns U02 writes (absent ones are left as they are).
@@ -136,6 +148,8 @@ pub struct EnvChanges {
     pub offload_batch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hec_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_lost_offset: Option<String>,
 }
 
 impl EnvChanges {
@@ -187,6 +201,11 @@ impl SetEnv {
                 })
                 .transpose()?,
             hec_url: self.hec_url.as_deref().map(|u| empty_or(u, normalize_hec_url)).transpose()?,
+            on_lost_offset: self
+                .on_lost_offset
+                .as_deref()
+                .map(|v| empty_or(v, |v| OnLostOffset::parse(v).map(|p| p.as_str().to_string())))
+                .transpose()?,
         })
     }
 }
@@ -346,6 +365,7 @@ mod tests {
                 offload_store: "archive".into(),
                 offload_prefix: "asa/audit-events/".into(),
                 offload_batch: "5000".into(),
+                on_lost_offset: "fail".into(),
                 ..env("william-faulkner", "100", "https://app.scaleft.com")
             }
         );
@@ -516,5 +536,36 @@ mod tests {
         for bad in ["/", "a//", "./a", "a/./b", "a\\b", "a\tb", "a/.."] {
             assert!(normalize_prefix("p", bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod on_lost_offset_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn on_lost_offset_is_fail_by_default_and_validated() {
+        let e = Env { asa_team: "t".into(), ..Env::default() }.checked().unwrap();
+        assert_eq!(e.lost_offset_policy().unwrap(), OnLostOffset::Fail);
+        let e = Env { asa_team: "t".into(), on_lost_offset: " Restart ".into(), ..Env::default() }
+            .checked()
+            .unwrap();
+        assert_eq!(e.on_lost_offset, "restart");
+        let err = Env { asa_team: "t".into(), on_lost_offset: "skip".into(), ..Env::default() }
+            .checked()
+            .unwrap_err()
+            .0;
+        assert!(err.contains("onLostOffset") && err.ends_with("fix it with U02"), "{err}");
+
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": "RESTART"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(set.validate().unwrap()).unwrap(),
+            json!({"onLostOffset": "restart"})
+        );
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": ""})).unwrap();
+        assert_eq!(set.validate().unwrap().on_lost_offset.as_deref(), Some(""));
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": "retry"})).unwrap();
+        assert!(set.validate().unwrap_err().0.contains("onLostOffset"));
     }
 }

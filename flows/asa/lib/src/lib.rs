@@ -13,6 +13,7 @@
 //! - [`enrich`]: the S32–S37 enrichment strings;
 //! - [`event`]: event → Audit Events row mapping (S30);
 //! - [`main_flow`]: M10's branch decision (§8.3);
+//! - [`lost_offset`]: an offset auditsV2 no longer knows, and `onLostOffset` (M10);
 //! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs.
 
@@ -21,6 +22,7 @@ pub mod enrich;
 pub mod env;
 pub mod event;
 pub mod link;
+pub mod lost_offset;
 pub mod main_flow;
 pub mod model;
 pub mod offload;

@@ -78,6 +78,10 @@ pub struct Env {
     /// O20's Splunk HEC endpoint (`""` = not set).
     #[serde(default, deserialize_with = "lenient_text")]
     pub hec_url: String,
+    /// What M10 does with a checkpoint offset auditsV2 no longer knows: `fail` (default) or
+    /// `restart` (see `asa_lib::lost_offset`).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub on_lost_offset: String,
 }
 
 /// The Audit Checkpoints row, and U10's output.
@@ -371,10 +375,11 @@ mod tests {
                 offload_prefix: "p/".into(),
                 offload_batch: "5000".into(),
                 hec_url: String::new(),
+                on_lost_offset: "fail".into(),
             })
             .unwrap(),
             json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u", "offloadStore": "archive",
-                   "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": ""})
+                   "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": "", "onLostOffset": "fail"})
         );
     }
 

@@ -8,7 +8,8 @@
 //! 2. `GET {asaBaseUrl}/v1/teams/{asaTeam}/auditsV2?count={searchCount}[&offset={LastOffset}]`
 //!    with the bearer header (the host retries 5 times, 500 ms to 10 s, and honours 429's
 //!    rate-limit headers); on 401 a fresh token (U00 `{"refresh": true}`) and one more try;
-//!    any other non-200 fails the run with the status and ASA's `message`;
+//!    any other non-200 fails the run with the status and ASA's `message`, except a lost
+//!    offset (below);
 //! 3. the page's `list` and `related_objects` (missing or `null` count as empty);
 //!    `offset` = U11(the `link` header; several `link` headers are joined with `", "`);
 //! 4. the template's three branches (`asa_lib::main_flow`):
@@ -27,6 +28,15 @@
 //!    page exactly as long as the full page before it. `eventswritten` is what S30/S31
 //!    actually stored.
 //!
+//! Lost offset (`fetch_checkpoint_page`, `asa_lib::lost_offset`): a 400 to a request with the
+//! checkpoint's offset means ASA no longer knows it (its event aged out). With `onLostOffset`
+//! `fail` (the default) the run fails with one line naming the offset, U03 and the setting,
+//! and the Execution Log gets a row saying the same (the table keeps a failed run's inserts);
+//! the checkpoint stays as it was, so every run fails the same way until U03 or `restart`.
+//! With `restart` the Execution Log says so, the checkpoint is reset (U12 `""`, U13 0) and
+//! the same run collects the oldest page; S30's upsert and S31's check keep Audit Events free
+//! of duplicates (events that O10 has offloaded and deleted are stored, and offloaded, again).
+//!
 //! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
 //! table writes (its children's included) all together or not at all. So writing the new
 //! offset before the events (as the template does) is safe here: the offset and the events it
@@ -40,6 +50,7 @@
 //! cannot make M10 loop.
 
 use asa_lib::api::{self, Page};
+use asa_lib::lost_offset::{self, OnLostOffset};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, CountIo, Empty, Env, LinkIn, MainOut, OffsetIo,
@@ -61,11 +72,9 @@ const EVENT_CONCURRENCY: u32 = 10;
 fn run(_: Empty) -> Result<MainOut, FlowError> {
     let mut auth: AuthHeader = call("U00", &AuthIn::default())?;
     let env: Env = call("U01", &Empty {})?;
-    let checkpoint: Checkpoint = call("U10", &Empty {})?;
+    let mut checkpoint: Checkpoint = call("U10", &Empty {})?;
 
-    let page_url =
-        url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, &checkpoint.last_offset);
-    let resp = fetch_page(&page_url, &mut auth)?;
+    let (page_url, resp) = fetch_checkpoint_page(&env, &mut checkpoint, &mut auth)?;
     let page: Page = match resp.json() {
         Ok(page) => page,
         // A cut-off or non-JSON 200 (a proxy's error page): say which request, not "input".
@@ -106,14 +115,64 @@ fn run(_: Empty) -> Result<MainOut, FlowError> {
     Ok(MainOut { events: n, written, note: note.to_string(), offset })
 }
 
-/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
+/// GETs the page at the checkpoint's offset. An offset auditsV2 no longer knows is handled as
+/// `onLostOffset` says: `fail` logs and fails; `restart` logs, resets `checkpoint` (U12, U13)
+/// and GETs the oldest page instead. Returns the URL of the page fetched and the response.
+fn fetch_checkpoint_page(
+    env: &Env,
+    checkpoint: &mut Checkpoint,
+    auth: &mut AuthHeader,
+) -> Result<(String, Response), FlowError> {
+    let count = env.count()?;
+    let page_url =
+        url::audits_url(&env.asa_base_url, &env.asa_team, count, &checkpoint.last_offset);
+    let resp = send_page(&page_url, auth)?;
+    let lost = checkpoint.last_offset.clone();
+    if !lost_offset::is_lost_offset(resp.status, &resp.body, &lost) {
+        let resp = ok_page(&page_url, resp)?;
+        return Ok((page_url, resp));
+    }
+    match env.lost_offset_policy()? {
+        OnLostOffset::Fail => {
+            let message =
+                lost_offset::fail_message(&lost, &api::error_text(resp.status, &resp.body));
+            steps::log_execution(0, &message)?;
+            fail!("{message}")
+        }
+        OnLostOffset::Restart => {
+            let note = lost_offset::restart_note(&lost);
+            log::warn(&note);
+            steps::log_execution(0, &note)?;
+            write_offset("")?;
+            write_count(0)?;
+            *checkpoint = Checkpoint::default();
+            let page_url = url::audits_url(&env.asa_base_url, &env.asa_team, count, "");
+            let resp = fetch_page(&page_url, auth)?;
+            Ok((page_url, resp))
+        }
+    }
+}
+
+/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more; any other
+/// non-200 fails.
 fn fetch_page(page_url: &str, auth: &mut AuthHeader) -> Result<Response, FlowError> {
+    let resp = send_page(page_url, auth)?;
+    ok_page(page_url, resp)
+}
+
+/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
+fn send_page(page_url: &str, auth: &mut AuthHeader) -> Result<Response, FlowError> {
     let mut resp = get_page(page_url, auth)?;
     if resp.status == 401 {
         log::info("auditsV2 answered 401: renewing the service token and trying again");
         *auth = call("U00", &AuthIn { refresh: true })?;
         resp = get_page(page_url, auth)?;
     }
+    Ok(resp)
+}
+
+/// The response if it is a 200; otherwise the run fails with the status and ASA's `message`.
+fn ok_page(page_url: &str, resp: Response) -> Result<Response, FlowError> {
     if resp.status != 200 {
         fail!("GET {page_url} failed: {}", api::error_text(resp.status, &resp.body));
     }
