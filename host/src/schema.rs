@@ -755,7 +755,7 @@ mod tests {
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, type: text }\nindexs: [a]\n",
-                "tables/x.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes` at line 4 column 1",
+                "tables/x.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes`, `keep_on_failure` at line 4 column 1",
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, typ: text }\n",
