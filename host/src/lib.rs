@@ -18,7 +18,7 @@
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
 //! | [`budget`] | one run's budget for what the host buffers for it (`run_memory:`) |
 //! | [`scheduler`] | `serve`: schedules, overlap, exclusive groups, catch-up, reload, shutdown |
-//! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log |
+//! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log, grants |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |

@@ -149,6 +149,9 @@ pub struct Registry {
     flows: BTreeMap<String, Arc<FlowEntry>>,
     /// One line per flow or file that could not be loaded.
     pub errors: Vec<String>,
+    /// The config file's `grants:` section the flows were loaded with (what
+    /// [`grant_lines`] starts from when it says what to add).
+    pub configured_grants: BTreeMap<String, Grants>,
 }
 
 impl Registry {
@@ -173,7 +176,10 @@ impl Registry {
         extra: &BTreeMap<String, Grants>,
         blob_stores: &BTreeSet<String>,
     ) -> Registry {
-        let mut reg = Registry::default();
+        let mut reg = Registry {
+            configured_grants: extra.clone(),
+            ..Registry::default()
+        };
         let mut found: Vec<(Manifest, Option<&'static [u8]>, String)> = Vec::new();
         let mut names: BTreeSet<String> = BTreeSet::new();
         for dir in dirs {
@@ -322,6 +328,28 @@ impl Registry {
         })
     }
 
+    /// The `(flow, origin)` pairs of `checks` (each a flow and a URL) that
+    /// [`Registry::check_url`] refuses as not granted, each once, in order; an unknown flow or a
+    /// bad URL is the error.
+    pub fn ungranted(
+        &self,
+        checks: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, UrlGrantError> {
+        let mut missing: Vec<(String, String)> = Vec::new();
+        for (flow, url) in checks {
+            match self.check_url(flow, url) {
+                Ok(()) => {}
+                Err(UrlGrantError::NotGranted { flow, origin }) => {
+                    if !missing.iter().any(|(f, o)| *f == flow && *o == origin) {
+                        missing.push((flow, origin));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(missing)
+    }
+
     /// The loaded flow whose name is closest to `name` (case-insensitive), if any is close.
     pub fn suggest(&self, name: &str) -> Option<&str> {
         closest(name, self.flows.keys().map(String::as_str))
@@ -361,6 +389,30 @@ pub fn grant_lines(
     configured: &BTreeMap<String, Grants>,
     missing: &[(String, String)],
 ) -> Vec<String> {
+    let mut lines = vec!["grants:".to_string()];
+    for (flow, settings) in grant_entries(configured, missing) {
+        lines.push(format!("  {flow}:"));
+        lines.extend(settings.into_iter().map(|s| format!("    {s}")));
+    }
+    lines
+}
+
+/// The same section as [`grant_lines`] on one line, in YAML's flow style
+/// (`grants: {M10: {hosts: ["http://h:1"]}}`), for an error text, which is one line.
+pub fn grant_line(configured: &BTreeMap<String, Grants>, missing: &[(String, String)]) -> String {
+    let flows: Vec<String> = grant_entries(configured, missing)
+        .into_iter()
+        .map(|(flow, settings)| format!("{flow}: {{{}}}", settings.join(", ")))
+        .collect();
+    format!("grants: {{{}}}", flows.join(", "))
+}
+
+/// Per flow of the merged section (its name as YAML writes it), its settings as YAML
+/// (`hosts: [...]`, `tables: {read: [...]}`, ...).
+fn grant_entries(
+    configured: &BTreeMap<String, Grants>,
+    missing: &[(String, String)],
+) -> Vec<(String, Vec<String>)> {
     let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (flow, g) in configured {
         merged.insert(
@@ -380,44 +432,41 @@ pub fn grant_lines(
         let quoted: Vec<String> = items.map(|s| quote(s)).collect();
         format!("[{}]", quoted.join(", "))
     };
-    let mut lines = vec!["grants:".to_string()];
+    let mut entries = Vec::new();
     for (flow, hosts) in &merged {
         let plain = !flow.is_empty()
             && flow
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        lines.push(format!(
-            "  {}:",
-            if plain { flow.clone() } else { quote(flow) }
-        ));
+        let mut settings = Vec::new();
         if !hosts.is_empty() {
-            lines.push(format!("    hosts: {}", list(&mut hosts.iter())));
+            settings.push(format!("hosts: {}", list(&mut hosts.iter())));
         }
-        let Some(g) = configured.get(flow) else {
-            continue;
-        };
-        for (field, read, write) in [
-            ("tables", &g.tables_read, &g.tables_write),
-            ("blobs", &g.blobs_read, &g.blobs_write),
-        ] {
-            let mut parts = Vec::new();
-            if !read.is_empty() {
-                parts.push(format!("read: {}", list(&mut read.iter())));
+        if let Some(g) = configured.get(flow) {
+            for (field, read, write) in [
+                ("tables", &g.tables_read, &g.tables_write),
+                ("blobs", &g.blobs_read, &g.blobs_write),
+            ] {
+                let mut parts = Vec::new();
+                if !read.is_empty() {
+                    parts.push(format!("read: {}", list(&mut read.iter())));
+                }
+                if !write.is_empty() {
+                    parts.push(format!("write: {}", list(&mut write.iter())));
+                }
+                if !parts.is_empty() {
+                    settings.push(format!("{field}: {{{}}}", parts.join(", ")));
+                }
             }
-            if !write.is_empty() {
-                parts.push(format!("write: {}", list(&mut write.iter())));
-            }
-            if !parts.is_empty() {
-                lines.push(format!("    {field}: {{{}}}", parts.join(", ")));
+            for (field, set) in [("flows", &g.flows), ("secrets", &g.secrets)] {
+                if !set.is_empty() {
+                    settings.push(format!("{field}: {}", list(&mut set.iter())));
+                }
             }
         }
-        for (field, set) in [("flows", &g.flows), ("secrets", &g.secrets)] {
-            if !set.is_empty() {
-                lines.push(format!("    {field}: {}", list(&mut set.iter())));
-            }
-        }
+        entries.push((if plain { flow.clone() } else { quote(flow) }, settings));
     }
-    lines
+    entries
 }
 
 /// The candidate closest to `name` by edit distance, ignoring case, if it is close enough.
@@ -626,5 +675,14 @@ mod tests {
         assert_eq!(parsed["O20"], hec);
         assert_eq!(parsed["M10"].hosts, [pattern]);
         assert_eq!(parsed.len(), 3);
+
+        // The one-line form (for a flow's error text) is the same section.
+        let line = grant_line(&configured, &missing);
+        assert!(!line.contains('\n'), "{line}");
+        assert_eq!(parse(&[line]), parsed);
+        assert_eq!(
+            grant_line(&BTreeMap::new(), &missing[..1]),
+            r#"grants: {M10: {hosts: ["http://127.0.0.1:4567"]}}"#
+        );
     }
 }

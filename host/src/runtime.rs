@@ -3,7 +3,8 @@
 //!
 //! A top-level run owns one table transaction; its children (`flows.call`, `flows.for-each`)
 //! write into the same one. The transaction commits only when the top-level flow returns `Ok`
-//! and rolls back on an error, a trap, a timeout or a crash (DESIGN.md §4). Run history is
+//! and rolls back on an error, a trap, a timeout or a crash (DESIGN.md §4), except for what it
+//! inserted into `keep_on_failure` tables, written after the rollback ([`Txn`]). Run history is
 //! written outside that transaction so a failed run's record survives its rollback; child calls
 //! are aggregated per flow, and only failed children (the first few of a run) get a history
 //! row of their own.
@@ -425,7 +426,16 @@ impl Runtime {
                 ),
             },
             Err(failure) => {
-                txn.rollback();
+                // Tables with `keep_on_failure` (the Execution Log) keep this run's inserts.
+                match txn.rollback_keeping_inserts() {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!(run = id, rows = n, "a failed run's kept rows written")
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = id, error = %e, "cannot write a failed run's kept rows")
+                    }
+                }
                 let status = if failure.timed_out {
                     RunStatus::Timeout
                 } else {

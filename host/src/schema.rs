@@ -133,6 +133,11 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
     /// Extra indexed columns (for equality lookups in `find`).
     pub indexes: Vec<String>,
+    /// `keep_on_failure: true`: the rows a run inserts here are written even when the run
+    /// fails, after its rollback, in a transaction of their own (a log a failed run must
+    /// leave). Its updates and deletes of this table still roll back. Default `false`.
+    #[serde(default)]
+    pub keep_on_failure: bool,
     /// The file the schema came from (empty for schemas built in code).
     #[serde(skip)]
     pub source: PathBuf,
@@ -231,6 +236,8 @@ struct RawSchema {
     columns: Option<Vec<RawColumn>>,
     #[serde(default)]
     indexes: Option<Vec<String>>,
+    #[serde(default)]
+    keep_on_failure: bool,
 }
 
 #[derive(Deserialize)]
@@ -277,6 +284,7 @@ impl TableSchema {
             key: raw.key,
             columns,
             indexes: raw.indexes.unwrap_or_default(),
+            keep_on_failure: raw.keep_on_failure,
             source: source.to_path_buf(),
         };
         schema.validate()?;
@@ -715,6 +723,12 @@ mod tests {
         assert_eq!(s.suggest("Audit Event"), Some("Audit Events"));
         assert_eq!(s.suggest("Executon Log"), Some("Execution Log"));
         assert_eq!(s.suggest("zzzz"), None);
+        // Only the Execution Log keeps a failed run's inserts.
+        let kept: Vec<&str> = s
+            .names()
+            .filter(|n| s.get(n).is_some_and(|t| t.keep_on_failure))
+            .collect();
+        assert_eq!(kept, ["Execution Log"]);
     }
 
     #[test]
@@ -743,7 +757,7 @@ mod tests {
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, type: text }\nindexs: [a]\n",
-                "tables/x.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes` at line 4 column 1",
+                "tables/x.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes`, `keep_on_failure` at line 4 column 1",
             ),
             (
                 "name: X\ncolumns:\n  - { name: a, typ: text }\n",
@@ -797,6 +811,20 @@ mod tests {
         assert_eq!(s.columns[1].ty, ColumnType::Json);
         assert_eq!(s.description, "");
         assert!(s.indexes.is_empty());
+        assert!(!s.keep_on_failure);
+        let kept = TableSchema::from_yaml(
+            "name: X\nkeep_on_failure: true\ncolumns:\n  - { name: a, type: text }\n",
+            &p("x.yaml"),
+        )
+        .unwrap();
+        assert!(kept.keep_on_failure);
+        let err = TableSchema::from_yaml(
+            "name: X\nkeep_on_failure: yes please\ncolumns:\n  - { name: a, type: text }\n",
+            &p("x.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("x.yaml: keep_on_failure"), "{err}");
     }
 
     #[test]

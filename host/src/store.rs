@@ -19,6 +19,11 @@
 //!   to the lock timeout, 10 s by default, for another writer) and keeps it until
 //!   [`Txn::commit`] or [`Txn::rollback`] (dropping a `Txn` rolls back). SQLite has one writer
 //!   per file: while a run holds the write lock, every other writer to the same file waits.
+//! - **Kept inserts.** A table whose schema says `keep_on_failure: true` (the Execution Log)
+//!   keeps what a failing run inserted into it: [`Txn::rollback_keeping_inserts`] rolls the
+//!   unit back, then writes those rows again in a transaction of their own (with new `_id`s
+//!   for a keyless table; as they were inserted, so a later update or delete by the same run
+//!   is undone with the rest). At most [`MAX_KEPT_ROWS`] rows per run are kept.
 //! - **Value mapping.** Rows come back as JSON objects with every column (`null` where unset),
 //!   typed per column: numbers that are integral (and within ±2^53) come back as JSON integers,
 //!   booleans as `true`/`false`, `json` columns parsed; keyless tables add `_id`.
@@ -48,6 +53,8 @@ const POOL_MAX_IDLE: usize = 8;
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 256;
 const META_TABLE: &str = "_flowhost_tables";
+/// The most rows of `keep_on_failure` tables one unit of work keeps for after its rollback.
+pub const MAX_KEPT_ROWS: usize = 1000;
 
 /// Why a table call failed; each maps onto a case of the WIT `error` variant. The text names the
 /// table and the bad value.
@@ -902,17 +909,7 @@ impl Store {
 
     /// Starts a unit of work (one top-level run). No lock is taken until the first write.
     pub fn begin(&self) -> Result<Txn, StoreError> {
-        let conn = self.inner.take_conn()?;
-        Ok(Txn {
-            inner: Arc::clone(&self.inner),
-            conn: Some(conn),
-            writing: false,
-            aborted: None,
-            timeout_changed: false,
-            lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            deadline: None,
-            lock_wait_expired: None,
-        })
+        Txn::begin(&self.inner)
     }
 
     /// Checks an upsert of `row` into `table` as [`Txn::upsert`] would, without writing it: the
@@ -1053,6 +1050,8 @@ pub struct Txn {
     deadline: Option<Instant>,
     /// Set when a wait for the write lock ended at the deadline: the run timed out.
     lock_wait_expired: Option<String>,
+    /// Rows inserted into `keep_on_failure` tables, written again after a rollback.
+    kept: Vec<DeferredUpsert>,
 }
 
 impl std::fmt::Debug for Txn {
@@ -1065,6 +1064,73 @@ impl std::fmt::Debug for Txn {
 }
 
 impl Txn {
+    /// A new unit of work on `inner`'s database (no lock until the first write).
+    fn begin(inner: &Arc<Inner>) -> Result<Txn, StoreError> {
+        let conn = inner.take_conn()?;
+        Ok(Txn {
+            inner: Arc::clone(inner),
+            conn: Some(conn),
+            writing: false,
+            aborted: None,
+            timeout_changed: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            deadline: None,
+            lock_wait_expired: None,
+            kept: Vec::new(),
+        })
+    }
+
+    /// Remembers rows inserted into `t` for after a rollback, if its schema keeps them.
+    fn keep_inserted<'a>(
+        &mut self,
+        t: &TableSql,
+        rows: impl IntoIterator<Item = &'a Map<String, Value>>,
+    ) {
+        if !t.schema.keep_on_failure {
+            return;
+        }
+        for row in rows {
+            if self.kept.len() >= MAX_KEPT_ROWS {
+                tracing::warn!(
+                    table = t.name(),
+                    "more than {MAX_KEPT_ROWS} rows inserted by one run: the rest are not kept if it fails"
+                );
+                return;
+            }
+            self.kept.push(DeferredUpsert {
+                table: t.name().to_string(),
+                row: row.clone(),
+            });
+        }
+    }
+
+    /// Rolls the unit back, then writes the rows it inserted into `keep_on_failure` tables in
+    /// a transaction of their own (see the module doc). Returns how many were written; a row
+    /// that cannot be written again (its key is taken meanwhile) is skipped with a warning.
+    pub fn rollback_keeping_inserts(mut self) -> Result<usize, StoreError> {
+        let kept = std::mem::take(&mut self.kept);
+        let inner = Arc::clone(&self.inner);
+        self.release();
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = Txn::begin(&inner)?;
+        let mut written = 0;
+        for k in &kept {
+            match txn.insert(&k.table, &k.row) {
+                Ok(_) => written += 1,
+                Err(e) => tracing::warn!(
+                    table = k.table.as_str(),
+                    error = %e,
+                    "a failed run's kept row could not be written"
+                ),
+            }
+        }
+        txn.kept.clear();
+        txn.commit()?;
+        Ok(written)
+    }
+
     /// Runs `f` on the connection, first taking the write lock if `write`; notices when SQLite
     /// has rolled the whole transaction back after an error.
     fn exec<R>(
@@ -1241,7 +1307,7 @@ impl Txn {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
         let vals = t.bind_row(row)?;
-        self.exec(t, true, |conn| {
+        let key = self.exec(t, true, |conn| {
             let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
             stmt.execute(params_from_iter(vals.iter()))
                 .map_err(|e| t.write_error(e, &vals))?;
@@ -1249,7 +1315,9 @@ impl Txn {
                 Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
                 None => conn.last_insert_rowid().to_string(),
             })
-        })
+        })?;
+        self.keep_inserted(t, [row]);
+        Ok(key)
     }
 
     /// Inserts every row or none: all rows are checked first (an error names the row number),
@@ -1297,7 +1365,9 @@ impl Txn {
             }
             let _ = conn.execute_batch("RELEASE flowhost_insert_many");
             result
-        })
+        })?;
+        self.keep_inserted(t, rows);
+        Ok(count)
     }
 
     /// Inserts the row, or replaces every column of the row with the same key (which keeps its
@@ -1306,7 +1376,7 @@ impl Txn {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
         let vals = t.bind_row(row)?;
-        self.exec(t, true, |conn| {
+        let key = self.exec(t, true, |conn| {
             let mut stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
             stmt.execute(params_from_iter(vals.iter()))
                 .map_err(|e| t.write_error(e, &vals))?;
@@ -1314,7 +1384,12 @@ impl Txn {
                 Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
                 None => conn.last_insert_rowid().to_string(),
             })
-        })
+        })?;
+        // A keyless table's upsert is an insert.
+        if t.key.is_none() {
+            self.keep_inserted(t, [row]);
+        }
+        Ok(key)
     }
 
     /// Applies upserts that [`Store::check_upsert`] accepted earlier, in order (consecutive rows
@@ -2107,6 +2182,64 @@ mod tests {
         assert_eq!(tx.insert_many("Typed", &[]).unwrap(), 0);
         tx.commit().unwrap();
         assert_eq!(store.row_count("Typed").unwrap(), 6);
+    }
+
+    #[test]
+    fn a_failed_runs_inserts_into_a_keep_on_failure_table_survive_its_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            schema("name: Log\nkeep_on_failure: true\ncolumns:\n  - { name: note, type: text }\n");
+        let store = open_with(dir.path(), vec![typed(), log]);
+        let mut tx = store.begin().unwrap();
+        tx.insert("Log", &obj(json!({"note": "before"}))).unwrap();
+        tx.commit().unwrap();
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        tx.insert("Log", &obj(json!({"note": "one"}))).unwrap();
+        tx.insert_many(
+            "Log",
+            &[obj(json!({"note": "two"})), obj(json!({"note": "three"}))],
+        )
+        .unwrap();
+        tx.upsert("Log", &obj(json!({"note": "four"}))).unwrap();
+        // Updates and deletes of the kept table roll back like every other write.
+        assert!(tx
+            .update("Log", "1", &obj(json!({"note": "changed"})))
+            .unwrap());
+        assert!(tx.delete("Log", "1").unwrap());
+        assert_eq!(tx.rollback_keeping_inserts().unwrap(), 4);
+
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.get("Typed", "rolled").unwrap(), None);
+        let notes: Vec<Value> = tx
+            .find("Log", &Map::new(), None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r["note"].clone())
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                json!("before"),
+                json!("one"),
+                json!("two"),
+                json!("three"),
+                json!("four")
+            ]
+        );
+        tx.commit().unwrap();
+
+        // A plain rollback (or drop) keeps nothing; a unit without kept rows writes nothing.
+        let mut tx = store.begin().unwrap();
+        tx.insert("Log", &obj(json!({"note": "dropped"}))).unwrap();
+        tx.rollback();
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        assert_eq!(tx.rollback_keeping_inserts().unwrap(), 0);
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.count("Log", &Map::new()).unwrap(), 5);
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
     }
 
     #[test]

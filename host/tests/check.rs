@@ -226,10 +226,17 @@ fn missing_secrets_are_named_with_their_flow_or_store() {
     assert_eq!(kinds, ["secret"; 5], "{json}");
 }
 
-/// Stores `base` as the ASA base URL with U02, through the binary.
+/// Stores `base` as the ASA base URL with U02, through the binary. U02 stores only a base URL
+/// that M10 and U00 may reach, so it runs with `config` (which has no `grants:`) plus the
+/// grants for `base`; `config` itself then lacks them, as after an operator removed them.
 fn set_base_url(config: &Path, base: &str) {
     let input = serde_json::json!({"asaTeam": "t", "asaBaseUrl": base}).to_string();
-    let out = flowhost(config, &["run", "U02", "--input", &input]);
+    let granting = config.with_file_name("granting.yaml");
+    let current = std::fs::read_to_string(config).unwrap();
+    let grants =
+        format!("grants:\n  M10: {{hosts: [\"{base}\"]}}\n  U00: {{hosts: [\"{base}\"]}}\n");
+    std::fs::write(&granting, current + &grants).unwrap();
+    let out = flowhost(&granting, &["run", "U02", "--input", &input]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 

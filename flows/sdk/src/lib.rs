@@ -24,12 +24,14 @@
 //! - [`http`]: a request builder and its [`http::Response`];
 //! - [`blobs`]: `put`, `get`, `list`, `delete` on the named object stores the manifest grants;
 //! - [`schedule`], [`secrets`], [`cache`], [`log`]: thin typed wrappers of the other capabilities;
+//! - [`grants`]: whether other flows may reach a URL (before storing one for them);
 //! - [`flow!`]: the entry-point macro (JSON in, JSON out).
 
 pub mod blobs;
 pub mod cache;
 pub mod error;
 pub mod flows;
+pub mod grants;
 pub mod http;
 pub mod log;
 pub mod schedule;

@@ -13,10 +13,12 @@
 //! | `blobs` | `blobs.*` | `grants.blobs.read` / `.write` (not transactional: see the module) |
 //! | `cache` | `cache.*` | none: private to the flow |
 //! | `log` | `log.log` | none |
+//! | `grants` | `grants.granted-urls` (what other flows may reach) | none: anyone may ask |
 
 pub mod blobs;
 pub mod cache;
 pub mod flows;
+pub mod grants;
 pub mod http;
 pub mod log;
 pub mod prefetch;

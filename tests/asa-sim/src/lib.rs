@@ -33,6 +33,17 @@
 //!   that does not exist yet) → `400 invalid_request`. Unknown parameters are
 //!   ignored.
 //!
+//! ## Retention (the answer to an aged-out offset is unknown in the real API)
+//!
+//! ASA keeps events for a retention period; asa-api.md does not say what
+//! `auditsV2` answers when `offset` names an event that has aged out. The
+//! simulator's choice, the most plausible one: the same as for an id it never
+//! issued, `400 invalid_request` with the message `invalid offset "<id>": no
+//! audit event has this id` (naming the offset). [`Sim::expire_oldest`] ages
+//! out the oldest events: they are no longer served (a page without `offset`
+//! starts at the oldest retained one, and no `prev` link points before it),
+//! and an offset naming one gets that 400. [`Sim::retained_ids`] lists the rest.
+//!
 //! ## `Link` header (choices where the real API is unknown)
 //!
 //! * URLs are absolute (`{base_url}/v1/teams/{team}/auditsV2?…`) by default,
@@ -531,6 +542,26 @@ impl Sim {
             .iter()
             .map(|o| (o.ref_id.clone(), o.kind))
             .collect()
+    }
+
+    /// The `n` oldest retained events age out (see the crate doc's "Retention"); never
+    /// more than exist.
+    pub fn expire_oldest(&self, n: u64) {
+        let shared = &self.inner.shared;
+        let count = shared.count.load(Ordering::Acquire);
+        let _ = shared
+            .expired
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| {
+                Some(e.saturating_add(n).min(count))
+            });
+    }
+
+    /// Every retained event id (not aged out), oldest first.
+    pub fn retained_ids(&self) -> Vec<String> {
+        let n = self.event_count();
+        let data = &self.inner.shared.data;
+        let oldest = self.inner.shared.expired.load(Ordering::Acquire).min(n);
+        (oldest..n).map(|i| data.id(i)).collect()
     }
 
     /// `n` new events arrive (newest last).

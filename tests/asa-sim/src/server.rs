@@ -90,6 +90,9 @@ pub(crate) struct Shared {
     pub(crate) team_case_sensitive: bool,
     pub(crate) base_url: String,
     pub(crate) count: AtomicU64,
+    /// Index of the oldest retained event: every event before it has aged out
+    /// ([`crate::Sim::expire_oldest`]).
+    pub(crate) expired: AtomicU64,
     pub(crate) faults: FaultQueue,
     pub(crate) counters: Counters,
     /// bearer token → expiry (ns since the epoch).
@@ -157,6 +160,7 @@ impl Shared {
             team_case_sensitive: init.team_case_sensitive,
             base_url: init.base_url,
             count: AtomicU64::new(init.events),
+            expired: AtomicU64::new(0),
             faults: FaultQueue::default(),
             counters: Counters::default(),
             tokens: Mutex::new(HashMap::new()),
@@ -638,9 +642,16 @@ fn audits_inner(s: &Shared, team: Option<Path<String>>, headers: &HeaderMap, que
         Err(r) => return r,
     };
     let n = s.count.load(Ordering::Acquire);
+    let oldest = s.expired.load(Ordering::Acquire).min(n);
     let off = match p.offset.as_deref() {
         None => None,
         Some(id) => match s.data.index_of(id) {
+            Some(i) if i < oldest => {
+                return error(
+                    400,
+                    &format!("invalid offset {id:?}: no audit event has this id"),
+                )
+            }
             Some(i) if i < n => Some(i),
             _ => {
                 return error(
@@ -661,6 +672,18 @@ fn audits_inner(s: &Shared, team: Option<Path<String>>, headers: &HeaderMap, que
         }
         (false, true, Some(o)) | (true, false, Some(o)) => (o.saturating_sub(c), o),
     };
+    // Aged-out events are served to nobody.
+    let (lo, hi) = if lo < oldest {
+        match (p.descending, p.prev, off) {
+            // Paging towards the oldest stops at the oldest retained event.
+            (true, _, None) | (false, true, Some(_)) | (true, false, Some(_)) => {
+                (oldest, hi.max(oldest))
+            }
+            _ => (oldest, oldest.saturating_add(c).min(n)),
+        }
+    } else {
+        (lo, hi)
+    };
     let mut body = Vec::with_capacity(((hi - lo) as usize) * 560 + 8192);
     let written = if p.descending {
         s.data.write_page((lo..hi).rev(), &mut body)
@@ -676,9 +699,9 @@ fn audits_inner(s: &Shared, team: Option<Path<String>>, headers: &HeaderMap, que
     let mut r = Reply::json(StatusCode::OK, body);
     if lo < hi {
         let (first, last, before, after) = if p.descending {
-            (hi - 1, lo, hi < n, lo > 0)
+            (hi - 1, lo, hi < n, lo > oldest)
         } else {
-            (lo, hi - 1, lo > 0, hi < n)
+            (lo, hi - 1, lo > oldest, hi < n)
         };
         let mut links = Vec::with_capacity(2);
         if before {

@@ -1162,3 +1162,46 @@ async fn extra_teams_have_their_own_keys_tokens_and_events() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn aged_out_events_are_not_served_and_their_offset_is_400() {
+    let sim = Sim::start(cfg(30)).await.unwrap();
+    let c = Client::new(&sim);
+    let t = c.token(&sim).await;
+    let ids = sim.event_ids();
+    let enc = |i: usize| ids[i].replace('=', "%3D");
+    sim.expire_oldest(10);
+    assert_eq!(sim.retained_ids(), ids[10..]);
+
+    // The oldest page starts at the oldest retained event, with no prev link.
+    let r = c.audits("?count=5", &t).await;
+    assert_eq!(r.ids(), ids[10..15]);
+    assert!(r.link("prev").is_none());
+    // An offset naming an aged-out event: 400 invalid_request naming the offset.
+    let r = c.audits(&format!("?count=5&offset={}", enc(4)), &t).await;
+    assert_error(&r, 400, "invalid_request");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains(&ids[4]),
+        "{}",
+        r.json()
+    );
+    // A retained offset still pages on; paging back stops at the oldest retained event.
+    let r = c.audits(&format!("?count=5&offset={}", enc(12)), &t).await;
+    assert_eq!(r.ids(), ids[13..18]);
+    let r = c
+        .audits(&format!("?count=5&offset={}&prev=true", enc(12)), &t)
+        .await;
+    assert_eq!(r.ids(), ids[10..12]);
+    assert!(r.link("prev").is_none());
+    let (back, _) = c
+        .walk(&c.audits_url("?descending=true&count=7"), &t, "next")
+        .await;
+    let mut want = ids[10..].to_vec();
+    want.reverse();
+    assert_eq!(back, want);
+    // Never more than exist.
+    sim.expire_oldest(1000);
+    assert!(sim.retained_ids().is_empty());
+    assert!(c.audits("?count=5", &t).await.ids().is_empty());
+    sim.shutdown().await;
+}

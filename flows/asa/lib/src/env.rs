@@ -4,11 +4,13 @@
 //! and a missing `asaTeam` is an error that says how to set it. The offload settings are
 //! optional: `offloadStore` defaults to `"archive"`, `offloadPrefix` to `"asa/audit-events/"`,
 //! `offloadBatch` to `"5000"` (1..=50000), and `hecUrl` may stay unset (O20 needs it; it says
-//! so). U02 validates and writes the row.
+//! so). `onLostOffset` (M10, see [`crate::lost_offset`]) is `fail` (default) or `restart`.
+//! U02 validates and writes the row.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::lost_offset::{OnLostOffset, DEFAULT_ON_LOST_OFFSET};
 use crate::model::Env;
 
 /// A setting that is missing or wrong; the text says which and how to fix it.
@@ -57,6 +59,7 @@ impl Env {
             hec_url: self.hec_url.trim().to_string(),
             key_id_secret: or(self.key_id_secret, crate::teams::DEFAULT_KEY_ID_SECRET),
             key_secret_secret: or(self.key_secret_secret, crate::teams::DEFAULT_KEY_SECRET_SECRET),
+            on_lost_offset: or(self.on_lost_offset, DEFAULT_ON_LOST_OFFSET),
         }
     }
 
@@ -84,12 +87,18 @@ impl Env {
         crate::teams::validate_secret_name("keyIdSecret", &env.key_id_secret).map_err(bad)?;
         crate::teams::validate_secret_name("keySecretSecret", &env.key_secret_secret)
             .map_err(bad)?;
+        env.on_lost_offset = OnLostOffset::parse(&env.on_lost_offset).map_err(bad)?.as_str().into();
         Ok(env)
     }
 
     /// `searchCount` as a number (call on a [`checked`](Env::checked) env).
     pub fn count(&self) -> Result<u32, InvalidSetting> {
         parse_search_count(&Value::String(self.search_count.clone()))
+    }
+
+    /// `onLostOffset` (call on a [`checked`](Env::checked) env).
+    pub fn lost_offset_policy(&self) -> Result<OnLostOffset, InvalidSetting> {
+        OnLostOffset::parse(&self.on_lost_offset)
     }
 
     /// `offloadBatch` as a number (call on a [`checked`](Env::checked) env).
@@ -133,6 +142,9 @@ pub struct SetEnv {
     /// With `team`: delete that team's row.
     #[serde(default)]
     pub remove: bool,
+    /// `fail` or `restart`; `""` goes back to the default (`fail`).
+    #[serde(default)]
+    pub on_lost_offset: Option<String>,
 }
 
 /// The validated columns U02 writes (absent ones are left as they are).
@@ -157,6 +169,7 @@ pub struct EnvChanges {
     pub key_id_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_secret_secret: Option<String>,
+    pub on_lost_offset: Option<String>,
 }
 
 impl EnvChanges {
@@ -217,6 +230,11 @@ impl SetEnv {
                 .key_secret_secret
                 .as_deref()
                 .map(|n| empty_or(n, |n| crate::teams::validate_secret_name("keySecretSecret", n)))
+                .transpose()?,
+            on_lost_offset: self
+                .on_lost_offset
+                .as_deref()
+                .map(|v| empty_or(v, |v| OnLostOffset::parse(v).map(|p| p.as_str().to_string())))
                 .transpose()?,
         })
     }
@@ -379,6 +397,7 @@ mod tests {
                 offload_batch: "5000".into(),
                 key_id_secret: "ASA_KEY_ID".into(),
                 key_secret_secret: "ASA_KEY_SECRET".into(),
+                on_lost_offset: "fail".into(),
                 ..env("william-faulkner", "100", "https://app.scaleft.com")
             }
         );
@@ -549,5 +568,36 @@ mod tests {
         for bad in ["/", "a//", "./a", "a/./b", "a\\b", "a\tb", "a/.."] {
             assert!(normalize_prefix("p", bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod on_lost_offset_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn on_lost_offset_is_fail_by_default_and_validated() {
+        let e = Env { asa_team: "t".into(), ..Env::default() }.checked().unwrap();
+        assert_eq!(e.lost_offset_policy().unwrap(), OnLostOffset::Fail);
+        let e = Env { asa_team: "t".into(), on_lost_offset: " Restart ".into(), ..Env::default() }
+            .checked()
+            .unwrap();
+        assert_eq!(e.on_lost_offset, "restart");
+        let err = Env { asa_team: "t".into(), on_lost_offset: "skip".into(), ..Env::default() }
+            .checked()
+            .unwrap_err()
+            .0;
+        assert!(err.contains("onLostOffset") && err.ends_with("fix it with U02"), "{err}");
+
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": "RESTART"})).unwrap();
+        assert_eq!(
+            serde_json::to_value(set.validate().unwrap()).unwrap(),
+            json!({"onLostOffset": "restart"})
+        );
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": ""})).unwrap();
+        assert_eq!(set.validate().unwrap().on_lost_offset.as_deref(), Some(""));
+        let set: SetEnv = serde_json::from_value(json!({"onLostOffset": "retry"})).unwrap();
+        assert!(set.validate().unwrap_err().0.contains("onLostOffset"));
     }
 }

@@ -14,6 +14,7 @@
 //! - [`event`]: event → Audit Events row mapping (S30);
 //! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
 //! - [`main_flow`]: M10's branch decision (§8.3);
+//! - [`lost_offset`]: an offset auditsV2 no longer knows, and `onLostOffset` (M10);
 //! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs;
 //! - [`teams`]: several ASA teams: each team's settings and checkpoint row, the event envelope.
@@ -23,6 +24,7 @@ pub mod enrich;
 pub mod env;
 pub mod event;
 pub mod link;
+pub mod lost_offset;
 pub mod main_flow;
 pub mod model;
 pub mod offload;

@@ -84,6 +84,10 @@ pub struct Env {
     /// The name of the secret holding this team's API key secret (`""` = `ASA_KEY_SECRET`).
     #[serde(default, deserialize_with = "lenient_text")]
     pub key_secret_secret: String,
+    /// What M10 does with a checkpoint offset auditsV2 no longer knows: `fail` (default) or
+    /// `restart` (see `asa_lib::lost_offset`).
+    #[serde(default, deserialize_with = "lenient_text")]
+    pub on_lost_offset: String,
 }
 
 /// The Audit Checkpoints row, and U10's output.
@@ -410,11 +414,13 @@ mod tests {
                 hec_url: String::new(),
                 key_id_secret: "ASA_KEY_ID".into(),
                 key_secret_secret: "ASA_KEY_SECRET".into(),
+                on_lost_offset: "fail".into(),
             })
             .unwrap(),
             json!({"asaTeam": "t", "searchCount": "100", "asaBaseUrl": "u", "offloadStore": "archive",
                    "offloadPrefix": "p/", "offloadBatch": "5000", "hecUrl": "",
-                   "keyIdSecret": "ASA_KEY_ID", "keySecretSecret": "ASA_KEY_SECRET"})
+                   "keyIdSecret": "ASA_KEY_ID", "keySecretSecret": "ASA_KEY_SECRET",
+                   "onLostOffset": "fail"})
         );
     }
 

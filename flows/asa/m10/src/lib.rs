@@ -17,7 +17,8 @@
 //! 2. `GET {asaBaseUrl}/v1/teams/{asaTeam}/auditsV2?count={searchCount}[&offset={LastOffset}]`
 //!    with the bearer header (the host retries 5 times, 500 ms to 10 s, and honours 429's
 //!    rate-limit headers); on 401 a fresh token (U00 `{"refresh": true}`) and one more try;
-//!    any other non-200 fails the run with the status and ASA's `message`;
+//!    any other non-200 fails the run with the status and ASA's `message`, except a lost
+//!    offset (below);
 //! 3. the page's `list` and `related_objects` (missing or `null` count as empty);
 //!    `offset` = U11(the `link` header; several `link` headers are joined with `", "`);
 //! 4. the template's three branches (`asa_lib::main_flow`):
@@ -43,6 +44,15 @@
 //!    template's rule lost a last page exactly as long as the full page before it.
 //!    `eventswritten` is what S30/S31 actually stored.
 //!
+//! Lost offset (`fetch_checkpoint_page`, `asa_lib::lost_offset`): a 400 to a request with the
+//! checkpoint's offset means ASA no longer knows it (its event aged out). With `onLostOffset`
+//! `fail` (the default) the run fails with one line naming the offset, U03 and the setting,
+//! and the Execution Log gets a row saying the same (the table keeps a failed run's inserts);
+//! the checkpoint stays as it was, so every run fails the same way until U03 or `restart`.
+//! With `restart` the Execution Log says so, the checkpoint is reset (U12 `""`, U13 0) and
+//! the same run collects the oldest page; S30's upsert and S31's check keep Audit Events free
+//! of duplicates (events that O10 has offloaded and deleted are stored, and offloaded, again).
+//!
 //! Atomicity: any failed child fails the whole run, and the host commits a top-level run's
 //! table writes (its children's included) all together or not at all. So writing the new
 //! offset before the events (as the template does) is safe here: the offset and the events it
@@ -56,6 +66,7 @@
 //! cannot make M10 loop.
 
 use asa_lib::api::{self, Page};
+use asa_lib::lost_offset::{self, OnLostOffset};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, Empty, Env, LinkIn, MainOut, OffsetIo, RelatedObjectsText,
@@ -104,11 +115,9 @@ fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
     let mut auth: AuthHeader = call("U00", &auth_in)?;
     let env: Env = call("U01", &input)?;
     let team = TeamIn::of(&env.asa_team);
-    let checkpoint: Checkpoint = call("U10", &team)?;
+    let mut checkpoint: Checkpoint = call("U10", &team)?;
 
-    let page_url =
-        url::audits_url(&env.asa_base_url, &env.asa_team, env.count()?, &checkpoint.last_offset);
-    let resp = fetch_page(&page_url, &mut auth, &env.asa_team)?;
+    let (page_url, resp) = fetch_checkpoint_page(&env, &mut checkpoint, &mut auth)?;
     let page: Page = match resp.json() {
         Ok(page) => page,
         // A cut-off or non-JSON 200 (a proxy's error page): say which request, not "input".
@@ -154,14 +163,64 @@ fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
     Ok(MainOut { events: n, written, note: note.to_string(), offset, rejected })
 }
 
-/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
+/// GETs the page at the checkpoint's offset. An offset auditsV2 no longer knows is handled as
+/// `onLostOffset` says: `fail` logs and fails; `restart` logs, resets `checkpoint` (U12, U13)
+/// and GETs the oldest page instead. Returns the URL of the page fetched and the response.
+fn fetch_checkpoint_page(
+    env: &Env,
+    checkpoint: &mut Checkpoint,
+    auth: &mut AuthHeader,
+) -> Result<(String, Response), FlowError> {
+    let count = env.count()?;
+    let page_url =
+        url::audits_url(&env.asa_base_url, &env.asa_team, count, &checkpoint.last_offset);
+    let resp = send_page(&page_url, auth, &env.asa_team)?;
+    let lost = checkpoint.last_offset.clone();
+    if !lost_offset::is_lost_offset(resp.status, &resp.body, &lost) {
+        let resp = ok_page(&page_url, resp)?;
+        return Ok((page_url, resp));
+    }
+    match env.lost_offset_policy()? {
+        OnLostOffset::Fail => {
+            let message =
+                lost_offset::fail_message(&lost, &api::error_text(resp.status, &resp.body));
+            steps::log_team_execution(&env.asa_team, 0, &message)?;
+            fail!("{message}")
+        }
+        OnLostOffset::Restart => {
+            let note = lost_offset::restart_note(&lost);
+            log::warn(&note);
+            steps::log_team_execution(&env.asa_team, 0, &note)?;
+            write_offset(&env.asa_team, "")?;
+            write_count(&env.asa_team, 0)?;
+            *checkpoint = Checkpoint::default();
+            let page_url = url::audits_url(&env.asa_base_url, &env.asa_team, count, "");
+            let resp = fetch_page(&page_url, auth, &env.asa_team)?;
+            Ok((page_url, resp))
+        }
+    }
+}
+
+/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more; any other
+/// non-200 fails.
 fn fetch_page(page_url: &str, auth: &mut AuthHeader, team: &str) -> Result<Response, FlowError> {
+    let resp = send_page(page_url, auth, team)?;
+    ok_page(page_url, resp)
+}
+
+/// GETs the page; on 401 renews the token (U00 with refresh) and tries once more.
+fn send_page(page_url: &str, auth: &mut AuthHeader, team: &str) -> Result<Response, FlowError> {
     let mut resp = get_page(page_url, auth)?;
     if resp.status == 401 {
         log::info("auditsV2 answered 401: renewing the service token and trying again");
         *auth = call("U00", &AuthIn { refresh: true, team: Some(team.to_string()) })?;
         resp = get_page(page_url, auth)?;
     }
+    Ok(resp)
+}
+
+/// The response if it is a 200; otherwise the run fails with the status and ASA's `message`.
+fn ok_page(page_url: &str, resp: Response) -> Result<Response, FlowError> {
     if resp.status != 200 {
         fail!("GET {page_url} failed: {}", api::error_text(resp.status, &resp.body));
     }

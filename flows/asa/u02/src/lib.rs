@@ -17,6 +17,7 @@
 //! settings: `offloadStore` is a store name (letters, digits, `-`, `_`), `offloadPrefix`
 //! a relative path (a trailing `/` is added), `offloadBatch` 1..=50000, `hecUrl` an http(s)
 //! URL without credentials or fragment; `""` puts one back to its default (`hecUrl`: unset).
+//! `onLostOffset` is `fail` or `restart` (`""`: back to `fail`; see `asa_lib::lost_offset`).
 //! Then updates the table's single row, creating it when the table is empty (`{}` changes
 //! nothing and just shows the settings). (New: the template set the row by hand in the
 //! Tables UI.)
@@ -28,11 +29,17 @@
 //! creating it (other settings defaulted) when there is none; `{"team": "acme", "remove":
 //! true}` deletes it (the default team's row only when no other team is left). The output is
 //! that team's merged settings (for a removal, the row removed). At most 8 teams.
+//!
+//! A new `asaBaseUrl` is refused, and nothing written, unless M10 and U00 may reach it: the
+//! host is asked (`grants.granted-urls`) about the service-token and auditsV2 URLs it makes
+//! for both flows, and its refusal, which carries the config file's `grants:` section as it
+//! must read, is the error.
 
-use asa_lib::env::{validate_team, SetEnv};
+use asa_lib::env::{validate_team, EnvChanges, SetEnv};
 use asa_lib::model::{Env, ENVIRONMENT_VARIABLES};
 use asa_lib::teams::{self, SetPlan};
-use flowhost_sdk::{tables, FlowError};
+use asa_lib::url;
+use flowhost_sdk::{fail, grants, tables, Error, FlowError};
 use serde_json::{Map, Value};
 
 flowhost_sdk::flow!(run);
@@ -41,11 +48,12 @@ fn run(input: SetEnv) -> Result<Env, FlowError> {
     let team = input.team.as_deref().map(validate_team).transpose()?;
     let remove = input.remove;
     if remove && input.clone().validate()? != Default::default() {
-        flowhost_sdk::fail!(
+        fail!(
             "U02: remove takes only the team: {{\"team\": \"name\", \"remove\": true}}"
         );
     }
     let changes = input.validate()?;
+    check_base_url_is_granted(&changes, team.as_deref())?;
     let rows: Vec<Value> = tables::find(ENVIRONMENT_VARIABLES, &(), None)?;
     let envs =
         rows.iter().map(|r| serde_json::from_value(r.clone())).collect::<Result<Vec<Env>, _>>()?;
@@ -86,4 +94,32 @@ fn run(input: SetEnv) -> Result<Env, FlowError> {
     };
     let row: Option<Env> = tables::get(ENVIRONMENT_VARIABLES, &written)?;
     Ok(row.unwrap_or_default().with_defaults())
+}
+
+/// Refuses a new base URL that M10 or U00 may not reach (the flows that send to it).
+/// `team` is the team the input names (absent: the default team's row).
+fn check_base_url_is_granted(changes: &EnvChanges, team: Option<&str>) -> Result<(), FlowError> {
+    let Some(base) = changes.asa_base_url.as_deref() else {
+        return Ok(());
+    };
+    let current: Option<Env> = tables::first(ENVIRONMENT_VARIABLES, &())?;
+    let team = match (team, &changes.asa_team, current) {
+        (Some(team), _, _) => team.to_string(),
+        (None, Some(team), _) => team.clone(),
+        (None, None, Some(env)) => env.asa_team,
+        (None, None, None) => String::new(),
+    };
+    let token_url = url::service_token_url(base, &team);
+    let audits_url = url::audits_url(base, &team, 1, "");
+    let asks = [
+        ("M10", audits_url.as_str()),
+        ("M10", token_url.as_str()),
+        ("U00", token_url.as_str()),
+        ("U00", audits_url.as_str()),
+    ];
+    match grants::granted_urls(&asks) {
+        Ok(()) => Ok(()),
+        Err(Error::AccessDenied(why)) => fail!("asaBaseUrl {base:?} was not stored: {why}"),
+        Err(e) => Err(e.into()),
+    }
 }
