@@ -1,6 +1,6 @@
 //! T00 — Test Read: one `auditsV2` page of one event, shown and not stored.
 //!
-//! Input `{}`; output `{"url", "status", "events": [...], "nextOffset", "rateLimitRemaining",
+//! Input `{}` (the default team) or `{"team": "acme"}`; output `{"url", "status", "events": [...], "nextOffset", "rateLimitRemaining",
 //! "error"}`: the URL read, the HTTP status, the page's events as the server sent them, the
 //! offset of the next page (`""` when there is none), the `X-RateLimit-Remaining` header
 //! (`null` when absent) and, when the status is not 200, ASA's error text (the run still
@@ -13,7 +13,8 @@
 //! in-memory cache as for M10.
 
 use asa_lib::api::{self, Page};
-use asa_lib::model::{AuthHeader, AuthIn, Checkpoint, Empty, Env, LinkIn, OffsetIo};
+use asa_lib::model::{AuthHeader, AuthIn, Checkpoint, Env, LinkIn, OffsetIo};
+use asa_lib::teams::TeamIn;
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
 use flowhost_sdk::{call, fail, log, Error, FlowError};
@@ -34,16 +35,16 @@ struct TestReadOut {
     error: String,
 }
 
-fn run(_: Empty) -> Result<TestReadOut, FlowError> {
-    let mut auth: AuthHeader = call("U00", &AuthIn::default())?;
-    let env: Env = call("U01", &Empty {})?;
-    let checkpoint: Checkpoint = call("U10", &Empty {})?;
+fn run(input: TeamIn) -> Result<TestReadOut, FlowError> {
+    let mut auth: AuthHeader = call("U00", &AuthIn { refresh: false, team: input.team.clone() })?;
+    let env: Env = call("U01", &input)?;
+    let checkpoint: Checkpoint = call("U10", &TeamIn::of(&env.asa_team))?;
     let page_url = url::audits_url(&env.asa_base_url, &env.asa_team, 1, &checkpoint.last_offset);
 
     let mut resp = get(&page_url, &auth)?;
     if resp.status == 401 {
         log::info("auditsV2 answered 401: renewing the service token and trying again");
-        auth = call("U00", &AuthIn { refresh: true })?;
+        auth = call("U00", &AuthIn { refresh: true, team: Some(env.asa_team.clone()) })?;
         resp = get(&page_url, &auth)?;
     }
     let rate_limit_remaining =
