@@ -440,6 +440,16 @@ async fn a_database_from_before_teams_migrates_in_place_and_keeps_collecting() {
     let ids = sim.event_ids();
     // 1. The old schema, and the rows the package wrote with it after its first full page.
     let mut env = TestEnv::new();
+    // U02 stores only a base URL M10 and U00 may reach.
+    let mut grant = flowhost::manifest::Grants {
+        hosts: vec![flowhost::manifest::HostPattern::parse(&sim.base_url()).unwrap()],
+        ..Default::default()
+    };
+    env.config.grants.insert("M10".into(), grant.clone());
+    grant
+        .secrets
+        .extend(["ACME_KEY_ID".to_string(), "ACME_KEY_SECRET".to_string()]);
+    env.config.grants.insert("U00".into(), grant);
     let old_tables = env.dir.path().join("old-tables");
     tables_before_teams(&old_tables);
     let new_tables = std::mem::replace(&mut env.config.tables[0], old_tables);
@@ -481,15 +491,6 @@ async fn a_database_from_before_teams_migrates_in_place_and_keeps_collecting() {
         ("ACME_KEY_SECRET", ACME_KEY_SECRET),
     ];
     let mut env = env.with_secrets(&secrets);
-    let mut grant = flowhost::manifest::Grants {
-        hosts: vec![flowhost::manifest::HostPattern::parse(&sim.base_url()).unwrap()],
-        ..Default::default()
-    };
-    env.config.grants.insert("M10".into(), grant.clone());
-    grant
-        .secrets
-        .extend(["ACME_KEY_ID".to_string(), "ACME_KEY_SECRET".to_string()]);
-    env.config.grants.insert("U00".into(), grant);
     let rt = env.runtime();
 
     // The default team needs nothing new: `{}` carries on from the old checkpoint.
