@@ -31,6 +31,7 @@ impl Machine {
         let (bin, home) = (dir("bin"), dir("home"));
         let (config_home, state_home) = (dir("xdg-config"), dir("xdg-state"));
         std::fs::copy(env!("CARGO_BIN_EXE_flowhost"), bin.join("flowhost")).unwrap();
+        wait_until_executable(&bin.join("flowhost"));
         Machine {
             _tmp: tmp,
             bin,
@@ -78,6 +79,22 @@ impl Machine {
 }
 
 /// Every file under `dir`, relative to it, sorted.
+/// Waits until the copied binary can be run. Another test thread that forked while the copy
+/// was open for writing holds that descriptor until its child execs, and until then running
+/// the copy fails with ETXTBSY ("Text file busy"); that child execs within moments.
+fn wait_until_executable(bin: &Path) {
+    for _ in 0..500 {
+        match Command::new(bin).arg("--version").output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("cannot run {}: {e}", bin.display()),
+            Ok(_) => return,
+        }
+    }
+    panic!("{} stayed busy (ETXTBSY) for 5 s", bin.display());
+}
+
 fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
