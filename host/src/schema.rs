@@ -712,7 +712,7 @@ mod tests {
         );
         let ev = s.get("Audit Events").unwrap();
         assert_eq!(ev.key.as_deref(), Some("id"));
-        assert_eq!(ev.columns.len(), 13);
+        assert_eq!(ev.columns.len(), 14);
         assert_eq!(ev.indexes, ["timestamp"]);
         assert!(ev.source.ends_with("audit-events.yaml"));
         let cp = s.get("Audit Checkpoints").unwrap();
