@@ -206,7 +206,7 @@ fn cases() -> Vec<Case> {
                 w.write(EXTRA_TABLE, "name: Extra\ncolumns:\n  - { name: id, type: text }\nindexs: [id]\n");
                 args(&["list"])
             },
-            want: &["error: tables/extra.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes` at line 4 column 1"],
+            want: &["error: tables/extra.yaml: unknown field `indexs` (did you mean `indexes`?), expected one of `name`, `description`, `key`, `columns`, `indexes`, `keep_on_failure` at line 4 column 1"],
         },
         Case {
             name: "table schema: wrong type",
