@@ -149,7 +149,13 @@ async fn poison_events_are_quarantined_once_and_the_rest_of_each_page_is_stored(
     ]);
     expected.sort();
     assert_eq!(seen(&a), expected);
-    assert!(rejected(&a).values().all(|r| r["team"] == json!(a.sim.team())), "{:?}", rejected(&a));
+    assert!(
+        rejected(&a)
+            .values()
+            .all(|r| r["team"] == json!(a.sim.team())),
+        "{:?}",
+        rejected(&a)
+    );
     let first_rejected: Vec<Value> = rejected(&a)
         .values()
         .map(|r| r["rejected_at"].clone())

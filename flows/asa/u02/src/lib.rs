@@ -48,9 +48,7 @@ fn run(input: SetEnv) -> Result<Env, FlowError> {
     let team = input.team.as_deref().map(validate_team).transpose()?;
     let remove = input.remove;
     if remove && input.clone().validate()? != Default::default() {
-        fail!(
-            "U02: remove takes only the team: {{\"team\": \"name\", \"remove\": true}}"
-        );
+        fail!("U02: remove takes only the team: {{\"team\": \"name\", \"remove\": true}}");
     }
     let changes = input.validate()?;
     check_base_url_is_granted(&changes, team.as_deref())?;
