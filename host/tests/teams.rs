@@ -490,7 +490,7 @@ async fn a_database_from_before_teams_migrates_in_place_and_keeps_collecting() {
         ("ACME_KEY_ID", ACME_KEY_ID),
         ("ACME_KEY_SECRET", ACME_KEY_SECRET),
     ];
-    let mut env = env.with_secrets(&secrets);
+    let env = env.with_secrets(&secrets);
     let rt = env.runtime();
 
     // The default team needs nothing new: `{}` carries on from the old checkpoint.
