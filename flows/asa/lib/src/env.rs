@@ -169,6 +169,7 @@ pub struct EnvChanges {
     pub key_id_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_secret_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_lost_offset: Option<String>,
 }
 
