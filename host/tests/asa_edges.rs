@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::asa::{asa, asa_with, checkpoint, drain, notes, rows, sim_ids, stored_ids};
 use common::{err, error_line, ok, text, TestEnv};
@@ -14,10 +14,7 @@ use serde_json::{json, Value};
 
 /// `flowhost --config CONFIG ARGS…`, with the simulator's key pair in the environment.
 fn flowhost(config: &Path, sim: &asa_sim::Sim, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
+    common::flowhost_cmd(config, args)
         .env("FLOWHOST_SECRET_ASA_KEY_ID", sim.key_id())
         .env("FLOWHOST_SECRET_ASA_KEY_SECRET", sim.key_secret())
         .output()
@@ -128,6 +125,9 @@ async fn a_lost_offset_fails_every_run_saying_what_to_do_until_u03() {
 async fn with_restart_a_lost_offset_is_logged_and_collection_starts_again_from_the_oldest() {
     let a = asa(250, 50).await;
     ok(&a.rt, "U02", json!({"onLostOffset": "Restart"})).await;
+    assert_eq!(ok(&a.rt, "U01", json!({})).await["onLostOffset"], "restart");
+    // Setting something else leaves it as it is.
+    ok(&a.rt, "U02", json!({"searchCount": 50})).await;
     assert_eq!(ok(&a.rt, "U01", json!({})).await["onLostOffset"], "restart");
     drain(&a.rt).await;
     let lost = checkpoint(&a.rt).0;

@@ -6,16 +6,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{text, TestEnv};
 
 /// `flowhost --config CONFIG ARGS…` (RUST_LOG=trace: whatever the binary logs is checked too).
 fn flowhost(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
+    common::flowhost_cmd(config, args)
         .env("RUST_LOG", "trace")
         .output()
         .unwrap()

@@ -8,13 +8,7 @@ use common::{text, TestEnv};
 
 fn flowhost(env: &TestEnv, args: &[&str]) -> Output {
     let config = env.config_file("");
-    Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
+    common::flowhost(&config, args)
 }
 
 #[test]
@@ -560,19 +554,15 @@ fn list_json_and_table_show_limit_zero() {
 #[tokio::test(flavor = "multi_thread")]
 async fn until_idle_ends_with_totals_over_all_runs() {
     let a = common::asa::asa(25, 10).await;
-    let base = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00:\n    hosts: [\"{base}\"]\n  M10:\n    hosts: [\"{base}\"]\n"
-    ));
+    let config = a.config_granting_sim(&[], "");
     let before = a.rt.history.list(None, 1).unwrap()[0].id;
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "M10", "--until-idle"])
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .unwrap();
+    let out = tokio::process::Command::from(common::flowhost_cmd(
+        &config,
+        &["run", "M10", "--until-idle"],
+    ))
+    .output()
+    .await
+    .unwrap();
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     // What each run of the command reports, from run history.

@@ -60,10 +60,7 @@ async fn world() -> World {
         env.config.builtin = false;
     })
     .await;
-    let origin = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
-    ));
+    let config = a.config_granting_sim(&[], "");
     // `serve` runs M10 only once it is switched on.
     common::enable(&config, "M10");
     let log = a.env.dir.path().join("children.log");

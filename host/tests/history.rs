@@ -13,12 +13,7 @@ use flowhost::history::{format_timestamp, history_path_for};
 
 /// `flowhost --config CONFIG ARGS`, which must succeed; its stdout.
 fn flowhost(config: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
+    let out = common::flowhost(config, args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout)
 }

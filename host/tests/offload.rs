@@ -307,10 +307,7 @@ async fn serve_collects_and_offloads_a_live_feed_without_overlap_or_loss() {
         env.config.flows = vec![flows_dir.clone()]
     })
     .await;
-    let origin = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
-    ));
+    let config = a.config_granting_sim(&[], "");
     // `serve` runs M10 only once it is switched on.
     common::enable(&config, "M10");
     // Events keep arriving while it serves.

@@ -226,30 +226,15 @@ async fn status_and_metrics_count_the_rejected_events() {
     let a = asa_with_odd(80, 50, &odd).await;
     drain(&a.rt).await;
     assert_eq!(rows(&a.rt, "Rejected Events").len(), 2);
-    let base = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  M10: {{hosts: [\"{base}\"]}}\n  U00: {{hosts: [\"{base}\"]}}\n"
-    ));
+    let config = a.config_granting_sim(&[], "");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["status", "--json"])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["status", "--json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["asa"]["rejected_events"], 2, "{s:#}");
     assert_eq!(s["asa"]["rows"]["Rejected Events"], 2, "{s:#}");
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .arg("status")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["status"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let shown = text(&out.stdout);
     assert!(

@@ -78,9 +78,7 @@ async fn secret_values_appear_nowhere() {
     let (_held, closed) = common::closed_port();
     let a = asa_with(3000, 500, &[("HEC_TOKEN", HEC_TOKEN)], |_| {}).await;
     let origin = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n  O20: {{ hosts: [\"{closed}\"] }}\n"
-    ));
+    let config = a.config_granting_sim(&[], &format!("  O20: {{hosts: [\"{closed}\"]}}\n"));
     // Compile every flow now (into the shared cache), so that the trace-level runs below log
     // what the flows do rather than Cranelift's work.
     for f in a.rt.registry().iter() {

@@ -10,23 +10,13 @@ mod common;
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 
 use common::asa::{asa_with, rows};
-use common::{drop_flow, drop_probe, env_with_flows, text, TestEnv, PATIENCE};
+use common::{drop_flow, drop_probe, env_with_flows, flowhost, text, TestEnv, PATIENCE};
 use flowhost::history::{History, RunStatus};
 use serde_json::Value;
-
-fn flowhost(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
 
 /// `flowhost status --json`, parsed.
 fn status(config: &Path) -> Value {
@@ -298,9 +288,7 @@ async fn status_after_a_drain_matches_the_simulator() {
     let a = asa_with(1000, 300, &[], |_| {}).await;
     let after = jiff::Timestamp::now().as_second();
     let origin = a.sim.base_url().trim_end_matches('/').to_string();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00: {{ hosts: [\"{origin}\"] }}\n  M10: {{ hosts: [\"{origin}\"] }}\n"
-    ));
+    let config = a.config_granting_sim(&[], "");
 
     let out = flowhost(&config, &["run", "M10", "--until-idle"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -308,18 +308,14 @@ async fn run_until_idle_collects_every_team() {
     let acme = sim.team_handle(ACME).unwrap();
     let a = asa_two(sim, 10, true).await;
     add_acme(&a, 10).await;
-    let base = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00:\n    hosts: [\"{base}\"]\n    secrets: [ACME_KEY_ID, ACME_KEY_SECRET]\n  M10:\n    hosts: [\"{base}\"]\n"
-    ));
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "M10", "--until-idle"])
-        .env_remove("RUST_LOG")
-        .output()
-        .await
-        .unwrap();
+    let config = a.config_granting_sim(&["ACME_KEY_ID", "ACME_KEY_SECRET"], "");
+    let out = tokio::process::Command::from(common::flowhost_cmd(
+        &config,
+        &["run", "M10", "--until-idle"],
+    ))
+    .output()
+    .await
+    .unwrap();
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(" events, 42 written"), "{stderr}");
@@ -378,10 +374,7 @@ async fn serve_collects_every_team() {
     })
     .await;
     add_acme(&a, 50).await;
-    let base = a.sim.base_url();
-    let config = a.env.config_file(&format!(
-        "grants:\n  U00:\n    hosts: [\"{base}\"]\n    secrets: [ACME_KEY_ID, ACME_KEY_SECRET]\n  M10:\n    hosts: [\"{base}\"]\n"
-    ));
+    let config = a.config_granting_sim(&["ACME_KEY_ID", "ACME_KEY_SECRET"], "");
     common::enable(&config, "M10");
     let serve = common::process::Flowhost::spawn(&config, &["serve"], &[]);
     let want = (sorted(a.sim.event_ids()), sorted(acme.event_ids()));

@@ -15,6 +15,28 @@ pub struct Asa {
     pub rt: Arc<Runtime>,
 }
 
+impl Asa {
+    /// The test's config file with a `grants:` section that lets U00 and M10 reach the
+    /// simulator (their manifests grant only `*.scaleft.com`), U00 also the secrets
+    /// `u00_secrets`, and then `more` lines of that section (e.g. `"  O20: {hosts: [...]}\n"`).
+    pub fn config_granting_sim(&self, u00_secrets: &[&str], more: &str) -> std::path::PathBuf {
+        self.env.config_file(&format!(
+            "{}{more}",
+            sim_grants(&self.sim.base_url(), u00_secrets)
+        ))
+    }
+}
+
+/// A config's `grants:` section letting U00 and M10 reach `origin`, and U00 read the secrets
+/// `u00_secrets` beyond its manifest's.
+pub fn sim_grants(origin: &str, u00_secrets: &[&str]) -> String {
+    let origin = origin.trim_end_matches('/');
+    format!(
+        "grants:\n  U00: {{hosts: [\"{origin}\"], secrets: [{}]}}\n  M10: {{hosts: [\"{origin}\"]}}\n",
+        u00_secrets.join(", ")
+    )
+}
+
 /// A simulator with `events` events, and a runtime whose U00/M10 may call it, configured with
 /// page size `count` and a reset checkpoint.
 pub async fn asa(events: u64, count: u32) -> Asa {

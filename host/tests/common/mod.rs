@@ -338,16 +338,26 @@ pub fn assert_no_overlap(runs: &[flowhost::history::RunRecord]) {
     }
 }
 
+/// The command `flowhost --config CONFIG ARGS`, with `RUST_LOG` unset so that its stderr is
+/// what a user sees (add environment variables before running it).
+pub fn flowhost_cmd(config: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"));
+    c.arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// `flowhost --config CONFIG ARGS`, run to its end.
+pub fn flowhost(config: &Path, args: &[&str]) -> std::process::Output {
+    flowhost_cmd(config, args).output().unwrap()
+}
+
 /// `flowhost --config CONFIG flow enable FLOW`, which must succeed: a fresh install has M10
 /// off, and `serve` runs no disabled flow.
 pub fn enable(config: &Path, flow: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(config)
-        .args(["flow", "enable", flow])
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = flowhost(config, &["flow", "enable", flow]);
     assert!(
         out.status.success(),
         "flow enable {flow}: {}",
