@@ -323,9 +323,12 @@ fn demo(root: &Path, args: &[String]) -> Result<()> {
     );
     let stdout = child.0.stdout.take().ok_or("asa-sim has no stdout")?;
     let mut line = String::new();
-    BufReader::new(stdout)
+    let mut banner = BufReader::new(stdout);
+    banner
         .read_line(&mut line)
         .map_err(|e| format!("reading asa-sim's banner: {e}"))?;
+    // Keep reading what else it prints, so that it never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut banner, &mut std::io::sink()));
     let field = |k: &str| {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(&format!("{k}=")).map(str::to_string))

@@ -129,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
         event_spacing: spacing,
         ..Default::default()
     };
+    // Installed before the server listens: once it answers, SIGINT or SIGTERM stops it cleanly.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let sim = Sim::start_on(cfg, args.listen).await?;
     let mut line = format!(
         "asa-sim listening base_url={} team={} key_id={} events={} seed={} live_rate={}",
@@ -142,24 +146,28 @@ async fn main() -> anyhow::Result<()> {
     if args.print_secret {
         line.push_str(&format!(" key_secret={}", sim.key_secret()));
     }
-    println!("{line}");
     for spec in &args.extra_team {
         let name = spec.split(':').next().unwrap_or_default();
         if let Some(t) = sim.team_handle(name) {
-            println!(
-                "asa-sim also serves team={} key_id={} events={}",
+            line.push_str(&format!(
+                "\nasa-sim also serves team={} key_id={} events={}",
                 t.team(),
                 t.key_id(),
                 t.event_count()
-            );
+            ));
         }
     }
+    // A reader that has gone (a closed pipe) is no reason to stop serving: no `println!`,
+    // which panics on a write error.
     use std::io::Write as _;
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    drop(out);
 
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     let stats = sim.stats();
     eprintln!("asa-sim: shutting down; {stats:?}");
     sim.shutdown().await;
