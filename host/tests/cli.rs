@@ -556,13 +556,7 @@ async fn until_idle_ends_with_totals_over_all_runs() {
     let a = common::asa::asa(25, 10).await;
     let config = a.config_granting_sim(&[], "");
     let before = a.rt.history.list(None, 1).unwrap()[0].id;
-    let out = tokio::process::Command::from(common::flowhost_cmd(
-        &config,
-        &["run", "M10", "--until-idle"],
-    ))
-    .output()
-    .await
-    .unwrap();
+    let out = common::flowhost_async(&config, &["run", "M10", "--until-idle"]).await;
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     // What each run of the command reports, from run history.

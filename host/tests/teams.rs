@@ -309,13 +309,7 @@ async fn run_until_idle_collects_every_team() {
     let a = asa_two(sim, 10, true).await;
     add_acme(&a, 10).await;
     let config = a.config_granting_sim(&["ACME_KEY_ID", "ACME_KEY_SECRET"], "");
-    let out = tokio::process::Command::from(common::flowhost_cmd(
-        &config,
-        &["run", "M10", "--until-idle"],
-    ))
-    .output()
-    .await
-    .unwrap();
+    let out = common::flowhost_async(&config, &["run", "M10", "--until-idle"]).await;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(" events, 42 written"), "{stderr}");

@@ -354,6 +354,15 @@ pub fn flowhost(config: &Path, args: &[&str]) -> std::process::Output {
     flowhost_cmd(config, args).output().unwrap()
 }
 
+/// [`flowhost`] without blocking the test's runtime (which may be serving the simulator the
+/// command talks to).
+pub async fn flowhost_async(config: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::from(flowhost_cmd(config, args))
+        .output()
+        .await
+        .unwrap()
+}
+
 /// `flowhost --config CONFIG flow enable FLOW`, which must succeed: a fresh install has M10
 /// off, and `serve` runs no disabled flow.
 pub fn enable(config: &Path, flow: &str) {
