@@ -52,6 +52,10 @@ pub enum Trigger {
     Call,
     /// Another run's `request-run`.
     Request,
+    /// `POST /api/flows/{name}/invoke` on `serve`'s listener (an API endpoint flow).
+    Api,
+    /// The run form of `serve`'s web console.
+    Console,
 }
 
 impl Trigger {
@@ -61,6 +65,8 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::Call => "call",
             Trigger::Request => "request",
+            Trigger::Api => "api",
+            Trigger::Console => "console",
         }
     }
 
@@ -70,6 +76,8 @@ impl Trigger {
             Trigger::Schedule,
             Trigger::Call,
             Trigger::Request,
+            Trigger::Api,
+            Trigger::Console,
         ]
         .into_iter()
         .find(|t| t.as_str() == s)

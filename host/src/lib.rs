@@ -18,6 +18,7 @@
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
 //! | [`budget`] | one run's budget for what the host buffers for it (`run_memory:`) |
 //! | [`scheduler`] | `serve`: schedules, overlap, exclusive groups, catch-up, reload, shutdown |
+//! | [`launch`] | runs `serve`'s listener starts itself (API, console), handed to the scheduler |
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log, grants |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
 //! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
@@ -52,6 +53,7 @@ pub mod engine;
 pub mod export;
 pub mod history;
 pub mod json;
+pub mod launch;
 pub mod lease;
 pub mod listener;
 pub mod logging;

@@ -103,6 +103,15 @@ pub struct RunRequest {
     pub delay: Duration,
 }
 
+/// A top-level run recorded in history but not yet run ([`Runtime::begin`]).
+pub struct Begun {
+    pub id: i64,
+    flow: Arc<FlowEntry>,
+    input: String,
+    started: Instant,
+    deadline: Instant,
+}
+
 /// What a top-level run did.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -328,6 +337,14 @@ impl Runtime {
         input: &str,
         trigger: Trigger,
     ) -> Result<RunReport, RunError> {
+        let begun = self.begin(name, input, trigger)?;
+        self.complete(begun).await
+    }
+
+    /// The first half of [`Runtime::run`]: checks the flow and its input and records the run
+    /// in history (status `running`), so that its id is known before it runs (the HTTP API's
+    /// `?async=true` answers with it at once). [`Runtime::complete`] runs it.
+    pub fn begin(&self, name: &str, input: &str, trigger: Trigger) -> Result<Begun, RunError> {
         let flow = self.flow(name)?;
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(input) {
             return Err(RunError::BadInput {
@@ -350,6 +367,26 @@ impl Runtime {
             .history
             .start(name, trigger, None, &input_for_history)
             .map_err(|e| RunError::Storage(e.to_string()))?;
+        Ok(Begun {
+            id,
+            flow,
+            input: input.to_owned(),
+            started,
+            deadline,
+        })
+    }
+
+    /// Runs a run [`Runtime::begin`] recorded: waits for its exclusive group, invokes the
+    /// flow in one transaction, commits or rolls back, and records the outcome.
+    pub async fn complete(self: &Arc<Self>, begun: Begun) -> Result<RunReport, RunError> {
+        let Begun {
+            id,
+            flow,
+            input,
+            started,
+            deadline,
+        } = begun;
+        let (name, input) = (flow.manifest.name.as_str(), input.as_str());
         // Held until the run is recorded: no other run of the group, in any process, meanwhile.
         let _group = match &flow.manifest.exclusive {
             Some(g) => match self.leases.group(g, deadline).await {

@@ -35,6 +35,8 @@
 //! - With a [`crate::watch::Watch`] (`serve`'s HTTP listener), the loop beats every
 //!   [`crate::watch::HEARTBEAT`] even when nothing is due, says when it stops, and reports
 //!   every run's end and every skip to it.
+//! - Runs the listener starts ([`crate::launch`]) are not this loop's, but the runs they
+//!   request are handed to it through the [`crate::watch::Watch`], and shutdown waits for them.
 //! - A disabled flow (see [`crate::switches`]) gets no scheduled run and no requested one: its
 //!   ticks go on, and each reads the switch, so enabling it from another process needs no
 //!   restart; a run already going finishes.
@@ -93,6 +95,14 @@ fn every(period: Option<Duration>) -> Option<tokio::time::Interval> {
 async fn reload_requested(reload: &Option<Arc<crate::reload::ConfigReload>>) {
     match reload {
         Some(r) => r.requested().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The reports of runs the listener started whose requests are waiting, or never.
+async fn handed_over(watch: &Option<Arc<crate::watch::Watch>>) -> Vec<RunReport> {
+    match watch {
+        Some(w) => w.take_requests().await,
         None => std::future::pending().await,
     }
 }
@@ -276,6 +286,11 @@ pub async fn serve_watched(
             _ = tick(&mut prune) => st.prune_history(),
             _ = tick(&mut watchdog) => crate::notify::watchdog(),
             _ = tick(&mut heartbeat) => {}
+            reports = handed_over(&st.watch) => {
+                for r in reports {
+                    st.take_requests(r);
+                }
+            }
             _ = reload_requested(&opts.config_reload) => {
                 if let Some(r) = &opts.config_reload {
                     st.reload_config(r);
@@ -302,6 +317,10 @@ pub async fn serve_watched(
             Some(Event::Reloaded(_)) => {}
             None => break,
         }
+    }
+    if let Some(w) = &st.watch {
+        // Runs the listener started (API, console) commit or roll back too.
+        w.outside_idle().await;
     }
     tracing::info!(
         runs = st.summary.runs,
@@ -601,9 +620,14 @@ impl State {
         for wait_for in self.finish(&job, report.as_ref()) {
             self.wake(&wait_for);
         }
-        let Some(r) = report else {
-            return;
-        };
+        if let Some(r) = report {
+            self.take_requests(r);
+        }
+    }
+
+    /// Schedules the runs that run `r` requested (one of this scheduler's, or one the
+    /// listener started), within the per-flow cap.
+    fn take_requests(&mut self, r: RunReport) {
         // Requests past the per-flow cap, by flow.
         let mut dropped: BTreeMap<String, usize> = BTreeMap::new();
         for req in r.requests {

@@ -7,9 +7,17 @@
 //! its last beat is at most [`STALE_AFTER`] old: a loop stuck on something (a blocked
 //! runtime thread, a deadlock) stops beating, and `/healthz` turns 503 although the process
 //! lives and its listener still answers.
+//!
+//! Runs the listener starts itself ([`crate::launch`]: the API, the console) go the other
+//! way: their ends are counted here too, the runs they request are handed to the scheduler
+//! ([`Watch::take_requests`]), and shutdown waits for them as for its own
+//! ([`Watch::outside_idle`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use crate::history::RunStatus;
 use crate::metrics::Metrics;
@@ -28,6 +36,12 @@ pub struct Watch {
     last_beat_ms: AtomicU64,
     stopped: AtomicBool,
     pub metrics: Metrics,
+    /// Reports of runs started outside the scheduler whose requests it has not taken yet.
+    handed_over: Mutex<Vec<RunReport>>,
+    /// Runs started outside the scheduler and not ended yet.
+    outside_running: AtomicUsize,
+    /// Woken when a report is handed over or an outside run ends.
+    changed: Notify,
 }
 
 /// The scheduler loop's state, as `/healthz` reports it.
@@ -48,6 +62,9 @@ impl Default for Watch {
             last_beat_ms: AtomicU64::new(u64::MAX),
             stopped: AtomicBool::new(false),
             metrics: Metrics::default(),
+            handed_over: Mutex::new(Vec::new()),
+            outside_running: AtomicUsize::new(0),
+            changed: Notify::new(),
         }
     }
 }
@@ -92,5 +109,54 @@ impl Watch {
     /// A tick or request of `flow` that `serve` did not run (recorded as skipped).
     pub fn skipped(&self, flow: &str) {
         self.metrics.record_run(flow, RunStatus::Skipped, None);
+    }
+
+    /// Whether shutdown began (the listener then starts no runs either).
+    pub fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// A run is about to start outside the scheduler; [`Watch::outside_finished`] must follow.
+    pub fn outside_started(&self) {
+        self.outside_running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A run started outside the scheduler ended: it is counted, and the runs it requested
+    /// go to the scheduler (`None`: it could not start, or panicked).
+    pub fn outside_finished(&self, flow: &str, report: Option<RunReport>) {
+        self.finished(flow, report.as_ref());
+        if let Some(r) = report.filter(|r| !r.requests.is_empty()) {
+            self.handed_over
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(r);
+        }
+        self.outside_running.fetch_sub(1, Ordering::SeqCst);
+        // Wakes every `notified()` created before, polled yet or not.
+        self.changed.notify_waiters();
+    }
+
+    /// The reports whose requests the scheduler should take, once there are any.
+    pub async fn take_requests(&self) -> Vec<RunReport> {
+        loop {
+            let notified = self.changed.notified();
+            let taken =
+                std::mem::take(&mut *self.handed_over.lock().unwrap_or_else(|p| p.into_inner()));
+            if !taken.is_empty() {
+                return taken;
+            }
+            notified.await;
+        }
+    }
+
+    /// Once no run started outside the scheduler is going.
+    pub async fn outside_idle(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.outside_running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
