@@ -42,6 +42,9 @@ pub struct Config {
     /// `readiness.max_lag`: `/readyz` answers 503 while the newest stored ASA event is
     /// further behind now than this (`None`: the lag does not count).
     pub max_lag: Option<Duration>,
+    /// `api_max_body:`: the largest request body an API endpoint flow accepts (413 above);
+    /// within [`API_MAX_BODY_RANGE`], [`DEFAULT_API_MAX_BODY`] by default.
+    pub api_max_body: usize,
 }
 
 /// One named object store under `blobs:`. Credentials are never in the config file: an S3
@@ -108,6 +111,7 @@ impl Config {
             http_prefetch: true,
             listen: None,
             max_lag: None,
+            api_max_body: DEFAULT_API_MAX_BODY,
         }
     }
 }
@@ -138,6 +142,7 @@ struct RawConfig {
     http: Option<RawHttp>,
     listen: Option<serde_yaml::Value>,
     readiness: Option<RawReadiness>,
+    api_max_body: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +150,11 @@ struct RawConfig {
 struct RawReadiness {
     max_lag: Option<String>,
 }
+
+/// `api_max_body:` by default.
+pub const DEFAULT_API_MAX_BODY: usize = 1 << 20;
+/// `api_max_body:`: from 1 KiB to 1 GiB.
+pub const API_MAX_BODY_RANGE: std::ops::RangeInclusive<usize> = (1 << 10)..=(1 << 30);
 
 /// `readiness.max_lag`: from a minute to a year.
 pub const MAX_LAG_RANGE: crate::manifest::DurationRange = crate::manifest::DurationRange {
@@ -377,6 +387,20 @@ impl Config {
                     .and_then(|d| MAX_LAG_RANGE.check("readiness.max_lag", &m, d))
                     .map_err(err)?,
             );
+        }
+        if let Some(size) = raw.api_max_body {
+            c.api_max_body = crate::manifest::parse_size(&size)
+                .map_err(|e| format!("api_max_body: {e}"))
+                .and_then(|n| {
+                    if API_MAX_BODY_RANGE.contains(&n) {
+                        Ok(n)
+                    } else {
+                        Err(format!(
+                            "api_max_body: `{size}` is out of range (1KiB to 1GiB)"
+                        ))
+                    }
+                })
+                .map_err(err)?;
         }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;

@@ -157,6 +157,42 @@ pub struct Grants {
     pub blobs_read: BTreeSet<String>,
     /// Blob stores it may write (put, delete) and read.
     pub blobs_write: BTreeSet<String>,
+    /// Exposed as an API endpoint on `serve`'s listener (the manifest's top-level `api:`, or
+    /// the config's `grants.FLOW.api`, which wins): see [`crate::api`].
+    pub api: Option<ApiEndpoint>,
+}
+
+/// `api: { token_secret: NAME }`: the flow is an API endpoint; callers present the value of
+/// the secret `NAME` in `x-api-client-token` (the value is never in a file that is committed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiEndpoint {
+    pub token_secret: String,
+}
+
+/// `api:` as written in a manifest or in the config's `grants.FLOW`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    token_secret: String,
+}
+
+impl RawApi {
+    /// Checks the secret's name; `field` prefixes messages (`api`, `grants.O10.api`).
+    pub fn resolve(self, field: &str) -> Result<ApiEndpoint, String> {
+        let s = self.token_secret;
+        if !is_secret_name(&s) {
+            return Err(format!(
+                "{field}.token_secret: `{s}` is not a secret name (letters, digits and _ only; \
+                 the token goes in the secrets file or FLOWHOST_SECRET_<NAME>, never here)"
+            ));
+        }
+        Ok(ApiEndpoint { token_secret: s })
+    }
+}
+
+/// Letters, digits and `_`: what a secret's name may hold (`FLOWHOST_SECRET_<NAME>`).
+pub fn is_secret_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 impl Grants {
@@ -200,6 +236,9 @@ impl Grants {
         self.secrets.extend(extra.secrets.iter().cloned());
         self.blobs_read.extend(extra.blobs_read.iter().cloned());
         self.blobs_write.extend(extra.blobs_write.iter().cloned());
+        if extra.api.is_some() {
+            self.api = extra.api.clone();
+        }
     }
     /// The first grant a `pure: true` flow may not hold, as `field: value`. A pure flow may
     /// only read tables: anything else (HTTP, writes, other flows, secrets, blobs) could make
@@ -243,6 +282,9 @@ impl Grants {
         }
         if !self.blobs_write.is_empty() {
             parts.push(format!("blobs write: {}", join(&self.blobs_write)));
+        }
+        if let Some(api) = &self.api {
+            parts.push(format!("api: token in secret {}", api.token_secret));
         }
         if parts.is_empty() {
             "none".into()
@@ -352,6 +394,7 @@ struct RawManifest {
     pure: bool,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
+    api: Option<RawApi>,
 }
 
 fn enabled_by_default() -> bool {
@@ -382,6 +425,8 @@ pub struct RawGrants {
     secrets: Vec<String>,
     #[serde(default)]
     blobs: RawTableGrants,
+    /// Only in the config's `grants.FLOW` (a manifest writes `api:` at its top level).
+    api: Option<RawApi>,
 }
 
 /// `read` / `write` lists, for tables and for blob stores.
@@ -404,7 +449,7 @@ impl RawGrants {
             .map(|(i, h)| HostPattern::parse(h).map_err(|e| format!("{field}.hosts[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         for (i, s) in self.secrets.iter().enumerate() {
-            if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if !is_secret_name(s) {
                 return Err(format!(
                     "{field}.secrets[{i}]: `{s}` is not a secret name (letters, digits and _ only)"
                 ));
@@ -418,6 +463,10 @@ impl RawGrants {
             secrets: self.secrets.into_iter().collect(),
             blobs_read: self.blobs.read.into_iter().collect(),
             blobs_write: self.blobs.write.into_iter().collect(),
+            api: self
+                .api
+                .map(|a| a.resolve(&format!("{field}.api")))
+                .transpose()?,
         })
     }
 }
@@ -472,7 +521,15 @@ impl Manifest {
                 format_size(run_memory)
             )));
         }
-        let grants = raw.grants.resolve("grants").map_err(err)?;
+        if raw.grants.api.is_some() {
+            return Err(err(
+                "grants.api: an API endpoint is declared at the top level of a manifest \
+                 (`api: {token_secret: NAME}`); `grants.FLOW.api` is the config file's form"
+                    .into(),
+            ));
+        }
+        let mut grants = raw.grants.resolve("grants").map_err(err)?;
+        grants.api = raw.api.map(|a| a.resolve("api")).transpose().map_err(err)?;
         Ok(Manifest {
             name,
             title: raw.title,
@@ -704,6 +761,18 @@ mod tests {
                 "title: t\nschedule: {every: 50ms}\n",
                 "schedule.every: 50ms is out of range (100ms to 30d)",
             ),
+            (
+                "title: t\napi: {token_secret: \"O10 token\"}\n",
+                "flows/X1.yaml: api.token_secret: `O10 token` is not a secret name",
+            ),
+            (
+                "title: t\napi: {token: X}\n",
+                "flows/X1.yaml: api: unknown field `token`",
+            ),
+            (
+                "title: t\ngrants: {api: {token_secret: X}}\n",
+                "flows/X1.yaml: grants.api: an API endpoint is declared at the top level",
+            ),
         ];
         for (text, want) in cases {
             let e = Manifest::parse(p, text).unwrap_err().to_string();
@@ -730,6 +799,35 @@ mod tests {
                 && !m.grants.can_write("A")
         );
         assert!(matches!(m.schedule, Some(Schedule::Cron { .. })));
+        assert_eq!(m.grants.api, None);
+        let api = Manifest::parse(
+            Path::new("O10.yaml"),
+            "title: t\napi: {token_secret: O10_TOKEN}\n",
+        )
+        .unwrap();
+        let endpoint = ApiEndpoint {
+            token_secret: "O10_TOKEN".into(),
+        };
+        assert_eq!(api.grants.api.as_ref(), Some(&endpoint));
+        assert!(api
+            .grants
+            .summary()
+            .contains("api: token in secret O10_TOKEN"));
+        // The config's `grants.O10.api` wins over the manifest's.
+        let mut merged = api.grants.clone();
+        let other = ApiEndpoint {
+            token_secret: "OTHER".into(),
+        };
+        merged.merge(&Grants {
+            api: Some(other.clone()),
+            ..Default::default()
+        });
+        assert_eq!(merged.api, Some(other));
+        merged.merge(&Grants::default());
+        assert!(
+            merged.api.is_some(),
+            "a config entry without api: keeps the manifest's"
+        );
         let g = &m.grants;
         assert!(g.can_read_blob("archive") && !g.can_write_blob("archive"));
         assert!(g.can_read_blob("scratch") && g.can_write_blob("scratch"));

@@ -463,6 +463,12 @@ fn grant_entries(
                     settings.push(format!("{field}: {}", list(&mut set.iter())));
                 }
             }
+            if let Some(api) = &g.api {
+                settings.push(format!(
+                    "api: {{token_secret: {}}}",
+                    quote(&api.token_secret)
+                ));
+            }
         }
         entries.push((if plain { flow.clone() } else { quote(flow) }, settings));
     }
@@ -659,6 +665,9 @@ mod tests {
             secrets: ["EXTRA".to_string()].into(),
             blobs_read: ["archive".to_string()].into(),
             blobs_write: ["scratch".to_string()].into(),
+            api: Some(crate::manifest::ApiEndpoint {
+                token_secret: "U00_API_TOKEN".to_string(),
+            }),
         };
         let hec = Grants {
             hosts: vec![HostPattern::parse("https://splunk.example.com:8088").unwrap()],
