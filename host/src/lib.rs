@@ -43,7 +43,9 @@
 //! | [`listener`] | `serve`'s HTTP listener: `/healthz`, `/readyz`, `/metrics` (axum) |
 //! | [`metrics`] | the Prometheus metrics `/metrics` shows (prometheus-client) |
 //! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
+//! | [`api`] | API endpoint flows on the listener: invoke, runs, OpenAPI, client tokens |
 
+pub mod api;
 pub mod budget;
 pub mod caps;
 pub mod check;

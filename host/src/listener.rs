@@ -12,6 +12,14 @@
 //!   while `/healthz` would fail; 200 otherwise. The body says why.
 //! - `GET /metrics`: [`crate::metrics`], OpenMetrics text.
 //!
+//! - the API endpoint flows' routes, `/api/...`: [`crate::api`].
+//!
+//! Connections are served by hyper's HTTP/1 builder with a header-read timeout
+//! ([`HEADER_READ_TIMEOUT`]): a client that does not finish sending a request's headers in
+//! time has its connection closed, so slow clients cannot hold connections open once the
+//! listener faces a network. The client's address reaches the routes as axum's
+//! `ConnectInfo<SocketAddr>`. TLS is a reverse proxy's job (`docs/api.md`).
+//!
 //! `/readyz` and `/metrics` read the status snapshot ([`crate::status::snapshot`]) at each
 //! request, from the registry `serve` runs and the databases opened read-only, on a blocking
 //! thread: a scrape never waits for a run's write lock and never slows the scheduler.
@@ -107,6 +115,8 @@ pub struct Observed {
     pub watch: Arc<Watch>,
     /// `readiness.max_lag`.
     pub max_lag: Option<Duration>,
+    /// `api_max_body:`: the largest body an API endpoint flow accepts.
+    pub api_max_body: usize,
 }
 
 impl Listener {
@@ -124,6 +134,7 @@ impl Listener {
             db: config.db.clone(),
             watch: watch.clone(),
             max_lag: config.max_lag,
+            api_max_body: config.api_max_body,
         });
         tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
         watch
@@ -135,12 +146,50 @@ impl Listener {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(crate::api::routes())
             .with_state(observed);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(self.inner, app).await {
-                tracing::error!(error = %e, "the HTTP listener stopped");
+        tokio::spawn(accept(self.inner, app))
+    }
+}
+
+/// How long a client may take to send a request's headers (from the connection's start, or
+/// from the end of the previous response); then its connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until the process ends, each served on its own task.
+async fn accept(listener: tokio::net::TcpListener, app: Router) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, typically: back off instead of spinning.
+                tracing::warn!(error = %e, "the HTTP listener cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-        })
+        };
+        tokio::spawn(connection(stream, peer, app.clone()));
+    }
+}
+
+/// Serves one connection: HTTP/1 with [`HEADER_READ_TIMEOUT`], `peer` in each request.
+async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Router) {
+    let service =
+        hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            tower::Service::call(&mut app.clone(), request)
+        });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%peer, error = %e, "an HTTP connection ended with an error");
     }
 }
 

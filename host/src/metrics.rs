@@ -9,7 +9,10 @@
 //!   whoever wrote the database (another `flowhost run`, an import): per flow
 //!   `flowhost_last_success_timestamp_seconds`, per table `flowhost_table_rows`, and for the
 //!   ASA package `flowhost_asa_events_stored`, `flowhost_asa_checkpoint_lag_seconds`,
-//!   `flowhost_asa_rejected_events` and, per origin, `flowhost_asa_rate_limit_remaining`.
+//!   `flowhost_asa_rejected_events` and, per origin, `flowhost_asa_rate_limit_remaining`;
+//! - counted by the API routes ([`crate::api`]) as they answer:
+//!   `flowhost_api_requests_total{flow, code}`, where `flow` is the name of an API endpoint
+//!   flow or `""` for anything else (so a scanner's made-up names cannot grow the label set).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -53,6 +56,12 @@ struct OriginLabel {
     origin: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    flow: String,
+    code: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn duration_histogram() -> Histogram {
@@ -70,6 +79,7 @@ pub struct Metrics {
     lag: FloatGauge,
     rate_limit_remaining: Family<OriginLabel, Gauge>,
     rejected_events: Gauge,
+    api_requests: Family<ApiLabels, Counter>,
     /// One scrape at a time: a scrape clears and sets the snapshot figures, then encodes.
     scrape: Mutex<()>,
 }
@@ -133,6 +143,12 @@ impl Default for Metrics {
             "ASA audit events that could not be stored and are in Rejected Events (its rows)",
             rejected_events.clone(),
         );
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register(
+            "flowhost_api_requests",
+            "Requests to the API routes, by API endpoint flow (\"\" for any other name) and HTTP status code",
+            api_requests.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -143,6 +159,7 @@ impl Default for Metrics {
             lag,
             rate_limit_remaining,
             rejected_events,
+            api_requests,
             scrape: Mutex::new(()),
         }
     }
@@ -162,6 +179,16 @@ impl Metrics {
             };
             self.duration.get_or_create(&flow).observe(d.as_secs_f64());
         }
+    }
+
+    /// Counts an API request about `flow` (an API endpoint flow's name, or `""`) answered
+    /// with `code`.
+    pub fn record_api(&self, flow: &str, code: u16) {
+        let labels = ApiLabels {
+            flow: flow.to_string(),
+            code: code.to_string(),
+        };
+        self.api_requests.get_or_create(&labels).inc();
     }
 
     /// The text of every metric, with the snapshot figures set from `snapshot` first.

@@ -1,0 +1,72 @@
+//! `GET /api/runs/{id}`: a run of an API endpoint flow as run history holds it (status,
+//! flow, trigger, start and end, output and error, redacted as everywhere; a `sensitive`
+//! flow's output is not there). It needs the token of the run's flow; a run of a flow that
+//! is not an API flow, or no run, is 404 (one body for both).
+
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{api_flow, auth, counted, error};
+use crate::history::{History, RunRecord};
+use crate::listener::Observed;
+
+pub async fn run(State(o): State<Observed>, Path(id): Path<String>, request: Request) -> Response {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no run `{id}` of an API endpoint flow"),
+        )
+    };
+    let Ok(number) = id.parse::<i64>() else {
+        return counted(&o, "", not_found());
+    };
+    let record = match record(&o, number).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return counted(&o, "", not_found()),
+        Err(e) => return counted(&o, "", error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    };
+    let Some(flow) = api_flow(&o, &record.flow) else {
+        return counted(&o, "", not_found());
+    };
+    let peer = auth::peer(request.extensions());
+    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), &peer) {
+        return counted(&o, &record.flow, refused.into_response());
+    }
+    let answer = match describe(&record) {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    counted(&o, &record.flow, answer)
+}
+
+/// Run `id` from run history, opened read-only on a blocking thread.
+pub async fn record(o: &Observed, id: i64) -> Result<Option<RunRecord>, String> {
+    let path = crate::history::history_path_for(&o.db);
+    let read = move || -> Result<Option<RunRecord>, String> {
+        let history = History::open_read_only(&path).map_err(|e| e.to_string())?;
+        history.get(id).map_err(|e| e.to_string())
+    };
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| format!("cannot read run {id}: {e}"))?
+}
+
+/// What the route answers about a run: output as JSON (text when history cut it).
+pub fn describe(r: &RunRecord) -> Result<serde_json::Value, String> {
+    let full = r
+        .to_json()
+        .map_err(|e| format!("cannot show run {}: {e}", r.id))?;
+    let field = |k: &str| full.get(k).cloned().unwrap_or(serde_json::Value::Null);
+    Ok(serde_json::json!({
+        "run": r.id,
+        "flow": r.flow,
+        "trigger": r.trigger,
+        "status": r.status,
+        "started": r.started,
+        "ended": r.ended,
+        "output": field("output"),
+        "error": r.error,
+    }))
+}
