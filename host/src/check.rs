@@ -14,6 +14,9 @@
 //! - A missing secret is an error for a flow `serve` runs (one with a schedule, or one such a
 //!   flow calls, directly or not) and a warning for the others: an operator who never offloads
 //!   to Splunk need not invent an `HEC_TOKEN`. A `blobs:` store's secrets are always required.
+//! - An API endpoint flow (`api: { token_secret: NAME }`) is one `serve` runs too: its token
+//!   secret must be set (without it every request is refused), and so must the secrets it
+//!   and the flows it calls are granted. The finding names the secret, never a value.
 //! - When the table schemas do not load, the manifests are not checked (every grant of a table
 //!   would fail with them); a secrets file that does not load leaves the secrets unchecked.
 //! - Nothing here creates, migrates or locks anything: the database is read through the
@@ -267,6 +270,7 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
     }
     if let Some(secrets) = &secrets {
         check_flow_secrets(&mut r, &registry, config, config_path, secrets);
+        check_api_tokens(&mut r, &registry, config, config_path, secrets);
     }
     let store = open_store(&mut r, config, &schemas);
     check_asa_grants(&mut r, &registry, config, config_path, store.as_ref());
@@ -359,12 +363,45 @@ fn check_flow_secrets(
     }
 }
 
-/// The flows `serve` starts (a schedule) and every flow they may call, directly or not.
+/// Every API endpoint flow's token secret must be set.
+fn check_api_tokens(
+    r: &mut Report,
+    registry: &Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    secrets: &Secrets,
+) {
+    for f in registry.iter() {
+        let m = &f.manifest;
+        let Some(api) = &m.grants.api else { continue };
+        let secret = &api.token_secret;
+        if secrets.get(secret).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let by_config = config.grants.get(&m.name).is_some_and(|g| g.api.is_some());
+        let (file, field) = if by_config {
+            (config_path, format!("grants.{}.api.token_secret", m.name))
+        } else {
+            (Some(m.path.as_path()), "api.token_secret".to_string())
+        };
+        let msg = format!(
+            "{}: {field}: the client token secret `{secret}` of API endpoint flow {} is not set, \
+             so `serve` refuses every request to it ({})",
+            shown(file),
+            m.name,
+            where_secrets_go(secret, config)
+        );
+        r.push(Finding::error(Kind::Secret, msg).at(file, Some(&field)));
+    }
+}
+
+/// The flows `serve` starts (a schedule, or an API endpoint) and every flow they may call,
+/// directly or not.
 fn served_flows(registry: &Registry) -> BTreeSet<&str> {
     let mut served = BTreeSet::new();
     let mut todo: Vec<&str> = registry
         .iter()
-        .filter(|f| f.manifest.schedule.is_some())
+        .filter(|f| f.manifest.schedule.is_some() || f.manifest.grants.api.is_some())
         .map(|f| f.manifest.name.as_str())
         .collect();
     while let Some(name) = todo.pop() {

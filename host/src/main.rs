@@ -620,6 +620,10 @@ fn cmd_list(
                     "enabled": flowhost::switches::effective(m, switches.get(&m.name).copied()),
                     "from": f.origin(),
                     "grants": m.grants.to_json(),
+                    "api": m.grants.api.as_ref().map(|a| serde_json::json!({
+                        "token_secret": a.token_secret,
+                        "invoke": format!("/api/flows/{}/invoke", m.name),
+                    })),
                 })
             })
             .collect();
@@ -641,6 +645,13 @@ fn cmd_list(
         writeln!(out, "{:<8} {:<40} {:<24} {state}", m.name, title, schedule)?;
         writeln!(out, "         grants: {}", m.grants.summary())?;
         writeln!(out, "         from: {}", TERMINAL.clean(&f.origin()))?;
+        if let Some(api) = &m.grants.api {
+            writeln!(
+                out,
+                "         api: POST /api/flows/{}/invoke (token: secret {})",
+                m.name, api.token_secret
+            )?;
+        }
     }
     if reg.is_empty() {
         writeln!(out, "no flows loaded")?;
