@@ -1,0 +1,619 @@
+//! API endpoint flows through the binary: a real `flowhost serve` on loopback called with a
+//! real HTTP client (reqwest). A good token runs the flow (trigger `api` in run history), a
+//! wrong or missing one is 401 and counted in `/metrics`, a flow without `api:` is 404 like an
+//! unknown name, a body over `api_max_body` is 413 and records no run, `?async=true` answers
+//! 202 and the run is polled at `/api/runs/ID`, a failed run is 500 with its error, a
+//! switched-off flow is 409; O10, exposed through the config's `grants:`, moves Audit Events
+//! to a blob store and the runs it requests are run by `serve`. Also: `list` and `check`
+//! about API flows, and the listener's header-read timeout.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use common::process::Flowhost;
+use common::{drop_flow, env_with_flows, flowhost, text, wait_until, TestEnv, PATIENCE};
+use flowhost::history::{History, RunStatus, Trigger};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "tok-4d1e9c2b7a";
+const TOKEN_HEADER: &str = "x-api-client-token";
+
+/// A `flowhost serve --listen 127.0.0.1:0` and its `http://ADDR` (killed when dropped, so a
+/// failed test leaves no process behind).
+struct Api {
+    serve: Option<Flowhost>,
+    origin: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn start(config: &Path) -> Api {
+        let mut serve = Flowhost::spawn(
+            config,
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("RUST_LOG", "info")],
+        );
+        let line = serve.wait_line("listening on", |l| l.contains("listening on http://"));
+        let start = line.find("http://").unwrap();
+        let origin = line[start..].split_whitespace().next().unwrap().to_string();
+        Api {
+            serve: Some(serve),
+            origin,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn serve(&mut self) -> &mut Flowhost {
+        self.serve.as_mut().unwrap()
+    }
+
+    /// `POST /api/flows/FLOW/invoke[?QUERY]` with `body` and `token` (if any).
+    async fn invoke(
+        &self,
+        flow: &str,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/api/flows/{flow}/invoke{query}", self.origin))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.header(TOKEN_HEADER, t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET path` with `token` (if any): status and body as JSON.
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.origin));
+        if let Some(t) = token {
+            req = req.header(TOKEN_HEADER, t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+
+    /// `flowhost_api_requests_total{flow, code}` on `/metrics` (0 when absent).
+    async fn api_requests(&self, flow: &str, code: &str) -> f64 {
+        let body = reqwest::get(format!("{}/metrics", self.origin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "flowhost_api_requests_total")
+            .filter(|s| s.labels.get("flow") == Some(flow) && s.labels.get("code") == Some(code))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("not a counter: {other:?}"),
+            })
+            .sum()
+    }
+
+    /// SIGTERM, the exit status and every stderr line.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let serve = self.serve.take().unwrap();
+        serve.signal(libc::SIGTERM);
+        serve.finish()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.serve.take() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// Run history of `db`, read-only.
+fn history(db: &Path) -> History {
+    History::open_read_only(&flowhost::history::history_path_for(db)).unwrap()
+}
+
+/// A world with the flows `hello` (echo, an API flow), `plain` (echo, not one) and `prober`
+/// (probe, an API flow), the token in the secrets file, a 1 KiB body cap; and its config.
+fn small_world() -> (TestEnv, PathBuf) {
+    let (env, dir) = env_with_flows();
+    let env = env.with_secrets(&[("HELLO_TOKEN", TOKEN)]);
+    drop_flow(
+        &dir,
+        "hello",
+        "echo",
+        "title: Hello\napi: {token_secret: HELLO_TOKEN}\n",
+    );
+    drop_flow(&dir, "plain", "echo", "title: Plain\n");
+    drop_flow(
+        &dir,
+        "prober",
+        "probe",
+        "title: Prober\ntimeout: 30s\napi: {token_secret: HELLO_TOKEN}\n",
+    );
+    let config = env.config_file("api_max_body: 1KiB\n");
+    (env, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_good_token_runs_the_flow_and_wrong_or_missing_ones_are_401_and_counted() {
+    let (env, config) = small_world();
+    let mut api = Api::start(&config);
+
+    // A good token: the flow's output, the run's id, and the row in history (trigger api).
+    let input = json!({"greeting": "hi", "n": 3});
+    let resp = api
+        .invoke("hello", "", input.to_string(), Some(TOKEN))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    let id: i64 = resp.headers()["x-flowhost-run-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap(), input);
+    let row = history(&env.config.db).get(id).unwrap().unwrap();
+    assert_eq!(
+        (row.flow.as_str(), row.trigger, row.status),
+        ("hello", Trigger::Api, RunStatus::Ok)
+    );
+    assert_eq!(serde_json::from_str::<Value>(&row.input).unwrap(), input);
+
+    // An empty body is the input {}.
+    let resp = api.invoke("hello", "", "", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "{}");
+
+    // A wrong token and no token: 401, the same body, no hint, counted twice.
+    let before = api.api_requests("hello", "401").await;
+    let wrong = api.invoke("hello", "", "{}", Some("tok-wrong-0000")).await;
+    let missing = api.invoke("hello", "", "{}", None).await;
+    let mut bodies = Vec::new();
+    for resp in [wrong, missing] {
+        assert_eq!(resp.status(), 401);
+        assert!(resp.headers().get("www-authenticate").is_none());
+        assert!(resp.headers().get("x-flowhost-run-id").is_none());
+        bodies.push(resp.json::<Value>().await.unwrap());
+    }
+    assert_eq!(
+        bodies[0],
+        json!({"error": "missing or wrong x-api-client-token"})
+    );
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(api.api_requests("hello", "401").await, before + 2.0);
+    assert_eq!(api.api_requests("hello", "200").await, 2.0);
+    // Logged at warn with the client's address, never the token presented.
+    let line = api
+        .serve()
+        .wait_line("the refusal", |l| l.contains("API request refused"));
+    assert!(
+        line.contains("WARN") && line.contains("127.0.0.1"),
+        "{line}"
+    );
+    // Only the two good calls ran.
+    let runs = history(&env.config.db).list(Some("hello"), 100).unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+    let all = lines.join("\n");
+    assert!(
+        !all.contains("tok-wrong-0000") && !all.contains(TOKEN),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flows_without_api_are_404_like_unknown_names_and_bodies_are_checked() {
+    let (env, config) = small_world();
+    let api = Api::start(&config);
+
+    // `plain` exists but has no `api:`: the same answer as a name that does not exist.
+    let mut answers = Vec::new();
+    for name in ["plain", "nosuch"] {
+        let resp = api.invoke(name, "", "{}", Some(TOKEN)).await;
+        assert_eq!(resp.status(), 404);
+        let body: Value = resp.json().await.unwrap();
+        answers.push(body.to_string().replace(name, "NAME"));
+        let (status, _) = api
+            .get(&format!("/api/flows/{name}/openapi.json"), Some(TOKEN))
+            .await;
+        assert_eq!(status, 404);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(
+        answers[0],
+        r#"{"error":"no API endpoint flow named `NAME`"}"#
+    );
+    // Counted under flow "", not under the made-up name.
+    assert_eq!(api.api_requests("", "404").await, 4.0);
+    assert_eq!(api.api_requests("nosuch", "404").await, 0.0);
+
+    // A body over `api_max_body` (1KiB here): 413, and no run recorded.
+    let big = json!({"pad": "x".repeat(2048)}).to_string();
+    let resp = api.invoke("hello", "", big, Some(TOKEN)).await;
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "the body is over the limit of 1KiB (`api_max_body:` in the config)"
+    );
+    // Not JSON: 400 naming the line and column; nothing recorded either.
+    let resp = api.invoke("hello", "", "{\"a\": }", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the body is not valid JSON: ") && error.contains("line 1 column 7"),
+        "{error}"
+    );
+    assert!(history(&env.config.db)
+        .list(Some("hello"), 10)
+        .unwrap()
+        .is_empty());
+
+    // A run of a flow that is not an API flow is not there for the API either.
+    let out = flowhost(&config, &["run", "plain", "--input", "{}"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plain_run = history(&env.config.db).list(Some("plain"), 1).unwrap()[0].id;
+    let (status, body) = api
+        .get(&format!("/api/runs/{plain_run}"), Some(TOKEN))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"error": format!("no run `{plain_run}` of an API endpoint flow")})
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_runs_are_polled_failed_runs_are_500_and_switched_off_flows_409() {
+    let (env, config) = small_world();
+    let api = Api::start(&config);
+
+    // ?async=true: 202 with the run's id at once, then polled until it ended.
+    let input = json!({"op": "echo", "value": {"answer": 42}});
+    let resp = api
+        .invoke("prober", "?async=true", input.to_string(), Some(TOKEN))
+        .await;
+    assert_eq!(resp.status(), 202);
+    let started: Value = resp.json().await.unwrap();
+    let id = started["run"].as_i64().unwrap();
+    assert_eq!(
+        started,
+        json!({"run": id, "status": "running", "href": format!("/api/runs/{id}")})
+    );
+    let href = started["href"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let run = loop {
+        let (status, body) = api.get(&href, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{body}");
+        if body["status"] != "running" {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "run {id} never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(run["status"], "ok", "{run}");
+    assert_eq!(
+        (&run["flow"], &run["trigger"], &run["output"]),
+        (&json!("prober"), &json!("api"), &json!({"answer": 42}))
+    );
+    assert!(run["ended"].is_string(), "{run}");
+    // The run's route needs the token of its flow.
+    let (status, _) = api.get(&href, Some("tok-wrong-0000")).await;
+    assert_eq!(status, 401);
+    let (status, _) = api.get(&href, None).await;
+    assert_eq!(status, 401);
+
+    // A failed run: 500 with its status and error (as history holds them).
+    let resp = api
+        .invoke(
+            "prober",
+            "",
+            json!({"op": "fail", "message": "probe: the backend said no"}).to_string(),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    let failed = body["run"].as_i64().unwrap();
+    assert_eq!(body["status"], "error", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("probe: the backend said no"),
+        "{body}"
+    );
+    let row = history(&env.config.db).get(failed).unwrap().unwrap();
+    assert_eq!((row.trigger, row.status), (Trigger::Api, RunStatus::Error));
+    assert_eq!(row.error.as_deref(), body["error"].as_str());
+
+    // Switched off: 409 naming the command that switches it on; on again, it runs.
+    let off = flowhost(&config, &["flow", "disable", "hello"]);
+    assert!(off.status.success(), "{}", text(&off.stderr));
+    let before = history(&env.config.db)
+        .list(Some("hello"), 10)
+        .unwrap()
+        .len();
+    let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 409);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`flowhost flow enable hello`"),
+        "{body}"
+    );
+    assert_eq!(
+        history(&env.config.db)
+            .list(Some("hello"), 10)
+            .unwrap()
+            .len(),
+        before
+    );
+    let on = flowhost(&config, &["flow", "enable", "hello"]);
+    assert!(on.status.success(), "{}", text(&on.stderr));
+    let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+
+    // The endpoint's OpenAPI document, for the token holder only.
+    let (status, _) = api.get("/api/flows/hello/openapi.json", None).await;
+    assert_eq!(status, 401);
+    let (status, doc) = api.get("/api/flows/hello/openapi.json", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["info"]["title"], "Hello");
+    let invoke = &doc["paths"]["/api/flows/hello/invoke"]["post"];
+    for code in [
+        "200", "202", "400", "401", "404", "409", "413", "500", "503",
+    ] {
+        assert!(invoke["responses"][code].is_object(), "{code}: {invoke}");
+    }
+    assert_eq!(invoke["parameters"][0]["name"], "async");
+    assert!(doc["paths"]["/api/runs/{id}"]["get"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["clientToken"],
+        json!({"type": "apiKey", "in": "header", "name": "x-api-client-token"})
+    );
+}
+
+#[test]
+fn list_shows_api_flows_and_check_names_a_missing_token_secret() {
+    let (env, dir) = env_with_flows();
+    drop_flow(
+        &dir,
+        "hello",
+        "echo",
+        "title: Hello\napi: {token_secret: HELLO_TOKEN}\n",
+    );
+    drop_flow(&dir, "plain", "echo", "title: Plain\n");
+    let config = env.config_file("");
+
+    let out = flowhost(&config, &["list", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api_of = |name: &str| {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap()["api"]
+            .clone()
+    };
+    assert_eq!(
+        api_of("hello"),
+        json!({"token_secret": "HELLO_TOKEN", "invoke": "/api/flows/hello/invoke"})
+    );
+    assert_eq!(api_of("plain"), Value::Null);
+    let out = flowhost(&config, &["list"]);
+    let list = text(&out.stdout);
+    assert!(
+        list.contains("api: POST /api/flows/hello/invoke (token: secret HELLO_TOKEN)"),
+        "{list}"
+    );
+
+    // The token secret is not set: an error naming the manifest, the field and the fix.
+    let out = flowhost(&config, &["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let report = text(&out.stdout);
+    let manifest = dir.join("hello.yaml");
+    let want = format!(
+        "error: {}: api.token_secret: the client token secret `HELLO_TOKEN` of API endpoint \
+         flow hello is not set, so `serve` refuses every request to it (set \
+         FLOWHOST_SECRET_HELLO_TOKEN",
+        manifest.display()
+    );
+    assert!(report.contains(&want), "{report}");
+    // Set: no finding, and the value is never printed.
+    let out = common::flowhost_cmd(&config, &["check"])
+        .env("FLOWHOST_SECRET_HELLO_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        !report.contains(TOKEN) && !report.contains("HELLO_TOKEN"),
+        "{report}"
+    );
+
+    // A bad secret name in the config's grants: exit 2 naming the file and the field.
+    let bad = env.config_file("grants:\n  plain:\n    api: {token_secret: \"my token\"}\n");
+    let out = flowhost(&bad, &["list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = common::error_line(&text(&out.stderr));
+    assert!(
+        error.contains(&format!(
+            "{}: grants.plain.api.token_secret: `my token` is not a secret name",
+            bad.display()
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_bad_api_max_body_is_refused_naming_the_field_and_range() {
+    let (env, _dir) = env_with_flows();
+    for (value, want) in [
+        ("100", "api_max_body: `100` is out of range (1KiB to 1GiB)"),
+        (
+            "2GiB",
+            "api_max_body: `2GiB` is out of range (1KiB to 1GiB)",
+        ),
+        ("lots", "api_max_body: `lots` is not a size"),
+    ] {
+        let config = env.config_file(&format!("api_max_body: {value}\n"));
+        let out = flowhost(&config, &["list"]);
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let error = common::error_line(&text(&out.stderr));
+        assert!(
+            error.contains(&format!("{}: {want}", config.display())),
+            "{value}: {error}"
+        );
+    }
+}
+
+/// Rows for Audit Events, as JSON lines.
+fn audit_events(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            json!({"id": format!("ev-{i:03}"), "timestamp": format!("2026-01-01T00:00:{i:02}Z"), "type": "test"})
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+fn audit_event_rows(env: &TestEnv) -> u64 {
+    let schemas = Arc::new(env.config.schemas().unwrap());
+    flowhost::store::Store::open_read_only(&env.config.db, schemas)
+        .unwrap()
+        .row_count("Audit Events")
+        .unwrap()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn o10_exposed_through_the_config_moves_audit_events_and_serve_runs_what_it_requests() {
+    let env = TestEnv::new().with_secrets(&[("O10_TOKEN", TOKEN)]);
+    // The README's way: the built-in O10 exposed by the config's grants.
+    let config = env.config_file("grants:\n  O10:\n    api: {token_secret: O10_TOKEN}\n");
+    let rows = env.dir.path().join("events.jsonl");
+    std::fs::write(&rows, audit_events(5)).unwrap();
+    let out = flowhost(
+        &config,
+        &["table", "import", "Audit Events", rows.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // O10 reads the team from the settings U02 stores.
+    let out = flowhost(
+        &config,
+        &["run", "U02", "--input", r#"{"asaTeam": "acme"}"#],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Off, so its tick at serve's start leaves the rows to the API call.
+    let out = flowhost(&config, &["flow", "disable", "O10"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let api = Api::start(&config);
+
+    let resp = api.invoke("O10", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(audit_event_rows(&env), 5);
+
+    let out = flowhost(&config, &["flow", "enable", "O10"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Two rows per run: this run asks to run again while rows remain, and serve runs that.
+    let resp = api
+        .invoke("O10", "", json!({"batch": 2}).to_string(), Some(TOKEN))
+        .await;
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let h = history(&env.config.db);
+    wait_until(PATIENCE, "Audit Events emptied", || {
+        audit_event_rows(&env) == 0
+    })
+    .await;
+    let runs = h.list(Some("O10"), 20).unwrap();
+    let by = |t: Trigger| {
+        runs.iter()
+            .filter(|r| r.trigger == t && r.status == RunStatus::Ok)
+            .count()
+    };
+    assert_eq!(by(Trigger::Api), 1, "{runs:?}");
+    assert!(by(Trigger::Request) >= 2, "{runs:?}");
+    let objects = files_under(&env.dir.path().join("blobs").join("archive"));
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    drop(api);
+}
+
+#[test]
+fn a_client_that_sends_half_a_header_has_its_connection_closed() {
+    let (_env, config) = small_world();
+    let api = Api::start(&config);
+    let addr = api.origin.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .unwrap();
+    // The server closes it (after its header-read timeout); the test's own read timeout only
+    // bounds the wait for that.
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let read = conn.read_to_end(&mut got);
+    assert!(
+        read.is_ok()
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection was not closed: {read:?}"
+    );
+    // Whatever it wrote is no answer to the half request but a refusal (or nothing).
+    let answer = String::from_utf8_lossy(&got);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // A whole request on a new connection is still answered.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.write_all(b"GET /api/runs/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = String::new();
+    conn.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 404"), "{got}");
+}
