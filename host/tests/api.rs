@@ -617,3 +617,20 @@ fn a_client_that_sends_half_a_header_has_its_connection_closed() {
     conn.read_to_string(&mut got).unwrap();
     assert!(got.starts_with("HTTP/1.1 404"), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_reload_exposes_a_flow_without_a_restart() {
+    let (env, _config) = small_world();
+    let config = env.config_file("");
+    let mut api = Api::start(&config);
+    let resp = api.invoke("plain", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 404);
+    // The config's grants gain `plain`'s endpoint; SIGHUP reads it again.
+    env.config_file("grants:\n  plain:\n    api: {token_secret: HELLO_TOKEN}\n");
+    api.serve().signal(libc::SIGHUP);
+    api.serve()
+        .wait_line("the reload", |l| l.contains("reloaded the flow folders"));
+    let resp = api.invoke("plain", "", r#"{"x": 1}"#, Some(TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#"{"x": 1}"#);
+}
