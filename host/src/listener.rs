@@ -11,7 +11,6 @@
 //!   makes no events, so the lag alone says nothing unless the operator gives a bound), or
 //!   while `/healthz` would fail; 200 otherwise. The body says why.
 //! - `GET /metrics`: [`crate::metrics`], OpenMetrics text.
-//!
 //! - the API endpoint flows' routes, `/api/...`: [`crate::api`].
 //!
 //! Connections are served by hyper's HTTP/1 builder with a header-read timeout

@@ -283,9 +283,6 @@ impl Grants {
         if !self.blobs_write.is_empty() {
             parts.push(format!("blobs write: {}", join(&self.blobs_write)));
         }
-        if let Some(api) = &self.api {
-            parts.push(format!("api: token in secret {}", api.token_secret));
-        }
         if parts.is_empty() {
             "none".into()
         } else {
@@ -809,10 +806,6 @@ mod tests {
             token_secret: "O10_TOKEN".into(),
         };
         assert_eq!(api.grants.api.as_ref(), Some(&endpoint));
-        assert!(api
-            .grants
-            .summary()
-            .contains("api: token in secret O10_TOKEN"));
         // The config's `grants.O10.api` wins over the manifest's.
         let mut merged = api.grants.clone();
         let other = ApiEndpoint {

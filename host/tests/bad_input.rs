@@ -403,7 +403,7 @@ fn a_bad_manifest_or_component_is_listed_and_the_other_flows_run() {
         [
             "flows/junk.wasm: not a WebAssembly file (a flow is a component built for wasm32-wasip2)",
             "flows/notable.yaml:5: grants.tables.write: no table `Probe Item` in the table folders (did you mean `Probe Items`?)",
-            "flows/typo.yaml: grants: unknown field `tablez` (did you mean `tables`?), expected one of `hosts`, `tables`, `flows`, `secrets`, `blobs` at line 3 column 3",
+            "flows/typo.yaml: grants: unknown field `tablez` (did you mean `tables`?), expected one of `hosts`, `tables`, `flows`, `secrets`, `blobs`, `api` at line 3 column 3",
         ],
         "{list}"
     );
