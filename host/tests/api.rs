@@ -103,10 +103,14 @@ impl Api {
     }
 
     /// SIGTERM, the exit status and every stderr line.
-    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let serve = self.serve.take().unwrap();
-        serve.signal(libc::SIGTERM);
-        serve.finish()
+    fn stop(self) -> (std::process::ExitStatus, Vec<String>) {
+        self.serve.as_ref().unwrap().signal(libc::SIGTERM);
+        self.stop_waiting()
+    }
+
+    /// Waits for `serve` to exit (after a signal sent already): its status and stderr lines.
+    fn stop_waiting(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        self.serve.take().unwrap().finish()
     }
 }
 
@@ -633,4 +637,51 @@ async fn a_config_reload_exposes_a_flow_without_a_restart() {
     let resp = api.invoke("plain", "", r#"{"x": 1}"#, Some(TOKEN)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.text().await.unwrap(), r#"{"x": 1}"#);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_shutdown_began_no_run_starts_and_the_running_one_finishes() {
+    let (env, config) = small_world();
+    let api = Api::start(&config);
+    // A run that lasts long enough to be going while serve shuts down.
+    let resp = api
+        .invoke(
+            "prober",
+            "?async=true",
+            json!({"op": "sleep", "ms": 15000}).to_string(),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let going = resp.json::<Value>().await.unwrap()["run"].as_i64().unwrap();
+    api.serve.as_ref().unwrap().signal(libc::SIGTERM);
+    // /healthz turns 503 once the scheduler stopped starting runs.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let status = reqwest::get(format!("{}/healthz", api.origin))
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "healthz never 503");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "serve is shutting down: it starts no more runs"})
+    );
+    // serve waits for the run the API started, then exits 0.
+    let (status, lines) = api.stop_waiting();
+    assert!(status.success(), "{lines:?}");
+    let row = history(&env.config.db).get(going).unwrap().unwrap();
+    assert_eq!((row.trigger, row.status), (Trigger::Api, RunStatus::Ok));
+    assert!(history(&env.config.db)
+        .list(Some("hello"), 10)
+        .unwrap()
+        .is_empty());
 }
