@@ -685,3 +685,53 @@ async fn once_shutdown_began_no_run_starts_and_the_running_one_finishes() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_leave_through_the_api_and_a_sensitive_output_is_not_in_its_run() {
+    let (env, dir) = env_with_flows();
+    let secret = "p-9a7c55e1d0";
+    let env = env.with_secrets(&[("HELLO_TOKEN", TOKEN), ("PROBE_TOKEN", secret)]);
+    drop_flow(
+        &dir,
+        "teller",
+        "probe",
+        "title: Teller\napi: {token_secret: HELLO_TOKEN}\ngrants: {secrets: [PROBE_TOKEN]}\n",
+    );
+    drop_flow(
+        &dir,
+        "private",
+        "echo",
+        "title: Private\nsensitive: true\napi: {token_secret: HELLO_TOKEN}\n",
+    );
+    let config = env.config_file("");
+    let api = Api::start(&config);
+
+    // A flow that returns a secret's value: the answer carries the redaction mark instead.
+    let resp = api
+        .invoke(
+            "teller",
+            "",
+            json!({"op": "secret", "name": "PROBE_TOKEN"}).to_string(),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), r#""[REDACTED]""#);
+
+    // A sensitive flow answers its caller, but its run does not keep the output.
+    let input = json!({"card": "4111"});
+    let resp = api
+        .invoke("private", "", input.to_string(), Some(TOKEN))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id: i64 = resp.headers()["x-flowhost-run-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap(), input);
+    let (status, run) = api.get(&format!("/api/runs/{id}"), Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["status"], "ok");
+    assert!(!run.to_string().contains("4111"), "{run}");
+}
