@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::layout::{self, Frame};
-use super::{failure, html, see_other};
+use super::{html, see_other, Refusal};
 use crate::config::ConsoleAccess;
 use crate::listener::Observed;
 
@@ -54,9 +54,9 @@ impl Allowed {
 }
 
 impl FromRequestParts<Observed> for Allowed {
-    type Rejection = Response;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, o: &Observed) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, o: &Observed) -> Result<Self, Refusal> {
         let access = gate(parts, o)?;
         match access {
             ConsoleAccess::Loopback => Ok(Allowed { logout: false }),
@@ -66,9 +66,9 @@ impl FromRequestParts<Observed> for Allowed {
                     return if same_token(given, &token) {
                         Ok(Allowed { logout: false })
                     } else {
-                        Err(failure(
+                        Err(Refusal::Failure(
                             StatusCode::UNAUTHORIZED,
-                            "the Authorization: Bearer token is not the console's token",
+                            "the Authorization: Bearer token is not the console's token".into(),
                         ))
                     };
                 }
@@ -76,11 +76,11 @@ impl FromRequestParts<Observed> for Allowed {
                     return Ok(Allowed { logout: true });
                 }
                 if parts.method == Method::GET || parts.method == Method::HEAD {
-                    Err(see_other("/login"))
+                    Err(Refusal::Login)
                 } else {
-                    Err(failure(
+                    Err(Refusal::Failure(
                         StatusCode::UNAUTHORIZED,
-                        "log in first (/login), or send Authorization: Bearer TOKEN",
+                        "log in first (/login), or send Authorization: Bearer TOKEN".into(),
                     ))
                 }
             }
@@ -95,22 +95,22 @@ pub struct LoginGate {
 }
 
 impl FromRequestParts<Observed> for LoginGate {
-    type Rejection = Response;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, o: &Observed) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, o: &Observed) -> Result<Self, Refusal> {
         match gate(parts, o)? {
             ConsoleAccess::Token { secret } => Ok(LoginGate { secret }),
             // Nothing to log into.
-            ConsoleAccess::Loopback => Err(StatusCode::NOT_FOUND.into_response()),
+            ConsoleAccess::Loopback => Err(Refusal::NotFound),
         }
     }
 }
 
 /// The checks every console request passes first: on, the peer and `Host` (loopback mode),
 /// the origin of a POST. Returns how the console is protected.
-fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Response> {
+fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
     let Some(access) = o.console.clone() else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Err(Refusal::NotFound);
     };
     let host = parts
         .headers
@@ -123,16 +123,17 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Response> {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
         if !peer.is_some_and(|p| p.ip().is_loopback()) {
-            return Err(failure(
+            return Err(Refusal::Failure(
                 StatusCode::FORBIDDEN,
                 "the console answers clients on this machine only (console: true); to open it \
-                 to others, set `console: { token_secret: NAME }` in the config (docs/console.md)",
+                 to others, set `console: { token_secret: NAME }` in the config (docs/console.md)"
+                    .into(),
             ));
         }
         if !is_loopback_name(host) {
-            return Err(failure(
+            return Err(Refusal::Failure(
                 StatusCode::FORBIDDEN,
-                &format!(
+                format!(
                     "Host `{host}` is not a loopback address: open the console as \
                      http://127.0.0.1:PORT or http://localhost:PORT"
                 ),
@@ -140,7 +141,8 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Response> {
         }
     }
     if parts.method != Method::GET && parts.method != Method::HEAD {
-        check_origin(&parts.headers, host).map_err(|why| failure(StatusCode::FORBIDDEN, &why))?;
+        check_origin(&parts.headers, host)
+            .map_err(|why| Refusal::Failure(StatusCode::FORBIDDEN, why))?;
     }
     Ok(access)
 }
@@ -193,11 +195,11 @@ fn check_origin(headers: &HeaderMap, host: &str) -> Result<(), String> {
 
 /// The operator token, the value of secret `name`; a 503 naming the secret when it is not
 /// set.
-fn token_of(o: &Observed, name: &str) -> Result<String, Response> {
+fn token_of(o: &Observed, name: &str) -> Result<String, Refusal> {
     o.rt.secrets
         .get(name)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| failure(StatusCode::SERVICE_UNAVAILABLE, &missing_token(name)))
+        .ok_or_else(|| Refusal::Failure(StatusCode::SERVICE_UNAVAILABLE, missing_token(name)))
 }
 
 /// Why the token mode cannot let anybody in.
@@ -301,7 +303,7 @@ pub async fn login(
 ) -> Response {
     let token = match token_of(&o, &gate.secret) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !same_token(&f.token, &token) {
         return login_page(

@@ -138,6 +138,27 @@ pub async fn read<T: Send + 'static>(
     }
 }
 
+/// Why a console request gets no page of its own (small, unlike a [`Response`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 404 with no body, as for an unknown path (the console is off).
+    NotFound,
+    /// A 303 to the login form.
+    Login,
+    /// A page saying why, in one line.
+    Failure(StatusCode, String),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NotFound => StatusCode::NOT_FOUND.into_response(),
+            Refusal::Login => see_other("/login"),
+            Refusal::Failure(status, why) => failure(status, &why),
+        }
+    }
+}
+
 /// A page saying what went wrong, in one line.
 pub fn failure(status: StatusCode, why: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::auth::Allowed;
 use super::layout;
-use super::{failure, html, page_offset, query, read, table_path, PAGE_SIZE};
+use super::{failure, html, page_offset, query, read, table_path, Refusal, PAGE_SIZE};
 use crate::listener::Observed;
 use crate::schema::ROW_ID;
 use crate::store::{ColumnSearch, RowWindow, TableError};
@@ -80,12 +80,12 @@ fn search_of(
     o: &Observed,
     table: &str,
     q: &HashMap<String, String>,
-) -> Result<(Vec<String>, Option<ColumnSearch>), Response> {
+) -> Result<(Vec<String>, Option<ColumnSearch>), Refusal> {
     let schemas = o.rt.store.schemas();
     let Some(schema) = schemas.get(table) else {
-        return Err(failure(
+        return Err(Refusal::Failure(
             StatusCode::NOT_FOUND,
-            &format!("no table `{table}`"),
+            format!("no table `{table}`"),
         ));
     };
     let mut columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
@@ -102,9 +102,9 @@ fn search_of(
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| columns.first().cloned().unwrap_or_default());
     if !columns.contains(&column) {
-        return Err(failure(
+        return Err(Refusal::Failure(
             StatusCode::BAD_REQUEST,
-            &format!(
+            format!(
                 "column: table `{table}` has no column `{column}` (its columns: {})",
                 columns.join(", ")
             ),
@@ -137,7 +137,7 @@ pub async fn show(
 ) -> Response {
     let (columns, search) = match search_of(&o, &name, &q) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let (page, offset) = match page_offset(q.get("page").map(String::as_str)) {
         Ok(p) => p,
@@ -268,7 +268,7 @@ pub async fn csv(
 ) -> Response {
     let search = match search_of(&o, &name, &q) {
         Ok((_, s)) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let store = match crate::status::open_store(&o.db, o.rt.store.schemas().clone()) {
         Ok(Some(s)) => s,
