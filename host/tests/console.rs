@@ -812,3 +812,25 @@ async fn the_asa_page_shows_the_checkpoint_newest_event_lag_and_execution_log() 
     assert_eq!(notes, want);
     c.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_still_going_says_running_and_reloads_itself_until_it_ends() {
+    let env = TestEnv::new();
+    let config = env.config_file("console: true\n");
+    let c = Console::open(&config, "127.0.0.1:0");
+    // The run waits on an HTTP answer the test holds.
+    let held = common::held::Held::start(1).await;
+    let input = serde_json::json!({"op": "http", "method": "GET", "url": held.url}).to_string();
+    let go = c.post("/flows/probe/run", &[("input", &input)]).await;
+    let id = run_id(&go.see_other());
+    wait_until(PATIENCE, "the run's request", || held.received() == 1).await;
+    let page = c.get(&format!("/runs/{id}")).await;
+    assert_eq!(page.text("#run-status"), "running");
+    assert_eq!(page.attr("meta[http-equiv=\"refresh\"]", "content"), "2");
+    held.release();
+    assert_eq!(ended(&env, id).await.status, RunStatus::Ok);
+    let page = c.get(&format!("/runs/{id}")).await;
+    assert_eq!(page.text("#run-status"), "ok");
+    assert_eq!(page.count("meta[http-equiv=\"refresh\"]"), 0);
+    c.stop();
+}
