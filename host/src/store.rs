@@ -2760,6 +2760,63 @@ mod tests {
     }
 
     #[test]
+    fn a_column_search_matches_substrings_only_and_checks_the_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let rows: Vec<_> = (0..30)
+            .map(|i| obj(json!({"id": format!("Key{i:02}"), "n": i, "b": i % 2 == 0})))
+            .chain([obj(json!({"id": "100%_'x"}))])
+            .collect();
+        store.import_rows("Typed", rows).unwrap();
+        let search = |column: &str, contains: &str| ColumnSearch {
+            column: column.into(),
+            contains: contains.into(),
+        };
+        let ids = |s: &ColumnSearch, window: RowWindow| {
+            let mut out = Vec::new();
+            store
+                .export_matching("Typed", Some(s), window, |r| -> Result<bool, TableError> {
+                    out.push(r["id"].as_str().unwrap().to_string());
+                    Ok(true)
+                })
+                .unwrap();
+            out
+        };
+        // ASCII case is ignored; `%`, `_` and quotes are plain characters.
+        let key1 = search("id", "key1");
+        assert_eq!(store.count_matching("Typed", Some(&key1)).unwrap(), 10);
+        let window = RowWindow {
+            offset: 2,
+            limit: Some(3),
+        };
+        assert_eq!(ids(&key1, window), ["Key12", "Key13", "Key14"]);
+        for hostile in ["%", "_", "%' OR 1=1 --", "' OR ''='"] {
+            let want = u64::from(hostile.len() == 1);
+            let s = search("id", hostile);
+            assert_eq!(
+                store.count_matching("Typed", Some(&s)).unwrap(),
+                want,
+                "{hostile}"
+            );
+        }
+        // Numbers and booleans are searched as their stored text.
+        assert_eq!(
+            store
+                .count_matching("Typed", Some(&search("n", "2")))
+                .unwrap(),
+            12
+        );
+        assert_eq!(store.count_matching("Typed", None).unwrap(), 31);
+        let err = store
+            .count_matching("Typed", Some(&search("id\" OR 1=1 --", "x")))
+            .unwrap_err();
+        assert!(
+            matches!(&err, TableError::InvalidInput(m) if m.starts_with("table `Typed` has no column `id\" OR 1=1 --`")),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn export_import_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = open_with(dir.path(), vec![typed()]);
