@@ -121,7 +121,7 @@ impl Listener {
     pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
         let watch = Arc::new(Watch::default());
         let addr = self.local_addr();
-        let rt_console = rt.clone();
+        crate::console::log_start(&rt, config, addr);
         self.serve(Observed {
             rt,
             db: config.db.clone(),
@@ -129,7 +129,6 @@ impl Listener {
             max_lag: config.max_lag,
             console: config.console.clone(),
         });
-        crate::console::log_start(&rt_console, config, addr);
         tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
         watch
     }
