@@ -45,6 +45,59 @@ pub struct Config {
     /// `api_max_body:`: the largest request body an API endpoint flow accepts (413 above);
     /// within [`API_MAX_BODY_RANGE`], [`DEFAULT_API_MAX_BODY`] by default.
     pub api_max_body: usize,
+    /// `console:`: `serve`'s web console on the listener (`None`: off, every console route is
+    /// 404).
+    pub console: Option<ConsoleAccess>,
+}
+
+/// Who may open the web console ([`crate::console`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleAccess {
+    /// `console: true`: clients on loopback only, no token.
+    Loopback,
+    /// `console: { token_secret: NAME }`: any client that presents the operator token, the
+    /// value of secret `NAME`.
+    Token { secret: String },
+}
+
+/// `console:` as written: `true`, `false` or `{ token_secret: NAME }`.
+fn parse_console(value: serde_yaml::Value) -> Result<Option<ConsoleAccess>, String> {
+    use serde_yaml::Value;
+    let shape = "console: expected true, false or { token_secret: NAME }";
+    match value {
+        Value::Bool(true) => Ok(Some(ConsoleAccess::Loopback)),
+        Value::Bool(false) | Value::Null => Ok(None),
+        Value::Mapping(m) => {
+            let mut secret = None;
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    (Some("token_secret"), Value::String(name)) => secret = Some(name),
+                    (Some("token_secret"), _) => {
+                        return Err("console.token_secret: expected a secret name".into())
+                    }
+                    (Some(other), _) => {
+                        return Err(format!(
+                            "console: unknown field `{other}` (expected token_secret)"
+                        ))
+                    }
+                    (None, _) => return Err(shape.into()),
+                }
+            }
+            match secret {
+                Some(s) if !s.is_empty()
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Ok(Some(ConsoleAccess::Token { secret: s }))
+                }
+                Some(s) => Err(format!(
+                    "console.token_secret: `{s}` is not a secret name (letters, digits and _ \
+                     only; the token goes in the secrets file or FLOWHOST_SECRET_<NAME>, never here)"
+                )),
+                None => Err("console.token_secret: required in the { token_secret: NAME } form".into()),
+            }
+        }
+        _ => Err(shape.into()),
+    }
 }
 
 /// One named object store under `blobs:`. Credentials are never in the config file: an S3
@@ -112,6 +165,7 @@ impl Config {
             listen: None,
             max_lag: None,
             api_max_body: DEFAULT_API_MAX_BODY,
+            console: None,
         }
     }
 }
@@ -143,6 +197,7 @@ struct RawConfig {
     listen: Option<serde_yaml::Value>,
     readiness: Option<RawReadiness>,
     api_max_body: Option<String>,
+    console: Option<serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -402,6 +457,9 @@ impl Config {
                 })
                 .map_err(err)?;
         }
+        if let Some(v) = raw.console {
+            c.console = parse_console(v).map_err(err)?;
+        }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;
         }
@@ -552,4 +610,37 @@ fn parse_cache_max_size(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<ConsoleAccess>, String> {
+        parse_console(serde_yaml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn console_takes_true_false_or_a_token_secret() {
+        assert_eq!(parse("true"), Ok(Some(ConsoleAccess::Loopback)));
+        assert_eq!(parse("false"), Ok(None));
+        assert_eq!(
+            parse("{ token_secret: CONSOLE_TOKEN }"),
+            Ok(Some(ConsoleAccess::Token {
+                secret: "CONSOLE_TOKEN".into()
+            }))
+        );
+        let shape = "console: expected true, false or { token_secret: NAME }";
+        assert_eq!(parse("yes please").unwrap_err(), shape);
+        assert_eq!(parse("[1]").unwrap_err(), shape);
+        assert!(parse("{ token: x }")
+            .unwrap_err()
+            .starts_with("console: unknown field `token`"));
+        assert!(parse("{ token_secret: \"s3cr3t value\" }")
+            .unwrap_err()
+            .starts_with("console.token_secret: `s3cr3t value` is not a secret name"));
+        assert!(parse("{ token_secret: [] }")
+            .unwrap_err()
+            .starts_with("console.token_secret: expected a secret name"));
+    }
 }

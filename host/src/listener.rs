@@ -116,6 +116,8 @@ pub struct Observed {
     pub max_lag: Option<Duration>,
     /// `api_max_body:`: the largest body an API endpoint flow accepts.
     pub api_max_body: usize,
+    /// `console:`: who may open the web console (`None`: off).
+    pub console: Option<crate::config::ConsoleAccess>,
 }
 
 impl Listener {
@@ -128,12 +130,14 @@ impl Listener {
     pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
         let watch = Arc::new(Watch::default());
         let addr = self.local_addr();
+        crate::console::log_start(&rt, config, addr);
         self.serve(Observed {
             rt,
             db: config.db.clone(),
             watch: watch.clone(),
             max_lag: config.max_lag,
             api_max_body: config.api_max_body,
+            console: config.console.clone(),
         });
         tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
         watch
@@ -146,6 +150,7 @@ impl Listener {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .merge(crate::api::routes())
+            .merge(crate::console::routes())
             .with_state(observed);
         tokio::spawn(accept(self.inner, app))
     }
