@@ -42,6 +42,59 @@ pub struct Config {
     /// `readiness.max_lag`: `/readyz` answers 503 while the newest stored ASA event is
     /// further behind now than this (`None`: the lag does not count).
     pub max_lag: Option<Duration>,
+    /// `console:`: `serve`'s web console on the listener (`None`: off, every console route is
+    /// 404).
+    pub console: Option<ConsoleAccess>,
+}
+
+/// Who may open the web console ([`crate::console`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleAccess {
+    /// `console: true`: clients on loopback only, no token.
+    Loopback,
+    /// `console: { token_secret: NAME }`: any client that presents the operator token, the
+    /// value of secret `NAME`.
+    Token { secret: String },
+}
+
+/// `console:` as written: `true`, `false` or `{ token_secret: NAME }`.
+fn parse_console(value: serde_yaml::Value) -> Result<Option<ConsoleAccess>, String> {
+    use serde_yaml::Value;
+    let shape = "console: expected true, false or { token_secret: NAME }";
+    match value {
+        Value::Bool(true) => Ok(Some(ConsoleAccess::Loopback)),
+        Value::Bool(false) | Value::Null => Ok(None),
+        Value::Mapping(m) => {
+            let mut secret = None;
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    (Some("token_secret"), Value::String(name)) => secret = Some(name),
+                    (Some("token_secret"), _) => {
+                        return Err("console.token_secret: expected a secret name".into())
+                    }
+                    (Some(other), _) => {
+                        return Err(format!(
+                            "console: unknown field `{other}` (expected token_secret)"
+                        ))
+                    }
+                    (None, _) => return Err(shape.into()),
+                }
+            }
+            match secret {
+                Some(s) if !s.is_empty()
+                    && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
+                    Ok(Some(ConsoleAccess::Token { secret: s }))
+                }
+                Some(s) => Err(format!(
+                    "console.token_secret: `{s}` is not a secret name (letters, digits and _ \
+                     only; the token goes in the secrets file or FLOWHOST_SECRET_<NAME>, never here)"
+                )),
+                None => Err("console.token_secret: required in the { token_secret: NAME } form".into()),
+            }
+        }
+        _ => Err(shape.into()),
+    }
 }
 
 /// One named object store under `blobs:`. Credentials are never in the config file: an S3
@@ -108,6 +161,7 @@ impl Config {
             http_prefetch: true,
             listen: None,
             max_lag: None,
+            console: None,
         }
     }
 }
@@ -138,6 +192,7 @@ struct RawConfig {
     http: Option<RawHttp>,
     listen: Option<serde_yaml::Value>,
     readiness: Option<RawReadiness>,
+    console: Option<serde_yaml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -378,6 +433,9 @@ impl Config {
                     .map_err(err)?,
             );
         }
+        if let Some(v) = raw.console {
+            c.console = parse_console(v).map_err(err)?;
+        }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;
         }
@@ -528,4 +586,37 @@ fn parse_cache_max_size(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Option<ConsoleAccess>, String> {
+        parse_console(serde_yaml::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn console_takes_true_false_or_a_token_secret() {
+        assert_eq!(parse("true"), Ok(Some(ConsoleAccess::Loopback)));
+        assert_eq!(parse("false"), Ok(None));
+        assert_eq!(
+            parse("{ token_secret: CONSOLE_TOKEN }"),
+            Ok(Some(ConsoleAccess::Token {
+                secret: "CONSOLE_TOKEN".into()
+            }))
+        );
+        let shape = "console: expected true, false or { token_secret: NAME }";
+        assert_eq!(parse("yes please").unwrap_err(), shape);
+        assert_eq!(parse("[1]").unwrap_err(), shape);
+        assert!(parse("{ token: x }")
+            .unwrap_err()
+            .starts_with("console: unknown field `token`"));
+        assert!(parse("{ token_secret: \"s3cr3t value\" }")
+            .unwrap_err()
+            .starts_with("console.token_secret: `s3cr3t value` is not a secret name"));
+        assert!(parse("{ token_secret: [] }")
+            .unwrap_err()
+            .starts_with("console.token_secret: expected a secret name"));
+    }
 }

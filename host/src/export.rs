@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use crate::schema::ColumnType;
-use crate::store::Store;
+use crate::store::{ColumnSearch, RowWindow, Store};
 
 /// A file format of export and import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +52,7 @@ pub fn export(
     out: Option<&Path>,
 ) -> anyhow::Result<u64> {
     let csv = format == Format::Csv;
-    let schema = store
+    store
         .schemas()
         .get(table)
         .with_context(|| format!("no table `{table}`"))?;
@@ -66,24 +66,14 @@ pub fn export(
     let bar = out
         .and_then(|_| store.row_count(table).ok())
         .and_then(|n| crate::progress::rows_bar(n, table));
-    let mut columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
-    if schema.key.is_none() {
-        columns.insert(0, "_id".into());
-    }
-    let mut n = 0u64;
-    if csv {
-        let mut w = csv::Writer::from_writer(sink);
-        w.write_record(&columns)?;
-        store.export_rows(table, |row| -> anyhow::Result<bool> {
-            w.write_record(columns.iter().map(|c| cell(row.get(c))))?;
-            n += 1;
+    let n = if csv {
+        write_csv(store, table, None, sink, || {
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            Ok(true)
-        })?;
-        w.flush()?;
+        })?
     } else {
+        let mut n = 0u64;
         let mut w = sink;
         store.export_rows(table, |row| -> anyhow::Result<bool> {
             serde_json::to_writer(&mut w, &row)?;
@@ -95,10 +85,47 @@ pub fn export(
             Ok(true)
         })?;
         w.flush()?;
-    }
+        n
+    };
     if let Some(b) = bar {
         b.finish();
     }
+    Ok(n)
+}
+
+/// Writes the rows of `table` that `search` matches (every row without one) as CSV to `out`,
+/// header first, calling `on_row` after each row: what `export --format csv` writes, and the
+/// web console's CSV download of a table page's filter.
+pub fn write_csv(
+    store: &Store,
+    table: &str,
+    search: Option<&ColumnSearch>,
+    out: impl Write,
+    mut on_row: impl FnMut(),
+) -> anyhow::Result<u64> {
+    let schema = store
+        .schemas()
+        .get(table)
+        .with_context(|| format!("no table `{table}`"))?;
+    let mut columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
+    if schema.key.is_none() {
+        columns.insert(0, "_id".into());
+    }
+    let mut n = 0u64;
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(&columns)?;
+    store.export_matching(
+        table,
+        search,
+        RowWindow::ALL,
+        |row| -> anyhow::Result<bool> {
+            w.write_record(columns.iter().map(|c| cell(row.get(c))))?;
+            n += 1;
+            on_row();
+            Ok(true)
+        },
+    )?;
+    w.flush()?;
     Ok(n)
 }
 

@@ -320,6 +320,8 @@ CREATE TABLE IF NOT EXISTS "_flowhost_runs" (
 CREATE INDEX IF NOT EXISTS "_flowhost_runs_flow" ON "_flowhost_runs" (flow, id);
 CREATE INDEX IF NOT EXISTS "_flowhost_runs_started" ON "_flowhost_runs" (started);
 CREATE INDEX IF NOT EXISTS "_flowhost_runs_running" ON "_flowhost_runs" (status) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS "_flowhost_runs_status" ON "_flowhost_runs" (status, id);
+CREATE INDEX IF NOT EXISTS "_flowhost_runs_flow_status" ON "_flowhost_runs" (flow, status, id);
 CREATE TABLE IF NOT EXISTS "_flowhost_run_logs" (
     run INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -570,6 +572,50 @@ impl History {
             let rows = stmt
                 .query_map(
                     params![flow, i64::from(limit.min(MAX_LIST))],
+                    RawRun::from_row,
+                )
+                .map_err(self.err("cannot list runs"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(self.err("cannot list runs"))?
+        };
+        rows.into_iter()
+            .map(|raw| self.record(&conn, raw))
+            .collect()
+    }
+
+    /// One page of the runs [`History::list`] shows, newest first, filtered by flow and by
+    /// status (the web console's run history): `limit` runs (capped at [`MAX_LIST`]) after
+    /// skipping `offset`. Each filter combination has its own statement, served by an index.
+    pub fn page(
+        &self,
+        flow: Option<&str>,
+        status: Option<RunStatus>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let filter = match (flow.is_some(), status.is_some()) {
+            (false, false) => "1",
+            (true, false) => "flow = ?1",
+            (false, true) => "status = ?2",
+            (true, true) => "flow = ?1 AND status = ?2",
+        };
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE {filter} AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT ?3 OFFSET ?4"
+        );
+        let conn = self.lock();
+        let rows = {
+            let mut stmt = conn
+                .prepare_cached(&sql)
+                .map_err(self.err("cannot list runs"))?;
+            // Unused parameters are still bound (SQLite allows it).
+            let rows = stmt
+                .query_map(
+                    params![
+                        flow,
+                        status.map(RunStatus::as_str),
+                        i64::from(limit.min(MAX_LIST)),
+                        i64::try_from(offset).unwrap_or(i64::MAX)
+                    ],
                     RawRun::from_row,
                 )
                 .map_err(self.err("cannot list runs"))?;
@@ -947,6 +993,56 @@ mod tests {
             err.to_string().contains("no run with id 9999 to finish"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_page_of_runs_filtered_by_flow_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("h.db")).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..7 {
+            let flow = if i % 2 == 0 { "M10" } else { "U03" };
+            let id = h.start(flow, Trigger::Cli, None, "{}").unwrap();
+            let status = if i % 3 == 0 {
+                RunStatus::Error
+            } else {
+                RunStatus::Ok
+            };
+            h.finish(id, status, None, None, &[], &[]).unwrap();
+            ids.push((id, flow, status));
+        }
+        // A child that failed is listed; one that succeeded has no row.
+        let child = h.start("U10", Trigger::Call, Some(ids[0].0), "{}").unwrap();
+        h.finish(child, RunStatus::Error, None, Some("x"), &[], &[])
+            .unwrap();
+        let got = |flow, status, offset, limit| -> Vec<i64> {
+            h.page(flow, status, offset, limit)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        let want = |keep: &dyn Fn(&str, RunStatus) -> bool| -> Vec<i64> {
+            ids.iter()
+                .rev()
+                .filter(|(_, f, s)| keep(f, *s))
+                .map(|(id, _, _)| *id)
+                .collect()
+        };
+        let mut all = vec![child];
+        all.extend(want(&|_, _| true));
+        assert_eq!(got(None, None, 0, 100), all);
+        assert_eq!(got(None, None, 2, 3), all[2..5]);
+        assert_eq!(got(Some("M10"), None, 0, 100), want(&|f, _| f == "M10"));
+        let mut errors = vec![child];
+        errors.extend(want(&|_, s| s == RunStatus::Error));
+        assert_eq!(got(None, Some(RunStatus::Error), 0, 100), errors);
+        assert_eq!(
+            got(Some("U03"), Some(RunStatus::Ok), 1, 100),
+            want(&|f, s| f == "U03" && s == RunStatus::Ok)[1..]
+        );
+        assert!(got(Some("U03"), Some(RunStatus::Running), 0, 100).is_empty());
+        assert!(got(None, None, u64::MAX, 10).is_empty());
     }
 
     #[test]

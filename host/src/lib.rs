@@ -41,6 +41,7 @@
 //! | [`yaml`] | the one place YAML is parsed |
 //! | [`check`] | `flowhost check`: config, schemas, manifests, secrets, ASA grants; `--connect` |
 //! | [`listener`] | `serve`'s HTTP listener: `/healthz`, `/readyz`, `/metrics` (axum) |
+//! | [`console`] | `serve`'s web console: flows, runs, tables, ASA pages; who may open it |
 //! | [`metrics`] | the Prometheus metrics `/metrics` shows (prometheus-client) |
 //! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
 
@@ -48,6 +49,7 @@ pub mod budget;
 pub mod caps;
 pub mod check;
 pub mod config;
+pub mod console;
 pub mod cron;
 pub mod engine;
 pub mod export;

@@ -107,6 +107,8 @@ pub struct Observed {
     pub watch: Arc<Watch>,
     /// `readiness.max_lag`.
     pub max_lag: Option<Duration>,
+    /// `console:`: who may open the web console (`None`: off).
+    pub console: Option<crate::config::ConsoleAccess>,
 }
 
 impl Listener {
@@ -119,12 +121,15 @@ impl Listener {
     pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
         let watch = Arc::new(Watch::default());
         let addr = self.local_addr();
+        let rt_console = rt.clone();
         self.serve(Observed {
             rt,
             db: config.db.clone(),
             watch: watch.clone(),
             max_lag: config.max_lag,
+            console: config.console.clone(),
         });
+        crate::console::log_start(&rt_console, config, addr);
         tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
         watch
     }
@@ -135,7 +140,10 @@ impl Listener {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(crate::console::routes())
             .with_state(observed);
+        // The console needs the peer's address (loopback-only mode).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(self.inner, app).await {
                 tracing::error!(error = %e, "the HTTP listener stopped");

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{
-    ffi, params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior,
+    ffi, params, params_from_iter, Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior,
 };
 use serde_json::{Map, Value};
 
@@ -961,19 +961,37 @@ impl Store {
     pub fn export_rows<E: From<TableError>>(
         &self,
         table: &str,
+        f: impl FnMut(Map<String, Value>) -> Result<bool, E>,
+    ) -> Result<u64, E> {
+        self.export_matching(table, None, RowWindow::ALL, f)
+    }
+
+    /// [`Store::export_rows`] of the rows that `search` matches (all without one), within
+    /// `window` (the web console's pages and its CSV download).
+    pub fn export_matching<E: From<TableError>>(
+        &self,
+        table: &str,
+        search: Option<&ColumnSearch>,
+        window: RowWindow,
         mut f: impl FnMut(Map<String, Value>) -> Result<bool, E>,
     ) -> Result<u64, E> {
         let t = self.inner.table(table)?;
-        let conn = Connection::open_with_flags(
-            &self.inner.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| t.storage(e))?;
-        conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)
-            .map_err(|e| t.storage(e))?;
-        let sql = format!("{} ORDER BY {}", t.select, quote(ROW_ID));
+        let filter = search_filter(t, search)?;
+        let conn = self.snapshot_connection(t)?;
+        let sql = format!(
+            "{}{} ORDER BY {} LIMIT ?2 OFFSET ?3",
+            t.select,
+            filter.sql,
+            quote(ROW_ID)
+        );
         let mut stmt = conn.prepare(&sql).map_err(|e| t.storage(e))?;
-        let mut rows = stmt.query([]).map_err(|e| t.storage(e))?;
+        let limit = window
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(window.offset).unwrap_or(i64::MAX);
+        let mut rows = stmt
+            .query(params![filter.needle, limit, offset])
+            .map_err(|e| t.storage(e))?;
         let mut n = 0;
         while let Some(row) = rows.next().map_err(|e| t.storage(e))? {
             n += 1;
@@ -982,6 +1000,34 @@ impl Store {
             }
         }
         Ok(n)
+    }
+
+    /// How many rows of `table` `search` matches (all rows without one).
+    pub fn count_matching(
+        &self,
+        table: &str,
+        search: Option<&ColumnSearch>,
+    ) -> Result<u64, TableError> {
+        let t = self.inner.table(table)?;
+        let filter = search_filter(t, search)?;
+        let conn = self.snapshot_connection(t)?;
+        let sql = format!("SELECT count(*) FROM {}{}", t.ident, filter.sql);
+        let n: i64 = conn
+            .query_row(&sql, params![filter.needle], |r| r.get(0))
+            .map_err(|e| t.storage(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A read-only connection of its own: one consistent snapshot, no writer blocked.
+    fn snapshot_connection(&self, t: &TableSql) -> Result<Connection, TableError> {
+        let conn = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| t.storage(e))?;
+        conn.busy_timeout(DEFAULT_LOCK_TIMEOUT)
+            .map_err(|e| t.storage(e))?;
+        Ok(conn)
     }
 
     /// Inserts every row into `table` in one transaction: all of them or, on the first bad row
@@ -1018,6 +1064,62 @@ enum BeginError {
     Sqlite(rusqlite::Error),
     /// The unit was already committed or rolled back.
     Finished,
+}
+
+/// A substring search on one column of a table (the web console's table search): rows whose
+/// cell, as text, contains `contains`, ignoring ASCII case. The column must be one of the
+/// table's (or `_id`); the text is bound as a parameter, never put into the SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSearch {
+    pub column: String,
+    pub contains: String,
+}
+
+/// Which of the rows in order [`Store::export_matching`] passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowWindow {
+    pub offset: u64,
+    /// `None`: every row from `offset` on.
+    pub limit: Option<u64>,
+}
+
+impl RowWindow {
+    pub const ALL: RowWindow = RowWindow {
+        offset: 0,
+        limit: None,
+    };
+}
+
+/// The `WHERE` clause of a search (empty without one) and the text it binds as `?1`.
+struct SearchFilter {
+    sql: String,
+    needle: Option<String>,
+}
+
+fn search_filter(t: &TableSql, search: Option<&ColumnSearch>) -> Result<SearchFilter, TableError> {
+    let Some(search) = search else {
+        return Ok(SearchFilter {
+            sql: " WHERE ?1 IS NULL".into(),
+            needle: None,
+        });
+    };
+    let known = search.column == ROW_ID || t.schema.columns.iter().any(|c| c.name == search.column);
+    if !known {
+        let names: Vec<&str> = t.schema.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(TableError::InvalidInput(format!(
+            "table `{}` has no column `{}` (its columns: {})",
+            t.name(),
+            search.column,
+            names.join(", ")
+        )));
+    }
+    Ok(SearchFilter {
+        sql: format!(
+            " WHERE instr(lower(CAST({} AS TEXT)), lower(?1)) > 0",
+            quote(&search.column)
+        ),
+        needle: Some(search.contains.clone()),
+    })
 }
 
 impl BeginError {

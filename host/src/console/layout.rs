@@ -1,0 +1,82 @@
+//! The console's page frame (maud: every value escaped) and its one stylesheet, embedded in
+//! the binary and served at [`CSS_PATH`].
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, DOCTYPE};
+
+/// Where the stylesheet is served.
+pub const CSS_PATH: &str = "/console.css";
+const CSS: &str = include_str!("console.css");
+
+/// Seconds after which the page of a run still going reloads itself.
+pub const REFRESH_SECONDS: u32 = 2;
+
+/// A page with the console's navigation.
+pub fn page(title: &str, body: Markup) -> Markup {
+    document(title, body, Frame::default())
+}
+
+/// What a page's frame shows besides the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Frame {
+    /// A log-out button (token mode).
+    pub logout: bool,
+    /// Reloads itself every [`REFRESH_SECONDS`] (a run still going).
+    pub refresh: bool,
+    /// No navigation (the login page).
+    pub bare: bool,
+}
+
+pub fn document(title: &str, body: Markup, frame: Frame) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if frame.refresh {
+                    meta http-equiv="refresh" content=(REFRESH_SECONDS);
+                }
+                title { (title) " · flowhost" }
+                link rel="stylesheet" href=(CSS_PATH);
+            }
+            body {
+                @if !frame.bare {
+                    header.top {
+                        span.brand { "flowhost" }
+                        nav {
+                            a href="/" { "Flows" }
+                            a href="/runs" { "Runs" }
+                            a href="/tables" { "Tables" }
+                            a href="/asa" { "ASA" }
+                        }
+                        @if frame.logout {
+                            form.logout method="post" action="/logout" {
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// `GET /console.css`.
+pub async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+/// `text`, or a dash when empty.
+pub fn or_dash(text: Option<&str>) -> &str {
+    text.filter(|t| !t.is_empty()).unwrap_or("-")
+}
