@@ -4,9 +4,11 @@
 //! appear, searches and exports the table as CSV, opens a failed run from the run list and
 //! reads its error, runs U03 from its form; this side then checks the database: the rows are
 //! the simulator's events, the CSV is `flowhost table export`'s, and history holds the two
-//! runs the console started. The screenshots stay in `target/browser-artifacts/<test>/` (CI
-//! keeps them as artifacts). Needs Node.js 20+, /usr/bin/chromium and `npm ci` in
-//! tests/browser: `cargo xtask test` sees to all three.
+//! runs the console started. A second test logs in to a console in token mode
+//! (tests/browser/login.mjs): the browser must keep the session cookie the form sets. The
+//! screenshots stay in `target/browser-artifacts/<test>/` (CI keeps them as artifacts). Needs
+//! Node.js 20+, /usr/bin/chromium and `npm ci` in tests/browser: `cargo xtask test` sees to all
+//! three.
 
 mod common;
 
@@ -55,9 +57,10 @@ fn csv_records(csv: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// `node tests/browser/console.mjs ARGS`, to its end (without blocking the runtime that serves
-/// the simulator); panics naming what to install when node or playwright-core is missing.
-async fn run_script(args: &[String]) -> std::process::Output {
+/// `node tests/browser/SCRIPT --name=value...`, to its end (without blocking the runtime that
+/// may serve the simulator); panics naming what to install when node or playwright-core is
+/// missing, and with the script's output and the screenshots' folder when it fails.
+async fn run_script(script: &str, args: &[(&str, &str)]) -> String {
     let dir = common::root().join("tests/browser");
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -68,8 +71,10 @@ async fn run_script(args: &[String]) -> std::process::Output {
         Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: apt-get install chromium (cargo xtask test does)"
     );
-    tokio::process::Command::new("node")
-        .arg(dir.join("console.mjs"))
+    // `--name=value`: a value may begin with a dash (the simulator's ids can).
+    let args = args.iter().map(|(k, v)| format!("--{k}={v}"));
+    let out = tokio::process::Command::new("node")
+        .arg(dir.join(script))
         .args(args)
         .current_dir(&dir)
         // Playwright's messages without colour codes, as they land in a test failure.
@@ -79,7 +84,37 @@ async fn run_script(args: &[String]) -> std::process::Output {
         .await
         .unwrap_or_else(|e| {
             panic!("cannot run node ({e}): the browser tests need Node.js 20+ on PATH")
-        })
+        });
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script} failed ({})\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// `flowhost -v serve --listen 127.0.0.1:0` and its `http://ADDR`.
+fn serve(config: &Path) -> (KillOnDrop, String) {
+    let mut serve = Flowhost::spawn(config, &["-v", "serve", "--listen", "127.0.0.1:0"], &[]);
+    let line = serve.wait_line("the listener's address", |l| {
+        l.contains("listening on http://")
+    });
+    let base = line[line.find("http://").unwrap()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (KillOnDrop(Some(serve)), base)
+}
+
+/// SIGTERM to `serve`, which must exit 0; its stderr lines.
+fn stop(mut serving: KillOnDrop) -> Vec<String> {
+    let serve = serving.0.take().unwrap();
+    serve.signal(libc::SIGTERM);
+    let (status, lines) = serve.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+    lines
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,37 +158,21 @@ async fn the_console_in_a_real_browser_switches_m10_on_shows_rows_runs_and_expor
     let header = export().lines().next().unwrap_or_default().to_string();
     assert!(header.starts_with("id,"), "{header}");
 
-    let mut serve = Flowhost::spawn(&config, &["-v", "serve", "--listen", "127.0.0.1:0"], &[]);
-    let line = serve.wait_line("the listener's address", |l| {
-        l.contains("listening on http://")
-    });
-    let base = line[line.find("http://").unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let mut serving = KillOnDrop(Some(serve));
-
-    // `--name=value`: a value may begin with a dash (the simulator's ids can).
-    let args = [
-        ("base", base.as_str()),
-        ("artifacts", shots.to_str().unwrap()),
-        ("events", &EVENTS.to_string()),
-        ("event-id", &sim_ids(&a.sim)[0]),
-        ("csv-header", &header),
-        ("fail-flow", "U02"),
-        ("fail-input", FAIL_INPUT),
-        ("error-contains", FAIL_ERROR),
-    ]
-    .map(|(k, v)| format!("--{k}={v}"));
-    let out = run_script(&args).await;
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success(),
-        "console.mjs failed ({}); screenshots in {}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status,
-        shots.display()
-    );
+    let (serving, base) = serve(&config);
+    let stdout = run_script(
+        "console.mjs",
+        &[
+            ("base", &base),
+            ("artifacts", shots.to_str().unwrap()),
+            ("events", &EVENTS.to_string()),
+            ("event-id", &sim_ids(&a.sim)[0]),
+            ("csv-header", &header),
+            ("fail-flow", "U02"),
+            ("fail-input", FAIL_INPUT),
+            ("error-contains", FAIL_ERROR),
+        ],
+    )
+    .await;
     let result: serde_json::Value = stdout
         .lines()
         .last()
@@ -202,10 +221,7 @@ async fn the_console_in_a_real_browser_switches_m10_on_shows_rows_runs_and_expor
         ("U03", Trigger::Console, RunStatus::Ok)
     );
 
-    let serve = serving.0.take().unwrap();
-    serve.signal(libc::SIGTERM);
-    let (status, lines) = serve.finish();
-    assert!(status.success(), "{}", lines.join("\n"));
+    stop(serving);
     for png in [
         "flows-m10-on",
         "table-audit-events",
@@ -220,4 +236,32 @@ async fn the_console_in_a_real_browser_switches_m10_on_shows_rows_runs_and_expor
             shots.display()
         );
     }
+}
+
+/// The operator token of the token-mode test (a secret: it must reach no log line).
+const TOKEN: &str = "op-token-3f9c2a7d51e84b06";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_token_mode_the_browser_logs_in_and_keeps_the_session_cookie() {
+    let shots = artifacts("in_token_mode_the_browser_logs_in");
+    let (env, dir) = common::env_with_flows();
+    common::drop_probe(&dir, "hello", "title: Hello\n");
+    let env = env.with_secrets(&[("CONSOLE_TOKEN", TOKEN)]);
+    let config = env.config_file("console: { token_secret: CONSOLE_TOKEN }\n");
+    let (serving, base) = serve(&config);
+    run_script(
+        "login.mjs",
+        &[
+            ("base", &base),
+            ("token", TOKEN),
+            ("artifacts", shots.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let lines = stop(serving);
+    assert!(
+        lines.iter().all(|l| !l.contains(TOKEN)),
+        "the token reached serve's log:\n{}",
+        lines.join("\n")
+    );
 }

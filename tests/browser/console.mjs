@@ -14,77 +14,14 @@
 // The last line of stdout is a JSON object for the Rust side: the ids of the failed run and
 // of the console's U03 run, and the path of the downloaded CSV.
 
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { chromium } from 'playwright-core';
+import { check, options, run, step } from './lib.mjs';
 
-const { values: opt } = parseArgs({
-  options: {
-    base: { type: 'string' },
-    artifacts: { type: 'string' },
-    events: { type: 'string' },
-    'event-id': { type: 'string' },
-    'csv-header': { type: 'string' },
-    'fail-flow': { type: 'string' },
-    'fail-input': { type: 'string' },
-    'error-contains': { type: 'string' },
-    // Generous: a loaded 2-core CI machine only makes a step slower.
-    'timeout-ms': { type: 'string', default: '60000' },
-  },
-});
-for (const k of ['base', 'artifacts', 'events', 'event-id', 'csv-header', 'fail-flow', 'fail-input', 'error-contains']) {
-  if (opt[k] === undefined) {
-    console.error(`console.mjs: --${k} is required`);
-    process.exit(2);
-  }
-}
+const opt = options(['base', 'artifacts', 'events', 'event-id', 'csv-header', 'fail-flow', 'fail-input', 'error-contains']);
 const base = opt.base.replace(/\/+$/, '');
 const events = Number(opt.events);
 const timeout = Number(opt['timeout-ms']);
-mkdirSync(opt.artifacts, { recursive: true });
-
-/// Prints the step being done, so a failure shows how far the script got.
-function step(text) {
-  console.log(`step: ${text}`);
-}
-
-/// Throws `what` unless `ok`.
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-}
-
-/// Calls `probe` until it returns a value other than undefined, at most `timeout` ms, with a
-/// short pause between tries (the interval of a poll, not a wait for the clock: each try
-/// checks the thing itself); throws naming `what` and the last value seen.
-async function poll(what, probe) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    const got = await probe((seen) => { last = seen; });
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`gave up after ${timeout} ms waiting for ${what} (last seen: ${JSON.stringify(last)})`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-/// A locator's text, trimmed.
-async function text(locator) {
-  return (await locator.innerText({ timeout })).trim();
-}
-
-/// Waits until the element of `selector` shows exactly `want` (across the page's own
-/// refreshes and navigations).
-async function waitText(page, selector, want) {
-  const exact = new RegExp(`^\\s*${want.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s*$`);
-  await page.locator(selector, { hasText: exact }).first().waitFor({ timeout });
-}
-
-/// Saves a screenshot as `name`.png in the artifacts folder: the whole page, or only its first
-/// screen when `fullPage` is false (a table page of long rows).
-async function shot(page, name, fullPage = true) {
-  await page.screenshot({ path: join(opt.artifacts, `${name}.png`), fullPage });
-}
 
 /// The number of records of a CSV text (RFC 4180: a quoted field may hold commas, quotes and
 /// line breaks), the header included.
@@ -109,43 +46,32 @@ function csvRecords(csv) {
   return records + (pending ? 1 : 0);
 }
 
-/// Submits the run form of `/flows/FLOW` with `input` and returns the id of the run page it
-/// lands on.
-async function runFromForm(page, flow, input) {
-  await page.goto(`${base}/flows/${encodeURIComponent(flow)}`);
-  const field = page.locator('form#run textarea[name="input"]');
-  check((await field.inputValue({ timeout })).trim() === '{}', `the run form of ${flow} is prefilled with {}`);
-  await field.fill(input);
-  await page.locator('form#run button[type="submit"]').click();
-  await page.waitForURL(/\/runs\/\d+$/, { timeout });
-  const id = Number(new URL(page.url()).pathname.split('/').pop());
-  await waitText(page, '#run-flow', flow);
-  return id;
-}
+await run({ artifacts: opt.artifacts, timeout }, async (page, { poll, text, waitText, shot }) => {
+  /// Submits the run form of `/flows/FLOW` with `input` and returns the id of the run page it
+  /// lands on.
+  async function runFromForm(flow, input) {
+    await page.goto(`${base}/flows/${encodeURIComponent(flow)}`);
+    const field = page.locator('form#run textarea[name="input"]');
+    check((await field.inputValue({ timeout })).trim() === '{}', `the run form of ${flow} is prefilled with {}`);
+    await field.fill(input);
+    await page.locator('form#run button[type="submit"]').click();
+    await page.waitForURL(/\/runs\/\d+$/, { timeout });
+    const id = Number(new URL(page.url()).pathname.split('/').pop());
+    await waitText('#run-flow', flow);
+    return id;
+  }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-});
-// About 1000 px wide: the README's screenshot is taken at this size.
-const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1000, height: 700 } });
-const page = await context.newPage();
-page.setDefaultTimeout(timeout);
-page.setDefaultNavigationTimeout(timeout);
-let failed = false;
-try {
   // a) M10 is off on a fresh install; the flows page switches it on.
   step('a) / shows M10 off, enable switches it on');
   await page.goto(`${base}/`);
   const m10 = 'table#flows tr[data-flow="M10"]';
-  await waitText(page, `${m10} td.state`, 'off');
+  await waitText(`${m10} td.state`, 'off');
   check((await text(page.locator(`${m10} td.title`))).length > 0, 'M10 has a title');
-  await shot(page, 'flows-m10-off');
+  await shot('flows-m10-off');
   await page.locator(`${m10} button[data-action="enable"]`).click();
-  await waitText(page, `${m10} td.state`, 'on');
+  await waitText(`${m10} td.state`, 'on');
   await page.locator(`${m10} button[data-action="disable"]`).waitFor();
-  await shot(page, 'flows-m10-on');
+  await shot('flows-m10-on');
 
   // b) Serve runs M10 on its schedule: the Audit Events rows appear (a table page changes
   // only when loaded again).
@@ -162,17 +88,17 @@ try {
   });
   const shown = await page.locator('table#rows tr.row').count();
   check(shown > 0 && shown <= events, `the first page shows some of the ${events} rows (shows ${shown})`);
-  await shot(page, 'table-audit-events', false);
+  await shot('table-audit-events', false);
 
   // A search on one column finds the one event with that id.
   step('b) a search on column id finds one row');
   await page.locator('form#search select[name="column"]').selectOption('id');
   await page.locator('form#search input[name="q"]').fill(opt['event-id']);
   await page.locator('form#search input[name="q"]').press('Enter');
-  await waitText(page, '#row-count', '1');
+  await waitText('#row-count', '1');
   check((await page.locator('table#rows tr.row').count()) === 1, 'the search shows one row');
   check((await text(page.locator('table#rows tr.row'))).includes(opt['event-id']), 'the row found has the id searched for');
-  await shot(page, 'table-search');
+  await shot('table-search');
 
   // e) The whole table as CSV through the page's link.
   step('e) a#csv downloads the table as CSV');
@@ -189,29 +115,29 @@ try {
 
   // c) A run that fails, found through the run list's status filter.
   step(`c) ${opt['fail-flow']} with a bad input fails; /runs?status=error opens it`);
-  const failedRun = await runFromForm(page, opt['fail-flow'], opt['fail-input']);
-  await waitText(page, '#run-status', 'error');
+  const failedRun = await runFromForm(opt['fail-flow'], opt['fail-input']);
+  await waitText('#run-status', 'error');
   await page.goto(`${base}/runs?status=error`);
   await page.locator('form#filter select[name="status"]').waitFor();
   const listed = page.locator('table#runs tr[data-run]');
   const statuses = await listed.evaluateAll((rows) => rows.map((r) => r.dataset.status));
   check(statuses.length > 0 && statuses.every((s) => s === 'error'), `only failed runs are listed (${statuses})`);
-  await shot(page, 'runs-error');
+  await shot('runs-error');
   await page.locator(`table#runs tr[data-run="${failedRun}"] a.run`).click();
   await page.waitForURL(new RegExp(`/runs/${failedRun}$`));
-  await waitText(page, '#run-status', 'error');
+  await waitText('#run-status', 'error');
   const error = await text(page.locator('pre#run-error'));
   check(error.includes(opt['error-contains']), `the run's error contains "${opt['error-contains']}" (is "${error}")`);
   check((await text(page.locator('#run-trigger'))) === 'console', 'the failed run was started by the console');
-  await shot(page, 'run-error');
+  await shot('run-error');
 
   // d) U03 from its form: the run page follows the run until it is ok.
   step('d) U03 runs from its form and ends ok');
-  const u03Run = await runFromForm(page, 'U03', '{}');
-  await waitText(page, '#run-status', 'ok');
+  const u03Run = await runFromForm('U03', '{}');
+  await waitText('#run-status', 'ok');
   check((await text(page.locator('#run-trigger'))) === 'console', 'the U03 run was started by the console');
   await page.locator('pre#run-output').waitFor();
-  await shot(page, 'run-u03');
+  await shot('run-u03');
 
   // f) The ASA page with data, and the flows page the README shows.
   step('f) /asa shows the checkpoint, newest event, lag and Execution Log');
@@ -220,20 +146,12 @@ try {
     check((await text(page.locator(sel))).length > 0, `${sel} is not empty`);
   }
   await page.locator('table#execution-log tr').first().waitFor();
-  await shot(page, 'asa');
+  await shot('asa');
   await page.goto(`${base}/`);
-  await waitText(page, `${m10} td.state`, 'on');
-  await shot(page, 'flows');
+  await waitText(`${m10} td.state`, 'on');
+  await shot('flows');
   // The README's picture: the first screen of the flows page at 1000 px.
-  await page.screenshot({ path: join(opt.artifacts, 'console.png') });
+  await shot('console', false);
 
   console.log(JSON.stringify({ failed_run: failedRun, u03_run: u03Run, csv: csvPath }));
-} catch (e) {
-  failed = true;
-  console.error(`console.mjs: ${e.stack ?? e}`);
-  console.error(`console.mjs: at ${page.url()}; screenshot in ${join(opt.artifacts, 'failure.png')}`);
-  await shot(page, 'failure').catch((err) => console.error(`console.mjs: no failure screenshot: ${err}`));
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});
