@@ -90,6 +90,17 @@ await run({ artifacts: opt.artifacts, timeout }, async (page, { poll, text, wait
   check(shown > 0 && shown <= events, `the first page shows some of the ${events} rows (shows ${shown})`);
   await shot('table-audit-events', false);
 
+  // The rows page by page: the next page shows other rows, and the previous one comes back.
+  step('b) a#next and a#prev page through the rows');
+  const firstRow = await text(page.locator('table#rows tr.row').first());
+  await page.locator('a#next').click();
+  await page.waitForURL(/[?&]page=2(&|$)/);
+  const nextRow = await text(page.locator('table#rows tr.row').first());
+  check(nextRow !== firstRow, 'the next page starts with another row');
+  await page.locator('a#prev').click();
+  await page.waitForURL((url) => !/[?&]page=2(&|$)/.test(url.search));
+  check((await text(page.locator('table#rows tr.row').first())) === firstRow, 'the previous page is the first again');
+
   // A search on one column finds the one event with that id.
   step('b) a search on column id finds one row');
   await page.locator('form#search select[name="column"]').selectOption('id');
