@@ -1,9 +1,12 @@
 //! The console's page frame (maud: every value escaped) and its one stylesheet, embedded in
 //! the binary and served at [`CSS_PATH`].
 
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
+
+use crate::listener::Observed;
 
 /// Where the stylesheet is served.
 pub const CSS_PATH: &str = "/console.css";
@@ -64,8 +67,12 @@ pub fn document(title: &str, body: Markup, frame: Frame) -> Markup {
     }
 }
 
-/// `GET /console.css`.
-pub async fn css() -> Response {
+/// `GET /console.css` (the login page needs it: no session asked; 404 while the console is
+/// off).
+pub async fn css(State(o): State<Observed>) -> Response {
+    if o.console.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
     (
         [
             (header::CONTENT_TYPE, "text/css; charset=utf-8"),
