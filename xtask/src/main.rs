@@ -6,7 +6,9 @@
 //! - `cargo xtask test` — makes sure moto's `moto_server` (the S3 server the blob tests run
 //!   against) is on PATH, installing it with pip when it is not, and `systemd-analyze` (the
 //!   deploy test verifies the systemd unit), installing Debian's `systemd` with apt-get when
-//!   it is not; builds the flows, then runs
+//!   it is not; and what the console's browser tests need (`ensure_browser`: Node.js 20+,
+//!   Debian's Chromium, installed with apt-get when it is missing, and `npm ci` in
+//!   `tests/browser`); builds the flows, then runs
 //!   every test: the flows' native unit tests and the host workspace's tests (one `release`
 //!   profile throughout).
 //! - `cargo xtask install [--root DIR]` — adds the wasm32-wasip2 target if missing and installs
@@ -208,13 +210,7 @@ fn ensure_systemd_analyze(path: &OsStr) -> Result<()> {
         return Err(format!("{need}; there is no apt-get here to do it"));
     }
     eprintln!("xtask: `systemd-analyze` is not on PATH: installing Debian's systemd package");
-    let quiet = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .map_err(|e| format!("{need}; apt-get did not start: {e}"))
-    };
+    let quiet = |args: &[&str]| apt_get(path, args).map_err(|e| format!("{need}; {e}"));
     quiet(&["update", "-q"])?;
     let done = quiet(&["install", "-y", "-q", "--no-install-recommends", "systemd"])?;
     if !done.success() || !on_path(path, "systemd-analyze") {
@@ -225,11 +221,143 @@ fn ensure_systemd_analyze(path: &OsStr) -> Result<()> {
     Ok(())
 }
 
+/// The browser the console's tests drive (Debian's `chromium` package puts it here; the test
+/// script launches this path).
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The oldest Node.js the browser tests run on (playwright-core's own minimum).
+const NODE_MAJOR: u32 = 20;
+
+/// What [`ensure_browser`] looks at: the PATH the tests run with, where Chromium must be,
+/// whether this process may install packages (root), and the browser tests' npm folder.
+struct BrowserSetup<'a> {
+    path: &'a OsStr,
+    chromium: &'a Path,
+    root_user: bool,
+    npm_dir: &'a Path,
+}
+
+/// Makes sure the console's browser tests (host/tests/console_browser.rs) can run: Node.js
+/// 20+ and npm on PATH (else fails at once naming them), Chromium at [`CHROMIUM`] (else, as
+/// root with apt-get, installs Debian's `chromium`, running `apt-get update` when a first
+/// install fails; otherwise fails naming `apt-get install chromium`), and `npm ci` in
+/// `tests/browser` when its node_modules is missing or older than the lock file.
+fn ensure_browser(s: &BrowserSetup) -> Result<()> {
+    let need_node = format!(
+        "the console's browser tests run on Node.js {NODE_MAJOR} or newer with npm \
+         (e.g. `apt-get install nodejs npm`)"
+    );
+    if !on_path(s.path, "node") {
+        return Err(format!("{need_node}, and `node` is not on PATH"));
+    }
+    let version = Command::new("node")
+        .env("PATH", s.path)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{need_node}; `node --version` did not run: {e}"))?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let major = version
+        .strip_prefix('v')
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    if major.is_none_or(|m| m < NODE_MAJOR) {
+        return Err(format!(
+            "{need_node}, and `node --version` says `{version}`"
+        ));
+    }
+    if !on_path(s.path, "npm") {
+        return Err(format!("{need_node}, and `npm` is not on PATH"));
+    }
+    ensure_chromium(s)?;
+    npm_ci_if_stale(s)
+}
+
+/// [`CHROMIUM`] present, or installed with apt-get (see [`ensure_browser`]).
+fn ensure_chromium(s: &BrowserSetup) -> Result<()> {
+    if s.chromium.exists() {
+        return Ok(());
+    }
+    let need = format!(
+        "the console's browser tests drive Chromium at {}, which is missing: install Debian's \
+         `chromium` package (apt-get install chromium)",
+        s.chromium.display()
+    );
+    if !s.root_user {
+        return Err(format!("{need}; not root here, so not installing it"));
+    }
+    if !on_path(s.path, "apt-get") {
+        return Err(format!("{need}; there is no apt-get here to do it"));
+    }
+    eprintln!(
+        "xtask: {} is missing: installing Debian's chromium package",
+        s.chromium.display()
+    );
+    let install = ["install", "-y", "-q", "--no-install-recommends", "chromium"];
+    if !apt_get(s.path, &install)?.success() {
+        // A fresh machine's package lists may be missing or old.
+        apt_get(s.path, &["update", "-q"])?;
+        let done = apt_get(s.path, &install)?;
+        if !done.success() {
+            return Err(format!(
+                "{need}; `apt-get install chromium` failed ({done})"
+            ));
+        }
+    }
+    if s.chromium.exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{need}; apt-get installed chromium, and it is still not there"
+        ))
+    }
+}
+
+/// `apt-get ARGS`, non-interactive, echoed; its exit status.
+fn apt_get(path: &OsStr, args: &[&str]) -> Result<std::process::ExitStatus> {
+    let mut cmd = Command::new("apt-get");
+    cmd.env("PATH", path)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(args);
+    eprintln!("xtask: $ {}", show(&cmd));
+    cmd.status()
+        .map_err(|e| format!("`{}` did not start: {e}", show(&cmd)))
+}
+
+/// `npm ci` in the browser tests' folder when `node_modules` is missing or older than
+/// `package-lock.json` (npm writes `node_modules/.package-lock.json` at each install).
+fn npm_ci_if_stale(s: &BrowserSetup) -> Result<()> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let lock = s.npm_dir.join("package-lock.json");
+    let Some(locked) = modified(&lock) else {
+        return Err(format!("{} is missing", lock.display()));
+    };
+    let installed = modified(&s.npm_dir.join("node_modules/.package-lock.json"));
+    if installed.is_some_and(|i| i >= locked) {
+        return Ok(());
+    }
+    run(Command::new("npm")
+        .env("PATH", s.path)
+        .current_dir(s.npm_dir)
+        .args(["ci", "--no-audit", "--no-fund"]))
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is its effective user).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Every test: the flows' pure-Rust logic natively, then the host workspace.
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     ensure_moto(&path)?;
     ensure_systemd_analyze(&path)?;
+    ensure_browser(&BrowserSetup {
+        path: &path,
+        chromium: Path::new(CHROMIUM),
+        root_user: running_as_root(),
+        npm_dir: &root.join("tests/browser"),
+    })?;
     build_flows(root)?;
     let triple = host_triple()?;
     run(cargo().current_dir(root.join("flows")).args([
@@ -538,6 +666,151 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(d.0.join("pyenv.log")).unwrap(),
             "rehash\n"
+        );
+    }
+
+    /// `dir/browser`, the browser tests' folder, with its lock file.
+    fn npm_folder(dir: &Path) -> PathBuf {
+        let npm = dir.join("browser");
+        std::fs::create_dir_all(&npm).unwrap();
+        std::fs::write(npm.join("package-lock.json"), "{}").unwrap();
+        npm
+    }
+
+    /// A PATH folder with a fake `node` printing `version`, a fake `npm` (logging its
+    /// arguments and folder to `npm.log` beside itself, and writing the marker `npm ci`
+    /// writes) and `more` scripts; the folder also holds the browser tests' folder `browser`, and
+    /// Chromium is expected at `chromium` in it.
+    fn browser_world(
+        version: &str,
+        more: &[(&str, &str)],
+    ) -> (tempfile_free::Dir, OsString, PathBuf, PathBuf) {
+        let node = format!("echo {version}");
+        let npm = "echo \"$* in ${PWD##*/}\" >> \"${0%/*}/npm.log\"; mkdir -p node_modules; \
+                   echo '{}' > node_modules/.package-lock.json";
+        let mut scripts = vec![("node", node.as_str()), ("npm", npm)];
+        scripts.extend_from_slice(more);
+        let (d, path) = bin_dir(&scripts);
+        let (npm_dir, chromium) = (npm_folder(&d.0), d.0.join("chromium"));
+        (d, path, npm_dir, chromium)
+    }
+
+    fn setup<'a>(
+        path: &'a OsStr,
+        npm_dir: &'a Path,
+        chromium: &'a Path,
+        root_user: bool,
+    ) -> BrowserSetup<'a> {
+        BrowserSetup {
+            path,
+            chromium,
+            root_user,
+            npm_dir,
+        }
+    }
+
+    fn log(d: &tempfile_free::Dir, name: &str) -> String {
+        std::fs::read_to_string(d.0.join(name)).unwrap_or_default()
+    }
+
+    #[test]
+    fn without_node_it_fails_at_once_naming_node() {
+        let (d, path) = bin_dir(&[]);
+        let (npm_dir, chromium) = (npm_folder(&d.0), d.0.join("chromium"));
+        let e = ensure_browser(&setup(&path, &npm_dir, &chromium, true)).unwrap_err();
+        assert!(
+            e.contains("Node.js 20 or newer with npm") && e.contains("`node` is not on PATH"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_old_node_is_refused_naming_its_version() {
+        let (d, path, npm_dir, chromium) = browser_world("v18.19.1", &[]);
+        let e = ensure_browser(&setup(&path, &npm_dir, &chromium, true)).unwrap_err();
+        assert!(
+            e.contains("Node.js 20 or newer") && e.contains("`node --version` says `v18.19.1`"),
+            "{e}"
+        );
+        assert_eq!(log(&d, "npm.log"), "", "npm ran");
+    }
+
+    #[test]
+    fn without_chromium_and_not_root_it_fails_naming_apt_get_install_chromium() {
+        let apt = "echo \"$*\" >> \"${0%/*}/apt.log\"";
+        let (d, path, npm_dir, chromium) = browser_world("v20.11.0", &[("apt-get", apt)]);
+        let e = ensure_browser(&setup(&path, &npm_dir, &chromium, false)).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "Chromium at {}, which is missing",
+                chromium.display()
+            )) && e.contains("(apt-get install chromium); not root here"),
+            "{e}"
+        );
+        assert_eq!(log(&d, "apt.log"), "", "apt-get ran");
+    }
+
+    #[test]
+    fn without_chromium_or_apt_get_it_fails_naming_apt_get_install_chromium() {
+        let (_d, path, npm_dir, chromium) = browser_world("v22.1.0", &[]);
+        let e = ensure_browser(&setup(&path, &npm_dir, &chromium, true)).unwrap_err();
+        assert!(
+            e.contains("(apt-get install chromium); there is no apt-get here"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn as_root_it_installs_chromium_updating_the_lists_when_the_first_install_fails() {
+        // apt-get cannot install until `update` ran, then "installs" Chromium.
+        let apt = "dir=\"${0%/*}\"; echo \"$*\" >> \"$dir/apt.log\"; case \"$1\" in \
+                   update) touch \"$dir/updated\";; \
+                   install) [ -e \"$dir/updated\" ] || exit 100; touch \"$dir/chromium\";; esac";
+        let (d, path, npm_dir, chromium) = browser_world("v20.11.0", &[("apt-get", apt)]);
+        assert_eq!(
+            ensure_browser(&setup(&path, &npm_dir, &chromium, true)),
+            Ok(())
+        );
+        let install = "install -y -q --no-install-recommends chromium";
+        assert_eq!(
+            log(&d, "apt.log"),
+            format!("{install}\nupdate -q\n{install}\n")
+        );
+        assert!(chromium.exists());
+        // Then npm ci, in the browser tests' folder.
+        assert_eq!(log(&d, "npm.log"), "ci --no-audit --no-fund in browser\n");
+    }
+
+    #[test]
+    fn npm_ci_runs_only_when_node_modules_is_missing_or_older_than_the_lock_file() {
+        let (d, path, npm_dir, chromium) = browser_world("v20.11.0", &[]);
+        std::fs::write(&chromium, "").unwrap();
+        let s = setup(&path, &npm_dir, &chromium, false);
+        assert_eq!(ensure_browser(&s), Ok(()));
+        assert_eq!(
+            log(&d, "npm.log"),
+            "ci --no-audit --no-fund in browser\n",
+            "missing"
+        );
+        assert_eq!(ensure_browser(&s), Ok(()));
+        assert_eq!(
+            log(&d, "npm.log").lines().count(),
+            1,
+            "up to date: not again"
+        );
+        // A lock file changed after the install (e.g. by a pull) makes it stale.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(npm_dir.join("package-lock.json"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(ensure_browser(&s), Ok(()));
+        assert_eq!(
+            log(&d, "npm.log").lines().count(),
+            2,
+            "stale: installed again"
         );
     }
 }
