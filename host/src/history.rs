@@ -561,26 +561,7 @@ impl History {
     /// that have rows (failed, timed out or still running), at most `limit` (capped at
     /// [`MAX_LIST`]), each with its logs and children.
     pub fn list(&self, flow: Option<&str>, limit: u32) -> Result<Vec<RunRecord>, StoreError> {
-        let conn = self.lock();
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE (?1 IS NULL OR flow = ?1) AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT ?2"
-        );
-        let rows = {
-            let mut stmt = conn
-                .prepare_cached(&sql)
-                .map_err(self.err("cannot list runs"))?;
-            let rows = stmt
-                .query_map(
-                    params![flow, i64::from(limit.min(MAX_LIST))],
-                    RawRun::from_row,
-                )
-                .map_err(self.err("cannot list runs"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(self.err("cannot list runs"))?
-        };
-        rows.into_iter()
-            .map(|raw| self.record(&conn, raw))
-            .collect()
+        self.page(flow, None, 0, limit)
     }
 
     /// One page of the runs [`History::list`] shows, newest first, filtered by flow and by

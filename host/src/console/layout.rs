@@ -87,3 +87,25 @@ pub async fn css(State(o): State<Observed>) -> Response {
 pub fn or_dash(text: Option<&str>) -> &str {
     text.filter(|t| !t.is_empty()).unwrap_or("-")
 }
+
+/// The "newer / older" links under a paged list: `prev` and `next` label the links to page
+/// `page - 1` (from page 2 on) and `page + 1` (while `more`), which `link` makes.
+pub fn pager(
+    page: u64,
+    more: bool,
+    link: impl Fn(u64) -> String,
+    prev: &str,
+    next: &str,
+) -> Markup {
+    html! {
+        nav.pages {
+            @if page > 1 {
+                a #prev href=(link(page - 1)) { (prev) }
+            }
+            span.muted { "Page " (page) }
+            @if more {
+                a #next href=(link(page.saturating_add(1))) { (next) }
+            }
+        }
+    }
+}

@@ -115,15 +115,7 @@ pub async fn list(
             button type="submit" { "Show" }
         }
         (runs_table(&runs))
-        nav.pages {
-            @if page > 1 {
-                a #prev href=(link(page - 1)) { "← Newer" }
-            }
-            span.muted { "Page " (page) }
-            @if more {
-                a #next href=(link(page.saturating_add(1))) { "Older →" }
-            }
-        }
+        (layout::pager(page, more, link, "← Newer", "Older →"))
     };
     html(StatusCode::OK, layout::document("Runs", body, a.frame()))
 }

@@ -229,15 +229,7 @@ pub async fn show(
                 }
             }
         }
-        nav.pages {
-            @if page > 1 {
-                a #prev href=(link(page - 1)) { "← Previous" }
-            }
-            span.muted { "Page " (page) }
-            @if more {
-                a #next href=(link(page.saturating_add(1))) { "Next →" }
-            }
-        }
+        (layout::pager(page, more, link, "← Previous", "Next →"))
     };
     html(StatusCode::OK, layout::document(&name, body, a.frame()))
 }
