@@ -17,6 +17,7 @@
 //! - An API endpoint flow (`api: { token_secret: NAME }`) is one `serve` runs too: its token
 //!   secret must be set (without it every request is refused), and so must the secrets it
 //!   and the flows it calls are granted. The finding names the secret, never a value.
+//! - The console's operator token secret (`console: { token_secret: NAME }`) must be set.
 //! - When the table schemas do not load, the manifests are not checked (every grant of a table
 //!   would fail with them); a secrets file that does not load leaves the secrets unchecked.
 //! - Nothing here creates, migrates or locks anything: the database is read through the
@@ -238,6 +239,7 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
     };
     if let Some(secrets) = &secrets {
         check_blob_secrets(&mut r, config, config_path, secrets);
+        check_console_token(&mut r, config, config_path, secrets);
     }
     let Some(schemas) = schemas else {
         r.push(Finding::new(
@@ -288,6 +290,24 @@ fn file_of(error: &str) -> Option<PathBuf> {
         .filter_map(|ext| error.find(&format!("{ext}:")).map(|i| i + ext.len()))
         .min()
         .map(|end| PathBuf::from(&error[..end]))
+}
+
+/// The console's operator token, in token mode, must be set: without it nobody can open it.
+fn check_console_token(r: &mut Report, config: &Config, path: Option<&Path>, secrets: &Secrets) {
+    let Some(crate::config::ConsoleAccess::Token { secret }) = &config.console else {
+        return;
+    };
+    if secrets.get(secret).is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    let field = "console.token_secret";
+    let msg = format!(
+        "{}: {field}: the operator token secret `{secret}` is not set, so the console lets \
+         nobody in ({})",
+        shown(path),
+        where_secrets_go(secret, config)
+    );
+    r.push(Finding::error(Kind::Secret, msg).at(path, Some(field)));
 }
 
 /// Every secret a `blobs:` store names must be set.

@@ -499,6 +499,23 @@ async fn token_mode_without_the_secret_lets_nobody_in_and_says_which_secret() {
         c.seen().join("\n")
     );
     c.stop();
+
+    // `flowhost check` says so too, naming the config's field, and passes once it is set.
+    let out = flowhost(&config, &["check"]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let want = format!(
+        "error: {}: console.token_secret: the operator token secret `CONSOLE_TOKEN` is not set",
+        config.display()
+    );
+    assert!(report.contains(&want), "{report}");
+    let out = common::flowhost_cmd(&config, &["check"])
+        .env("FLOWHOST_SECRET_CONSOLE_TOKEN", "operator-token-1234")
+        .output()
+        .unwrap();
+    let report = text(&out.stdout);
+    assert!(!report.contains("CONSOLE_TOKEN"), "{report}");
+    assert!(!report.contains("operator-token-1234"), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
