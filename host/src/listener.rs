@@ -139,7 +139,12 @@ impl Listener {
             api_max_body: config.api_max_body,
             console: config.console.clone(),
         });
-        tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics)");
+        let console = if config.console.is_some() {
+            ", the console at /"
+        } else {
+            ""
+        };
+        tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics, /api/{console})");
         watch
     }
 

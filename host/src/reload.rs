@@ -7,7 +7,8 @@
 //!   The blob stores are opened before anything is swapped, so a store that cannot be opened
 //!   refuses the whole new config.
 //! - **At restart:** `db:`, `tables:`, `cache_dir:`, `secrets_file:` (the open database, its
-//!   migrated tables and the secrets' redactor belong to the running process). A change of
+//!   migrated tables and the secrets' redactor belong to the running process), and the
+//!   listener's `listen:`, `console:`, `api_max_body:` and `readiness:`. A change of
 //!   one of them is logged as a warning naming it; the rest of the new config is applied.
 //! - **A bad new config** (unreadable, not YAML, a bad field, a store that does not open) is
 //!   logged as one error line naming the file and the fault, and the running config is kept.
@@ -103,6 +104,11 @@ pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError
         ("tables", new.tables != old.tables),
         ("cache_dir", new.cache_dir != old.cache_dir),
         ("secrets_file", new.secrets_file != old.secrets_file),
+        // The listener's settings belong to the listener that is bound and serving.
+        ("listen", new.listen != old.listen),
+        ("console", new.console != old.console),
+        ("api_max_body", new.api_max_body != old.api_max_body),
+        ("readiness", new.max_lag != old.max_lag),
     ] {
         if changed {
             tracing::warn!(

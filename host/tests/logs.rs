@@ -145,8 +145,17 @@ async fn sighup_reloads_the_config_and_a_broken_one_is_reported_and_ignored() {
     serve.wait_line("a refused run of needy", |l| {
         l.contains("run failed") && l.contains("needy")
     });
-    let config = rewrite_config(&env, "grants:\n  needy:\n    secrets: [PROBE_TOKEN]\n");
+    // `console:` belongs to the listener that is serving: a warning says it waits for a restart.
+    let config = rewrite_config(
+        &env,
+        "grants:\n  needy:\n    secrets: [PROBE_TOKEN]\nconsole: true\n",
+    );
     serve.signal(libc::SIGHUP);
+    let warned = serve.wait_line("the restart warning", |l| l.contains("`console:` changed"));
+    assert!(
+        warned.contains(" WARN ") && warned.contains("it takes effect when serve restarts"),
+        "{warned}"
+    );
     serve.wait_line("the config reloaded", |l| l.contains("reloaded the config"));
     serve.wait_line("the flows reloaded with the new grants", |l| {
         l.contains("reloaded the flow folders")
