@@ -36,9 +36,7 @@ impl Api {
             &["serve", "--listen", "127.0.0.1:0"],
             &[("RUST_LOG", "info")],
         );
-        let line = serve.wait_line("listening on", |l| l.contains("listening on http://"));
-        let start = line.find("http://").unwrap();
-        let origin = line[start..].split_whitespace().next().unwrap().to_string();
+        let origin = serve.listening();
         Api {
             serve: Some(serve),
             origin,
@@ -111,15 +109,6 @@ impl Api {
     /// Waits for `serve` to exit (after a signal sent already): its status and stderr lines.
     fn stop_waiting(mut self) -> (std::process::ExitStatus, Vec<String>) {
         self.serve.take().unwrap().finish()
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.serve.take() {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
     }
 }
 

@@ -34,9 +34,7 @@ impl Console {
             &["serve", "--listen", listen],
             &[("RUST_LOG", "info")],
         );
-        let line = serve.wait_line("the listening line", |l| l.contains("listening on http://"));
-        let start = line.find("http://").unwrap();
-        let origin = line[start..].split_whitespace().next().unwrap().to_string();
+        let origin = serve.listening();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -101,16 +99,6 @@ impl Console {
             "serve ended {status}:\n{}",
             lines.join("\n")
         );
-    }
-}
-
-impl Drop for Console {
-    /// A test that failed leaves no `serve` behind.
-    fn drop(&mut self) {
-        if let Some(mut serve) = self.serve.take() {
-            let _ = serve.child.kill();
-            let _ = serve.child.wait();
-        }
     }
 }
 

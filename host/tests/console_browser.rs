@@ -27,18 +27,6 @@ const PAGE: u32 = 50;
 const FAIL_INPUT: &str = r#"{"searchCount": 5000}"#;
 const FAIL_ERROR: &str = "searchCount must be a whole number from 1 to 1000";
 
-/// `serve`, killed if the test fails before stopping it.
-struct KillOnDrop(Option<Flowhost>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut serve) = self.0.take() {
-            let _ = serve.child.kill();
-            let _ = serve.child.wait();
-        }
-    }
-}
-
 /// The test's screenshot folder, emptied: `target/browser-artifacts/NAME/`.
 fn artifacts(name: &str) -> PathBuf {
     let dir = common::root().join("target/browser-artifacts").join(name);
@@ -94,23 +82,16 @@ async fn run_script(script: &str, args: &[(&str, &str)]) -> String {
     stdout
 }
 
-/// `flowhost -v serve --listen 127.0.0.1:0` and its `http://ADDR`.
-fn serve(config: &Path) -> (KillOnDrop, String) {
+/// `flowhost -v serve --listen 127.0.0.1:0` (killed if the test fails before stopping it)
+/// and its `http://ADDR`.
+fn serve(config: &Path) -> (Flowhost, String) {
     let mut serve = Flowhost::spawn(config, &["-v", "serve", "--listen", "127.0.0.1:0"], &[]);
-    let line = serve.wait_line("the listener's address", |l| {
-        l.contains("listening on http://")
-    });
-    let base = line[line.find("http://").unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    (KillOnDrop(Some(serve)), base)
+    let base = serve.listening();
+    (serve, base)
 }
 
 /// SIGTERM to `serve`, which must exit 0; its stderr lines.
-fn stop(mut serving: KillOnDrop) -> Vec<String> {
-    let serve = serving.0.take().unwrap();
+fn stop(serve: Flowhost) -> Vec<String> {
     serve.signal(libc::SIGTERM);
     let (status, lines) = serve.finish();
     assert!(status.success(), "{}", lines.join("\n"));

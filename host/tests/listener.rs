@@ -5,97 +5,19 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::Flowhost;
 use common::{text, wait_until, TestEnv, PATIENCE};
 use flowhost::history::{History, RunStatus};
 
-/// A running `flowhost serve` and the lines of its stderr.
-struct Serving {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far.
-    seen: Vec<String>,
-}
-
-impl Serving {
-    fn start(config: &Path, args: &[&str]) -> Serving {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-            .arg("--config")
-            .arg(config)
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Serving {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next stderr line containing `want` (panics after [`PATIENCE`]).
-    fn wait_line(&mut self, want: &str) -> String {
-        let start = std::time::Instant::now();
-        loop {
-            let left = PATIENCE.saturating_sub(start.elapsed());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.contains(want) {
-                        return l;
-                    }
-                }
-                Err(e) => panic!("no log line with {want:?} ({e}):\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// `http://ADDR` from the "listening on" line.
-    fn origin(&mut self) -> String {
-        let line = self.wait_line("listening on http://");
-        let start = line.find("http://").unwrap();
-        line[start..].split_whitespace().next().unwrap().to_string()
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: signalling the child process this test started.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0);
-    }
-
-    /// SIGTERM, then waits for the exit (killing it after [`PATIENCE`]).
-    fn stop(mut self) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM);
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            if start.elapsed() > PATIENCE {
-                let _ = self.child.kill();
-                panic!("serve did not stop");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// `flowhost serve ARGS` (log level info), its stderr read line by line.
+fn serve(config: &Path, args: &[&str]) -> Flowhost {
+    let args: Vec<&str> = std::iter::once("serve")
+        .chain(args.iter().copied())
+        .collect();
+    Flowhost::spawn(config, &args, &[("RUST_LOG", "info")])
 }
 
 /// `GET origin+path`: status and body.
@@ -179,8 +101,8 @@ async fn asa_world() -> (common::asa::Asa, std::path::PathBuf) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_three_endpoints_answer_while_serve_runs_and_metrics_match_history_and_tables() {
     let (asa, config) = asa_world().await;
-    let mut serving = Serving::start(&config, &["--listen", "127.0.0.1:0"]);
-    let origin = serving.origin();
+    let mut serving = serve(&config, &["--listen", "127.0.0.1:0"]);
+    let origin = serving.listening();
     let history =
         History::open_read_only(&flowhost::history::history_path_for(&asa.env.config.db)).unwrap();
 
@@ -289,12 +211,7 @@ async fn the_three_endpoints_answer_while_serve_runs_and_metrics_match_history_a
     // The simulator makes M10 fail (a run from the CLI while serve runs): not ready, saying
     // why; a good run afterwards: ready again.
     asa.sim.inject(asa_sim::Fault::Status(400), 1);
-    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "M10"])
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["run", "M10"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let failed = runs(&history, "M10")[0].clone();
     assert_eq!(failed.status, RunStatus::Error);
@@ -309,17 +226,12 @@ async fn the_three_endpoints_answer_while_serve_runs_and_metrics_match_history_a
     );
     // Health is the scheduler's, not M10's.
     assert_eq!(get(&origin, "/healthz").await.0, 200);
-    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "M10"])
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["run", "M10"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let (status, body) = get(&origin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
 
-    let exit = tokio::task::spawn_blocking(move || serving.stop())
+    let exit = tokio::task::spawn_blocking(move || serving.stop().0)
         .await
         .unwrap();
     assert!(exit.success(), "{exit:?}");
@@ -335,8 +247,8 @@ async fn healthz_follows_the_scheduler_loop_not_the_process() {
     let (env, dir) = common::env_with_flows();
     common::drop_probe(&dir, "sleeper", &sleeper(600_000));
     let config = env.config_file("listen: \"127.0.0.1:0\"\n");
-    let mut serving = Serving::start(&config, &[]);
-    let origin = serving.origin();
+    let mut serving = serve(&config, &[]);
+    let origin = serving.listening();
     let history =
         History::open_read_only(&flowhost::history::history_path_for(&env.config.db)).unwrap();
     wait_until(PATIENCE, "the sleeper to start", || {
@@ -353,7 +265,9 @@ async fn healthz_follows_the_scheduler_loop_not_the_process() {
     // SIGTERM: the loop stops starting runs and waits for the sleeper; the process (and its
     // listener) live on, but the scheduler is no longer healthy, nor ready.
     serving.signal(libc::SIGTERM);
-    serving.wait_line("stopping after the running flows finish");
+    serving.wait_line("the stopping line", |l| {
+        l.contains("stopping after the running flows finish")
+    });
     let start = std::time::Instant::now();
     while get(&origin, "/healthz").await.0 != 503 {
         assert!(
@@ -371,7 +285,7 @@ async fn healthz_follows_the_scheduler_loop_not_the_process() {
     assert_eq!(status, 503, "{body}");
     // A second signal ends it at once.
     serving.signal(libc::SIGTERM);
-    let exit = tokio::task::spawn_blocking(move || serving.stop())
+    let exit = tokio::task::spawn_blocking(move || serving.stop().0)
         .await
         .unwrap();
     assert_eq!(exit.code(), Some(130));
@@ -383,13 +297,7 @@ fn a_port_in_use_is_a_one_line_error_at_start() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap();
     let config = env.config_file(&format!("listen: {}\n", addr.port()));
-    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .arg("serve")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["serve"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -400,12 +308,7 @@ fn a_port_in_use_is_a_one_line_error_at_start() {
     // Nothing ran: the database was not even created.
     assert!(!env.config.db.exists());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .arg("--config")
-        .arg(&config)
-        .args(["serve", "--listen", "nowhere"])
-        .output()
-        .unwrap();
+    let out = common::flowhost(&config, &["serve", "--listen", "nowhere"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -437,12 +340,7 @@ fn a_bad_listen_setting_names_the_config_field() {
         ),
     ] {
         let config = env.config_file(setting);
-        let out = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .output()
-            .unwrap();
+        let out = common::flowhost(&config, &["serve"]);
         assert_eq!(out.status.code(), Some(2), "{setting}");
         let err = text(&out.stderr);
         assert!(

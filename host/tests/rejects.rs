@@ -249,12 +249,7 @@ async fn status_and_metrics_count_the_rejected_events() {
         &["serve", "--listen", "127.0.0.1:0"],
         &[("RUST_LOG", "info")],
     );
-    let line = serve.wait_line("the listener", |l| l.contains("listening on http://"));
-    let origin = line[line.find("http://").unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
+    let origin = serve.listening();
     let body = reqwest::get(format!("{origin}/metrics"))
         .await
         .unwrap()

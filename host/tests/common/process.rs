@@ -1,5 +1,6 @@
 //! A `flowhost` process whose stderr is read line by line on a thread, for tests that wait
-//! for what it logs (a `serve` that must reload, notify or stop).
+//! for what it logs (a `serve` that must reload, notify or stop). Dropped while it still
+//! runs (a test that failed), it is killed: no test leaves a `serve` behind.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -79,6 +80,45 @@ impl Flowhost {
         while let Ok(line) = self.lines.recv_timeout(PATIENCE) {
             self.seen.push(line);
         }
-        (status, self.seen)
+        (status, std::mem::take(&mut self.seen))
+    }
+
+    /// SIGTERM, then [`Flowhost::finish`]; panics (after killing it) when it has not exited
+    /// within [`PATIENCE`].
+    pub fn stop(mut self) -> (ExitStatus, Vec<String>) {
+        self.signal(libc::SIGTERM);
+        let started = std::time::Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if started.elapsed() > PATIENCE {
+                let _ = self.child.kill();
+                panic!(
+                    "flowhost did not stop on SIGTERM:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.finish()
+    }
+
+    /// Waits for `serve`'s "listening on http://ADDR" line and returns `http://ADDR`.
+    pub fn listening(&mut self) -> String {
+        let line = self.wait_line("the listener's address", |l| {
+            l.contains("listening on http://")
+        });
+        let start = line.find("http://").unwrap_or(0);
+        line[start..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl Drop for Flowhost {
+    fn drop(&mut self) {
+        // Harmless once it has exited (`finish`): the status is kept.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
