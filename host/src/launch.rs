@@ -35,6 +35,16 @@ pub struct Launched {
     pub done: tokio::task::JoinHandle<Option<RunReport>>,
 }
 
+/// The input of a run started from outside: `text`, or `{}` when it is blank; strict JSON
+/// (a repeated field is refused), else the parse error with its line and column.
+pub fn input(text: &str) -> serde_json::Result<String> {
+    if text.trim().is_empty() {
+        return Ok("{}".into());
+    }
+    crate::json::parse(text)?;
+    Ok(text.to_owned())
+}
+
 /// Records a top-level run of `flow` with `input` and starts it on its own task.
 pub fn launch(
     rt: &Arc<Runtime>,

@@ -174,11 +174,7 @@ pub fn input_of(body: &[u8]) -> Result<String, String> {
             e.valid_up_to()
         )
     })?;
-    if text.trim().is_empty() {
-        return Ok("{}".into());
-    }
-    crate::json::parse(text).map_err(|e| format!("the body is not valid JSON: {e}"))?;
-    Ok(text.to_string())
+    crate::launch::input(text).map_err(|e| format!("the body is not valid JSON: {e}"))
 }
 
 /// Whether `serve` runs `flow` now (`flowhost flow enable|disable`, else its manifest), read

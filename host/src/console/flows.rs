@@ -290,15 +290,13 @@ pub async fn run(
     if o.rt.registry().get(&name).is_none() {
         return failure(StatusCode::NOT_FOUND, &format!("no flow `{name}`"));
     }
-    let input = if f.input.trim().is_empty() {
-        "{}".to_string()
-    } else {
-        f.input.clone()
+    let input = match crate::launch::input(&f.input) {
+        Ok(input) => input,
+        Err(e) => {
+            let why = format!("input: not JSON: {e}; nothing was run");
+            return flow_page(&a, &o, &name, &f.input, Some(&why)).await;
+        }
     };
-    if let Err(e) = crate::json::parse(&input) {
-        let why = format!("input: not JSON: {e}; nothing was run");
-        return flow_page(&a, &o, &name, &f.input, Some(&why)).await;
-    }
     match launch(&o.rt, &o.watch, &name, &input, Trigger::Console) {
         Ok(l) => see_other(&run_path(l.id)),
         Err(LaunchError::ShuttingDown) => failure(
