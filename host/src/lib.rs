@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
 //! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
+//! | [`pg`] | PostgreSQL URLs (shown without password), a pool of connections, waiting for them |
 //! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
 //! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
 //! | [`package`] | the ASA package built into the binary: the lowest-priority flows and tables |
@@ -66,6 +67,7 @@ pub mod metrics;
 pub mod notify;
 pub mod package;
 pub mod paths;
+pub mod pg;
 pub mod progress;
 pub mod rate_limits;
 pub mod redact;

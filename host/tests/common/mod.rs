@@ -5,6 +5,7 @@
 pub mod asa;
 pub mod held;
 pub mod moto;
+pub mod pg;
 pub mod process;
 
 use std::path::{Path, PathBuf};
