@@ -27,6 +27,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
+pub mod backend;
+pub use backend::HistoryBackend;
+
 use crate::store::{
     check_db_dir, enable_wal, open_connection, open_existing_read_only, StoreError,
 };

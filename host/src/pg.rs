@@ -56,6 +56,33 @@ pub fn is_postgres_url(db: &str) -> bool {
     lower.starts_with("postgres://") || lower.starts_with("postgresql://")
 }
 
+/// This process's name in a cluster: `HOST-PID-XXXX` (at most 48 bytes), also the
+/// `application_name` of every connection it opens (`flowhost NODE`), so the server's
+/// `pg_stat_activity` tells which node holds which session.
+pub fn node_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+            .take(32)
+            .collect();
+        let host = if host.is_empty() {
+            "node".to_string()
+        } else {
+            host
+        };
+        format!(
+            "{host}-{}-{:04x}",
+            std::process::id(),
+            rand::random::<u16>()
+        )
+    })
+}
+
 /// A parsed PostgreSQL URL, shown without its password.
 #[derive(Clone)]
 pub struct PgUrl {
@@ -80,7 +107,7 @@ impl PgUrl {
             });
         }
         config
-            .application_name("flowhost")
+            .application_name(format!("flowhost {}", node_id()))
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(KEEPALIVE_IDLE)

@@ -42,6 +42,9 @@ use serde_json::{Map, Value};
 
 use crate::schema::{integral, sql_table_name, Column, ColumnType, Schemas, TableSchema, ROW_ID};
 
+pub mod backend;
+pub use backend::{TableBackend, UnitOfWork};
+
 /// How long a connection waits for another connection's lock before giving up.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rows `find` returns when the caller gives no limit.
@@ -138,6 +141,10 @@ pub enum StoreError {
     /// Data in the database that flowhost cannot read back (e.g. an unknown run status).
     #[error("database `{}`: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+    /// A PostgreSQL database could not be reached, migrated or written (the text shows the
+    /// URL without its password).
+    #[error(transparent)]
+    Postgres(#[from] crate::pg::PgError),
 }
 
 /// What to do about an SQLite error that comes from the machine rather than the data.
