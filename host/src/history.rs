@@ -28,6 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 pub mod backend;
+pub mod postgres;
 pub use backend::HistoryBackend;
 
 use crate::store::{

@@ -43,6 +43,7 @@ use serde_json::{Map, Value};
 use crate::schema::{integral, sql_table_name, Column, ColumnType, Schemas, TableSchema, ROW_ID};
 
 pub mod backend;
+pub mod postgres;
 pub use backend::{TableBackend, UnitOfWork};
 
 /// How long a connection waits for another connection's lock before giving up.
