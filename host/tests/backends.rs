@@ -79,6 +79,7 @@ contract!(
     export_and_count_search_literally_within_a_window,
     history_runs_from_start_to_prune,
     switches_and_rate_limits_are_kept,
+    a_lock_wait_ends_at_the_deadline_as_a_timeout,
 );
 
 fn schema(yaml: &str) -> TableSchema {
@@ -678,7 +679,73 @@ fn switches_and_rate_limits_are_kept(db: &dyn Db) {
     );
 }
 
+fn a_lock_wait_ends_at_the_deadline_as_a_timeout(db: &dyn Db) {
+    let t = db.tables(vec![typed()]).unwrap();
+    let mut setup = t.begin().unwrap();
+    setup.insert("Typed", &obj(json!({"id": "k"}))).unwrap();
+    setup.commit().unwrap();
+    let mut holder = t.begin().unwrap();
+    holder
+        .upsert("Typed", &obj(json!({"id": "k", "s": "first"})))
+        .unwrap();
+    // The deadline is shorter than the lock timeout: the wait ends there, as a timeout.
+    let wait = Duration::from_millis(300);
+    let mut waiter = t.begin().unwrap();
+    waiter.set_lock_timeout(Duration::from_secs(30)).unwrap();
+    let started = std::time::Instant::now();
+    let deadline = started.checked_add(wait).unwrap();
+    waiter.set_deadline(deadline);
+    let err = waiter
+        .upsert("Typed", &obj(json!({"id": "k", "s": "second"})))
+        .unwrap_err();
+    assert!(
+        matches!(&err, TableError::Timeout(m) if m.contains("deadline")),
+        "{err:?}"
+    );
+    assert!(waiter.lock_wait_expired().is_some());
+    assert!(
+        waiter.commit().is_err(),
+        "a unit whose write failed cannot commit"
+    );
+    // Bounded by the deadline, not by the 30 s lock timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    holder.commit().unwrap();
+    let mut check = t.begin().unwrap();
+    assert_eq!(
+        check.get("Typed", "k").unwrap().unwrap()["s"],
+        json!("first")
+    );
+}
+
 // PostgreSQL only: what SQLite has no counterpart for.
+
+/// Several nodes opening one new database at once take turns migrating it (an advisory lock):
+/// none fails on another's half-created tables.
+#[test]
+fn postgres_nodes_opening_at_once_migrate_in_turn() {
+    let db = PgDb::new();
+    let shipped = Schemas::load_dirs(&[common::root().join("tables")]).unwrap();
+    let schemas: Vec<TableSchema> = shipped.iter().cloned().collect();
+    let opened: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let schemas = schemas.clone();
+                let db = &db;
+                s.spawn(move || db.tables(schemas).map(drop).map_err(|e| e.to_string()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+    let tables = db
+        .server
+        .psql("contract", "SELECT count(*) FROM _flowhost_tables");
+    assert_eq!(tables, schemas.len().to_string());
+}
 
 /// PostgreSQL cannot store a NUL in text: the flow is told which table and column, as bad
 /// input, and nothing is written; history keeps the record with the NUL replaced.
