@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
-use crate::store::{quote, TableError};
+use crate::store::sqlite::quote;
+use crate::store::TableError;
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are cut by the server.
 const MAX_IDENT: usize = 63;

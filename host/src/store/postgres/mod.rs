@@ -22,8 +22,9 @@ use tokio_postgres::types::ToSql;
 use self::mapping::{PgTable, PgValue};
 use crate::pg::{error_text, Pg};
 use crate::schema::{ColumnType, Schemas, ROW_ID};
+use crate::store::sqlite::quote;
 use crate::store::{
-    quote, ColumnSearch, RowWindow, StoreError, TableBackend, TableError, UnitOfWork,
+    unknown_table, ColumnSearch, RowWindow, StoreError, TableBackend, TableError, UnitOfWork,
 };
 
 /// What [`PgTables`] and its units share.
@@ -36,13 +37,9 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn table(&self, name: &str) -> Result<&PgTable, TableError> {
-        self.tables.get(name).ok_or_else(|| {
-            let hint = match self.schemas.suggest(name) {
-                Some(s) => format!(" (did you mean `{s}`?)"),
-                None => String::new(),
-            };
-            TableError::NotFound(format!("no table `{name}`{hint}"))
-        })
+        self.tables
+            .get(name)
+            .ok_or_else(|| unknown_table(&self.schemas, name))
     }
 }
 

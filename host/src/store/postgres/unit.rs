@@ -25,9 +25,10 @@ use super::mapping::{PgTable, PgValue};
 use super::Shared;
 use crate::pg::{error_text, Conn, PgError};
 use crate::schema::{Column, ColumnType, ROW_ID};
+use crate::store::sqlite::quote;
 use crate::store::{
-    quote, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
-    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
+    DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT, DEFAULT_LOCK_TIMEOUT,
+    MAX_FIND_LIMIT, MAX_KEPT_ROWS,
 };
 
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
