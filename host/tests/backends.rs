@@ -116,6 +116,7 @@ contract!(
     history_runs_from_start_to_prune,
     switches_and_rate_limits_are_kept,
     a_lock_wait_ends_at_the_deadline_as_a_timeout,
+    import_and_export_through_the_store_are_all_or_nothing,
 );
 
 fn schema(yaml: &str) -> TableSchema {
@@ -324,7 +325,12 @@ fn values_come_back_as_they_went_in(db: &dyn Db) {
         "beyond 2^53 a number stays a float"
     );
     assert_eq!(got(&mut u, "huge")["s"], json!("'; DROP TABLE t_typed; --"));
-    // Values filter with the same mapping.
+    // Values filter with the same mapping (json by value).
+    assert_eq!(
+        u.count("Typed", &obj(json!({"j": {"a": [1, "x", null]}})))
+            .unwrap(),
+        1
+    );
     assert_eq!(u.count("Typed", &obj(json!({"b": true}))).unwrap(), 2);
     assert_eq!(u.count("Typed", &obj(json!({"n": 3}))).unwrap(), 1);
     assert_eq!(u.count("Typed", &obj(json!({"i": null}))).unwrap(), 1);
@@ -753,6 +759,47 @@ fn a_lock_wait_ends_at_the_deadline_as_a_timeout(db: &dyn Db) {
         check.get("Typed", "k").unwrap().unwrap()["s"],
         json!("first")
     );
+}
+
+fn import_and_export_through_the_store_are_all_or_nothing(db: &dyn Db) {
+    let store = flowhost::store::Store::from_backend(db.tables(vec![typed(), keyless()]).unwrap());
+    let rows = |keys: &[&str]| {
+        keys.iter()
+            .map(|k| obj(json!({"id": k, "s": k})))
+            .collect::<Vec<_>>()
+    };
+    let err = store
+        .import_rows("Typed", rows(&["a", "b", "a"]))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        TableError::Conflict(
+            "row 3: table `Typed`: a row with key `a` already exists (nothing was imported)".into()
+        )
+    );
+    assert_eq!(store.row_count("Typed").unwrap(), 0);
+    assert_eq!(
+        store.import_rows("Typed", rows(&["a", "b", "c"])).unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .import_rows("Log", vec![obj(json!({"_id": 7, "msg": "x"}))])
+            .unwrap(),
+        1
+    );
+    let mut keys = Vec::new();
+    let n = store
+        .export_rows::<TableError>("Typed", |r| {
+            keys.push(r["id"].clone());
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!((n, keys), (3, vec![json!("a"), json!("b"), json!("c")]));
+    assert!(matches!(
+        store.row_count("Nope"),
+        Err(TableError::NotFound(_))
+    ));
 }
 
 // PostgreSQL only: what SQLite has no counterpart for.
