@@ -117,6 +117,7 @@ contract!(
     switches_and_rate_limits_are_kept,
     a_lock_wait_ends_at_the_deadline_as_a_timeout,
     import_and_export_through_the_store_are_all_or_nothing,
+    find_returns_1000_rows_unless_asked_and_never_more_than_10000,
 );
 
 fn schema(yaml: &str) -> TableSchema {
@@ -800,6 +801,26 @@ fn import_and_export_through_the_store_are_all_or_nothing(db: &dyn Db) {
         store.row_count("Nope"),
         Err(TableError::NotFound(_))
     ));
+}
+
+fn find_returns_1000_rows_unless_asked_and_never_more_than_10000(db: &dyn Db) {
+    let t = db.tables(vec![keyless()]).unwrap();
+    let rows: Vec<_> = (0..10_050)
+        .map(|i| obj(json!({"msg": format!("m{i}")})))
+        .collect();
+    let mut u = t.begin().unwrap();
+    assert_eq!(u.insert_many("Log", &rows).unwrap(), 10_050);
+    u.commit().unwrap();
+    let mut u = t.begin().unwrap();
+    let default = u.find("Log", &Map::new(), None).unwrap();
+    assert_eq!(default.len(), 1000);
+    assert_eq!(default[0]["msg"], json!("m0"), "oldest first");
+    assert_eq!(
+        u.find("Log", &Map::new(), Some(20_000)).unwrap().len(),
+        10_000
+    );
+    assert_eq!(u.find("Log", &Map::new(), Some(3)).unwrap().len(), 3);
+    assert_eq!(u.count("Log", &Map::new()).unwrap(), 10_050);
 }
 
 // PostgreSQL only: what SQLite has no counterpart for.
