@@ -825,6 +825,43 @@ fn find_returns_1000_rows_unless_asked_and_never_more_than_10000(db: &dyn Db) {
 
 // PostgreSQL only: what SQLite has no counterpart for.
 
+/// The per-event upsert is parsed once per connection, not once per run: 30 runs one after
+/// the other, each upserting a row, make the server parse the upsert once (its log says so).
+#[test]
+fn postgres_runs_reuse_the_upsert_prepared_on_their_connection() {
+    let db = PgDb::new();
+    let t = db.tables(vec![typed()]).unwrap();
+    db.server.psql(
+        "postgres",
+        "ALTER SYSTEM SET log_min_duration_statement = 0",
+    );
+    db.server.psql("postgres", "SELECT pg_reload_conf()");
+    // The reload is noticed by new sessions and between statements: wait until ours logs.
+    let marker = "SELECT 'flowhost-log-check'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !db.server.log().contains("flowhost-log-check") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never logged statements"
+        );
+        db.server.psql("contract", marker);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..30 {
+        let mut u = t.begin().unwrap();
+        u.upsert("Typed", &obj(json!({"id": format!("k{i}"), "i": i})))
+            .unwrap();
+        u.commit().unwrap();
+    }
+    assert_eq!(t.count_matching("Typed", None).unwrap(), 30);
+    let log = db.server.log();
+    let parses = log
+        .lines()
+        .filter(|l| l.contains("parse ") && l.contains("INSERT INTO \"t_typed\""))
+        .count();
+    assert_eq!(parses, 1, "upsert parses in the server log:\n{log}");
+}
+
 /// Several nodes opening one new database at once take turns migrating it (an advisory lock):
 /// none fails on another's half-created tables.
 #[test]

@@ -13,11 +13,12 @@ mod migrate;
 mod unit;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
 
 use self::mapping::{PgTable, PgValue};
 use crate::pg::{error_text, Pg};
@@ -27,15 +28,60 @@ use crate::store::{
     unknown_table, ColumnSearch, RowWindow, StoreError, TableBackend, TableError, UnitOfWork,
 };
 
+/// Connections kept for units with their prepared statements (beyond these, a finished
+/// unit's connection goes back to the [`Pg`] pool and its statements are closed).
+const UNIT_CONNECTIONS_KEPT: usize = 16;
+
+/// A connection between units, with the statements prepared on it.
+type Idle = (crate::pg::Conn, HashMap<String, Statement>);
+
 /// What [`PgTables`] and its units share.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pg: Pg,
     schemas: Arc<Schemas>,
     tables: HashMap<String, PgTable>,
+    /// Units' connections with their prepared statements: the per-event upsert is parsed
+    /// once per connection, not once per run.
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("pg", &self.pg)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
+    /// A connection for a unit, with what was prepared on it before.
+    fn checkout(&self) -> Result<Idle, crate::pg::PgError> {
+        let reused = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                match idle.pop() {
+                    Some((c, _)) if c.is_closed() => continue,
+                    other => break other,
+                }
+            }
+        };
+        match reused {
+            Some(r) => Ok(r),
+            None => Ok((self.pg.get()?, HashMap::new())),
+        }
+    }
+
+    /// A unit's connection back, out of any transaction.
+    fn checkin(&self, conn: crate::pg::Conn, statements: HashMap<String, Statement>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < UNIT_CONNECTIONS_KEPT {
+            idle.push((conn, statements));
+        }
+    }
+
     fn table(&self, name: &str) -> Result<&PgTable, TableError> {
         self.tables
             .get(name)
@@ -63,6 +109,7 @@ impl PgTables {
                 pg,
                 schemas,
                 tables,
+                idle: Mutex::new(Vec::new()),
             }),
         })
     }

@@ -8,7 +8,8 @@
 //!   refuses every later call and its commit (a half-applied run never commits). Expected
 //!   outcomes are not errors there: a taken key is found with `ON CONFLICT DO NOTHING`, and
 //!   `insert_many` undoes its own rows with a savepoint.
-//! - **Round trips.** Statements are prepared once per unit and reused; the rows of an
+//! - **Round trips.** Statements are prepared once per connection and reused by every unit
+//!   that gets it (see [`super::Shared::checkout`]); the rows of an
 //!   `insert_many` or of a batch of deferred upserts are sent pipelined (every row's statement
 //!   before the first answer), so a 64-row batch costs one round trip.
 
@@ -182,7 +183,9 @@ impl PgUnit {
             return Err(self.query_error("this unit of work", m.clone()));
         }
         if self.conn.is_none() {
-            self.conn = Some(self.shared.pg.get()?);
+            let (conn, statements) = self.shared.checkout()?;
+            self.conn = Some(conn);
+            self.statements = statements;
         }
         if !self.begun || self.timeouts_stale {
             let mut sql = String::new();
@@ -289,12 +292,15 @@ impl PgUnit {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        let statements = std::mem::take(&mut self.statements);
         if self.begun {
             self.begun = false;
             if self.shared.pg.wait(conn.batch_execute("ROLLBACK")).is_err() {
                 conn.discard();
+                return;
             }
         }
+        self.shared.checkin(conn, statements);
     }
 
     /// The key of a written row: the key column's value, or the new `_id`.
@@ -577,13 +583,18 @@ impl UnitOfWork for PgUnit {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };
+        let statements = std::mem::take(&mut self.statements);
         if !self.begun {
+            self.shared.checkin(conn, statements);
             return Ok(());
         }
         self.begun = false;
         self.writing = false;
         match self.shared.pg.wait(conn.batch_execute("COMMIT")) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.shared.checkin(conn, statements);
+                Ok(())
+            }
             Err(e) => {
                 conn.discard();
                 Err(StoreError::Postgres(self.shared.pg.error(
