@@ -825,6 +825,31 @@ fn find_returns_1000_rows_unless_asked_and_never_more_than_10000(db: &dyn Db) {
 
 // PostgreSQL only: what SQLite has no counterpart for.
 
+/// A refused migration names the database by its URL without the password.
+#[test]
+fn postgres_a_refused_migration_never_shows_the_password() {
+    let db = PgDb::new();
+    db.server
+        .psql("contract", "ALTER ROLE flowhost PASSWORD 'hunter2'");
+    let url = db.url.replacen("flowhost@", "flowhost:hunter2@", 1);
+    let open = |s: TableSchema| {
+        let pg = Pg::connect(PgUrl::parse(&url).unwrap()).unwrap();
+        PgTables::open(pg, Arc::new(Schemas::from_schemas(vec![s]).unwrap()))
+    };
+    open(schema("name: M\ncolumns:\n  - { name: a, type: text }\n")).unwrap();
+    let err = open(schema(
+        "name: M\ncolumns:\n  - { name: a, type: integer }\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("flowhost:***@127.0.0.1"), "{err}");
+    assert!(
+        err.contains("column `a` is text in the database but integer"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
 /// The per-event upsert is parsed once per connection, not once per run: 30 runs one after
 /// the other, each upserting a row, make the server parse the upsert once (its log says so).
 #[test]
