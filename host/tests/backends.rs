@@ -825,6 +825,21 @@ fn find_returns_1000_rows_unless_asked_and_never_more_than_10000(db: &dyn Db) {
 
 // PostgreSQL only: what SQLite has no counterpart for.
 
+/// A lock timeout or deadline beyond what PostgreSQL's settings hold (about 24 days) waits
+/// that long at most: the unit still works.
+#[test]
+fn postgres_a_far_deadline_and_a_long_lock_timeout_still_write() {
+    let db = PgDb::new();
+    let t = db.tables(vec![typed()]).unwrap();
+    let mut u = t.begin().unwrap();
+    let far = Duration::from_secs(365 * 24 * 3600);
+    u.set_lock_timeout(far).unwrap();
+    u.set_deadline(std::time::Instant::now().checked_add(far).unwrap());
+    u.insert("Typed", &obj(json!({"id": "a"}))).unwrap();
+    u.commit().unwrap();
+    assert_eq!(t.count_matching("Typed", None).unwrap(), 1);
+}
+
 /// A refused migration names the database by its URL without the password.
 #[test]
 fn postgres_a_refused_migration_never_shows_the_password() {

@@ -32,6 +32,9 @@ use crate::store::{
     MAX_FIND_LIMIT, MAX_KEPT_ROWS,
 };
 
+/// The longest `lock_timeout` / `statement_timeout` PostgreSQL accepts, in milliseconds.
+const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
+
 type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
 
 fn params(vals: &[PgValue]) -> Params<'_> {
@@ -168,7 +171,12 @@ impl PgUnit {
             }
         };
         // 0 means "no limit" to PostgreSQL: a spent deadline still waits 1 ms at most.
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        // PostgreSQL takes at most i32::MAX ms (about 24 days): longer waits are that long.
+        let ms = |d: Duration| {
+            u64::try_from(d.as_millis())
+                .unwrap_or(u64::MAX)
+                .clamp(1, MAX_TIMEOUT_MS)
+        };
         let statement = rest.map_or(0, ms);
         self.timeouts_stale = false;
         format!(
