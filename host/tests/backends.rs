@@ -118,6 +118,7 @@ contract!(
     a_lock_wait_ends_at_the_deadline_as_a_timeout,
     import_and_export_through_the_store_are_all_or_nothing,
     find_returns_1000_rows_unless_asked_and_never_more_than_10000,
+    an_export_reads_one_snapshot_while_others_write,
 );
 
 fn schema(yaml: &str) -> TableSchema {
@@ -821,6 +822,36 @@ fn find_returns_1000_rows_unless_asked_and_never_more_than_10000(db: &dyn Db) {
     );
     assert_eq!(u.find("Log", &Map::new(), Some(3)).unwrap().len(), 3);
     assert_eq!(u.count("Log", &Map::new()).unwrap(), 10_050);
+}
+
+fn an_export_reads_one_snapshot_while_others_write(db: &dyn Db) {
+    let t = db.tables(vec![keyless()]).unwrap();
+    let mut u = t.begin().unwrap();
+    for i in 0..3 {
+        u.insert("Log", &obj(json!({"msg": format!("before {i}")})))
+            .unwrap();
+    }
+    u.commit().unwrap();
+    let mut seen = Vec::new();
+    let n = t
+        .export_matching("Log", None, RowWindow::ALL, &mut |r| {
+            if seen.is_empty() {
+                // A writer commits while the export is under way: it is not blocked, and
+                // the export does not see its row.
+                let mut w = t.begin().unwrap();
+                w.insert("Log", &obj(json!({"msg": "during"}))).unwrap();
+                w.commit().unwrap();
+            }
+            seen.push(r["msg"].clone());
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 3);
+    assert_eq!(
+        seen,
+        [json!("before 0"), json!("before 1"), json!("before 2")]
+    );
+    assert_eq!(t.count_matching("Log", None).unwrap(), 4);
 }
 
 // PostgreSQL only: what SQLite has no counterpart for.
