@@ -1,0 +1,212 @@
+//! Several nodes on one PostgreSQL database (issue 18.2): ticks claimed once per cluster,
+//! exclusive groups held across nodes (and freed when the holder dies), the nodes table.
+//! Each test has a throwaway server of its own; "nodes" are `Cluster`s on pools whose
+//! sessions carry different node names, as separate processes' would.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::pg::PgServer;
+use flowhost::cluster::{group_key, Cluster, NodeRun};
+use flowhost::lease::{LeaseError, Leases};
+use flowhost::pg::{Pg, PgUrl};
+
+/// A generous bound for anything the server must notice.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn node(url: &str, name: &str) -> Cluster {
+    let pg = Pg::connect(PgUrl::parse(url).unwrap().for_node(name)).unwrap();
+    Cluster::join(pg).unwrap()
+}
+
+fn far() -> Instant {
+    Instant::now() + PATIENCE
+}
+
+#[test]
+fn nodes_joining_together_each_get_one_row() {
+    let server = PgServer::start();
+    let url = server.create_db("join");
+    // Four nodes create the tables at the same moment: none fails on the race.
+    let joined: Vec<Cluster> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let url = url.clone();
+                s.spawn(move || node(&url, &format!("n{i}")))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        server.psql(
+            "join",
+            "SELECT string_agg(node, ',' ORDER BY node) FROM _flowhost_nodes"
+        ),
+        "n0,n1,n2,n3"
+    );
+    drop(joined);
+}
+
+#[test]
+fn each_tick_is_claimed_by_exactly_one_of_two_nodes() {
+    let server = PgServer::start();
+    let url = server.create_db("ticks");
+    let (a, b) = (node(&url, "a"), node(&url, "b"));
+    let ticks: Vec<SystemTime> = (0..50u64)
+        .map(|i| SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + i * 60))
+        .collect();
+    // Both nodes claim every tick at the same time, from two threads.
+    let claim = |c: &Cluster| -> Vec<bool> {
+        ticks
+            .iter()
+            .map(|t| c.claim_tick("M10", *t).unwrap())
+            .collect()
+    };
+    let (won_a, won_b) = std::thread::scope(|s| {
+        let ha = s.spawn(|| claim(&a));
+        let hb = s.spawn(|| claim(&b));
+        (ha.join().unwrap(), hb.join().unwrap())
+    });
+    for (i, (x, y)) in won_a.iter().zip(&won_b).enumerate() {
+        assert!(x ^ y, "tick {i}: node a won {x}, node b won {y}");
+    }
+    // The table says the same: one row per tick, naming the winner.
+    let rows = server.psql(
+        "ticks",
+        "SELECT count(*), count(DISTINCT tick) FROM _flowhost_ticks",
+    );
+    assert_eq!(rows, "50|50");
+    let a_rows = server.psql(
+        "ticks",
+        "SELECT count(*) FROM _flowhost_ticks WHERE node = 'a'",
+    );
+    assert_eq!(a_rows, won_a.iter().filter(|w| **w).count().to_string());
+    // Another flow's tick at the same time is a tick of its own.
+    assert!(a.claim_tick("U20", ticks[0]).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_held_on_one_node_is_busy_on_another_until_released() {
+    let server = PgServer::start();
+    let url = server.create_db("groups");
+    let (a, b) = (node(&url, "a"), node(&url, "b"));
+    let (on_a, on_b) = (Leases::cluster(a), Leases::cluster(b));
+    // Several serves on one database are fine in a cluster.
+    let _serving_a = on_a.serve().unwrap();
+    let _serving_b = on_b.serve().unwrap();
+
+    let held = on_a.group("asa", far()).await.unwrap();
+    on_b.set_wait(false);
+    let err = on_b.group("asa", far()).await.unwrap_err();
+    assert!(matches!(err, LeaseError::Busy { .. }), "{err}");
+    assert_eq!(err.to_string(), "exclusive group `asa` is held by node a");
+    on_b.set_wait(true);
+    let err = on_b.group("asa", Instant::now()).await.unwrap_err();
+    assert!(matches!(err, LeaseError::Timeout { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("held by node a, until the run's deadline"),
+        "{err}"
+    );
+    // Another group is free meanwhile.
+    drop(on_b.group("offload", far()).await.unwrap());
+
+    // B waits; A's run ends; B gets the group.
+    let waiting = tokio::spawn(async move { on_b.group("asa", far()).await.map(|_| ()) });
+    drop(held);
+    waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_held_by_a_killed_process_becomes_free() {
+    let server = PgServer::start();
+    let url = server.create_db("killed");
+    let b = node(&url, "b");
+    // A process of its own holds the group's lock, as a node mid-run would; its session asks
+    // the server to check the client's socket, as flowhost's sessions do.
+    let key = group_key("asa");
+    let mut holder = Command::new(common::pg::bin_dir().join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &url])
+        .args(["-c", &format!("SELECT pg_advisory_lock({key})")])
+        .args(["-c", "SELECT pg_sleep(600)"])
+        .env("PGOPTIONS", "-c client_connection_check_interval=200")
+        .env("PGAPPNAME", "holder")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the server shows the lock granted to it.
+    let granted = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'holder' \
+         AND ((l.classid::bigint << 32) | l.objid::bigint) = {key}"
+    );
+    let until = far();
+    while server.psql("killed", &granted) != "1" {
+        assert!(Instant::now() < until, "psql never got the lock");
+        std::thread::yield_now();
+    }
+    let leases = Leases::cluster(b);
+    leases.set_wait(false);
+    let err = leases.group("asa", far()).await.unwrap_err().to_string();
+    assert!(
+        err.starts_with("exclusive group `asa` is held by PostgreSQL session ")
+            && err.ends_with("(holder)"),
+        "{err}"
+    );
+
+    holder.kill().unwrap(); // SIGKILL
+    holder.wait().unwrap();
+    leases.set_wait(true);
+    let got = leases.group("asa", far()).await;
+    assert!(got.is_ok(), "{:?}", got.err().map(|e| e.to_string()));
+}
+
+#[test]
+fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
+    let server = PgServer::start();
+    let url = server.create_db("nodes");
+    let (a, b) = (node(&url, "a"), node(&url, "b"));
+    a.heartbeat(&[("M10".into(), 7), ("U20".into(), 9)])
+        .unwrap();
+    b.heartbeat(&[]).unwrap();
+
+    let nodes = a.nodes().unwrap();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    for n in &nodes {
+        assert!(n.alive, "{n:?}");
+        assert_eq!(n.pid, i64::from(std::process::id()));
+        assert!(n.heartbeat.parse::<jiff::Timestamp>().is_ok(), "{n:?}");
+        assert!(n.heartbeat >= n.started, "{n:?}");
+    }
+    assert_eq!(
+        nodes[0].running,
+        [
+            NodeRun {
+                flow: "M10".into(),
+                run: 7
+            },
+            NodeRun {
+                flow: "U20".into(),
+                run: 9
+            }
+        ]
+    );
+    assert!(nodes[1].running.is_empty());
+
+    // B's connections close (its process is gone): it stays listed, no longer alive.
+    drop(b);
+    let until = far();
+    loop {
+        let nodes = a.nodes().unwrap();
+        let b = nodes.iter().find(|n| n.id == "b").unwrap();
+        if !b.alive {
+            break;
+        }
+        assert!(Instant::now() < until, "node b still alive: {b:?}");
+        std::thread::yield_now();
+    }
+    assert!(a.nodes().unwrap().iter().any(|n| n.id == "a" && n.alive));
+}
