@@ -8,13 +8,16 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::Arc;
+
 use common::pg::PgServer;
+use common::{drop_probe, wait_until, PATIENCE};
 use flowhost::cluster::{group_key, Cluster, NodeRun};
+use flowhost::history::{RunRecord, Trigger};
 use flowhost::lease::{LeaseError, Leases};
 use flowhost::pg::{Pg, PgUrl};
-
-/// A generous bound for anything the server must notice.
-const PATIENCE: Duration = Duration::from_secs(60);
+use flowhost::runtime::Runtime;
+use flowhost::scheduler::{serve, ServeOptions};
 
 fn node(url: &str, name: &str) -> Cluster {
     let pg = Pg::connect(PgUrl::parse(url).unwrap().for_node(name)).unwrap();
@@ -142,11 +145,10 @@ async fn a_group_held_by_a_killed_process_becomes_free() {
          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'holder' \
          AND ((l.classid::bigint << 32) | l.objid::bigint) = {key}"
     );
-    let until = far();
-    while server.psql("killed", &granted) != "1" {
-        assert!(Instant::now() < until, "psql never got the lock");
-        std::thread::yield_now();
-    }
+    wait_until(PATIENCE, "psql holding the lock", || {
+        server.psql("killed", &granted) == "1"
+    })
+    .await;
     let leases = Leases::cluster(b);
     leases.set_wait(false);
     let err = leases.group("asa", far()).await.unwrap_err().to_string();
@@ -163,8 +165,8 @@ async fn a_group_held_by_a_killed_process_becomes_free() {
     assert!(got.is_ok(), "{:?}", got.err().map(|e| e.to_string()));
 }
 
-#[test]
-fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
     let server = PgServer::start();
     let url = server.create_db("nodes");
     let (a, b) = (node(&url, "a"), node(&url, "b"));
@@ -198,15 +200,104 @@ fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
 
     // B's connections close (its process is gone): it stays listed, no longer alive.
     drop(b);
-    let until = far();
-    loop {
+    wait_until(PATIENCE, "node b no longer alive", || {
         let nodes = a.nodes().unwrap();
-        let b = nodes.iter().find(|n| n.id == "b").unwrap();
-        if !b.alive {
-            break;
-        }
-        assert!(Instant::now() < until, "node b still alive: {b:?}");
-        std::thread::yield_now();
-    }
+        !nodes.iter().any(|n| n.id == "b" && n.alive) && nodes.iter().any(|n| n.id == "b")
+    })
+    .await;
     assert!(a.nodes().unwrap().iter().any(|n| n.id == "a" && n.alive));
+}
+
+/// A runtime of its own (its own state folder and history) whose leases are node `name`'s.
+fn node_runtime(env: &common::TestEnv, url: &str, name: &str) -> Arc<Runtime> {
+    let mut rt = env.runtime();
+    let Some(only) = Arc::get_mut(&mut rt) else {
+        panic!("a runtime just opened is shared");
+    };
+    only.leases = Leases::cluster(node(url, name));
+    rt
+}
+
+fn scheduled(rt: &Runtime) -> Vec<RunRecord> {
+    rt.history
+        .list(Some("ticker"), 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.trigger == Trigger::Schedule)
+        .collect()
+}
+
+/// Two `serve` loops on one database, each with a flow every 200 ms: every tick runs on the
+/// node that claimed it and on no other; each node's heartbeat shows the runs it has going.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
+    let server = PgServer::start();
+    let url = server.create_db("serve");
+    let manifest = "title: Ticker\nschedule:\n  every: 200ms\n  input: {\"op\": \"sleep\", \"ms\": 150}\ntimeout: 1m\n";
+    let (env_a, dir_a) = common::env_with_flows();
+    let (env_b, dir_b) = common::env_with_flows();
+    drop_probe(&dir_a, "ticker", manifest);
+    drop_probe(&dir_b, "ticker", manifest);
+    let (rt_a, rt_b) = (
+        node_runtime(&env_a, &url, "a"),
+        node_runtime(&env_b, &url, "b"),
+    );
+    let opts = ServeOptions {
+        reload_every: None,
+        prune_every: None,
+        ..Default::default()
+    };
+    let claims = |node: &str| -> usize {
+        let sql = format!(
+            "SELECT count(*) FROM _flowhost_ticks WHERE flow = 'ticker' AND node = '{node}'"
+        );
+        server.psql("serve", &sql).parse().unwrap()
+    };
+    // Until both have claimed ticks and a heartbeat showed a run going on one of them.
+    let observer = node(&url, "observer");
+    let beat_with_run = std::sync::Mutex::new(None);
+    let stop = async {
+        wait_until(
+            PATIENCE,
+            "ticks on both nodes and a heartbeat naming a run",
+            || {
+                let beat = observer
+                    .nodes()
+                    .unwrap()
+                    .into_iter()
+                    .find_map(|n| n.running.first().map(|r| (n.id.clone(), r.clone())));
+                if let Some(b) = beat {
+                    *beat_with_run.lock().unwrap() = Some(b);
+                }
+                claims("a") >= 3 && claims("b") >= 3 && beat_with_run.lock().unwrap().is_some()
+            },
+        )
+        .await
+    };
+    let stop = futures::future::FutureExt::shared(Box::pin(stop));
+    let (sa, sb) = tokio::join!(
+        serve(
+            rt_a.clone(),
+            env_a.config.clone(),
+            opts.clone(),
+            stop.clone()
+        ),
+        serve(rt_b.clone(), env_b.config.clone(), opts, stop),
+    );
+    assert_eq!((sa.failed, sb.failed), (0, 0), "{sa:?} {sb:?}");
+    // Every claimed tick is one run (or skipped row) on its node; no tick ran on both.
+    let (ran_a, ran_b) = (scheduled(&rt_a), scheduled(&rt_b));
+    assert_eq!(ran_a.len(), claims("a"), "{ran_a:?}");
+    assert_eq!(ran_b.len(), claims("b"), "{ran_b:?}");
+    let slots = server.psql("serve", "SELECT count(DISTINCT tick) FROM _flowhost_ticks");
+    assert_eq!(slots, (ran_a.len() + ran_b.len()).to_string());
+
+    // The run a heartbeat named is a run of that node's history.
+    let (id, run) = beat_with_run.lock().unwrap().clone().unwrap();
+    assert_eq!(run.flow, "ticker");
+    let history = if id == "a" { &ran_a } else { &ran_b };
+    assert!(
+        history.iter().any(|r| r.id == run.run),
+        "{run:?} not in node {id}'s history"
+    );
 }
