@@ -586,6 +586,7 @@ impl Config {
             registry,
             store,
             history,
+            crate::lease::Leases::for_db(&self.db),
             secrets,
             blobs,
             crate::runtime::Limits {

@@ -5,7 +5,7 @@
 //! - **Off the hot path.** The http capability notes the figures of each response in memory
 //!   ([`LastSent::note`]: a header scan and a map insert); the end of each top-level run
 //!   writes the origins noted since the last write to the run-history database in one small
-//!   statement per origin ([`History::record_rate_limits`]), and nothing when no response
+//!   statement per origin ([`crate::history::History::record_rate_limits`]), and nothing when no response
 //!   carried them. A run that never ends (the process killed) loses only its own figures.
 //! - **As sent.** The numbers are stored as the server sent them (not the host's own count of
 //!   requests since), with the time they arrived; a header that is absent or not a
@@ -17,22 +17,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{now_rfc3339, History};
-use crate::store::StoreError;
-
-/// Created with the run-history tables.
-pub(crate) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS "_flowhost_rate_limits" (
-    origin TEXT PRIMARY KEY,
-    "limit" INTEGER,
-    remaining INTEGER,
-    reset INTEGER,
-    seen TEXT NOT NULL
-) WITHOUT ROWID;
-"#;
+use crate::history::now_rfc3339;
 
 /// What one origin last sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,71 +78,10 @@ impl LastSent {
     }
 }
 
-impl History {
-    /// Stores the figures `seen` (the latest per origin wins).
-    pub fn record_rate_limits(&self, seen: &[RateLimitSeen]) -> Result<(), StoreError> {
-        let clamp = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-        let conn = self.lock();
-        let context = "cannot record the rate-limit figures";
-        let mut stmt = conn
-            .prepare_cached(
-                r#"INSERT INTO _flowhost_rate_limits (origin, "limit", remaining, reset, seen)
-                   VALUES (?1, ?2, ?3, ?4, ?5)
-                   ON CONFLICT (origin) DO UPDATE SET "limit" = excluded."limit",
-                   remaining = excluded.remaining, reset = excluded.reset, seen = excluded.seen"#,
-            )
-            .map_err(self.err(context))?;
-        for s in seen {
-            stmt.execute(params![
-                s.origin,
-                clamp(s.limit),
-                clamp(s.remaining),
-                clamp(s.reset),
-                s.seen
-            ])
-            .map_err(self.err(context))?;
-        }
-        Ok(())
-    }
-
-    /// The figures each origin last sent, the most recent first.
-    pub fn rate_limits(&self) -> Result<Vec<RateLimitSeen>, StoreError> {
-        let conn = self.lock();
-        let context = "cannot read the rate-limit figures";
-        let exists = conn
-            .prepare_cached(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_flowhost_rate_limits'",
-            )
-            .and_then(|mut s| s.exists([]))
-            .map_err(self.err(context))?;
-        if !exists {
-            return Ok(Vec::new());
-        }
-        let unsigned = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok());
-        let mut stmt = conn
-            .prepare_cached(
-                r#"SELECT origin, "limit", remaining, reset, seen FROM _flowhost_rate_limits
-                   ORDER BY seen DESC, origin"#,
-            )
-            .map_err(self.err(context))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(RateLimitSeen {
-                    origin: r.get(0)?,
-                    limit: unsigned(r.get(1)?),
-                    remaining: unsigned(r.get(2)?),
-                    reset: unsigned(r.get(3)?),
-                    seen: r.get(4)?,
-                })
-            })
-            .map_err(self.err(context))?;
-        rows.collect::<Result<_, _>>().map_err(self.err(context))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::History;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

@@ -256,11 +256,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Runtime {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Engine,
         registry: Registry,
         store: Store,
         history: History,
+        leases: crate::lease::Leases,
         secrets: Secrets,
         blobs: crate::caps::blobs::BlobStores,
         limits: Limits,
@@ -270,7 +272,6 @@ impl Runtime {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        let leases = crate::lease::Leases::for_db(store.path());
         Ok(Arc::new(Runtime {
             leases,
             engine,

@@ -20,19 +20,19 @@
 //! - **Secrets.** [`crate::redact`] replaces secret values before anything is stored; the
 //!   caller applies it (this module never sees the secret values).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 pub mod backend;
+pub mod sqlite;
 pub use backend::HistoryBackend;
 
-use crate::store::{
-    check_db_dir, enable_wal, open_connection, open_existing_read_only, StoreError,
-};
+use crate::rate_limits::RateLimitSeen;
+use crate::store::StoreError;
 
 /// Input, output, error and log message text is capped at this many bytes.
 pub const MAX_TEXT: usize = 4096;
@@ -284,133 +284,46 @@ pub fn cap(text: &str, max: usize) -> String {
     format!("{}…(truncated {} bytes)", &text[..end], text.len() - end)
 }
 
-/// Whether process `pid` is alive (on this machine).
-fn pid_alive(pid: i64) -> bool {
-    if pid <= 0 || pid > i64::from(i32::MAX) {
-        return false;
-    }
-    if pid == i64::from(std::process::id()) {
-        return true;
-    }
-    #[cfg(unix)]
-    {
-        // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        false
-    }
-}
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS "_flowhost_runs" (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    parent INTEGER,
-    flow TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    started TEXT NOT NULL,
-    ended TEXT,
-    status TEXT NOT NULL,
-    input TEXT NOT NULL,
-    output TEXT,
-    error TEXT,
-    children TEXT NOT NULL DEFAULT '[]',
-    logs_dropped INTEGER NOT NULL DEFAULT 0,
-    pid INTEGER
-);
-CREATE INDEX IF NOT EXISTS "_flowhost_runs_flow" ON "_flowhost_runs" (flow, id);
-CREATE INDEX IF NOT EXISTS "_flowhost_runs_started" ON "_flowhost_runs" (started);
-CREATE INDEX IF NOT EXISTS "_flowhost_runs_running" ON "_flowhost_runs" (status) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS "_flowhost_runs_status" ON "_flowhost_runs" (status, id);
-CREATE INDEX IF NOT EXISTS "_flowhost_runs_flow_status" ON "_flowhost_runs" (flow, status, id);
-CREATE TABLE IF NOT EXISTS "_flowhost_run_logs" (
-    run INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    level TEXT NOT NULL,
-    flow TEXT NOT NULL,
-    message TEXT NOT NULL,
-    PRIMARY KEY (run, seq)
-) WITHOUT ROWID;
-"#;
-
-const RUN_COLUMNS: &str =
-    "id, parent, flow, trigger, started, ended, status, input, output, error, children, logs_dropped";
-
-/// The run history of one SQLite file. `Send + Sync`; calls block briefly on SQLite.
+/// Run history (with the flow switches and rate-limit figures beside it), whichever backend
+/// keeps it. `Send + Sync`, cheap to clone; calls block briefly on the database.
+#[derive(Debug, Clone)]
 pub struct History {
-    path: PathBuf,
-    conn: Mutex<Connection>,
-}
-
-impl std::fmt::Debug for History {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("History")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
+    backend: Arc<dyn HistoryBackend>,
 }
 
 impl History {
+    /// History over `backend` (SQLite or PostgreSQL).
+    pub fn from_backend(backend: Arc<dyn HistoryBackend>) -> History {
+        History { backend }
+    }
+
     /// Opens (creating if needed) the history tables in the SQLite file at `path` (WAL mode).
     pub fn open(path: &Path) -> Result<History, StoreError> {
-        check_db_dir(path)?;
-        let conn = open_connection(path).map_err(|source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        enable_wal(&conn, path)?;
-        // The tables of the modules that keep state beside run history come with it (each
-        // `IF NOT EXISTS`: an existing database gains a new one in place).
-        [SCHEMA, crate::switches::SCHEMA, crate::rate_limits::SCHEMA]
-            .into_iter()
-            .try_for_each(|sql| conn.execute_batch(sql))
-            .map_err(|source| StoreError::Sqlite {
-                path: path.to_path_buf(),
-                context: "cannot create the run history tables".into(),
-                source,
-            })?;
-        Ok(History {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
+        Ok(History::from_backend(Arc::new(
+            sqlite::SqliteHistory::open(path)?,
+        )))
     }
 
-    /// Opens existing history at `path` for reading only (`flowhost history`): nothing is
-    /// created, marked or pruned, and nothing waits for a writer.
+    /// Opens existing SQLite history at `path` for reading only (`flowhost history`): nothing
+    /// is created, marked or pruned, and nothing waits for a writer.
     pub fn open_read_only(path: &Path) -> Result<History, StoreError> {
-        let conn = open_existing_read_only(path)?;
-        Ok(History {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        })
+        Ok(History::from_backend(Arc::new(
+            sqlite::SqliteHistory::open_read_only(path)?,
+        )))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn backend(&self) -> &Arc<dyn HistoryBackend> {
+        &self.backend
+    }
+
+    /// Where history is, for messages (a file path, or a URL without its password).
+    pub fn location(&self) -> String {
+        self.backend.location()
     }
 
     /// How long a history write waits for another writer's lock (default 10 s).
     pub fn set_lock_timeout(&self, timeout: Duration) -> Result<(), StoreError> {
-        self.lock()
-            .busy_timeout(timeout)
-            .map_err(self.err("cannot set the lock timeout"))
-    }
-
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn err(&self, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-        let path = self.path.clone();
-        let context = context.to_string();
-        move |source| StoreError::Sqlite {
-            path,
-            context,
-            source,
-        }
+        self.backend.set_lock_timeout(timeout)
     }
 
     /// Records the start of a run (status `running`); returns its id. `input` is capped.
@@ -421,22 +334,7 @@ impl History {
         parent: Option<i64>,
         input: &str,
     ) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        conn.prepare_cached(
-            "INSERT INTO _flowhost_runs (parent, flow, trigger, started, status, input, pid) VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                parent,
-                flow,
-                trigger.as_str(),
-                now_rfc3339(),
-                cap(input, MAX_TEXT),
-                i64::from(std::process::id())
-            ])
-        })
-        .map_err(self.err(&format!("cannot record the start of a run of `{flow}`")))?;
-        Ok(conn.last_insert_rowid())
+        self.backend.start(flow, trigger, parent, input)
     }
 
     /// Records how run `id` ended: output and error capped, the first [`MAX_LOG_LINES`] log
@@ -467,71 +365,15 @@ impl History {
         dropped_earlier: u64,
         children: &[ChildStats],
     ) -> Result<(), StoreError> {
-        let children_json = serde_json::to_string(children).map_err(|e| StoreError::Invalid {
-            path: self.path.clone(),
-            message: format!("run {id}: cannot encode the child statistics ({e})"),
-        })?;
-        let context = format!("cannot record the end of run {id}");
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err(&context))?;
-        if status == RunStatus::Ok {
-            let deleted = tx
-                .execute(
-                    "DELETE FROM _flowhost_runs WHERE id = ?1 AND parent IS NOT NULL",
-                    [id],
-                )
-                .map_err(self.err(&context))?;
-            if deleted > 0 {
-                tx.execute("DELETE FROM _flowhost_run_logs WHERE run = ?1", [id])
-                    .map_err(self.err(&context))?;
-                return tx.commit().map_err(self.err(&context));
-            }
-        }
-        let dropped = u64::try_from(logs.len().saturating_sub(MAX_LOG_LINES))
-            .unwrap_or(u64::MAX)
-            .saturating_add(dropped_earlier);
-        let dropped = i64::try_from(dropped).unwrap_or(i64::MAX);
-        let updated = tx
-            .execute(
-                "UPDATE _flowhost_runs SET ended = ?1, status = ?2, output = ?3, error = ?4, children = ?5, logs_dropped = ?6 WHERE id = ?7",
-                params![
-                    now_rfc3339(),
-                    status.as_str(),
-                    output.map(|o| cap(o, MAX_TEXT)),
-                    error.map(|e| cap(e, MAX_TEXT)),
-                    children_json,
-                    dropped,
-                    id
-                ],
-            )
-            .map_err(self.err(&context))?;
-        if updated == 0 {
-            return Err(StoreError::Invalid {
-                path: self.path.clone(),
-                message: format!("no run with id {id} to finish (pruned, or never started)"),
-            });
-        }
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO _flowhost_run_logs (run, seq, at, level, flow, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(self.err(&context))?;
-            for (seq, line) in logs.iter().take(MAX_LOG_LINES).enumerate() {
-                stmt.execute(params![
-                    id,
-                    seq as i64,
-                    line.at,
-                    line.level,
-                    line.flow,
-                    cap(&line.message, MAX_TEXT)
-                ])
-                .map_err(self.err(&context))?;
-            }
-        }
-        tx.commit().map_err(self.err(&context))
+        self.backend.finish_with_dropped_logs(
+            id,
+            status,
+            output,
+            error,
+            logs,
+            dropped_earlier,
+            children,
+        )
     }
 
     /// Records a run that did not happen (overlap policy, exclusive group); `reason` is stored
@@ -542,22 +384,7 @@ impl History {
         trigger: Trigger,
         reason: &str,
     ) -> Result<i64, StoreError> {
-        let conn = self.lock();
-        let now = now_rfc3339();
-        conn.prepare_cached(
-            "INSERT INTO _flowhost_runs (parent, flow, trigger, started, ended, status, input, error, pid) VALUES (NULL, ?1, ?2, ?3, ?3, 'skipped', '', ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                flow,
-                trigger.as_str(),
-                now,
-                cap(reason, MAX_TEXT),
-                i64::from(std::process::id())
-            ])
-        })
-        .map_err(self.err(&format!("cannot record a skipped run of `{flow}`")))?;
-        Ok(conn.last_insert_rowid())
+        self.backend.record_skipped(flow, trigger, reason)
     }
 
     /// The newest runs first (of `flow`, or of every flow): top-level runs and the child runs
@@ -569,7 +396,7 @@ impl History {
 
     /// One page of the runs [`History::list`] shows, newest first, filtered by flow and by
     /// status (the web console's run history): `limit` runs (capped at [`MAX_LIST`]) after
-    /// skipping `offset`. Each filter combination has its own statement, served by an index.
+    /// skipping `offset`.
     pub fn page(
         &self,
         flow: Option<&str>,
@@ -577,244 +404,65 @@ impl History {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let filter = match (flow.is_some(), status.is_some()) {
-            (false, false) => "1",
-            (true, false) => "flow = ?1",
-            (false, true) => "status = ?2",
-            (true, true) => "flow = ?1 AND status = ?2",
-        };
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE {filter} AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-        );
-        let conn = self.lock();
-        let rows = {
-            let mut stmt = conn
-                .prepare_cached(&sql)
-                .map_err(self.err("cannot list runs"))?;
-            // Unused parameters are still bound (SQLite allows it).
-            let rows = stmt
-                .query_map(
-                    params![
-                        flow,
-                        status.map(RunStatus::as_str),
-                        i64::from(limit.min(MAX_LIST)),
-                        i64::try_from(offset).unwrap_or(i64::MAX)
-                    ],
-                    RawRun::from_row,
-                )
-                .map_err(self.err("cannot list runs"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(self.err("cannot list runs"))?
-        };
-        rows.into_iter()
-            .map(|raw| self.record(&conn, raw))
-            .collect()
+        self.backend.page(flow, status, offset, limit)
     }
 
     /// Run `id`, if it is recorded.
     pub fn get(&self, id: i64) -> Result<Option<RunRecord>, StoreError> {
-        let conn = self.lock();
-        let sql = format!("SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE id = ?1");
-        let raw = conn
-            .prepare_cached(&sql)
-            .and_then(|mut s| s.query_row([id], RawRun::from_row).optional())
-            .map_err(self.err(&format!("cannot read run {id}")))?;
-        raw.map(|raw| self.record(&conn, raw)).transpose()
+        self.backend.get(id)
     }
 
     /// What the top-level runs of `flow` say about it (skipped ticks aside): the last run,
     /// the failures since its last `ok`, when it last succeeded and its last scheduled tick.
     pub fn flow_runs(&self, flow: &str) -> Result<FlowRuns, StoreError> {
-        let context = format!("cannot read the runs of `{flow}`");
-        let (last_id, failures, last_success, last_tick) = {
-            let conn = self.lock();
-            let one = |sql: &str| -> rusqlite::Result<Option<String>> {
-                conn.prepare_cached(sql)
-                    .and_then(|mut s| s.query_row([flow], |r| r.get(0)).optional())
-                    .map(Option::flatten)
-            };
-            let last_id: Option<i64> = conn
-                .prepare_cached(
-                    "SELECT id FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status <> 'skipped' ORDER BY id DESC LIMIT 1",
-                )
-                .and_then(|mut s| s.query_row([flow], |r| r.get(0)).optional())
-                .map_err(self.err(&context))?;
-            let failures: i64 = conn
-                .prepare_cached(
-                    "SELECT count(*) FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status IN ('error', 'timeout') AND id > coalesce((SELECT max(id) FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status = 'ok'), 0)",
-                )
-                .and_then(|mut s| s.query_row([flow], |r| r.get(0)))
-                .map_err(self.err(&context))?;
-            let last_success = one(
-                "SELECT ended FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND status = 'ok' ORDER BY id DESC LIMIT 1",
-            )
-            .map_err(self.err(&context))?;
-            let last_tick = one(
-                "SELECT started FROM _flowhost_runs WHERE flow = ?1 AND parent IS NULL AND trigger = 'schedule' ORDER BY id DESC LIMIT 1",
-            )
-            .map_err(self.err(&context))?;
-            (last_id, failures, last_success, last_tick)
-        };
-        let last = match last_id {
-            Some(id) => self.get(id)?,
-            None => None,
-        };
-        Ok(FlowRuns {
-            last,
-            consecutive_failures: u64::try_from(failures).unwrap_or(0),
-            last_success,
-            last_tick,
-        })
+        self.backend.flow_runs(flow)
     }
 
     /// Deletes finished runs (and their logs) that started more than `age` ago; returns how
     /// many runs were deleted.
     pub fn prune_older_than(&self, age: Duration) -> Result<u64, StoreError> {
-        let Ok(age) = jiff::SignedDuration::try_from(age) else {
-            return Ok(0);
-        };
-        let Ok(cutoff) = jiff::Timestamp::now().checked_sub(age) else {
-            return Ok(0);
-        };
-        let cutoff = format_timestamp(cutoff);
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("cannot prune run history"))?;
-        tx.execute(
-            "DELETE FROM _flowhost_run_logs WHERE run IN (SELECT id FROM _flowhost_runs WHERE started < ?1 AND status <> 'running')",
-            [&cutoff],
-        )
-        .map_err(self.err("cannot prune run history"))?;
-        let n = tx
-            .execute(
-                "DELETE FROM _flowhost_runs WHERE started < ?1 AND status <> 'running'",
-                [&cutoff],
-            )
-            .map_err(self.err("cannot prune run history"))?;
-        tx.commit().map_err(self.err("cannot prune run history"))?;
-        Ok(n as u64)
+        self.backend.prune_older_than(age)
     }
 
     /// Marks as failed ([`INTERRUPTED`]) the runs left `running` by processes that no longer
     /// exist (runs of this process and of other live processes are left alone); returns how
     /// many. Call once at startup.
     pub fn mark_interrupted(&self) -> Result<u64, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(self.err("cannot mark interrupted runs"))?;
-        let running: Vec<(i64, Option<i64>)> = {
-            let mut stmt = tx
-                .prepare("SELECT id, pid FROM _flowhost_runs WHERE status = 'running'")
-                .map_err(self.err("cannot mark interrupted runs"))?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(self.err("cannot mark interrupted runs"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(self.err("cannot mark interrupted runs"))?
-        };
-        let now = now_rfc3339();
-        let mut n = 0;
-        for (id, pid) in running {
-            if pid.is_some_and(pid_alive) {
-                continue;
-            }
-            n += tx
-                .execute(
-                    "UPDATE _flowhost_runs SET status = 'error', ended = ?1, error = ?2 WHERE id = ?3 AND status = 'running'",
-                    params![now, INTERRUPTED, id],
-                )
-                .map_err(self.err("cannot mark interrupted runs"))? as u64;
-        }
-        tx.commit()
-            .map_err(self.err("cannot mark interrupted runs"))?;
-        Ok(n)
+        self.backend.mark_interrupted()
     }
 
-    fn record(&self, conn: &Connection, raw: RawRun) -> Result<RunRecord, StoreError> {
-        let invalid = |message: String| StoreError::Invalid {
-            path: self.path.clone(),
-            message,
-        };
-        let trigger = Trigger::parse(&raw.trigger)
-            .ok_or_else(|| invalid(format!("run {}: unknown trigger `{}`", raw.id, raw.trigger)))?;
-        let status = RunStatus::parse(&raw.status)
-            .ok_or_else(|| invalid(format!("run {}: unknown status `{}`", raw.id, raw.status)))?;
-        let children: Vec<ChildStats> = serde_json::from_str(&raw.children)
-            .map_err(|e| invalid(format!("run {}: unreadable child statistics ({e})", raw.id)))?;
-        let logs = conn
-            .prepare_cached(
-                "SELECT at, level, flow, message FROM _flowhost_run_logs WHERE run = ?1 ORDER BY seq",
-            )
-            .and_then(|mut s| {
-                s.query_map([raw.id], |r| {
-                    Ok(LogLine {
-                        at: r.get(0)?,
-                        level: r.get(1)?,
-                        flow: r.get(2)?,
-                        message: r.get(3)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(self.err(&format!("cannot read the logs of run {}", raw.id)))?;
-        Ok(RunRecord {
-            id: raw.id,
-            parent: raw.parent,
-            flow: raw.flow,
-            trigger,
-            started: raw.started,
-            ended: raw.ended,
-            status,
-            input: raw.input,
-            output: raw.output,
-            error: raw.error,
-            logs,
-            logs_dropped: u64::try_from(raw.logs_dropped).unwrap_or(0),
-            children,
-        })
+    /// Switches `flow` on or off for `serve` (the row wins over the manifest from now on; see
+    /// [`crate::switches`]).
+    pub fn set_enabled(&self, flow: &str, enabled: bool) -> Result<(), StoreError> {
+        self.backend.set_enabled(flow, enabled)
     }
-}
 
-/// A `_flowhost_runs` row as stored.
-struct RawRun {
-    id: i64,
-    parent: Option<i64>,
-    flow: String,
-    trigger: String,
-    started: String,
-    ended: Option<String>,
-    status: String,
-    input: String,
-    output: Option<String>,
-    error: Option<String>,
-    children: String,
-    logs_dropped: i64,
-}
+    /// The stored switch of `flow` (`None`: never switched; its manifest decides).
+    pub fn switch(&self, flow: &str) -> Result<Option<bool>, StoreError> {
+        self.backend.switch(flow)
+    }
 
-impl RawRun {
-    fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawRun> {
-        Ok(RawRun {
-            id: r.get(0)?,
-            parent: r.get(1)?,
-            flow: r.get(2)?,
-            trigger: r.get(3)?,
-            started: r.get(4)?,
-            ended: r.get(5)?,
-            status: r.get(6)?,
-            input: r.get(7)?,
-            output: r.get(8)?,
-            error: r.get(9)?,
-            children: r.get(10)?,
-            logs_dropped: r.get(11)?,
-        })
+    /// Every stored switch, by flow.
+    pub fn switches(&self) -> Result<BTreeMap<String, bool>, StoreError> {
+        self.backend.switches()
+    }
+
+    /// Stores the rate-limit figures `seen` (the latest per origin wins; see
+    /// [`crate::rate_limits`]).
+    pub fn record_rate_limits(&self, seen: &[RateLimitSeen]) -> Result<(), StoreError> {
+        self.backend.record_rate_limits(seen)
+    }
+
+    /// The rate-limit figures each origin last sent, the most recent first.
+    pub fn rate_limits(&self) -> Result<Vec<RateLimitSeen>, StoreError> {
+        self.backend.rate_limits()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
     fn line(i: usize) -> LogLine {
         LogLine {

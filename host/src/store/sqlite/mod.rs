@@ -1,6 +1,6 @@
-//! The SQLite store behind the `tables` capability: one database file (WAL mode) that holds
-//! every table of [`Schemas`], the units of work that make each top-level run atomic, and the
-//! CLI's export/import.
+//! The SQLite backend of the `tables` capability ([`SqliteTables`], [`SqliteUnit`]): one
+//! database file (WAL mode) that holds every table of [`Schemas`], and the units of work that
+//! make each top-level run atomic.
 //!
 //! What lives here and nowhere else:
 //! - **Physical layout.** Table `Audit Events` is the SQLite table `t_audit_events` (see
@@ -10,20 +10,20 @@
 //!   `INTEGER`), a `UNIQUE` index `uk:<table>:<key>` on the key column and an index
 //!   `ix:<table>:<column>` per listed index. Identifiers are always quoted; values are always
 //!   bound as parameters.
-//! - **Migration** ([`Store::open`]): new tables are created; new columns are added with
+//! - **Migration** ([`SqliteTables::open`]): new tables are created; new columns are added with
 //!   `ALTER TABLE ADD COLUMN`; indexes (and a changed key) are created or dropped; a removed or
 //!   retyped column is refused with a message naming the table, column and schema file. The
 //!   schema each table was last migrated to is kept in `_flowhost_tables(name, schema_json)`.
-//! - **Units of work** ([`Txn`]): one per top-level run. Reads before the first write run in
+//! - **Units of work** ([`SqliteUnit`]): one per top-level run. Reads before the first write run in
 //!   autocommit mode; the first write takes SQLite's write lock (`BEGIN IMMEDIATE`, waiting up
 //!   to the lock timeout, 10 s by default, for another writer) and keeps it until
-//!   [`Txn::commit`] or [`Txn::rollback`] (dropping a `Txn` rolls back). SQLite has one writer
+//!   [`SqliteUnit::commit`] or [`SqliteUnit::rollback`] (dropping one rolls back). SQLite has one writer
 //!   per file: while a run holds the write lock, every other writer to the same file waits.
 //! - **Kept inserts.** A table whose schema says `keep_on_failure: true` (the Execution Log)
-//!   keeps what a failing run inserted into it: [`Txn::rollback_keeping_inserts`] rolls the
+//!   keeps what a failing run inserted into it: [`SqliteUnit::rollback_keeping_inserts`] rolls the
 //!   unit back, then writes those rows again in a transaction of their own (with new `_id`s
 //!   for a keyless table; as they were inserted, so a later update or delete by the same run
-//!   is undone with the rest). At most [`MAX_KEPT_ROWS`] rows per run are kept.
+//!   is undone with the rest). At most [`super::MAX_KEPT_ROWS`] rows per run are kept.
 //! - **Value mapping.** Rows come back as JSON objects with every column (`null` where unset),
 //!   typed per column: numbers that are integral (and within ±2^53) come back as JSON integers,
 //!   booleans as `true`/`false`, `json` columns parsed; keyless tables add `_id`.
@@ -40,125 +40,17 @@ use rusqlite::{
 };
 use serde_json::{Map, Value};
 
+use super::{
+    ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableBackend, TableError, UnitOfWork,
+    DEFAULT_FIND_LIMIT, DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
+};
 use crate::schema::{integral, sql_table_name, Column, ColumnType, Schemas, TableSchema, ROW_ID};
 
-pub mod backend;
-pub use backend::{TableBackend, UnitOfWork};
-
-/// How long a connection waits for another connection's lock before giving up.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rows `find` returns when the caller gives no limit.
-pub const DEFAULT_FIND_LIMIT: u32 = 1000;
-/// The most rows one `find` returns, whatever the caller asks for.
-pub const MAX_FIND_LIMIT: u32 = 10_000;
-/// Idle connections kept for the next [`Store::begin`].
+/// Idle connections kept for the next [`SqliteTables::begin`].
 const POOL_MAX_IDLE: usize = 8;
 /// Prepared statements cached per connection.
 const STATEMENT_CACHE: usize = 256;
 const META_TABLE: &str = "_flowhost_tables";
-/// The most rows of `keep_on_failure` tables one unit of work keeps for after its rollback.
-pub const MAX_KEPT_ROWS: usize = 1000;
-
-/// Why a table call failed; each maps onto a case of the WIT `error` variant. The text names the
-/// table and the bad value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TableError {
-    /// An unknown table: "no table `X` (did you mean `Y`?)".
-    #[error("{0}")]
-    NotFound(String),
-    /// An unknown column, a value of the wrong type, a missing key, bad JSON.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// A key that already exists.
-    #[error("{0}")]
-    Conflict(String),
-    /// SQLite failed (disk full, I/O error, the write lock not obtained in the lock timeout,
-    /// ...).
-    #[error("{0}")]
-    Storage(String),
-    /// The run's deadline passed while waiting for SQLite's write lock (see
-    /// [`Txn::set_deadline`]).
-    #[error("{0}")]
-    Timeout(String),
-}
-
-impl TableError {
-    /// The same error with `prefix` in front of its text (e.g. "row 3 of 10: ").
-    pub fn prefixed(self, prefix: &str) -> TableError {
-        match self {
-            TableError::NotFound(m) => TableError::NotFound(format!("{prefix}{m}")),
-            TableError::InvalidInput(m) => TableError::InvalidInput(format!("{prefix}{m}")),
-            TableError::Conflict(m) => TableError::Conflict(format!("{prefix}{m}")),
-            TableError::Storage(m) => TableError::Storage(format!("{prefix}{m}")),
-            TableError::Timeout(m) => TableError::Timeout(format!("{prefix}{m}")),
-        }
-    }
-
-    /// The same error with `suffix` after its text.
-    fn suffixed(self, suffix: &str) -> TableError {
-        match self {
-            TableError::NotFound(m) => TableError::NotFound(format!("{m}{suffix}")),
-            TableError::InvalidInput(m) => TableError::InvalidInput(format!("{m}{suffix}")),
-            TableError::Conflict(m) => TableError::Conflict(format!("{m}{suffix}")),
-            TableError::Storage(m) => TableError::Storage(format!("{m}{suffix}")),
-            TableError::Timeout(m) => TableError::Timeout(format!("{m}{suffix}")),
-        }
-    }
-}
-
-/// Why the database could not be opened, migrated or committed to (also used by
-/// [`crate::history`]).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database folder `{}` does not exist (create it or fix the `db:` setting)", dir.display())]
-    MissingDir { dir: PathBuf },
-    #[error("database folder `{}` is not writable ({reason}); SQLite must create `{}` and its -wal and -shm files there (fix the permissions or the `db:` setting)", dir.display(), db.display())]
-    DirNotWritable {
-        dir: PathBuf,
-        db: PathBuf,
-        reason: String,
-    },
-    /// A command that only reads found no database file.
-    #[error("database `{}` does not exist: nothing has been written yet (or fix --db or the `db:` setting)", path.display())]
-    Missing { path: PathBuf },
-    #[error("cannot open database `{}`: {source}{}", path.display(), sqlite_hint(source))]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    /// A schema change that is not migrated, or a migration step that failed.
-    #[error("database `{}`: {message}", path.display())]
-    Migration { path: PathBuf, message: String },
-    #[error("database `{}`: {context}: {source}{}", path.display(), sqlite_hint(source))]
-    Sqlite {
-        path: PathBuf,
-        context: String,
-        source: rusqlite::Error,
-    },
-    /// The unit of work was already rolled back by SQLite (after disk full, an I/O error, ...).
-    #[error("database `{}`: {message}", path.display())]
-    Aborted { path: PathBuf, message: String },
-    /// Data in the database that flowhost cannot read back (e.g. an unknown run status).
-    #[error("database `{}`: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    /// A PostgreSQL database could not be reached, migrated or written (the text shows the
-    /// URL without its password).
-    #[error(transparent)]
-    Postgres(#[from] crate::pg::PgError),
-}
-
-/// What to do about an SQLite error that comes from the machine rather than the data.
-fn sqlite_hint(e: &rusqlite::Error) -> &'static str {
-    match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DiskFull) => {
-            " (free space on the database's file system and run again)"
-        }
-        Some(rusqlite::ErrorCode::SystemIoFailure) => {
-            " (check free space and permissions on the database's file system)"
-        }
-        _ => "",
-    }
-}
 
 fn sqlite_err(path: &Path, context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     let path = path.to_path_buf();
@@ -362,7 +254,7 @@ impl ToSql for KeyParam<'_> {
     }
 }
 
-/// A table's schema plus the SQL that serves it, built once per [`Store`].
+/// A table's schema plus the SQL that serves it, built once per [`SqliteTables`].
 struct TableSql {
     schema: TableSchema,
     /// Quoted SQLite table name.
@@ -591,7 +483,7 @@ struct Inner {
     pool: Mutex<Vec<Connection>>,
     /// `None`: SQLite checkpoints on commit (no thread could be started).
     checkpoints: Option<Checkpoints>,
-    /// Opened with [`Store::open_read_only`]: read-only connections, no migration.
+    /// Opened with [`SqliteTables::open_read_only`]: read-only connections, no migration.
     read_only: bool,
     /// Tables of the schemas that the database does not have (read-only stores only: a
     /// read-write store creates them).
@@ -750,13 +642,9 @@ impl Inner {
                 self.path.display()
             )));
         }
-        self.tables.get(name).ok_or_else(|| {
-            let hint = match self.schemas.suggest(name) {
-                Some(s) => format!(" (did you mean `{s}`?)"),
-                None => String::new(),
-            };
-            TableError::NotFound(format!("no table `{name}`{hint}"))
-        })
+        self.tables
+            .get(name)
+            .ok_or_else(|| super::unknown_table(&self.schemas, name))
     }
 
     fn take_conn(&self) -> Result<Connection, StoreError> {
@@ -806,30 +694,30 @@ impl Inner {
 }
 
 /// The tables of one SQLite file. `Send + Sync`; share it in an `Arc`.
-pub struct Store {
+pub struct SqliteTables {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteTables {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("SqliteTables")
             .field("path", &self.inner.path)
             .finish_non_exhaustive()
     }
 }
 
-impl Store {
+impl SqliteTables {
     /// Opens (creating if needed) the database at `path`, switches it to WAL mode and creates or
     /// migrates every table of `schemas` in one transaction.
-    pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
-        Store::open_with_wal_limit(path, schemas, WAL_LIMIT_BYTES)
+    pub fn open(path: &Path, schemas: Arc<Schemas>) -> Result<SqliteTables, StoreError> {
+        SqliteTables::open_with_wal_limit(path, schemas, WAL_LIMIT_BYTES)
     }
 
     fn open_with_wal_limit(
         path: &Path,
         schemas: Arc<Schemas>,
         wal_limit: u64,
-    ) -> Result<Store, StoreError> {
+    ) -> Result<SqliteTables, StoreError> {
         check_db_dir(path)?;
         let mut conn = open_connection(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
@@ -864,7 +752,7 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(conn);
-        Ok(Store {
+        Ok(SqliteTables {
             inner: Arc::new(inner),
         })
     }
@@ -874,7 +762,7 @@ impl Store {
     /// writes). For the commands that only read (`history`, `table list|show|export`).
     /// Tables of `schemas` that the database does not have yet answer
     /// [`TableError::NotFound`] saying so.
-    pub fn open_read_only(path: &Path, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
+    pub fn open_read_only(path: &Path, schemas: Arc<Schemas>) -> Result<SqliteTables, StoreError> {
         let conn = open_existing_read_only(path)?;
         let present: HashSet<String> = conn
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -901,7 +789,7 @@ impl Store {
             read_only: true,
             missing,
         };
-        Ok(Store {
+        Ok(SqliteTables {
             inner: Arc::new(inner),
         })
     }
@@ -915,12 +803,12 @@ impl Store {
     }
 
     /// Starts a unit of work (one top-level run). No lock is taken until the first write.
-    pub fn begin(&self) -> Result<Txn, StoreError> {
-        Txn::begin(&self.inner)
+    pub fn begin(&self) -> Result<SqliteUnit, StoreError> {
+        SqliteUnit::begin(&self.inner)
     }
 
-    /// Checks an upsert of `row` into `table` as [`Txn::upsert`] would, without writing it: the
-    /// row's key if it can be applied later with [`Txn::upsert_deferred`]; `None` for a keyless
+    /// Checks an upsert of `row` into `table` as [`SqliteUnit::upsert`] would, without writing it: the
+    /// row's key if it can be applied later with [`SqliteUnit::upsert_deferred`]; `None` for a keyless
     /// table (whose upsert is an insert that must run now to learn its row id).
     pub fn check_upsert(
         &self,
@@ -931,15 +819,6 @@ impl Store {
         let vals = t.bind_row(row)?;
         Ok(t.key
             .map(|(i, _)| vals.get(i).map(Bound::key_text).unwrap_or_default()))
-    }
-
-    /// How many rows `table` holds.
-    pub fn row_count(&self, table: &str) -> Result<u64, TableError> {
-        self.inner.table(table)?;
-        let mut txn = self
-            .begin()
-            .map_err(|e| TableError::Storage(e.to_string()))?;
-        txn.count(table, &Map::new())
     }
 
     /// The largest value of text column `column` in `table` (SQLite's text order, which an
@@ -962,26 +841,16 @@ impl Store {
         })
     }
 
-    /// Streams the rows of `table` to `f`, oldest first, from a read-only connection (one
-    /// consistent snapshot; writers are not blocked) until `f` returns `Ok(false)` or an error.
-    /// Returns how many rows were passed to `f`.
-    pub fn export_rows<E: From<TableError>>(
-        &self,
-        table: &str,
-        f: impl FnMut(Map<String, Value>) -> Result<bool, E>,
-    ) -> Result<u64, E> {
-        self.export_matching(table, None, RowWindow::ALL, f)
-    }
-
-    /// [`Store::export_rows`] of the rows that `search` matches (all without one), within
-    /// `window` (the web console's pages and its CSV download).
-    pub fn export_matching<E: From<TableError>>(
+    /// Streams the rows of `table` that `search` matches (all without one), oldest first,
+    /// within `window`, to `f` from a read-only connection (one consistent snapshot; writers
+    /// are not blocked) until `f` returns `false`. Returns how many rows were passed to `f`.
+    pub fn export_matching(
         &self,
         table: &str,
         search: Option<&ColumnSearch>,
         window: RowWindow,
-        mut f: impl FnMut(Map<String, Value>) -> Result<bool, E>,
-    ) -> Result<u64, E> {
+        f: &mut dyn FnMut(Map<String, Value>) -> bool,
+    ) -> Result<u64, TableError> {
         let t = self.inner.table(table)?;
         let filter = search_filter(t, search)?;
         let conn = self.snapshot_connection(t)?;
@@ -1002,7 +871,7 @@ impl Store {
         let mut n = 0;
         while let Some(row) = rows.next().map_err(|e| t.storage(e))? {
             n += 1;
-            if !f(t.read_row(row).map_err(|e| t.storage(e))?)? {
+            if !f(t.read_row(row).map_err(|e| t.storage(e))?) {
                 break;
             }
         }
@@ -1036,65 +905,15 @@ impl Store {
             .map_err(|e| t.storage(e))?;
         Ok(conn)
     }
-
-    /// Inserts every row into `table` in one transaction: all of them or, on the first bad row
-    /// or duplicate key (named with its row number), none. Insert semantics: an existing key is
-    /// a conflict; `_id` in a keyless table's rows is ignored (new row ids are assigned, in
-    /// order).
-    pub fn import_rows(
-        &self,
-        table: &str,
-        rows: impl IntoIterator<Item = Map<String, Value>>,
-    ) -> Result<u64, TableError> {
-        self.inner.table(table)?;
-        let mut txn = self
-            .begin()
-            .map_err(|e| TableError::Storage(e.to_string()))?;
-        let mut n: u64 = 0;
-        for row in rows {
-            n += 1;
-            txn.insert(table, &row).map_err(|e| {
-                e.prefixed(&format!("row {n}: "))
-                    .suffixed(" (nothing was imported)")
-            })?;
-        }
-        txn.commit()
-            .map_err(|e| TableError::Storage(e.to_string()))?;
-        Ok(n)
-    }
 }
 
-/// Why [`Txn::begin_write`] did not take the write lock.
+/// Why [`SqliteUnit::begin_write`] did not take the write lock.
 enum BeginError {
     /// The deadline ended the wait (the text says so).
     Expired(String),
     Sqlite(rusqlite::Error),
     /// The unit was already committed or rolled back.
     Finished,
-}
-
-/// A substring search on one column of a table (the web console's table search): rows whose
-/// cell, as text, contains `contains`, ignoring ASCII case. The column must be one of the
-/// table's (or `_id`); the text is bound as a parameter, never put into the SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ColumnSearch {
-    pub column: String,
-    pub contains: String,
-}
-
-/// Which of the rows in order [`Store::export_matching`] passes on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowWindow {
-    pub offset: u64,
-    /// `None`: every row from `offset` on.
-    pub limit: Option<u64>,
-}
-
-impl RowWindow {
-    pub const ALL: RowWindow = RowWindow {
-        offset: 0,
-        limit: None,
-    };
 }
 
 /// The `WHERE` clause of a search (empty without one) and the text it binds as `?1`.
@@ -1133,19 +952,12 @@ impl BeginError {
     const FINISHED: &'static str = "the unit of work is already finished";
 }
 
-/// An upsert checked by [`Store::check_upsert`], waiting for [`Txn::upsert_deferred`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeferredUpsert {
-    pub table: String,
-    pub row: Map<String, Value>,
-}
-
 /// A unit of work: every table read and write of one top-level run (and its children). Writes
-/// become visible to others only on [`Txn::commit`]; [`Txn::rollback`] or dropping the `Txn`
+/// become visible to others only on [`SqliteUnit::commit`]; [`SqliteUnit::rollback`] or dropping the `SqliteUnit`
 /// undoes them. `Send`, not `Sync`.
 ///
 /// Calls block the calling thread: a write may wait up to the lock timeout for another writer.
-pub struct Txn {
+pub struct SqliteUnit {
     inner: Arc<Inner>,
     conn: Option<Connection>,
     writing: bool,
@@ -1163,20 +975,20 @@ pub struct Txn {
     kept: Vec<DeferredUpsert>,
 }
 
-impl std::fmt::Debug for Txn {
+impl std::fmt::Debug for SqliteUnit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Txn")
+        f.debug_struct("SqliteUnit")
             .field("writing", &self.writing)
             .field("aborted", &self.aborted)
             .finish_non_exhaustive()
     }
 }
 
-impl Txn {
+impl SqliteUnit {
     /// A new unit of work on `inner`'s database (no lock until the first write).
-    fn begin(inner: &Arc<Inner>) -> Result<Txn, StoreError> {
+    fn begin(inner: &Arc<Inner>) -> Result<SqliteUnit, StoreError> {
         let conn = inner.take_conn()?;
-        Ok(Txn {
+        Ok(SqliteUnit {
             inner: Arc::clone(inner),
             conn: Some(conn),
             writing: false,
@@ -1223,7 +1035,7 @@ impl Txn {
         if kept.is_empty() {
             return Ok(0);
         }
-        let mut txn = Txn::begin(&inner)?;
+        let mut txn = SqliteUnit::begin(&inner)?;
         let mut written = 0;
         for k in &kept {
             match txn.insert(&k.table, &k.row) {
@@ -1296,7 +1108,7 @@ impl Txn {
     }
 
     /// Ends every wait for the write lock at `deadline` (the run's): a write that would wait
-    /// past it fails with [`TableError::Timeout`], and [`Txn::lock_wait_expired`] says so.
+    /// past it fails with [`TableError::Timeout`], and [`SqliteUnit::lock_wait_expired`] says so.
     pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
     }
@@ -1501,7 +1313,7 @@ impl Txn {
         Ok(key)
     }
 
-    /// Applies upserts that [`Store::check_upsert`] accepted earlier, in order (consecutive rows
+    /// Applies upserts that [`SqliteTables::check_upsert`] accepted earlier, in order (consecutive rows
     /// of one table share one statement). The first failure fails every later call and the
     /// commit: the run that deferred them may already have been told they succeeded, so it must
     /// not commit without them.
@@ -1667,7 +1479,7 @@ impl Txn {
         Ok(())
     }
 
-    /// Undoes every write of the unit (also what dropping a `Txn` does).
+    /// Undoes every write of the unit (also what dropping a `SqliteUnit` does).
     pub fn rollback(mut self) {
         self.release();
     }
@@ -1680,7 +1492,7 @@ impl Txn {
     }
 }
 
-impl Drop for Txn {
+impl Drop for SqliteUnit {
     fn drop(&mut self) {
         self.release();
     }
@@ -1985,9 +1797,138 @@ fn migrate_table(
     Ok(())
 }
 
+impl TableBackend for SqliteTables {
+    fn schemas(&self) -> &Arc<Schemas> {
+        SqliteTables::schemas(self)
+    }
+
+    fn location(&self) -> String {
+        self.inner.path.display().to_string()
+    }
+
+    fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        Ok(Box::new(SqliteTables::begin(self)?))
+    }
+
+    fn check_upsert(
+        &self,
+        table: &str,
+        row: &Map<String, Value>,
+    ) -> Result<Option<String>, TableError> {
+        SqliteTables::check_upsert(self, table, row)
+    }
+
+    fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError> {
+        SqliteTables::max_text(self, table, column)
+    }
+
+    fn export_matching(
+        &self,
+        table: &str,
+        search: Option<&ColumnSearch>,
+        window: RowWindow,
+        f: &mut dyn FnMut(Map<String, Value>) -> bool,
+    ) -> Result<u64, TableError> {
+        SqliteTables::export_matching(self, table, search, window, f)
+    }
+
+    fn count_matching(
+        &self,
+        table: &str,
+        search: Option<&ColumnSearch>,
+    ) -> Result<u64, TableError> {
+        SqliteTables::count_matching(self, table, search)
+    }
+}
+
+impl UnitOfWork for SqliteUnit {
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Map<String, Value>>, TableError> {
+        SqliteUnit::get(self, table, key)
+    }
+
+    fn find(
+        &mut self,
+        table: &str,
+        filter: &Map<String, Value>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Map<String, Value>>, TableError> {
+        SqliteUnit::find(self, table, filter, limit)
+    }
+
+    fn count(&mut self, table: &str, filter: &Map<String, Value>) -> Result<u64, TableError> {
+        SqliteUnit::count(self, table, filter)
+    }
+
+    fn insert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        SqliteUnit::insert(self, table, row)
+    }
+
+    fn insert_many(&mut self, table: &str, rows: &[Map<String, Value>]) -> Result<u32, TableError> {
+        SqliteUnit::insert_many(self, table, rows)
+    }
+
+    fn upsert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        SqliteUnit::upsert(self, table, row)
+    }
+
+    fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
+        SqliteUnit::upsert_deferred(self, rows)
+    }
+
+    fn update(
+        &mut self,
+        table: &str,
+        key: &str,
+        changes: &Map<String, Value>,
+    ) -> Result<bool, TableError> {
+        SqliteUnit::update(self, table, key, changes)
+    }
+
+    fn delete(&mut self, table: &str, key: &str) -> Result<bool, TableError> {
+        SqliteUnit::delete(self, table, key)
+    }
+
+    fn clear(&mut self, table: &str) -> Result<u64, TableError> {
+        SqliteUnit::clear(self, table)
+    }
+
+    fn wrote(&self) -> bool {
+        SqliteUnit::wrote(self)
+    }
+
+    fn lock_for_write(&mut self) -> Result<(), StoreError> {
+        SqliteUnit::lock_for_write(self)
+    }
+
+    fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        SqliteUnit::set_lock_timeout(self, timeout)
+    }
+
+    fn set_deadline(&mut self, deadline: Instant) {
+        SqliteUnit::set_deadline(self, deadline)
+    }
+
+    fn lock_wait_expired(&self) -> Option<&str> {
+        SqliteUnit::lock_wait_expired(self)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        SqliteUnit::commit(*self)
+    }
+
+    fn rollback(self: Box<Self>) {
+        SqliteUnit::rollback(*self)
+    }
+
+    fn rollback_keeping_inserts(self: Box<Self>) -> Result<usize, StoreError> {
+        SqliteUnit::rollback_keeping_inserts(*self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{Store, Txn};
     use serde_json::json;
     use std::time::Instant;
 
@@ -2013,6 +1954,14 @@ mod tests {
         )
     }
 
+    /// The SQLite tables in `dir` and the [`Store`] over them (for tests that reach into the
+    /// SQLite side).
+    fn open_both(dir: &Path, schemas: Vec<TableSchema>) -> (Arc<SqliteTables>, Store) {
+        let schemas = Arc::new(Schemas::from_schemas(schemas).unwrap());
+        let tables = Arc::new(SqliteTables::open(&dir.join("t.db"), schemas).unwrap());
+        (tables.clone(), Store::from_backend(tables))
+    }
+
     fn open_with(dir: &Path, schemas: Vec<TableSchema>) -> Store {
         Store::open(
             &dir.join("t.db"),
@@ -2029,8 +1978,10 @@ mod tests {
         const LIMIT: u64 = 64 << 20;
         let tmp = tempfile::tempdir().unwrap();
         let schemas = Arc::new(Schemas::from_schemas(vec![typed()]).unwrap());
-        let store = Store::open_with_wal_limit(&tmp.path().join("t.db"), schemas, LIMIT).unwrap();
-        assert!(store.inner.checkpoints.is_some());
+        let tables = SqliteTables::open_with_wal_limit(&tmp.path().join("t.db"), schemas, LIMIT);
+        let tables = Arc::new(tables.unwrap());
+        assert!(tables.inner.checkpoints.is_some());
+        let store = Store::from_backend(tables);
         let wal = tmp.path().join("t.db-wal");
         let text = "x".repeat(4000);
         let mut biggest = 0;
@@ -2354,7 +2305,7 @@ mod tests {
     #[test]
     fn commit_rollback_and_drop() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_with(dir.path(), vec![typed()]);
+        let (tables, store) = open_both(dir.path(), vec![typed()]);
 
         let mut tx = store.begin().unwrap();
         tx.insert("Typed", &obj(json!({"id": "committed"})))
@@ -2381,7 +2332,7 @@ mod tests {
         // A read-only unit commits trivially.
         tx.commit().unwrap();
         // Connections go back to the pool.
-        assert!(!store.inner.pool.lock().unwrap().is_empty());
+        assert!(!tables.inner.pool.lock().unwrap().is_empty());
     }
 
     #[test]
@@ -2662,10 +2613,12 @@ mod tests {
                 let traverse = std::fs::Permissions::from_mode(0o755);
                 std::fs::set_permissions(dir.path(), traverse).unwrap();
                 let exe = std::env::current_exe().unwrap();
+                // This module's path without the crate: the test's name wherever it lives.
+                let module = module_path!().split_once("::").map_or("", |(_, m)| m);
                 let out = std::process::Command::new(&exe)
                     .args([
                         "--exact",
-                        "store::tests::read_only_folder_as_nobody",
+                        &format!("{module}::read_only_folder_as_nobody"),
                         "--include-ignored",
                         "--nocapture",
                     ])
@@ -2925,7 +2878,7 @@ mod tests {
 
     /// Caps the database at 20 pages, so that a few rows of the returned 3,000-byte text fill
     /// it: a full disk, for the tests.
-    fn fill_soon(tx: &Txn) -> String {
+    fn fill_soon(tx: &SqliteUnit) -> String {
         tx.conn
             .as_ref()
             .unwrap()
@@ -2937,8 +2890,8 @@ mod tests {
     #[test]
     fn a_full_database_is_a_storage_error() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open_with(dir.path(), vec![typed()]);
-        let mut tx = store.begin().unwrap();
+        let (tables, _) = open_both(dir.path(), vec![typed()]);
+        let mut tx = tables.begin().unwrap();
         let big = fill_soon(&tx);
         let mut err = None;
         for i in 0..100 {
@@ -2970,7 +2923,7 @@ mod tests {
     fn deferred_upserts_are_checked_early_and_a_failed_batch_cannot_commit() {
         let dir = tempfile::tempdir().unwrap();
         let keyless = schema("name: Log\ncolumns:\n  - { name: m, type: text }\n");
-        let store = open_with(dir.path(), vec![typed(), keyless]);
+        let (tables, store) = open_both(dir.path(), vec![typed(), keyless]);
         let row = |id: &str, s: &str| obj(json!({"id": id, "s": s}));
         let later = |id: &str, s: &str| DeferredUpsert {
             table: "Typed".into(),
@@ -3004,7 +2957,7 @@ mod tests {
         tx.commit().unwrap();
         assert_eq!(store.row_count("Typed").unwrap(), 2);
 
-        let mut tx = store.begin().unwrap();
+        let mut tx = tables.begin().unwrap();
         tx.upsert_deferred(vec![later("c", "4")]).unwrap();
         let big = fill_soon(&tx);
         let batch = (0..100).map(|i| later(&format!("k{i}"), &big)).collect();
