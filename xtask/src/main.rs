@@ -8,7 +8,9 @@
 //!   deploy test verifies the systemd unit), installing Debian's `systemd` with apt-get when
 //!   it is not; and what the console's browser tests need (`ensure_browser`: Node.js 20+,
 //!   Debian's Chromium, installed with apt-get when it is missing, and `npm ci` in
-//!   `tests/browser`); builds the flows, then runs
+//!   `tests/browser`), and Debian's PostgreSQL server binaries (`ensure_postgres`, installed
+//!   with apt-get when missing; the tests start their own throwaway servers); builds the
+//!   flows, then runs
 //!   every test: the flows' native unit tests and the host workspace's tests (one `release`
 //!   profile throughout).
 //! - `cargo xtask install [--root DIR]` — adds the wasm32-wasip2 target if missing and installs
@@ -221,6 +223,78 @@ fn ensure_systemd_analyze(path: &OsStr) -> Result<()> {
     Ok(())
 }
 
+/// Where Debian's `postgresql` package puts each version's server binaries (off PATH).
+const POSTGRES_LIB: &str = "/usr/lib/postgresql";
+
+/// Tells Debian's `postgresql-common` not to create (and so not to start) a cluster of its own
+/// when the package is installed: the tests start throwaway clusters themselves.
+const NO_MAIN_CLUSTER: &str =
+    "/etc/postgresql-common/createcluster.d/flowhost-no-main-cluster.conf";
+
+/// Whether some `lib/*/bin` holds `initdb` and `postgres`.
+fn postgres_installed(lib: &Path) -> bool {
+    std::fs::read_dir(lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file() && bin.join("postgres").is_file()
+        })
+}
+
+/// Makes sure the PostgreSQL tests (host/tests/backends.rs, postgres.rs, cluster.rs) can
+/// start their throwaway servers: `initdb` and `postgres` under `lib/*/bin` (Debian's
+/// layout), else, as root with apt-get, installs Debian's `postgresql` (no cluster created,
+/// no service started); otherwise fails at once naming `apt-get install postgresql`.
+fn ensure_postgres(path: &OsStr, lib: &Path, root_user: bool) -> Result<()> {
+    if postgres_installed(lib) {
+        return Ok(());
+    }
+    let need = format!(
+        "the PostgreSQL tests start throwaway servers with `initdb` and `postgres` from {}/*/bin, \
+         which has none: install Debian's `postgresql` package (apt-get install postgresql)",
+        lib.display()
+    );
+    if !root_user {
+        return Err(format!("{need}; not root here, so not installing it"));
+    }
+    if !on_path(path, "apt-get") {
+        return Err(format!("{need}; there is no apt-get here to do it"));
+    }
+    eprintln!("xtask: no PostgreSQL server binaries: installing Debian's postgresql package");
+    let conf = Path::new(NO_MAIN_CLUSTER);
+    if let Some(dir) = conf.parent() {
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(conf, "create_main_cluster = false\n"))
+            .map_err(|e| format!("{need}; cannot write {}: {e}", conf.display()))?;
+    }
+    let install = [
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "postgresql",
+    ];
+    if !apt_get(path, &install)?.success() {
+        // A fresh machine's package lists may be missing or old.
+        apt_get(path, &["update", "-q"])?;
+        let done = apt_get(path, &install)?;
+        if !done.success() {
+            return Err(format!(
+                "{need}; `apt-get install postgresql` failed ({done})"
+            ));
+        }
+    }
+    if postgres_installed(lib) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{need}; apt-get installed postgresql, and the binaries are still not there"
+        ))
+    }
+}
+
 /// The browser the console's tests drive (Debian's `chromium` package puts it here; the test
 /// script launches this path).
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -352,6 +426,7 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     ensure_moto(&path)?;
     ensure_systemd_analyze(&path)?;
+    ensure_postgres(&path, Path::new(POSTGRES_LIB), running_as_root())?;
     ensure_browser(&BrowserSetup {
         path: &path,
         chromium: Path::new(CHROMIUM),
@@ -733,6 +808,48 @@ mod tests {
             "{e}"
         );
         assert_eq!(log(&d, "npm.log"), "", "npm ran");
+    }
+
+    #[test]
+    fn without_postgres_and_not_root_it_fails_naming_apt_get_install_postgresql() {
+        let apt = "echo \"$*\" >> \"${0%/*}/apt.log\"";
+        let (d, path) = bin_dir(&[("apt-get", apt)]);
+        let lib = d.0.join("postgresql");
+        std::fs::create_dir_all(lib.join("15/bin")).unwrap();
+        let e = ensure_postgres(&path, &lib, false).unwrap_err();
+        assert!(
+            e.contains(&format!(
+                "`initdb` and `postgres` from {}/*/bin",
+                lib.display()
+            )) && e.contains("(apt-get install postgresql); not root here"),
+            "{e}"
+        );
+        assert_eq!(log(&d, "apt.log"), "", "apt-get ran");
+    }
+
+    #[test]
+    fn without_postgres_or_apt_get_it_fails_naming_apt_get_install_postgresql() {
+        let (d, path) = bin_dir(&[]);
+        let e = ensure_postgres(&path, &d.0.join("postgresql"), true).unwrap_err();
+        assert!(
+            e.contains("(apt-get install postgresql); there is no apt-get here"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn installed_postgres_needs_nothing() {
+        let apt = "echo \"$*\" >> \"${0%/*}/apt.log\"";
+        let (d, path) = bin_dir(&[("apt-get", apt)]);
+        let bin = d.0.join("postgresql/15/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("initdb"), "").unwrap();
+        std::fs::write(bin.join("postgres"), "").unwrap();
+        assert_eq!(
+            ensure_postgres(&path, &d.0.join("postgresql"), false),
+            Ok(())
+        );
+        assert_eq!(log(&d, "apt.log"), "", "apt-get ran");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod backend;
+pub mod postgres;
 pub mod sqlite;
 pub use backend::HistoryBackend;
 

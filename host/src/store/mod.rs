@@ -1,6 +1,6 @@
 //! The store behind the `tables` capability: the backend-neutral parts (errors, limits, the
 //! search and window of an export) and the wrappers [`Store`] and [`Txn`] that every caller
-//! uses, over a [`TableBackend`] (SQLite in [`sqlite`]; see [`backend`] for the contract).
+//! uses, over a [`TableBackend`] (SQLite in [`sqlite`], PostgreSQL in [`postgres`]; see [`backend`] for the contract).
 //! Generic helpers built on the contract (row counts, export, import) live here once.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use crate::schema::Schemas;
 
 pub mod backend;
+pub mod postgres;
 pub mod sqlite;
 pub use backend::{TableBackend, UnitOfWork};
 pub(crate) use sqlite::{check_db_dir, enable_wal, open_existing_read_only};
