@@ -13,11 +13,15 @@ use std::sync::Arc;
 use common::pg::PgServer;
 use common::{drop_probe, wait_until, PATIENCE};
 use flowhost::cluster::{group_key, Cluster, NodeRun};
-use flowhost::history::{RunRecord, Trigger};
+use flowhost::engine::{Engine, EngineOptions};
+use flowhost::history::postgres::PgHistory;
+use flowhost::history::History;
 use flowhost::lease::{LeaseError, Leases};
 use flowhost::pg::{Pg, PgUrl};
-use flowhost::runtime::Runtime;
+use flowhost::runtime::{Limits, Runtime};
 use flowhost::scheduler::{serve, ServeOptions};
+use flowhost::store::postgres::PgTables;
+use flowhost::store::Store;
 
 fn node(url: &str, name: &str) -> Cluster {
     let pg = Pg::connect(PgUrl::parse(url).unwrap().for_node(name)).unwrap();
@@ -208,27 +212,37 @@ async fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
     assert!(a.nodes().unwrap().iter().any(|n| n.id == "a" && n.alive));
 }
 
-/// A runtime of its own (its own state folder and history) whose leases are node `name`'s.
+/// A runtime whose tables and run history are in the PostgreSQL database at `url` and whose
+/// leases are those of node `name` of its cluster (what `serve` on `db: postgres://...` has).
 fn node_runtime(env: &common::TestEnv, url: &str, name: &str) -> Arc<Runtime> {
-    let mut rt = env.runtime();
-    let Some(only) = Arc::get_mut(&mut rt) else {
-        panic!("a runtime just opened is shared");
-    };
-    only.leases = Leases::cluster(node(url, name));
-    rt
+    let cfg = &env.config;
+    let (schemas, secrets) = cfg.check().unwrap();
+    let pg = Pg::connect(PgUrl::parse(url).unwrap().for_node(name)).unwrap();
+    let tables = PgTables::open(pg.clone(), schemas.clone()).unwrap();
+    let history = PgHistory::open(pg.clone()).unwrap();
+    let engine = Engine::new(&EngineOptions {
+        cache_dir: cfg.cache_dir.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let blobs = flowhost::caps::blobs::open_stores(&cfg.blobs, &secrets).unwrap();
+    let registry = cfg.registry(&schemas, &blobs.keys().cloned().collect());
+    Runtime::new(
+        engine,
+        registry,
+        Store::from_backend(Arc::new(tables)),
+        History::from_backend(Arc::new(history)),
+        Leases::cluster(Cluster::join(pg).unwrap()),
+        secrets,
+        blobs,
+        Limits::default(),
+    )
+    .unwrap()
 }
 
-fn scheduled(rt: &Runtime) -> Vec<RunRecord> {
-    rt.history
-        .list(Some("ticker"), 1000)
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.trigger == Trigger::Schedule)
-        .collect()
-}
-
-/// Two `serve` loops on one database, each with a flow every 200 ms: every tick runs on the
-/// node that claimed it and on no other; each node's heartbeat shows the runs it has going.
+/// Two `serve` loops on one database, each with the same flow every 200 ms: every tick runs
+/// on the node that claimed it and on no other (one history row per claimed tick, written by
+/// that node); each node's heartbeat names the runs it has going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
     let server = PgServer::start();
@@ -247,11 +261,11 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
         prune_every: None,
         ..Default::default()
     };
-    let claims = |node: &str| -> usize {
-        let sql = format!(
+    let count = |sql: &str| -> usize { server.psql("serve", sql).parse().unwrap() };
+    let claims = |node: &str| {
+        count(&format!(
             "SELECT count(*) FROM _flowhost_ticks WHERE flow = 'ticker' AND node = '{node}'"
-        );
-        server.psql("serve", &sql).parse().unwrap()
+        ))
     };
     // Until both have claimed ticks and a heartbeat showed a run going on one of them.
     let observer = node(&url, "observer");
@@ -285,19 +299,27 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
         serve(rt_b.clone(), env_b.config.clone(), opts, stop),
     );
     assert_eq!((sa.failed, sb.failed), (0, 0), "{sa:?} {sb:?}");
-    // Every claimed tick is one run (or skipped row) on its node; no tick ran on both.
-    let (ran_a, ran_b) = (scheduled(&rt_a), scheduled(&rt_b));
-    assert_eq!(ran_a.len(), claims("a"), "{ran_a:?}");
-    assert_eq!(ran_b.len(), claims("b"), "{ran_b:?}");
-    let slots = server.psql("serve", "SELECT count(DISTINCT tick) FROM _flowhost_ticks");
-    assert_eq!(slots, (ran_a.len() + ran_b.len()).to_string());
+    // Every claimed tick is one scheduled run (or skipped row) of its node; none ran twice.
+    let runs_of = |node: &str| {
+        count(&format!(
+            "SELECT count(*) FROM _flowhost_runs WHERE flow = 'ticker' AND trigger = 'schedule' AND node = '{node}'"
+        ))
+    };
+    assert_eq!(runs_of("a"), claims("a"));
+    assert_eq!(runs_of("b"), claims("b"));
+    let all = count("SELECT count(*) FROM _flowhost_runs WHERE flow = 'ticker'");
+    assert_eq!(
+        all,
+        count("SELECT count(DISTINCT tick) FROM _flowhost_ticks WHERE flow = 'ticker'")
+    );
+    assert_eq!(rt_a.history.list(Some("ticker"), 1000).unwrap().len(), all);
 
-    // The run a heartbeat named is a run of that node's history.
+    // The run a heartbeat named is that node's run of the shared history.
     let (id, run) = beat_with_run.lock().unwrap().clone().unwrap();
     assert_eq!(run.flow, "ticker");
-    let history = if id == "a" { &ran_a } else { &ran_b };
-    assert!(
-        history.iter().any(|r| r.id == run.run),
-        "{run:?} not in node {id}'s history"
+    let by = server.psql(
+        "serve",
+        &format!("SELECT node FROM _flowhost_runs WHERE id = {}", run.run),
     );
+    assert_eq!(by, id, "{run:?}");
 }
