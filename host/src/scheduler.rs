@@ -45,7 +45,8 @@
 //!   with [`crate::cluster::Cluster::claim_tick`]: a claim another node won is not a run here,
 //!   not even a skipped one (that node runs it); a claim that cannot be made is left to the
 //!   other nodes, with a warning. The loop beats the node's heartbeat every
-//!   [`CLUSTER_HEARTBEAT`] on a blocking thread, with the top-level runs it has going.
+//!   [`CLUSTER_HEARTBEAT`] on a blocking thread, with the top-level runs it has going, and
+//!   then marks the runs of nodes that are gone (no session left) as interrupted.
 //!   `request-run` catch-up runs stay on the node whose run asked for them, and each of them
 //!   takes (or re-takes) its exclusive group, an advisory lock held across the cluster.
 
@@ -410,9 +411,19 @@ impl State {
             .iter()
             .map(|(id, flow)| (flow.clone(), *id))
             .collect();
+        let rt = self.rt.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = cluster.heartbeat(&running) {
                 tracing::warn!(error = %e, "cannot write this node's heartbeat");
+            }
+            // A node that died mid-run left it `running`: its session is gone, so say so.
+            match rt.history.mark_interrupted() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    runs = n,
+                    "marked runs of nodes that are gone as interrupted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot mark the runs of nodes that are gone"),
             }
         });
     }

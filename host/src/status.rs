@@ -81,11 +81,10 @@ pub struct Status {
     pub nodes: Vec<crate::cluster::Node>,
 }
 
-/// The nodes of `cluster`, for [`Status::nodes`].
-pub fn nodes(cluster: &crate::cluster::Cluster) -> Result<Vec<crate::cluster::Node>, StatusError> {
-    cluster
-        .nodes()
-        .map_err(|e| StatusError::Store(StoreError::from(e)))
+/// The nodes of the cluster on `pg`'s database, for [`Status::nodes`] (none if no node ever
+/// joined); reads only: `flowhost status` does not join the cluster.
+pub fn nodes(pg: &crate::pg::Pg) -> Result<Vec<crate::cluster::Node>, StatusError> {
+    crate::cluster::nodes::list(pg).map_err(|e| StatusError::Store(StoreError::from(e)))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

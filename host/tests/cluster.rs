@@ -173,6 +173,9 @@ async fn a_group_held_by_a_killed_process_becomes_free() {
 async fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
     let server = PgServer::start();
     let url = server.create_db("nodes");
+    // Before any node joined, status reads no nodes (and creates nothing).
+    let reader = Pg::connect(PgUrl::parse(&url).unwrap().for_node("status")).unwrap();
+    assert!(flowhost::status::nodes(&reader).unwrap().is_empty());
     let (a, b) = (node(&url, "a"), node(&url, "b"));
     a.heartbeat(&[("M10".into(), 7), ("U20".into(), 9)])
         .unwrap();
@@ -201,6 +204,7 @@ async fn the_nodes_table_lists_every_node_with_its_heartbeat_and_liveness() {
         ]
     );
     assert!(nodes[1].running.is_empty());
+    assert_eq!(flowhost::status::nodes(&reader).unwrap(), nodes);
 
     // B's connections close (its process is gone): it stays listed, no longer alive.
     drop(b);
@@ -256,6 +260,20 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
         node_runtime(&env_a, &url, "a"),
         node_runtime(&env_b, &url, "b"),
     );
+    // A node that died mid-run left a run `running`.
+    let ghost = server.psql(
+        "serve",
+        "INSERT INTO _flowhost_runs (flow, trigger, started, status, input, node) \
+         VALUES ('M10', 'schedule', '2026-01-01T00:00:00.000Z', 'running', '{}', 'ghost') RETURNING id",
+    );
+    // psql prints the id, then the command tag.
+    let ghost = ghost.lines().next().unwrap().to_string();
+    let ghost_status = || {
+        server.psql(
+            "serve",
+            &format!("SELECT status FROM _flowhost_runs WHERE id = {ghost}"),
+        )
+    };
     let opts = ServeOptions {
         reload_every: None,
         prune_every: None,
@@ -273,7 +291,7 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
     let stop = async {
         wait_until(
             PATIENCE,
-            "ticks on both nodes and a heartbeat naming a run",
+            "ticks on both nodes, a heartbeat naming a run, the gone node's run marked",
             || {
                 let beat = observer
                     .nodes()
@@ -283,7 +301,10 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
                 if let Some(b) = beat {
                     *beat_with_run.lock().unwrap() = Some(b);
                 }
-                claims("a") >= 3 && claims("b") >= 3 && beat_with_run.lock().unwrap().is_some()
+                claims("a") >= 3
+                    && claims("b") >= 3
+                    && beat_with_run.lock().unwrap().is_some()
+                    && ghost_status() != "running"
             },
         )
         .await
@@ -313,6 +334,9 @@ async fn two_serving_nodes_run_each_tick_once_and_beat_with_their_runs() {
         count("SELECT count(DISTINCT tick) FROM _flowhost_ticks WHERE flow = 'ticker'")
     );
     assert_eq!(rt_a.history.list(Some("ticker"), 1000).unwrap().len(), all);
+
+    // The gone node's run was marked interrupted by a live node's heartbeat.
+    assert_eq!(ghost_status(), "error");
 
     // The run a heartbeat named is that node's run of the shared history.
     let (id, run) = beat_with_run.lock().unwrap().clone().unwrap();

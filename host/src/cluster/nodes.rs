@@ -103,39 +103,7 @@ impl Cluster {
 
     /// Every node of the cluster, the earliest joined first.
     pub fn nodes(&self) -> Result<Vec<Node>, PgError> {
-        let pg = self.pg();
-        let sql = format!(
-            "SELECT n.\"node\", n.\"host\", n.\"pid\", n.\"version\",
-                    (extract(epoch FROM n.\"started\") * 1000)::bigint,
-                    (extract(epoch FROM n.\"heartbeat\") * 1000)::bigint,
-                    EXISTS (SELECT 1 FROM pg_stat_activity a
-                            WHERE a.application_name = 'flowhost ' || n.\"node\"),
-                    n.\"running\"
-             FROM \"{NODES_TABLE}\" n ORDER BY n.\"started\", n.\"node\""
-        );
-        let conn = pg.get()?;
-        let rows = pg
-            .wait(conn.query(&sql, &[]))
-            .map_err(|e| pg.error("reading the cluster's nodes", &e))?;
-        let mut nodes = Vec::with_capacity(rows.len());
-        for row in rows {
-            let read = || -> Result<Node, tokio_postgres::Error> {
-                let running: serde_json::Value = row.try_get(7)?;
-                Ok(Node {
-                    id: row.try_get(0)?,
-                    host: row.try_get(1)?,
-                    pid: row.try_get(2)?,
-                    version: row.try_get(3)?,
-                    started: timestamp(row.try_get(4)?),
-                    heartbeat: timestamp(row.try_get(5)?),
-                    alive: row.try_get(6)?,
-                    // A row some other program wrote oddly shows no runs rather than failing.
-                    running: serde_json::from_value(running).unwrap_or_default(),
-                })
-            };
-            nodes.push(read().map_err(|e| pg.error("reading the cluster's nodes", &e))?);
-        }
-        Ok(nodes)
+        list(self.pg())
     }
 
     /// Removes nodes gone (no session) and silent for more than a day, and tick claims older
@@ -154,4 +122,51 @@ impl Cluster {
         pg.wait(conn.batch_execute(&sql))
             .map_err(|e| pg.error("pruning the cluster's old nodes and ticks", &e))
     }
+}
+
+/// Every node of the cluster on `pg`'s database, the earliest joined first; none when no
+/// node ever joined. Only reads (`flowhost status` uses it without joining).
+pub fn list(pg: &crate::pg::Pg) -> Result<Vec<Node>, PgError> {
+    let conn = pg.get()?;
+    let exists = pg
+        .wait(conn.query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("\"{NODES_TABLE}\"")],
+        ))
+        .and_then(|row| row.try_get::<_, bool>(0))
+        .map_err(|e| pg.error("reading the cluster's nodes", &e))?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT n.\"node\", n.\"host\", n.\"pid\", n.\"version\",
+                (extract(epoch FROM n.\"started\") * 1000)::bigint,
+                (extract(epoch FROM n.\"heartbeat\") * 1000)::bigint,
+                EXISTS (SELECT 1 FROM pg_stat_activity a
+                        WHERE a.application_name = 'flowhost ' || n.\"node\"),
+                n.\"running\"
+         FROM \"{NODES_TABLE}\" n ORDER BY n.\"started\", n.\"node\""
+    );
+    let rows = pg
+        .wait(conn.query(&sql, &[]))
+        .map_err(|e| pg.error("reading the cluster's nodes", &e))?;
+    let mut nodes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let read = || -> Result<Node, tokio_postgres::Error> {
+            let running: serde_json::Value = row.try_get(7)?;
+            Ok(Node {
+                id: row.try_get(0)?,
+                host: row.try_get(1)?,
+                pid: row.try_get(2)?,
+                version: row.try_get(3)?,
+                started: timestamp(row.try_get(4)?),
+                heartbeat: timestamp(row.try_get(5)?),
+                alive: row.try_get(6)?,
+                // A row some other program wrote oddly shows no runs rather than failing.
+                running: serde_json::from_value(running).unwrap_or_default(),
+            })
+        };
+        nodes.push(read().map_err(|e| pg.error("reading the cluster's nodes", &e))?);
+    }
+    Ok(nodes)
 }
