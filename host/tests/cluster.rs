@@ -162,11 +162,17 @@ async fn a_group_held_by_a_killed_process_becomes_free() {
         "{err}"
     );
 
+    let killed = Instant::now();
     holder.kill().unwrap(); // SIGKILL
     holder.wait().unwrap();
     leases.set_wait(true);
     let got = leases.group("asa", far()).await;
     assert!(got.is_ok(), "{:?}", got.err().map(|e| e.to_string()));
+    // What a takeover costs here (the test's bound is PATIENCE; the figure is for the README).
+    eprintln!(
+        "group free for another node {:?} after its holder's SIGKILL",
+        killed.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,7 +87,17 @@ impl Cluster {
         let pg = self.pg();
         let key = group_key(group);
         let what = format!("exclusive group `{group}`");
-        let client = pg.dedicated()?;
+        // Connecting blocks: not on a worker of the async runtime.
+        let opener = pg.clone();
+        let client = match tokio::task::spawn_blocking(move || opener.dedicated()).await {
+            Ok(client) => client?,
+            Err(e) => {
+                return Err(LeaseError::Postgres(crate::pg::PgError::Connect {
+                    shown: pg.url().shown().to_string(),
+                    reason: format!("the connecting thread failed: {e}"),
+                }))
+            }
+        };
         let started = Instant::now();
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(FIRST_BACKOFF)
