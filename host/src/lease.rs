@@ -19,9 +19,11 @@
 //! the one refused or waiting can name it. A `flock` is per open file: two runs in one process
 //! exclude each other as two processes do.
 //!
-//! Later equivalent: with several `serve` nodes on one PostgreSQL database (DESIGN.md §7) the
-//! same two leases become session advisory locks (`pg_try_advisory_lock`), released by the
-//! server when the holder's connection ends.
+//! In a cluster (several `serve` nodes on one PostgreSQL database, [`Leases::cluster`]) the
+//! same two leases change meaning: the `serve` lease is the node's membership of the cluster
+//! (several serves allowed: [`crate::cluster::Cluster::join`] registered it), and a group is a
+//! session advisory lock ([`crate::cluster::groups`]), released by the server when the
+//! holder's connection ends.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -54,18 +56,31 @@ pub enum LeaseError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The cluster's database could not be asked.
+    #[error("{0}")]
+    Postgres(#[from] crate::pg::PgError),
 }
 
-/// A lease held until dropped (the file is closed, which releases the lock).
+/// A lease held until dropped (the file is closed, or the advisory lock unlocked).
 #[derive(Debug)]
 pub struct Lease {
-    _file: File,
+    _held: Held,
+}
+
+#[derive(Debug)]
+enum Held {
+    File(#[allow(dead_code)] File),
+    Advisory(#[allow(dead_code)] crate::cluster::GroupLock),
+    /// A node's membership of its cluster: nothing to release.
+    Member,
 }
 
 /// The leases of one database.
 #[derive(Debug)]
 pub struct Leases {
     dir: PathBuf,
+    /// In a cluster: its advisory locks instead of the files in `dir`.
+    cluster: Option<crate::cluster::Cluster>,
     /// What this process is, as others will read it (`flowhost run U03`).
     label: Mutex<String>,
     /// Whether a busy group is waited for (the default) or refused at once.
@@ -79,9 +94,26 @@ impl Leases {
         dir.push(".locks");
         Leases {
             dir: dir.into(),
+            cluster: None,
             label: Mutex::new("flowhost".into()),
             wait: true.into(),
         }
+    }
+
+    /// The leases of a node of `cluster`: groups are advisory locks on its database, and
+    /// [`Leases::serve`] lets any number of nodes serve.
+    pub fn cluster(cluster: crate::cluster::Cluster) -> Leases {
+        Leases {
+            dir: PathBuf::new(),
+            cluster: Some(cluster),
+            label: Mutex::new("flowhost".into()),
+            wait: true.into(),
+        }
+    }
+
+    /// The cluster these leases belong to, if any.
+    pub fn in_cluster(&self) -> Option<&crate::cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     /// The folder of the lock files.
@@ -101,6 +133,11 @@ impl Leases {
 
     /// The `serve` lease: fails at once if another process serves this database.
     pub fn serve(&self) -> Result<Lease, LeaseError> {
+        if self.cluster.is_some() {
+            return Ok(Lease {
+                _held: Held::Member,
+            });
+        }
         let path = self.dir.join("serve.lock");
         let file = self.open(&path)?;
         match file.try_lock() {
@@ -117,6 +154,13 @@ impl Leases {
     /// process) holds it, until `deadline`, unless waiting is turned off. The first time it
     /// finds the group held it says so on the log (one line, naming the holder).
     pub async fn group(&self, group: &str, deadline: Instant) -> Result<Lease, LeaseError> {
+        if let Some(cluster) = &self.cluster {
+            let wait = self.wait.load(std::sync::atomic::Ordering::Relaxed);
+            let lock = cluster.lock_group(group, deadline, wait).await?;
+            return Ok(Lease {
+                _held: Held::Advisory(lock),
+            });
+        }
         let path = self.dir.join(group_file_name(group));
         let file = self.open(&path)?;
         let what = format!("exclusive group `{group}`");
@@ -184,7 +228,9 @@ impl Leases {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Lease { _file: file })
+        Ok(Lease {
+            _held: Held::File(file),
+        })
     }
 }
 

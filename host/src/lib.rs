@@ -26,6 +26,7 @@
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
 //! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
+//! | [`cluster`] | several `serve` nodes on one PostgreSQL database: nodes, ticks, groups |
 //! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
 //! | [`switches`] | flows switched on and off for `serve` (`flow enable|disable`), beside history |
 //! | [`rate_limits`] | the rate-limit figures servers last sent, per origin, beside history |
@@ -51,6 +52,7 @@ pub mod api;
 pub mod budget;
 pub mod caps;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod cron;

@@ -413,6 +413,7 @@ mod tests {
                 teams: Vec::new(),
                 rejected_events: 0,
             }),
+            nodes: Vec::new(),
         }
     }
 

@@ -135,6 +135,22 @@ impl PgUrl {
         &self.shown
     }
 
+    /// The same URL for the sessions of another node (`application_name` `flowhost NODE`):
+    /// tests run several cluster nodes in one process.
+    pub fn for_node(&self, node: &str) -> PgUrl {
+        let mut url = self.clone();
+        url.config.application_name(format!("flowhost {node}"));
+        url
+    }
+
+    /// The cluster node whose sessions this URL opens ([`node_id`] unless [`PgUrl::for_node`]).
+    pub fn node(&self) -> &str {
+        self.config
+            .get_application_name()
+            .and_then(|a| a.strip_prefix("flowhost "))
+            .unwrap_or_else(|| node_id())
+    }
+
     /// The database name (the user's name when the URL gives none, as libpq does).
     pub fn dbname(&self) -> &str {
         self.config

@@ -559,7 +559,7 @@ impl Runtime {
         let status = match e {
             LeaseError::Busy { .. } => RunStatus::Skipped,
             LeaseError::Timeout { .. } => RunStatus::Timeout,
-            LeaseError::Io { .. } => RunStatus::Error,
+            LeaseError::Io { .. } | LeaseError::Postgres(_) => RunStatus::Error,
         };
         let error = format!("{name}: {e}");
         if let Err(h) = self

@@ -40,6 +40,15 @@
 //! - A disabled flow (see [`crate::switches`]) gets no scheduled run and no requested one: its
 //!   ticks go on, and each reads the switch, so enabling it from another process needs no
 //!   restart; a run already going finishes.
+//! - In a cluster ([`crate::lease::Leases::cluster`]: several `serve` nodes on one PostgreSQL
+//!   database) a scheduled tick first claims its slot ([`crate::cluster::ticks::tick_slot`])
+//!   with [`crate::cluster::Cluster::claim_tick`]: a claim another node won is not a run here,
+//!   not even a skipped one (that node runs it); a claim that cannot be made is left to the
+//!   other nodes, with a warning. The loop beats the node's heartbeat every
+//!   [`CLUSTER_HEARTBEAT`] on a blocking thread, with the top-level runs it has going, and
+//!   then marks the runs of nodes that are gone (no session left) as interrupted.
+//!   `request-run` catch-up runs stay on the node whose run asked for them, and each of them
+//!   takes (or re-takes) its exclusive group, an advisory lock held across the cluster.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -55,6 +64,9 @@ use crate::history::Trigger;
 use crate::manifest::{Overlap, Schedule};
 use crate::registry::Registry;
 use crate::runtime::{RunReport, Runtime};
+
+/// How often a node of a cluster writes its heartbeat.
+pub const CLUSTER_HEARTBEAT: Duration = Duration::from_secs(3);
 
 /// Distinct runs of one flow that may wait (for its previous run, its group, or their delay)
 /// when a `request-run` asks for another; further requests are dropped and recorded.
@@ -207,6 +219,26 @@ struct State {
     stale: bool,
     tx: mpsc::UnboundedSender<Event>,
     watch: Option<Arc<crate::watch::Watch>>,
+    /// The top-level runs this loop has going (run id → flow), for the cluster's heartbeat.
+    going: Going,
+}
+
+/// Run id → flow of the runs a scheduler has going.
+type Going = Arc<std::sync::Mutex<BTreeMap<i64, String>>>;
+
+/// Keeps a run in [`Going`] while it runs, however its task ends.
+struct GoingRun {
+    going: Going,
+    id: i64,
+}
+
+impl Drop for GoingRun {
+    fn drop(&mut self) {
+        self.going
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// Serves until `shutdown` resolves (then drains the running runs) and returns a summary.
@@ -250,6 +282,7 @@ pub async fn serve_watched(
         stale: false,
         tx,
         watch: watch.clone(),
+        going: Going::default(),
     };
     st.plan_ticks(true);
     tracing::info!(flows = st.next_tick.len(), "serving scheduled flows");
@@ -268,6 +301,7 @@ pub async fn serve_watched(
     let mut prune = every(opts.prune_every);
     let mut watchdog = every(crate::notify::watchdog_period());
     let mut heartbeat = every(watch.as_ref().map(|_| crate::watch::HEARTBEAT));
+    let mut cluster_beat = every(st.rt.leases.in_cluster().map(|_| CLUSTER_HEARTBEAT));
     tokio::pin!(shutdown);
     loop {
         if let Some(w) = &st.watch {
@@ -286,6 +320,7 @@ pub async fn serve_watched(
             _ = tick(&mut prune) => st.prune_history(),
             _ = tick(&mut watchdog) => crate::notify::watchdog(),
             _ = tick(&mut heartbeat) => {}
+            _ = tick(&mut cluster_beat) => st.cluster_heartbeat(),
             reports = handed_over(&st.watch) => {
                 for r in reports {
                     st.take_requests(r);
@@ -364,6 +399,55 @@ impl State {
         });
     }
 
+    /// Writes this node's heartbeat, with the runs it has going, on a blocking thread.
+    fn cluster_heartbeat(&self) {
+        let Some(cluster) = self.rt.leases.in_cluster().cloned() else {
+            return;
+        };
+        let running: Vec<(String, i64)> = self
+            .going
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, flow)| (flow.clone(), *id))
+            .collect();
+        let rt = self.rt.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = cluster.heartbeat(&running) {
+                tracing::warn!(error = %e, "cannot write this node's heartbeat");
+            }
+            // A node that died mid-run left it `running`: its session is gone, so say so.
+            match rt.history.mark_interrupted() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    runs = n,
+                    "marked runs of nodes that are gone as interrupted"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot mark the runs of nodes that are gone"),
+            }
+        });
+    }
+
+    /// Whether this node runs the tick of `flow` (schedule `s`) firing now: always outside a
+    /// cluster; in one, when this node's claim of the tick won.
+    fn claimed(&self, flow: &str, s: &Schedule) -> bool {
+        let Some(cluster) = self.rt.leases.in_cluster() else {
+            return true;
+        };
+        let slot = crate::cluster::ticks::tick_slot(s, SystemTime::now());
+        match cluster.claim_tick(flow, slot) {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::debug!(flow, "another node runs this tick");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(flow, error = %e, "cannot claim the tick: leaving it to the other nodes");
+                false
+            }
+        }
+    }
+
     /// (Re)computes the next tick of every scheduled flow. At start, `every` flows are due now.
     fn plan_ticks(&mut self, at_start: bool) {
         let reg = self.rt.registry();
@@ -413,6 +497,9 @@ impl State {
                         self.next_tick.remove(&name)
                     }
                 };
+                if !self.claimed(&name, s) {
+                    continue;
+                }
             }
             let input = f.manifest.schedule_input.clone();
             self.submit(
@@ -555,11 +642,23 @@ impl State {
             self.groups.insert(g.clone(), job.flow.clone());
         }
         *self.running.entry(job.flow.clone()).or_default() += 1;
-        let (rt, tx) = (self.rt.clone(), self.tx.clone());
+        let (rt, tx, going) = (self.rt.clone(), self.tx.clone(), self.going.clone());
         tokio::spawn(async move {
             // Whatever happens in the run, the scheduler hears back: a run that never reported
             // would hold its group and stall shutdown forever.
-            let run = AssertUnwindSafe(rt.run(&job.flow, &job.input, job.trigger)).catch_unwind();
+            let run = AssertUnwindSafe(async {
+                let begun = rt.begin(&job.flow, &job.input, job.trigger)?;
+                going
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(begun.id, job.flow.clone());
+                let _going = GoingRun {
+                    going: going.clone(),
+                    id: begun.id,
+                };
+                rt.complete(begun).await
+            })
+            .catch_unwind();
             let report = match run.await {
                 Ok(Ok(r)) => Some(r),
                 Ok(Err(e)) => {

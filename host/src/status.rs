@@ -26,6 +26,10 @@
 //!   long ago. The newest event per team would need a filtered `max` the store does not offer;
 //!   the last write of the checkpoint says the same for a team that is collected. With one
 //!   team the section is as it always was.
+//! - **Cluster nodes** (only on a PostgreSQL database that nodes have joined: [`nodes`]):
+//!   each node's id, host, pid, last heartbeat, whether it is alive (the server has a session
+//!   of it) and the runs it said it has going at that heartbeat. A node that is gone shows
+//!   `gone` and no runs: what it had going rolled back with its session.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -72,6 +76,15 @@ pub struct Status {
     pub flows: Vec<FlowStatus>,
     /// `None` unless the database has the ASA package's Audit Events table.
     pub asa: Option<AsaStatus>,
+    /// The nodes of the cluster on this database (empty outside a cluster).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::cluster::Node>,
+}
+
+/// The nodes of the cluster on `pg`'s database, for [`Status::nodes`] (none if no node ever
+/// joined); reads only: `flowhost status` does not join the cluster.
+pub fn nodes(pg: &crate::pg::Pg) -> Result<Vec<crate::cluster::Node>, StatusError> {
+    crate::cluster::nodes::list(pg).map_err(|e| StatusError::Store(StoreError::from(e)))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,7 +216,12 @@ pub fn snapshot(
     let at = jiff::Timestamp::try_from(now)
         .map(crate::history::format_timestamp)
         .unwrap_or_default();
-    Ok(Status { at, flows, asa })
+    Ok(Status {
+        at,
+        flows,
+        asa,
+        nodes: Vec::new(),
+    })
 }
 
 /// The ASA section, if the database has Audit Events.
@@ -386,6 +404,7 @@ impl Status {
                 let _ = writeln!(out, "         last error: {why}");
             }
         }
+        self.nodes_text(&mut out);
         let Some(asa) = &self.asa else {
             return out;
         };
@@ -447,5 +466,127 @@ impl Status {
             );
         }
         out
+    }
+}
+
+impl Status {
+    /// The cluster section of [`Status::to_text`] (nothing outside a cluster).
+    fn nodes_text(&self, out: &mut String) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\nCluster nodes");
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<20} {:>8}  {:<24}  {:<5}  RUNNING",
+            "NODE", "HOST", "PID", "LAST HEARTBEAT", "STATE"
+        );
+        for n in &self.nodes {
+            let running = if !n.alive || n.running.is_empty() {
+                "-".to_string()
+            } else {
+                n.running
+                    .iter()
+                    .map(|r| format!("{} (run {})", r.flow, r.run))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<20} {:>8}  {:<24}  {:<5}  {running}",
+                n.id,
+                n.host,
+                n.pid,
+                n.heartbeat,
+                if n.alive { "alive" } else { "gone" }
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Node, NodeRun};
+
+    fn node(id: &str, alive: bool, running: &[(&str, i64)]) -> Node {
+        Node {
+            id: id.into(),
+            host: "box".into(),
+            pid: 42,
+            version: "0.1.0".into(),
+            started: "2026-01-01T00:00:00.000Z".into(),
+            heartbeat: "2026-01-01T00:05:00.000Z".into(),
+            alive,
+            running: running
+                .iter()
+                .map(|(flow, run)| NodeRun {
+                    flow: (*flow).into(),
+                    run: *run,
+                })
+                .collect(),
+        }
+    }
+
+    fn status(nodes: Vec<Node>) -> Status {
+        Status {
+            at: "2026-01-01T00:05:01.000Z".into(),
+            flows: Vec::new(),
+            asa: None,
+            nodes,
+        }
+    }
+
+    #[test]
+    fn the_nodes_section_names_each_node_its_heartbeat_state_and_runs() {
+        let s = status(vec![
+            node("box-1-aaaa", true, &[("M10", 7), ("U20", 9)]),
+            node("box-2-bbbb", false, &[("M10", 5)]),
+        ]);
+        let text = s.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines.iter().position(|l| *l == "Cluster nodes").unwrap();
+        let row = |id: &str| {
+            lines[at..]
+                .iter()
+                .find(|l| l.trim_start().starts_with(id))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .unwrap()
+        };
+        assert_eq!(
+            row("box-1-aaaa"),
+            [
+                "box-1-aaaa",
+                "box",
+                "42",
+                "2026-01-01T00:05:00.000Z",
+                "alive",
+                "M10",
+                "(run",
+                "7),",
+                "U20",
+                "(run",
+                "9)"
+            ]
+        );
+        // A gone node's runs rolled back with its session: none shown.
+        assert_eq!(
+            row("box-2-bbbb"),
+            [
+                "box-2-bbbb",
+                "box",
+                "42",
+                "2026-01-01T00:05:00.000Z",
+                "gone",
+                "-"
+            ]
+        );
+        // JSON has them; outside a cluster neither shows a section.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["nodes"][0]["running"][1]["run"], 9);
+        assert_eq!(json["nodes"][1]["alive"], false);
+        let alone = status(Vec::new());
+        assert!(!alone.to_text().contains("Cluster nodes"));
+        assert!(serde_json::to_value(&alone).unwrap().get("nodes").is_none());
     }
 }

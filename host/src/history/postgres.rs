@@ -4,7 +4,8 @@
 //! only for failures, RFC 3339 text timestamps.
 //!
 //! What differs, because several nodes share one database:
-//! - each run row carries `node`, the [`crate::pg::node_id`] of the process that ran it;
+//! - each run row carries `node`, the node of the process that ran it (its sessions'
+//!   `application_name`: [`crate::pg::PgUrl::node`], this process's [`crate::pg::node_id`]);
 //! - [`HistoryBackend::mark_interrupted`] marks `running` runs whose node has no live session
 //!   (`pg_stat_activity.application_name = 'flowhost ' || node`): a live node's runs,
 //!   this one's included, are never touched;
@@ -20,7 +21,7 @@ use super::{
     cap, format_timestamp, now_rfc3339, ChildStats, FlowRuns, HistoryBackend, LogLine, RunRecord,
     RunStatus, Trigger, INTERRUPTED, MAX_LIST, MAX_LOG_LINES, MAX_TEXT,
 };
-use crate::pg::{node_id, Pg, PgError};
+use crate::pg::{Pg, PgError};
 use crate::rate_limits::RateLimitSeen;
 use crate::store::StoreError;
 
@@ -264,7 +265,7 @@ impl HistoryBackend for PgHistory {
                 &now_rfc3339(),
                 &capped(input),
                 &i64::from(std::process::id()),
-                &node_id(),
+                &self.pg.url().node(),
             ],
             &format!("cannot record the start of a run of `{flow}`"),
         )?;
@@ -365,7 +366,7 @@ impl HistoryBackend for PgHistory {
                 &now,
                 &capped(reason),
                 &i64::from(std::process::id()),
-                &node_id(),
+                &self.pg.url().node(),
             ],
             &format!("cannot record a skipped run of `{flow}`"),
         )?;
@@ -470,7 +471,7 @@ impl HistoryBackend for PgHistory {
             "UPDATE _flowhost_runs SET status = 'error', ended = $1, error = $2 \
              WHERE status = 'running' AND (node IS NULL OR node <> $3) \
              AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = 'flowhost ' || _flowhost_runs.node)",
-            &[&now_rfc3339(), &INTERRUPTED, &node_id()],
+            &[&now_rfc3339(), &INTERRUPTED, &self.pg.url().node()],
             "cannot mark interrupted runs",
         )
     }
