@@ -22,11 +22,11 @@
 //! | [`launch`] | runs `serve`'s listener starts itself (API, console), handed to the scheduler |
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log, grants |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
-//! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
+//! | [`store`] | tables behind a backend seam ([`store::backend`]): errors, the `Store`/`Txn` wrappers, export/import; SQLite in [`store::sqlite`] (connections, value mapping, migration, units of work, checkpoints) |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
 //! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
-//! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
+//! | [`history`] | run history behind a backend seam ([`history::backend`]): records, caps, the `History` wrapper; SQLite in [`history::sqlite`] (with the switches' and rate limits' SQL) |
 //! | [`switches`] | flows switched on and off for `serve` (`flow enable|disable`), beside history |
 //! | [`rate_limits`] | the rate-limit figures servers last sent, per origin, beside history |
 //! | [`status`] | the status snapshot: per flow and for the ASA package (`flowhost status`) |
