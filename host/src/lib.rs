@@ -10,6 +10,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
+//! | [`database`] | which database `db:` names (SQLite file or PostgreSQL URL) and opening it for a process |
 //! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
 //! | [`pg`] | PostgreSQL URLs (shown without password), a pool of connections, waiting for them |
 //! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
@@ -54,6 +55,7 @@ pub mod check;
 pub mod config;
 pub mod console;
 pub mod cron;
+pub mod database;
 pub mod engine;
 pub mod export;
 pub mod history;
