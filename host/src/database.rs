@@ -131,23 +131,71 @@ impl Database {
         }
     }
 
-    /// Opens the tables and history for reading only (`status`, `history`, `table export`,
-    /// the listener's pages): nothing is created; a part with nothing written yet is `None`.
+    /// Opens the tables and history for reading only (`status`, `history`, `table export`):
+    /// nothing is created; a part with nothing written yet is `None`.
     pub fn open_read_only(&self, schemas: Arc<Schemas>) -> Result<ReadOnlyDatabase, StoreError> {
+        Ok(ReadOnlyDatabase {
+            store: self.open_store_read_only(schemas)?,
+            history: self.open_history_read_only()?,
+        })
+    }
+
+    /// The tables, opened (created or migrated) for writing (`table import`).
+    pub fn open_store(&self, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
         match self {
-            Database::Sqlite(path) => Ok(ReadOnlyDatabase {
-                store: absent_is_none(Store::open_read_only(path, schemas))?,
-                history: absent_is_none(History::open_read_only(
-                    &crate::history::history_path_for(path),
-                ))?,
-            }),
-            Database::Postgres(url) => {
-                let open = open_postgres(url, schemas)?;
-                Ok(ReadOnlyDatabase {
-                    store: Some(open.store),
-                    history: Some(open.history),
-                })
+            Database::Sqlite(path) => Store::open(path, schemas),
+            Database::Postgres(url) => open_postgres(url, schemas).map(|o| o.store),
+        }
+    }
+
+    /// Run history, opened (created if needed) for writing (`flow enable|disable`).
+    pub fn open_history(&self) -> Result<History, StoreError> {
+        match self {
+            Database::Sqlite(path) => History::open(&crate::history::history_path_for(path)),
+            Database::Postgres(url) => Err(not_yet(url)),
+        }
+    }
+
+    /// The tables, read-only; `None` while nothing has been written.
+    pub fn open_store_read_only(&self, schemas: Arc<Schemas>) -> Result<Option<Store>, StoreError> {
+        absent_is_none(self.store_read_only(schemas))
+    }
+
+    /// Run history, read-only; `None` while nothing has been written.
+    pub fn open_history_read_only(&self) -> Result<Option<History>, StoreError> {
+        absent_is_none(self.history_read_only())
+    }
+
+    /// The existing tables, read-only ([`StoreError::Missing`] while nothing has been
+    /// written: `table list|show|export` says so).
+    pub fn store_read_only(&self, schemas: Arc<Schemas>) -> Result<Store, StoreError> {
+        match self {
+            Database::Sqlite(path) => Store::open_read_only(path, schemas),
+            Database::Postgres(url) => open_postgres(url, schemas).map(|o| o.store),
+        }
+    }
+
+    /// The existing run history, read-only ([`StoreError::Missing`] while nothing has been
+    /// written: `history` says so).
+    pub fn history_read_only(&self) -> Result<History, StoreError> {
+        match self {
+            Database::Sqlite(path) => {
+                History::open_read_only(&crate::history::history_path_for(path))
             }
+            Database::Postgres(url) => Err(not_yet(url)),
+        }
+    }
+
+    /// What a page of `serve`'s listener reads, given the process's own `store` and
+    /// `history`: for SQLite the files opened read-only for this request (a reader never
+    /// waits for a run's write lock); for PostgreSQL the process's own handles (its pool).
+    pub fn reader(&self, store: &Store, history: &History) -> Result<ReadOnlyDatabase, StoreError> {
+        match self {
+            Database::Sqlite(_) => self.open_read_only(store.schemas().clone()),
+            Database::Postgres(_) => Ok(ReadOnlyDatabase {
+                store: Some(store.clone()),
+                history: Some(history.clone()),
+            }),
         }
     }
 }
@@ -163,10 +211,15 @@ fn absent_is_none<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> 
 
 /// Opens PostgreSQL for a process: one pool shared by the tables and history.
 fn open_postgres(url: &PgUrl, _schemas: Arc<Schemas>) -> Result<OpenDatabase, StoreError> {
-    Err(StoreError::Unsupported {
+    Err(not_yet(url))
+}
+
+/// Why this build cannot open `url` yet.
+fn not_yet(url: &PgUrl) -> StoreError {
+    StoreError::Unsupported {
         shown: url.shown().to_string(),
         reason: "PostgreSQL support is not in this build yet (use an SQLite file for `db:`)".into(),
-    })
+    }
 }
 
 #[cfg(test)]
