@@ -104,6 +104,13 @@ impl Finding {
         self.field = field.map(str::to_string);
         self
     }
+
+    /// At the database: its file, or its URL without password.
+    fn at_db(mut self, db: &crate::database::Database, field: Option<&str>) -> Finding {
+        self.file = Some(db.to_string());
+        self.field = field.map(str::to_string);
+        self
+    }
 }
 
 /// What `check` looked at and found.
@@ -462,7 +469,15 @@ fn open_store(
     config: &Config,
     schemas: &Arc<Schemas>,
 ) -> Option<crate::store::Store> {
-    let db = &config.db;
+    let Some(db) = config.db.sqlite_path() else {
+        return match config.db.open_store_read_only(schemas.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                r.push(Finding::error(Kind::Database, e.to_string()).at_db(&config.db, None));
+                None
+            }
+        };
+    };
     let dir = db.parent().filter(|d| !d.as_os_str().is_empty());
     if let Some(file) = dir.and_then(|d| d.ancestors().find(|a| a.exists())) {
         if !file.is_dir() {
@@ -535,7 +550,7 @@ fn check_asa_grants(
     let settings = match asa_settings(store) {
         Ok(s) => s,
         Err(e) => {
-            r.push(Finding::error(Kind::Database, e).at(Some(&config.db), None));
+            r.push(Finding::error(Kind::Database, e).at_db(&config.db, None));
             return;
         }
     };
@@ -547,10 +562,10 @@ fn check_asa_grants(
             Err(e) => {
                 let msg = format!(
                     "{}: {ENV_TABLE}.{BASE_URL_COLUMN}: {e}; fix it with U02 (e.g. {{\"asaBaseUrl\": \"{DEFAULT_BASE_URL}\"}})",
-                    config.db.display()
+                    config.db
                 );
                 let field = format!("{ENV_TABLE}.{BASE_URL_COLUMN}");
-                r.push(Finding::error(Kind::Grant, msg).at(Some(&config.db), Some(&field)));
+                r.push(Finding::error(Kind::Grant, msg).at_db(&config.db, Some(&field)));
                 r.asa = Some(settings);
                 return;
             }

@@ -15,7 +15,8 @@ use crate::manifest::{Grants, RawGrants};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub db: PathBuf,
+    /// `db:`: an SQLite file or a PostgreSQL URL.
+    pub db: crate::database::Database,
     /// The flows folders, before the built-in package (which always comes last).
     pub flows: Vec<PathBuf>,
     /// The table-schema folders, before the built-in package's tables.
@@ -151,7 +152,7 @@ impl Config {
     /// The defaults: every file in `state_dir`, no flows or tables but the built-in package.
     pub fn with_state_dir(state_dir: &Path) -> Config {
         Config {
-            db: state_dir.join(DEFAULT_DB),
+            db: state_dir.join(DEFAULT_DB).into(),
             flows: Vec::new(),
             tables: Vec::new(),
             builtin: true,
@@ -181,7 +182,7 @@ pub enum ConfigError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    db: Option<PathBuf>,
+    db: Option<String>,
     flows: Option<Vec<PathBuf>>,
     tables: Option<Vec<PathBuf>>,
     builtin: Option<bool>,
@@ -398,7 +399,10 @@ impl Config {
         };
         let mut c = Config::with_state_dir(&state_dir);
         if let Some(db) = raw.db {
-            c.db = rel(db);
+            c.db = match crate::database::Database::parse(&db).map_err(|e| err(e.to_string()))? {
+                crate::database::Database::Sqlite(p) => rel(p).into(),
+                pg => pg,
+            };
         }
         if let Some(f) = raw.flows {
             c.flows = f.into_iter().map(rel).collect();
@@ -521,11 +525,14 @@ impl Config {
         let schemas = Arc::new(self.schemas().map_err(|e| open(e.to_string()))?);
         let secrets = crate::secrets::Secrets::load(self.secrets_file.as_deref())
             .map_err(|e| open(e.to_string()))?;
-        if let Some(dir) = self.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let Some(db) = self.db.sqlite_path() else {
+            return Ok((schemas, secrets));
+        };
+        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             if dir.exists() && !dir.is_dir() {
                 return Err(open(format!(
                     "{}: the database folder `{}` is a file, not a folder (fix the `db:` setting or --db)",
-                    self.db.display(),
+                    db.display(),
                     dir.display()
                 )));
             }
@@ -536,7 +543,7 @@ impl Config {
                 ))
             })?;
         }
-        crate::store::check_db_dir(&self.db).map_err(|e| open(e.to_string()))?;
+        crate::store::check_db_dir(db).map_err(|e| open(e.to_string()))?;
         Ok((schemas, secrets))
     }
 
@@ -558,11 +565,24 @@ impl Config {
         let open = |e: String| ConfigError::Open(e);
         // Everything that can be refused is checked before the first file is written.
         let (schemas, secrets) = self.check()?;
-        let store = crate::store::Store::open(&self.db, schemas.clone())
+        let crate::database::OpenDatabase {
+            store,
+            history,
+            leases,
+            ..
+        } = self
+            .db
+            .open(schemas.clone())
             .map_err(|e| open(e.to_string()))?;
-        // History has its own file: it must not wait for a run's table write lock.
-        let history = crate::history::History::open(&crate::history::history_path_for(&self.db))
-            .map_err(|e| open(e.to_string()))?;
+        let leases = match leases {
+            crate::database::LeaseSlot::Files(l) => l,
+            crate::database::LeaseSlot::Cluster => {
+                return Err(open(format!(
+                    "database `{}`: exclusive groups across nodes are not in this build yet",
+                    self.db
+                )))
+            }
+        };
         if let Err(e) = history.mark_interrupted() {
             tracing::warn!(error = %e, "cannot mark interrupted runs");
         }
@@ -586,7 +606,7 @@ impl Config {
             registry,
             store,
             history,
-            crate::lease::Leases::for_db(&self.db),
+            leases,
             secrets,
             blobs,
             crate::runtime::Limits {

@@ -10,6 +10,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
+//! | [`database`] | which database `db:` names (SQLite file or PostgreSQL URL) and opening it for a process |
 //! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
 //! | [`pg`] | PostgreSQL URLs (shown without password), a pool of connections, waiting for them |
 //! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
@@ -22,12 +23,12 @@
 //! | [`launch`] | runs `serve`'s listener starts itself (API, console), handed to the scheduler |
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log, grants |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
-//! | [`store`] | SQLite tables: migration, the per-run transaction, export/import |
+//! | [`store`] | tables behind a backend seam ([`store::backend`]): errors, the `Store`/`Txn` wrappers, export/import; SQLite in [`store::sqlite`] (connections, value mapping, migration, units of work, checkpoints), PostgreSQL in [`store::postgres`] |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
-//! | [`lease`] | cross-process leases next to the database: one `serve`, exclusive groups |
+//! | [`lease`] | leases: one `serve` per SQLite database and exclusive groups (files beside it), or a cluster's advisory locks |
 //! | [`cluster`] | several `serve` nodes on one PostgreSQL database: nodes, ticks, groups |
-//! | [`history`] | run history in SQLite, aggregation of child calls, pruning |
+//! | [`history`] | run history behind a backend seam ([`history::backend`]): records, caps, the `History` wrapper; SQLite in [`history::sqlite`], PostgreSQL in [`history::postgres`] |
 //! | [`switches`] | flows switched on and off for `serve` (`flow enable|disable`), beside history |
 //! | [`rate_limits`] | the rate-limit figures servers last sent, per origin, beside history |
 //! | [`status`] | the status snapshot: per flow and for the ASA package (`flowhost status`) |
@@ -56,6 +57,7 @@ pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod cron;
+pub mod database;
 pub mod engine;
 pub mod export;
 pub mod history;

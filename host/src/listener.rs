@@ -24,7 +24,6 @@
 //! thread: a scrape never waits for a run's write lock and never slows the scheduler.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,10 +33,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::history::{History, RunStatus};
+use crate::history::RunStatus;
 use crate::runtime::Runtime;
 use crate::status::Status;
-use crate::store::Store;
 use crate::watch::{Health, Watch};
 
 /// The flow whose last run decides readiness.
@@ -109,8 +107,8 @@ pub async fn bind(addr: SocketAddr) -> Result<Listener, ListenError> {
 #[derive(Clone)]
 pub struct Observed {
     pub rt: Arc<Runtime>,
-    /// The database (`history::history_path_for` gives its history file).
-    pub db: PathBuf,
+    /// The database (see [`Observed::reader`] for what a page reads).
+    pub db: crate::database::Database,
     pub watch: Arc<Watch>,
     /// `readiness.max_lag`.
     pub max_lag: Option<Duration>,
@@ -118,6 +116,14 @@ pub struct Observed {
     pub api_max_body: usize,
     /// `console:`: who may open the web console (`None`: off).
     pub console: Option<crate::config::ConsoleAccess>,
+}
+
+impl Observed {
+    /// What a page reads (blocking: call it on a blocking thread): for SQLite the files
+    /// opened read-only for this request, for PostgreSQL the process's own pool.
+    pub fn reader(&self) -> Result<crate::database::ReadOnlyDatabase, crate::store::StoreError> {
+        self.db.reader(&self.rt.store, &self.rt.history)
+    }
 }
 
 impl Listener {
@@ -275,13 +281,15 @@ async fn metrics(State(o): State<Observed>) -> Response {
 /// The status snapshot, from the databases opened read-only, on a blocking thread.
 async fn status_of(o: Observed) -> Result<Status, String> {
     let work = move || -> Result<Status, String> {
-        let history_path = crate::history::history_path_for(&o.db);
-        let history = History::open_read_only(&history_path).map_err(|e| e.to_string())?;
-        let store = Store::open_read_only(&o.db, o.rt.store.schemas().clone())
-            .map_err(|e| e.to_string())?;
+        let read = o.reader().map_err(|e| e.to_string())?;
         let registry = o.rt.registry();
-        crate::status::snapshot(&registry, Some(&history), Some(&store), SystemTime::now())
-            .map_err(|e| e.to_string())
+        crate::status::snapshot(
+            &registry,
+            read.history.as_ref(),
+            read.store.as_ref(),
+            SystemTime::now(),
+        )
+        .map_err(|e| e.to_string())
     };
     tokio::task::spawn_blocking(work)
         .await

@@ -39,9 +39,9 @@ struct Cli {
     /// config file's folder, else $XDG_STATE_HOME/flowhost, i.e. ~/.local/state/flowhost).
     #[arg(long, global = true, env = "FLOWHOST_STATE_DIR")]
     state_dir: Option<PathBuf>,
-    /// SQLite database file (tables and run history).
+    /// The database of tables and run history: an SQLite file, or a `postgres://` URL.
     #[arg(long, global = true, env = "FLOWHOST_DB")]
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// A folder of flows (NAME.wasm + NAME.yaml), before the built-in ones; repeat for several.
     #[arg(long = "flows", global = true)]
     flows: Vec<PathBuf>,
@@ -275,7 +275,8 @@ fn config_reader(
             None => Config::with_state_dir(&state),
         };
         if let Some(db) = &db {
-            cfg.db = db.clone();
+            cfg.db = flowhost::database::Database::parse(db)
+                .map_err(|e| flowhost::config::ConfigError::Open(format!("--db: {e}")))?;
         }
         if !flows.is_empty() {
             cfg.flows = flows.clone();
@@ -331,8 +332,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             };
             check_flow_name(&cfg, &name)?;
             cfg.check().map_err(config)?;
-            let path = flowhost::history::history_path_for(&cfg.db);
-            let history = flowhost::history::History::open(&path).map_err(store)?;
+            let history = cfg.db.open_history().map_err(store)?;
             history.set_enabled(&name, enabled).map_err(store)?;
             let word = flowhost::status::state_word(enabled);
             quiet_on_closed_stdout(print_line(format_args!("{name} {word} for `serve`")))
@@ -344,8 +344,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             limit,
             json,
         } => {
-            let path = flowhost::history::history_path_for(&cfg.db);
-            let history = flowhost::history::History::open_read_only(&path);
+            let history = cfg.db.history_read_only();
             if let (None, Some(name)) = (&show, &flow) {
                 known_in_history_or_folders(&cfg, history.as_ref().ok(), name)?;
             }
@@ -360,7 +359,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             cmd: TableCmd::Import { name, file, format },
         } => {
             let (schemas, _) = cfg.check().map_err(config)?;
-            let store = flowhost::store::Store::open(&cfg.db, schemas).map_err(store)?;
+            let store = cfg.db.open_store(schemas).map_err(store)?;
             known_table(&store, &name).map_err(usage)?;
             let n = flowhost::export::import(&store, &name, &file, format).map_err(usage)?;
             quiet_on_closed_stdout(print_line(format_args!("imported {n} rows into {name}")))
@@ -368,7 +367,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         }
         Command::Table { cmd } => {
             let (schemas, _) = cfg.check().map_err(config)?;
-            let store = flowhost::store::Store::open_read_only(&cfg.db, schemas).map_err(store)?;
+            let store = cfg.db.store_read_only(schemas).map_err(store)?;
             quiet_on_closed_stdout(cmd_table(&store, cmd)).map_err(usage)
         }
         Command::Run {
@@ -393,15 +392,21 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         Command::Check { .. } => Err(Usage(anyhow::anyhow!("check: answered above"))),
         Command::Serve { no_reload, listen } => {
             let shutdown = shutdown_signal();
-            // One `serve` per database, held until this process ends.
+            // One `serve` per SQLite database, held until this process ends (several
+            // nodes may serve one PostgreSQL database).
             cfg.check().map_err(config)?;
-            let leases = flowhost::lease::Leases::for_db(&cfg.db);
-            leases.set_label("flowhost serve");
-            let _serving = leases.serve().map_err(|e| {
-                usage(anyhow::anyhow!(
-                    "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
-                ))
-            })?;
+            let _serving = match cfg.db.sqlite_path() {
+                Some(db) => {
+                    let leases = flowhost::lease::Leases::for_db(db);
+                    leases.set_label("flowhost serve");
+                    Some(leases.serve().map_err(|e| {
+                        usage(anyhow::anyhow!(
+                            "cannot serve: {e} (one `flowhost serve` per database; stop that one first)"
+                        ))
+                    })?)
+                }
+                None => None,
+            };
             // Bound before anything runs: a port in use is an error at start, not later.
             let listener = flowhost::listener::bind_configured(listen.as_deref(), cfg.listen)
                 .await

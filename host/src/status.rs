@@ -33,7 +33,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -336,21 +335,16 @@ fn team_status(store: &Store, now: SystemTime) -> Result<Vec<TeamStatus>, Status
 }
 
 /// The run history of database `db`, read-only; `None` when it does not exist yet.
-pub fn open_history(db: &Path) -> Result<Option<History>, StoreError> {
-    match History::open_read_only(&crate::history::history_path_for(db)) {
-        Ok(h) => Ok(Some(h)),
-        Err(StoreError::Missing { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+pub fn open_history(db: &crate::database::Database) -> Result<Option<History>, StoreError> {
+    db.open_history_read_only()
 }
 
 /// The tables of database `db`, read-only; `None` when it does not exist yet.
-pub fn open_store(db: &Path, schemas: Arc<Schemas>) -> Result<Option<Store>, StoreError> {
-    match Store::open_read_only(db, schemas) {
-        Ok(s) => Ok(Some(s)),
-        Err(StoreError::Missing { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
+pub fn open_store(
+    db: &crate::database::Database,
+    schemas: Arc<Schemas>,
+) -> Result<Option<Store>, StoreError> {
+    db.open_store_read_only(schemas)
 }
 
 /// The state word `list` and `status` show.

@@ -160,7 +160,7 @@ async fn a_good_token_runs_the_flow_and_wrong_or_missing_ones_are_401_and_counte
         .parse()
         .unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap(), input);
-    let row = history(&env.config.db).get(id).unwrap().unwrap();
+    let row = history(env.db()).get(id).unwrap().unwrap();
     assert_eq!(
         (row.flow.as_str(), row.trigger, row.status),
         ("hello", Trigger::Api, RunStatus::Ok)
@@ -199,7 +199,7 @@ async fn a_good_token_runs_the_flow_and_wrong_or_missing_ones_are_401_and_counte
         "{line}"
     );
     // Only the two good calls ran.
-    let runs = history(&env.config.db).list(Some("hello"), 100).unwrap();
+    let runs = history(env.db()).list(Some("hello"), 100).unwrap();
     assert_eq!(runs.len(), 2, "{runs:?}");
 
     let (status, lines) = api.stop();
@@ -255,7 +255,7 @@ async fn flows_without_api_are_404_like_unknown_names_and_bodies_are_checked() {
         error.starts_with("the body is not valid JSON: ") && error.contains("line 1 column 7"),
         "{error}"
     );
-    assert!(history(&env.config.db)
+    assert!(history(env.db())
         .list(Some("hello"), 10)
         .unwrap()
         .is_empty());
@@ -263,7 +263,7 @@ async fn flows_without_api_are_404_like_unknown_names_and_bodies_are_checked() {
     // A run of a flow that is not an API flow is not there for the API either.
     let out = flowhost(&config, &["run", "plain", "--input", "{}"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let plain_run = history(&env.config.db).list(Some("plain"), 1).unwrap()[0].id;
+    let plain_run = history(env.db()).list(Some("plain"), 1).unwrap()[0].id;
     let (status, body) = api
         .get(&format!("/api/runs/{plain_run}"), Some(TOKEN))
         .await;
@@ -336,17 +336,14 @@ async fn async_runs_are_polled_failed_runs_are_500_and_switched_off_flows_409() 
             .contains("probe: the backend said no"),
         "{body}"
     );
-    let row = history(&env.config.db).get(failed).unwrap().unwrap();
+    let row = history(env.db()).get(failed).unwrap().unwrap();
     assert_eq!((row.trigger, row.status), (Trigger::Api, RunStatus::Error));
     assert_eq!(row.error.as_deref(), body["error"].as_str());
 
     // Switched off: 409 naming the command that switches it on; on again, it runs.
     let off = flowhost(&config, &["flow", "disable", "hello"]);
     assert!(off.status.success(), "{}", text(&off.stderr));
-    let before = history(&env.config.db)
-        .list(Some("hello"), 10)
-        .unwrap()
-        .len();
+    let before = history(env.db()).list(Some("hello"), 10).unwrap().len();
     let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
     assert_eq!(resp.status(), 409);
     let body: Value = resp.json().await.unwrap();
@@ -358,10 +355,7 @@ async fn async_runs_are_polled_failed_runs_are_500_and_switched_off_flows_409() 
         "{body}"
     );
     assert_eq!(
-        history(&env.config.db)
-            .list(Some("hello"), 10)
-            .unwrap()
-            .len(),
+        history(env.db()).list(Some("hello"), 10).unwrap().len(),
         before
     );
     let on = flowhost(&config, &["flow", "enable", "hello"]);
@@ -499,7 +493,7 @@ fn audit_events(n: usize) -> String {
 
 fn audit_event_rows(env: &TestEnv) -> u64 {
     let schemas = Arc::new(env.config.schemas().unwrap());
-    flowhost::store::Store::open_read_only(&env.config.db, schemas)
+    flowhost::store::Store::open_read_only(env.db(), schemas)
         .unwrap()
         .row_count("Audit Events")
         .unwrap()
@@ -557,7 +551,7 @@ async fn o10_exposed_through_the_config_moves_audit_events_and_serve_runs_what_i
     let status = resp.status();
     let body = resp.text().await.unwrap();
     assert_eq!(status, 200, "{body}");
-    let h = history(&env.config.db);
+    let h = history(env.db());
     wait_until(PATIENCE, "Audit Events emptied", || {
         audit_event_rows(&env) == 0
     })
@@ -667,9 +661,9 @@ async fn once_shutdown_began_no_run_starts_and_the_running_one_finishes() {
     // serve waits for the run the API started, then exits 0.
     let (status, lines) = api.stop_waiting();
     assert!(status.success(), "{lines:?}");
-    let row = history(&env.config.db).get(going).unwrap().unwrap();
+    let row = history(env.db()).get(going).unwrap().unwrap();
     assert_eq!((row.trigger, row.status), (Trigger::Api, RunStatus::Ok));
-    assert!(history(&env.config.db)
+    assert!(history(env.db())
         .list(Some("hello"), 10)
         .unwrap()
         .is_empty());

@@ -186,7 +186,7 @@ fn listed_enabled(config: &Path, flow: &str) -> bool {
 }
 
 fn history_of(env: &TestEnv) -> PathBuf {
-    flowhost::history::history_path_for(&env.config.db)
+    flowhost::history::history_path_for(env.db())
 }
 
 /// Waits until run `id` has ended and returns it.

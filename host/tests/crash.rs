@@ -158,8 +158,8 @@ impl World {
         assert_eq!(distinct.len(), stored.len(), "an event is stored twice");
         assert_eq!(stored, sim_ids(&a.sim), "events lost or foreign");
         self.assert_checkpoint_matches_table();
-        let db = &a.env.config.db;
-        for file in [db.clone(), flowhost::history::history_path_for(db)] {
+        let db = a.env.db().to_path_buf();
+        for file in [db.clone(), flowhost::history::history_path_for(&db)] {
             assert_eq!(common::integrity(&file), "ok", "{}", file.display());
         }
     }

@@ -79,7 +79,7 @@ fn runs_older_than_the_retention_are_pruned_when_the_runtime_opens() {
     let today = listed(&config);
     assert_eq!(today.len(), 1, "{today:?}");
 
-    let history = history_path_for(&env.config.db);
+    let history = history_path_for(env.db());
     let ten_days = old_run(&history, 240);
     let three_days = old_run(&history, 72);
     let one_day = old_run(&history, 24);

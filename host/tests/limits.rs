@@ -142,8 +142,7 @@ fn a_run_that_logs_in_a_loop_keeps_a_bounded_log_and_counts_the_rest() {
     assert_eq!(cut, 1, "{}", &stderr[stderr.len().saturating_sub(2000)..]);
 
     let history =
-        flowhost::history::History::open(&flowhost::history::history_path_for(&env.config.db))
-            .unwrap();
+        flowhost::history::History::open(&flowhost::history::history_path_for(env.db())).unwrap();
     let run = &history.list(Some("probe"), 10).unwrap()[0];
     assert_eq!(run.status, RunStatus::Ok);
     assert_eq!(run.logs.len(), MAX_LOG_LINES);

@@ -104,7 +104,7 @@ async fn the_three_endpoints_answer_while_serve_runs_and_metrics_match_history_a
     let mut serving = serve(&config, &["--listen", "127.0.0.1:0"]);
     let origin = serving.listening();
     let history =
-        History::open_read_only(&flowhost::history::history_path_for(&asa.env.config.db)).unwrap();
+        History::open_read_only(&flowhost::history::history_path_for(asa.env.db())).unwrap();
 
     // M10 drains the simulator at start: done once the last (part) page is logged and no M10
     // run is still going.
@@ -249,8 +249,7 @@ async fn healthz_follows_the_scheduler_loop_not_the_process() {
     let config = env.config_file("listen: \"127.0.0.1:0\"\n");
     let mut serving = serve(&config, &[]);
     let origin = serving.listening();
-    let history =
-        History::open_read_only(&flowhost::history::history_path_for(&env.config.db)).unwrap();
+    let history = History::open_read_only(&flowhost::history::history_path_for(env.db())).unwrap();
     wait_until(PATIENCE, "the sleeper to start", || {
         runs(&history, "sleeper")
             .iter()
@@ -306,7 +305,7 @@ fn a_port_in_use_is_a_one_line_error_at_start() {
         "{err}"
     );
     // Nothing ran: the database was not even created.
-    assert!(!env.config.db.exists());
+    assert!(!env.db().exists());
 
     let out = common::flowhost(&config, &["serve", "--listen", "nowhere"]);
     assert_eq!(out.status.code(), Some(2));

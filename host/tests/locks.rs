@@ -94,7 +94,7 @@ fn a_run_ends_at_its_deadline_while_another_process_holds_the_write_lock_and_rea
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Another process's connection (here: this test's) holds SQLite's write lock.
-    let holder = flowhost::store::open_connection(&env.config.db).unwrap();
+    let holder = flowhost::store::open_connection(env.db()).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     holder
         .execute_batch("DELETE FROM t_probe_items WHERE 0")
@@ -176,16 +176,13 @@ fn reading_commands_name_a_missing_database_or_table() {
             "{args:?}: {err}"
         );
     }
-    assert!(
-        !env.config.db.exists(),
-        "a reading command created the database"
-    );
+    assert!(!env.db().exists(), "a reading command created the database");
 
     // A database made before a table's schema existed: that table is named as not there yet.
     let probe = r#"{"op": "table", "table": "Probe Items", "fn": "count"}"#;
     let out = output(&config, &["run", "echo"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let conn = flowhost::store::open_connection(&env.config.db).unwrap();
+    let conn = flowhost::store::open_connection(env.db()).unwrap();
     conn.execute_batch("DROP TABLE t_probe_items").unwrap();
     drop(conn);
     let out = output(&config, &["table", "export", "Probe Items"]);
@@ -215,7 +212,7 @@ fn a_second_serve_on_one_database_is_refused_naming_the_first() {
     env.config.flows = vec![copies];
     env.config.builtin = false;
     let config = env.config_file("");
-    let lock = PathBuf::from(format!("{}.locks/serve.lock", env.config.db.display()));
+    let lock = PathBuf::from(format!("{}.locks/serve.lock", env.db().display()));
 
     let mut first = flowhost(&config, &["serve", "--no-reload"])
         .stdout(Stdio::null())
@@ -261,7 +258,7 @@ fn an_exclusive_group_holds_across_processes() {
     let config = env.config_file("");
     let out = output(&config, &["run", "echo"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let lock = PathBuf::from(format!("{}.locks/group-g1.lock", env.config.db.display()));
+    let lock = PathBuf::from(format!("{}.locks/group-g1.lock", env.db().display()));
 
     // One process runs `holder` (it sleeps until killed) and so holds group g1.
     let mut holder = flowhost(

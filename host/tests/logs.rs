@@ -32,7 +32,7 @@ fn failing_and_ok_flows() -> TestEnv {
 }
 
 fn history(env: &TestEnv) -> History {
-    History::open(&flowhost::history::history_path_for(&env.config.db)).unwrap()
+    History::open(&flowhost::history::history_path_for(env.db())).unwrap()
 }
 
 fn count(h: &History, flow: &str, status: RunStatus) -> usize {

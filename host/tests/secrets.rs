@@ -323,7 +323,7 @@ fn a_secrets_file_others_can_read_is_refused() {
             )
         );
         assert!(!err.contains(value) && out.stdout.is_empty());
-        assert!(!env.config.db.exists(), "nothing is written");
+        assert!(!env.db().exists(), "nothing is written");
     }
     for mode in [0o600, 0o400, 0o640] {
         std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(mode)).unwrap();

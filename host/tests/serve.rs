@@ -309,7 +309,7 @@ fn spawn_serve(env: &TestEnv) -> Flowhost {
 
 /// History as the serving process writes it, read beside it.
 fn history(env: &TestEnv) -> History {
-    History::open(&flowhost::history::history_path_for(&env.config.db)).unwrap()
+    History::open(&flowhost::history::history_path_for(env.db())).unwrap()
 }
 
 /// Waits until `flow` has a running run. `serve` listens for signals before it starts any

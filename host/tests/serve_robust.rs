@@ -309,7 +309,7 @@ fn serve_runs_its_schedules_and_stops_on_sigterm_with_fifos_in_the_flows_folder(
         }
     };
     wait_line("serving scheduled flows");
-    let history = History::open(&flowhost::history::history_path_for(&env.config.db)).unwrap();
+    let history = History::open(&flowhost::history::history_path_for(env.db())).unwrap();
     let ticks = |n: usize| {
         let start = Instant::now();
         while count(&history, "ticker", RunStatus::Ok) < n {

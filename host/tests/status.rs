@@ -54,7 +54,7 @@ fn a_fresh_database_has_m10_off_and_list_and_status_say_so() {
     assert!(list_line(&config, "O10").ends_with(" enabled"));
     // No database yet: status reads the manifests and creates nothing.
     let s = status(&config);
-    assert!(!env.config.db.exists(), "status created the database");
+    assert!(!env.db().exists(), "status created the database");
     let m10 = flow(&s, "M10");
     assert_eq!(m10["enabled"], false);
     assert_eq!(m10["schedule"], "every 5m");
@@ -123,7 +123,7 @@ fn run_runs_a_disabled_flow_and_says_it_is_disabled_for_serve() {
             && err.contains("flowhost flow enable quiet"),
         "{err}"
     );
-    let h = History::open_read_only(&flowhost::history::history_path_for(&env.config.db)).unwrap();
+    let h = History::open_read_only(&flowhost::history::history_path_for(env.db())).unwrap();
     let runs = h.list(Some("quiet"), 10).unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, RunStatus::Ok);
@@ -237,7 +237,7 @@ async fn serve_runs_no_disabled_flow_until_another_process_enables_it() {
     // not run.
     read_until(&lines, &mut seen, 3, |l| dropped(l, "idle", "schedule"));
     read_until(&lines, &mut seen, 3, |l| dropped(l, "idle", "request"));
-    let h = History::open_read_only(&flowhost::history::history_path_for(&env.config.db)).unwrap();
+    let h = History::open_read_only(&flowhost::history::history_path_for(env.db())).unwrap();
     assert!(count_runs(&h, "caller") >= 3);
     assert_eq!(count_runs(&h, "idle"), 0, "a disabled flow ran");
 
@@ -402,4 +402,32 @@ fn assert_rate_limits_are_the_last_sent(
         (started.0 + 3600..=started.1 + 3601).contains(&reset),
         "reset {reset}, simulator started in {started:?}"
     );
+}
+
+/// A `db:` naming PostgreSQL is shown without its password: a build without PostgreSQL
+/// support refuses it in one line naming the URL as `u:***`, and exits non-zero.
+#[test]
+fn a_postgres_url_is_named_without_its_password() {
+    let env = TestEnv::new();
+    let config = env.config_file("");
+    let text_of = std::fs::read_to_string(&config).unwrap();
+    let sqlite_line = format!("db: \"{}\"", env.db().display());
+    assert!(text_of.contains(&sqlite_line), "{text_of}");
+    let url = "postgres://u:pw@127.0.0.1:1/x";
+    std::fs::write(
+        &config,
+        text_of.replace(&sqlite_line, &format!("db: \"{url}\"")),
+    )
+    .unwrap();
+    let out = flowhost(&config, &["status"]);
+    assert!(!out.status.success(), "status succeeded on {url}");
+    let err = text(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("`postgres://u:***@127.0.0.1:1/x`"),
+        "{err}"
+    );
+    assert!(!err.contains("pw"), "the password is shown: {err}");
+    assert!(!env.db().exists(), "an SQLite file was written");
 }

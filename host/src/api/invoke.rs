@@ -17,7 +17,7 @@ use axum::Json;
 use http_body_util::BodyExt;
 
 use super::{api_flow, auth, counted, error, not_found, ApiFlow, RUN_ID_HEADER};
-use crate::history::{History, Trigger};
+use crate::history::Trigger;
 use crate::launch::{launch, LaunchError};
 use crate::listener::Observed;
 use crate::runtime::RunError;
@@ -180,14 +180,14 @@ pub fn input_of(body: &[u8]) -> Result<String, String> {
 /// Whether `serve` runs `flow` now (`flowhost flow enable|disable`, else its manifest), read
 /// from run history opened read-only on a blocking thread.
 async fn switched_on(o: &Observed, flow: &ApiFlow) -> Result<bool, String> {
-    let path = crate::history::history_path_for(&o.db);
     let name = flow.entry.manifest.name.clone();
+    let o = o.clone();
     let read = move || -> Result<Option<bool>, String> {
-        if !path.exists() {
-            return Ok(None);
+        let read = o.reader().map_err(|e| e.to_string())?;
+        match read.history {
+            Some(history) => history.switch(&name).map_err(|e| e.to_string()),
+            None => Ok(None),
         }
-        let history = History::open_read_only(&path).map_err(|e| e.to_string())?;
-        history.switch(&name).map_err(|e| e.to_string())
     };
     let switch = tokio::task::spawn_blocking(read)
         .await

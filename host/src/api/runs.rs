@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{api_flow, auth, counted, error};
-use crate::history::{History, RunRecord};
+use crate::history::RunRecord;
 use crate::listener::Observed;
 
 pub async fn run(State(o): State<Observed>, Path(id): Path<String>, request: Request) -> Response {
@@ -43,10 +43,13 @@ pub async fn run(State(o): State<Observed>, Path(id): Path<String>, request: Req
 
 /// Run `id` from run history, opened read-only on a blocking thread.
 pub async fn record(o: &Observed, id: i64) -> Result<Option<RunRecord>, String> {
-    let path = crate::history::history_path_for(&o.db);
+    let o = o.clone();
     let read = move || -> Result<Option<RunRecord>, String> {
-        let history = History::open_read_only(&path).map_err(|e| e.to_string())?;
-        history.get(id).map_err(|e| e.to_string())
+        let read = o.reader().map_err(|e| e.to_string())?;
+        match read.history {
+            Some(history) => history.get(id).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     };
     tokio::task::spawn_blocking(read)
         .await

@@ -115,13 +115,12 @@ pub async fn read<T: Send + 'static>(
     o: &Observed,
     work: impl FnOnce(&Db) -> Result<T, String> + Send + 'static,
 ) -> Result<T, Response> {
-    let (db, schemas, registry) = (o.db.clone(), o.rt.store.schemas().clone(), o.rt.registry());
+    let (o, registry) = (o.clone(), o.rt.registry());
     let job = move || -> Result<T, String> {
-        let history = crate::status::open_history(&db).map_err(|e| e.to_string())?;
-        let store = crate::status::open_store(&db, schemas).map_err(|e| e.to_string())?;
+        let read = o.reader().map_err(|e| e.to_string())?;
         work(&Db {
-            history,
-            store,
+            history: read.history,
+            store: read.store,
             registry,
         })
     };

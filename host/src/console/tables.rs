@@ -262,7 +262,7 @@ pub async fn csv(
         Ok((_, s)) => s,
         Err(r) => return r.into_response(),
     };
-    let store = match crate::status::open_store(&o.db, o.rt.store.schemas().clone()) {
+    let store = match o.reader().map(|r| r.store) {
         Ok(Some(s)) => s,
         Ok(None) => {
             return failure(

@@ -754,3 +754,122 @@ impl HistoryBackend for SqliteHistory {
         SqliteHistory::rate_limits(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::history::{history_path_for, History};
+
+    fn line(i: usize) -> LogLine {
+        LogLine {
+            at: now_rfc3339(),
+            level: "info".into(),
+            flow: "M10".into(),
+            message: format!("line {i}"),
+        }
+    }
+
+    #[test]
+    fn prune_and_mark_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.db");
+        let h = History::open(&path).unwrap();
+        let old = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        h.finish(old, RunStatus::Error, None, Some("x"), &[line(1)], &[])
+            .unwrap();
+        let stuck = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        let dead = h.start("M10", Trigger::Schedule, None, "").unwrap();
+        let mine = h.start("M10", Trigger::Cli, None, "").unwrap();
+        let fresh = h.start("M10", Trigger::Cli, None, "").unwrap();
+        h.finish(fresh, RunStatus::Ok, None, None, &[], &[])
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "UPDATE _flowhost_runs SET started = '2000-01-01T00:00:00.000Z' WHERE id IN (?1, ?2)",
+                [old, stuck],
+            )
+            .unwrap();
+            // `dead` belongs to a process that no longer exists; `stuck` has no pid at all.
+            conn.execute(
+                "UPDATE _flowhost_runs SET pid = 2147483000 WHERE id = ?1",
+                [dead],
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE _flowhost_runs SET pid = NULL WHERE id = ?1",
+                [stuck],
+            )
+            .unwrap();
+        }
+        // Running runs are never pruned.
+        assert_eq!(h.prune_older_than(Duration::from_secs(3600)).unwrap(), 1);
+        assert_eq!(h.get(old).unwrap(), None);
+        assert!(h.get(stuck).unwrap().is_some());
+        assert!(h.get(fresh).unwrap().is_some());
+        let logs: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM _flowhost_run_logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(logs, 0);
+
+        assert_eq!(h.mark_interrupted().unwrap(), 2);
+        for id in [stuck, dead] {
+            let r = h.get(id).unwrap().unwrap();
+            assert_eq!(r.status, RunStatus::Error);
+            assert_eq!(r.error.as_deref(), Some(INTERRUPTED));
+            assert!(r.ended.is_some());
+        }
+        assert_eq!(
+            h.get(mine).unwrap().unwrap().status,
+            RunStatus::Running,
+            "this process is alive"
+        );
+        assert_eq!(h.mark_interrupted().unwrap(), 0);
+        assert_eq!(h.prune_older_than(Duration::from_secs(3600)).unwrap(), 1);
+        std::thread::sleep(Duration::from_millis(5));
+        // `dead` and `fresh` go; `mine` is still running.
+        assert_eq!(h.prune_older_than(Duration::ZERO).unwrap(), 2);
+        assert_eq!(h.prune_older_than(Duration::MAX).unwrap(), 0);
+    }
+
+    #[test]
+    fn history_survives_a_table_rollback_but_shares_the_write_lock() {
+        use crate::schema::{Schemas, TableSchema};
+        use crate::store::Store;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("flowhost.db");
+        let schema = TableSchema::from_yaml(
+            "name: T\ncolumns:\n  - { name: a, type: text }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let store =
+            Store::open(&db, Arc::new(Schemas::from_schemas(vec![schema]).unwrap())).unwrap();
+        let same = History::open(&db).unwrap();
+        let separate = History::open(&history_path_for(&db)).unwrap();
+
+        let id = same.start("M10", Trigger::Cli, None, "{}").unwrap();
+        let mut txn = store.begin().unwrap();
+        let mut row = serde_json::Map::new();
+        row.insert("a".into(), "x".into());
+        txn.insert("T", &row).unwrap();
+        // While the run holds the tables' write lock, history in the same file must wait...
+        same.set_lock_timeout(Duration::from_millis(100)).unwrap();
+        let err = same
+            .start("U10", Trigger::Call, Some(id), "{}")
+            .unwrap_err();
+        assert!(err.to_string().contains("database is locked"), "{err}");
+        // ...but history in its own file does not.
+        separate.start("U10", Trigger::Call, None, "{}").unwrap();
+        txn.rollback();
+        same.finish(id, RunStatus::Error, None, Some("failed"), &[], &[])
+            .unwrap();
+        assert_eq!(same.get(id).unwrap().unwrap().status, RunStatus::Error);
+        assert_eq!(store.row_count("T").unwrap(), 0);
+    }
+}

@@ -50,7 +50,7 @@ impl TestEnv {
     pub fn new() -> TestEnv {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {
-            db: dir.path().join("flowhost.db"),
+            db: dir.path().join("flowhost.db").into(),
             flows: vec![flows_dir("dist-test"), flows_dir("dist")],
             tables: vec![root().join("tables"), root().join("tests/tables")],
             secrets_file: None,
@@ -66,6 +66,14 @@ impl TestEnv {
             ..Config::with_state_dir(dir.path())
         };
         TestEnv { dir, config }
+    }
+
+    /// The SQLite file the config names.
+    pub fn db(&self) -> &Path {
+        self.config
+            .db
+            .sqlite_path()
+            .expect("a test database is an SQLite file")
     }
 
     /// Writes a 0600 secrets file and uses it.
@@ -100,7 +108,7 @@ impl TestEnv {
         };
         let mut text = format!(
             "db: \"{}\"\nflows: [{}]\ntables: [{}]\ncache_dir: \"{}\"\n",
-            self.config.db.display(),
+            self.db().display(),
             list(&self.config.flows),
             list(&self.config.tables),
             self.config.cache_dir.as_ref().unwrap().display()

@@ -36,7 +36,7 @@ impl MicroWorld {
     /// `root` is the repository; compiled components are cached in `cache_dir`.
     pub fn new(root: &Path, dir: tempfile::TempDir, cache_dir: PathBuf) -> Result<MicroWorld> {
         let config = Config {
-            db: dir.path().join("micro.db"),
+            db: dir.path().join("micro.db").into(),
             flows: vec![root.join("flows/dist-test"), root.join("flows/dist")],
             tables: vec![root.join("tables"), root.join("tests/tables")],
             secrets_file: None,

@@ -53,7 +53,7 @@ pub fn asa_runtime(
         ],
     )?;
     let mut config = Config {
-        db: dir.join("flowhost.db"),
+        db: dir.join("flowhost.db").into(),
         flows: vec![env.root.join("flows/dist")],
         tables: vec![env.root.join("tables")],
         secrets_file: Some(secrets),

@@ -1,0 +1,371 @@
+//! How tables map onto SQLite: column types, values bound as parameters and read back as JSON,
+//! quoted identifiers, and the SQL each table's operations use ([`TableSql`], built once per
+//! table), including the `WHERE` clause of a column search.
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{ffi, ErrorCode, ToSql};
+use serde_json::{Map, Value};
+
+use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
+use crate::store::{ColumnSearch, TableError};
+
+/// `"name"` with inner quotes doubled: a safe SQL identifier for any string.
+pub(crate) fn quote(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+/// A value ready to bind: borrowed from the JSON where possible.
+pub(super) enum Bound<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Owned(String),
+}
+
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Bound::Null => ValueRef::Null,
+            Bound::Int(i) => ValueRef::Integer(*i),
+            Bound::Real(f) => ValueRef::Real(*f),
+            Bound::Text(s) => ValueRef::Text(s.as_bytes()),
+            Bound::Owned(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+impl Bound<'_> {
+    pub(super) fn is_null(&self) -> bool {
+        matches!(self, Bound::Null)
+    }
+
+    /// The key as flows see it (a string).
+    pub(super) fn key_text(&self) -> String {
+        match self {
+            Bound::Null => String::new(),
+            Bound::Int(i) => i.to_string(),
+            Bound::Real(f) => f.to_string(),
+            Bound::Text(s) => (*s).to_string(),
+            Bound::Owned(s) => s.clone(),
+        }
+    }
+}
+
+pub(super) fn sql_decl(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Text | ColumnType::Json => "TEXT",
+        ColumnType::Number => "REAL",
+        ColumnType::Integer | ColumnType::Boolean => "INTEGER",
+    }
+}
+
+/// A JSON number from a stored REAL: integral values within ±2^53 come back as integers.
+pub(super) fn number_value(f: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if f.fract() == 0.0 && f.abs() <= EXACT {
+        Value::from(f as i64)
+    } else {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    }
+}
+
+/// The JSON value of a stored cell, per the column type. Cells written by something other than
+/// flowhost (the `sqlite3` shell, say) are converted as well as they can be, never refused.
+pub(super) fn cell_value(ty: ColumnType, cell: ValueRef<'_>) -> Value {
+    let text = |b: &[u8]| Value::String(String::from_utf8_lossy(b).into_owned());
+    match (ty, cell) {
+        (_, ValueRef::Null) => Value::Null,
+        (ColumnType::Boolean, ValueRef::Integer(i)) => Value::Bool(i != 0),
+        (ColumnType::Boolean, ValueRef::Real(f)) => Value::Bool(f != 0.0),
+        (ColumnType::Text, ValueRef::Integer(i)) => Value::String(i.to_string()),
+        (ColumnType::Text, ValueRef::Real(f)) => Value::String(f.to_string()),
+        (ColumnType::Json, ValueRef::Text(b)) => {
+            serde_json::from_slice(b).unwrap_or_else(|_| text(b))
+        }
+        (_, ValueRef::Integer(i)) => Value::from(i),
+        (_, ValueRef::Real(f)) => number_value(f),
+        (_, ValueRef::Text(b)) | (_, ValueRef::Blob(b)) => text(b),
+    }
+}
+
+/// A key given to `get`/`update`/`delete`, ready to bind; `None` when it cannot match any row
+/// (a non-number key for a keyless or integer-keyed table).
+pub(super) enum KeyParam<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+impl ToSql for KeyParam<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            KeyParam::Text(s) => ValueRef::Text(s.as_bytes()),
+            KeyParam::Int(i) => ValueRef::Integer(*i),
+        }))
+    }
+}
+
+/// A table's schema plus the SQL that serves it, built once per [`SqliteTables`].
+pub(super) struct TableSql {
+    pub(super) schema: TableSchema,
+    /// Quoted SQLite table name.
+    pub(super) ident: String,
+    /// Unquoted SQLite table name (for index names and `sqlite_master` lookups).
+    pub(super) sql_name: String,
+    /// Position and type of the key column (`None`: keyed by `_id`).
+    pub(super) key: Option<(usize, ColumnType)>,
+    /// Quoted key column (`"_id"` for keyless tables).
+    pub(super) key_ident: String,
+    /// Column positions in the order of their names (for [`TableSql::bind_row`]).
+    pub(super) by_name: Vec<usize>,
+    /// `SELECT "_id", <columns> FROM <table>`.
+    pub(super) select: String,
+    pub(super) insert: String,
+    pub(super) upsert: String,
+    pub(super) get: String,
+    pub(super) delete: String,
+}
+
+impl TableSql {
+    pub(super) fn new(schema: &TableSchema) -> TableSql {
+        let sql_name = sql_table_name(&schema.name);
+        let ident = quote(&sql_name);
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let key = schema
+            .key
+            .as_deref()
+            .and_then(|k| schema.columns.iter().position(|c| c.name == k))
+            .map(|i| (i, schema.columns[i].ty));
+        let key_ident = match key {
+            Some((i, _)) => cols[i].clone(),
+            None => quote(ROW_ID),
+        };
+        let select = format!("SELECT {}, {} FROM {ident}", quote(ROW_ID), cols.join(", "));
+        let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
+        let insert = format!(
+            "INSERT INTO {ident} ({}) VALUES ({})",
+            cols.join(", "),
+            placeholders.join(", ")
+        );
+        let upsert = match key {
+            None => insert.clone(),
+            Some((ki, _)) => {
+                let sets: Vec<String> = cols
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != ki)
+                    .map(|(_, c)| format!("{c} = excluded.{c}"))
+                    .collect();
+                if sets.is_empty() {
+                    format!("{insert} ON CONFLICT ({key_ident}) DO NOTHING")
+                } else {
+                    format!(
+                        "{insert} ON CONFLICT ({key_ident}) DO UPDATE SET {}",
+                        sets.join(", ")
+                    )
+                }
+            }
+        };
+        let mut by_name: Vec<usize> = (0..schema.columns.len()).collect();
+        by_name.sort_by(|&a, &b| schema.columns[a].name.cmp(&schema.columns[b].name));
+        let get = format!("{select} WHERE {key_ident} = ?1");
+        let delete = format!("DELETE FROM {ident} WHERE {key_ident} = ?1");
+        TableSql {
+            schema: schema.clone(),
+            ident,
+            sql_name,
+            key,
+            key_ident,
+            by_name,
+            select,
+            insert,
+            upsert,
+            get,
+            delete,
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.schema.name
+    }
+
+    pub(super) fn storage(&self, e: rusqlite::Error) -> TableError {
+        if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
+            TableError::Storage(format!(
+                "table `{}`: the database is locked by another writer (another run holds the write lock; waited for the lock timeout): {e}",
+                self.name()
+            ))
+        } else {
+            TableError::Storage(format!("table `{}`: {e}", self.name()))
+        }
+    }
+
+    /// A write's error: a duplicate key is a conflict naming the key, anything else storage.
+    pub(super) fn write_error(&self, e: rusqlite::Error, vals: &[Bound<'_>]) -> TableError {
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                let key = match self.key {
+                    Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                    None => String::from("?"),
+                };
+                return TableError::Conflict(format!(
+                    "table `{}`: a row with key `{key}` already exists",
+                    self.name()
+                ));
+            }
+        }
+        self.storage(e)
+    }
+
+    /// The bound value of one field, checked against its column type.
+    pub(super) fn bind<'a>(
+        &self,
+        name: &str,
+        ty: ColumnType,
+        v: &'a Value,
+    ) -> Result<Bound<'a>, TableError> {
+        let b = match (ty, v) {
+            (_, Value::Null) => Some(Bound::Null),
+            (ColumnType::Text, Value::String(s)) => Some(Bound::Text(s)),
+            (ColumnType::Number, Value::Number(n)) => n.as_f64().map(Bound::Real),
+            (ColumnType::Integer, Value::Number(n)) => integral(n).map(Bound::Int),
+            (ColumnType::Boolean, Value::Bool(b)) => Some(Bound::Int(i64::from(*b))),
+            (ColumnType::Json, v) => Some(Bound::Owned(v.to_string())),
+            _ => None,
+        };
+        match b {
+            Some(b) => Ok(b),
+            None => Err(self.schema.check_field(name, v).err().unwrap_or_else(|| {
+                TableError::InvalidInput(format!(
+                    "table `{}`, column `{name}`: bad value",
+                    self.name()
+                ))
+            })),
+        }
+    }
+
+    /// One value per schema column for `insert`/`upsert`, checked (see
+    /// [`TableSchema::check_row`]). `_id` in a keyless table's row is checked and ignored.
+    pub(super) fn bind_row<'a>(
+        &self,
+        row: &'a Map<String, Value>,
+    ) -> Result<Vec<Bound<'a>>, TableError> {
+        let columns = &self.schema.columns;
+        let mut out: Vec<Bound<'a>> = (0..columns.len()).map(|_| Bound::Null).collect();
+        // The row's fields come sorted by name (serde_json's map is a BTreeMap), so a merge
+        // with the columns sorted by name finds each column without a lookup; should the order
+        // differ (serde_json's `preserve_order`), the linear search keeps this correct.
+        let mut next = 0;
+        for (name, v) in row {
+            while next < self.by_name.len()
+                && columns[self.by_name[next]].name.as_str() < name.as_str()
+            {
+                next += 1;
+            }
+            let pos = match self.by_name.get(next) {
+                Some(&i) if columns[i].name == *name => {
+                    next += 1;
+                    Some(i)
+                }
+                _ => columns.iter().position(|c| c.name == *name),
+            };
+            match pos {
+                Some(i) => out[i] = self.bind(name, columns[i].ty, v)?,
+                None if name == ROW_ID && self.key.is_none() => self.schema.check_field(name, v)?,
+                None => return Err(self.schema.unknown_column(name)),
+            }
+        }
+        if let Some((i, _)) = self.key {
+            if out.get(i).is_none_or(Bound::is_null) {
+                return Err(TableError::InvalidInput(format!(
+                    "table `{}`: the row has no value for the key column `{}`",
+                    self.name(),
+                    self.schema.columns[i].name
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// ` WHERE a = ?1 AND b IS NULL` (empty for `{}`) and its parameters.
+    pub(super) fn where_clause<'a>(
+        &self,
+        filter: &'a Map<String, Value>,
+    ) -> Result<(String, Vec<Bound<'a>>), TableError> {
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for (name, v) in filter {
+            let (ident, ty) = match self.schema.column(name) {
+                Some(c) => (quote(&c.name), c.ty),
+                None if name == ROW_ID && self.key.is_none() => {
+                    (quote(ROW_ID), ColumnType::Integer)
+                }
+                None => return Err(self.schema.unknown_column(name)),
+            };
+            sql.push_str(if sql.is_empty() { " WHERE " } else { " AND " });
+            if v.is_null() {
+                sql.push_str(&format!("{ident} IS NULL"));
+            } else {
+                params.push(self.bind(name, ty, v)?);
+                sql.push_str(&format!("{ident} = ?{}", params.len()));
+            }
+        }
+        Ok((sql, params))
+    }
+
+    pub(super) fn key_param<'a>(&self, key: &'a str) -> Option<KeyParam<'a>> {
+        match self.key {
+            Some((_, ColumnType::Text)) => Some(KeyParam::Text(key)),
+            _ => key.trim().parse::<i64>().ok().map(KeyParam::Int),
+        }
+    }
+
+    /// Reads a row selected with `self.select`.
+    pub(super) fn read_row(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<Map<String, Value>> {
+        let mut m = Map::new();
+        if self.key.is_none() {
+            m.insert(ROW_ID.to_string(), Value::from(row.get::<_, i64>(0)?));
+        }
+        for (i, c) in self.schema.columns.iter().enumerate() {
+            m.insert(c.name.clone(), cell_value(c.ty, row.get_ref(i + 1)?));
+        }
+        Ok(m)
+    }
+}
+
+/// The `WHERE` clause of a search (empty without one) and the text it binds as `?1`.
+pub(super) struct SearchFilter {
+    pub(super) sql: String,
+    pub(super) needle: Option<String>,
+}
+
+pub(super) fn search_filter(
+    t: &TableSql,
+    search: Option<&ColumnSearch>,
+) -> Result<SearchFilter, TableError> {
+    let Some(search) = search else {
+        return Ok(SearchFilter {
+            sql: " WHERE ?1 IS NULL".into(),
+            needle: None,
+        });
+    };
+    let known = search.column == ROW_ID || t.schema.columns.iter().any(|c| c.name == search.column);
+    if !known {
+        let names: Vec<&str> = t.schema.columns.iter().map(|c| c.name.as_str()).collect();
+        return Err(TableError::InvalidInput(format!(
+            "table `{}` has no column `{}` (its columns: {})",
+            t.name(),
+            search.column,
+            names.join(", ")
+        )));
+    }
+    Ok(SearchFilter {
+        sql: format!(
+            " WHERE instr(lower(CAST({} AS TEXT)), lower(?1)) > 0",
+            quote(&search.column)
+        ),
+        needle: Some(search.contains.clone()),
+    })
+}

@@ -1,0 +1,1247 @@
+//! The SQLite unit of work ([`SqliteUnit`]): one connection, reads in autocommit mode until the
+//! first write takes the write lock (`BEGIN IMMEDIATE`, bounded by the lock timeout and the
+//! run's deadline), commit/rollback, and the inserts kept after a rollback.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::{params_from_iter, Connection, ErrorCode};
+use serde_json::{Map, Value};
+
+use super::connection::sqlite_err;
+use super::mapping::{quote, Bound, KeyParam, TableSql};
+use super::Inner;
+use crate::schema::{Column, ColumnType, ROW_ID};
+use crate::store::{
+    DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT, DEFAULT_LOCK_TIMEOUT,
+    MAX_FIND_LIMIT, MAX_KEPT_ROWS,
+};
+
+/// Why [`SqliteUnit::begin_write`] did not take the write lock.
+pub(super) enum BeginError {
+    /// The deadline ended the wait (the text says so).
+    Expired(String),
+    Sqlite(rusqlite::Error),
+    /// The unit was already committed or rolled back.
+    Finished,
+}
+
+impl BeginError {
+    const FINISHED: &'static str = "the unit of work is already finished";
+}
+
+/// A unit of work: every table read and write of one top-level run (and its children). Writes
+/// become visible to others only on [`SqliteUnit::commit`]; [`SqliteUnit::rollback`] or dropping the `SqliteUnit`
+/// undoes them. `Send`, not `Sync`.
+///
+/// Calls block the calling thread: a write may wait up to the lock timeout for another writer.
+pub struct SqliteUnit {
+    inner: Arc<Inner>,
+    conn: Option<Connection>,
+    writing: bool,
+    /// Set when SQLite rolled the write transaction back on its own (disk full, I/O error):
+    /// every later call fails, and so does commit, so a half-applied run can never commit.
+    aborted: Option<String>,
+    timeout_changed: bool,
+    /// The longest wait for another writer's lock ([`DEFAULT_LOCK_TIMEOUT`] unless set).
+    lock_timeout: Duration,
+    /// When the run that owns this unit must end: no lock wait goes past it.
+    deadline: Option<Instant>,
+    /// Set when a wait for the write lock ended at the deadline: the run timed out.
+    lock_wait_expired: Option<String>,
+    /// Rows inserted into `keep_on_failure` tables, written again after a rollback.
+    kept: Vec<DeferredUpsert>,
+}
+
+impl std::fmt::Debug for SqliteUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteUnit")
+            .field("writing", &self.writing)
+            .field("aborted", &self.aborted)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteUnit {
+    /// A new unit of work on `inner`'s database (no lock until the first write).
+    pub(super) fn begin(inner: &Arc<Inner>) -> Result<SqliteUnit, StoreError> {
+        let conn = inner.take_conn()?;
+        Ok(SqliteUnit {
+            inner: Arc::clone(inner),
+            conn: Some(conn),
+            writing: false,
+            aborted: None,
+            timeout_changed: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            deadline: None,
+            lock_wait_expired: None,
+            kept: Vec::new(),
+        })
+    }
+
+    /// Remembers rows inserted into `t` for after a rollback, if its schema keeps them.
+    pub(super) fn keep_inserted<'a>(
+        &mut self,
+        t: &TableSql,
+        rows: impl IntoIterator<Item = &'a Map<String, Value>>,
+    ) {
+        if !t.schema.keep_on_failure {
+            return;
+        }
+        for row in rows {
+            if self.kept.len() >= MAX_KEPT_ROWS {
+                tracing::warn!(
+                    table = t.name(),
+                    "more than {MAX_KEPT_ROWS} rows inserted by one run: the rest are not kept if it fails"
+                );
+                return;
+            }
+            self.kept.push(DeferredUpsert {
+                table: t.name().to_string(),
+                row: row.clone(),
+            });
+        }
+    }
+
+    /// Rolls the unit back, then writes the rows it inserted into `keep_on_failure` tables in
+    /// a transaction of their own (see the module doc). Returns how many were written; a row
+    /// that cannot be written again (its key is taken meanwhile) is skipped with a warning.
+    pub fn rollback_keeping_inserts(mut self) -> Result<usize, StoreError> {
+        let kept = std::mem::take(&mut self.kept);
+        let inner = Arc::clone(&self.inner);
+        self.release();
+        if kept.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = SqliteUnit::begin(&inner)?;
+        let mut written = 0;
+        for k in &kept {
+            match txn.insert(&k.table, &k.row) {
+                Ok(_) => written += 1,
+                Err(e) => tracing::warn!(
+                    table = k.table.as_str(),
+                    error = %e,
+                    "a failed run's kept row could not be written"
+                ),
+            }
+        }
+        txn.kept.clear();
+        txn.commit()?;
+        Ok(written)
+    }
+
+    /// Runs `f` on the connection, first taking the write lock if `write`; notices when SQLite
+    /// has rolled the whole transaction back after an error.
+    pub(super) fn exec<R>(
+        &mut self,
+        t: &TableSql,
+        write: bool,
+        f: impl FnOnce(&Connection) -> Result<R, TableError>,
+    ) -> Result<R, TableError> {
+        if let Some(m) = &self.aborted {
+            return Err(TableError::Storage(m.clone()));
+        }
+        if write && !self.writing {
+            self.begin_write().map_err(|e| match e {
+                BeginError::Expired(m) => TableError::Timeout(format!("table `{}`: {m}", t.name())),
+                BeginError::Sqlite(e) => t.storage(e),
+                BeginError::Finished => TableError::Storage(BeginError::FINISHED.into()),
+            })?;
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(TableError::Storage(BeginError::FINISHED.into()));
+        };
+        let r = f(conn);
+        if let Err(e) = &r {
+            if self.writing && conn.is_autocommit() {
+                self.aborted = Some(format!(
+                    "SQLite rolled back this run's table writes after an error ({e}); no more table calls are possible in this run"
+                ));
+            }
+        }
+        r
+    }
+
+    /// Takes SQLite's write lock now rather than at the first write, so that what this run
+    /// reads cannot change before it writes (waits up to the lock timeout).
+    pub fn lock_for_write(&mut self) -> Result<(), StoreError> {
+        if self.writing {
+            return Ok(());
+        }
+        let path = self.inner.path.clone();
+        self.begin_write().map_err(|e| match e {
+            BeginError::Expired(message) => StoreError::Aborted { path, message },
+            BeginError::Sqlite(e) => sqlite_err(&path, "cannot take the write lock")(e),
+            BeginError::Finished => StoreError::Aborted {
+                path,
+                message: BeginError::FINISHED.into(),
+            },
+        })
+    }
+
+    /// How long the next write waits for another writer's lock (default 10 s).
+    pub fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        self.lock_timeout = timeout;
+        Ok(())
+    }
+
+    /// Ends every wait for the write lock at `deadline` (the run's): a write that would wait
+    /// past it fails with [`TableError::Timeout`], and [`SqliteUnit::lock_wait_expired`] says so.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
+    /// Why a wait for the write lock ended at the deadline, if one did: the run timed out
+    /// waiting for another writer.
+    pub fn lock_wait_expired(&self) -> Option<&str> {
+        self.lock_wait_expired.as_deref()
+    }
+
+    /// `BEGIN IMMEDIATE`: takes SQLite's write lock, waiting for another writer at most the
+    /// lock timeout and never past the deadline.
+    pub(super) fn begin_write(&mut self) -> Result<(), BeginError> {
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(BeginError::Finished);
+        };
+        let left = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let wait = left.map_or(self.lock_timeout, |l| l.min(self.lock_timeout));
+        conn.busy_timeout(wait).map_err(BeginError::Sqlite)?;
+        self.timeout_changed = true;
+        let waiting = Instant::now();
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {
+                self.writing = true;
+                Ok(())
+            }
+            Err(e)
+                if e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+                    && left.is_some_and(|l| l <= self.lock_timeout) =>
+            {
+                let message = format!(
+                    "the run's deadline passed while it waited {} ms for the database's write lock (another process or run was writing to `{}`); nothing was written",
+                    waiting.elapsed().as_millis(),
+                    self.inner.path.display()
+                );
+                self.lock_wait_expired = Some(message.clone());
+                Err(BeginError::Expired(message))
+            }
+            Err(e) => Err(BeginError::Sqlite(e)),
+        }
+    }
+
+    /// The row of `table` whose key is `key`. A keyless table's key is the `_id` in decimal;
+    /// a key that is not a number then matches nothing.
+    pub fn get(
+        &mut self,
+        table: &str,
+        key: &str,
+    ) -> Result<Option<Map<String, Value>>, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            return Ok(None);
+        };
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&t.get).map_err(|e| t.storage(e))?;
+            let mut rows = stmt.query([k]).map_err(|e| t.storage(e))?;
+            match rows.next().map_err(|e| t.storage(e))? {
+                Some(r) => Ok(Some(t.read_row(r).map_err(|e| t.storage(e))?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Rows equal to every `column: value` of `filter` (`null` matches unset), oldest first, at
+    /// most `limit` (default 1000, capped at 10 000).
+    pub fn find(
+        &mut self,
+        table: &str,
+        filter: &Map<String, Value>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Map<String, Value>>, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let (clause, mut params) = t.where_clause(filter)?;
+        let limit = limit.unwrap_or(DEFAULT_FIND_LIMIT).min(MAX_FIND_LIMIT);
+        params.push(Bound::Int(i64::from(limit)));
+        let sql = format!(
+            "{}{clause} ORDER BY {} LIMIT ?{}",
+            t.select,
+            quote(ROW_ID),
+            params.len()
+        );
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let mut rows = stmt
+                .query(params_from_iter(params.iter()))
+                .map_err(|e| t.storage(e))?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(|e| t.storage(e))? {
+                out.push(t.read_row(r).map_err(|e| t.storage(e))?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// How many rows match `filter` (`{}` = all).
+    pub fn count(&mut self, table: &str, filter: &Map<String, Value>) -> Result<u64, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let (clause, params) = t.where_clause(filter)?;
+        let sql = format!("SELECT count(*) FROM {}{clause}", t.ident);
+        self.exec(t, false, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let n: i64 = stmt
+                .query_row(params_from_iter(params.iter()), |r| r.get(0))
+                .map_err(|e| t.storage(e))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    /// Inserts one row; a duplicate key is [`TableError::Conflict`]. Returns the row's key (the
+    /// new `_id` in decimal for a keyless table).
+    pub fn insert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let vals = t.bind_row(row)?;
+        let key = self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
+            stmt.execute(params_from_iter(vals.iter()))
+                .map_err(|e| t.write_error(e, &vals))?;
+            Ok(match t.key {
+                Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                None => conn.last_insert_rowid().to_string(),
+            })
+        })?;
+        self.keep_inserted(t, [row]);
+        Ok(key)
+    }
+
+    /// Inserts every row or none: all rows are checked first (an error names the row number),
+    /// then written with one prepared statement inside a savepoint.
+    pub fn insert_many(
+        &mut self,
+        table: &str,
+        rows: &[Map<String, Value>],
+    ) -> Result<u32, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let total = rows.len();
+        let Ok(count) = u32::try_from(total) else {
+            return Err(TableError::InvalidInput(format!(
+                "table `{}`: {total} rows in one insert-many is too many",
+                t.name()
+            )));
+        };
+        let mut bound = Vec::with_capacity(total);
+        for (i, row) in rows.iter().enumerate() {
+            bound.push(t.bind_row(row).map_err(|e| {
+                e.prefixed(&format!("row {} of {total}: ", i + 1))
+                    .suffixed(" (nothing was inserted)")
+            })?);
+        }
+        if bound.is_empty() {
+            return Ok(0);
+        }
+        self.exec(t, true, |conn| {
+            conn.execute_batch("SAVEPOINT flowhost_insert_many")
+                .map_err(|e| t.storage(e))?;
+            let result = (|| {
+                let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
+                for (i, vals) in bound.iter().enumerate() {
+                    stmt.execute(params_from_iter(vals.iter())).map_err(|e| {
+                        t.write_error(e, vals)
+                            .prefixed(&format!("row {} of {total}: ", i + 1))
+                            .suffixed(" (nothing was inserted)")
+                    })?;
+                }
+                Ok(count)
+            })();
+            if result.is_err() {
+                let _ = conn.execute_batch("ROLLBACK TO flowhost_insert_many");
+            }
+            let _ = conn.execute_batch("RELEASE flowhost_insert_many");
+            result
+        })?;
+        self.keep_inserted(t, rows);
+        Ok(count)
+    }
+
+    /// Inserts the row, or replaces every column of the row with the same key (which keeps its
+    /// place in insertion order). A keyless table has nothing to match on: plain insert.
+    pub fn upsert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let vals = t.bind_row(row)?;
+        let key = self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
+            stmt.execute(params_from_iter(vals.iter()))
+                .map_err(|e| t.write_error(e, &vals))?;
+            Ok(match t.key {
+                Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                None => conn.last_insert_rowid().to_string(),
+            })
+        })?;
+        // A keyless table's upsert is an insert.
+        if t.key.is_none() {
+            self.keep_inserted(t, [row]);
+        }
+        Ok(key)
+    }
+
+    /// Applies upserts that [`SqliteTables::check_upsert`] accepted earlier, in order (consecutive rows
+    /// of one table share one statement). The first failure fails every later call and the
+    /// commit: the run that deferred them may already have been told they succeeded, so it must
+    /// not commit without them.
+    pub fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
+        let Some(first) = rows.first() else {
+            return Ok(());
+        };
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(&first.table)?;
+        let r = self.exec(t, true, |conn| {
+            let mut current: Option<(&TableSql, rusqlite::CachedStatement<'_>)> = None;
+            for row in &rows {
+                let same = current.as_ref().is_some_and(|(t, _)| t.name() == row.table);
+                if !same {
+                    let t = inner.table(&row.table)?;
+                    let stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
+                    current = Some((t, stmt));
+                }
+                if let Some((t, stmt)) = current.as_mut() {
+                    let vals = t.bind_row(&row.row)?;
+                    stmt.execute(params_from_iter(vals.iter()))
+                        .map_err(|e| t.write_error(e, &vals))?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = &r {
+            self.aborted.get_or_insert_with(|| {
+                format!("a table write of this run failed ({e}); no more table calls are possible in this run")
+            });
+        }
+        r
+    }
+
+    /// Sets the columns in `changes` on the row with `key`; `false` if there is no such row.
+    /// The key column (or `_id`) may appear only with the row's own key: keys are not renamed.
+    pub fn update(
+        &mut self,
+        table: &str,
+        key: &str,
+        changes: &Map<String, Value>,
+    ) -> Result<bool, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            // Still check the changes, so that a typo is reported even for a missing row.
+            t.schema.check_changes(changes)?;
+            return Ok(false);
+        };
+        let mut sets = Vec::new();
+        let mut params: Vec<Bound<'_>> = Vec::new();
+        for (name, v) in changes {
+            let column: Option<&Column> = t.schema.column(name);
+            let is_key = match (column, t.key) {
+                (Some(c), Some((ki, _))) => t.schema.columns[ki].name == c.name,
+                (None, None) => name == ROW_ID,
+                _ => false,
+            };
+            if is_key {
+                let ty = column.map_or(ColumnType::Integer, |c| c.ty);
+                let same = match (&k, t.bind(name, ty, v)?) {
+                    (KeyParam::Text(a), Bound::Text(b)) => *a == b,
+                    (KeyParam::Int(a), Bound::Int(b)) => *a == b,
+                    _ => false,
+                };
+                if !same {
+                    return Err(TableError::InvalidInput(format!(
+                        "table `{}`: update cannot change the key `{name}` of row `{key}` (to {v}); delete the row and insert a new one",
+                        t.name()
+                    )));
+                }
+                continue;
+            }
+            let Some(c) = column else {
+                return Err(t.schema.unknown_column(name));
+            };
+            params.push(t.bind(name, c.ty, v)?);
+            sets.push(format!("{} = ?{}", quote(&c.name), params.len()));
+        }
+        if sets.is_empty() {
+            let sql = format!("SELECT 1 FROM {} WHERE {} = ?1", t.ident, t.key_ident);
+            return self.exec(t, false, |conn| {
+                let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+                stmt.exists([k]).map_err(|e| t.storage(e))
+            });
+        }
+        let key_pos = params.len() + 1;
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {} = ?{key_pos}",
+            t.ident,
+            sets.join(", "),
+            t.key_ident
+        );
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            for (i, p) in params.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, p)
+                    .map_err(|e| t.storage(e))?;
+            }
+            stmt.raw_bind_parameter(key_pos, &k)
+                .map_err(|e| t.storage(e))?;
+            let n = stmt.raw_execute().map_err(|e| t.write_error(e, &[]))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Deletes the row with `key`; `false` if there is none.
+    pub fn delete(&mut self, table: &str, key: &str) -> Result<bool, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let Some(k) = t.key_param(key) else {
+            return Ok(false);
+        };
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&t.delete).map_err(|e| t.storage(e))?;
+            let n = stmt.execute([k]).map_err(|e| t.storage(e))?;
+            Ok(n > 0)
+        })
+    }
+
+    /// Deletes every row; returns how many there were.
+    pub fn clear(&mut self, table: &str) -> Result<u64, TableError> {
+        let inner = Arc::clone(&self.inner);
+        let t = inner.table(table)?;
+        let sql = format!("DELETE FROM {}", t.ident);
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+            let n = stmt.execute([]).map_err(|e| t.storage(e))?;
+            Ok(n as u64)
+        })
+    }
+
+    /// Whether a write transaction was started (and so holds SQLite's write lock).
+    pub fn wrote(&self) -> bool {
+        self.writing
+    }
+
+    /// Makes every write of the unit visible at once. Fails (having rolled back) if SQLite had
+    /// already rolled the unit back or the commit itself fails (disk full).
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let path = self.inner.path.clone();
+        if let Some(message) = self.aborted.take() {
+            self.release();
+            return Err(StoreError::Aborted { path, message });
+        }
+        if self.writing {
+            if let Some(conn) = self.conn.as_ref() {
+                if let Err(source) = conn.execute_batch("COMMIT") {
+                    self.release();
+                    return Err(StoreError::Sqlite {
+                        path,
+                        context: "commit failed, the run's table writes were rolled back".into(),
+                        source,
+                    });
+                }
+            }
+            self.writing = false;
+            if let (Some(c), Some(conn)) = (&self.inner.checkpoints, &self.conn) {
+                c.committed(conn);
+            }
+        }
+        self.release();
+        Ok(())
+    }
+
+    /// Undoes every write of the unit (also what dropping a `SqliteUnit` does).
+    pub fn rollback(mut self) {
+        self.release();
+    }
+
+    pub(super) fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.writing = false;
+            self.inner.put_conn(conn, self.timeout_changed);
+        }
+    }
+}
+
+impl Drop for SqliteUnit {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl UnitOfWork for SqliteUnit {
+    fn get(&mut self, table: &str, key: &str) -> Result<Option<Map<String, Value>>, TableError> {
+        SqliteUnit::get(self, table, key)
+    }
+
+    fn find(
+        &mut self,
+        table: &str,
+        filter: &Map<String, Value>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Map<String, Value>>, TableError> {
+        SqliteUnit::find(self, table, filter, limit)
+    }
+
+    fn count(&mut self, table: &str, filter: &Map<String, Value>) -> Result<u64, TableError> {
+        SqliteUnit::count(self, table, filter)
+    }
+
+    fn insert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        SqliteUnit::insert(self, table, row)
+    }
+
+    fn insert_many(&mut self, table: &str, rows: &[Map<String, Value>]) -> Result<u32, TableError> {
+        SqliteUnit::insert_many(self, table, rows)
+    }
+
+    fn upsert(&mut self, table: &str, row: &Map<String, Value>) -> Result<String, TableError> {
+        SqliteUnit::upsert(self, table, row)
+    }
+
+    fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
+        SqliteUnit::upsert_deferred(self, rows)
+    }
+
+    fn update(
+        &mut self,
+        table: &str,
+        key: &str,
+        changes: &Map<String, Value>,
+    ) -> Result<bool, TableError> {
+        SqliteUnit::update(self, table, key, changes)
+    }
+
+    fn delete(&mut self, table: &str, key: &str) -> Result<bool, TableError> {
+        SqliteUnit::delete(self, table, key)
+    }
+
+    fn clear(&mut self, table: &str) -> Result<u64, TableError> {
+        SqliteUnit::clear(self, table)
+    }
+
+    fn wrote(&self) -> bool {
+        SqliteUnit::wrote(self)
+    }
+
+    fn lock_for_write(&mut self) -> Result<(), StoreError> {
+        SqliteUnit::lock_for_write(self)
+    }
+
+    fn set_lock_timeout(&mut self, timeout: Duration) -> Result<(), StoreError> {
+        SqliteUnit::set_lock_timeout(self, timeout)
+    }
+
+    fn set_deadline(&mut self, deadline: Instant) {
+        SqliteUnit::set_deadline(self, deadline)
+    }
+
+    fn lock_wait_expired(&self) -> Option<&str> {
+        SqliteUnit::lock_wait_expired(self)
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        SqliteUnit::commit(*self)
+    }
+
+    fn rollback(self: Box<Self>) {
+        SqliteUnit::rollback(*self)
+    }
+
+    fn rollback_keeping_inserts(self: Box<Self>) -> Result<usize, StoreError> {
+        SqliteUnit::rollback_keeping_inserts(*self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::store::sqlite::test_support::*;
+    use crate::store::{Store, Txn};
+    use serde_json::json;
+    use std::time::Instant;
+
+    #[test]
+    fn store_and_txn_are_send_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Store>();
+        send::<Txn>();
+    }
+
+    #[test]
+    fn every_txn_op_on_a_keyed_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        assert!(!tx.wrote());
+        assert_eq!(tx.get("Typed", "a").unwrap(), None);
+        assert!(!tx.wrote(), "reads do not take the write lock");
+
+        let key = tx
+            .insert("Typed", &obj(json!({"id": "a", "n": 2.5, "i": 7, "b": true, "j": {"x": [1, "y"]}, "s": "hello"})))
+            .unwrap();
+        assert_eq!(key, "a");
+        assert!(tx.wrote());
+        assert_eq!(
+            tx.get("Typed", "a").unwrap().unwrap(),
+            obj(
+                json!({"id": "a", "n": 2.5, "i": 7, "b": true, "j": {"x": [1, "y"]}, "s": "hello"})
+            )
+        );
+        // Omitted columns come back as null; integral numbers as integers.
+        tx.insert("Typed", &obj(json!({"id": "b", "n": 3})))
+            .unwrap();
+        assert_eq!(
+            tx.get("Typed", "b").unwrap().unwrap(),
+            obj(json!({"id": "b", "n": 3, "i": null, "b": null, "j": null, "s": null}))
+        );
+        // Duplicate key.
+        let err = tx.insert("Typed", &obj(json!({"id": "a"}))).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Conflict("table `Typed`: a row with key `a` already exists".into())
+        );
+        // The failed insert did not spoil the unit of work.
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 2);
+
+        // Upsert replaces every column and keeps the row's place.
+        assert_eq!(
+            tx.upsert("Typed", &obj(json!({"id": "a", "s": "replaced"})))
+                .unwrap(),
+            "a"
+        );
+        assert_eq!(
+            tx.upsert("Typed", &obj(json!({"id": "c", "b": false})))
+                .unwrap(),
+            "c"
+        );
+        let all = tx.find("Typed", &Map::new(), None).unwrap();
+        let ids: Vec<&str> = all.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(all[0]["s"], json!("replaced"));
+        assert_eq!(all[0]["n"], Value::Null);
+        assert_eq!(all[2]["b"], json!(false));
+
+        // Find with filters (null matches unset), limit.
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"s": null})), None)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"b": false})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"n": 3.0})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            tx.find("Typed", &obj(json!({"s": null, "id": "b"})), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(tx.find("Typed", &Map::new(), Some(2)).unwrap().len(), 2);
+        assert_eq!(tx.find("Typed", &Map::new(), Some(0)).unwrap().len(), 0);
+        assert_eq!(tx.count("Typed", &obj(json!({"s": null}))).unwrap(), 2);
+        let err = tx.find("Typed", &obj(json!({"nn": 1})), None).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::InvalidInput("table `Typed` has no column `nn` (did you mean `n`?)".into())
+        );
+        let err = tx.find("Typed", &obj(json!({"n": "3"})), None).unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)), "{err:?}");
+
+        // Update.
+        assert!(tx
+            .update("Typed", "b", &obj(json!({"s": "upd", "i": 4.0, "id": "b"})))
+            .unwrap());
+        assert_eq!(tx.get("Typed", "b").unwrap().unwrap()["i"], json!(4));
+        assert!(!tx.update("Typed", "zz", &obj(json!({"s": "x"}))).unwrap());
+        assert!(
+            tx.update("Typed", "b", &Map::new()).unwrap(),
+            "no changes: true if the row exists"
+        );
+        assert!(!tx.update("Typed", "zz", &Map::new()).unwrap());
+        let err = tx
+            .update("Typed", "b", &obj(json!({"id": "other"})))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cannot change the key `id` of row `b`"),
+            "{err}"
+        );
+        let err = tx
+            .update("Typed", "b", &obj(json!({"id": null})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)));
+        let err = tx
+            .update("Typed", "b", &obj(json!({"bogus": 1})))
+            .unwrap_err();
+        assert!(err.to_string().contains("no column `bogus`"));
+
+        // Delete and clear.
+        assert!(tx.delete("Typed", "b").unwrap());
+        assert!(!tx.delete("Typed", "b").unwrap());
+        assert_eq!(tx.clear("Typed").unwrap(), 2);
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
+
+        // Unknown table.
+        let err = tx.get("typed", "a").unwrap_err();
+        assert_eq!(
+            err,
+            TableError::NotFound("no table `typed` (did you mean `Typed`?)".into())
+        );
+        let err = tx.insert("Nope", &Map::new()).unwrap_err();
+        assert_eq!(err, TableError::NotFound("no table `Nope`".into()));
+        // Missing key.
+        let err = tx.insert("Typed", &obj(json!({"s": "x"}))).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::InvalidInput(
+                "table `Typed`: the row has no value for the key column `id`".into()
+            )
+        );
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn keyless_tables_use_the_row_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(
+            dir.path(),
+            vec![schema("name: Log\ncolumns:\n  - { name: note, type: text }\n  - { name: n, type: number }\n")],
+        );
+        let mut tx = store.begin().unwrap();
+        let k1 = tx.insert("Log", &obj(json!({"note": "one"}))).unwrap();
+        let k2 = tx
+            .upsert("Log", &obj(json!({"note": "two", "n": 1.25})))
+            .unwrap();
+        assert_eq!((k1.as_str(), k2.as_str()), ("1", "2"));
+        assert_eq!(
+            tx.get("Log", "2").unwrap().unwrap(),
+            obj(json!({"_id": 2, "note": "two", "n": 1.25}))
+        );
+        assert_eq!(
+            tx.get("Log", "two").unwrap(),
+            None,
+            "a non-number key matches nothing"
+        );
+        assert!(!tx.update("Log", "two", &obj(json!({"note": "x"}))).unwrap());
+        assert!(!tx.delete("Log", "x").unwrap());
+        // A row read back can be written back (`_id` in changes equal to the key is fine).
+        let mut row = tx.get("Log", "1").unwrap().unwrap();
+        row.insert("note".into(), json!("uno"));
+        assert!(tx.update("Log", "1", &row).unwrap());
+        assert_eq!(tx.get("Log", "1").unwrap().unwrap()["note"], json!("uno"));
+        let err = tx.update("Log", "1", &obj(json!({"_id": 5}))).unwrap_err();
+        assert!(
+            err.to_string().contains("cannot change the key `_id`"),
+            "{err}"
+        );
+        // `_id` in an inserted row is ignored.
+        let k3 = tx.insert("Log", &row).unwrap();
+        assert_eq!(k3, "3");
+        assert_eq!(
+            tx.find("Log", &obj(json!({"_id": 3})), None).unwrap().len(),
+            1
+        );
+        assert_eq!(tx.count("Log", &obj(json!({"note": "uno"}))).unwrap(), 2);
+        // Row ids are never reused.
+        assert!(tx.delete("Log", "3").unwrap());
+        assert_eq!(tx.insert("Log", &obj(json!({}))).unwrap(), "4");
+        assert_eq!(tx.clear("Log").unwrap(), 3);
+        assert_eq!(tx.insert("Log", &obj(json!({}))).unwrap(), "5");
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn insert_many_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "x"}))).unwrap();
+        let rows: Vec<_> = (0..5)
+            .map(|i| obj(json!({"id": format!("r{i}")})))
+            .collect();
+        assert_eq!(tx.insert_many("Typed", &rows).unwrap(), 5);
+
+        // A bad row: nothing written, error names the row.
+        let bad = vec![obj(json!({"id": "n1"})), obj(json!({"id": "n2", "i": "7"}))];
+        let err = tx.insert_many("Typed", &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "row 2 of 2: table `Typed`, column `i` (integer): expected an integer, got the string \"7\" (nothing was inserted)"
+        );
+        // A duplicate in the middle: rolled back to before the call.
+        let dup = vec![
+            obj(json!({"id": "n1"})),
+            obj(json!({"id": "x"})),
+            obj(json!({"id": "n3"})),
+        ];
+        let err = tx.insert_many("Typed", &dup).unwrap_err();
+        assert_eq!(
+            err,
+            TableError::Conflict("row 2 of 3: table `Typed`: a row with key `x` already exists (nothing was inserted)".into())
+        );
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 6);
+        assert_eq!(tx.insert_many("Typed", &[]).unwrap(), 0);
+        tx.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 6);
+    }
+
+    #[test]
+    fn a_failed_runs_inserts_into_a_keep_on_failure_table_survive_its_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            schema("name: Log\nkeep_on_failure: true\ncolumns:\n  - { name: note, type: text }\n");
+        let store = open_with(dir.path(), vec![typed(), log]);
+        let mut tx = store.begin().unwrap();
+        tx.insert("Log", &obj(json!({"note": "before"}))).unwrap();
+        tx.commit().unwrap();
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        tx.insert("Log", &obj(json!({"note": "one"}))).unwrap();
+        tx.insert_many(
+            "Log",
+            &[obj(json!({"note": "two"})), obj(json!({"note": "three"}))],
+        )
+        .unwrap();
+        tx.upsert("Log", &obj(json!({"note": "four"}))).unwrap();
+        // Updates and deletes of the kept table roll back like every other write.
+        assert!(tx
+            .update("Log", "1", &obj(json!({"note": "changed"})))
+            .unwrap());
+        assert!(tx.delete("Log", "1").unwrap());
+        assert_eq!(tx.rollback_keeping_inserts().unwrap(), 4);
+
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.get("Typed", "rolled").unwrap(), None);
+        let notes: Vec<Value> = tx
+            .find("Log", &Map::new(), None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r["note"].clone())
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                json!("before"),
+                json!("one"),
+                json!("two"),
+                json!("three"),
+                json!("four")
+            ]
+        );
+        tx.commit().unwrap();
+
+        // A plain rollback (or drop) keeps nothing; a unit without kept rows writes nothing.
+        let mut tx = store.begin().unwrap();
+        tx.insert("Log", &obj(json!({"note": "dropped"}))).unwrap();
+        tx.rollback();
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        assert_eq!(tx.rollback_keeping_inserts().unwrap(), 0);
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.count("Log", &Map::new()).unwrap(), 5);
+        assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
+    }
+
+    #[test]
+    fn commit_rollback_and_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, store) = open_both(dir.path(), vec![typed()]);
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "committed"})))
+            .unwrap();
+        // Not visible to another unit before commit.
+        let mut other = store.begin().unwrap();
+        assert_eq!(other.get("Typed", "committed").unwrap(), None);
+        tx.commit().unwrap();
+        assert!(other.get("Typed", "committed").unwrap().is_some());
+        drop(other);
+
+        let mut tx = store.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "rolled"}))).unwrap();
+        tx.rollback();
+        {
+            let mut tx = store.begin().unwrap();
+            tx.insert("Typed", &obj(json!({"id": "dropped"}))).unwrap();
+            tx.clear("Typed").unwrap();
+        }
+        let mut tx = store.begin().unwrap();
+        assert_eq!(tx.get("Typed", "rolled").unwrap(), None);
+        assert_eq!(tx.get("Typed", "dropped").unwrap(), None);
+        assert!(tx.get("Typed", "committed").unwrap().is_some());
+        // A read-only unit commits trivially.
+        tx.commit().unwrap();
+        // Connections go back to the pool.
+        assert!(!tables.inner.pool.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_writer_waits_for_the_first() {
+        use std::sync::atomic::AtomicBool;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(open_with(dir.path(), vec![typed()]));
+        let mut first = store.begin().unwrap();
+        first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
+
+        // While the first holds the lock, a writer that may not wait is refused.
+        let mut hasty = store.begin().unwrap();
+        hasty.set_lock_timeout(Duration::ZERO).unwrap();
+        let err = hasty
+            .insert("Typed", &obj(json!({"id": "hasty"})))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("locked by another writer"),
+            "{err}"
+        );
+        drop(hasty);
+
+        // A writer that may wait gets the lock once the first has committed, and not before.
+        let committing = Arc::new(AtomicBool::new(false));
+        let (s2, seen) = (Arc::clone(&store), Arc::clone(&committing));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let second = std::thread::spawn(move || {
+            let mut tx = s2.begin().unwrap();
+            // Reads do not wait.
+            assert_eq!(tx.count("Typed", &Map::new()).unwrap(), 0);
+            started_tx.send(()).unwrap();
+            tx.insert("Typed", &obj(json!({"id": "second"}))).unwrap();
+            let after_commit = seen.load(Ordering::SeqCst);
+            // Inside its write transaction it sees the first unit's committed row.
+            assert!(tx.get("Typed", "first").unwrap().is_some());
+            tx.commit().unwrap();
+            after_commit
+        });
+        started_rx.recv().unwrap();
+        committing.store(true, Ordering::SeqCst);
+        first.commit().unwrap();
+        assert!(
+            second.join().unwrap(),
+            "the second writer wrote before the first committed"
+        );
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+
+        // With a short lock timeout, the waiting writer gives up with a clear error.
+        let mut first = store.begin().unwrap();
+        first.clear("Typed").unwrap();
+        let mut second = store.begin().unwrap();
+        second.set_lock_timeout(Duration::from_millis(100)).unwrap();
+        let err = second
+            .insert("Typed", &obj(json!({"id": "x"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::Storage(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("locked by another writer"),
+            "{err}"
+        );
+        assert!(!second.wrote());
+        drop(second);
+        first.rollback();
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_lock_wait_ends_at_the_deadline_as_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), vec![typed()]);
+        let mut first = store.begin().unwrap();
+        first.insert("Typed", &obj(json!({"id": "first"}))).unwrap();
+
+        let mut late = store.begin().unwrap();
+        late.set_deadline(Instant::now() + Duration::from_millis(50));
+        assert_eq!(late.lock_wait_expired(), None);
+        let err = late
+            .insert("Typed", &obj(json!({"id": "late"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::Timeout(_)), "{err:?}");
+        let said = late.lock_wait_expired().unwrap().to_string();
+        assert!(
+            err.to_string()
+                .starts_with("table `Typed`: the run's deadline passed while it waited ")
+                && said.contains("for the database's write lock"),
+            "{err} / {said}"
+        );
+        // Past the deadline a write is refused at once, and the unit cannot commit it.
+        assert!(matches!(
+            late.insert("Typed", &obj(json!({"id": "later"}))),
+            Err(TableError::Timeout(_))
+        ));
+        assert!(!late.wrote());
+        drop(late);
+        first.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 1);
+    }
+
+    /// Caps the database at 20 pages, so that a few rows of the returned 3,000-byte text fill
+    /// it: a full disk, for the tests.
+    fn fill_soon(tx: &SqliteUnit) -> String {
+        tx.conn
+            .as_ref()
+            .unwrap()
+            .pragma_update(None, "max_page_count", 20)
+            .unwrap();
+        "x".repeat(3000)
+    }
+
+    #[test]
+    fn a_full_database_is_a_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, _) = open_both(dir.path(), vec![typed()]);
+        let mut tx = tables.begin().unwrap();
+        let big = fill_soon(&tx);
+        let mut err = None;
+        for i in 0..100 {
+            if let Err(e) = tx.insert("Typed", &obj(json!({"id": format!("k{i}"), "s": big}))) {
+                err = Some(e);
+                break;
+            }
+        }
+        let err = err.expect("the database never filled up");
+        assert!(matches!(err, TableError::Storage(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("table `Typed`: database or disk is full"),
+            "{err}"
+        );
+        // Either SQLite kept the transaction (commit keeps the rows written before) or it rolled
+        // it back (then every later call and the commit fail); never a half-applied commit.
+        let aborted = tx.aborted.is_some();
+        match tx.commit() {
+            Ok(()) => assert!(!aborted),
+            Err(e) => assert!(aborted, "{e}"),
+        }
+    }
+
+    /// Deferred upserts are checked like upserts when queued, written in order when applied
+    /// (a later row with the same key wins), and a batch that fails leaves the unit of work
+    /// unable to commit, so rows a flow was told were stored are never silently missing.
+    #[test]
+    fn deferred_upserts_are_checked_early_and_a_failed_batch_cannot_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyless = schema("name: Log\ncolumns:\n  - { name: m, type: text }\n");
+        let (tables, store) = open_both(dir.path(), vec![typed(), keyless]);
+        let row = |id: &str, s: &str| obj(json!({"id": id, "s": s}));
+        let later = |id: &str, s: &str| DeferredUpsert {
+            table: "Typed".into(),
+            row: row(id, s),
+        };
+        assert_eq!(
+            store.check_upsert("Typed", &row("a", "1")).unwrap(),
+            Some("a".to_string())
+        );
+        // A keyless table's upsert is an insert: it cannot be deferred.
+        assert_eq!(
+            store.check_upsert("Log", &obj(json!({"m": "x"}))).unwrap(),
+            None
+        );
+        let err = store
+            .check_upsert("Typed", &obj(json!({"id": "a", "n": "not a number"})))
+            .unwrap_err();
+        assert!(matches!(err, TableError::InvalidInput(_)), "{err:?}");
+        let err = store
+            .check_upsert("Typed", &obj(json!({"s": "no key"})))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("no value for the key column `id`"),
+            "{err}"
+        );
+
+        let mut tx = store.begin().unwrap();
+        tx.upsert_deferred(vec![later("a", "1"), later("b", "2"), later("a", "3")])
+            .unwrap();
+        assert_eq!(tx.get("Typed", "a").unwrap().unwrap()["s"], json!("3"));
+        tx.commit().unwrap();
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+
+        let mut tx = tables.begin().unwrap();
+        tx.upsert_deferred(vec![later("c", "4")]).unwrap();
+        let big = fill_soon(&tx);
+        let batch = (0..100).map(|i| later(&format!("k{i}"), &big)).collect();
+        let err = tx.upsert_deferred(batch).unwrap_err();
+        assert!(
+            err.to_string().contains("database or disk is full"),
+            "{err}"
+        );
+        let err = tx.get("Typed", "a").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no more table calls are possible in this run"),
+            "{err}"
+        );
+        assert!(tx.commit().is_err());
+        assert_eq!(store.row_count("Typed").unwrap(), 2);
+    }
+
+    #[test]
+    fn insert_many_throughput_sanity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("f.db"), shipped()).unwrap();
+        let cols = [
+            "timestamp",
+            "type",
+            "actor",
+            "user",
+            "client",
+            "group",
+            "project",
+            "hostname",
+            "server",
+            "gateway",
+            "from_addr",
+            "raw_event",
+        ];
+        let batches = 5;
+        let mut spent = Duration::ZERO;
+        for b in 0..batches {
+            let rows: Vec<_> = (0..1000)
+                .map(|i| {
+                    let mut m = Map::new();
+                    m.insert(
+                        "id".into(),
+                        json!(format!("{b:02}-{i:06}-0000-0000-000000000000")),
+                    );
+                    for c in cols {
+                        m.insert(
+                            c.into(),
+                            json!(format!("{c} value {i} with some padding text")),
+                        );
+                    }
+                    m
+                })
+                .collect();
+            let t0 = Instant::now();
+            let mut tx = store.begin().unwrap();
+            assert_eq!(tx.insert_many("Audit Events", &rows).unwrap(), 1000);
+            tx.commit().unwrap();
+            spent += t0.elapsed();
+        }
+        let secs = spent.as_secs_f64();
+        eprintln!(
+            "insert_many: {} rows x 13 text columns in {secs:.3}s = {:.0} rows/s",
+            batches * 1000,
+            (batches * 1000) as f64 / secs
+        );
+        assert_eq!(store.row_count("Audit Events").unwrap(), batches * 1000);
+    }
+}
