@@ -576,12 +576,10 @@ impl Config {
             .map_err(|e| open(e.to_string()))?;
         let leases = match leases {
             crate::database::LeaseSlot::Files(l) => l,
-            crate::database::LeaseSlot::Cluster => {
-                return Err(open(format!(
-                    "database `{}`: exclusive groups across nodes are not in this build yet",
-                    self.db
-                )))
-            }
+            // One cluster per PostgreSQL database: this process becomes one of its nodes.
+            crate::database::LeaseSlot::Cluster(pg) => crate::lease::Leases::cluster(
+                crate::cluster::Cluster::join(pg).map_err(|e| open(e.to_string()))?,
+            ),
         };
         if let Err(e) = history.mark_interrupted() {
             tracing::warn!(error = %e, "cannot mark interrupted runs");

@@ -10,10 +10,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::history::postgres::PgHistory;
 use crate::history::History;
 use crate::lease::Leases;
 use crate::pg::{Pg, PgError, PgUrl};
 use crate::schema::Schemas;
+use crate::store::postgres::PgTables;
 use crate::store::{Store, StoreError};
 
 /// The database of the tables and run history.
@@ -75,8 +77,9 @@ impl From<&Path> for Database {
 pub enum LeaseSlot {
     /// Lock files next to the SQLite file ([`Leases::for_db`]).
     Files(Leases),
-    /// PostgreSQL: the cluster's advisory locks (filled in by the cluster; none yet).
-    Cluster,
+    /// PostgreSQL: the cluster's advisory locks, on the pool the tables and history use
+    /// (the process joins the cluster when its runtime opens: [`crate::cluster::Cluster::join`]).
+    Cluster(Pg),
 }
 
 /// A database opened for a process.
@@ -94,6 +97,8 @@ pub struct OpenDatabase {
 pub struct ReadOnlyDatabase {
     pub store: Option<Store>,
     pub history: Option<History>,
+    /// The pool both use (PostgreSQL only): `status` lists the cluster's nodes through it.
+    pub pg: Option<Pg>,
 }
 
 impl Database {
@@ -134,10 +139,21 @@ impl Database {
     /// Opens the tables and history for reading only (`status`, `history`, `table export`):
     /// nothing is created; a part with nothing written yet is `None`.
     pub fn open_read_only(&self, schemas: Arc<Schemas>) -> Result<ReadOnlyDatabase, StoreError> {
-        Ok(ReadOnlyDatabase {
-            store: self.open_store_read_only(schemas)?,
-            history: self.open_history_read_only()?,
-        })
+        match self {
+            Database::Sqlite(_) => Ok(ReadOnlyDatabase {
+                store: self.open_store_read_only(schemas)?,
+                history: self.open_history_read_only()?,
+                pg: None,
+            }),
+            Database::Postgres(url) => {
+                let open = open_postgres(url, schemas)?;
+                Ok(ReadOnlyDatabase {
+                    store: Some(open.store),
+                    history: Some(open.history),
+                    pg: open.pg,
+                })
+            }
+        }
     }
 
     /// The tables, opened (created or migrated) for writing (`table import`).
@@ -152,7 +168,7 @@ impl Database {
     pub fn open_history(&self) -> Result<History, StoreError> {
         match self {
             Database::Sqlite(path) => History::open(&crate::history::history_path_for(path)),
-            Database::Postgres(url) => Err(not_yet(url)),
+            Database::Postgres(url) => open_postgres_history(url),
         }
     }
 
@@ -182,7 +198,7 @@ impl Database {
             Database::Sqlite(path) => {
                 History::open_read_only(&crate::history::history_path_for(path))
             }
-            Database::Postgres(url) => Err(not_yet(url)),
+            Database::Postgres(url) => open_postgres_history(url),
         }
     }
 
@@ -195,6 +211,7 @@ impl Database {
             Database::Postgres(_) => Ok(ReadOnlyDatabase {
                 store: Some(store.clone()),
                 history: Some(history.clone()),
+                pg: None,
             }),
         }
     }
@@ -209,17 +226,24 @@ fn absent_is_none<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> 
     }
 }
 
-/// Opens PostgreSQL for a process: one pool shared by the tables and history.
-fn open_postgres(url: &PgUrl, _schemas: Arc<Schemas>) -> Result<OpenDatabase, StoreError> {
-    Err(not_yet(url))
+/// Opens PostgreSQL for a process: one pool shared by the tables and history (and, for
+/// a runtime, the cluster). Tables are created or migrated; nothing else is written.
+fn open_postgres(url: &PgUrl, schemas: Arc<Schemas>) -> Result<OpenDatabase, StoreError> {
+    let pg = Pg::connect(url.clone())?;
+    let store = Store::from_backend(Arc::new(PgTables::open(pg.clone(), schemas)?));
+    let history = History::from_backend(Arc::new(PgHistory::open(pg.clone())?));
+    Ok(OpenDatabase {
+        store,
+        history,
+        pg: Some(pg.clone()),
+        leases: LeaseSlot::Cluster(pg),
+    })
 }
 
-/// Why this build cannot open `url` yet.
-fn not_yet(url: &PgUrl) -> StoreError {
-    StoreError::Unsupported {
-        shown: url.shown().to_string(),
-        reason: "PostgreSQL support is not in this build yet (use an SQLite file for `db:`)".into(),
-    }
+/// Run history alone on PostgreSQL (`history`, `flow enable|disable`, `list`).
+fn open_postgres_history(url: &PgUrl) -> Result<History, StoreError> {
+    let pg = Pg::connect(url.clone())?;
+    Ok(History::from_backend(Arc::new(PgHistory::open(pg)?)))
 }
 
 #[cfg(test)]
@@ -246,12 +270,12 @@ mod tests {
     }
 
     #[test]
-    fn postgres_is_refused_naming_the_url_without_password() {
+    fn an_unreachable_postgres_is_named_without_its_password() {
         let db = Database::parse("postgres://u:pw@127.0.0.1:1/x").unwrap();
         let schemas = Arc::new(Schemas::from_schemas(vec![]).unwrap());
         let err = db.open(schemas).unwrap_err().to_string();
         assert!(
-            err.starts_with("database `postgres://u:***@127.0.0.1:1/x`: "),
+            err.starts_with("cannot connect to PostgreSQL at `postgres://u:***@127.0.0.1:1/x`: "),
             "{err}"
         );
         assert!(!err.contains("pw"), "{err}");
@@ -271,7 +295,7 @@ mod tests {
         assert!(open.pg.is_none());
         match &open.leases {
             LeaseSlot::Files(l) => assert_eq!(l.dir(), dir.path().join("f.db.locks")),
-            LeaseSlot::Cluster => panic!("an SQLite database has lease files"),
+            LeaseSlot::Cluster(_) => panic!("an SQLite database has lease files"),
         }
         assert!(dir.path().join("f-history.db").is_file());
         let ro = db.open_read_only(schemas).unwrap();

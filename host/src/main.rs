@@ -314,15 +314,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
         Command::Status { json } => {
             let (schemas, _) = cfg.check().map_err(config)?;
             let registry = cfg.load_registry().map_err(config)?;
-            let history = flowhost::status::open_history(&cfg.db).map_err(store)?;
-            let tables = flowhost::status::open_store(&cfg.db, schemas).map_err(store)?;
-            let status = flowhost::status::snapshot(
+            let read = cfg.db.open_read_only(schemas).map_err(store)?;
+            let mut status = flowhost::status::snapshot(
                 &registry,
-                history.as_ref(),
-                tables.as_ref(),
+                read.history.as_ref(),
+                read.store.as_ref(),
                 std::time::SystemTime::now(),
             )
             .map_err(|e| usage(e.into()))?;
+            if let Some(pg) = &read.pg {
+                status.nodes = flowhost::status::nodes(pg).map_err(|e| usage(e.into()))?;
+            }
             quiet_on_closed_stdout(cmd_status(&status, json)).map_err(usage)
         }
         Command::Flow { cmd } => {

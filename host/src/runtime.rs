@@ -391,7 +391,14 @@ impl Runtime {
         // Held until the run is recorded: no other run of the group, in any process, meanwhile.
         let _group = match &flow.manifest.exclusive {
             Some(g) => match self.leases.group(g, deadline).await {
-                Ok(lease) => Some(lease),
+                Ok(lease) => {
+                    // A run that waited for its group starts now, not when it was begun: two
+                    // runs of a group never overlap in history (across a cluster's nodes too).
+                    if let Err(e) = self.history.mark_started(id) {
+                        tracing::warn!(run = id, error = %e, "cannot record a run's start");
+                    }
+                    Some(lease)
+                }
                 Err(e) => return Ok(self.not_started(id, name, started, e)),
             },
             None => None,

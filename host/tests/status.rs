@@ -404,8 +404,8 @@ fn assert_rate_limits_are_the_last_sent(
     );
 }
 
-/// A `db:` naming PostgreSQL is shown without its password: a build without PostgreSQL
-/// support refuses it in one line naming the URL as `u:***`, and exits non-zero.
+/// A `db:` naming a PostgreSQL server that does not answer is refused in one line naming
+/// the URL as `u:***` (never the password), with a non-zero exit and no SQLite file written.
 #[test]
 fn a_postgres_url_is_named_without_its_password() {
     let env = TestEnv::new();

@@ -24,6 +24,9 @@ pub trait HistoryBackend: Send + Sync + std::fmt::Debug {
         parent: Option<i64>,
         input: &str,
     ) -> Result<i64, StoreError>;
+    /// Sets run `id`'s start to now: it waited (for its exclusive group) and starts only now,
+    /// so that two runs of one group never overlap in history.
+    fn mark_started(&self, id: i64) -> Result<(), StoreError>;
     #[allow(clippy::too_many_arguments)]
     fn finish_with_dropped_logs(
         &self,

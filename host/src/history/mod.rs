@@ -338,6 +338,11 @@ impl History {
         self.backend.start(flow, trigger, parent, input)
     }
 
+    /// Moves run `id`'s start to now (see [`HistoryBackend::mark_started`]).
+    pub fn mark_started(&self, id: i64) -> Result<(), StoreError> {
+        self.backend.mark_started(id)
+    }
+
     /// Records how run `id` ended: output and error capped, the first [`MAX_LOG_LINES`] log
     /// lines kept and the rest counted, child aggregates stored. A child run (one with a parent)
     /// that ended `ok` is deleted instead: its parent's [`ChildStats`] account for it.

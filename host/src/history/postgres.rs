@@ -274,6 +274,15 @@ impl HistoryBackend for PgHistory {
             .ok_or_else(|| self.invalid(format!("the start of a run of `{flow}` returned no id")))
     }
 
+    fn mark_started(&self, id: i64) -> Result<(), StoreError> {
+        self.query(
+            "UPDATE _flowhost_runs SET started = $1 WHERE id = $2",
+            &[&now_rfc3339(), &id],
+            &format!("cannot record the start of run {id}"),
+        )?;
+        Ok(())
+    }
+
     fn finish_with_dropped_logs(
         &self,
         id: i64,

@@ -195,6 +195,15 @@ impl SqliteHistory {
         Ok(conn.last_insert_rowid())
     }
 
+    /// See [`HistoryBackend::mark_started`].
+    pub fn mark_started(&self, id: i64) -> Result<(), StoreError> {
+        self.lock()
+            .prepare_cached("UPDATE _flowhost_runs SET started = ?1 WHERE id = ?2")
+            .and_then(|mut s| s.execute(params![now_rfc3339(), id]))
+            .map_err(self.err(&format!("cannot record the start of run {id}")))?;
+        Ok(())
+    }
+
     /// [`super::History::finish`] for a run that already dropped `dropped_earlier` log lines before
     /// handing over `logs` (the runtime's own cap): `logs_dropped` counts both.
     #[allow(clippy::too_many_arguments)]
@@ -675,6 +684,10 @@ impl HistoryBackend for SqliteHistory {
         input: &str,
     ) -> Result<i64, StoreError> {
         SqliteHistory::start(self, flow, trigger, parent, input)
+    }
+
+    fn mark_started(&self, id: i64) -> Result<(), StoreError> {
+        SqliteHistory::mark_started(self, id)
     }
 
     fn finish_with_dropped_logs(

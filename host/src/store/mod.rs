@@ -109,10 +109,6 @@ pub enum StoreError {
     /// Data in the database that flowhost cannot read back (e.g. an unknown run status).
     #[error("database `{}`: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
-    /// The database is of a kind this build cannot open (the text names it, a URL without
-    /// its password).
-    #[error("database `{shown}`: {reason}")]
-    Unsupported { shown: String, reason: String },
     /// A PostgreSQL database could not be reached, migrated or written (the text shows the
     /// URL without its password).
     #[error(transparent)]

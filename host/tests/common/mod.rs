@@ -108,7 +108,7 @@ impl TestEnv {
         };
         let mut text = format!(
             "db: \"{}\"\nflows: [{}]\ntables: [{}]\ncache_dir: \"{}\"\n",
-            self.db().display(),
+            self.config.db,
             list(&self.config.flows),
             list(&self.config.tables),
             self.config.cache_dir.as_ref().unwrap().display()
