@@ -105,7 +105,7 @@ impl ToSql for KeyParam<'_> {
     }
 }
 
-/// A table's schema plus the SQL that serves it, built once per [`SqliteTables`].
+/// A table's schema plus the SQL that serves it, built once per [`super::SqliteTables`].
 pub(super) struct TableSql {
     pub(super) schema: TableSchema,
     /// Quoted SQLite table name.

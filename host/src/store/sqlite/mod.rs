@@ -222,9 +222,9 @@ impl SqliteTables {
         SqliteUnit::begin(&self.inner)
     }
 
-    /// Checks an upsert of `row` into `table` as [`SqliteUnit::upsert`] would, without writing it: the
-    /// row's key if it can be applied later with [`SqliteUnit::upsert_deferred`]; `None` for a keyless
-    /// table (whose upsert is an insert that must run now to learn its row id).
+    /// Checks an upsert of `row` into `table` as [`SqliteUnit::upsert`] would, without writing
+    /// it: the row's key if it can be applied later with [`SqliteUnit::upsert_deferred`]; `None`
+    /// for a keyless table (whose upsert is an insert that must run now to learn its row id).
     pub fn check_upsert(
         &self,
         table: &str,

@@ -31,8 +31,8 @@ impl BeginError {
 }
 
 /// A unit of work: every table read and write of one top-level run (and its children). Writes
-/// become visible to others only on [`SqliteUnit::commit`]; [`SqliteUnit::rollback`] or dropping the `SqliteUnit`
-/// undoes them. `Send`, not `Sync`.
+/// become visible to others only on [`SqliteUnit::commit`]; [`SqliteUnit::rollback`] or
+/// dropping the `SqliteUnit` undoes them. `Send`, not `Sync`.
 ///
 /// Calls block the calling thread: a write may wait up to the lock timeout for another writer.
 pub struct SqliteUnit {
@@ -391,10 +391,10 @@ impl SqliteUnit {
         Ok(key)
     }
 
-    /// Applies upserts that [`SqliteTables::check_upsert`] accepted earlier, in order (consecutive rows
-    /// of one table share one statement). The first failure fails every later call and the
-    /// commit: the run that deferred them may already have been told they succeeded, so it must
-    /// not commit without them.
+    /// Applies upserts that [`super::SqliteTables::check_upsert`] accepted earlier, in order
+    /// (consecutive rows of one table share one statement). The first failure fails every later
+    /// call and the commit: the run that deferred them may already have been told they
+    /// succeeded, so it must not commit without them.
     pub fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
         let Some(first) = rows.first() else {
             return Ok(());
