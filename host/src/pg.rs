@@ -100,6 +100,18 @@ impl PgUrl {
                     shown: shown.clone(),
                     reason: e.to_string(),
                 })?;
+        // No TLS client is built in: refuse at once rather than fail at the first connect.
+        if matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        ) {
+            return Err(PgError::BadUrl {
+                shown,
+                reason: "sslmode=require: this build speaks to PostgreSQL without TLS (use a \
+                         Unix socket, loopback or a tunnel, see docs/postgres.md)"
+                    .into(),
+            });
+        }
         if config.get_hosts().is_empty() {
             return Err(PgError::BadUrl {
                 shown,
@@ -413,6 +425,17 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("s3cret"), "{text}");
+    }
+
+    #[test]
+    fn tls_is_refused_in_one_line_naming_the_setting() {
+        let err = PgUrl::parse("postgres://flow:s3cret@db/audit?sslmode=require")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("sslmode=require"), "{err}");
+        assert!(err.contains("postgres://flow:***@db/audit"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]
