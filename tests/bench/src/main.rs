@@ -13,6 +13,7 @@
 //! of the Runtime) and `cli` (`flowhost list` / `flowhost run U01` wall times). See README.md.
 
 mod cli;
+mod cluster;
 mod measure;
 mod micro;
 mod native;
@@ -76,6 +77,7 @@ enum Mode {
     Python,
     Micro,
     Cli,
+    Cluster,
 }
 
 impl Mode {
@@ -87,6 +89,7 @@ impl Mode {
             Mode::Python => "python",
             Mode::Micro => "micro",
             Mode::Cli => "cli",
+            Mode::Cluster => "cluster",
         }
     }
 }
@@ -208,6 +211,10 @@ fn child(env: &Env, mode: Mode) -> Result<()> {
             ingest: None,
             items: cli::run(env)?,
         },
+        Mode::Cluster => ChildOut {
+            ingest: None,
+            items: cluster::run(env)?,
+        },
     };
     let mut out = out;
     if let Some(i) = out.ingest.as_mut() {
@@ -287,7 +294,7 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         .into_iter()
         .filter(|m| modes.contains(m))
         .collect();
-    if [Mode::Wasm, Mode::WasmPg, Mode::Cli]
+    if [Mode::Wasm, Mode::WasmPg, Mode::Cli, Mode::Cluster]
         .iter()
         .any(|m| modes.contains(m))
     {
@@ -345,8 +352,23 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         cli_items = spawn(env, args, Mode::Cli)?.items;
         print_items(&cli_items);
     }
+    if modes.contains(&Mode::Cluster) {
+        println!(
+            "\n== cluster (release `flowhost serve` processes on one throwaway PostgreSQL database, \
+             same machine; one drain each)"
+        );
+        print_items(&spawn(env, args, Mode::Cluster)?.items);
+    }
 
-    summary(env, &ingest_modes, &results, &micro_items, &cli_items);
+    let others = modes.contains(&Mode::Cluster);
+    summary(
+        env,
+        &ingest_modes,
+        &results,
+        &micro_items,
+        &cli_items,
+        others,
+    );
 
     if args.perf {
         let profiled: Vec<Mode> = ingest_modes
@@ -540,7 +562,15 @@ fn part(i: &Ingest, key: &str) -> (f64, f64) {
         })
 }
 
-fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], cli: &[Item]) {
+/// `others`: a mode without targets (cluster) ran.
+fn summary(
+    env: &Env,
+    modes: &[Mode],
+    results: &[Vec<Ingest>],
+    micro: &[Item],
+    cli: &[Item],
+    others: bool,
+) {
     let meds: Vec<Ingest> = results
         .iter()
         .filter(|r| !r.is_empty())
@@ -683,7 +713,7 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
             it.value
         );
     }
-    if modes.is_empty() && micro.is_empty() && cli.is_empty() {
+    if modes.is_empty() && micro.is_empty() && cli.is_empty() && !others {
         println!("(nothing ran)");
     }
 }

@@ -26,6 +26,22 @@ impl Server {
         Ok(Server { server, url })
     }
 
+    /// The database's URL (no password: trust authentication on loopback).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Rows in Audit Events now (the table must exist: any flowhost process made it).
+    pub fn audit_events(&self) -> Result<u64> {
+        let table = flowhost::schema::sql_table_name("Audit Events");
+        let out = self
+            .server
+            .try_psql(DB, &format!("SELECT count(*) FROM \"{table}\""))
+            .map_err(|e| anyhow!("{e}"))?;
+        out.parse()
+            .with_context(|| format!("counting Audit Events printed `{out}`"))
+    }
+
     /// `db:` for the runtime.
     pub fn database(&self) -> Result<Database> {
         Database::parse(&self.url).map_err(|e| anyhow!("wasm-pg: {e}"))
