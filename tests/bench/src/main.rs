@@ -3,18 +3,22 @@
 //! Each ingest mode runs in a child process of its own (this binary re-executed with the hidden
 //! `--child MODE`), so that peak RSS and CPU are that mode's alone; the child starts the ASA
 //! simulator in-process on its own thread (unlimited rate, pages of `--count`), ingests into a
-//! fresh SQLite file in a temporary directory, and prints one result line. The parent reaps it
+//! fresh SQLite file in a temporary directory (wasm-pg: a database on a throwaway PostgreSQL
+//! server it starts), and prints one result line. The parent reaps it
 //! with `wait4` (peak RSS), prints each run, then the medians, ratios and targets.
 //!
-//! Modes: `wasm` (M10 --until-idle through the Runtime), `native` (the same work in plain
+//! Modes: `wasm` (M10 --until-idle through the Runtime), `wasm-pg` (the same on a throwaway
+//! PostgreSQL server the child starts itself), `native` (the same work in plain
 //! Rust), `python` (tests/bench/asa_ingest.py, standard library only), `micro` (per-call costs
 //! of the Runtime) and `cli` (`flowhost list` / `flowhost run U01` wall times). See README.md.
 
 mod cli;
+mod cluster;
 mod measure;
 mod micro;
 mod native;
 mod perf;
+mod pg;
 mod python;
 mod report;
 mod wasm;
@@ -68,20 +72,24 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Wasm,
+    WasmPg,
     Native,
     Python,
     Micro,
     Cli,
+    Cluster,
 }
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Wasm => "wasm",
+            Mode::WasmPg => "wasm-pg",
             Mode::Native => "native",
             Mode::Python => "python",
             Mode::Micro => "micro",
             Mode::Cli => "cli",
+            Mode::Cluster => "cluster",
         }
     }
 }
@@ -180,7 +188,11 @@ fn real_main(args: Args) -> Result<()> {
 fn child(env: &Env, mode: Mode) -> Result<()> {
     let out = match mode {
         Mode::Wasm => ChildOut {
-            ingest: Some(wasm::run(env)?),
+            ingest: Some(wasm::run(env, wasm::Backend::Sqlite)?),
+            items: Vec::new(),
+        },
+        Mode::WasmPg => ChildOut {
+            ingest: Some(wasm::run(env, wasm::Backend::Postgres)?),
             items: Vec::new(),
         },
         Mode::Native => ChildOut {
@@ -198,6 +210,10 @@ fn child(env: &Env, mode: Mode) -> Result<()> {
         Mode::Cli => ChildOut {
             ingest: None,
             items: cli::run(env)?,
+        },
+        Mode::Cluster => ChildOut {
+            ingest: None,
+            items: cluster::run(env)?,
         },
     };
     let mut out = out;
@@ -265,6 +281,7 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
     let modes: Vec<Mode> = if args.only.is_empty() {
         vec![
             Mode::Wasm,
+            Mode::WasmPg,
             Mode::Native,
             Mode::Python,
             Mode::Micro,
@@ -273,11 +290,14 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
     } else {
         args.only.clone()
     };
-    let ingest_modes: Vec<Mode> = [Mode::Wasm, Mode::Native, Mode::Python]
+    let ingest_modes: Vec<Mode> = [Mode::Wasm, Mode::WasmPg, Mode::Native, Mode::Python]
         .into_iter()
         .filter(|m| modes.contains(m))
         .collect();
-    if modes.contains(&Mode::Wasm) || modes.contains(&Mode::Cli) {
+    if [Mode::Wasm, Mode::WasmPg, Mode::Cli, Mode::Cluster]
+        .iter()
+        .any(|m| modes.contains(m))
+    {
         let m10 = env.root.join("flows/dist/M10.wasm");
         if !m10.exists() {
             bail!(
@@ -332,14 +352,29 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         cli_items = spawn(env, args, Mode::Cli)?.items;
         print_items(&cli_items);
     }
+    if modes.contains(&Mode::Cluster) {
+        println!(
+            "\n== cluster (release `flowhost serve` processes on one throwaway PostgreSQL database, \
+             same machine; one drain each)"
+        );
+        print_items(&spawn(env, args, Mode::Cluster)?.items);
+    }
 
-    summary(env, &ingest_modes, &results, &micro_items, &cli_items);
+    let others = modes.contains(&Mode::Cluster);
+    summary(
+        env,
+        &ingest_modes,
+        &results,
+        &micro_items,
+        &cli_items,
+        others,
+    );
 
     if args.perf {
         let profiled: Vec<Mode> = ingest_modes
             .iter()
             .copied()
-            .filter(|m| *m != Mode::Python)
+            .filter(|m| *m == Mode::Wasm || *m == Mode::Native)
             .collect();
         if !perf::available() {
             println!("\n--perf: `perf` does not run here; no profile.");
@@ -407,14 +442,21 @@ fn print_run(i: &Ingest) {
     } else {
         String::new()
     };
+    let server = i.server_cpu_s.map_or(String::new(), |c| {
+        format!(
+            ", PostgreSQL server CPU {:.2} s/1M",
+            per_million(c, i.events)
+        )
+    });
     println!(
-        "{:<7} {} events in {:.2} s = {} events/s | client CPU {:.2} s/1M, simulator CPU {:.2} s/1M | peak RSS {:.0} MB | DB {:.0} MB/1M{} | rows digest {}",
+        "{:<7} {} events in {:.2} s = {} events/s | client CPU {:.2} s/1M, simulator CPU {:.2} s/1M{} | peak RSS {:.0} MB | DB {:.0} MB/1M{} | rows digest {}",
         i.mode,
         thousands(i.events as f64),
         i.seconds,
         thousands(rate(i)),
         per_million(i.cpu_s, i.events),
         per_million(i.sim_cpu_s, i.events),
+        server,
         i.peak_rss_kb as f64 / 1024.0,
         mb(per_million(i.db_bytes as f64, i.events)),
         calls,
@@ -493,6 +535,9 @@ fn med(runs: &[Ingest]) -> Ingest {
     out.seconds = m(&|i| i.seconds);
     out.cpu_s = m(&|i| i.cpu_s);
     out.sim_cpu_s = m(&|i| i.sim_cpu_s);
+    out.server_cpu_s = out
+        .server_cpu_s
+        .map(|_| m(&|i| i.server_cpu_s.unwrap_or(0.0)));
     out.peak_rss_kb = m(&|i| i.peak_rss_kb as f64) as u64;
     out.db_bytes = m(&|i| i.db_bytes as f64) as u64;
     out.flow_calls = m(&|i| i.flow_calls as f64) as u64;
@@ -517,7 +562,15 @@ fn part(i: &Ingest, key: &str) -> (f64, f64) {
         })
 }
 
-fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], cli: &[Item]) {
+/// `others`: a mode without targets (cluster) ran.
+fn summary(
+    env: &Env,
+    modes: &[Mode],
+    results: &[Vec<Ingest>],
+    micro: &[Item],
+    cli: &[Item],
+    others: bool,
+) {
     let meds: Vec<Ingest> = results
         .iter()
         .filter(|r| !r.is_empty())
@@ -530,12 +583,13 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
             results.first().map_or(0, Vec::len)
         );
         println!(
-            "{:<7} {:>10} {:>9} {:>10} {:>11} {:>10} {:>9} {:>9} {:>13}",
+            "{:<7} {:>10} {:>9} {:>10} {:>11} {:>12} {:>10} {:>9} {:>9} {:>13}",
             "mode",
             "events",
             "seconds",
             "events/s",
             "CPU s/1M",
+            "server s/1M",
             "sim s/1M",
             "RSS MB",
             "DB MB/1M",
@@ -543,12 +597,14 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
         );
         for i in &meds {
             println!(
-                "{:<7} {:>10} {:>9.2} {:>10} {:>11.2} {:>10.2} {:>9.0} {:>9.0} {:>13}",
+                "{:<7} {:>10} {:>9.2} {:>10} {:>11.2} {:>12} {:>10.2} {:>9.0} {:>9.0} {:>13}",
                 i.mode,
                 thousands(i.events as f64),
                 i.seconds,
                 thousands(rate(i)),
                 per_million(i.cpu_s, i.events),
+                i.server_cpu_s
+                    .map_or("-".into(), |c| format!("{:.2}", per_million(c, i.events))),
                 per_million(i.sim_cpu_s, i.events),
                 i.peak_rss_kb as f64 / 1024.0,
                 mb(per_million(i.db_bytes as f64, i.events)),
@@ -560,13 +616,25 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
             );
         }
         println!(
-            "CPU s/1M = client CPU per million events (the process minus the simulator's threads; python: the Python process). \
-             RSS = peak of the mode's own process (wasm/native include the in-process simulator)."
+            "CPU s/1M = client CPU per million events (the process minus the simulator's threads; python: the Python process; \
+             the SQLite modes' database work is in it). server s/1M = the PostgreSQL server's processes (wasm-pg: measured from /proc, \
+             the postmaster and all it forked; not in CPU s/1M; '-' = no separate server). \
+             RSS = peak of the mode's own process (wasm/native/wasm-pg include the in-process simulator; wasm-pg: not the server's). \
+             DB MB/1M: wasm-pg = pg_database_size, run history included."
         );
         let runs: Vec<&Ingest> = results.iter().flatten().collect();
         match report::same_rows(&runs) {
             Ok(digest) => println!("rows: every run of every mode stored the same rows with the same enrichment strings (digest {digest})"),
             Err(e) => println!("rows: {e}"),
+        }
+        if let (Some(w), Some(p)) = (find("wasm"), find("wasm-pg")) {
+            let cpu =
+                |i: &Ingest| (i.cpu_s + i.server_cpu_s.unwrap_or(0.0)) / i.events.max(1) as f64;
+            println!(
+                "ratio wasm-pg/wasm: events/s {:.2}×, client + server CPU per event {:.2}×",
+                rate(p) / rate(w),
+                cpu(p) / cpu(w)
+            );
         }
         if let Some(w) = find("wasm") {
             for other in ["native", "python"] {
@@ -645,7 +713,7 @@ fn summary(env: &Env, modes: &[Mode], results: &[Vec<Ingest>], micro: &[Item], c
             it.value
         );
     }
-    if modes.is_empty() && micro.is_empty() && cli.is_empty() {
+    if modes.is_empty() && micro.is_empty() && cli.is_empty() && !others {
         println!("(nothing ran)");
     }
 }

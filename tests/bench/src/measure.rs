@@ -195,27 +195,105 @@ pub fn digest(path: &Path) -> Result<(u64, String)> {
         "SELECT {DIGEST_COLUMNS} FROM \"{table}\" ORDER BY \"id\""
     ))?;
     let mut rows = stmt.query([])?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    let mut n = 0u64;
+    let mut d = RowDigest::default();
     while let Some(r) = rows.next()? {
-        n += 1;
         for i in 0..12 {
             match r.get_ref(i)? {
-                rusqlite::types::ValueRef::Text(t) => feed(t),
-                rusqlite::types::ValueRef::Null => feed(b"\x01null"),
-                other => feed(format!("{other:?}").as_bytes()),
+                rusqlite::types::ValueRef::Text(t) => d.field(Some(t)),
+                rusqlite::types::ValueRef::Null => d.field(None),
+                other => d.field(Some(format!("{other:?}").as_bytes())),
             }
-            feed(b"\x00");
         }
-        feed(b"\n");
+        d.end_row();
     }
-    Ok((n, format!("{h:016x}")))
+    Ok(d.finish())
+}
+
+/// FNV-1a (64 bits) over rows of fields, fed in id order (see [`digest`]); shared by the
+/// SQLite and PostgreSQL readers so that equal rows give equal digests on both.
+pub struct RowDigest {
+    h: u64,
+    rows: u64,
+}
+
+impl Default for RowDigest {
+    fn default() -> RowDigest {
+        RowDigest {
+            h: 0xcbf2_9ce4_8422_2325,
+            rows: 0,
+        }
+    }
+}
+
+impl RowDigest {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.h ^= u64::from(b);
+            self.h = self.h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// One field: its text, or `None` for NULL.
+    pub fn field(&mut self, value: Option<&[u8]>) {
+        self.feed(value.unwrap_or(b"\x01null"));
+        self.feed(b"\x00");
+    }
+
+    pub fn end_row(&mut self) {
+        self.feed(b"\n");
+        self.rows += 1;
+    }
+
+    /// (rows, digest).
+    pub fn finish(self) -> (u64, String) {
+        (self.rows, format!("{:016x}", self.h))
+    }
+}
+
+/// CPU seconds used so far by process `pid` and every child it has had: its own time, its
+/// reaped children's (`cutime`, `cstime`) and its living children's, all from `/proc` in clock
+/// ticks. (A PostgreSQL postmaster forks each backend and reaps it, and each backend makes
+/// itself a process group leader, so the parent link is what ties them together.)
+pub fn tree_cpu(pid: u32) -> f64 {
+    /// (ppid, utime + stime, cutime + cstime) in ticks, from `/proc/PID/stat`.
+    fn stat(dir: &Path) -> Option<(u32, u64, u64)> {
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        // Fields after the `(comm)`, which may hold spaces: state is field 3, ppid 4,
+        // utime 14, stime 15, cutime 16, cstime 17.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .skip(1)
+            .take(15)
+            .map(|v| v.parse::<u64>().unwrap_or(0))
+            .collect();
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        Some((
+            u32::try_from(at(0)).ok()?,
+            at(10).saturating_add(at(11)),
+            at(12).saturating_add(at(13)),
+        ))
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks: u64 = 0;
+    for e in entries.flatten() {
+        let Some(this) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some((ppid, own, reaped)) = stat(&e.path()) else {
+            continue;
+        };
+        if this == pid {
+            ticks = ticks.saturating_add(own).saturating_add(reaped);
+        } else if ppid == pid {
+            ticks = ticks.saturating_add(own);
+        }
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
 }
 
 /// The median of `v` (mean of the two middle values for an even count); 0 for none.
@@ -229,5 +307,27 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         v[m]
     } else {
         (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that used CPU and was reaped still counts: a PostgreSQL backend that exited
+    /// during the drain is part of the server's CPU.
+    #[test]
+    fn tree_cpu_counts_a_reaped_child() {
+        let before = tree_cpu(std::process::id());
+        let status = Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let after = tree_cpu(std::process::id());
+        assert!(
+            after > before,
+            "the reaped child's CPU is missing: {before} s before, {after} s after"
+        );
     }
 }

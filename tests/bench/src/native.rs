@@ -532,6 +532,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
         seconds: wall,
         cpu_s: client_cpu,
         sim_cpu_s: sim_cpu,
+        server_cpu_s: None,
         flow_calls: 0,
         db_bytes: measure::db_size(&db)?,
         history_bytes: 0,

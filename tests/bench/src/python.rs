@@ -98,6 +98,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
         seconds: child.wall.as_secs_f64(),
         cpu_s: child.cpu_s,
         sim_cpu_s,
+        server_cpu_s: None,
         flow_calls: 0,
         db_bytes: measure::db_size(&db)?,
         history_bytes: 0,

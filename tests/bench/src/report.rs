@@ -21,9 +21,13 @@ pub struct Ingest {
     pub cpu_s: f64,
     /// CPU seconds of the in-process simulator's threads during the drain.
     pub sim_cpu_s: f64,
+    /// CPU seconds of the database server's processes during the drain (wasm-pg only: the
+    /// SQLite modes' database work is in `cpu_s`).
+    #[serde(default)]
+    pub server_cpu_s: Option<f64>,
     /// Top-level runs + child calls (wasm only).
     pub flow_calls: u64,
-    /// Main database file after a WAL checkpoint.
+    /// Main database file after a WAL checkpoint (wasm-pg: `pg_database_size`).
     pub db_bytes: u64,
     /// Run-history database (wasm only).
     pub history_bytes: u64,

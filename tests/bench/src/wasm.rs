@@ -1,6 +1,7 @@
 //! The full WASM chain: M10 → U00/U01/U10/U11/U12/U13/U20, S20 → S21, S30/S31 → S32–S37,
 //! through `flowhost::runtime::Runtime` exactly as `flowhost run M10 --until-idle` drives it,
-//! into a fresh SQLite file.
+//! into a fresh SQLite file (`wasm`) or a fresh database on a throwaway PostgreSQL server the
+//! child starts itself (`wasm-pg`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use flowhost::config::Config;
+use flowhost::database::Database;
 use flowhost::history::Trigger;
 use flowhost::manifest::{Grants, HostPattern};
 use flowhost::runtime::{RunRequest, Runtime};
@@ -37,10 +39,21 @@ pub fn write_secrets(path: &std::path::Path, pairs: &[(&str, &str)]) -> Result<(
     Ok(())
 }
 
-/// A runtime over flows/dist and tables/ in `dir`, whose U00/M10 may call the simulator.
+/// Where the chain's tables and run history go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `flowhost.db` (and its history file) in the run's temporary directory.
+    Sqlite,
+    /// A database on a throwaway PostgreSQL server, tables and history in one.
+    Postgres,
+}
+
+/// A runtime over flows/dist and tables/ in `dir` (tables and history in `db`), whose
+/// U00/M10 may call the simulator.
 pub fn asa_runtime(
     env: &Env,
     dir: &std::path::Path,
+    db: Database,
     sim: &asa_sim::Sim,
     cache_dir: PathBuf,
 ) -> Result<Arc<Runtime>> {
@@ -53,7 +66,7 @@ pub fn asa_runtime(
         ],
     )?;
     let mut config = Config {
-        db: dir.join("flowhost.db").into(),
+        db,
         flows: vec![env.root.join("flows/dist")],
         tables: vec![env.root.join("tables")],
         secrets_file: Some(secrets),
@@ -104,7 +117,13 @@ fn map_cwasm(
             })
             .unwrap_or_default()
     };
-    let rt = asa_runtime(env, dir, sim, cache.to_path_buf())?;
+    let rt = asa_runtime(
+        env,
+        dir,
+        dir.join("flowhost.db").into(),
+        sim,
+        cache.to_path_buf(),
+    )?;
     let mut names = BTreeMap::new();
     for flow in CHAIN {
         let before = list();
@@ -116,10 +135,19 @@ fn map_cwasm(
     Ok(names)
 }
 
-pub fn run(env: &Env) -> Result<Ingest> {
+pub fn run(env: &Env, backend: Backend) -> Result<Ingest> {
     let mut perf = crate::perf::Ctl::from_env()?;
     let sim = crate::start_sim(env.events)?;
     let dir = env.tempdir("wasm")?;
+    let server = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(crate::pg::Server::start()?),
+    };
+    let sqlite = dir.path().join("flowhost.db");
+    let db = match &server {
+        Some(s) => s.database()?,
+        None => sqlite.clone().into(),
+    };
     let (cache, cwasm) = if perf.is_some() {
         let cache = dir.path().join("cache");
         let names = map_cwasm(env, dir.path(), &sim, &cache)?;
@@ -127,7 +155,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
     } else {
         (env.cache_dir(), BTreeMap::new())
     };
-    let rt = asa_runtime(env, dir.path(), &sim, cache)?;
+    let rt = asa_runtime(env, dir.path(), db, &sim, cache)?;
     let tokio = tokio_runtime()?;
     let count = env.count;
 
@@ -146,6 +174,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
             p.enable()?;
         }
         let cpu = CpuMark::now();
+        let server_cpu = server.as_ref().map(|s| s.cpu());
         let started = Instant::now();
         let mut queue = VecDeque::from([RunRequest {
             flow: "M10".into(),
@@ -173,13 +202,17 @@ pub fn run(env: &Env) -> Result<Ingest> {
         }
         let wall = started.elapsed();
         let (client_cpu, sim_cpu) = cpu.since();
+        let server_cpu = server
+            .as_ref()
+            .zip(server_cpu)
+            .map(|(s, before)| (s.cpu() - before).max(0.0));
         if let Some(p) = perf.as_mut() {
             p.disable()?;
         }
         let n = ids.len() as u64;
-        Ok::<_, anyhow::Error>(((wall, client_cpu, sim_cpu), ids, n, in_runs))
+        Ok::<_, anyhow::Error>(((wall, client_cpu, sim_cpu, server_cpu), ids, n, in_runs))
     })?;
-    let ((wall, client_cpu, sim_cpu), ids) = (drain, top_ids);
+    let ((wall, client_cpu, sim_cpu, server_cpu), ids) = (drain, top_ids);
 
     // Child calls per flow, from run history (outside the timed part).
     let mut per_flow: BTreeMap<String, FlowStat> = BTreeMap::new();
@@ -204,11 +237,20 @@ pub fn run(env: &Env) -> Result<Ingest> {
         .row_count("Audit Events")
         .map_err(|e| anyhow!("{e}"))?;
     let pages = sim.stats().audit_requests;
-    let db = dir.path().join("flowhost.db");
-    let history = flowhost::history::history_path_for(&db);
     drop(rt);
     drop(tokio);
-    let (rows, digest) = measure::digest(&db)?;
+    let ((rows, digest), db_bytes, history_bytes) = match &server {
+        // History lives in the same database: its size is part of db_bytes.
+        Some(s) => (s.digest()?, s.size()?, 0),
+        None => {
+            let history = flowhost::history::history_path_for(&sqlite);
+            (
+                measure::digest(&sqlite)?,
+                measure::db_size(&sqlite)?,
+                measure::db_size(&history).unwrap_or(0),
+            )
+        }
+    };
     if rows != events {
         bail!("digest read {rows} rows, the table has {events}");
     }
@@ -244,23 +286,36 @@ pub fn run(env: &Env) -> Result<Ingest> {
             how: "measured (/proc/self/task/*/schedstat)".into(),
         },
     ];
+    let mut notes = vec![format!(
+        "{top_runs} top-level runs, {child_calls} child calls"
+    )];
+    if let Some(c) = server_cpu {
+        notes.push(format!(
+            "PostgreSQL server CPU {c:.2} s ({:.1} µs/event): the postmaster and every process \
+             it forked, living or exited, from /proc (clock ticks); not in client CPU",
+            c * 1e6 / events.max(1) as f64
+        ));
+    }
     Ok(Ingest {
-        mode: "wasm".into(),
+        mode: match backend {
+            Backend::Sqlite => "wasm",
+            Backend::Postgres => "wasm-pg",
+        }
+        .into(),
         events,
         pages,
         seconds: secs,
         cpu_s: client_cpu,
         sim_cpu_s: sim_cpu,
         flow_calls: top_runs + child_calls,
-        db_bytes: measure::db_size(&db)?,
-        history_bytes: measure::db_size(&history).unwrap_or(0),
+        server_cpu_s: server_cpu,
+        db_bytes,
+        history_bytes,
         peak_rss_kb: 0,
         digest,
         split,
         flows: per_flow.into_values().collect(),
-        notes: vec![format!(
-            "{top_runs} top-level runs, {child_calls} child calls"
-        )],
+        notes,
         cwasm,
     })
 }
