@@ -305,7 +305,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     match cli.command {
         Command::List { json } => {
             let registry = cfg.load_registry().map_err(config)?;
-            let switches = match flowhost::status::open_history(&cfg.db).map_err(store)? {
+            let switches = match cfg.db.open_history_read_only().map_err(store)? {
                 Some(h) => h.switches().map_err(store)?,
                 None => Default::default(),
             };

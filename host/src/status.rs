@@ -33,7 +33,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
@@ -41,7 +40,6 @@ use serde::{Deserialize, Serialize};
 use crate::history::{History, RunStatus, Trigger};
 use crate::rate_limits::RateLimitSeen;
 use crate::registry::Registry;
-use crate::schema::Schemas;
 use crate::store::{Store, StoreError, TableError};
 
 /// The table whose newest row says how far collection has got.
@@ -332,19 +330,6 @@ fn team_status(store: &Store, now: SystemTime) -> Result<Vec<TeamStatus>, Status
         });
     }
     Ok(out)
-}
-
-/// The run history of database `db`, read-only; `None` when it does not exist yet.
-pub fn open_history(db: &crate::database::Database) -> Result<Option<History>, StoreError> {
-    db.open_history_read_only()
-}
-
-/// The tables of database `db`, read-only; `None` when it does not exist yet.
-pub fn open_store(
-    db: &crate::database::Database,
-    schemas: Arc<Schemas>,
-) -> Result<Option<Store>, StoreError> {
-    db.open_store_read_only(schemas)
 }
 
 /// The state word `list` and `status` show.
