@@ -106,16 +106,19 @@ impl WasiView for RunState {
 }
 
 /// Caps linear memory per store and remembers whether the cap was hit, so the run's error
-/// can say "memory limit" instead of a bare trap.
+/// can say "memory limit" instead of a bare trap. It also adds up the linear memory the
+/// store's memories were given (wasmtime asks it for a memory's initial size too), which the
+/// benchmark reports per language.
 pub(crate) struct MemoryCap {
     pub max: usize,
     pub hit: bool,
+    pub total: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -127,6 +130,9 @@ impl ResourceLimiter for MemoryCap {
                 crate::manifest::format_size(desired.next_multiple_of(1024))
             )));
         }
+        self.total = self
+            .total
+            .saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
     fn table_growing(
@@ -349,6 +355,7 @@ impl Engine {
                     limits: MemoryCap {
                         max: memory,
                         hit: false,
+                        total: 0,
                     },
                     ctx,
                     deadline,
@@ -453,6 +460,13 @@ pub fn evict_least_recently_used(dir: &Path, max: u64) -> usize {
 pub struct Instance {
     store: Store<RunState>,
     flow: Option<Flow>,
+}
+
+impl Instance {
+    /// The linear memory this instance's memories hold, in bytes (all of its core modules').
+    pub fn linear_memory(&self) -> usize {
+        self.store.data().limits.total
+    }
 }
 
 /// A trap as one line: the trap kind and, for host errors, their message (no backtrace).

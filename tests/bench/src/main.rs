@@ -10,10 +10,13 @@
 //! Modes: `wasm` (M10 --until-idle through the Runtime), `wasm-pg` (the same on a throwaway
 //! PostgreSQL server the child starts itself), `native` (the same work in plain
 //! Rust), `python` (tests/bench/asa_ingest.py, standard library only), `micro` (per-call costs
-//! of the Runtime) and `cli` (`flowhost list` / `flowhost run U01` wall times). See README.md.
+//! of the Runtime) and `cli` (`flowhost list` / `flowhost run U01` wall times); opt-in with
+//! `--only`: `cluster` (serve processes on one PostgreSQL database) and `langs` (a no-op flow in
+//! Rust, Python and JavaScript: size, compile, instantiate, memory). See README.md.
 
 mod cli;
 mod cluster;
+mod langs;
 mod measure;
 mod micro;
 mod native;
@@ -45,7 +48,7 @@ struct Args {
     /// Repetitions of each ingest mode (each printed, then the median).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Only these modes (comma-separated or repeated); default: all.
+    /// Only these modes (comma-separated or repeated); default: all but `cluster` and `langs`.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Mode>,
     /// Page size (`searchCount`, at most 1000).
@@ -78,6 +81,7 @@ enum Mode {
     Micro,
     Cli,
     Cluster,
+    Langs,
 }
 
 impl Mode {
@@ -90,6 +94,7 @@ impl Mode {
             Mode::Micro => "micro",
             Mode::Cli => "cli",
             Mode::Cluster => "cluster",
+            Mode::Langs => "langs",
         }
     }
 }
@@ -214,6 +219,10 @@ fn child(env: &Env, mode: Mode) -> Result<()> {
         Mode::Cluster => ChildOut {
             ingest: None,
             items: cluster::run(env)?,
+        },
+        Mode::Langs => ChildOut {
+            ingest: None,
+            items: langs::run(env)?,
         },
     };
     let mut out = out;
@@ -360,7 +369,15 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         print_items(&spawn(env, args, Mode::Cluster)?.items);
     }
 
-    let others = modes.contains(&Mode::Cluster);
+    if modes.contains(&Mode::Langs) {
+        println!(
+            "\n== langs (a no-op flow per language: Rust's `echo`, Python and JavaScript \
+             scaffolded with `flowhost new` and built with `flowhost build`)"
+        );
+        print_items(&spawn(env, args, Mode::Langs)?.items);
+    }
+
+    let others = modes.contains(&Mode::Cluster) || modes.contains(&Mode::Langs);
     summary(
         env,
         &ingest_modes,

@@ -27,17 +27,34 @@ use crate::setup::{blob_stores, prewarm, warn_load_errors};
 /// row in Probe Items to get.
 pub struct MicroWorld {
     pub rt: Arc<Runtime>,
-    echo: Arc<FlowEntry>,
-    pre: FlowPre<RunState>,
+    echo: Prepared,
     _dir: tempfile::TempDir,
+}
+
+/// A flow and its compiled component, ready to instantiate.
+pub struct Prepared {
+    pub entry: Arc<FlowEntry>,
+    pre: FlowPre<RunState>,
 }
 
 impl MicroWorld {
     /// `root` is the repository; compiled components are cached in `cache_dir`.
     pub fn new(root: &Path, dir: tempfile::TempDir, cache_dir: PathBuf) -> Result<MicroWorld> {
+        MicroWorld::with_flows(root, dir, cache_dir, Vec::new())
+    }
+
+    /// [`MicroWorld::new`] with `extra` flows folders ahead of the repository's.
+    pub fn with_flows(
+        root: &Path,
+        dir: tempfile::TempDir,
+        cache_dir: PathBuf,
+        extra: Vec<PathBuf>,
+    ) -> Result<MicroWorld> {
+        let mut flows = extra;
+        flows.extend([root.join("flows/dist-test"), root.join("flows/dist")]);
         let config = Config {
             db: dir.path().join("micro.db").into(),
-            flows: vec![root.join("flows/dist-test"), root.join("flows/dist")],
+            flows,
             tables: vec![root.join("tables"), root.join("tests/tables")],
             secrets_file: None,
             cache_dir: Some(cache_dir),
@@ -47,14 +64,17 @@ impl MicroWorld {
         let rt = config.open_runtime().map_err(|e| anyhow!("{e}"))?;
         warn_load_errors(&rt);
         prewarm(&rt, &["echo", "probe"])?;
-        let echo = rt.flow("echo")?;
-        let pre = echo.prepare(&rt.engine).map_err(|e| anyhow!(e))?;
+        let echo = prepare(&rt, "echo")?;
         Ok(MicroWorld {
             rt,
             echo,
-            pre,
             _dir: dir,
         })
+    }
+
+    /// Compiles (or loads from the cache) flow `name`.
+    pub fn prepare(&self, name: &str) -> Result<Prepared> {
+        prepare(&self.rt, name)
     }
 
     /// The world of `cargo bench`: the repository above this crate, a system temp dir.
@@ -67,10 +87,10 @@ impl MicroWorld {
 
     /// A call context outside any top-level run (no transaction, no history): what the engine
     /// needs to instantiate and call a flow that uses no capability.
-    fn bare_ctx(&self) -> CallCtx {
+    fn bare_ctx(&self, flow: &Prepared) -> CallCtx {
         CallCtx {
             rt: self.rt.clone(),
-            flow: self.echo.clone(),
+            flow: flow.entry.clone(),
             run: Arc::new(RunShared::new(0, None)),
             depth: 0,
             deadline: Instant::now() + Duration::from_secs(30),
@@ -79,14 +99,24 @@ impl MicroWorld {
 
     /// `echo` on `instance` (a new one when `None`); gives the instance back.
     pub async fn echo_on(&self, instance: Option<Instance>) -> Result<Option<Instance>> {
-        let ctx = self.bare_ctx();
-        let (deadline, memory) = (ctx.deadline, self.echo.manifest.memory);
+        self.invoke_on(&self.echo, instance).await
+    }
+
+    /// `flow` with input `{}` on `instance` (a new one when `None`), outside any run; gives
+    /// the instance back.
+    pub async fn invoke_on(
+        &self,
+        flow: &Prepared,
+        instance: Option<Instance>,
+    ) -> Result<Option<Instance>> {
+        let ctx = self.bare_ctx(flow);
+        let (deadline, memory) = (ctx.deadline, flow.entry.manifest.memory);
         let engine = &self.rt.engine;
         let (out, back) = engine
-            .invoke(&self.pre, instance, ctx, "{}", memory, deadline)
+            .invoke(&flow.pre, instance, ctx, "{}", memory, deadline)
             .await;
         if !matches!(out, Outcome::Ok(_)) {
-            bail!("echo: {out:?}");
+            bail!("{}: {out:?}", flow.entry.manifest.name);
         }
         Ok(back)
     }
@@ -124,6 +154,12 @@ impl MicroWorld {
         self.probe(&json!({"op": "table", "fn": "upsert", "table": "Probe Items", "row": row}))
             .await
     }
+}
+
+fn prepare(rt: &Runtime, name: &str) -> Result<Prepared> {
+    let entry = rt.flow(name)?;
+    let pre = entry.prepare(&rt.engine).map_err(|e| anyhow!("{name}: {e}"))?;
+    Ok(Prepared { entry, pre })
 }
 
 /// `n` table gets of an existing row by key.
