@@ -588,6 +588,39 @@ mod tests {
         v
     }
 
+    /// wasmtime's error for an import its linker lacks, as `instantiate_pre` gives it.
+    fn unlinked(import: &str) -> wasmtime::Error {
+        wasmtime::Error::msg(format!("instance not found: {import}")).context(format!(
+            "component imports instance `{import}`, but a matching implementation was not \
+             found in the linker"
+        ))
+    }
+
+    #[test]
+    fn an_import_the_host_lacks_is_named_and_a_contract_version_the_host_has_is_said() {
+        let path = Path::new("flows/hello.wasm");
+        assert_eq!(
+            link_error(path, &unlinked("wasi:http/types@0.2.10")).to_string(),
+            "flows/hello.wasm: imports `wasi:http/types@0.2.10`, which flowhost does not provide"
+        );
+        assert!(
+            contract_package().starts_with("flowhost:flow@"),
+            "{}",
+            contract_package()
+        );
+        assert_eq!(
+            link_error(path, &unlinked("flowhost:flow/tables@9.0.0")).to_string(),
+            format!(
+                "flows/hello.wasm: imports `flowhost:flow/tables@9.0.0`, which flowhost does \
+                 not provide (it provides {}: build the flow against the host's wit/flow.wit)",
+                contract_package()
+            )
+        );
+        // Anything else stays a compile error.
+        let other = link_error(path, &wasmtime::Error::msg("bad section"));
+        assert!(matches!(other, EngineError::Compile { .. }), "{other}");
+    }
+
     #[test]
     fn eviction_removes_the_least_recently_used_until_the_rest_fit() {
         let d = tempfile::tempdir().unwrap();

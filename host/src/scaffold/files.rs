@@ -1,8 +1,9 @@
 //! The files of a flow project, embedded in the binary: `templates/` (the manifest, the
 //! `.gitignore` and each language's sources), `sdks/` (the Python and JavaScript SDKs),
 //! `flows/sdk/src/` (the Rust SDK) and `wit/flow.wit` (the host's own contract, so a project
-//! always matches the host that wrote it). A file added to one of those folders is picked up
-//! by the next host build without a code change (host/build.rs watches them).
+//! always matches the host that wrote it). host/build.rs stages those folders in
+//! `$OUT_DIR/scaffold/` (without node_modules, __pycache__, dist or target), so a file added to
+//! one of them is picked up by the next host build without a code change.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,9 @@ use include_dir::{include_dir, Dir};
 
 use super::Lang;
 
-static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../templates");
-static SDKS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../sdks");
-static RUST_SDK: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../flows/sdk/src");
+static TEMPLATES: Dir<'static> = include_dir!("$OUT_DIR/scaffold/templates");
+static SDKS: Dir<'static> = include_dir!("$OUT_DIR/scaffold/sdks");
+static RUST_SDK: Dir<'static> = include_dir!("$OUT_DIR/scaffold/rust-sdk");
 
 /// The host's WIT contract (`flowhost:flow@…`), as `wit/flow.wit` of every project.
 pub const WIT: &str = include_str!("../../../wit/flow.wit");
