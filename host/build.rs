@@ -30,6 +30,8 @@ fn embed() -> Result<(), String> {
     for p in flows_build::inputs(&flows)
         .into_iter()
         .chain([root.join("wit"), tables.clone()])
+        // Staged for `scaffold::files` (below).
+        .chain([root.join("templates"), root.join("sdks")])
     {
         println!("cargo:rerun-if-changed={}", p.display());
     }
@@ -43,6 +45,7 @@ fn embed() -> Result<(), String> {
     }
     let built = flows_build::build(&flows)?;
     let out = PathBuf::from(env("OUT_DIR")?);
+    stage_scaffold(&root, &out)?;
     let dir = out.join("package");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
 
@@ -77,6 +80,44 @@ fn embed() -> Result<(), String> {
     let list = out.join("package.rs");
     if std::fs::read_to_string(&list).ok().as_deref() != Some(code.as_str()) {
         std::fs::write(&list, code).map_err(|e| format!("{}: {e}", list.display()))?;
+    }
+    Ok(())
+}
+
+/// What tools write beside the templates and SDKs, never embedded.
+const NOT_EMBEDDED: [&str; 4] = ["node_modules", "__pycache__", "dist", "target"];
+
+/// Copies what `flowhost new` writes out (`templates/`, `sdks/`, `flows/sdk/src/`) into
+/// `$OUT_DIR/scaffold/` without [`NOT_EMBEDDED`] folders (an `npm install` in `sdks/` must not
+/// end up in the binary); `src/scaffold/files.rs` embeds that copy.
+fn stage_scaffold(root: &Path, out: &Path) -> Result<(), String> {
+    let stage = out.join("scaffold");
+    if stage.exists() {
+        std::fs::remove_dir_all(&stage).map_err(|e| format!("{}: {e}", stage.display()))?;
+    }
+    for (from, to) in [
+        ("templates", "templates"),
+        ("sdks", "sdks"),
+        ("flows/sdk/src", "rust-sdk"),
+    ] {
+        copy_tree(&root.join(from), &stage.join(to))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
+    let entries = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    for e in entries {
+        let e = e.map_err(|e| format!("{}: {e}", from.display()))?;
+        let (path, name) = (e.path(), e.file_name());
+        if path.is_dir() {
+            if !NOT_EMBEDDED.iter().any(|n| name == *n) {
+                copy_tree(&path, &to.join(&name))?;
+            }
+        } else if path.is_file() {
+            std::fs::copy(&path, to.join(&name)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

@@ -83,6 +83,73 @@ pub enum EngineError {
     Compile { path: PathBuf, message: String },
     #[error("{path}: cannot read: {message}")]
     Read { path: PathBuf, message: String },
+    /// The component imports an interface the host's linker lacks (e.g. `wasi:http`, or the
+    /// flowhost contract at another version).
+    #[error("{path}: imports `{import}`, which flowhost does not provide{hint}")]
+    MissingImport {
+        path: PathBuf,
+        import: String,
+        hint: String,
+    },
+}
+
+/// The WIT package the host provides, e.g. `flowhost:flow@0.1.0` (from `wit/flow.wit`).
+pub fn contract_package() -> &'static str {
+    static PACKAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        include_str!("../../wit/flow.wit")
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("package "))
+            .map(|p| p.trim_end_matches(';').trim().to_string())
+            .unwrap_or_default()
+    });
+    &PACKAGE
+}
+
+/// A linker error as the user should read it: an import the host lacks names the import
+/// (and, for the flowhost contract at another version, the version the host provides);
+/// anything else is a compile error.
+fn link_error(path: &Path, e: &wasmtime::Error) -> EngineError {
+    let missing = e.chain().find_map(|cause| {
+        let text = cause.to_string();
+        let rest = text.strip_prefix("component imports ")?;
+        if !rest.contains("a matching implementation was not found") {
+            return None;
+        }
+        rest.split('`').nth(1).map(str::to_string)
+    });
+    let Some(import) = missing else {
+        return EngineError::Compile {
+            path: path.into(),
+            message: one_line(e),
+        };
+    };
+    let provided = contract_package();
+    let (package, _) = provided.split_once('@').unwrap_or((provided, ""));
+    let hint = match import.strip_prefix(package) {
+        Some(rest) if rest.starts_with('/') => {
+            format!(" (it provides {provided}: build the flow against the host's wit/flow.wit)")
+        }
+        _ => String::new(),
+    };
+    EngineError::MissingImport {
+        path: path.into(),
+        import,
+        hint,
+    }
+}
+
+/// Checks a component the way the host loads one, without running it: it is a component,
+/// it compiles, and the host's linker provides every import it names (`flowhost build`).
+pub fn check_component(bytes: &[u8], path: &Path) -> Result<(), EngineError> {
+    looks_like_component(bytes).map_err(|m| EngineError::Compile {
+        path: path.into(),
+        message: m.into(),
+    })?;
+    let engine = Engine::new(&EngineOptions {
+        max_instances: 1,
+        ..EngineOptions::default()
+    })?;
+    engine.prepare_bytes(bytes, path).map(|_| ())
 }
 
 /// The per-store state: WASI (no files, env or sockets), the memory cap, and the call context
@@ -259,7 +326,7 @@ impl Engine {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(compile_err)?;
+            .map_err(|e| link_error(path, &e))?;
         FlowPre::new(pre).map_err(compile_err)
     }
 
@@ -533,6 +600,39 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// wasmtime's error for an import its linker lacks, as `instantiate_pre` gives it.
+    fn unlinked(import: &str) -> wasmtime::Error {
+        wasmtime::Error::msg(format!("instance not found: {import}")).context(format!(
+            "component imports instance `{import}`, but a matching implementation was not \
+             found in the linker"
+        ))
+    }
+
+    #[test]
+    fn an_import_the_host_lacks_is_named_and_a_contract_version_the_host_has_is_said() {
+        let path = Path::new("flows/hello.wasm");
+        assert_eq!(
+            link_error(path, &unlinked("wasi:http/types@0.2.10")).to_string(),
+            "flows/hello.wasm: imports `wasi:http/types@0.2.10`, which flowhost does not provide"
+        );
+        assert!(
+            contract_package().starts_with("flowhost:flow@"),
+            "{}",
+            contract_package()
+        );
+        assert_eq!(
+            link_error(path, &unlinked("flowhost:flow/tables@9.0.0")).to_string(),
+            format!(
+                "flows/hello.wasm: imports `flowhost:flow/tables@9.0.0`, which flowhost does \
+                 not provide (it provides {}: build the flow against the host's wit/flow.wit)",
+                contract_package()
+            )
+        );
+        // Anything else stays a compile error.
+        let other = link_error(path, &wasmtime::Error::msg("bad section"));
+        assert!(matches!(other, EngineError::Compile { .. }), "{other}");
     }
 
     #[test]
