@@ -1,0 +1,565 @@
+//! Flows written in Python (issue 19) under the real `flowhost` binary: the template
+//! (`templates/python/`), the SDK (`sdks/python/flowhost_sdk/`, exercised by the fixture
+//! `host/tests/fixtures/python/pysdk/`) and the offload example (`examples/python-offload/`).
+//!
+//! Each project is built once per test binary with componentize-py (pinned: 0.25.1; `cargo
+//! xtask test` installs it) under `target/flowhost-test-py/NAME`, then dropped into a flows
+//! folder the way a user installs it (component first, manifest last, each under a temporary
+//! name renamed into place).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use common::process::Flowhost;
+use common::{
+    drop_flow, env_with_flows, error_line, flowhost, flowhost_async, root, serve, text, wait_until,
+    TestEnv, PATIENCE,
+};
+use flowhost::history::{History, RunRecord, RunStatus};
+use serde_json::{json, Value};
+
+/// A built Python flow project: `dir/dist/NAME.wasm` and `dir/NAME.yaml`.
+struct Project {
+    dir: PathBuf,
+    name: String,
+}
+
+impl Project {
+    fn wasm(&self) -> PathBuf {
+        self.dir.join("dist").join(format!("{}.wasm", self.name))
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.dir.join(format!("{}.yaml", self.name))
+    }
+
+    /// Copies the component, then the manifest (with `extra` appended), into the flows folder
+    /// `flows`, each written under a temporary name and renamed, so a running `serve` never
+    /// sees half a file.
+    fn install(&self, flows: &Path, extra: &str) {
+        std::fs::create_dir_all(flows).unwrap();
+        let put = |name: String, bytes: Vec<u8>| {
+            let tmp = flows.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, bytes).unwrap();
+            std::fs::rename(&tmp, flows.join(name)).unwrap();
+        };
+        put(
+            format!("{}.wasm", self.name),
+            std::fs::read(self.wasm()).unwrap(),
+        );
+        let mut manifest = std::fs::read_to_string(self.manifest()).unwrap();
+        manifest.push_str(extra);
+        put(format!("{}.yaml", self.name), manifest.into_bytes());
+    }
+}
+
+/// A fresh project folder `target/flowhost-test-py/NAME` holding the files of `sources`
+/// (`(file name, text)`), the host's WIT and the Python SDK.
+fn project(name: &str, sources: &[(String, String)]) -> Project {
+    let dir = root().join("target/flowhost-test-py").join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("wit")).unwrap();
+    std::fs::copy(root().join("wit/flow.wit"), dir.join("wit/flow.wit")).unwrap();
+    copy_tree(
+        &root().join("sdks/python/flowhost_sdk"),
+        &dir.join("flowhost_sdk"),
+    );
+    for (file, body) in sources {
+        std::fs::write(dir.join(file), body).unwrap();
+    }
+    Project {
+        dir,
+        name: name.to_string(),
+    }
+}
+
+/// Copies the folder `from` into `to` (created), leaving out `__pycache__`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if e.path().is_dir() {
+            if name != "__pycache__" {
+                copy_tree(&e.path(), &to.join(&name));
+            }
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Builds `project` with componentize-py into `dist/NAME.wasm`; panics with the tool's output
+/// (or what to install) when it fails.
+fn build(project: Project) -> Project {
+    std::fs::create_dir_all(project.dir.join("dist")).unwrap();
+    let out = Command::new("componentize-py")
+        .current_dir(&project.dir)
+        .args(["-d", "wit", "-w", "flow", "componentize", "app", "-o"])
+        .arg(project.wasm())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("componentize-py: {e}: install it with `python3 -m pip install componentize-py==0.25.1`")
+        });
+    assert!(
+        out.status.success(),
+        "componentize-py failed for {}:\n{}\n{}",
+        project.name,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    project
+}
+
+/// The files of the folder `dir` (not recursive) as `(name, text)`, `{{name}}` replaced.
+fn sources(dir: &Path, name: &str) -> Vec<(String, String)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let body = std::fs::read_to_string(e.path()).unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                body.replace("{{name}}", name),
+            )
+        })
+        .collect()
+}
+
+/// The template project `hello`: `templates/python/` and a manifest that grants nothing.
+fn hello() -> &'static Project {
+    static BUILT: OnceLock<Project> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut files = sources(&root().join("templates/python"), "hello");
+        files.push((
+            "hello.yaml".into(),
+            "title: hello\ndescription: A flow in Python\n".into(),
+        ));
+        build(project("hello", &files))
+    })
+}
+
+/// The SDK probe `pysdk` (host/tests/fixtures/python/pysdk).
+fn pysdk() -> &'static Project {
+    static BUILT: OnceLock<Project> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let files = sources(&root().join("host/tests/fixtures/python/pysdk"), "pysdk");
+        build(project("pysdk", &files))
+    })
+}
+
+/// The offload example, as a user copies it (`examples/python-offload`).
+fn offload() -> &'static Project {
+    static BUILT: OnceLock<Project> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let files = sources(&root().join("examples/python-offload"), "offload");
+        build(project("offload", &files))
+    })
+}
+
+/// Run history of the test's database.
+fn history(env: &TestEnv) -> History {
+    History::open_read_only(&flowhost::history::history_path_for(env.db())).unwrap()
+}
+
+/// The newest run of `flow`, as `history show --json` gives it.
+fn last_run(config: &Path) -> Value {
+    let out = flowhost(config, &["history", "--json", "--limit", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = line["id"].as_i64().unwrap().to_string();
+    let out = flowhost(config, &["history", "show", &id, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Imports `rows` (JSON objects) into `table` with `flowhost table import`.
+fn import(env: &TestEnv, config: &Path, table: &str, rows: &[Value]) {
+    let file = env.dir.path().join("rows.jsonl");
+    let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&file, body).unwrap();
+    let out = flowhost(config, &["table", "import", table, file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// The rows of `table`, as `flowhost table export` gives them.
+fn export(config: &Path, table: &str) -> Vec<Value> {
+    let out = flowhost(config, &["table", "export", table]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_template_is_refused_its_table_read_until_the_grant_is_added() {
+    let hello = hello();
+    let (env, flows) = env_with_flows();
+    hello.install(&flows, "");
+    let config = env.config_file("");
+
+    let out = flowhost(&config, &["run", "hello", "--input", r#"{"a": 1}"#]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let line = error_line(&text(&out.stderr));
+    assert!(
+        line.contains("access-denied: ") && line.contains("Execution Log"),
+        "{line}"
+    );
+    let run = last_run(&config);
+    assert_eq!(run["flow"], "hello");
+    assert_eq!(run["status"], "error");
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains("access-denied: ") && error.contains("`Execution Log`"),
+        "{error}"
+    );
+
+    // The grant the template's comment names.
+    hello.install(&flows, "grants:\n  tables:\n    read: [Execution Log]\n");
+    import(
+        &env,
+        &config,
+        "Execution Log",
+        &[json!({"notes": "one"}), json!({"notes": "two"})],
+    );
+    let out = flowhost(&config, &["run", "hello", "--input", r#"{"a": 1}"#]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!({"input": {"a": 1}, "log_rows": 2}));
+    // No input counts as `{}`.
+    let out = flowhost(&config, &["run", "hello"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, json!({"input": {}, "log_rows": 2}));
+}
+
+/// What the loopback server of the SDK test saw: one `(headers, body)` per request.
+type Seen = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
+async fn collect(
+    State(seen): State<Seen>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let reply = json!({"got": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null)});
+    seen.lock().unwrap().push((headers, body.to_vec()));
+    (StatusCode::CREATED, [("X-Reply", "yes")], reply.to_string())
+}
+
+/// A world with `pysdk` and the test flow `echo` in its flows folder and the secret PY_TOKEN.
+fn sdk_world() -> (TestEnv, PathBuf) {
+    let (env, flows) = env_with_flows();
+    let env = env.with_secrets(&[("PY_TOKEN", "tok-123")]);
+    drop_flow(&flows, "echo", "echo", "title: Echo\n");
+    pysdk().install(&flows, "");
+    let config = env.config_file("");
+    (env, config)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_verbs_work_against_the_real_host() {
+    let (_env, config) = tokio::task::spawn_blocking(sdk_world).await.unwrap();
+    let seen: Seen = Arc::default();
+    let origin = serve(
+        Router::new()
+            .route("/collect", post(collect))
+            .with_state(seen.clone()),
+    )
+    .await;
+
+    let input = json!({"op": "verbs", "url": origin}).to_string();
+    let out = flowhost_async(&config, &["run", "pysdk", "--input", &input]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Tables.
+    assert_eq!(got["insert"], "a");
+    assert_eq!(got["insert_many"], 2);
+    assert_eq!(
+        got["get"],
+        json!({"id": "a", "n": 1, "note": "first", "flag": true, "data": {"x": [1, 2]}})
+    );
+    assert_eq!(got["get_missing"], Value::Null);
+    assert_eq!(got["find"], json!(["b"]));
+    assert_eq!(got["find_all"], json!(["a", "b", "c"]));
+    assert_eq!(got["update"], true);
+    assert_eq!(got["update_missing"], false);
+    assert_eq!(got["upsert"], "c");
+    assert_eq!(got["delete"], true);
+    assert_eq!(got["delete_again"], false);
+    assert_eq!(got["count"], 2);
+    assert_eq!(got["count_n30"], 1);
+    assert_eq!(got["bad_column"], "invalid-input");
+    let rows = export(&config, "Probe Items");
+    let notes: Vec<(&str, &Value)> = rows
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), &r["note"]))
+        .collect();
+    assert_eq!(notes, [("b", &json!("second")), ("c", &Value::Null)]);
+
+    // A child flow.
+    assert_eq!(got["echo"], json!({"hello": [1, 2]}));
+
+    // HTTP with headers and a JSON body, the secret sent but never returned.
+    assert_eq!(
+        got["http"],
+        json!({"status": 201, "json": {"got": {"rows": 2}}, "x_reply": "yes"})
+    );
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let (headers, body) = &requests[0];
+    assert_eq!(headers["authorization"], "Bearer tok-123");
+    assert_eq!(headers["x-flow"], "pysdk");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(
+        serde_json::from_slice::<Value>(body).unwrap(),
+        json!({"rows": 2})
+    );
+
+    // AccessDenied caught as an exception carrying the WIT case.
+    assert_eq!(got["denied"]["kind"], "access-denied");
+    let message = got["denied"]["message"].as_str().unwrap();
+    assert!(message.contains("`Execution Log`"), "{message}");
+    assert_eq!(got["denied"]["text"], format!("access-denied: {message}"));
+
+    // schedule.now: RFC 3339 in UTC.
+    let now = got["now"].as_str().unwrap();
+    assert!(
+        now.parse::<jiff::Timestamp>().is_ok() && now.ends_with('Z'),
+        "{now}"
+    );
+
+    // The log line is in the run's history, and the secret is nowhere in it.
+    let run = last_run(&config);
+    assert_eq!(run["flow"], "pysdk");
+    let logs = run["logs"].to_string();
+    assert!(logs.contains("pysdk: 2 rows in Probe Items"), "{logs}");
+    assert!(!run.to_string().contains("tok-123"), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncaught_errors_end_the_run_with_one_line() {
+    let (_env, config) = tokio::task::spawn_blocking(sdk_world).await.unwrap();
+    let fails = |op: &'static str| {
+        let config = config.clone();
+        async move {
+            let input = json!({ "op": op }).to_string();
+            let out = flowhost_async(&config, &["run", "pysdk", "--input", &input]).await;
+            assert_eq!(out.status.code(), Some(1), "{op}: {}", text(&out.stdout));
+            let run = tokio::task::spawn_blocking(move || last_run(&config))
+                .await
+                .unwrap();
+            assert_eq!(run["status"], "error", "{op}: {run}");
+            run["error"].as_str().unwrap().to_string()
+        }
+    };
+
+    // A FlowhostError: `kind: message`, as the Rust SDK's FlowError gives it.
+    let denied = fails("denied").await;
+    assert!(
+        denied.contains("access-denied: pysdk may not read table `Execution Log`"),
+        "{denied}"
+    );
+    // A FlowError: its text.
+    let failed = fails("fail").await;
+    assert!(failed.ends_with("batch must be positive"), "{failed}");
+    // Any other exception: its type, message and where, not a traceback.
+    let crashed = fails("crash").await;
+    assert!(
+        crashed.contains("ZeroDivisionError: ") && crashed.contains("(at app.py:"),
+        "{crashed}"
+    );
+    assert!(
+        !crashed.contains("Traceback") && !crashed.contains('\n'),
+        "{crashed}"
+    );
+}
+
+/// What the offload test's collector saw (every POST body) and answers with.
+#[derive(Clone)]
+struct Collector {
+    bodies: Arc<Mutex<Vec<String>>>,
+    status: StatusCode,
+}
+
+async fn receive(State(c): State<Collector>, headers: HeaderMap, body: String) -> StatusCode {
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    c.bodies.lock().unwrap().push(body);
+    c.status
+}
+
+/// Seven Audit Events, oldest first.
+fn audit_events() -> Vec<Value> {
+    (0..7)
+        .map(|i| json!({"id": format!("ev-{i}"), "timestamp": format!("2026-01-01T00:00:0{i}Z"), "type": "user.login"}))
+        .collect()
+}
+
+/// A `serve` over a flows folder with U10 and U14 (the offloadable count), Audit Events
+/// seeded, the collector at `collector` as secret OFFLOAD_URL and granted; then the example
+/// is installed into the running `serve` with a schedule (the way its manifest says to run
+/// it from `serve`) and `input`.
+fn serve_with_offload(collector: &str, input: &str) -> (TestEnv, PathBuf, Flowhost) {
+    let (env, flows) = env_with_flows();
+    let env = env.with_secrets(&[("OFFLOAD_URL", &format!("{collector}/ingest"))]);
+    common::copy_flows(&common::flows_dir("dist"), &flows, |f| {
+        f.starts_with("U10.") || f.starts_with("U14.")
+    });
+    let config = env.config_file("grants:\n  offload: { hosts: [\"http://127.0.0.1:*\"] }\n");
+    import(&env, &config, "Audit Events", &audit_events());
+    let mut serve = Flowhost::spawn(&config, &["serve"], &[]);
+    serve.wait_line("serving", |l| l.contains("serving scheduled flows"));
+    offload().install(
+        &flows,
+        &format!("schedule:\n  every: 1h\n  input: {input}\n"),
+    );
+    (env, config, serve)
+}
+
+fn offload_runs(env: &TestEnv) -> Vec<RunRecord> {
+    let mut runs = history(env).list(Some("offload"), 50).unwrap();
+    runs.sort_by_key(|r| r.id);
+    runs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_offload_example_posts_the_oldest_rows_and_deletes_exactly_those() {
+    let collector = Collector {
+        bodies: Arc::default(),
+        status: StatusCode::OK,
+    };
+    let origin = serve(
+        Router::new()
+            .route("/ingest", post(receive))
+            .with_state(collector.clone()),
+    )
+    .await;
+    // Batches of 3: 3 + 3 + 1, each run asking for the next.
+    let (env, config, serve) =
+        tokio::task::spawn_blocking(move || serve_with_offload(&origin, r#"{"batch": 3}"#))
+            .await
+            .unwrap();
+
+    // Until a run ends with nothing more to do (or one fails: the asserts below say which).
+    wait_until(PATIENCE, "the last offload run", || {
+        offload_runs(&env).iter().any(|r| {
+            r.ended.is_some()
+                && (r.status != RunStatus::Ok
+                    || r.output
+                        .as_deref()
+                        .is_some_and(|o| o.contains(r#""more":false"#)))
+        })
+    })
+    .await;
+    let runs = offload_runs(&env);
+    let outputs: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, RunStatus::Ok, "{r:?}");
+            serde_json::from_str(r.output.as_deref().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            json!({"offloaded": 3, "more": true}),
+            json!({"offloaded": 3, "more": true}),
+            json!({"offloaded": 1, "more": false}),
+        ]
+    );
+
+    // The collector got every row once, oldest first, as NDJSON of the stored rows.
+    let bodies = collector.bodies.lock().unwrap().clone();
+    let posted: Vec<Vec<Value>> = bodies
+        .iter()
+        .map(|b| {
+            assert!(b.ends_with('\n'), "{b:?}");
+            b.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .collect();
+    let ids = |rows: &[Value]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        posted.iter().map(|p| ids(p)).collect::<Vec<_>>(),
+        [
+            vec!["ev-0", "ev-1", "ev-2"],
+            vec!["ev-3", "ev-4", "ev-5"],
+            vec!["ev-6"]
+        ]
+    );
+    for (row, want) in posted.iter().flatten().zip(audit_events()) {
+        assert_eq!(row["timestamp"], want["timestamp"]);
+        assert_eq!(row["type"], want["type"]);
+    }
+    // And they are gone from the table.
+    let left = tokio::task::spawn_blocking(move || export(&config, "Audit Events"))
+        .await
+        .unwrap();
+    assert_eq!(left, Vec::<Value>::new());
+    let (status, _) = tokio::task::spawn_blocking(move || serve.stop())
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_that_fails_gets_nothing_deleted_and_the_run_fails() {
+    let collector = Collector {
+        bodies: Arc::default(),
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let origin = serve(
+        Router::new()
+            .route("/ingest", post(receive))
+            .with_state(collector.clone()),
+    )
+    .await;
+    let (env, config, serve) =
+        tokio::task::spawn_blocking(move || serve_with_offload(&origin, "{}"))
+            .await
+            .unwrap();
+
+    wait_until(PATIENCE, "the failed offload run", || {
+        offload_runs(&env).iter().any(|r| r.ended.is_some())
+    })
+    .await;
+    let runs = offload_runs(&env);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, RunStatus::Error);
+    let error = runs[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("secret OFFLOAD_URL") && error.contains("HTTP 500"),
+        "{error}"
+    );
+    // The host retried (3 attempts in all), each time with the same seven rows.
+    let bodies = collector.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    assert!(bodies.iter().all(|b| b.lines().count() == 7), "{bodies:?}");
+    let left = tokio::task::spawn_blocking(move || export(&config, "Audit Events"))
+        .await
+        .unwrap();
+    let ids: Vec<&str> = left.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        ["ev-0", "ev-1", "ev-2", "ev-3", "ev-4", "ev-5", "ev-6"]
+    );
+    let (status, _) = tokio::task::spawn_blocking(move || serve.stop())
+        .await
+        .unwrap();
+    assert!(status.success());
+}
