@@ -47,7 +47,9 @@ def run(input):
 
 def batch_size(input):
     """`input["batch"]`, 1..10000 (default 500)."""
-    batch = input.get("batch", DEFAULT_BATCH) if isinstance(input, dict) else None
+    if not isinstance(input, dict):
+        raise FlowError(f'input must be a JSON object like {{"batch": {DEFAULT_BATCH}}}, not {input!r}')
+    batch = input.get("batch", DEFAULT_BATCH)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise FlowError(f"input batch must be a whole number from 1 to {MAX_BATCH}, not {batch!r}")
     return batch

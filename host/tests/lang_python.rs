@@ -307,8 +307,29 @@ async fn the_sdk_verbs_work_against_the_real_host() {
         .collect();
     assert_eq!(notes, [("b", &json!("second")), ("c", &Value::Null)]);
 
-    // A child flow.
+    // Child flows.
     assert_eq!(got["echo"], json!({"hello": [1, 2]}));
+    assert_eq!(
+        got["for_each"],
+        json!([
+            {"ok": true, "value": 1},
+            {"ok": true, "value": {"b": 2}},
+            {"ok": true, "value": "three"}
+        ])
+    );
+
+    // Blobs and the cache.
+    assert_eq!(
+        got["blobs"],
+        json!({
+            "list": ["py/one.txt", "py/two.bin"],
+            "get": "one",
+            "missing": null,
+            "delete": true,
+            "after": ["py/one.txt"]
+        })
+    );
+    assert_eq!(got["cache"], json!(["v", null]));
 
     // HTTP with headers and a JSON body, the secret sent but never returned.
     assert_eq!(

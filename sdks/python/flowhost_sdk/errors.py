@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, NoReturn, Type, TypeVar
 
+from componentize_py_types import Err
+
 __all__ = [
     "FlowError",
     "FlowhostError",
@@ -112,8 +114,6 @@ def from_wit(case: Any) -> FlowhostError:
 
 def host(fn: Callable[..., T], *args: Any) -> T:
     """Calls a generated import, turning its `Err(error)` into the matching `FlowhostError`."""
-    from componentize_py_types import Err
-
     try:
         return fn(*args)
     except Err as e:
