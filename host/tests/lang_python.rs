@@ -297,6 +297,7 @@ async fn the_sdk_verbs_work_against_the_real_host() {
     assert_eq!(got["upsert"], "c");
     assert_eq!(got["delete"], true);
     assert_eq!(got["delete_again"], false);
+    assert_eq!(got["delete_many"], 2);
     assert_eq!(got["count"], 2);
     assert_eq!(got["count_n30"], 1);
     assert_eq!(got["bad_column"], "invalid-input");

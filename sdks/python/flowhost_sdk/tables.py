@@ -10,6 +10,7 @@ row). A table without a key column is keyed by its row id, given back in each ro
     ann = tables.get("Contacts", key)                  # dict, or None
     rows = tables.find("Contacts", {"name": "Ann"}, limit=10)
     tables.update("Contacts", key, {"name": "Anna"})   # True if the row was there
+    tables.delete_many("Contacts", [key, "b@example.com"])  # how many there were
     n = tables.count("Contacts")
 """
 
@@ -32,6 +33,7 @@ __all__ = [
     "upsert",
     "update",
     "delete",
+    "delete_many",
     "clear",
     "count",
     "row_id",
@@ -107,6 +109,14 @@ def update(table: str, key: str, changes: Mapping[str, Any]) -> bool:
 def delete(table: str, key: str) -> bool:
     """Deletes the row with `key`; `False` if there is none."""
     return host(_wit.delete, table, str(key))
+
+
+def delete_many(table: str, keys: Sequence[str]) -> int:
+    """Deletes the rows with these keys (at most 10,000 per call) in one step; returns how many
+    there were. (WIT 0.1.1: a component using it needs a host of 0.1.1 or later.)"""
+    if isinstance(keys, (str, bytes)):
+        raise InvalidInput(f"keys for table {table} must be a list of keys, not one string")
+    return host(_wit.delete_many, table, [str(k) for k in keys])
 
 
 def clear(table: str) -> int:
