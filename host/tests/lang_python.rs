@@ -2,10 +2,10 @@
 //! (`templates/python/`), the SDK (`sdks/python/flowhost_sdk/`, exercised by the fixture
 //! `host/tests/fixtures/python/pysdk/`) and the offload example (`examples/python-offload/`).
 //!
-//! Each project is built once per test binary with componentize-py (pinned: 0.25.1; `cargo
-//! xtask test` installs it) under `target/flowhost-test-py/NAME`, then dropped into a flows
-//! folder the way a user installs it (component first, manifest last, each under a temporary
-//! name renamed into place).
+//! Projects are made with `flowhost new` and built with `flowhost build` (componentize-py
+//! 0.25.1, which `cargo xtask test` installs) under `target/flowhost-test-py/NAME`, each once
+//! per test binary (a build takes 10-20 s, the first compile of its 18 MB component as long
+//! again), then installed into a flows folder as `flowhost build --install` does.
 
 mod common;
 
@@ -32,137 +32,107 @@ struct Project {
 }
 
 impl Project {
-    fn wasm(&self) -> PathBuf {
-        self.dir.join("dist").join(format!("{}.wasm", self.name))
-    }
-
-    fn manifest(&self) -> PathBuf {
-        self.dir.join(format!("{}.yaml", self.name))
-    }
-
-    /// Copies the component, then the manifest (with `extra` appended), into the flows folder
-    /// `flows`, each written under a temporary name and renamed, so a running `serve` never
-    /// sees half a file.
-    fn install(&self, flows: &Path, extra: &str) {
+    /// Installs the built flow into the flows folder `flows` the way `flowhost build
+    /// --install` does (the host's own install: temporary names renamed into place).
+    fn install(&self, flows: &Path) {
         std::fs::create_dir_all(flows).unwrap();
-        let put = |name: String, bytes: Vec<u8>| {
-            let tmp = flows.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, bytes).unwrap();
-            std::fs::rename(&tmp, flows.join(name)).unwrap();
-        };
-        put(
-            format!("{}.wasm", self.name),
-            std::fs::read(self.wasm()).unwrap(),
-        );
-        let mut manifest = std::fs::read_to_string(self.manifest()).unwrap();
-        manifest.push_str(extra);
-        put(format!("{}.yaml", self.name), manifest.into_bytes());
+        let wasm = self.dir.join("dist").join(format!("{}.wasm", self.name));
+        let manifest = self.dir.join(format!("{}.yaml", self.name));
+        flowhost::scaffold::install::install(&self.name, &wasm, &manifest, flows).unwrap();
     }
 }
 
-/// A fresh project folder `target/flowhost-test-py/NAME` holding the files of `sources`
-/// (`(file name, text)`), the host's WIT and the Python SDK.
-fn project(name: &str, sources: &[(String, String)]) -> Project {
+/// The `flowhost` binary with `args` (no config: `new` and `build` need none).
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// A fresh, empty place for project `name`: `target/flowhost-test-py/NAME` (kept after the
+/// test, to look at; replaced by the next run).
+fn fresh_dir(name: &str) -> PathBuf {
     let dir = root().join("target/flowhost-test-py").join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    std::fs::create_dir_all(dir.join("wit")).unwrap();
-    std::fs::copy(root().join("wit/flow.wit"), dir.join("wit/flow.wit")).unwrap();
-    copy_tree(
-        &root().join("sdks/python/flowhost_sdk"),
-        &dir.join("flowhost_sdk"),
-    );
-    for (file, body) in sources {
-        std::fs::write(dir.join(file), body).unwrap();
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    dir
+}
+
+/// `flowhost new NAME --lang python --dir DIR`, which must succeed.
+fn scaffold(name: &str) -> PathBuf {
+    let dir = fresh_dir(name);
+    let out = cli(&[
+        "new",
+        name,
+        "--lang",
+        "python",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "flowhost new: {}", text(&out.stderr));
+    dir
+}
+
+/// `flowhost build DIR [--install FOLDER]`, which must succeed (componentize-py 0.25.1 must be
+/// installed: `cargo xtask test` installs it).
+fn build(dir: &Path, name: &str, install: Option<&Path>) -> Project {
+    let mut args = vec!["build", dir.to_str().unwrap()];
+    if let Some(folder) = install {
+        args.extend(["--install", folder.to_str().unwrap()]);
     }
+    let out = cli(&args);
+    assert!(
+        out.status.success(),
+        "flowhost build {}: {}\n{}",
+        dir.display(),
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     Project {
-        dir,
+        dir: dir.to_path_buf(),
         name: name.to_string(),
     }
 }
 
-/// Copies the folder `from` into `to` (created), leaving out `__pycache__`.
-fn copy_tree(from: &Path, to: &Path) {
+/// Copies the files of the folder `from` (not recursive) into `to`.
+fn copy_files(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
-        let name = e.file_name();
-        if e.path().is_dir() {
-            if name != "__pycache__" {
-                copy_tree(&e.path(), &to.join(&name));
-            }
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
 }
 
-/// Builds `project` with componentize-py into `dist/NAME.wasm`; panics with the tool's output
-/// (or what to install) when it fails.
-fn build(project: Project) -> Project {
-    std::fs::create_dir_all(project.dir.join("dist")).unwrap();
-    let out = Command::new("componentize-py")
-        .current_dir(&project.dir)
-        .args(["-d", "wit", "-w", "flow", "componentize", "app", "-o"])
-        .arg(project.wasm())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("componentize-py: {e}: install it with `python3 -m pip install componentize-py==0.25.1`")
-        });
-    assert!(
-        out.status.success(),
-        "componentize-py failed for {}:\n{}\n{}",
-        project.name,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    project
-}
-
-/// The files of the folder `dir` (not recursive) as `(name, text)`, `{{name}}` replaced.
-fn sources(dir: &Path, name: &str) -> Vec<(String, String)> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().is_file())
-        .map(|e| {
-            let body = std::fs::read_to_string(e.path()).unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                body.replace("{{name}}", name),
-            )
-        })
-        .collect()
-}
-
-/// The template project `hello`: `templates/python/` and a manifest that grants nothing.
-fn hello() -> &'static Project {
-    static BUILT: OnceLock<Project> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let mut files = sources(&root().join("templates/python"), "hello");
-        files.push((
-            "hello.yaml".into(),
-            "title: hello\ndescription: A flow in Python\n".into(),
-        ));
-        build(project("hello", &files))
-    })
-}
-
-/// The SDK probe `pysdk` (host/tests/fixtures/python/pysdk).
+/// The SDK probe `pysdk`: a project from `flowhost new` whose app.py and manifest are the
+/// fixture's (host/tests/fixtures/python/pysdk), built once.
 fn pysdk() -> &'static Project {
     static BUILT: OnceLock<Project> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let files = sources(&root().join("host/tests/fixtures/python/pysdk"), "pysdk");
-        build(project("pysdk", &files))
+        let dir = scaffold("pysdk");
+        copy_files(&root().join("host/tests/fixtures/python/pysdk"), &dir);
+        build(&dir, "pysdk", None)
     })
 }
 
-/// The offload example, as a user copies it (`examples/python-offload`).
+/// The offload example as a user copies it (`examples/python-offload`: no SDK, no WIT; the
+/// build writes them), with the schedule its manifest says to add to run it from `serve`
+/// (its scheduled input: batches of 3). Built once.
 fn offload() -> &'static Project {
     static BUILT: OnceLock<Project> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let files = sources(&root().join("examples/python-offload"), "offload");
-        build(project("offload", &files))
+        let dir = fresh_dir("offload");
+        copy_files(&root().join("examples/python-offload"), &dir);
+        assert!(!dir.join("flowhost_sdk").exists() && !dir.join("wit").exists());
+        let manifest = dir.join("offload.yaml");
+        let mut text = std::fs::read_to_string(&manifest).unwrap();
+        text.push_str("schedule:\n  every: 1h\n  input: {batch: 3}\n");
+        std::fs::write(&manifest, text).unwrap();
+        build(&dir, "offload", None)
     })
 }
 
@@ -203,10 +173,19 @@ fn export(config: &Path, table: &str) -> Vec<Value> {
 
 #[test]
 fn the_template_is_refused_its_table_read_until_the_grant_is_added() {
-    let hello = hello();
     let (env, flows) = env_with_flows();
-    hello.install(&flows, "");
     let config = env.config_file("");
+    // As docs/python.md says: new, then build with --install into the flows folder.
+    let dir = scaffold("hello");
+    for file in [
+        "hello.yaml",
+        "app.py",
+        "flowhost_sdk/__init__.py",
+        "wit/flow.wit",
+    ] {
+        assert!(dir.join(file).is_file(), "flowhost new wrote no {file}");
+    }
+    build(&dir, "hello", Some(&flows));
 
     let out = flowhost(&config, &["run", "hello", "--input", r#"{"a": 1}"#]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
@@ -224,8 +203,15 @@ fn the_template_is_refused_its_table_read_until_the_grant_is_added() {
         "{error}"
     );
 
-    // The grant the template's comment names.
-    hello.install(&flows, "grants:\n  tables:\n    read: [Execution Log]\n");
+    // The grant the template's comment names, added to the installed manifest.
+    let installed = flows.join("hello.yaml");
+    let mut manifest = std::fs::read_to_string(&installed).unwrap();
+    assert!(
+        !manifest.lines().any(|l| l.starts_with("grants:")),
+        "{manifest}"
+    );
+    manifest.push_str("grants:\n  tables:\n    read: [Execution Log]\n");
+    std::fs::write(&installed, manifest).unwrap();
     import(
         &env,
         &config,
@@ -261,7 +247,7 @@ fn sdk_world() -> (TestEnv, PathBuf) {
     let (env, flows) = env_with_flows();
     let env = env.with_secrets(&[("PY_TOKEN", "tok-123")]);
     drop_flow(&flows, "echo", "echo", "title: Echo\n");
-    pysdk().install(&flows, "");
+    pysdk().install(&flows);
     let config = env.config_file("");
     (env, config)
 }
@@ -429,9 +415,8 @@ fn audit_events() -> Vec<Value> {
 
 /// A `serve` over a flows folder with U10 and U14 (the offloadable count), Audit Events
 /// seeded, the collector at `collector` as secret OFFLOAD_URL and granted; then the example
-/// is installed into the running `serve` with a schedule (the way its manifest says to run
-/// it from `serve`) and `input`.
-fn serve_with_offload(collector: &str, input: &str) -> (TestEnv, PathBuf, Flowhost) {
+/// is installed into the running `serve`, which runs it at once (its schedule).
+fn serve_with_offload(collector: &str) -> (TestEnv, PathBuf, Flowhost) {
     let (env, flows) = env_with_flows();
     let env = env.with_secrets(&[("OFFLOAD_URL", &format!("{collector}/ingest"))]);
     common::copy_flows(&common::flows_dir("dist"), &flows, |f| {
@@ -441,10 +426,7 @@ fn serve_with_offload(collector: &str, input: &str) -> (TestEnv, PathBuf, Flowho
     import(&env, &config, "Audit Events", &audit_events());
     let mut serve = Flowhost::spawn(&config, &["serve"], &[]);
     serve.wait_line("serving", |l| l.contains("serving scheduled flows"));
-    offload().install(
-        &flows,
-        &format!("schedule:\n  every: 1h\n  input: {input}\n"),
-    );
+    offload().install(&flows);
     (env, config, serve)
 }
 
@@ -466,11 +448,10 @@ async fn the_offload_example_posts_the_oldest_rows_and_deletes_exactly_those() {
             .with_state(collector.clone()),
     )
     .await;
-    // Batches of 3: 3 + 3 + 1, each run asking for the next.
-    let (env, config, serve) =
-        tokio::task::spawn_blocking(move || serve_with_offload(&origin, r#"{"batch": 3}"#))
-            .await
-            .unwrap();
+    // Batches of 3 (the scheduled input): 3 + 3 + 1, each run asking for the next.
+    let (env, config, serve) = tokio::task::spawn_blocking(move || serve_with_offload(&origin))
+        .await
+        .unwrap();
 
     // Until a run ends with nothing more to do (or one fails: the asserts below say which).
     wait_until(PATIENCE, "the last offload run", || {
@@ -551,10 +532,9 @@ async fn a_collector_that_fails_gets_nothing_deleted_and_the_run_fails() {
             .with_state(collector.clone()),
     )
     .await;
-    let (env, config, serve) =
-        tokio::task::spawn_blocking(move || serve_with_offload(&origin, "{}"))
-            .await
-            .unwrap();
+    let (env, config, serve) = tokio::task::spawn_blocking(move || serve_with_offload(&origin))
+        .await
+        .unwrap();
 
     wait_until(PATIENCE, "the failed offload run", || {
         offload_runs(&env).iter().any(|r| r.ended.is_some())
@@ -568,10 +548,21 @@ async fn a_collector_that_fails_gets_nothing_deleted_and_the_run_fails() {
         error.contains("secret OFFLOAD_URL") && error.contains("HTTP 500"),
         "{error}"
     );
-    // The host retried (3 attempts in all), each time with the same seven rows.
+    // The host retried (3 attempts in all), each time with the same three oldest rows.
     let bodies = collector.bodies.lock().unwrap().clone();
     assert_eq!(bodies.len(), 3, "{bodies:?}");
-    assert!(bodies.iter().all(|b| b.lines().count() == 7), "{bodies:?}");
+    for body in &bodies {
+        let ids: Vec<String> = body
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(ids, ["ev-0", "ev-1", "ev-2"], "{body}");
+    }
     let left = tokio::task::spawn_blocking(move || export(&config, "Audit Events"))
         .await
         .unwrap();
