@@ -113,7 +113,7 @@ def delete(table: str, key: str) -> bool:
 
 def delete_many(table: str, keys: Sequence[str]) -> int:
     """Deletes the rows with these keys (at most 10,000 per call) in one step; returns how many
-    there were. (WIT 0.1.1: a component using it needs a host of 0.1.1 or later.)"""
+    there were. (Added in WIT 0.1.1.)"""
     if isinstance(keys, (str, bytes)):
         raise InvalidInput(f"keys for table {table} must be a list of keys, not one string")
     return host(_wit.delete_many, table, [str(k) for k in keys])
