@@ -286,6 +286,7 @@ async fn the_sdk_verbs_work_against_the_real_host() {
     assert_eq!(got["delete_many"], 2);
     assert_eq!(got["count"], 2);
     assert_eq!(got["count_n30"], 1);
+    assert_eq!(got["first"], "b");
     assert_eq!(got["bad_column"], "invalid-input");
     let rows = export(&config, "Probe Items");
     let notes: Vec<(&str, &Value)> = rows
@@ -339,6 +340,9 @@ async fn the_sdk_verbs_work_against_the_real_host() {
     let message = got["denied"]["message"].as_str().unwrap();
     assert!(message.contains("`Execution Log`"), "{message}");
     assert_eq!(got["denied"]["text"], format!("access-denied: {message}"));
+
+    // Grants of other flows: pysdk may reach the server, echo may not.
+    assert_eq!(got["echo_may_not_reach"], "access-denied");
 
     // schedule.now: RFC 3339 in UTC.
     let now = got["now"].as_str().unwrap();
