@@ -1,16 +1,17 @@
-"""{{name}}: a flowhost flow. `run` gets the input JSON and returns the output JSON;
-`flowhost build .` makes dist/{{name}}.wasm."""
+"""{{name}}: a flowhost flow in Python.
 
-from wit_world import WitWorld as _World
+Build with `flowhost build .`, install with `flowhost build . --install FLOWS_FOLDER`.
+The SDK (flowhost_sdk/) is documented in docs/python.md of the flowhost repository.
+"""
 
-import flowhost_sdk as fh
+from flowhost_sdk import WitWorld, flow, tables  # noqa: F401 (WitWorld is the export)
 
 
+@flow
 def run(input):
-    # Refused with `access-denied` until {{name}}.yaml grants `tables: read: [Execution Log]`.
-    log_rows = fh.tables.count("Execution Log")
-    return {"input": input, "log_rows": log_rows}
-
-
-class WitWorld(_World):
-    run = fh.flow(run)
+    # Reading a table needs a grant in {{name}}.yaml:
+    #   grants:
+    #     tables:
+    #       read: [Execution Log]
+    # Without it this call raises AccessDenied, and the run fails with `access-denied: ...`.
+    return {"input": input, "log_rows": tables.count("Execution Log")}

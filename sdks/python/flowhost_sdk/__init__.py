@@ -1,52 +1,55 @@
-"""flowhost_sdk (a minimal stand-in until the full SDK lands): the flow entry point, host-call
-errors as `FlowError` carrying the WIT case, and `tables.count`."""
+"""flowhost_sdk: what a Python flow is written with.
 
-import json
+Thin, typed wrappers over the bindings componentize-py generates from the host's WIT
+(`wit/flow.wit`), with the verbs of the Rust SDK. Values are plain Python: rows, inputs and
+outputs are dicts/lists (the SDK does the JSON), and a failed host call raises a
+`FlowhostError` subclass carrying the WIT error case::
 
-from componentize_py_types import Err
-from wit_world.imports import tables as _tables
-from wit_world.imports import types as _types
+    from flowhost_sdk import WitWorld, flow, tables
 
-_KINDS = {
-    _types.Error_NotFound: "not-found",
-    _types.Error_AccessDenied: "access-denied",
-    _types.Error_InvalidInput: "invalid-input",
-    _types.Error_LimitExceeded: "limit-exceeded",
-    _types.Error_Timeout: "timeout",
-    _types.Error_Other: "other",
-}
+    @flow
+    def run(input):
+        return {"input": input, "log_rows": tables.count("Execution Log")}
 
+Modules: `tables`, `http`, `secrets`, `log`, `schedule`, `blobs`, `cache`, `grants`;
+functions `call`, `for_each`, `for_each_all` (child flows); `errors` (the exceptions);
+`entry` (`flow` and `WitWorld`, the entry point).
+"""
 
-class FlowError(Exception):
-    """A host call's error: `kind` is the WIT case (e.g. `access-denied`)."""
+from . import blobs, cache, grants, http, log, schedule, secrets, tables
+from .entry import WitWorld, flow
+from .errors import (
+    AccessDenied,
+    FlowError,
+    FlowhostError,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    Other,
+    Timeout,
+)
+from .flows import call, for_each, for_each_all
 
-    def __init__(self, kind, message):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
-        self.message = message
-
-
-def _host(call, *args):
-    try:
-        return call(*args)
-    except Err as e:
-        raise FlowError(_KINDS.get(type(e.value), "other"), e.value.value) from None
-
-
-class tables:
-    @staticmethod
-    def count(table, filter=None):
-        filter = {} if filter is None else filter
-        return _host(_tables.count, table, json.dumps(filter))
-
-
-def flow(fn):
-    """`run = flow(fn)` in the WitWorld class: JSON in, JSON out, an exception fails the run."""
-
-    def run(self, input):
-        try:
-            return json.dumps(fn(json.loads(input or "{}")))
-        except Exception as e:
-            raise Err(str(e) if isinstance(e, FlowError) else f"{type(e).__name__}: {e}")
-
-    return run
+__all__ = [
+    "WitWorld",
+    "flow",
+    "call",
+    "for_each",
+    "for_each_all",
+    "tables",
+    "http",
+    "secrets",
+    "log",
+    "schedule",
+    "blobs",
+    "cache",
+    "grants",
+    "FlowError",
+    "FlowhostError",
+    "NotFound",
+    "AccessDenied",
+    "InvalidInput",
+    "LimitExceeded",
+    "Timeout",
+    "Other",
+]
