@@ -90,6 +90,13 @@ pub fn delete(table: &str, key: &str) -> Result<bool, Error> {
     Ok(wit::delete(table, key)?)
 }
 
+/// Deletes the rows with these keys (at most 10,000) in one step; returns how many there were.
+/// Needs a host of contract 0.1.1 or later.
+pub fn delete_many<K: AsRef<str>>(table: &str, keys: &[K]) -> Result<u64, Error> {
+    let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+    Ok(wit::delete_many(table, &keys)?)
+}
+
 /// Deletes every row; returns how many.
 pub fn clear(table: &str) -> Result<u64, Error> {
     Ok(wit::clear(table)?)

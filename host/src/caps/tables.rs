@@ -28,6 +28,9 @@ impl From<TableError> for WitError {
     }
 }
 
+/// The most keys one `delete-many` call takes (as many as one `find` may return).
+const DELETE_MANY_MAX: usize = 10_000;
+
 /// Upserts a run keeps back before applying them together (see [`crate::runtime::Deferred`]).
 const DEFER_BATCH: usize = 64;
 /// Past this many waiting upserts, the next one waits for the transaction rather than leave
@@ -226,6 +229,24 @@ impl Host for RunState {
 
     async fn delete(&mut self, table: String, key: String) -> Result<bool, WitError> {
         with_txn(&self.ctx, &table, Access::Write, |t| t.delete(&table, &key))
+    }
+
+    async fn delete_many(&mut self, table: String, keys: Vec<String>) -> Result<u64, WitError> {
+        if keys.len() > DELETE_MANY_MAX {
+            return Err(WitError::LimitExceeded(format!(
+                "table `{table}`: delete-many takes at most {DELETE_MANY_MAX} keys, not {}",
+                keys.len()
+            )));
+        }
+        with_txn(&self.ctx, &table, Access::Write, |t| {
+            let mut deleted = 0u64;
+            for key in &keys {
+                if t.delete(&table, key)? {
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
     }
 
     async fn clear(&mut self, table: String) -> Result<u64, WitError> {

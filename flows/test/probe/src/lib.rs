@@ -10,10 +10,10 @@
 //!   application/json`; `retry` also takes the WIT names `max_attempts`, `initial_backoff_ms`,
 //!   `max_backoff_ms`); with `"prefetch":true` the request is prefetched instead
 //!   (`http.prefetch`) → `{"prefetched":true}`
-//! - `{"op":"table","fn":"get|find|insert|insert_many|upsert|update|delete|clear|count",
-//!   "table":"...","key":"...","row":{},"rows":[],"filter":{},"limit":n,"changes":{}}` →
+//! - `{"op":"table","fn":"get|find|insert|insert_many|upsert|update|delete|delete_many|clear|count",
+//!   "table":"...","key":"...","keys":[],"row":{},"rows":[],"filter":{},"limit":n,"changes":{}}` →
 //!   get: the row or `null`; find: the rows; insert/upsert: the key; insert_many: the count;
-//!   update/delete: `true`/`false`; clear: rows deleted; count: the count
+//!   update/delete: `true`/`false`; delete_many/clear: rows deleted; count: the count
 //! - `{"op":"secret","name":"..."}` → the value
 //! - `{"op":"call","flow":"...","input":{}}` → the child's output
 //! - `{"op":"for_each","flow":"...","items":[...],"concurrency":n}` →
@@ -140,6 +140,14 @@ fn key(op: &Value) -> Result<String, FlowError> {
     }
 }
 
+/// `keys`: an array of strings (for `delete_many`).
+fn keys(op: &Value) -> Result<Vec<String>, FlowError> {
+    op.get("keys")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(|k| k.as_str().map(str::to_owned)).collect())
+        .ok_or_else(|| missing("keys", "an array of strings"))
+}
+
 /// The `input` to pass on (`{}` when absent).
 fn input_of(op: &Value) -> Value {
     op.get("input").cloned().unwrap_or_else(|| json!({}))
@@ -215,6 +223,7 @@ fn table_op(op: &Value) -> Result<Value, FlowError> {
         "upsert" => Value::String(tables::upsert(table, row()?)?),
         "update" => json!(tables::update(table, &key(op)?, &field_or_empty_object(op, "changes"))?),
         "delete" => json!(tables::delete(table, &key(op)?)?),
+        "delete_many" => json!(tables::delete_many(table, &keys(op)?)?),
         "clear" => json!(tables::clear(table)?),
         "count" => json!(tables::count(table, &field_or_empty_object(op, "filter"))?),
         other => return Err(FlowError::new(format!("probe: unknown table fn {other:?}"))),
