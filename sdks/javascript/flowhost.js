@@ -15,15 +15,15 @@
 // The WIT version appears only in the import block below; it must be the version of the
 // host's `wit/flow.wit` (the project's copy), which `host/tests/lang_javascript.rs` checks.
 
-import * as witTables from 'flowhost:flow/tables@0.1.0';
-import * as witHttp from 'flowhost:flow/http@0.1.0';
-import * as witFlows from 'flowhost:flow/flows@0.1.0';
-import * as witSchedule from 'flowhost:flow/schedule@0.1.0';
-import * as witSecrets from 'flowhost:flow/secrets@0.1.0';
-import * as witBlobs from 'flowhost:flow/blobs@0.1.0';
-import * as witCache from 'flowhost:flow/cache@0.1.0';
-import * as witLog from 'flowhost:flow/log@0.1.0';
-import * as witGrants from 'flowhost:flow/grants@0.1.0';
+import * as witTables from 'flowhost:flow/tables@0.1.1';
+import * as witHttp from 'flowhost:flow/http@0.1.1';
+import * as witFlows from 'flowhost:flow/flows@0.1.1';
+import * as witSchedule from 'flowhost:flow/schedule@0.1.1';
+import * as witSecrets from 'flowhost:flow/secrets@0.1.1';
+import * as witBlobs from 'flowhost:flow/blobs@0.1.1';
+import * as witCache from 'flowhost:flow/cache@0.1.1';
+import * as witLog from 'flowhost:flow/log@0.1.1';
+import * as witGrants from 'flowhost:flow/grants@0.1.1';
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -235,6 +235,15 @@ export const tables = Object.freeze({
   /** Deletes the row with `key`; false if there was none. */
   delete(table, rowKey) {
     return host(() => witTables.delete(table, key(rowKey, `table ${table}`)));
+  },
+  /** Deletes the rows with these keys (at most 10,000 per call) in one step; returns how many
+   * there were (WIT 0.1.1). */
+  deleteMany(table, keys) {
+    const list = Array.from(keys, (k) => key(k, `table ${table}`));
+    return count(
+      host(() => witTables.deleteMany(table, list)),
+      `rows deleted from ${table}`,
+    );
   },
   /** Deletes every row; returns how many. */
   clear(table) {

@@ -21,6 +21,8 @@ export const run = flow((input) => {
   out.afterUpdate = tables.get(T, 'b').note;
   out.deleted = tables.delete(T, 'a');
   out.deletedAgain = tables.delete(T, 'a');
+  tables.insertMany(T, [{ id: 'd', n: 4 }, { id: 'e', n: 5 }]);
+  out.deletedMany = tables.deleteMany(T, ['d', 'e', 'zzz']);
   out.count = tables.count(T);
   out.countTypeof = typeof out.count;
 
