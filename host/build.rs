@@ -30,6 +30,8 @@ fn embed() -> Result<(), String> {
     for p in flows_build::inputs(&flows)
         .into_iter()
         .chain([root.join("wit"), tables.clone()])
+        // Embedded by `scaffold::files` (include_dir! does not tell cargo on stable).
+        .chain([root.join("templates"), root.join("sdks")])
     {
         println!("cargo:rerun-if-changed={}", p.display());
     }

@@ -83,6 +83,73 @@ pub enum EngineError {
     Compile { path: PathBuf, message: String },
     #[error("{path}: cannot read: {message}")]
     Read { path: PathBuf, message: String },
+    /// The component imports an interface the host's linker lacks (e.g. `wasi:http`, or the
+    /// flowhost contract at another version).
+    #[error("{path}: imports `{import}`, which flowhost does not provide{hint}")]
+    MissingImport {
+        path: PathBuf,
+        import: String,
+        hint: String,
+    },
+}
+
+/// The WIT package the host provides, e.g. `flowhost:flow@0.1.0` (from `wit/flow.wit`).
+pub fn contract_package() -> &'static str {
+    static PACKAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        include_str!("../../wit/flow.wit")
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("package "))
+            .map(|p| p.trim_end_matches(';').trim().to_string())
+            .unwrap_or_default()
+    });
+    &PACKAGE
+}
+
+/// A linker error as the user should read it: an import the host lacks names the import
+/// (and, for the flowhost contract at another version, the version the host provides);
+/// anything else is a compile error.
+fn link_error(path: &Path, e: &wasmtime::Error) -> EngineError {
+    let missing = e.chain().find_map(|cause| {
+        let text = cause.to_string();
+        let rest = text.strip_prefix("component imports ")?;
+        if !rest.contains("a matching implementation was not found") {
+            return None;
+        }
+        rest.split('`').nth(1).map(str::to_string)
+    });
+    let Some(import) = missing else {
+        return EngineError::Compile {
+            path: path.into(),
+            message: one_line(e),
+        };
+    };
+    let provided = contract_package();
+    let (package, _) = provided.split_once('@').unwrap_or((provided, ""));
+    let hint = match import.strip_prefix(package) {
+        Some(rest) if rest.starts_with('/') => {
+            format!(" (it provides {provided}: build the flow against the host's wit/flow.wit)")
+        }
+        _ => String::new(),
+    };
+    EngineError::MissingImport {
+        path: path.into(),
+        import,
+        hint,
+    }
+}
+
+/// Checks a component the way the host loads one, without running it: it is a component,
+/// it compiles, and the host's linker provides every import it names (`flowhost build`).
+pub fn check_component(bytes: &[u8], path: &Path) -> Result<(), EngineError> {
+    looks_like_component(bytes).map_err(|m| EngineError::Compile {
+        path: path.into(),
+        message: m.into(),
+    })?;
+    let engine = Engine::new(&EngineOptions {
+        max_instances: 1,
+        ..EngineOptions::default()
+    })?;
+    engine.prepare_bytes(bytes, path).map(|_| ())
 }
 
 /// The per-store state: WASI (no files, env or sockets), the memory cap, and the call context
@@ -253,7 +320,7 @@ impl Engine {
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(compile_err)?;
+            .map_err(|e| link_error(path, &e))?;
         FlowPre::new(pre).map_err(compile_err)
     }
 

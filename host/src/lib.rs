@@ -48,6 +48,7 @@
 //! | [`console`] | `serve`'s web console: flows, runs, tables, ASA pages; who may open it |
 //! | [`metrics`] | the Prometheus metrics `/metrics` shows (prometheus-client) |
 //! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
+//! | [`scaffold`] | `flowhost new` / `flowhost build`: flow projects in Rust, Python and JavaScript (templates and SDKs embedded), building and checking them, installing into a flows folder |
 //! | [`api`] | API endpoint flows on the listener: invoke, runs, OpenAPI, client tokens |
 
 pub mod api;
@@ -79,6 +80,7 @@ pub mod redact;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
+pub mod scaffold;
 pub mod scheduler;
 pub mod schema;
 pub mod secrets;

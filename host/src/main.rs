@@ -135,6 +135,28 @@ enum Command {
         #[command(subcommand)]
         cmd: FlowCmd,
     },
+    /// Writes a new flow project into DIR (default ./NAME): NAME.yaml (no grants), the source
+    /// (its `run` echoes the input and counts the Execution Log), the SDK and the host's WIT.
+    New {
+        /// The flow's name (letters, digits, - and _).
+        name: String,
+        /// rust, python or javascript.
+        #[arg(long)]
+        lang: String,
+        /// The project folder: must not exist, or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Builds a flow project into DIR/dist/NAME.wasm with its language's own tools
+    /// (componentize-py, npm, cargo) and checks the component against this host.
+    Build {
+        /// The project folder (default: the current one).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Then copy NAME.wasm and NAME.yaml into this flows folder (safe while `serve` watches it).
+        #[arg(long, value_name = "FOLDER")]
+        install: Option<PathBuf>,
+    },
     /// Per flow: enabled, schedule, last run, consecutive failures, next tick; and how far
     /// ASA audit collection has got. Reads only; works while `serve` runs.
     Status {
@@ -292,6 +314,19 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
     if let Command::Check { connect, json } = cli.command {
         return cmd_check(&cli, connect, json).await.map_err(Usage);
     }
+    // Project commands: no config, database or flows folder is read.
+    match cli.command {
+        Command::New {
+            ref name,
+            ref lang,
+            ref dir,
+        } => return cmd_new(name, lang, dir.as_deref()),
+        Command::Build {
+            ref dir,
+            ref install,
+        } => return Ok(cmd_build(dir, install.as_deref())),
+        _ => {}
+    }
     let at = locations(&cli)?;
     let read = config_reader(&cli, &at);
     let cfg = read().map_err(|e| Usage(e.into()))?;
@@ -391,7 +426,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             cmd_run(&runtime, &name, &input, until_idle).await
         }
         // Answered before the config is loaded (a config that does not load is a finding).
-        Command::Check { .. } => Err(Usage(anyhow::anyhow!("check: answered above"))),
+        Command::Check { .. } | Command::New { .. } | Command::Build { .. } => {
+            Err(Usage(anyhow::anyhow!("answered above")))
+        }
         Command::Serve { no_reload, listen } => {
             let shutdown = shutdown_signal();
             // One `serve` per SQLite database, held until this process ends (several
@@ -580,6 +617,53 @@ fn read_input(input: Option<String>, file: Option<PathBuf>) -> anyhow::Result<St
         );
     }
     Ok(text)
+}
+
+/// `flowhost new`: writes the project, then prints the next steps.
+fn cmd_new(name: &str, lang: &str, dir: Option<&std::path::Path>) -> Result<ExitCode, Usage> {
+    use flowhost::scaffold::{new, Lang};
+    let dir = dir.map_or_else(|| PathBuf::from(name), std::path::Path::to_path_buf);
+    let dir = new::create(name, lang, &dir).map_err(|e| Usage(e.into()))?;
+    let lang = Lang::parse(lang).unwrap_or(Lang::Rust);
+    quiet_on_closed_stdout(print_line(format_args!(
+        "{}",
+        new::next_steps(name, lang, &dir).trim_end()
+    )))
+    .map_err(Usage)
+}
+
+/// `flowhost build`: exit 2 for what must be fixed first (a tool to install, the project's
+/// layout), 1 when the build or the check of the component failed.
+fn cmd_build(dir: &std::path::Path, install: Option<&std::path::Path>) -> ExitCode {
+    use flowhost::scaffold::{build, install as inst};
+    let built = match build::build(dir) {
+        Ok(b) => b,
+        Err(e) => {
+            TERMINAL.eprintln(&format!("error: {e}"));
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let mut lines = vec![format!("built {}", built.wasm.display())];
+    if let Some(folder) = install {
+        match inst::install(&built.name, &built.wasm, &built.manifest, folder) {
+            Ok(_) => lines.push(format!(
+                "installed {} into {}",
+                built.name,
+                folder.display()
+            )),
+            Err(e) => {
+                TERMINAL.eprintln(&format!("error: {e}"));
+                return ExitCode::from(1);
+            }
+        }
+    }
+    match quiet_on_closed_stdout(print_line(format_args!("{}", lines.join("\n")))) {
+        Ok(code) => code,
+        Err(e) => {
+            TERMINAL.eprintln(&format!("error: {e:#}"));
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Says on stderr (unless `-q`) that `name` is disabled for `serve`, when it is: `run` runs

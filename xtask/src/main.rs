@@ -8,7 +8,8 @@
 //!   deploy test verifies the systemd unit), installing Debian's `systemd` with apt-get when
 //!   it is not; and what the console's browser tests need (`ensure_browser`: Node.js 20+,
 //!   Debian's Chromium, installed with apt-get when it is missing, and `npm ci` in
-//!   `tests/browser`), and Debian's PostgreSQL server binaries (`ensure_postgres`, installed
+//!   `tests/browser`; the JavaScript flow tests need the same Node.js and npm), componentize-py
+//!   at its pinned release (the Python flow tests; installed with pip like moto), and Debian's PostgreSQL server binaries (`ensure_postgres`, installed
 //!   with apt-get when missing; the tests start their own throwaway servers); builds the
 //!   flows, then runs
 //!   every test: the flows' native unit tests and the host workspace's tests (one `release`
@@ -138,8 +139,8 @@ fn on_path(path: &OsStr, program: &str) -> bool {
 }
 
 /// Makes sure `moto_server` is on `path` (the PATH the tests will run with): when it is not,
-/// installs moto with `python3 -m pip` (then `pyenv rehash`, which makes pyenv's shim for
-/// the new command). Fails at once, naming what to install, without python3 or pip.
+/// installs moto with `python3 -m pip` (see [`pip_install`]). Fails at once, naming what to
+/// install, without python3 or pip.
 fn ensure_moto(path: &OsStr) -> Result<()> {
     if on_path(path, "moto_server") {
         return Ok(());
@@ -147,11 +148,77 @@ fn ensure_moto(path: &OsStr) -> Result<()> {
     eprintln!(
         "xtask: `moto_server` (the S3 server of the blob tests) is not on PATH: installing {MOTO}"
     );
+    pip_install(path, MOTO, "the S3 tests need moto's `moto_server`")?;
+    if on_path(path, "moto_server") {
+        Ok(())
+    } else {
+        Err(
+            "pip installed moto, but `moto_server` is still not on PATH: add the folder pip \
+             installs scripts into (see `python3 -m pip show -f moto`) to PATH"
+                .into(),
+        )
+    }
+}
+
+/// The componentize-py release the Python flow tests build with (`flowhost build` names the
+/// same pin).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// What `componentize-py --version` prints for [`COMPONENTIZE_PY`].
+fn componentize_py_version() -> String {
+    COMPONENTIZE_PY.replace("==", " ")
+}
+
+/// Makes sure `componentize-py --version` on `path` is the pinned release (the Python flow
+/// tests build components with it): otherwise installs it with `python3 -m pip`. Fails at
+/// once, naming what to install, without python3 or pip.
+fn ensure_componentize_py(path: &OsStr) -> Result<()> {
+    let installed = || {
+        Command::new("componentize-py")
+            .env("PATH", path)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let want = componentize_py_version();
+    let found = installed();
+    if found.as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: the Python flow tests need `{want}` and `componentize-py --version` says {}: \
+         installing {COMPONENTIZE_PY}",
+        found.map_or_else(|| "nothing (not on PATH)".to_string(), |v| format!("`{v}`"))
+    );
+    pip_install(
+        path,
+        COMPONENTIZE_PY,
+        "the Python flow tests need componentize-py",
+    )?;
+    match installed() {
+        Some(v) if v == want => Ok(()),
+        other => Err(format!(
+            "pip installed {COMPONENTIZE_PY}, but `componentize-py --version` on PATH says {}: \
+             put the folder pip installs scripts into (see `python3 -m pip show -f \
+             componentize-py`) first on PATH",
+            other.map_or_else(|| "nothing".to_string(), |v| format!("`{v}`"))
+        )),
+    }
+}
+
+/// `python3 -m pip install SPEC` with `path` as PATH (then `pyenv rehash`, which makes
+/// pyenv's shims for new commands). Fails at once, starting with `need` and naming what to
+/// install, without python3 or pip.
+fn pip_install(path: &OsStr, spec: &str, need: &str) -> Result<()> {
     if !on_path(path, "python3") {
         return Err(format!(
-            "the S3 tests need moto's `moto_server`, installed with pip, and `python3` is not \
-             on PATH: install Python 3 with pip (e.g. `apt-get install python3 python3-pip`), \
-             or install moto yourself: python3 -m pip install '{MOTO}'"
+            "{need}, installed with pip, and `python3` is not on PATH: install Python 3 with \
+             pip (e.g. `apt-get install python3 python3-pip`), or install it yourself: \
+             python3 -m pip install '{spec}'"
         ));
     }
     let pip = Command::new("python3")
@@ -162,9 +229,9 @@ fn ensure_moto(path: &OsStr) -> Result<()> {
         .status();
     if !pip.is_ok_and(|s| s.success()) {
         return Err(format!(
-            "the S3 tests need moto's `moto_server`, installed with pip, and `python3 -m pip` \
-             does not work: install pip (e.g. `apt-get install python3-pip` or \
-             `python3 -m ensurepip`), or install moto yourself: python3 -m pip install '{MOTO}'"
+            "{need}, installed with pip, and `python3 -m pip` does not work: install pip \
+             (e.g. `apt-get install python3-pip` or `python3 -m ensurepip`), or install it \
+             yourself: python3 -m pip install '{spec}'"
         ));
     }
     run(Command::new("python3")
@@ -177,26 +244,18 @@ fn ensure_moto(path: &OsStr) -> Result<()> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            MOTO,
+            spec,
         ]))
     .map_err(|e| {
         format!(
-            "{e}: moto could not be installed; if pip refuses an externally managed Python, \
-             install '{MOTO}' in a virtualenv and put its bin folder on PATH"
+            "{e}: {spec} could not be installed; if pip refuses an externally managed Python, \
+             install '{spec}' in a virtualenv and put its bin folder on PATH"
         )
     })?;
     if on_path(path, "pyenv") {
         run(Command::new("pyenv").env("PATH", path).arg("rehash"))?;
     }
-    if on_path(path, "moto_server") {
-        Ok(())
-    } else {
-        Err(
-            "pip installed moto, but `moto_server` is still not on PATH: add the folder pip \
-             installs scripts into (see `python3 -m pip show -f moto`) to PATH"
-                .into(),
-        )
-    }
+    Ok(())
 }
 
 /// Makes sure `systemd-analyze` (the deploy test verifies the systemd unit with it) is on
@@ -425,6 +484,7 @@ fn running_as_root() -> bool {
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     ensure_moto(&path)?;
+    ensure_componentize_py(&path)?;
     ensure_systemd_analyze(&path)?;
     ensure_postgres(&path, Path::new(POSTGRES_LIB), running_as_root())?;
     ensure_browser(&BrowserSetup {
@@ -741,6 +801,65 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(d.0.join("pyenv.log")).unwrap(),
             "rehash\n"
+        );
+    }
+
+    #[test]
+    fn the_pinned_componentize_py_needs_nothing() {
+        let (d, path) = bin_dir(&[
+            ("componentize-py", "echo 'componentize-py 0.25.1'"),
+            ("python3", "echo \"$@\" >> \"${0%/*}/pip.log\"; exit 0"),
+        ]);
+        assert_eq!(ensure_componentize_py(&path), Ok(()));
+        assert!(!d.0.join("pip.log").exists(), "pip was asked");
+    }
+
+    #[test]
+    fn another_componentize_py_is_replaced_by_the_pinned_one() {
+        // pip "installs" 0.25.1 over 0.19.0.
+        let (d, path) = bin_dir(&[
+            (
+                "python3",
+                "dir=\"${0%/*}\"; echo \"$@\" >> \"$dir/pip.log\"; \
+                 if [ \"$3\" = install ]; then \
+                 printf '#!/bin/sh\\necho componentize-py 0.25.1\\n' > \"$dir/componentize-py\"; fi; \
+                 exit 0",
+            ),
+            ("componentize-py", "echo 'componentize-py 0.19.0'"),
+        ]);
+        assert_eq!(ensure_componentize_py(&path), Ok(()));
+        let pip = std::fs::read_to_string(d.0.join("pip.log")).unwrap();
+        assert_eq!(
+            pip,
+            format!(
+                "-m pip --version\n-m pip install --quiet --disable-pip-version-check {COMPONENTIZE_PY}\n"
+            )
+        );
+    }
+
+    #[test]
+    fn without_python_componentize_py_fails_at_once_naming_what_to_install() {
+        let (_d, path) = bin_dir(&[]);
+        let e = ensure_componentize_py(&path).unwrap_err();
+        assert!(
+            e.starts_with(
+                "the Python flow tests need componentize-py, installed with pip, and `python3` \
+                 is not on PATH: install Python 3 with pip"
+            ) && e.ends_with("python3 -m pip install 'componentize-py==0.25.1'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pip_that_leaves_another_componentize_py_first_on_path_is_an_error() {
+        let (_d, path) = bin_dir(&[
+            ("python3", "exit 0"),
+            ("componentize-py", "echo 'componentize-py 0.19.0'"),
+        ]);
+        let e = ensure_componentize_py(&path).unwrap_err();
+        assert!(
+            e.contains("`componentize-py --version` on PATH says `componentize-py 0.19.0`"),
+            "{e}"
         );
     }
 
