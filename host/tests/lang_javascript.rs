@@ -1,11 +1,11 @@
-//! Flows in JavaScript (issue 19), through the real `flowhost` binary: a project scaffolded
-//! from `templates/javascript` and built with componentize-js, the SDK
-//! (`sdks/javascript/flowhost.js`) against the real host, and the `examples/js-alert` flow
-//! dropped into a running `serve`.
+//! Flows in JavaScript (issue 19), through the real `flowhost` binary: a project made by
+//! `flowhost new --lang javascript` and built (and installed) by `flowhost build`, refused its
+//! table read until granted; the SDK (`sdks/javascript/flowhost.js`) against the real host;
+//! the `examples/js-alert` flow built from the example and installed into a running `serve`.
 //!
-//! npm installs the template's devDependencies once, into `target/flowhost-test-js/` (again
-//! only when the template's package.json changes); every project here links its
-//! `node_modules` there. Each project is built once per run of this test binary.
+//! npm installs the template's package.json and package-lock.json once, into
+//! `target/flowhost-test-js/` (again only when they change); every project here links its
+//! `node_modules` there, so `flowhost build` skips its own `npm install`.
 
 mod common;
 
@@ -95,47 +95,49 @@ fn project_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Copies every file of `from` into `to` (created), replacing `{{name}}` with `name`.
-fn copy_template(from: &Path, to: &Path, name: &str) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        if e.path().is_file() {
-            let body = std::fs::read_to_string(e.path()).unwrap();
-            std::fs::write(to.join(e.file_name()), body.replace("{{name}}", name)).unwrap();
-        }
-    }
-}
-
-/// What `flowhost new NAME --lang javascript` writes: the template, the SDK, the host's WIT
-/// and a manifest without grants.
-fn scaffold(name: &str) -> PathBuf {
-    let dir = project_dir(name);
-    copy_template(&root().join("templates/javascript"), &dir, name);
-    copy_template(&root().join("sdks/javascript"), &dir, name);
-    std::fs::create_dir_all(dir.join("wit")).unwrap();
-    std::fs::copy(root().join("wit/flow.wit"), dir.join("wit/flow.wit")).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.yaml")),
-        format!("title: {name}\n# grants: none yet\n"),
-    )
-    .unwrap();
-    dir
-}
-
-/// Builds the project in `dir` (`npm run build`, with the shared `node_modules`).
-fn build(dir: &Path, name: &str) -> Built {
-    std::os::unix::fs::symlink(node_modules(), dir.join("node_modules")).unwrap();
-    if !dir.join("flowhost.js").exists() {
-        copy_template(&root().join("sdks/javascript"), dir, name);
-    }
-    if !dir.join("wit/flow.wit").exists() {
-        std::fs::create_dir_all(dir.join("wit")).unwrap();
-        std::fs::copy(root().join("wit/flow.wit"), dir.join("wit/flow.wit")).unwrap();
-    }
-    must(
-        Command::new("npm").args(["run", "build"]).current_dir(dir),
-        &format!("building {name}"),
+/// `flowhost ARGS` (no config: `new` and `build` need none), which must succeed; what it
+/// printed (stdout, then stderr).
+fn flowhost_cli(args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowhost"));
+    cmd.args(args).env_remove("RUST_LOG");
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "flowhost {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
     );
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+/// `flowhost new NAME --lang javascript --dir target/flowhost-test-js/projects/NAME`; the
+/// folder and what `new` printed.
+fn scaffold(name: &str) -> (PathBuf, String) {
+    let dir = project_dir(name);
+    let said = flowhost_cli(&[
+        "new",
+        name,
+        "--lang",
+        "javascript",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    (dir, said)
+}
+
+/// `flowhost build DIR [--install FOLDER]`, with the shared `node_modules` linked in (so its
+/// `npm install` is skipped).
+fn build(dir: &Path, name: &str, install: Option<&Path>) -> Built {
+    let modules = dir.join("node_modules");
+    if !modules.exists() {
+        std::os::unix::fs::symlink(node_modules(), modules).unwrap();
+    }
+    let mut args = vec!["build", dir.to_str().unwrap()];
+    if let Some(folder) = install {
+        args.extend(["--install", folder.to_str().unwrap()]);
+    }
+    flowhost_cli(&args);
     let built = Built {
         dir: dir.to_path_buf(),
         name: name.to_string(),
@@ -144,42 +146,23 @@ fn build(dir: &Path, name: &str) -> Built {
     built
 }
 
-/// The template project `hello`, scaffolded and built once.
-fn hello() -> &'static Built {
-    static B: OnceLock<Built> = OnceLock::new();
-    B.get_or_init(|| build(&scaffold("hello"), "hello"))
-}
-
-/// The flow `sdkprobe`: the template project with `lang_javascript/sdk_probe.js` as its app.
+/// The flow `sdkprobe`: a scaffolded project with `lang_javascript/sdk_probe.js` as its app,
+/// built once.
 fn sdk_probe() -> &'static Built {
     static B: OnceLock<Built> = OnceLock::new();
     B.get_or_init(|| {
-        let dir = scaffold("sdkprobe");
+        let (dir, _) = scaffold("sdkprobe");
         std::fs::copy(
             root().join("host/tests/lang_javascript/sdk_probe.js"),
             dir.join("app.js"),
         )
         .unwrap();
-        build(&dir, "sdkprobe")
+        build(&dir, "sdkprobe", None)
     })
 }
 
-/// `examples/js-alert` as a user would check it out (no SDK, no WIT), built once.
-fn alert() -> &'static Built {
-    static B: OnceLock<Built> = OnceLock::new();
-    B.get_or_init(|| {
-        let dir = project_dir("alert");
-        let example = root().join("examples/js-alert");
-        std::fs::create_dir_all(&dir).unwrap();
-        for f in ["app.js", "alert.yaml", "package.json", "README.md"] {
-            std::fs::copy(example.join(f), dir.join(f)).unwrap();
-        }
-        build(&dir, "alert")
-    })
-}
-
-/// Puts the component and then the manifest into the flows folder `flows`, each under a
-/// temporary name first, so that a running `serve` never sees half a file.
+/// Puts the component and then `manifest` into the flows folder `flows`, each under a
+/// temporary name first, as `--install` does.
 fn install(built: &Built, flows: &Path, manifest: &str) {
     let wasm = flows.join(format!(".{}.wasm.part", built.name));
     std::fs::copy(built.wasm(), &wasm).unwrap();
@@ -228,10 +211,22 @@ fn the_sdk_imports_the_wit_version_the_host_provides() {
 
 #[test]
 fn a_scaffolded_flow_is_refused_its_table_read_until_the_manifest_grants_it() {
-    let built = hello();
     let (env, flows) = env_with_flows();
-    install(built, &flows, &built.manifest());
     let config = env.config_file("");
+    let (dir, said) = scaffold("hello");
+    // `new` names the grant the template's read needs.
+    assert!(said.contains("read: [Execution Log]"), "{said}");
+    for f in [
+        "app.js",
+        "package.json",
+        "package-lock.json",
+        "flowhost.js",
+        "flowhost.d.ts",
+    ] {
+        assert!(dir.join(f).is_file(), "flowhost new wrote no {f}");
+    }
+    let built = &build(&dir, "hello", Some(&flows));
+    assert!(flows.join("hello.wasm").is_file() && flows.join("hello.yaml").is_file());
 
     // No grant: the template lets the host's error end the run, with the WIT case.
     let out = flowhost(&config, &["run", "hello", "--input", r#"{"a": 1}"#]);
@@ -416,7 +411,6 @@ const ALERT_TOKEN: &str = "tok-js-alert-5e8d1b";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_alert_example_drops_into_a_running_serve_and_posts_matching_events() {
-    let built = alert();
     let (origin, seen) = recording_server("/slack").await;
     let (env, flows) = env_with_flows();
     let webhook = format!("{origin}/slack");
@@ -435,8 +429,21 @@ async fn the_alert_example_drops_into_a_running_serve_and_posts_matching_events(
     );
     let listener = serve.listening();
 
-    // Dropped in while `serve` runs.
-    install(built, &flows, &built.manifest());
+    // Built from the example as checked out (no SDK, no WIT: `build` writes them) and
+    // installed while `serve` runs.
+    let dir = project_dir("alert");
+    std::fs::create_dir_all(&dir).unwrap();
+    let example = root().join("examples/js-alert");
+    for f in [
+        "app.js",
+        "alert.yaml",
+        "package.json",
+        "package-lock.json",
+        "README.md",
+    ] {
+        std::fs::copy(example.join(f), dir.join(f)).unwrap();
+    }
+    build(&dir, "alert", Some(&flows));
     let client = reqwest::Client::new();
     let invoke = |input: Value| {
         client
