@@ -387,6 +387,11 @@ async fn the_sdk_reads_and_writes_tables_calls_flows_sends_http_and_reads_secret
             "access-denied: sdkprobe may not read table `Execution Log`",
         ),
         ("error", "TypeError: a plain error"),
+        ("flow", "sdkprobe: the probe gave up"),
+        (
+            "async",
+            "invalid output of flow: the handler returned a Promise",
+        ),
     ] {
         let input = json!({"url": origin, "tag": fail, "failWith": fail}).to_string();
         let out = flowhost_async(&config, &["run", "sdkprobe", "--input", &input]).await;
@@ -422,6 +427,16 @@ async fn the_alert_example_drops_into_a_running_serve_and_posts_matching_events(
     let config = env.config_file(
         "grants:\n  alert:\n    hosts: [\"http://127.0.0.1:*\"]\n    api: {token_secret: ALERT_API_TOKEN}\n",
     );
+    // One stored event, for an input that names it by id.
+    let rows = env.dir.path().join("events.jsonl");
+    let stored = json!({"id": "e-3", "type": "apikey.rotate", "actor": "herbert.head",
+        "timestamp": "2026-12-05T11:00:00Z", "project": "prod"});
+    std::fs::write(&rows, format!("{stored}\n")).unwrap();
+    let out = flowhost(
+        &config,
+        &["table", "import", "Audit Events", rows.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let mut serve = Flowhost::spawn(
         &config,
         &["serve", "--listen", "127.0.0.1:0"],
@@ -511,6 +526,26 @@ async fn the_alert_example_drops_into_a_running_serve_and_posts_matching_events(
         "ASA server.ssh_login by gerald.bland at an unknown time"
     );
     assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // By id, from the Audit Events table; an unknown id fails the run, naming it.
+    let resp = invoke(json!({"id": "e-3"})).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let message: Value = resp.json().await.unwrap();
+    assert_eq!(
+        message["text"],
+        "ASA apikey.rotate by herbert.head (project prod) at 2026-12-05T11:00:00Z"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    let resp = invoke(json!({"id": "e-404"})).await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let failed: Value = resp.json().await.unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Audit Events has no event e-404"),
+        "{failed}"
+    );
 
     let (status, _) = serve.stop();
     assert!(status.success(), "serve after SIGTERM: {status}");

@@ -1,6 +1,6 @@
 // The JavaScript SDK against the real host (host/tests/lang_javascript.rs builds this as the
 // flow `sdkprobe`). Each step's result goes into the output, which the test checks.
-import { flow, call, forEach, tables, http, secrets, log, schedule, cache, FlowhostError } from './flowhost.js';
+import { flow, call, forEach, tables, http, secrets, log, schedule, cache, FlowhostError, FlowError } from './flowhost.js';
 
 const T = 'Probe Items';
 
@@ -61,5 +61,7 @@ export const run = flow((input) => {
   // Uncaught, a host error ends the run with `kind: message`.
   if (input.failWith === 'host') tables.count('Execution Log');
   if (input.failWith === 'error') throw new TypeError('a plain error');
+  if (input.failWith === 'flow') throw new FlowError('the probe gave up');
+  if (input.failWith === 'async') return Promise.resolve(out);
   return out;
 });
