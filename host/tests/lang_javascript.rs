@@ -293,7 +293,7 @@ async fn recording_server(path: &str) -> (String, Seen) {
 const PROBE_SECRET: &str = "js-probe-secret-7f3a9c";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sdk_reads_and_writes_tables_calls_flows_sends_http_and_reads_secrets() {
+async fn the_sdk_verbs_work_against_the_real_host_and_errors_carry_their_wit_case() {
     let built = sdk_probe();
     let (origin, seen) = recording_server("/hook").await;
     let (env, flows) = env_with_flows();
@@ -302,7 +302,7 @@ async fn the_sdk_reads_and_writes_tables_calls_flows_sends_http_and_reads_secret
     install(
         built,
         &flows,
-        "title: SDK probe\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n  tables:\n    write: [Probe Items]\n  flows: [echo]\n  secrets: [JS_PROBE_SECRET]\n",
+        "title: SDK probe\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n  tables:\n    write: [Probe Items]\n  flows: [echo]\n  secrets: [JS_PROBE_SECRET]\n  blobs:\n    write: [scratch]\n",
     );
     let config = env.config_file("");
 
@@ -367,6 +367,15 @@ async fn the_sdk_reads_and_writes_tables_calls_flows_sends_http_and_reads_secret
         })
     );
     assert_eq!(o["secretDenied"], "access-denied");
+    // Blobs, and another flow's grants.
+    assert_eq!(o["blobList"], json!(["js/a.txt", "js/b.bin"]));
+    assert_eq!(o["blobText"], "hello blob");
+    assert_eq!(o["blobBytes"], json!([0, 255, 7]));
+    assert_eq!(
+        (&o["blobMissing"], &o["blobDeleted"]),
+        (&Value::Null, &json!(true))
+    );
+    assert_eq!(o["echoReaches"], "access-denied");
     // The log line is in the run's history; the secret is nowhere.
     let run = last_run(env.db(), "sdkprobe");
     assert_eq!(run.status, RunStatus::Ok);

@@ -1,6 +1,8 @@
 // The JavaScript SDK against the real host (host/tests/lang_javascript.rs builds this as the
 // flow `sdkprobe`). Each step's result goes into the output, which the test checks.
-import { flow, call, forEach, tables, http, secrets, log, schedule, cache, FlowhostError, FlowError } from './flowhost.js';
+import {
+  flow, call, forEach, tables, http, secrets, log, schedule, cache, blobs, grants, FlowhostError, FlowError,
+} from './flowhost.js';
 
 const T = 'Probe Items';
 
@@ -43,6 +45,24 @@ export const run = flow((input) => {
   cache.set('k', 'v', 60000);
   out.cached = cache.get('k');
   out.nowLooksRfc3339 = /^\d{4}-\d\d-\d\dT/.test(schedule.now());
+
+  // Blobs: text and bytes in, bytes out.
+  blobs.put('scratch', 'js/a.txt', 'hello blob');
+  blobs.put('scratch', 'js/b.bin', new Uint8Array([0, 255, 7]));
+  out.blobList = blobs.list('scratch', 'js/');
+  out.blobText = new TextDecoder().decode(blobs.get('scratch', 'js/a.txt'));
+  out.blobBytes = Array.from(blobs.get('scratch', 'js/b.bin'));
+  out.blobMissing = blobs.get('scratch', 'js/none');
+  out.blobDeleted = blobs.delete('scratch', 'js/a.txt');
+  schedule.sleep(1);
+
+  // Whether another flow may reach a URL: echo is granted no hosts.
+  try {
+    grants.grantedUrls([['echo', 'http://127.0.0.1:9']]);
+    out.echoReaches = true;
+  } catch (e) {
+    out.echoReaches = e.kind;
+  }
 
   // A refused table read, caught: the WIT case as `kind`.
   try {
