@@ -1,9 +1,13 @@
-// {{name}}: a flowhost flow. `run` gets the input JSON and returns the output JSON;
-// `flowhost build .` makes dist/{{name}}.wasm.
+// The flow {{name}}: `run` gets the run's input (decoded from JSON) and returns its output.
+// Build: `flowhost build .` (or `npm run build`) writes dist/{{name}}.wasm.
+// The SDK (flowhost.js, types in flowhost.d.ts) is documented in docs/javascript.md.
 import { flow, tables } from './flowhost.js';
 
 export const run = flow((input) => {
-  // Refused with `access-denied` until {{name}}.yaml grants `tables: read: [Execution Log]`.
-  const log_rows = tables.count('Execution Log');
-  return { input, log_rows };
+  // A table read: refused with `access-denied` until {{name}}.yaml grants it:
+  //   grants:
+  //     tables:
+  //       read: [Execution Log]
+  const logRows = tables.count('Execution Log');
+  return { input, log_rows: logRows };
 });
