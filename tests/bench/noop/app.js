@@ -1,4 +1,4 @@
-// The JavaScript no-op of flowhost-bench's langs mode: returns its input.
-export function run(input) {
-  return input;
-}
+// The JavaScript no-op of flowhost-bench's langs mode: returns its input, through the SDK.
+import { flow } from './flowhost.js';
+
+export const run = flow((input) => input);

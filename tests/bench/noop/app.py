@@ -1,7 +1,8 @@
-# The Python no-op of flowhost-bench's langs mode: returns its input.
-import wit_world
+"""The Python no-op of flowhost-bench's langs mode: returns its input, through the SDK."""
+
+from flowhost_sdk import WitWorld, flow  # noqa: F401 (WitWorld is the export)
 
 
-class WitWorld(wit_world.WitWorld):
-    def run(self, input: str) -> str:
-        return input
+@flow
+def run(input):
+    return input

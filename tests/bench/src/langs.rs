@@ -182,6 +182,7 @@ pub fn run(env: &Env) -> Result<Vec<Item>> {
     let work = env.tempdir("langs")?;
     let flows = work.path().join("flows");
     std::fs::create_dir_all(&flows)?;
+    std::fs::create_dir_all(work.path().join("src"))?;
     for noop in [&PYTHON, &JAVASCRIPT] {
         build(env, &work.path().join("src"), &flows, noop)?;
     }
@@ -200,18 +201,19 @@ pub fn run(env: &Env) -> Result<Vec<Item>> {
         let size = std::fs::metadata(wasm)
             .with_context(|| format!("{}", wasm.display()))?
             .len();
+        let kb = size as f64 / 1e3;
         items.push(item(
             format!("{lang} no-op: component size"),
-            (size as f64 / 1e6, vec![size as f64 / 1e6]),
-            "MB",
+            (kb, vec![kb]),
+            "KB",
             "on disk, as built",
         ));
         let cache = work.path().join(format!("cache-{lang}"));
         let (compile, load) = compile_and_load(wasm, &cache)?;
         items.push(item(
             format!("{lang} no-op: compile, no cache"),
-            (compile, vec![compile]),
-            "s",
+            (compile * 1e3, vec![compile * 1e3]),
+            "ms",
             "Cranelift, the first run after an install or upgrade",
         ));
         items.push(item(
