@@ -197,9 +197,7 @@ impl ResourceLimiter for MemoryCap {
                 crate::manifest::format_size(desired.next_multiple_of(1024))
             )));
         }
-        self.total = self
-            .total
-            .saturating_add(desired.saturating_sub(current));
+        self.total = self.total.saturating_add(desired.saturating_sub(current));
         Ok(true)
     }
     fn table_growing(

@@ -188,7 +188,11 @@ pub fn run(env: &Env) -> Result<Vec<Item>> {
     }
     let components: Vec<(&str, &str, PathBuf)> = vec![
         ("Rust", "echo", env.root.join("flows/dist-test/echo.wasm")),
-        ("Python", PYTHON.name, flows.join(format!("{}.wasm", PYTHON.name))),
+        (
+            "Python",
+            PYTHON.name,
+            flows.join(format!("{}.wasm", PYTHON.name)),
+        ),
         (
             "JavaScript",
             JAVASCRIPT.name,

@@ -158,7 +158,9 @@ impl MicroWorld {
 
 fn prepare(rt: &Runtime, name: &str) -> Result<Prepared> {
     let entry = rt.flow(name)?;
-    let pre = entry.prepare(&rt.engine).map_err(|e| anyhow!("{name}: {e}"))?;
+    let pre = entry
+        .prepare(&rt.engine)
+        .map_err(|e| anyhow!("{name}: {e}"))?;
     Ok(Prepared { entry, pre })
 }
 
