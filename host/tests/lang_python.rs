@@ -434,6 +434,25 @@ fn serve_with_offload(collector: &str) -> (TestEnv, PathBuf, Flowhost) {
     (env, config, serve)
 }
 
+/// A collector answering `status` on loopback, and `serve` running the offload example
+/// against it.
+async fn offload_against(status: StatusCode) -> (Collector, TestEnv, PathBuf, Flowhost) {
+    let collector = Collector {
+        bodies: Arc::default(),
+        status,
+    };
+    let origin = serve(
+        Router::new()
+            .route("/ingest", post(receive))
+            .with_state(collector.clone()),
+    )
+    .await;
+    let (env, config, serve) = tokio::task::spawn_blocking(move || serve_with_offload(&origin))
+        .await
+        .unwrap();
+    (collector, env, config, serve)
+}
+
 fn offload_runs(env: &TestEnv) -> Vec<RunRecord> {
     let mut runs = history(env).list(Some("offload"), 50).unwrap();
     runs.sort_by_key(|r| r.id);
@@ -442,20 +461,8 @@ fn offload_runs(env: &TestEnv) -> Vec<RunRecord> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_offload_example_posts_the_oldest_rows_and_deletes_exactly_those() {
-    let collector = Collector {
-        bodies: Arc::default(),
-        status: StatusCode::OK,
-    };
-    let origin = serve(
-        Router::new()
-            .route("/ingest", post(receive))
-            .with_state(collector.clone()),
-    )
-    .await;
     // Batches of 3 (the scheduled input): 3 + 3 + 1, each run asking for the next.
-    let (env, config, serve) = tokio::task::spawn_blocking(move || serve_with_offload(&origin))
-        .await
-        .unwrap();
+    let (collector, env, config, serve) = offload_against(StatusCode::OK).await;
 
     // Until a run ends with nothing more to do (or one fails: the asserts below say which).
     wait_until(PATIENCE, "the last offload run", || {
@@ -526,19 +533,7 @@ async fn the_offload_example_posts_the_oldest_rows_and_deletes_exactly_those() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_collector_that_fails_gets_nothing_deleted_and_the_run_fails() {
-    let collector = Collector {
-        bodies: Arc::default(),
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let origin = serve(
-        Router::new()
-            .route("/ingest", post(receive))
-            .with_state(collector.clone()),
-    )
-    .await;
-    let (env, config, serve) = tokio::task::spawn_blocking(move || serve_with_offload(&origin))
-        .await
-        .unwrap();
+    let (collector, env, config, serve) = offload_against(StatusCode::INTERNAL_SERVER_ERROR).await;
 
     wait_until(PATIENCE, "the failed offload run", || {
         offload_runs(&env).iter().any(|r| r.ended.is_some())
