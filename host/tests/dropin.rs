@@ -1,16 +1,24 @@
-//! "Write your own flow" exactly as README.md tells a user: the steps are read from the
-//! README's section (its code blocks), not from a copy, so the README cannot drift from what
-//! works. `cargo new` makes the crate, the Cargo.toml lines the README names are added, the
-//! README's `lib.rs` is built for wasm32-wasip2, copied with the README's manifest into a
-//! flows folder, then listed and run by the already-built `flowhost` binary, and the run's
-//! output must be the one the README shows. The host is not rebuilt.
+//! "Write your own flow" exactly as README.md tells a user. The steps are read from the README's
+//! section (its code blocks), not from a copy, so the README cannot drift from what works.
+//!
+//! - The shell block runs as written, in bash, with a fresh `HOME` (so `~/flows` and the state
+//!   folder are the test's) and the built `flowhost` first on PATH. The last command's output
+//!   must be the JSON its `# …` comment shows.
+//! - Each language's snippet (Python, JavaScript, Rust) replaces the source of a project
+//!   `flowhost new` made in that language, gets the same grant, is built with `flowhost build
+//!   --install` and run with the same input: the output must be the same JSON.
+//!
+//! The host is not rebuilt. The Python and JavaScript builds need componentize-py and Node.js
+//! with npm (`cargo xtask test` installs the first and checks the second); the JavaScript
+//! build's `npm install` and the Rust build's crates come from their registries.
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use common::{root, text, TestEnv};
+use common::{root, text};
+use serde_json::Value;
 
 const SECTION: &str = "### Write your own flow";
 
@@ -30,229 +38,141 @@ fn readme_blocks() -> Vec<(String, String)> {
             blocks.push((lang.trim().to_string(), body.join("\n") + "\n"));
         }
     }
+    let langs: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        langs,
+        ["sh", "python", "js", "rust"],
+        "the section's code blocks"
+    );
     blocks
 }
 
-/// Splits `a = {…}, b = {…}` at its top-level commas.
-fn top_level_items(text: &str) -> Vec<String> {
-    let (mut items, mut depth, mut cur) = (Vec::new(), 0i32, String::new());
-    for c in text.chars() {
-        match c {
-            '{' | '[' => depth += 1,
-            '}' | ']' => depth -= 1,
-            ',' if depth == 0 => {
-                items.push(cur.trim().to_string());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        items.push(cur.trim().to_string());
-    }
-    items
+/// The shell block split into its set-up (every line before the last command), the last
+/// command, and the JSON its `# …` comment line below says it prints.
+fn shell_steps() -> (String, String, Value) {
+    let blocks = readme_blocks();
+    let lines: Vec<&str> = blocks[0].1.lines().collect();
+    let last = lines
+        .iter()
+        .rposition(|l| l.starts_with("flowhost ") && l.contains(" run "))
+        .expect("the block ends with a `flowhost … run …` command");
+    let expected = lines
+        .get(last + 1)
+        .and_then(|l| l.strip_prefix("# "))
+        .expect("the run's output, as a `# …` comment line below it");
+    let expected = serde_json::from_str(expected).expect("the comment is JSON");
+    (
+        lines[..last].join("\n") + "\n",
+        lines[last].to_string(),
+        expected,
+    )
 }
 
-/// What the README's `# Cargo.toml: …` comment says to add, as TOML: its `[lib]` line and
-/// its dependencies, with the SDK's `.../flows/sdk` made this checkout's.
-fn cargo_toml_additions(setup: &str) -> String {
-    let comment: Vec<&str> = setup
-        .lines()
-        .filter_map(|l| l.trim_start().strip_prefix('#'))
-        .map(str::trim)
-        .collect();
-    let comment = comment.join(" ");
-    let spec = comment
-        .strip_prefix("Cargo.toml:")
-        .unwrap_or_else(|| panic!("no `# Cargo.toml:` comment in {setup}"));
-    let (lib, deps) = spec
-        .split_once("; dependencies:")
-        .unwrap_or_else(|| panic!("no `; dependencies:` in {spec}"));
-    let lib = lib
-        .trim()
-        .strip_prefix("[lib]")
-        .unwrap_or_else(|| panic!("no `[lib]` in {spec}"));
-    let sdk = root().join("flows/sdk");
-    let deps: Vec<String> = top_level_items(deps)
-        .into_iter()
-        .map(|d| d.replace(".../flows/sdk", sdk.to_str().unwrap()))
-        .collect();
-    format!("\n[lib]\n{}\n", lib.trim()) + &deps.join("\n") + "\n"
-}
-
-/// Adds `deps` under the `[dependencies]` header `cargo new` wrote, and `lib` at the end.
-fn edit_cargo_toml(path: &Path, additions: &str) {
-    let (lib, deps) = additions
-        .split_once("\n[lib]\n")
-        .map(|(_, rest)| rest.split_once('\n').unwrap())
+/// `bash -euo pipefail -c SCRIPT` in `dir` with `home` as HOME and the built `flowhost` first
+/// on PATH; fails the test with its output when it fails.
+fn bash(dir: &Path, home: &Path, script: &str) -> Output {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_flowhost"));
+    let path = std::env::join_paths(std::iter::once(bin.parent().unwrap().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    // The toolchains' own homes stay the machine's (rustup's toolchains, cargo's and npm's
+    // caches): only flowhost's and the flows folder's `~` is the fresh one.
+    let real_home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let keep = |var: &str, default: &str| {
+        std::env::var_os(var).unwrap_or_else(|| real_home.join(default).into_os_string())
+    };
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .env("CARGO_HOME", keep("CARGO_HOME", ".cargo"))
+        .env("RUSTUP_HOME", keep("RUSTUP_HOME", ".rustup"))
+        .env("npm_config_cache", keep("npm_config_cache", ".npm"))
+        .env("HOME", home)
+        .env("PATH", path)
+        .env_remove("FLOWHOST_CONFIG")
+        .env_remove("FLOWHOST_STATE_DIR")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
         .unwrap();
-    let toml = std::fs::read_to_string(path).unwrap();
-    assert!(toml.contains("[dependencies]\n"), "{toml}");
-    let toml = toml.replace("[dependencies]\n", &format!("[dependencies]\n{deps}"));
-    std::fs::write(path, format!("{toml}\n[lib]\n{lib}\n")).unwrap();
-}
-
-/// The words of a shell command line, honouring single quotes, without its `# comment`.
-fn words(line: &str) -> (Vec<String>, Option<String>) {
-    let (mut out, mut cur, mut quoted, mut in_word) = (Vec::new(), String::new(), false, false);
-    let mut chars = line.chars();
-    let mut comment = None;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                quoted = !quoted;
-                in_word = true;
-            }
-            '#' if !quoted && !in_word => {
-                comment = Some(chars.as_str().trim().to_string());
-                break;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    (out, comment)
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
-fn must(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "{cmd:?}: {}\n{}",
+        "{script}\n{}\n{}\n{}",
         out.status,
+        text(&out.stdout),
         text(&out.stderr)
     );
-    text(&out.stdout)
+    out
 }
 
 #[test]
-fn a_new_flow_is_built_dropped_in_listed_and_run_as_the_readme_says() {
-    let blocks = readme_blocks();
-    let langs: Vec<&str> = blocks.iter().map(|(l, _)| l.as_str()).collect();
-    assert_eq!(langs, ["sh", "rust", "sh"], "the section's code blocks");
-    let (setup, lib_rs, steps) = (&blocks[0].1, &blocks[1].1, &blocks[2].1);
+fn the_readme_shell_steps_go_from_nothing_to_a_running_python_flow() {
+    let (setup, run, expected) = shell_steps();
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    bash(work.path(), &home, &setup);
+    // The flow landed where the README says, and state stayed in the fresh HOME.
+    assert!(home.join("flows/hello.wasm").is_file());
+    assert!(home.join("flows/hello.yaml").is_file());
+    let out = bash(work.path(), &home, &run);
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, expected, "{run}");
+}
 
-    let env = TestEnv::new();
-    let work = env.dir.path();
-    // Block 1: `cargo new --lib hello && cd hello`, then the Cargo.toml lines it names.
-    let first = setup.lines().next().unwrap();
-    let (new, cd) = first.split_once("&&").unwrap();
-    let (new, _) = words(new);
-    assert_eq!(new[..2], ["cargo", "new"], "{first}");
-    must(cargo().current_dir(work).args(&new[1..]));
-    let (cd, _) = words(cd);
-    assert_eq!(cd[0], "cd", "{first}");
-    let krate = work.join(&cd[1]);
-    edit_cargo_toml(&krate.join("Cargo.toml"), &cargo_toml_additions(setup));
-    // Block 2: the flow's code.
-    std::fs::write(krate.join("src/lib.rs"), lib_rs).unwrap();
-
-    // Block 3, line by line. The README's flows folder is `~/flows`; here it is a folder of
-    // the test's own, and `flowhost` is the built binary on the test's database, with the
-    // built-in tables only.
-    let flows = work.join("my-flows");
-    std::fs::create_dir_all(&flows).unwrap();
-    let to_flows = |p: &str| -> PathBuf {
-        assert!(
-            p.starts_with("~/flows"),
-            "the README's flows folder is ~/flows: {p}"
-        );
-        let name = p.trim_end_matches('/').rsplit('/').next().unwrap();
-        if p.ends_with('/') || p == "~/flows" {
-            flows.clone()
-        } else {
-            flows.join(name)
-        }
-    };
-    // `~/flows` as the shell would expand it (to the test's folder).
-    let expand = |w: &[String]| -> Vec<String> {
-        w.iter()
-            .map(|a| match a.starts_with("~/") {
-                true => to_flows(a).display().to_string(),
-                false => a.clone(),
-            })
-            .collect()
-    };
-    // The flows' own target folder: the SDK and serde are compiled already (or once).
-    let target = root().join("flows/target");
-    let flowhost = |args: &[String]| {
-        must(
-            Command::new(env!("CARGO_BIN_EXE_flowhost"))
-                .arg("--db")
-                .arg(work.join("f.db"))
-                .arg("--state-dir")
-                .arg(work.join("state"))
-                .args(expand(args)),
-        )
-    };
-    let mut lines = steps.lines();
-    let (mut built, mut ran, mut listed) = (false, false, false);
-    while let Some(line) = lines.next() {
-        let (w, comment) = words(line);
-        match w.first().map(String::as_str) {
-            Some("cargo") => {
-                must(
-                    cargo()
-                        .current_dir(&krate)
-                        .args(&w[1..])
-                        .env("CARGO_TARGET_DIR", &target),
-                );
-                built = true;
-            }
-            Some("cp") => {
-                let from = w[1].strip_prefix("target/").unwrap();
-                let to = to_flows(&w[2]);
-                let to = if to.is_dir() {
-                    to.join(Path::new(from).file_name().unwrap())
-                } else {
-                    to
-                };
-                std::fs::copy(target.join(from), to).unwrap();
-            }
-            Some("cat") => {
-                // `cat > FILE <<'END'`: the lines up to END are the file.
-                let end = line.rsplit("<<").next().unwrap().trim().trim_matches('\'');
-                let file = to_flows(&w[2]);
-                let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != end).collect();
-                std::fs::write(file, body.join("\n") + "\n").unwrap();
-            }
-            Some("flowhost") if w.iter().any(|a| a == "list") => {
-                let list = flowhost(&w[1..]);
-                // "hello is there, with its grants".
-                assert!(
-                    list.contains("hello") && list.contains("read: Execution Log"),
-                    "{list}"
-                );
-                listed = true;
-            }
-            Some("flowhost") => {
-                let got: serde_json::Value = serde_json::from_str(&flowhost(&w[1..])).unwrap();
-                let want: serde_json::Value =
-                    serde_json::from_str(&comment.expect("the expected output, as a comment"))
-                        .unwrap();
-                assert_eq!(got, want, "{line}");
-                ran = true;
-            }
-            None => {}
-            Some(other) => panic!("the README has a step this test does not know: {other}: {line}"),
-        }
+/// Builds the README's snippet for `lang` as flow `name` and runs it as the shell block runs
+/// its flow; the output must be the shell block's.
+fn snippet_runs_as_the_shell_steps_show(lang: &str, block: usize, name: &str, source: &str) {
+    let (_, run, expected) = shell_steps();
+    let snippet = readme_blocks()[block].1.clone();
+    let input = run
+        .split_once("--input ")
+        .map(|(_, i)| i.trim())
+        .expect("the run has an --input");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join("flows")).unwrap();
+    bash(
+        work.path(),
+        &home,
+        &format!("flowhost new {name} --lang {lang} >/dev/null"),
+    );
+    std::fs::write(work.path().join(name).join(source), snippet).unwrap();
+    let yaml = work.path().join(name).join(format!("{name}.yaml"));
+    let manifest = std::fs::read_to_string(&yaml).unwrap();
+    std::fs::write(
+        &yaml,
+        manifest + "grants:\n  tables:\n    read: [Execution Log]\n",
+    )
+    .unwrap();
+    let mut build = format!("flowhost build {name} --install ~/flows");
+    if lang == "rust" {
+        // Shared with scaffold.rs: the SDK's dependencies are compiled once.
+        let target = root().join("target/flowhost-test-scaffold-rust");
+        build = format!("CARGO_TARGET_DIR='{}' {build}", target.display());
     }
-    assert!(built && listed && ran, "README steps: {steps}");
+    bash(work.path(), &home, &build);
+    let out = bash(
+        work.path(),
+        &home,
+        &format!("flowhost --flows ~/flows run {name} --input {input}"),
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, expected, "the README's {lang} snippet");
+}
+
+#[test]
+fn the_readme_python_snippet_gives_the_shown_output() {
+    snippet_runs_as_the_shell_steps_show("python", 1, "hello_py", "app.py");
+}
+
+#[test]
+fn the_readme_javascript_snippet_gives_the_shown_output() {
+    snippet_runs_as_the_shell_steps_show("javascript", 2, "hello_js", "app.js");
+}
+
+#[test]
+fn the_readme_rust_snippet_gives_the_shown_output() {
+    snippet_runs_as_the_shell_steps_show("rust", 3, "hello_rs", "src/lib.rs");
 }

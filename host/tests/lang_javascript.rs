@@ -173,14 +173,15 @@ fn install(built: &Built, flows: &Path, manifest: &str) {
 }
 
 /// The newest run of `flow` in the history beside `db`.
+/// The newest top-level run of `flow` (a failed child run of it has a history row too).
 fn last_run(db: &Path, flow: &str) -> RunRecord {
     let history = History::open_read_only(&flowhost::history::history_path_for(db)).unwrap();
     history
-        .list(Some(flow), 1)
+        .list(Some(flow), 50)
         .unwrap()
         .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no run of {flow} in history"))
+        .find(|r| r.parent.is_none())
+        .unwrap_or_else(|| panic!("no top-level run of {flow} in history"))
 }
 
 #[test]
@@ -302,7 +303,7 @@ async fn the_sdk_verbs_work_against_the_real_host_and_errors_carry_their_wit_cas
     install(
         built,
         &flows,
-        "title: SDK probe\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n  tables:\n    write: [Probe Items]\n  flows: [echo]\n  secrets: [JS_PROBE_SECRET]\n  blobs:\n    write: [scratch]\n",
+        "title: SDK probe\ngrants:\n  hosts: [\"http://127.0.0.1:*\"]\n  tables:\n    write: [Probe Items]\n  flows: [echo, sdkprobe]\n  secrets: [JS_PROBE_SECRET]\n  blobs:\n    write: [scratch]\n",
     );
     let config = env.config_file("");
 
@@ -341,6 +342,15 @@ async fn the_sdk_verbs_work_against_the_real_host_and_errors_carry_their_wit_cas
         o["each"],
         json!([{"ok": true, "value": 1}, {"ok": true, "value": "two"}, {"ok": true, "value": {"three": 3}}])
     );
+    assert_eq!(o["eachAll"], json!([{"a": 1}, "b"]));
+    // forEachAll throws for the first item that failed, naming it and the child's error.
+    assert_eq!(o["eachAllFailed"]["kind"], "other");
+    let failed = o["eachAllFailed"]["message"].as_str().unwrap();
+    assert!(
+        failed.contains("flow sdkprobe failed on item 1 of 1")
+            && failed.contains("the probe gave up early"),
+        "{failed}"
+    );
     // HTTP: what the server was sent, and what the flow read of its answer.
     assert_eq!(
         *seen.lock().unwrap(),
@@ -357,6 +367,7 @@ async fn the_sdk_verbs_work_against_the_real_host_and_errors_carry_their_wit_cas
     // Secrets, cache, clock; the denial caught with its WIT case.
     assert_eq!(o["secretLength"], PROBE_SECRET.len());
     assert_eq!(o["cached"], "v");
+    assert_eq!(o["cachedAfterRemove"], Value::Null);
     assert_eq!(o["nowLooksRfc3339"], true);
     assert_eq!(
         o["denied"],

@@ -318,6 +318,7 @@ async fn the_sdk_verbs_work_against_the_real_host() {
         })
     );
     assert_eq!(got["cache"], json!(["v", null]));
+    assert_eq!(got["cache_removed"], Value::Null);
 
     // HTTP with headers and a JSON body, the secret sent but never returned.
     assert_eq!(
@@ -356,6 +357,12 @@ async fn the_sdk_verbs_work_against_the_real_host() {
     assert_eq!(run["flow"], "pysdk");
     let logs = run["logs"].to_string();
     assert!(logs.contains("pysdk: 2 rows in Probe Items"), "{logs}");
+    let warned = run["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["level"] == "warn" && l["message"] == "pysdk: a warning");
+    assert!(warned, "{logs}");
     assert!(!run.to_string().contains("tok-123"), "{run}");
 }
 

@@ -1,12 +1,14 @@
 // The JavaScript SDK against the real host (host/tests/lang_javascript.rs builds this as the
 // flow `sdkprobe`). Each step's result goes into the output, which the test checks.
 import {
-  flow, call, forEach, tables, http, secrets, log, schedule, cache, blobs, grants, FlowhostError, FlowError,
+  flow, call, forEach, forEachAll, tables, http, secrets, log, schedule, cache, blobs, grants, FlowhostError, FlowError,
 } from './flowhost.js';
 
 const T = 'Probe Items';
 
 export const run = flow((input) => {
+  // As a for-each item of itself (forEachAll below): fail before doing anything.
+  if (input.failWith === 'early') throw new FlowError('the probe gave up early');
   const out = {};
   log.info(`sdkprobe starts: ${input.tag}`);
 
@@ -31,6 +33,13 @@ export const run = flow((input) => {
   // Another flow, once and for each item.
   out.echoed = call('echo', { hello: 'from js', n: 7 });
   out.each = forEach('echo', [1, 'two', { three: 3 }], 2);
+  out.eachAll = forEachAll('echo', [{ a: 1 }, 'b'], 1);
+  try {
+    forEachAll('sdkprobe', [{ failWith: 'early' }], 1);
+    out.eachAllFailed = null;
+  } catch (e) {
+    out.eachAllFailed = { kind: e.kind, message: e.message };
+  }
 
   // HTTP to the test's loopback server, with a header and a JSON body.
   const resp = http.post(`${input.url}/hook`, {
@@ -44,6 +53,8 @@ export const run = flow((input) => {
   out.secretLength = secrets.get('JS_PROBE_SECRET').length;
   cache.set('k', 'v', 60000);
   out.cached = cache.get('k');
+  cache.remove('k');
+  out.cachedAfterRemove = cache.get('k');
   out.nowLooksRfc3339 = /^\d{4}-\d\d-\d\dT/.test(schedule.now());
 
   // Blobs: text and bytes in, bytes out.
