@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use flowhost::engine::{Engine, EngineOptions};
+use flowhost::scaffold::build::check_tools;
+use flowhost::scaffold::Lang;
 use flowhost_bench::micro_ops::{MicroWorld, Prepared};
 
 use crate::measure::median;
@@ -157,28 +159,10 @@ fn per_call(d: Duration, n: usize) -> f64 {
     d.as_secs_f64() * 1e6 / n.max(1) as f64
 }
 
-/// Checks that the tools the builds need are there, naming what to install otherwise.
-fn check_tools() -> Result<()> {
-    let runs = |cmd: &str, arg: &str| {
-        Command::new(cmd)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !runs("componentize-py", "--version") {
-        bail!(
-            "the langs mode builds a Python flow: install componentize-py \
-             (`python3 -m pip install componentize-py==0.25.1`)"
-        );
-    }
-    if !runs("npm", "--version") || !runs("node", "--version") {
-        bail!("the langs mode builds a JavaScript flow: install Node.js 20+ with npm");
-    }
-    Ok(())
-}
-
 pub fn run(env: &Env) -> Result<Vec<Item>> {
-    check_tools()?;
+    // The host's own check, so the bench names what to install exactly as `flowhost build`.
+    check_tools(Lang::Python)?;
+    check_tools(Lang::JavaScript)?;
     let work = env.tempdir("langs")?;
     let flows = work.path().join("flows");
     std::fs::create_dir_all(&flows)?;
