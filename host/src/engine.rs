@@ -93,7 +93,7 @@ pub enum EngineError {
     },
 }
 
-/// The WIT package the host provides, e.g. `flowhost:flow@0.1.1` (from `wit/flow.wit`).
+/// The WIT package the host provides, e.g. `flowhost:flow@0.1.2` (from `wit/flow.wit`).
 pub fn contract_package() -> &'static str {
     static PACKAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         include_str!("../../wit/flow.wit")

@@ -1,6 +1,7 @@
 //! The contract's versioning rule (docs/versioning.md): a flow built against an earlier 0.1.x
 //! of `flowhost:flow` keeps loading and running on a host of a later 0.1.x, and what 0.1.1
-//! added (`tables.delete-many`) works through a real component.
+//! added (`tables.delete-many`) and 0.1.2 (`tables.upsert-row`, which the Rust SDK's `upsert` uses)
+//! work through a real component.
 
 mod common;
 
@@ -164,4 +165,70 @@ fn the_current_contract_is_kept_among_the_released_ones() {
         "wit/flow.wit differs from {}: a change needs a new version (docs/versioning.md)",
         kept.display()
     );
+}
+
+/// What 0.1.2 added: the SDK's `upsert` sends a struct or map row as typed cells
+/// (`tables.upsert-row`), `insert` sends JSON text. The same row stores the same values either
+/// way (a text with quotes and a newline, an integer, a boolean, a nested `json` value), and a
+/// row the table refuses is refused with the same words.
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_upsert_rows_store_and_refuse_like_json_rows() {
+    // The probe's `upsert` goes through `upsert-row`: its tables import has that function.
+    let engine = wasmtime::Engine::default();
+    let probe = common::flows_dir("dist-test").join("probe.wasm");
+    let c = wasmtime::component::Component::from_file(&engine, &probe).unwrap();
+    let tables: Vec<String> = c
+        .component_type()
+        .imports(&engine)
+        .filter(|(name, _)| name.starts_with("flowhost:flow/tables@"))
+        .flat_map(|(_, item)| match item.ty {
+            wasmtime::component::types::ComponentItem::ComponentInstance(i) => {
+                i.exports(&engine).map(|(f, _)| f.to_string()).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(tables.iter().any(|f| f == "upsert-row"), "{tables:?}");
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let fields = json!({"n": -42, "note": "say \"hi\"\n\ttab é", "flag": true,
+                        "data": {"list": [1, 2.5, null], "s": "x"}});
+    let row = |id: &str| {
+        let mut r = fields.clone();
+        r["id"] = json!(id);
+        json!({"row": r})
+    };
+    assert_eq!(
+        ok(&rt, "probe", probe_table("upsert", row("typed"))).await,
+        json!("typed")
+    );
+    assert_eq!(
+        ok(&rt, "probe", probe_table("insert", row("text"))).await,
+        json!("text")
+    );
+    let typed = ok(&rt, "probe", probe_table("get", json!({"key": "typed"}))).await;
+    let text = ok(&rt, "probe", probe_table("get", json!({"key": "text"}))).await;
+    assert_eq!(typed, row("typed")["row"]);
+    assert_eq!(text, row("text")["row"]);
+
+    // The same refusals: a value of the wrong type, a column the table lacks.
+    for bad in [
+        json!({"n": "seven"}),
+        json!({"colour": "red"}),
+        json!({"n": 1.5}),
+    ] {
+        let mut r = bad.clone();
+        r["id"] = json!("bad");
+        let typed = err(
+            &rt,
+            "probe",
+            probe_table("upsert", json!({"row": r.clone()})),
+        )
+        .await;
+        let text = err(&rt, "probe", probe_table("insert", json!({"row": r}))).await;
+        assert_eq!(typed, text, "{bad}");
+        assert!(typed.contains("invalid-input"), "{typed}");
+    }
+    let bad = ok(&rt, "probe", probe_table("get", json!({"key": "bad"}))).await;
+    assert_eq!(bad, json!(null));
 }

@@ -1,6 +1,6 @@
 //! # flowhost-sdk — what a flow is written with
 //!
-//! The one place that generates the bindings of the `flowhost:flow@0.1.1` world (`wit/flow.wit`)
+//! The one place that generates the bindings of the `flowhost:flow@0.1.2` world (`wit/flow.wit`)
 //! and wraps them in typed helpers, so that a flow reads like a Workflows flow: a short sequence
 //! of named steps (`call("U10", …)`, `tables::find(…)`, `http::get(…).send()`).
 //!
@@ -29,6 +29,7 @@
 
 pub mod blobs;
 pub mod cache;
+mod cells;
 pub mod error;
 pub mod flows;
 pub mod grants;

@@ -76,8 +76,15 @@ pub fn insert_many<T: Serialize>(table: &str, rows: &[T]) -> Result<u32, Error> 
 /// The row is checked (columns, types, key) at once, but the host may write it together with
 /// later upserts: every later table call of the run sees it, and should the write itself fail
 /// (a full disk), a later table call or the end of the run fails, and the run keeps nothing.
+///
+/// A struct or map row goes to the host as typed cells (`upsert-row`, contract 0.1.2): no JSON
+/// to encode here or to parse in the host. Anything else goes as JSON text, and the host
+/// answers the same either way.
 pub fn upsert<T: Serialize + ?Sized>(table: &str, row: &T) -> Result<String, Error> {
-    Ok(wit::upsert(table, &to_json(table, "row", row)?)?)
+    match crate::cells::of(row) {
+        Some(cells) => Ok(wit::upsert_row(table, &cells)?),
+        None => Ok(wit::upsert(table, &to_json(table, "row", row)?)?),
+    }
 }
 
 /// Sets the given columns on the row with `key`; `false` if there is none.

@@ -7,6 +7,7 @@
 //! | `http` | `http.send` | `grants.hosts` |
 //! | `prefetch` | `http.prefetch` (GETs sent ahead for a later run of the flow) | `grants.hosts` |
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
+//! | `cells` | `tables.upsert-row`'s typed rows → the JSON row the store checks | (`tables`) |
 //! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
 //! | `secrets` | `secrets.get` | `grants.secrets` |
@@ -17,6 +18,7 @@
 
 pub mod blobs;
 pub mod cache;
+pub mod cells;
 pub mod flows;
 pub mod grants;
 pub mod http;

@@ -1,11 +1,11 @@
-//! `tables.*`: rows as JSON text in and out, checked against the table's grants here and
+//! `tables.*`: rows as JSON text in and out (or typed, for `upsert-row`: see [`super::cells`]), checked against the table's grants here and
 //! against its schema by the store. Every write goes into the run's one transaction; upserts
 //! into keyed tables are checked at once and written in batches (see
 //! [`crate::runtime::Deferred`]).
 
 use serde_json::{Map, Value};
 
-use crate::engine::flowhost::flow::tables::Host;
+use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
 use crate::store::{DeferredUpsert, TableError, Txn};
@@ -212,6 +212,15 @@ impl Host for RunState {
     async fn upsert(&mut self, table: String, row: String) -> Result<String, WitError> {
         let bytes = row.len();
         let row = object(&row, "row")?;
+        upsert_later(&self.ctx, table, row, bytes)
+    }
+
+    async fn upsert_row(
+        &mut self,
+        table: String,
+        row: Vec<(String, Cell)>,
+    ) -> Result<String, WitError> {
+        let (row, bytes) = super::cells::row_of(&table, row)?;
         upsert_later(&self.ctx, table, row, bytes)
     }
 
