@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::enrich::Kind;
-use crate::{ref_id, text_of, time};
+use crate::{event_scan, ref_id, text_of, time};
 
 /// An Audit Events row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,8 +125,15 @@ fn not_an_object(event: &Value) -> InvalidEvent {
 pub fn event_id(event: &Value) -> Result<&str, InvalidEvent> {
     match event.get("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok(id),
-        Some(other) => Err(InvalidEvent(format!("`id` must be a non-empty string, not {other}"))),
-        None => Err(InvalidEvent("no `id`".to_string())),
+        other => Err(bad_id(other)),
+    }
+}
+
+/// Why `id` (a member's value, or none) is no event id.
+fn bad_id(id: Option<&Value>) -> InvalidEvent {
+    match id {
+        Some(other) => InvalidEvent(format!("`id` must be a non-empty string, not {other}")),
+        None => InvalidEvent("no `id`".to_string()),
     }
 }
 
@@ -137,7 +144,22 @@ pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
 
 /// [`plan`] of an event given as JSON text, which becomes `raw_event` as it is (M10 passes each
 /// event on exactly as ASA sent it, so it is never re-encoded).
+///
+/// The members the row reads are taken in one pass over the text ([`crate::event_scan`]); only
+/// a text that is no JSON object is parsed whole, to say what is wrong with it.
 pub fn plan_text(text: &str) -> Result<Plan, InvalidEvent> {
+    if let Some(scanned) = event_scan::scan(text) {
+        let id = match scanned.id() {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            other => return Err(bad_id(other)),
+        };
+        return Ok(plan_members(
+            id,
+            scanned.timestamp(),
+            |k| scanned.detail(k),
+            text.trim().to_string(),
+        ));
+    }
     let event: Value =
         serde_json::from_str(text).map_err(|e| InvalidEvent(format!("not JSON ({e})")))?;
     plan_with_raw(&event, || text.trim().to_string())
@@ -150,19 +172,30 @@ fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, In
     let id = event_id(event)?.to_string();
     let empty = Map::new();
     let details = event.get("details").and_then(Value::as_object).unwrap_or(&empty);
-    let raw_ts = text_of(event.get("timestamp"));
+    Ok(plan_members(id, event.get("timestamp"), |k| details.get(k), raw()))
+}
+
+/// The plan of an event whose `id` is checked, given its `timestamp` and a reader of its
+/// `details` keys.
+fn plan_members<'a>(
+    id: String,
+    timestamp: Option<&Value>,
+    details: impl Fn(&str) -> Option<&'a Value>,
+    raw_event: String,
+) -> Plan {
+    let raw_ts = text_of(timestamp);
     let row = EventRow {
         id,
         timestamp: time::iso_ms(&raw_ts).unwrap_or(raw_ts),
-        event_type: text_of(details.get("type")),
-        hostname: text_of(details.get("hostname")),
-        from_addr: text_of(details.get("from_address")),
-        raw_event: raw(),
+        event_type: text_of(details("type")),
+        hostname: text_of(details("hostname")),
+        from_addr: text_of(details("from_address")),
+        raw_event,
         ..EventRow::default()
     };
 
-    let one = |key: &str| ref_id(details.get(key)).map(|r| vec![r.to_string()]).unwrap_or_default();
-    let servers = servers_once(details.get("servers"));
+    let one = |key: &str| ref_id(details(key)).map(|r| vec![r.to_string()]).unwrap_or_default();
+    let servers = servers_once(details("servers"));
     let lookups = [
         (Column::Actor, Kind::User, one("actor"), Vec::new()),
         (Column::User, Kind::User, one("target_user"), one("user")),
@@ -175,7 +208,7 @@ fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, In
     .into_iter()
     .filter_map(|(column, kind, refs, fallback)| pair(column, kind, refs, fallback))
     .collect();
-    Ok(Plan { row, lookups })
+    Plan { row, lookups }
 }
 
 /// The lookup of a pair of keys: the first's references, falling back to the second's; `None`

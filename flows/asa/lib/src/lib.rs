@@ -11,7 +11,8 @@
 //! - [`api`]: ASA response bodies (service token, an `auditsV2` page) and error texts;
 //! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
 //! - [`enrich`]: the S32–S37 enrichment strings;
-//! - [`event`]: event → Audit Events row mapping (S30);
+//! - [`event`]: event → Audit Events row mapping (S30); `event_scan` reads the members it needs
+//!   in one pass;
 //! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
 //! - [`main_flow`]: M10's branch decision (§8.3);
 //! - [`lost_offset`]: an offset auditsV2 no longer knows, and `onLostOffset` (M10);
@@ -23,6 +24,7 @@ pub mod api;
 pub mod enrich;
 pub mod env;
 pub mod event;
+mod event_scan;
 pub mod link;
 pub mod lost_offset;
 pub mod main_flow;
