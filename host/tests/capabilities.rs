@@ -172,6 +172,42 @@ async fn a_failing_run_rolls_back_every_write_including_childrens() {
     );
 }
 
+/// Repeated gets in one run (probe's `repeat`, as the micro benchmark times them) give the row
+/// as written, every time; a write after them commits; a failing step stops the repeat.
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_gets_in_a_run_give_the_row_and_a_later_write_commits() {
+    let env = TestEnv::new();
+    let rt = env.runtime();
+    let row = json!({"id": "k1", "n": 7, "note": "tab\t\"quoted\" ünï", "flag": true, "data": {"b": [1, null], "a": "x"}});
+    ok(&rt, "probe", table("upsert", json!({"row": row}))).await;
+    let get = table("get", json!({"key": "k1"}));
+    let out = ok(
+        &rt,
+        "probe",
+        json!({"op": "steps", "steps": [
+            {"op": "repeat", "n": 500, "step": get},
+            {"op": "repeat", "n": 0, "step": get},
+            table("upsert", json!({"row": {"id": "k2", "n": 2}})),
+            {"op": "repeat", "n": 3, "step": table("get", json!({"key": "k2"}))},
+        ]}),
+    )
+    .await;
+    assert_eq!(out[0], row);
+    assert_eq!(out[1], json!(null));
+    assert_eq!(out[3]["n"], json!(2));
+    assert_eq!(
+        ok(&rt, "probe", table("count", json!({"filter": {}}))).await,
+        json!(2)
+    );
+    let e = err(
+        &rt,
+        "probe",
+        json!({"op": "repeat", "n": 3, "step": {"op": "table", "fn": "get", "table": "Nope", "key": "k1"}}),
+    )
+    .await;
+    assert!(e.contains("access-denied") && e.contains("Nope"), "{e}");
+}
+
 /// Upserts into keyed tables are queued and written in batches (`runtime::Deferred`): the run
 /// still reads every row its children upserted, the last upsert of a key wins, a bad row still
 /// fails at its own call, and a failed run keeps none of them.

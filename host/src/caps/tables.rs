@@ -3,12 +3,14 @@
 //! into keyed tables are checked at once and written in batches (see
 //! [`crate::runtime::Deferred`]).
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Map, Value};
 
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
-use crate::store::{DeferredUpsert, TableError, Txn};
+use crate::store::{DeferredUpsert, TableError, Txn, READ_SNAPSHOT_MAX};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Access {
@@ -85,7 +87,45 @@ fn in_txn<T>(
     let mut guard = lock(&ctx.run.txn);
     let txn = guard.as_mut().ok_or_else(ended)?;
     apply_deferred(ctx, txn)?;
-    op(txn).map_err(WitError::from)
+    let out = op(txn).map_err(WitError::from);
+    if let Some(since) = txn.watch_read_snapshot() {
+        end_when_idle(ctx, since, txn);
+    }
+    out
+}
+
+/// Ends the read snapshot the run's reads share (SQLite, see `store::sqlite::unit`) once it is
+/// [`READ_SNAPSHOT_MAX`] old, so that a run busy elsewhere (an HTTP call, a sleep) never keeps
+/// a checkpoint waiting for longer than that.
+fn end_when_idle(ctx: &CallCtx, since: Instant, txn: &mut Txn) {
+    let Ok(tokio) = tokio::runtime::Handle::try_current() else {
+        txn.end_idle_read_snapshot(Duration::ZERO);
+        return;
+    };
+    let run = ctx.run.clone();
+    tokio.spawn(async move {
+        let mut since = since;
+        loop {
+            tokio::time::sleep(READ_SNAPSHOT_MAX.saturating_sub(since.elapsed())).await;
+            // Never wait here for a run's call that holds the transaction (it may be waiting
+            // for the write lock): look again later.
+            let mut guard = match run.txn.try_lock() {
+                Ok(g) => g,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    since = Instant::now();
+                    continue;
+                }
+            };
+            match guard.as_mut() {
+                Some(txn) => match txn.end_idle_read_snapshot(READ_SNAPSHOT_MAX) {
+                    Some(renewed) => since = renewed,
+                    None => return,
+                },
+                None => return,
+            }
+        }
+    });
 }
 
 fn ended() -> WitError {
@@ -180,8 +220,9 @@ fn to_json(v: impl serde::Serialize) -> Result<String, WitError> {
 
 impl Host for RunState {
     async fn get(&mut self, table: String, key: String) -> Result<Option<String>, WitError> {
-        let row = with_txn(&self.ctx, &table, Access::Read, |t| t.get(&table, &key))?;
-        row.map(to_json).transpose()
+        with_txn(&self.ctx, &table, Access::Read, |t| {
+            t.get_json(&table, &key)
+        })
     }
 
     async fn find(

@@ -54,6 +54,26 @@ pub trait TableBackend: Send + Sync + std::fmt::Debug {
 /// One top-level run's reads and writes (see the module doc for the contract).
 pub trait UnitOfWork: Send {
     fn get(&mut self, table: &str, key: &str) -> Result<Option<Map<String, Value>>, TableError>;
+    /// [`UnitOfWork::get`]'s row as JSON text (the text `serde_json` makes of that row: keys in
+    /// name order). A backend may write it straight from its columns.
+    fn get_json(&mut self, table: &str, key: &str) -> Result<Option<String>, TableError> {
+        self.get(table, key)?
+            .map(|row| {
+                serde_json::to_string(&row)
+                    .map_err(|e| TableError::Storage(format!("table `{table}`: {e}")))
+            })
+            .transpose()
+    }
+    /// When the read transaction that reads share began, if one is open and nobody watches it
+    /// yet; it is then marked watched (see [`UnitOfWork::end_idle_read_snapshot`]).
+    fn watch_read_snapshot(&mut self) -> Option<Instant> {
+        None
+    }
+    /// Ends the shared read transaction if it began `idle` ago or more (so that it never holds
+    /// up a checkpoint for long); otherwise gives when it began, still watched.
+    fn end_idle_read_snapshot(&mut self, _idle: Duration) -> Option<Instant> {
+        None
+    }
     fn find(
         &mut self,
         table: &str,

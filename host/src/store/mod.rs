@@ -15,6 +15,11 @@ pub mod backend;
 pub mod postgres;
 pub mod sqlite;
 pub use backend::{TableBackend, UnitOfWork};
+
+/// The longest a unit's reads share one read snapshot (SQLite): how late at most they see
+/// another process's commit, and how long at most an idle run's snapshot holds up a checkpoint.
+/// This process's commits renew the snapshot at once.
+pub const READ_SNAPSHOT_MAX: Duration = Duration::from_millis(5);
 pub(crate) use sqlite::{check_db_dir, enable_wal, open_existing_read_only};
 pub use sqlite::{open_connection, open_read_only_connection, Checkpoints};
 
@@ -348,6 +353,22 @@ impl Txn {
         key: &str,
     ) -> Result<Option<Map<String, Value>>, TableError> {
         self.unit.get(table, key)
+    }
+
+    /// When the read snapshot the unit's reads share began, if one is open and unwatched (it is
+    /// then watched: whoever got `Some` calls [`Txn::end_idle_read_snapshot`] until it is `None`).
+    pub fn watch_read_snapshot(&mut self) -> Option<Instant> {
+        self.unit.watch_read_snapshot()
+    }
+
+    /// Ends the read snapshot if it began `idle` ago or more; else gives when it began.
+    pub fn end_idle_read_snapshot(&mut self, idle: Duration) -> Option<Instant> {
+        self.unit.end_idle_read_snapshot(idle)
+    }
+
+    /// [`Txn::get`]'s row as JSON text, keys in name order (what a flow's `tables.get` returns).
+    pub fn get_json(&mut self, table: &str, key: &str) -> Result<Option<String>, TableError> {
+        self.unit.get_json(table, key)
     }
 
     /// Rows equal to every `column: value` of `filter` (`null` matches unset), oldest first, at

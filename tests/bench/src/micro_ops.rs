@@ -2,12 +2,14 @@
 //! and `probe` test flows of `flows/dist-test` (`cargo xtask flows` builds them).
 //!
 //! - [`MicroWorld::echo_fresh`]: `Engine::invoke` of `echo` on a new Store, no run around it —
-//!   the "instantiate + run of a no-op flow" figure (target ≤ 15 µs);
+//!   the "instantiate + run of a no-op flow" figure (target ≤ 10 µs);
 //! - [`MicroWorld::echo_on`]: the same on a kept instance (what a repeated child call pays);
 //! - [`MicroWorld::echo_run`]: a whole top-level run (history record, transaction, instance);
 //! - [`MicroWorld::probe`] with [`gets`], [`calls`], [`for_each`]: a top-level run of `probe`
-//!   doing `n` table gets, nested calls or a for-each of `n` items; minus the same run with
-//!   `n = 0` it is the cost of the operations inside a run.
+//!   doing `n` table gets, nested calls (one step repeated, the last result kept) or a for-each
+//!   of `n` items; minus the same run with `n = 0` it is the cost of the operations inside a
+//!   run. [`gets_as_steps`] and [`calls_as_steps`] are the first method (`n` steps, `n`
+//!   results), kept so the change of method stays visible.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -164,16 +166,41 @@ fn prepare(rt: &Runtime, name: &str) -> Result<Prepared> {
     Ok(Prepared { entry, pre })
 }
 
-/// `n` table gets of an existing row by key.
-pub fn gets(n: usize) -> Value {
-    let get = json!({"op": "table", "fn": "get", "table": "Probe Items", "key": "k1"});
-    json!({"op": "steps", "steps": vec![get; n]})
+/// One table get of the row [`MicroWorld::put_row`] puts.
+fn get_op() -> Value {
+    json!({"op": "table", "fn": "get", "table": "Probe Items", "key": "k1"})
 }
 
-/// `n` nested calls of `echo` (`flows.call`).
+/// One nested call of `echo` (`flows.call`).
+fn call_op() -> Value {
+    json!({"op": "call", "flow": "echo", "input": {}})
+}
+
+/// Probe repeats `step` `n` times and returns only the last result: the run's input and output
+/// stay the same size whatever `n` is, so (n ops - 0 ops) / n is the op alone.
+fn repeat(n: usize, step: Value) -> Value {
+    json!({"op": "repeat", "n": n, "step": step})
+}
+
+/// `n` table gets of an existing row by key, repeated in probe (see [`repeat`]).
+pub fn gets(n: usize) -> Value {
+    repeat(n, get_op())
+}
+
+/// `n` nested calls of `echo` (`flows.call`), repeated in probe (see [`repeat`]).
 pub fn calls(n: usize) -> Value {
-    let call = json!({"op": "call", "flow": "echo", "input": {}});
-    json!({"op": "steps", "steps": vec![call; n]})
+    repeat(n, call_op())
+}
+
+/// The first method's `n` table gets: `n` step objects in the input, `n` rows in the output, so
+/// (n - 0) / n also counts probe parsing each step and the run carrying n results.
+pub fn gets_as_steps(n: usize) -> Value {
+    json!({"op": "steps", "steps": vec![get_op(); n]})
+}
+
+/// The first method's `n` nested calls (see [`gets_as_steps`]).
+pub fn calls_as_steps(n: usize) -> Value {
+    json!({"op": "steps", "steps": vec![call_op(); n]})
 }
 
 /// A for-each of `echo` over `n` items at `concurrency`.

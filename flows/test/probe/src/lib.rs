@@ -35,6 +35,9 @@
 //!   names (`prefix` defaults to `""`, `limit` to 1000); `{"op":"blob_delete","store":"...",
 //!   "key":"..."}` → `true`/`false`
 //! - `{"op":"steps","steps":[op, ...]}` → the array of results, stopping at the first failure
+//! - `{"op":"repeat","n":n,"step":op}` → runs `op` n times and keeps only the last result
+//!   (`null` when n is 0), stopping at the first failure: the cost of n ops without the
+//!   parsing and collecting of n step objects (the micro-benchmarks use it)
 //! - `{"op":"try","try":op}` → `{"ok": result}` or `{"err": "text"}`: the flow goes on after
 //!   a failed op, as a flow that handles an error would
 //!
@@ -107,6 +110,14 @@ fn exec(op: &Value) -> Result<Value, FlowError> {
                 .and_then(Value::as_array)
                 .ok_or_else(|| missing("steps", "an array"))?;
             steps.iter().map(exec).collect::<Result<Vec<_>, _>>().map(Value::Array)
+        }
+        "repeat" => {
+            let step = op.get("step").ok_or_else(|| missing("step", "an op"))?;
+            let mut last = Value::Null;
+            for _ in 0..number(op, "n")? {
+                last = exec(step)?;
+            }
+            Ok(last)
         }
         "try" => {
             let inner = op.get("try").ok_or_else(|| missing("try", "an op"))?;

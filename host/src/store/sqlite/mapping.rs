@@ -118,6 +118,9 @@ pub(super) struct TableSql {
     pub(super) key_ident: String,
     /// Column positions in the order of their names (for [`TableSql::bind_row`]).
     pub(super) by_name: Vec<usize>,
+    /// What [`TableSql::row_json`] writes, in name order: each field's quoted name and colon,
+    /// and the position of its cell in a row of `select` (`_id` is 0).
+    json_fields: Vec<(String, usize, ColumnType)>,
     /// `SELECT "_id", <columns> FROM <table>`.
     pub(super) select: String,
     pub(super) insert: String,
@@ -168,6 +171,19 @@ impl TableSql {
         };
         let mut by_name: Vec<usize> = (0..schema.columns.len()).collect();
         by_name.sort_by(|&a, &b| schema.columns[a].name.cmp(&schema.columns[b].name));
+        // The fields of `read_row`'s map, in its (name) order; a later one of the same name
+        // replaces an earlier one, as in the map.
+        let mut fields = std::collections::BTreeMap::new();
+        if key.is_none() {
+            fields.insert(ROW_ID.to_string(), (0, ColumnType::Integer));
+        }
+        for (i, c) in schema.columns.iter().enumerate() {
+            fields.insert(c.name.clone(), (i + 1, c.ty));
+        }
+        let json_fields = fields
+            .into_iter()
+            .map(|(name, (at, ty))| (format!("{}:", Value::String(name)), at, ty))
+            .collect();
         let get = format!("{select} WHERE {key_ident} = ?1");
         let delete = format!("DELETE FROM {ident} WHERE {key_ident} = ?1");
         TableSql {
@@ -177,6 +193,7 @@ impl TableSql {
             key,
             key_ident,
             by_name,
+            json_fields,
             select,
             insert,
             upsert,
@@ -333,6 +350,42 @@ impl TableSql {
         }
         Ok(m)
     }
+
+    /// A row selected with `self.select` as JSON text: the same text as `serde_json` makes of
+    /// [`TableSql::read_row`]'s map, without building the map.
+    pub(super) fn row_json(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+        let mut out = Vec::with_capacity(24 * self.json_fields.len() + 2);
+        out.push(b'{');
+        for (n, (name, at, ty)) in self.json_fields.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(name.as_bytes());
+            write_cell(&mut out, *ty, row.get_ref(*at)?)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        }
+        out.push(b'}');
+        String::from_utf8(out).map_err(|e| rusqlite::Error::Utf8Error(e.utf8_error()))
+    }
+}
+
+/// Appends [`cell_value`]'s JSON text; text, whole numbers and nulls straight from the cell.
+fn write_cell(out: &mut Vec<u8>, ty: ColumnType, cell: ValueRef<'_>) -> serde_json::Result<()> {
+    match (ty, cell) {
+        (ColumnType::Json | ColumnType::Boolean, _) | (ColumnType::Text, ValueRef::Integer(_)) => {}
+        (_, ValueRef::Null) => {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        }
+        (_, ValueRef::Integer(i)) => return serde_json::to_writer(out, &i),
+        (_, ValueRef::Text(b)) => {
+            if let Ok(text) = std::str::from_utf8(b) {
+                return serde_json::to_writer(out, text);
+            }
+        }
+        _ => {}
+    }
+    serde_json::to_writer(out, &cell_value(ty, cell))
 }
 
 /// The `WHERE` clause of a search (empty without one) and the text it binds as `?1`.

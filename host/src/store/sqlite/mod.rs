@@ -18,6 +18,7 @@ pub use unit::SqliteUnit;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags};
@@ -47,6 +48,9 @@ struct Inner {
     /// Tables of the schemas that the database does not have (read-only stores only: a
     /// read-write store creates them).
     missing: HashSet<String>,
+    /// Commits by this store's units so far: a unit's read snapshot older than the latest
+    /// commit is renewed (see the module doc of `unit.rs`).
+    commits: AtomicU64,
 }
 
 impl Inner {
@@ -148,6 +152,7 @@ impl SqliteTables {
             .inspect_err(|e| tracing::warn!(error = %e, "SQLite checkpoints on commit"))
             .ok();
         let inner = Inner {
+            commits: AtomicU64::new(0),
             path: path.to_path_buf(),
             schemas,
             tables,
@@ -196,6 +201,7 @@ impl SqliteTables {
             .map(|t| t.name().to_string())
             .collect();
         let inner = Inner {
+            commits: AtomicU64::new(0),
             path: path.to_path_buf(),
             schemas,
             tables,
