@@ -10,7 +10,7 @@
 //! - [`time`]: RFC 3339 parsing, the "isoString" millisecond form, epoch milliseconds and seconds;
 //! - [`api`]: ASA response bodies (service token, an `auditsV2` page) and error texts;
 //! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
-//! - [`enrich`]: the S32–S37 enrichment strings;
+//! - [`enrich`]: the S32–S37 enrichment strings; [`answers`]: S30 keeps their answers for a batch;
 //! - [`event`]: event → Audit Events row mapping (S30); `event_scan` reads the members it needs
 //!   in one pass;
 //! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
@@ -20,6 +20,7 @@
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs;
 //! - [`teams`]: several ASA teams: each team's settings and checkpoint row, the event envelope.
 
+pub mod answers;
 pub mod api;
 pub mod enrich;
 pub mod env;

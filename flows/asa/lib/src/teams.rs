@@ -230,30 +230,54 @@ pub fn offloadable_prefix(oldest_owners: &[&str], allowed: &[(String, u64)]) -> 
     oldest_owners.len() as u64
 }
 
-/// S30's and S31's input: `{"team": "t", "event": <the event as ASA sent it>}`. A bare event
-/// is accepted too (team `""`).
+/// S30's and S31's input: `{"team": "t", "batch": "b", "event": <the event as ASA sent it>}`
+/// (`batch`: see [`Opened::batch`]; absent counts as `""`). A bare event is accepted too (team
+/// and batch `""`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope<'a> {
     team: String,
+    #[serde(default)]
+    batch: String,
     #[serde(borrow)]
     event: &'a RawValue,
 }
 
-/// The team and the event's text (exactly as ASA sent it) of S30's input.
-pub fn open_envelope(text: &str) -> (String, &str) {
+/// The envelope as M10 writes it.
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    team: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    batch: &'a str,
+    event: &'a RawValue,
+}
+
+/// S30's input, opened.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened<'a> {
+    pub team: String,
+    /// M10's name for the for-each the event came in: unique to one run of M10 and one page,
+    /// so the answers of the pure helpers (S32–S37, over that page's related objects) may be
+    /// kept for the batch's other events. `""`: keep nothing.
+    pub batch: String,
+    /// The event's text, exactly as ASA sent it.
+    pub event: &'a str,
+}
+
+/// The team, the batch and the event's text of S30's input.
+pub fn open_envelope(text: &str) -> Opened<'_> {
     match serde_json::from_str::<Envelope>(text) {
-        Ok(env) => (env.team, env.event.get()),
-        Err(_) => (String::new(), text),
+        Ok(env) => Opened { team: env.team, batch: env.batch, event: env.event.get() },
+        Err(_) => Opened { team: String::new(), batch: String::new(), event: text },
     }
 }
 
-/// The envelope of `event` (the JSON text ASA sent, not re-encoded) for team `team`.
-pub fn envelope(team: &str, event: &RawValue) -> Box<RawValue> {
-    let team = serde_json::Value::String(team.to_string());
-    let text = format!("{{\"team\":{team},\"event\":{}}}", event.get());
-    // Both parts are valid JSON, so the object is; should it ever not be, the bare event goes.
-    RawValue::from_string(text).unwrap_or_else(|_| event.to_owned())
+/// The envelope of `event` (the JSON text ASA sent, copied as it is, never parsed again) for
+/// team `team`, in batch `batch`.
+pub fn envelope(team: &str, batch: &str, event: &RawValue) -> Box<RawValue> {
+    let out = EnvelopeOut { team, batch, event };
+    // Serializing strings and a RawValue cannot fail; should it ever, the bare event goes.
+    serde_json::value::to_raw_value(&out).unwrap_or_else(|_| event.to_owned())
 }
 
 /// An Audit Events row with its team (`team` is left out when empty, so the column stays
@@ -341,12 +365,22 @@ mod tests {
     #[test]
     fn the_envelope_keeps_the_event_byte_for_byte() {
         let raw = RawValue::from_string(r#"{"id": "e1",  "team":"x", "event": 1}"#.into()).unwrap();
-        let env = envelope("acme", &raw);
-        assert_eq!(open_envelope(env.get()), ("acme".to_string(), raw.get()));
+        let opened = |team: &str, batch: &str, event| Opened {
+            team: team.to_string(),
+            batch: batch.to_string(),
+            event,
+        };
+        let env = envelope("acme", "", &raw);
+        assert_eq!(open_envelope(env.get()), opened("acme", "", raw.get()));
+        let env = envelope("acme", "2024-01-01T00:00:00.000Z offset", &raw);
+        assert_eq!(
+            open_envelope(env.get()),
+            opened("acme", "2024-01-01T00:00:00.000Z offset", raw.get())
+        );
         // A bare event (even one with `team` and `event` keys among others) is the event.
-        assert_eq!(open_envelope(raw.get()), (String::new(), raw.get()));
-        let quoted = envelope("a\"b", &raw);
-        assert_eq!(open_envelope(quoted.get()).0, "a\"b");
+        assert_eq!(open_envelope(raw.get()), opened("", "", raw.get()));
+        let quoted = envelope("a\"b", "c\\d", &raw);
+        assert_eq!(open_envelope(quoted.get()), opened("a\"b", "c\\d", raw.get()));
     }
 
     #[test]

@@ -9,8 +9,10 @@
 //! asks U05 for the teams: with one (or none) it collects the default team in this run exactly
 //! as before; with several it asks the host for one run per team
 //! (`schedule::request_run("M10", {"team": t})`) and returns `{"teams": [...]}`. Each event
-//! goes to S30/S31 in the envelope `{"team": t, "event": <the event's text as ASA sent it>}`,
-//! built by concatenation (never re-encoded), so that Audit Events' `team` column is filled.
+//! goes to S30/S31 in the envelope `{"team": t, "batch": b, "event": <the event's text as ASA
+//! sent it>}` (the event copied as it is, never re-encoded), so that Audit Events' `team`
+//! column is filled; `b` names this run's page, and S30 keeps the pure helpers' answers for it
+//! (`asa_lib::answers`).
 //!
 //! Steps (asa-api.md §8.3):
 //! 1. `auth` = U00, `env` = U01, `checkpoint` = U10;
@@ -283,7 +285,11 @@ fn store_events(
     events: &[Box<RawValue>],
     page_offset: &str,
 ) -> Result<Stored, Error> {
-    let envelopes: Vec<Box<RawValue>> = events.iter().map(|e| teams::envelope(team, e)).collect();
+    // The batch: this run and this page (a run's clock reading with the page's offset), so S30
+    // keeps the helpers' answers for this page only.
+    let batch = format!("{} {page_offset}", schedule::now());
+    let envelopes: Vec<Box<RawValue>> =
+        events.iter().map(|e| teams::envelope(team, &batch, e)).collect();
     let results: Vec<StoredOut> = for_each_all(flow, &envelopes, EVENT_CONCURRENCY)?;
     let written = results.iter().filter(|r| r.stored).count() as u64;
     let rejected = quarantine_rejected(team, page_offset, events, &results)?;

@@ -1,7 +1,8 @@
 //! S30 — Process Event: one ASA audit event → its Audit Events row, enriched by S32–S37.
 //!
 //! Input: the whole event `{"id", "timestamp", "details": {...}}`, or M10's envelope
-//! `{"team": "acme", "event": {...}}` that also names the ASA team (`asa_lib::teams`); output
+//! `{"team": "acme", "batch": "...", "event": {...}}` that also names the ASA team and the batch
+//! (`asa_lib::teams`); output
 //! `{"stored": true, "id": "<event id>"}`, or `{"stored": false, "rejected": "<reason>"}` for an
 //! event that cannot be a row (not an object, no non-empty string `id`): nothing is written and
 //! M10 quarantines it in Rejected Events (`asa_lib::reject`), so one bad event no longer fails
@@ -27,23 +28,35 @@
 //!   odd event never blocks the pipeline);
 //! - the row is upserted: a page fetched again overwrites its own rows, never doubles them.
 //!
-//! Each distinct reference is described once per event.
+//! Each distinct reference is described once per event, and once per batch when M10 names one
+//! in the envelope (`asa_lib::answers`: the helpers are pure, and a batch is one page of one run
+//! of M10).
 
+use std::cell::RefCell;
+
+use asa_lib::answers::Answers;
 use asa_lib::enrich::Kind;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
-use asa_lib::teams::{self, TeamEventRow};
+use asa_lib::teams::{self, Opened, TeamEventRow};
 use asa_lib::{event, reject};
 use flowhost_sdk::{call, tables, Error, FlowError};
 
 flowhost_sdk::flow!(text run);
 
+thread_local! {
+    /// The helpers' answers for the batch this instance is handling (`asa_lib::answers`).
+    static ANSWERS: RefCell<Answers> = RefCell::default();
+}
+
 fn run(input: String) -> Result<StoredOut, FlowError> {
-    let (team, event) = teams::open_envelope(&input);
+    let Opened { team, batch, event } = teams::open_envelope(&input);
     let plan = match event::plan_text(event) {
         Ok(plan) => plan,
         Err(invalid) => return Ok(reject::rejected_out(&invalid)),
     };
-    let row = plan.resolve(describe)?;
+    let row = ANSWERS.with_borrow_mut(|answers| {
+        plan.resolve(|kind, reference| answers.describe(&batch, kind, reference, describe))
+    })?;
     let id = tables::upsert(AUDIT_EVENTS, &TeamEventRow { row: &row, team: &team })?;
     Ok(StoredOut { stored: true, id, rejected: None })
 }

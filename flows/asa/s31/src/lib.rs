@@ -17,7 +17,7 @@ use serde_json::Value;
 flowhost_sdk::flow!(text run);
 
 fn run(text: String) -> Result<StoredOut, FlowError> {
-    let (_, event) = teams::open_envelope(&text);
+    let event = teams::open_envelope(&text).event;
     let id = match event::checked_id(event) {
         Ok(id) => id,
         Err(invalid) => return Ok(reject::rejected_out(&invalid)),
