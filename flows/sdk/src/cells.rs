@@ -179,6 +179,13 @@ impl Serializer for RowSer {
     }
 }
 
+/// `serialize_*` of integer types that fit an `i64`: an integer cell.
+macro_rules! integer_cells {
+    ($($f:ident($t:ty)),* $(,)?) => {
+        $(fn $f(self, v: $t) -> Result<Cell, NoCell> { Ok(Cell::Integer(i64::from(v))) })*
+    };
+}
+
 /// Serializes one column's value: a scalar becomes its cell; anything nested is refused, and
 /// [`cell`] writes it as JSON text instead.
 struct CellSer;
@@ -197,27 +204,15 @@ impl Serializer for CellSer {
     fn serialize_bool(self, v: bool) -> Result<Cell, NoCell> {
         Ok(Cell::Boolean(v))
     }
-    fn serialize_i8(self, v: i8) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
-    fn serialize_i16(self, v: i16) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
-    fn serialize_i32(self, v: i32) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
-    fn serialize_i64(self, v: i64) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
-    fn serialize_u16(self, v: u16) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
-    fn serialize_u32(self, v: u32) -> Result<Cell, NoCell> {
-        Ok(Cell::Integer(v.into()))
-    }
+    integer_cells!(
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32)
+    );
     fn serialize_u64(self, v: u64) -> Result<Cell, NoCell> {
         // Past i64, the JSON number's text (the host refuses it for an integer column, as it
         // would refuse the same JSON).

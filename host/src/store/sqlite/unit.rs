@@ -307,24 +307,22 @@ impl SqliteUnit {
         table: &str,
         key: &str,
     ) -> Result<Option<Map<String, Value>>, TableError> {
-        let inner = Arc::clone(&self.inner);
-        let t = inner.table(table)?;
-        let Some(k) = t.key_param(key) else {
-            return Ok(None);
-        };
-        self.exec(t, false, |conn| {
-            let mut stmt = conn.prepare_cached(&t.get).map_err(|e| t.storage(e))?;
-            let mut rows = stmt.query([k]).map_err(|e| t.storage(e))?;
-            match rows.next().map_err(|e| t.storage(e))? {
-                Some(r) => Ok(Some(t.read_row(r).map_err(|e| t.storage(e))?)),
-                None => Ok(None),
-            }
-        })
+        self.get_as(table, key, TableSql::read_row)
     }
 
     /// [`SqliteUnit::get`]'s row as JSON text, written straight from the columns (no map of
     /// the row in between); the same text as `serde_json` makes of that row.
     pub fn get_json(&mut self, table: &str, key: &str) -> Result<Option<String>, TableError> {
+        self.get_as(table, key, TableSql::row_json)
+    }
+
+    /// The row with `key`, as `read` makes it of the SQLite row.
+    fn get_as<T>(
+        &mut self,
+        table: &str,
+        key: &str,
+        read: impl Fn(&TableSql, &rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, TableError> {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
         let Some(k) = t.key_param(key) else {
@@ -334,7 +332,7 @@ impl SqliteUnit {
             let mut stmt = conn.prepare_cached(&t.get).map_err(|e| t.storage(e))?;
             let mut rows = stmt.query([k]).map_err(|e| t.storage(e))?;
             match rows.next().map_err(|e| t.storage(e))? {
-                Some(r) => Ok(Some(t.row_json(r).map_err(|e| t.storage(e))?)),
+                Some(r) => Ok(Some(read(t, r).map_err(|e| t.storage(e))?)),
                 None => Ok(None),
             }
         })
