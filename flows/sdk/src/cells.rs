@@ -6,13 +6,66 @@
 //! such, anything nested (arrays, objects, a `RawValue`) as its JSON text. A value that is no
 //! struct or map with string keys gives `None`, and the caller sends JSON text as before, so
 //! the host's answer (refusal included) is the same either way.
+//!
+//! Column names and texts are copied into one buffer and the host is handed slices of it (the
+//! bindings borrow), so a row costs a few allocations rather than two per column.
+
+use std::ops::Range;
 
 use serde::ser::{self, Impossible, Serialize, SerializeMap, SerializeStruct, Serializer};
 
 use crate::bindings::flowhost::flow::tables::Cell;
 
+/// A row's cells, their texts kept in one buffer.
+#[derive(Debug, Default)]
+pub(crate) struct Cells {
+    text: String,
+    pairs: Vec<(Range<usize>, Slot)>,
+}
+
+/// A cell whose text (if any) is a range of [`Cells::text`].
+#[derive(Debug, Clone)]
+enum Slot {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Number(f64),
+    Text(Range<usize>),
+    Json(Range<usize>),
+}
+
+impl Cells {
+    /// `f` of the cells as the host takes them.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&[(&str, Cell<'_>)]) -> R) -> R {
+        let text = |r: &Range<usize>| self.text.get(r.clone()).unwrap_or_default();
+        let cells: Vec<(&str, Cell<'_>)> = self
+            .pairs
+            .iter()
+            .map(|(k, slot)| {
+                let cell = match slot {
+                    Slot::Null => Cell::Null,
+                    Slot::Boolean(b) => Cell::Boolean(*b),
+                    Slot::Integer(n) => Cell::Integer(*n),
+                    Slot::Number(n) => Cell::Number(*n),
+                    Slot::Text(r) => Cell::Text(text(r)),
+                    Slot::Json(r) => Cell::Json(text(r)),
+                };
+                (text(k), cell)
+            })
+            .collect();
+        f(&cells)
+    }
+
+    /// Appends `s` to the buffer; its range.
+    fn put(&mut self, s: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(s);
+        start..self.text.len()
+    }
+}
+
 /// The cells of `row`, or `None` when `row` does not serialize as a JSON object.
-pub(crate) fn of<T: Serialize + ?Sized>(row: &T) -> Option<Vec<(String, Cell)>> {
+pub(crate) fn of<T: Serialize + ?Sized>(row: &T) -> Option<Cells> {
     row.serialize(RowSer).ok()
 }
 
@@ -35,30 +88,34 @@ impl ser::Error for NoCell {
 }
 
 /// One column's cell: its scalar, or its JSON text when it is nested.
-fn cell<T: Serialize + ?Sized>(value: &T) -> Result<Cell, NoCell> {
-    match value.serialize(CellSer) {
+fn cell<T: Serialize + ?Sized>(cells: &mut Cells, value: &T) -> Result<Slot, NoCell> {
+    match value.serialize(CellSer(cells)) {
         Ok(c) => Ok(c),
-        Err(NoCell) => serde_json::to_string(value).map(Cell::Json).map_err(|_| NoCell),
+        Err(NoCell) => {
+            let json = serde_json::to_string(value).map_err(|_| NoCell)?;
+            Ok(Slot::Json(cells.put(&json)))
+        }
     }
 }
 
 /// Serializes the row itself: only a struct or a map is one.
 struct RowSer;
 
-/// The pairs collected so far, and the key waiting for its value (maps).
+/// The cells collected so far, and the key waiting for its value (maps).
 struct Pairs {
-    pairs: Vec<(String, Cell)>,
-    key: Option<String>,
+    cells: Cells,
+    key: Option<Range<usize>>,
 }
 
 impl Pairs {
     fn with_capacity(n: usize) -> Self {
-        Pairs { pairs: Vec::with_capacity(n), key: None }
+        let cells = Cells { text: String::with_capacity(1024), pairs: Vec::with_capacity(n) };
+        Pairs { cells, key: None }
     }
 }
 
 impl SerializeStruct for Pairs {
-    type Ok = Vec<(String, Cell)>;
+    type Ok = Cells;
     type Error = NoCell;
 
     fn serialize_field<T: Serialize + ?Sized>(
@@ -66,22 +123,24 @@ impl SerializeStruct for Pairs {
         key: &'static str,
         value: &T,
     ) -> Result<(), NoCell> {
-        self.pairs.push((key.to_string(), cell(value)?));
+        let key = self.cells.put(key);
+        let slot = cell(&mut self.cells, value)?;
+        self.cells.pairs.push((key, slot));
         Ok(())
     }
 
-    fn end(self) -> Result<Self::Ok, NoCell> {
-        Ok(self.pairs)
+    fn end(self) -> Result<Cells, NoCell> {
+        Ok(self.cells)
     }
 }
 
 impl SerializeMap for Pairs {
-    type Ok = Vec<(String, Cell)>;
+    type Ok = Cells;
     type Error = NoCell;
 
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), NoCell> {
-        match key.serialize(CellSer)? {
-            Cell::Text(k) => {
+        match key.serialize(CellSer(&mut self.cells))? {
+            Slot::Text(k) => {
                 self.key = Some(k);
                 Ok(())
             }
@@ -91,12 +150,13 @@ impl SerializeMap for Pairs {
 
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), NoCell> {
         let key = self.key.take().ok_or(NoCell)?;
-        self.pairs.push((key, cell(value)?));
+        let slot = cell(&mut self.cells, value)?;
+        self.cells.pairs.push((key, slot));
         Ok(())
     }
 
-    fn end(self) -> Result<Self::Ok, NoCell> {
-        Ok(self.pairs)
+    fn end(self) -> Result<Cells, NoCell> {
+        Ok(self.cells)
     }
 }
 
@@ -108,7 +168,7 @@ macro_rules! no_cell {
 }
 
 impl Serializer for RowSer {
-    type Ok = Vec<(String, Cell)>;
+    type Ok = Cells;
     type Error = NoCell;
     type SerializeSeq = Impossible<Self::Ok, NoCell>;
     type SerializeTuple = Impossible<Self::Ok, NoCell>;
@@ -182,27 +242,27 @@ impl Serializer for RowSer {
 /// `serialize_*` of integer types that fit an `i64`: an integer cell.
 macro_rules! integer_cells {
     ($($f:ident($t:ty)),* $(,)?) => {
-        $(fn $f(self, v: $t) -> Result<Cell, NoCell> { Ok(Cell::Integer(i64::from(v))) })*
+        $(fn $f(self, v: $t) -> Result<Slot, NoCell> { Ok(Slot::Integer(i64::from(v))) })*
     };
 }
 
-/// Serializes one column's value: a scalar becomes its cell; anything nested is refused, and
-/// [`cell`] writes it as JSON text instead.
-struct CellSer;
+/// Serializes one column's value into the row's buffer: a scalar becomes its cell; anything
+/// nested is refused, and [`cell`] writes it as JSON text instead.
+struct CellSer<'c>(&'c mut Cells);
 
-impl Serializer for CellSer {
-    type Ok = Cell;
+impl Serializer for CellSer<'_> {
+    type Ok = Slot;
     type Error = NoCell;
-    type SerializeSeq = Impossible<Cell, NoCell>;
-    type SerializeTuple = Impossible<Cell, NoCell>;
-    type SerializeTupleStruct = Impossible<Cell, NoCell>;
-    type SerializeTupleVariant = Impossible<Cell, NoCell>;
-    type SerializeMap = Impossible<Cell, NoCell>;
-    type SerializeStruct = Impossible<Cell, NoCell>;
-    type SerializeStructVariant = Impossible<Cell, NoCell>;
+    type SerializeSeq = Impossible<Slot, NoCell>;
+    type SerializeTuple = Impossible<Slot, NoCell>;
+    type SerializeTupleStruct = Impossible<Slot, NoCell>;
+    type SerializeTupleVariant = Impossible<Slot, NoCell>;
+    type SerializeMap = Impossible<Slot, NoCell>;
+    type SerializeStruct = Impossible<Slot, NoCell>;
+    type SerializeStructVariant = Impossible<Slot, NoCell>;
 
-    fn serialize_bool(self, v: bool) -> Result<Cell, NoCell> {
-        Ok(Cell::Boolean(v))
+    fn serialize_bool(self, v: bool) -> Result<Slot, NoCell> {
+        Ok(Slot::Boolean(v))
     }
     integer_cells!(
         serialize_i8(i8),
@@ -213,56 +273,59 @@ impl Serializer for CellSer {
         serialize_u16(u16),
         serialize_u32(u32)
     );
-    fn serialize_u64(self, v: u64) -> Result<Cell, NoCell> {
+    fn serialize_u64(self, v: u64) -> Result<Slot, NoCell> {
         // Past i64, the JSON number's text (the host refuses it for an integer column, as it
         // would refuse the same JSON).
-        Ok(i64::try_from(v).map(Cell::Integer).unwrap_or_else(|_| Cell::Json(v.to_string())))
+        Ok(match i64::try_from(v) {
+            Ok(n) => Slot::Integer(n),
+            Err(_) => Slot::Json(self.0.put(&v.to_string())),
+        })
     }
-    fn serialize_f64(self, v: f64) -> Result<Cell, NoCell> {
+    fn serialize_f64(self, v: f64) -> Result<Slot, NoCell> {
         // serde_json writes a NaN or an infinity as `null`.
-        Ok(if v.is_finite() { Cell::Number(v) } else { Cell::Null })
+        Ok(if v.is_finite() { Slot::Number(v) } else { Slot::Null })
     }
-    fn serialize_char(self, v: char) -> Result<Cell, NoCell> {
-        Ok(Cell::Text(v.to_string()))
+    fn serialize_char(self, v: char) -> Result<Slot, NoCell> {
+        Ok(Slot::Text(self.0.put(v.encode_utf8(&mut [0; 4]))))
     }
-    fn serialize_str(self, v: &str) -> Result<Cell, NoCell> {
-        Ok(Cell::Text(v.to_string()))
+    fn serialize_str(self, v: &str) -> Result<Slot, NoCell> {
+        Ok(Slot::Text(self.0.put(v)))
     }
-    fn serialize_none(self) -> Result<Cell, NoCell> {
-        Ok(Cell::Null)
+    fn serialize_none(self) -> Result<Slot, NoCell> {
+        Ok(Slot::Null)
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Cell, NoCell> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Slot, NoCell> {
         value.serialize(self)
     }
-    fn serialize_unit(self) -> Result<Cell, NoCell> {
-        Ok(Cell::Null)
+    fn serialize_unit(self) -> Result<Slot, NoCell> {
+        Ok(Slot::Null)
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<Cell, NoCell> {
-        Ok(Cell::Null)
+    fn serialize_unit_struct(self, _: &'static str) -> Result<Slot, NoCell> {
+        Ok(Slot::Null)
     }
     fn serialize_unit_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<Cell, NoCell> {
-        Ok(Cell::Text(variant.to_string()))
+    ) -> Result<Slot, NoCell> {
+        Ok(Slot::Text(self.0.put(variant)))
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         value: &T,
-    ) -> Result<Cell, NoCell> {
+    ) -> Result<Slot, NoCell> {
         value.serialize(self)
     }
 
     // f32 (serde_json prints it with f32's shortest digits), 128-bit integers, bytes and
     // everything nested: JSON text.
     no_cell! {
-        serialize_f32(f32) -> Cell;
-        serialize_i128(i128) -> Cell;
-        serialize_u128(u128) -> Cell;
-        serialize_bytes(&[u8]) -> Cell;
+        serialize_f32(f32) -> Slot;
+        serialize_i128(i128) -> Slot;
+        serialize_u128(u128) -> Slot;
+        serialize_bytes(&[u8]) -> Slot;
         serialize_seq(Option<usize>) -> Self::SerializeSeq;
         serialize_tuple(usize) -> Self::SerializeTuple;
         serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
@@ -278,7 +341,7 @@ impl Serializer for CellSer {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<Cell, NoCell> {
+    ) -> Result<Slot, NoCell> {
         Err(NoCell)
     }
 }
@@ -294,27 +357,34 @@ mod tests {
     use super::*;
 
     /// The JSON value the host makes of `cells` (caps/cells.rs does the same).
-    fn as_json(cells: Vec<(String, Cell)>) -> Value {
+    fn as_json(cells: &Cells) -> Value {
         let mut row = serde_json::Map::new();
-        for (k, c) in cells {
-            let v = match c {
-                Cell::Null => Value::Null,
-                Cell::Boolean(b) => json!(b),
-                Cell::Integer(n) => json!(n),
-                Cell::Number(n) => json!(n),
-                Cell::Text(s) => json!(s),
-                Cell::Json(t) => serde_json::from_str(&t).unwrap(),
-            };
-            assert!(row.insert(k, v).is_none());
-        }
+        cells.with(|cells| {
+            for (k, c) in cells {
+                let v = match c {
+                    Cell::Null => Value::Null,
+                    Cell::Boolean(b) => json!(b),
+                    Cell::Integer(n) => json!(n),
+                    Cell::Number(n) => json!(n),
+                    Cell::Text(s) => json!(s),
+                    Cell::Json(t) => serde_json::from_str(t).unwrap(),
+                };
+                assert!(row.insert(k.to_string(), v).is_none());
+            }
+        });
         Value::Object(row)
+    }
+
+    /// The cell of column `name`, as the host would be given it.
+    fn cell_text(cells: &Cells, name: &str) -> Option<String> {
+        cells.with(|cells| cells.iter().find(|(k, _)| *k == name).map(|(_, c)| format!("{c:?}")))
     }
 
     fn same_as_json<T: Serialize>(row: &T) {
         let cells = of(row).expect("a row");
         // What the host made of the JSON text `upsert` sent before (f32 differs in to_value).
         let text: Value = serde_json::from_str(&serde_json::to_string(row).unwrap()).unwrap();
-        assert_eq!(as_json(cells), text);
+        assert_eq!(as_json(&cells), text);
     }
 
     #[derive(Serialize)]
@@ -377,11 +447,10 @@ mod tests {
         };
         same_as_json(&row);
         let cells = of(&row).unwrap();
-        let kind = cells.iter().find(|(k, _)| k == "type").map(|(_, c)| c);
-        assert!(matches!(kind, Some(Cell::Text(t)) if t == "say \"hi\"\n\u{1}"), "{kind:?}");
-        assert!(
-            matches!(cells.iter().find(|(k, _)| k == "huge"), Some((_, Cell::Json(t))) if t == "18446744073709551615")
-        );
+        let expected = format!("{:?}", Cell::Text("say \"hi\"\n\u{1}"));
+        assert_eq!(cell_text(&cells, "type"), Some(expected));
+        let expected = format!("{:?}", Cell::Json("18446744073709551615"));
+        assert_eq!(cell_text(&cells, "huge"), Some(expected));
         same_as_json(&json!({"id": "k", "n": 1, "doc": {"a": 1}, "gone": null}));
         same_as_json(&BTreeMap::from([("k", 1)]));
     }

@@ -39,6 +39,7 @@ where
         .map(|item| serde_json::to_string(item))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::json(format!("item for flow {name}"), e))?;
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let results = wit::for_each(name, &inputs, concurrency.max(1))?;
     Ok(results
         .into_iter()

@@ -7,7 +7,5 @@ use crate::Error;
 /// `Error::AccessDenied` whose text names the flows and origins and gives the config file's
 /// `grants:` section as it must read (on one line).
 pub fn granted_urls(checks: &[(&str, &str)]) -> Result<(), Error> {
-    let checks: Vec<(String, String)> =
-        checks.iter().map(|(f, u)| (f.to_string(), u.to_string())).collect();
-    Ok(wit::granted_urls(&checks)?)
+    Ok(wit::granted_urls(checks)?)
 }

@@ -127,7 +127,7 @@ impl Request {
 
     /// Sends the request.
     pub fn send(self) -> Result<Response, Error> {
-        let resp = wit::send(&self.into_wit()?)?;
+        let resp = self.with_wit(wit::send)?;
         Ok(Response { status: resp.status, headers: resp.headers, body: resp.body })
     }
 
@@ -136,21 +136,28 @@ impl Request {
     /// waiting for the server. For the next page of a paged API, asked while this run still
     /// stores the current page; nothing is lost if that run never comes.
     pub fn prefetch(self) -> Result<(), Error> {
-        Ok(wit::prefetch(&self.into_wit()?)?)
+        self.with_wit(wit::prefetch)
     }
 
-    fn into_wit(self) -> Result<wit::Request, Error> {
+    /// `f` of this request as the host takes it (borrowed, not copied).
+    fn with_wit<T>(
+        self,
+        f: impl FnOnce(wit::Request<'_>) -> Result<T, crate::bindings::flowhost::flow::types::Error>,
+    ) -> Result<T, Error> {
         if let Some(e) = self.error {
             return Err(e);
         }
-        Ok(wit::Request {
-            method: self.method,
-            url: self.url,
-            headers: self.headers,
-            body: self.body,
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let request = wit::Request {
+            method: &self.method,
+            url: &self.url,
+            headers: &headers,
+            body: self.body.as_deref(),
             timeout_ms: self.timeout_ms,
             retry: self.retry,
-        })
+        };
+        Ok(f(request)?)
     }
 }
 

@@ -52,6 +52,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_flow_world",
         default_bindings_module: "flowhost_sdk::bindings",
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 

@@ -82,7 +82,7 @@ pub fn insert_many<T: Serialize>(table: &str, rows: &[T]) -> Result<u32, Error> 
 /// answers the same either way.
 pub fn upsert<T: Serialize + ?Sized>(table: &str, row: &T) -> Result<String, Error> {
     match crate::cells::of(row) {
-        Some(cells) => Ok(wit::upsert_row(table, &cells)?),
+        Some(cells) => Ok(cells.with(|cells| wit::upsert_row(table, cells))?),
         None => Ok(wit::upsert(table, &to_json(table, "row", row)?)?),
     }
 }
@@ -100,7 +100,7 @@ pub fn delete(table: &str, key: &str) -> Result<bool, Error> {
 /// Deletes the rows with these keys (at most 10,000) in one step; returns how many there were.
 /// Needs a host of contract 0.1.1 or later.
 pub fn delete_many<K: AsRef<str>>(table: &str, keys: &[K]) -> Result<u64, Error> {
-    let keys: Vec<String> = keys.iter().map(|k| k.as_ref().to_owned()).collect();
+    let keys: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
     Ok(wit::delete_many(table, &keys)?)
 }
 
