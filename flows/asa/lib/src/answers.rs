@@ -9,15 +9,16 @@
 //! it still costs a call across the component boundary per reference and event (2.9 per event
 //! in the benchmark's pages). Kept here, a page's repeated references cost a lookup.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::enrich::Kind;
 
-/// The answers kept for the current batch.
+/// The answers kept for the current batch, per kind (a reference is an ASA id, which a fast
+/// hash suits: the map never outlives one page).
 #[derive(Debug, Default)]
 pub struct Answers {
     batch: String,
-    texts: HashMap<Kind, HashMap<String, String>>,
+    texts: [FxHashMap<String, String>; Kind::ALL.len()],
 }
 
 impl Answers {
@@ -33,11 +34,13 @@ impl Answers {
             return describe(kind, reference);
         }
         if self.batch != batch {
-            self.texts.clear();
+            self.texts.iter_mut().for_each(FxHashMap::clear);
             self.batch.clear();
             self.batch.push_str(batch);
         }
-        let texts = self.texts.entry(kind).or_default();
+        let Some(texts) = self.texts.get_mut(kind as usize) else {
+            return describe(kind, reference);
+        };
         if let Some(text) = texts.get(reference) {
             return Ok(text.clone());
         }

@@ -35,6 +35,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [Kind; 6] =
+        [Kind::Client, Kind::Gateway, Kind::Group, Kind::Project, Kind::Server, Kind::User];
+
     /// The helper flow that describes this kind.
     pub fn flow(self) -> &'static str {
         match self {

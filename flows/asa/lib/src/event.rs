@@ -28,7 +28,6 @@
 //! string `id`) is not stored: S30/S31 answer with the reason and M10 quarantines it in
 //! Rejected Events ([`crate::reject`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -240,7 +239,7 @@ impl Plan {
         self,
         mut describe: impl FnMut(Kind, &str) -> Result<String, E>,
     ) -> Result<EventRow, E> {
-        let mut memo: BTreeMap<(Kind, String), String> = BTreeMap::new();
+        let mut memo = Vec::new();
         let mut row = self.row;
         for lookup in self.lookups {
             let mut value = describe_all(lookup.kind, lookup.refs, &mut memo, &mut describe)?;
@@ -262,28 +261,33 @@ impl Plan {
 }
 
 /// `describe` of each reference (each distinct pair asked once across the event, through
-/// `memo`), the non-empty texts joined with `"; "`.
+/// `memo`: an event has a handful of references, so a list searched in order serves), the
+/// non-empty texts joined with `"; "`.
 fn describe_all<E>(
     kind: Kind,
     refs: Vec<String>,
-    memo: &mut BTreeMap<(Kind, String), String>,
+    memo: &mut Vec<(Kind, String, String)>,
     describe: &mut impl FnMut(Kind, &str) -> Result<String, E>,
 ) -> Result<String, E> {
-    let mut texts = Vec::with_capacity(refs.len());
+    let mut joined = String::new();
     for r in refs {
-        let text = match memo.get(&(kind, r.clone())) {
-            Some(t) => t.clone(),
+        let known = memo.iter().position(|(k, m, _)| *k == kind && *m == r);
+        let text = match known.and_then(|i| memo.get(i)) {
+            Some((_, _, t)) => t,
             None => {
                 let t = describe(kind, &r)?;
-                memo.insert((kind, r), t.clone());
-                t
+                memo.push((kind, r, t));
+                memo.last().map_or("", |(_, _, t)| t.as_str())
             }
         };
         if !text.is_empty() {
-            texts.push(text);
+            if !joined.is_empty() {
+                joined.push_str("; ");
+            }
+            joined.push_str(text);
         }
     }
-    Ok(texts.join("; "))
+    Ok(joined)
 }
 
 #[cfg(test)]

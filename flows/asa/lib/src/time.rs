@@ -79,7 +79,32 @@ pub fn iso_from_epoch_ms(ms: i64) -> Option<String> {
         return None;
     }
     let (h, min, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1_000 % 60, rem % 1_000);
-    Some(format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z"))
+    // Written digit by digit: `format!` was most of the cost of an event's timestamp.
+    let mut out = String::with_capacity(24);
+    let parts: [(i64, u32, char); 7] = [
+        (y, 4, '-'),
+        (m, 2, '-'),
+        (d, 2, 'T'),
+        (h, 2, ':'),
+        (min, 2, ':'),
+        (s, 2, '.'),
+        (milli, 3, 'Z'),
+    ];
+    for (value, width, after) in parts {
+        push_digits(&mut out, value, width);
+        out.push(after);
+    }
+    Some(out)
+}
+
+/// `value` (0 ..= 10^width - 1) as exactly `width` decimal digits.
+fn push_digits(out: &mut String, value: i64, width: u32) {
+    let mut unit = 10i64.pow(width.saturating_sub(1));
+    while unit > 0 {
+        let digit = (value / unit).rem_euclid(10) as u8;
+        out.push(char::from(b'0' + digit));
+        unit /= 10;
+    }
 }
 
 /// An RFC 3339 timestamp as the millisecond "isoString" in UTC; `None` if it does not parse.

@@ -216,6 +216,17 @@ proptest! {
     }
 
     #[test]
+    fn millisecond_iso_strings_round_trip(ms in -62_167_219_200_000i64..253_402_300_800_000) {
+        // Years 0000 to 9999: the canonical text, read back as the same instant.
+        let iso = time::iso_from_epoch_ms(ms);
+        let text = iso.as_deref().unwrap_or("");
+        prop_assert_eq!(text.len(), 24, "{}", text);
+        prop_assert_eq!(time::epoch_ms(text), Some(ms), "{}", text);
+        let again = time::iso_ms(text);
+        prop_assert_eq!(again.as_deref(), Some(text));
+    }
+
+    #[test]
     fn percent_encoding_round_trips(s in any::<String>(), junk in "[%0-9a-fA-Fg-z]{0,12}") {
         prop_assert_eq!(url::percent_decode(&url::percent_encode(&s)), Ok(s.clone()));
         let _ = url::percent_decode(&junk);
