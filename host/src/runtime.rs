@@ -614,13 +614,13 @@ pub struct Failure {
 
 /// Compiles (lazily) and runs one flow instance in `ctx`.
 pub(crate) async fn invoke(ctx: CallCtx, input: &str, reuse: bool) -> Result<String, Failure> {
-    let name = ctx.name().to_string();
     let fail = |message: String| Failure {
         message,
         timed_out: false,
     };
     let pre = ctx.flow.prepare(&ctx.rt.engine).map_err(fail)?;
     let (rt, run, flow) = (ctx.rt.clone(), ctx.run.clone(), ctx.flow.clone());
+    let name = &flow.manifest.name;
     let (memory, deadline, max_output) = (flow.manifest.memory, ctx.deadline, rt.limits.max_output);
     let idle = if reuse {
         lock(&run.pool).take(&flow)
@@ -675,7 +675,11 @@ impl InstancePool {
         if self.closed {
             return;
         }
-        let list = self.idle.entry(flow.manifest.name.clone()).or_default();
+        // The flow's list exists after its first call: no key is built per call.
+        let list = match self.idle.get_mut(&flow.manifest.name) {
+            Some(list) => list,
+            None => self.idle.entry(flow.manifest.name.clone()).or_default(),
+        };
         if list.len() < MAX_IDLE_PER_FLOW {
             list.push((flow.clone(), instance));
         }
