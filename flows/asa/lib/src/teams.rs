@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::env::{validate_team, InvalidSetting};
-use crate::event::EventRow;
+use crate::event::{self, EventRow, InvalidEvent, Plan};
 use crate::model::Env;
 
 /// The most teams U02 accepts: the host lets at most 8 distinct runs of one flow wait, and M10
@@ -270,6 +270,55 @@ pub fn open_envelope(text: &str) -> Opened<'_> {
         Ok(env) => Opened { team: env.team, batch: env.batch, event: env.event.get() },
         Err(_) => Opened { team: String::new(), batch: String::new(), event: text },
     }
+}
+
+/// S30's input opened and its event planned: [`open_envelope`], then [`event::plan_text`] of the
+/// event. An envelope as M10 writes it is split without reading the event first, so the event's
+/// text is read once (a third of S30's JSON work was finding where the event ends); whenever
+/// that split does not plan, the input is opened as [`open_envelope`] does, so the answer is
+/// always the same as theirs.
+pub fn open_and_plan(text: &str) -> (Opened<'_>, Result<Plan, InvalidEvent>) {
+    if let Some(opened) = open_as_written(text) {
+        if let Ok(plan) = event::plan_text(opened.event) {
+            return (opened, Ok(plan));
+        }
+    }
+    let opened = open_envelope(text);
+    let plan = event::plan_text(opened.event);
+    (opened, plan)
+}
+
+/// The envelope as M10 writes it (`{"team":"…","batch":"…","event":…}`: compact, in this
+/// order, the event last) split into its parts without reading the event; `None` for any other
+/// text. Only a plan of the event shows that the split is the one a parse would make.
+fn open_as_written(text: &str) -> Option<Opened<'_>> {
+    let rest = text.strip_prefix(r#"{"team":"#)?;
+    let (team, rest) = json_string(rest)?;
+    let rest = rest.strip_prefix(r#","batch":"#)?;
+    let (batch, rest) = json_string(rest)?;
+    let event = rest.strip_prefix(r#","event":"#)?.strip_suffix('}')?.trim_end();
+    event.starts_with('{').then_some(Opened { team, batch, event })
+}
+
+/// The JSON string that `text` starts with, decoded, and the text after it.
+fn json_string(text: &str) -> Option<(String, &str)> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            // An escape: the next byte is not the end (never part of a multi-byte character).
+            b'\\' => i += 2,
+            b'"' => {
+                let (quoted, rest) = text.split_at_checked(i + 1)?;
+                return Some((serde_json::from_str(quoted).ok()?, rest));
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The envelope of `event` (the JSON text ASA sent, copied as it is, never parsed again) for

@@ -13,7 +13,7 @@ use asa_lib::api::{self, Page};
 use asa_lib::enrich::Kind;
 use asa_lib::event::{self, EventRow};
 use asa_lib::model::{RelatedItem, RelatedObjectsIn, RelatedObjectsText};
-use asa_lib::{link, offload, time, url};
+use asa_lib::{link, offload, teams, time, url};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -502,6 +502,31 @@ proptest! {
         let value: Value = serde_json::from_str(&text).unwrap();
         let from_value = event::plan(&value).map(|mut p| { p.row.raw_event = text.trim().to_string(); p });
         prop_assert_eq!(from_text, from_value);
+    }
+
+    /// S30's split of M10's envelope gives what opening it and planning its event give, for
+    /// any team and batch text, and for the envelope cut short or with junk spliced in.
+    #[test]
+    fn envelopes_open_and_plan_like_a_parse(
+        event in prop_oneof![audit_event().prop_map(|e| e.to_string()), event_text_with_repeats(), "[ {}\\[\\]\"a-z:,0-9]{0,12}"],
+        team in prop_oneof![any::<String>(), "[a-z\"\\\\]{0,6}"],
+        batch in prop_oneof![any::<String>(), "[0-9 \"\\\\}]{0,8}"],
+        cut in any::<Index>(),
+        junk in "[ {}\"\\\\,:]{1,3}",
+    ) {
+        let envelope = match serde_json::value::RawValue::from_string(event.clone()) {
+            Ok(raw) => teams::envelope(&team, &batch, &raw).get().to_string(),
+            Err(_) => format!("{{\"team\":{},\"batch\":{},\"event\":{event}}}", json!(team), json!(batch)),
+        };
+        let at = cut.index(envelope.len() + 1);
+        let at = (0..=at).rev().find(|&i| envelope.is_char_boundary(i)).unwrap_or(0);
+        let spliced = format!("{}{junk}{}", &envelope[..at], &envelope[at..]);
+        for text in [envelope.clone(), envelope[..at].to_string(), spliced] {
+            let (opened, plan) = teams::open_and_plan(&text);
+            let expected = teams::open_envelope(&text);
+            prop_assert_eq!((&opened.team, &opened.batch), (&expected.team, &expected.batch), "{}", text);
+            prop_assert_eq!(plan, event::plan_text(expected.event), "{}", text);
+        }
     }
 
     #[test]

@@ -37,8 +37,8 @@ use std::cell::RefCell;
 use asa_lib::answers::Answers;
 use asa_lib::enrich::Kind;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
+use asa_lib::reject;
 use asa_lib::teams::{self, Opened, TeamEventRow};
-use asa_lib::{event, reject};
 use flowhost_sdk::{call, tables, Error, FlowError};
 
 flowhost_sdk::flow!(text run);
@@ -49,8 +49,8 @@ thread_local! {
 }
 
 fn run(input: String) -> Result<StoredOut, FlowError> {
-    let Opened { team, batch, event } = teams::open_envelope(&input);
-    let plan = match event::plan_text(event) {
+    let (Opened { team, batch, .. }, plan) = teams::open_and_plan(&input);
+    let plan = match plan {
         Ok(plan) => plan,
         Err(invalid) => return Ok(reject::rejected_out(&invalid)),
     };
