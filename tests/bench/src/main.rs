@@ -263,8 +263,9 @@ fn spawn(env: &Env, args: &Args, mode: Mode) -> Result<ChildOut> {
     let mut out = ChildOut::parse(&run.stdout)
         .with_context(|| format!("the {} run printed no result", mode.name()))?;
     if let Some(i) = out.ingest.as_mut() {
-        // python: the Python process's own peak (reported by the child); else the child's.
-        if mode != Mode::Python {
+        // The child's report: python's is the Python process's peak; the others', their
+        // own peak during the drain (not the digest after it). Else the child's whole peak.
+        if i.peak_rss_kb == 0 {
             i.peak_rss_kb = run.peak_rss_kb;
         }
     }
@@ -636,7 +637,7 @@ fn summary(
             "CPU s/1M = client CPU per million events (the process minus the simulator's threads; python: the Python process; \
              the SQLite modes' database work is in it). server s/1M = the PostgreSQL server's processes (wasm-pg: measured from /proc, \
              the postmaster and all it forked; not in CPU s/1M; '-' = no separate server). \
-             RSS = peak of the mode's own process (wasm/native/wasm-pg include the in-process simulator; wasm-pg: not the server's). \
+             RSS = peak of the mode's own process during the drain (wasm/native/wasm-pg include the in-process simulator; wasm-pg: not the server's). \
              DB MB/1M: wasm-pg = pg_database_size, run history included."
         );
         let runs: Vec<&Ingest> = results.iter().flatten().collect();

@@ -471,6 +471,8 @@ pub fn run(env: &Env) -> Result<Ingest> {
     }
     let pages = sim.stats().audit_requests;
     drop(conn);
+    // The drain's peak, before the digest reads the table back.
+    let peak_rss_kb = measure::self_peak_rss_kb();
     let (events, digest) = measure::digest(&db)?;
     if events != written_total {
         bail!("wrote {written_total} rows but the table has {events}");
@@ -536,7 +538,7 @@ pub fn run(env: &Env) -> Result<Ingest> {
         flow_calls: 0,
         db_bytes: measure::db_size(&db)?,
         history_bytes: 0,
-        peak_rss_kb: 0,
+        peak_rss_kb,
         digest,
         split,
         flows: Vec::new(),

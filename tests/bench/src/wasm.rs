@@ -239,6 +239,9 @@ pub fn run(env: &Env, backend: Backend) -> Result<Ingest> {
     let pages = sim.stats().audit_requests;
     drop(rt);
     drop(tokio);
+    // The drain's peak, before the digest reads the table back (psql's output of a million
+    // rows alone is ~850 MB).
+    let peak_rss_kb = measure::self_peak_rss_kb();
     let ((rows, digest), db_bytes, history_bytes) = match &server {
         // History lives in the same database: its size is part of db_bytes.
         Some(s) => (s.digest()?, s.size()?, 0),
@@ -311,7 +314,7 @@ pub fn run(env: &Env, backend: Backend) -> Result<Ingest> {
         server_cpu_s: server_cpu,
         db_bytes,
         history_bytes,
-        peak_rss_kb: 0,
+        peak_rss_kb,
         digest,
         split,
         flows: per_flow.into_values().collect(),
