@@ -902,10 +902,7 @@ mod tests {
         {
             let mut d = lock(&run.deferred);
             assert!(!d.closed);
-            d.rows.push(DeferredUpsert {
-                table: "T".into(),
-                row,
-            });
+            d.rows.push(DeferredUpsert::json("T", row));
         }
         assert_eq!(run.close_deferred().len(), 1);
         assert!(lock(&run.deferred).closed);
