@@ -15,6 +15,7 @@
 //! ends as `error` and its table writes roll back, because part of what it asked for was
 //! refused.
 
+use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -59,8 +60,9 @@ impl Budget {
     }
 
     /// Holds `bytes` for `what` (e.g. "the output of S30") until the charge is dropped, or
-    /// refuses with `limit-exceeded` and marks the run as failed.
-    pub fn charge(self: &Arc<Self>, bytes: usize, what: &str) -> Result<Charge, WitError> {
+    /// refuses with `limit-exceeded` and marks the run as failed. `what` is written out only
+    /// for a refusal: give `format_args!(..)` rather than a `format!`ed text.
+    pub fn charge(self: &Arc<Self>, bytes: usize, what: impl Display) -> Result<Charge, WitError> {
         let mut held = self.held.load(Ordering::Relaxed);
         loop {
             let next = match held.checked_add(bytes) {
@@ -82,7 +84,7 @@ impl Budget {
         }
     }
 
-    fn refuse(&self, bytes: usize, held: usize, what: &str) -> WitError {
+    fn refuse(&self, bytes: usize, held: usize, what: impl Display) -> WitError {
         let message = format!(
             "run memory: {what} would take {} more while the run's host buffers hold {} of \
              its {} (`run_memory:` in the top-level flow's manifest)",
@@ -128,8 +130,9 @@ impl Charge {
         self.bytes
     }
 
-    /// Adds `more` bytes for `what` to this charge (an HTTP body growing chunk by chunk).
-    pub fn grow(&mut self, more: usize, what: &str) -> Result<(), WitError> {
+    /// Adds `more` bytes for `what` to this charge (an HTTP body growing chunk by chunk);
+    /// `what` as for [`Budget::charge`].
+    pub fn grow(&mut self, more: usize, what: impl Display) -> Result<(), WitError> {
         let extra = self.budget.charge(more, what)?;
         self.bytes += extra.bytes;
         // The extra charge's bytes now belong to `self`.
@@ -168,6 +171,33 @@ mod tests {
         assert!(b.refusal().is_some_and(|m| m.contains("the output of X")));
         let c = b.charge(100, "all").unwrap();
         assert_eq!(c.bytes(), 100);
+    }
+
+    /// What a charge is for is written out only when it is refused (no text is made for
+    /// the charges that succeed, once per call on the hot paths).
+    #[test]
+    fn a_charges_description_is_written_only_for_a_refusal() {
+        struct Counted<'a>(&'a std::cell::Cell<u32>);
+        impl Display for Counted<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.set(self.0.get() + 1);
+                f.write_str("the queued upserts")
+            }
+        }
+        let written = std::cell::Cell::new(0);
+        let b = Budget::new(10);
+        let mut c = b.charge(4, Counted(&written)).unwrap();
+        c.grow(6, Counted(&written)).unwrap();
+        assert_eq!(written.get(), 0);
+        let err = c.grow(1, Counted(&written)).unwrap_err();
+        assert_eq!(written.get(), 1);
+        let WitError::LimitExceeded(msg) = err else {
+            panic!("not limit-exceeded: {err:?}")
+        };
+        assert!(
+            msg.contains("the queued upserts would take 1 B more"),
+            "{msg}"
+        );
     }
 
     #[test]

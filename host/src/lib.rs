@@ -24,7 +24,7 @@
 //! | [`launch`] | runs `serve`'s listener starts itself (API, console), handed to the scheduler |
 //! | [`caps`] | the capabilities: http, tables, flows, schedule, secrets, blobs, cache, log, grants |
 //! | [`schema`] | table schemas (`tables/*.yaml`) and row validation |
-//! | [`store`] | tables behind a backend seam ([`store::backend`]): errors, the `Store`/`Txn` wrappers, export/import; SQLite in [`store::sqlite`] (connections, value mapping, migration, units of work, checkpoints), PostgreSQL in [`store::postgres`] |
+//! | [`store`] | tables behind a backend seam ([`store::backend`]): errors, the `Store`/`Txn` wrappers, export/import, upserts checked once and queued (`store/upsert.rs`); SQLite in [`store::sqlite`] (connections, value mapping, migration, units of work, checkpoints), PostgreSQL in [`store::postgres`] |
 //! | [`walvfs`] | the SQLite VFS that gathers a commit's WAL writes into large writes |
 //! | [`json`] | strict JSON for rows and inputs: a repeated field is refused |
 //! | [`lease`] | leases: one `serve` per SQLite database and exclusive groups (files beside it), or a cluster's advisory locks |

@@ -755,15 +755,23 @@ pub(crate) async fn call_child(
 fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, ok: bool, memo_hit: bool) {
     let mut children = lock(&parent.run.children);
     let name = &child.manifest.name;
-    if !children.contains_key(name) {
-        children.insert(name.clone(), ChildStats::new(name));
-    }
-    if let Some(s) = children.get_mut(name) {
-        s.calls += 1;
-        s.memo_hits += u64::from(memo_hit);
-        s.failures += u64::from(!ok);
-        s.total_us += elapsed.as_micros() as u64;
+    let add = |s: &mut ChildStats| {
+        s.calls = s.calls.saturating_add(1);
+        s.memo_hits = s.memo_hits.saturating_add(u64::from(memo_hit));
+        s.failures = s.failures.saturating_add(u64::from(!ok));
+        s.total_us = s
+            .total_us
+            .saturating_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX));
         s.total_ms = s.total_us / 1000;
+    };
+    // One lookup for every call but a flow's first (which alone clones the name).
+    match children.get_mut(name) {
+        Some(s) => add(s),
+        None => {
+            let mut s = ChildStats::new(name);
+            add(&mut s);
+            children.insert(name.clone(), s);
+        }
     }
 }
 
@@ -906,10 +914,7 @@ mod tests {
         {
             let mut d = lock(&run.deferred);
             assert!(!d.closed);
-            d.rows.push(DeferredUpsert {
-                table: "T".into(),
-                row,
-            });
+            d.rows.push(DeferredUpsert::json("T", row));
         }
         assert_eq!(run.close_deferred().len(), 1);
         assert!(lock(&run.deferred).closed);

@@ -20,7 +20,8 @@ use flowhost::schema::{Schemas, TableSchema};
 use flowhost::store::postgres::PgTables;
 use flowhost::store::sqlite::SqliteTables;
 use flowhost::store::{
-    ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableBackend, TableError,
+    CheckedUpsert, ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableBackend, TableError,
+    UpsertRow,
 };
 use serde_json::{json, Map, Value};
 
@@ -360,21 +361,28 @@ fn deferred_upserts_apply_in_order_and_the_last_wins(db: &dyn Db) {
     let mut batch = Vec::new();
     for i in 0..64 {
         let row = obj(json!({"id": format!("k{}", i % 40), "i": i}));
-        assert_eq!(
-            t.check_upsert("Typed", &row).unwrap(),
-            Some(format!("k{}", i % 40))
-        );
-        batch.push(DeferredUpsert {
-            table: "Typed".into(),
-            row,
-        });
+        // Every other row as the typed form's fields, the rest as JSON objects.
+        let row = match i % 2 {
+            0 => UpsertRow::Json(row),
+            _ => UpsertRow::Fields(row.into_iter().collect()),
+        };
+        match t.check_upsert("Typed", row).unwrap() {
+            CheckedUpsert::Later { key, row } => {
+                assert_eq!(key, format!("k{}", i % 40));
+                batch.push(DeferredUpsert {
+                    table: "Typed".into(),
+                    row,
+                });
+            }
+            CheckedUpsert::Now(row) => panic!("a keyed table's upsert must wait: {row:?}"),
+        }
     }
-    assert_eq!(
-        t.check_upsert("Log", &obj(json!({"msg": "x"}))).unwrap(),
-        None
-    );
     assert!(matches!(
-        t.check_upsert("Typed", &obj(json!({"id": "x", "i": "no"}))),
+        t.check_upsert("Log", UpsertRow::Json(obj(json!({"msg": "x"})))),
+        Ok(CheckedUpsert::Now(_))
+    ));
+    assert!(matches!(
+        t.check_upsert("Typed", UpsertRow::Json(obj(json!({"id": "x", "i": "no"})))),
         Err(TableError::InvalidInput(_))
     ));
     let mut u = t.begin().unwrap();

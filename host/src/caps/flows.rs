@@ -34,7 +34,7 @@ impl Host for RunState {
             .ctx
             .run
             .budget
-            .charge(out.len(), &format!("the output of {name}"))?;
+            .charge(out.len(), format_args!("the output of {name}"))?;
         Ok(out)
     }
 
@@ -64,7 +64,7 @@ impl Host for RunState {
         // The items wait in the host until their child takes them.
         let _items = ctx.run.budget.charge(
             items.iter().map(String::len).sum(),
-            &format!("the items of a for-each over {name}"),
+            format_args!("the items of a for-each over {name}"),
         )?;
         let concurrency = concurrency.clamp(1, limits.max_concurrency) as usize;
         let workers = concurrency
@@ -110,6 +110,16 @@ impl Host for RunState {
     }
 }
 
+/// "the results of a for-each over `child`", written only if the run's memory refuses them.
+#[derive(Clone, Copy)]
+struct Over<'a>(&'a str);
+
+impl std::fmt::Display for Over<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the results of a for-each over {}", self.0)
+    }
+}
+
 /// The items of one for-each still to run, and the results so far (by item).
 struct Work {
     queue: Mutex<std::iter::Enumerate<std::vec::IntoIter<String>>>,
@@ -123,12 +133,12 @@ struct Work {
 impl Work {
     /// Holds `size` more bytes of results against the run's memory.
     fn hold(&self, ctx: &CallCtx, child: &str, size: usize) -> Result<(), WitError> {
-        let what = format!("the results of a for-each over {child}");
+        let what = Over(child);
         let mut held = lock(&self.held);
         match held.as_mut() {
-            Some(charge) => charge.grow(size, &what),
+            Some(charge) => charge.grow(size, what),
             None => {
-                *held = Some(ctx.run.budget.charge(size, &what)?);
+                *held = Some(ctx.run.budget.charge(size, what)?);
                 Ok(())
             }
         }

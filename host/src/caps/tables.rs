@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
-use crate::store::{DeferredUpsert, TableError, Txn, READ_SNAPSHOT_MAX};
+use crate::store::{CheckedUpsert, DeferredUpsert, TableError, Txn, UpsertRow, READ_SNAPSHOT_MAX};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Access {
@@ -148,12 +148,13 @@ fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
 fn upsert_later(
     ctx: &CallCtx,
     table: String,
-    row: Map<String, Value>,
+    row: UpsertRow,
     bytes: usize,
 ) -> Result<String, WitError> {
     check_grant(ctx, &table, Access::Write)?;
-    let Some(key) = ctx.rt.store.check_upsert(&table, &row)? else {
-        return in_txn(ctx, |t| t.upsert(&table, &row));
+    let (key, row) = match ctx.rt.store.check_upsert(&table, row)? {
+        CheckedUpsert::Later { key, row } => (key, row),
+        CheckedUpsert::Now(row) => return in_txn(ctx, |t| t.upsert(&table, &row)),
     };
     let waiting = {
         let mut d = lock(&ctx.run.deferred);
@@ -253,7 +254,7 @@ impl Host for RunState {
     async fn upsert(&mut self, table: String, row: String) -> Result<String, WitError> {
         let bytes = row.len();
         let row = object(&row, "row")?;
-        upsert_later(&self.ctx, table, row, bytes)
+        upsert_later(&self.ctx, table, UpsertRow::Json(row), bytes)
     }
 
     async fn upsert_row(

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableError};
+use super::{
+    CheckedUpsert, ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableError, UpsertRow,
+};
 use crate::schema::Schemas;
 
 /// A database holding the tables of [`Schemas`].
@@ -27,13 +29,10 @@ pub trait TableBackend: Send + Sync + std::fmt::Debug {
     fn location(&self) -> String;
     /// A new unit of work (reads see committed data; the first write may wait for a lock).
     fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
-    /// The key `row` would have in `table` once upserted (`None` for a keyless table), after
-    /// checking it against the schema; writes nothing.
-    fn check_upsert(
-        &self,
-        table: &str,
-        row: &Map<String, Value>,
-    ) -> Result<Option<String>, TableError>;
+    /// Checks `row` against `table`'s schema as an upsert would, writing nothing: the key it
+    /// would have and the row ready for [`UnitOfWork::upsert_deferred`], or for a keyless table
+    /// the row itself (see [`CheckedUpsert`]).
+    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError>;
     /// The greatest value of text column `column` (`None` for an empty table).
     fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError>;
     /// Rows of `table` in `_id`/insertion order, filtered by `search` (a case-insensitive

@@ -14,7 +14,9 @@ use crate::schema::Schemas;
 pub mod backend;
 pub mod postgres;
 pub mod sqlite;
+mod upsert;
 pub use backend::{TableBackend, UnitOfWork};
+pub use upsert::{CheckedUpsert, DeferredRow, DeferredUpsert, UpsertRow};
 
 /// The longest a unit's reads share one read snapshot (SQLite): how late at most they see
 /// another process's commit, and how long at most an idle run's snapshot holds up a checkpoint.
@@ -157,13 +159,6 @@ impl RowWindow {
     };
 }
 
-/// An upsert checked by [`Store::check_upsert`], waiting for [`Txn::upsert_deferred`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeferredUpsert {
-    pub table: String,
-    pub row: Map<String, Value>,
-}
-
 /// The error for a table that `schemas` does not have: "no table `X` (did you mean `Y`?)".
 pub fn unknown_table(schemas: &Schemas, name: &str) -> TableError {
     let hint = match schemas.suggest(name) {
@@ -221,14 +216,11 @@ impl Store {
         })
     }
 
-    /// Checks an upsert of `row` into `table` as [`Txn::upsert`] would, without writing it: the
-    /// row's key if it can be applied later with [`Txn::upsert_deferred`]; `None` for a keyless
-    /// table (whose upsert is an insert that must run now to learn its row id).
-    pub fn check_upsert(
-        &self,
-        table: &str,
-        row: &Map<String, Value>,
-    ) -> Result<Option<String>, TableError> {
+    /// Checks an upsert of `row` into `table` as [`Txn::upsert`] would (the same refusals),
+    /// without writing it: for a keyed table, the row's key and the row ready to be applied
+    /// later with [`Txn::upsert_deferred`]; for a keyless table, the row, whose upsert is an
+    /// insert that must run now to learn its row id.
+    pub fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
         self.backend.check_upsert(table, row)
     }
 

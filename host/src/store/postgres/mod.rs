@@ -25,7 +25,8 @@ use crate::pg::{error_text, Pg};
 use crate::schema::{ColumnType, Schemas, ROW_ID};
 use crate::store::sqlite::quote;
 use crate::store::{
-    unknown_table, ColumnSearch, RowWindow, StoreError, TableBackend, TableError, UnitOfWork,
+    unknown_table, CheckedUpsert, ColumnSearch, DeferredRow, RowWindow, StoreError, TableBackend,
+    TableError, UnitOfWork, UpsertRow,
 };
 
 /// Connections kept for units with their prepared statements (beyond these, a finished
@@ -177,15 +178,23 @@ impl TableBackend for PgTables {
         Ok(Box::new(unit::PgUnit::new(Arc::clone(&self.shared))))
     }
 
-    fn check_upsert(
-        &self,
-        table: &str,
-        row: &Map<String, Value>,
-    ) -> Result<Option<String>, TableError> {
+    /// Checks the row as an upsert would; it is bound again when written (PostgreSQL's values
+    /// borrow from the row).
+    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
         let t = self.shared.table(table)?;
-        let vals = t.bind_row(row)?;
-        Ok(t.key
-            .map(|(i, _)| vals.get(i).map(PgValue::key_text).unwrap_or_default()))
+        let row = row.into_map();
+        let vals = t.bind_row(&row)?;
+        let key = t
+            .key
+            .map(|(i, _)| vals.get(i).map(PgValue::key_text).unwrap_or_default());
+        drop(vals);
+        Ok(match key {
+            Some(key) => CheckedUpsert::Later {
+                key,
+                row: DeferredRow::Json(row),
+            },
+            None => CheckedUpsert::Now(row),
+        })
     }
 
     fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError> {

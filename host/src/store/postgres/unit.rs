@@ -28,8 +28,8 @@ use crate::pg::{error_text, Conn, PgError};
 use crate::schema::{Column, ColumnType, ROW_ID};
 use crate::store::sqlite::quote;
 use crate::store::{
-    DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT, DEFAULT_LOCK_TIMEOUT,
-    MAX_FIND_LIMIT, MAX_KEPT_ROWS,
+    DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
+    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
 };
 
 /// The longest `lock_timeout` / `statement_timeout` PostgreSQL accepts, in milliseconds.
@@ -125,7 +125,7 @@ pub(super) struct PgUnit {
     /// The lock timeout in force is the deadline's rest (a lock wait then times the run out).
     deadline_bound: bool,
     lock_wait_expired: Option<String>,
-    kept: Vec<DeferredUpsert>,
+    kept: Vec<(String, Map<String, Value>)>,
     statements: HashMap<String, Statement>,
 }
 
@@ -287,10 +287,7 @@ impl PgUnit {
                 );
                 return;
             }
-            self.kept.push(DeferredUpsert {
-                table: t.name().to_string(),
-                row: row.clone(),
-            });
+            self.kept.push((t.name().to_string(), row.clone()));
         }
     }
 
@@ -458,7 +455,13 @@ impl UnitOfWork for PgUnit {
         let mut batches: Vec<(&PgTable, Vec<Vec<PgValue>>)> = Vec::new();
         for row in &rows {
             let rt = shared.table(&row.table)?;
-            let vals = rt.bind_row(&row.row)?;
+            let DeferredRow::Json(fields) = &row.row else {
+                return Err(TableError::Storage(format!(
+                    "table `{}`: an upsert checked by another store cannot be written here",
+                    row.table
+                )));
+            };
+            let vals = rt.bind_row(fields)?;
             match batches.last_mut() {
                 Some((bt, list)) if bt.name() == rt.name() => list.push(vals),
                 _ => batches.push((rt, vec![vals])),
@@ -626,11 +629,11 @@ impl UnitOfWork for PgUnit {
         }
         let mut unit = Box::new(PgUnit::new(shared));
         let mut written = 0;
-        for k in &kept {
-            match unit.insert(&k.table, &k.row) {
+        for (table, row) in &kept {
+            match unit.insert(table, row) {
                 Ok(_) => written += 1,
                 Err(e) => tracing::warn!(
-                    table = k.table.as_str(),
+                    table = table.as_str(),
                     error = %e,
                     "a failed run's kept row could not be written"
                 ),

@@ -2,6 +2,8 @@
 //! quoted identifiers, and the SQL each table's operations use ([`TableSql`], built once per
 //! table), including the `WHERE` clause of a column search.
 
+use std::borrow::Borrow;
+
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ffi, ErrorCode, ToSql};
 use serde_json::{Map, Value};
@@ -15,6 +17,7 @@ pub(crate) fn quote(ident: &str) -> String {
 }
 
 /// A value ready to bind: borrowed from the JSON where possible.
+#[derive(Debug, Clone, PartialEq)]
 pub(super) enum Bound<'a> {
     Null,
     Int(i64),
@@ -35,7 +38,23 @@ impl ToSql for Bound<'_> {
     }
 }
 
+/// A row's values by column position, owned, checked against the table's schema when the
+/// upsert was made (see [`crate::store::DeferredRow`]): written without binding again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundRow(pub(super) Vec<Bound<'static>>);
+
 impl Bound<'_> {
+    /// The same value, owning its text.
+    fn into_owned(self) -> Bound<'static> {
+        match self {
+            Bound::Null => Bound::Null,
+            Bound::Int(i) => Bound::Int(i),
+            Bound::Real(f) => Bound::Real(f),
+            Bound::Text(s) => Bound::Owned(s.to_string()),
+            Bound::Owned(s) => Bound::Owned(s),
+        }
+    }
+
     pub(super) fn is_null(&self) -> bool {
         matches!(self, Bound::Null)
     }
@@ -263,34 +282,68 @@ impl TableSql {
         }
     }
 
+    /// [`TableSql::bind`] of a value the row gives up: text is moved, never copied.
+    fn bind_owned(
+        &self,
+        name: &str,
+        ty: ColumnType,
+        v: Value,
+    ) -> Result<Bound<'static>, TableError> {
+        match (ty, v) {
+            (ColumnType::Text, Value::String(s)) => Ok(Bound::Owned(s)),
+            (_, v) => self.bind(name, ty, &v).map(Bound::into_owned),
+        }
+    }
+
     /// One value per schema column for `insert`/`upsert`, checked (see
     /// [`TableSchema::check_row`]). `_id` in a keyless table's row is checked and ignored.
     pub(super) fn bind_row<'a>(
         &self,
         row: &'a Map<String, Value>,
     ) -> Result<Vec<Bound<'a>>, TableError> {
+        self.bind_fields(row.iter(), |name, ty, v| self.bind(name, ty, v))
+    }
+
+    /// [`TableSql::bind_row`] of fields the caller gives up (an upsert's row, checked once and
+    /// kept until it is written): the same checks and refusals, the values owned.
+    pub(crate) fn bind_row_owned(
+        &self,
+        fields: impl Iterator<Item = (String, Value)>,
+    ) -> Result<BoundRow, TableError> {
+        self.bind_fields(fields, |name, ty, v| self.bind_owned(name, ty, v))
+            .map(BoundRow)
+    }
+
+    /// One value per schema column from `fields` (by name), each bound by `bind`.
+    fn bind_fields<'a, N: AsRef<str>, V: Borrow<Value>>(
+        &self,
+        fields: impl Iterator<Item = (N, V)>,
+        mut bind: impl FnMut(&str, ColumnType, V) -> Result<Bound<'a>, TableError>,
+    ) -> Result<Vec<Bound<'a>>, TableError> {
         let columns = &self.schema.columns;
         let mut out: Vec<Bound<'a>> = (0..columns.len()).map(|_| Bound::Null).collect();
-        // The row's fields come sorted by name (serde_json's map is a BTreeMap), so a merge
-        // with the columns sorted by name finds each column without a lookup; should the order
-        // differ (serde_json's `preserve_order`), the linear search keeps this correct.
+        // The row's fields come sorted by name (serde_json's map is a BTreeMap, a typed row's
+        // fields are sorted), so a merge with the columns sorted by name finds each column
+        // without a lookup; should the order differ (serde_json's `preserve_order`), the
+        // linear search keeps this correct.
         let mut next = 0;
-        for (name, v) in row {
-            while next < self.by_name.len()
-                && columns[self.by_name[next]].name.as_str() < name.as_str()
-            {
+        for (name, v) in fields {
+            let name = name.as_ref();
+            while next < self.by_name.len() && columns[self.by_name[next]].name.as_str() < name {
                 next += 1;
             }
             let pos = match self.by_name.get(next) {
-                Some(&i) if columns[i].name == *name => {
+                Some(&i) if columns[i].name == name => {
                     next += 1;
                     Some(i)
                 }
-                _ => columns.iter().position(|c| c.name == *name),
+                _ => columns.iter().position(|c| c.name == name),
             };
             match pos {
-                Some(i) => out[i] = self.bind(name, columns[i].ty, v)?,
-                None if name == ROW_ID && self.key.is_none() => self.schema.check_field(name, v)?,
+                Some(i) => out[i] = bind(name, columns[i].ty, v)?,
+                None if name == ROW_ID && self.key.is_none() => {
+                    self.schema.check_field(name, v.borrow())?
+                }
                 None => return Err(self.schema.unknown_column(name)),
             }
         }

@@ -14,6 +14,7 @@ pub use checkpoints::Checkpoints;
 pub(crate) use connection::{check_db_dir, enable_wal, open_existing_read_only};
 pub use connection::{open_connection, open_read_only_connection};
 pub(crate) use mapping::quote;
+pub use mapping::BoundRow;
 pub use unit::SqliteUnit;
 
 use std::collections::{HashMap, HashSet};
@@ -26,7 +27,8 @@ use serde_json::{Map, Value};
 
 use crate::schema::{Schemas, ROW_ID};
 use crate::store::{
-    ColumnSearch, RowWindow, StoreError, TableBackend, TableError, UnitOfWork, DEFAULT_LOCK_TIMEOUT,
+    CheckedUpsert, ColumnSearch, DeferredRow, RowWindow, StoreError, TableBackend, TableError,
+    UnitOfWork, UpsertRow, DEFAULT_LOCK_TIMEOUT,
 };
 use checkpoints::*;
 use connection::*;
@@ -228,18 +230,26 @@ impl SqliteTables {
         SqliteUnit::begin(&self.inner)
     }
 
-    /// Checks an upsert of `row` into `table` as [`SqliteUnit::upsert`] would, without writing
-    /// it: the row's key if it can be applied later with [`SqliteUnit::upsert_deferred`]; `None`
-    /// for a keyless table (whose upsert is an insert that must run now to learn its row id).
-    pub fn check_upsert(
-        &self,
-        table: &str,
-        row: &Map<String, Value>,
-    ) -> Result<Option<String>, TableError> {
+    /// Checks an upsert of `row` into `table` as [`SqliteUnit::upsert`] would (the same
+    /// refusals), without writing it. A keyed table's row is bound here, once: its key, and its
+    /// values for [`SqliteUnit::upsert_deferred`]. A keyless table's row comes back whole (its
+    /// upsert is an insert that must run now to learn its row id).
+    pub fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
         let t = self.inner.table(table)?;
-        let vals = t.bind_row(row)?;
-        Ok(t.key
-            .map(|(i, _)| vals.get(i).map(Bound::key_text).unwrap_or_default()))
+        let Some((key_at, _)) = t.key else {
+            let row = row.into_map();
+            t.bind_row(&row)?;
+            return Ok(CheckedUpsert::Now(row));
+        };
+        let vals = match row {
+            UpsertRow::Json(m) => t.bind_row_owned(m.into_iter()),
+            UpsertRow::Fields(f) => t.bind_row_owned(f.into_iter()),
+        }?;
+        let key = vals.0.get(key_at).map(Bound::key_text).unwrap_or_default();
+        Ok(CheckedUpsert::Later {
+            key,
+            row: DeferredRow::Bound(vals),
+        })
     }
 
     /// The largest value of text column `column` in `table` (SQLite's text order, which an
@@ -341,11 +351,7 @@ impl TableBackend for SqliteTables {
         Ok(Box::new(SqliteTables::begin(self)?))
     }
 
-    fn check_upsert(
-        &self,
-        table: &str,
-        row: &Map<String, Value>,
-    ) -> Result<Option<String>, TableError> {
+    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
         SqliteTables::check_upsert(self, table, row)
     }
 

@@ -18,12 +18,12 @@ use rusqlite::{params_from_iter, Connection, ErrorCode};
 use serde_json::{Map, Value};
 
 use super::connection::sqlite_err;
-use super::mapping::{quote, Bound, KeyParam, TableSql};
+use super::mapping::{quote, Bound, BoundRow, KeyParam, TableSql};
 use super::Inner;
 use crate::schema::{Column, ColumnType, ROW_ID};
 use crate::store::{
-    DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT, DEFAULT_LOCK_TIMEOUT,
-    MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
+    DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
+    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
 };
 
 /// The unit's open read transaction.
@@ -71,8 +71,8 @@ pub struct SqliteUnit {
     deadline: Option<Instant>,
     /// Set when a wait for the write lock ended at the deadline: the run timed out.
     lock_wait_expired: Option<String>,
-    /// Rows inserted into `keep_on_failure` tables, written again after a rollback.
-    kept: Vec<DeferredUpsert>,
+    /// Rows inserted into `keep_on_failure` tables (table, row), written again after a rollback.
+    kept: Vec<(String, Map<String, Value>)>,
 }
 
 impl std::fmt::Debug for SqliteUnit {
@@ -119,10 +119,7 @@ impl SqliteUnit {
                 );
                 return;
             }
-            self.kept.push(DeferredUpsert {
-                table: t.name().to_string(),
-                row: row.clone(),
-            });
+            self.kept.push((t.name().to_string(), row.clone()));
         }
     }
 
@@ -138,11 +135,11 @@ impl SqliteUnit {
         }
         let mut txn = SqliteUnit::begin(&inner)?;
         let mut written = 0;
-        for k in &kept {
-            match txn.insert(&k.table, &k.row) {
+        for (table, row) in &kept {
+            match txn.insert(table, row) {
                 Ok(_) => written += 1,
                 Err(e) => tracing::warn!(
-                    table = k.table.as_str(),
+                    table = table.as_str(),
                     error = %e,
                     "a failed run's kept row could not be written"
                 ),
@@ -477,7 +474,7 @@ impl SqliteUnit {
     }
 
     /// Applies upserts that [`super::SqliteTables::check_upsert`] accepted earlier, in order
-    /// (consecutive rows of one table share one statement). The first failure fails every later
+    /// (consecutive rows of one table share one statement), with the values bound then. The first failure fails every later
     /// call and the commit: the run that deferred them may already have been told they
     /// succeeded, so it must not commit without them.
     pub fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
@@ -496,9 +493,16 @@ impl SqliteUnit {
                     current = Some((t, stmt));
                 }
                 if let Some((t, stmt)) = current.as_mut() {
-                    let vals = t.bind_row(&row.row)?;
+                    let bound;
+                    let vals = match &row.row {
+                        DeferredRow::Bound(BoundRow(vals)) => vals.as_slice(),
+                        DeferredRow::Json(m) => {
+                            bound = t.bind_row(m)?;
+                            bound.as_slice()
+                        }
+                    };
                     stmt.execute(params_from_iter(vals.iter()))
-                        .map_err(|e| t.write_error(e, &vals))?;
+                        .map_err(|e| t.write_error(e, vals))?;
                 }
             }
             Ok(())
@@ -780,7 +784,7 @@ mod tests {
 
     use super::*;
     use crate::store::sqlite::test_support::*;
-    use crate::store::{Store, Txn};
+    use crate::store::{CheckedUpsert, Store, Txn, UpsertRow};
     use serde_json::json;
     use std::time::Instant;
 
@@ -1344,6 +1348,71 @@ mod tests {
         }
     }
 
+    /// An upsert into a keyed table is bound once, when it is checked: a typed row's fields
+    /// and the same row as a JSON object give the same values and the same refusals as a
+    /// direct upsert, and the values bound then are what the deferred write stores.
+    #[test]
+    fn a_checked_upsert_is_bound_once_and_fields_bind_as_their_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, store) = open_both(dir.path(), vec![typed()]);
+        let rows = [
+            json!({"id": "a", "n": 1.5, "i": 3, "b": true, "j": {"x": [1, "y"]}, "s": "say \"hi\""}),
+            json!({"id": "b", "n": 2, "i": -4, "b": null, "j": "text", "s": ""}),
+            json!({"id": "c"}),
+            json!({"id": "x", "i": "no"}),
+            json!({"id": "x", "zz": 1}),
+            json!({"n": 1}),
+            json!({"id": "x", "b": 1}),
+            json!({"id": "x", "i": 1.5}),
+            // Of two faults, the one in the first column by name is refused.
+            json!({"a_unknown": 1, "i": "no", "id": "x"}),
+            json!({"b": "no", "zz": 1, "id": "x"}),
+        ];
+        let mut later = Vec::new();
+        for row in rows {
+            let m = obj(row.clone());
+            let direct = {
+                let mut tx = store.begin().unwrap();
+                tx.upsert("Typed", &m)
+            };
+            let as_json = store.check_upsert("Typed", UpsertRow::Json(m.clone()));
+            let as_fields = store.check_upsert("Typed", UpsertRow::Fields(m.into_iter().collect()));
+            match (direct, as_json, as_fields) {
+                (
+                    Ok(key),
+                    Ok(CheckedUpsert::Later { key: k1, row: r1 }),
+                    Ok(CheckedUpsert::Later { key: k2, row: r2 }),
+                ) => {
+                    assert_eq!((&k1, &k2), (&key, &key), "{row}");
+                    assert!(matches!(r1, DeferredRow::Bound(_)), "{row}: {r1:?}");
+                    assert_eq!(r1, r2, "{row}");
+                    later.push((
+                        row,
+                        DeferredUpsert {
+                            table: "Typed".into(),
+                            row: r2,
+                        },
+                    ));
+                }
+                (Err(e), Err(e1), Err(e2)) => {
+                    assert_eq!((&e1, &e2), (&e, &e), "{row}");
+                }
+                other => panic!("{row}: {other:?}"),
+            }
+        }
+        assert_eq!(later.len(), 3);
+        let mut tx = store.begin().unwrap();
+        let (rows, batch): (Vec<_>, Vec<_>) = later.into_iter().unzip();
+        tx.upsert_deferred(batch).unwrap();
+        for row in rows {
+            let id = row["id"].as_str().unwrap();
+            let got = tx.get("Typed", id).unwrap().unwrap();
+            for (column, value) in obj(row.clone()) {
+                assert_eq!(got[&column], value, "{row}: `{column}`");
+            }
+        }
+    }
+
     /// Deferred upserts are checked like upserts when queued, written in order when applied
     /// (a later row with the same key wins), and a batch that fails leaves the unit of work
     /// unable to commit, so rows a flow was told were stored are never silently missing.
@@ -1353,34 +1422,45 @@ mod tests {
         let keyless = schema("name: Log\ncolumns:\n  - { name: m, type: text }\n");
         let (tables, store) = open_both(dir.path(), vec![typed(), keyless]);
         let row = |id: &str, s: &str| obj(json!({"id": id, "s": s}));
-        let later = |id: &str, s: &str| DeferredUpsert {
-            table: "Typed".into(),
-            row: row(id, s),
+        let later = |id: &str, s: &str| DeferredUpsert::json("Typed", row(id, s));
+        let check = |table: &str, row: Value| {
+            let Value::Object(row) = row else {
+                panic!("not an object: {row}")
+            };
+            store.check_upsert(table, UpsertRow::Json(row))
         };
-        assert_eq!(
-            store.check_upsert("Typed", &row("a", "1")).unwrap(),
-            Some("a".to_string())
-        );
+        let Ok(CheckedUpsert::Later { key, row: bound }) =
+            check("Typed", json!({"id": "a", "s": "0"}))
+        else {
+            panic!("a keyed table's upsert is deferred")
+        };
+        assert_eq!(key, "a");
+        assert!(matches!(bound, DeferredRow::Bound(_)), "{bound:?}");
         // A keyless table's upsert is an insert: it cannot be deferred.
-        assert_eq!(
-            store.check_upsert("Log", &obj(json!({"m": "x"}))).unwrap(),
-            None
-        );
-        let err = store
-            .check_upsert("Typed", &obj(json!({"id": "a", "n": "not a number"})))
-            .unwrap_err();
+        assert!(matches!(
+            check("Log", json!({"m": "x"})),
+            Ok(CheckedUpsert::Now(r)) if r == obj(json!({"m": "x"}))
+        ));
+        let err = check("Typed", json!({"id": "a", "n": "not a number"})).unwrap_err();
         assert!(matches!(err, TableError::InvalidInput(_)), "{err:?}");
-        let err = store
-            .check_upsert("Typed", &obj(json!({"s": "no key"})))
-            .unwrap_err();
+        let err = check("Typed", json!({"s": "no key"})).unwrap_err();
         assert!(
             err.to_string().contains("no value for the key column `id`"),
             "{err}"
         );
 
         let mut tx = store.begin().unwrap();
-        tx.upsert_deferred(vec![later("a", "1"), later("b", "2"), later("a", "3")])
-            .unwrap();
+        let checked_a = DeferredUpsert {
+            table: "Typed".into(),
+            row: bound,
+        };
+        tx.upsert_deferred(vec![
+            checked_a,
+            later("a", "1"),
+            later("b", "2"),
+            later("a", "3"),
+        ])
+        .unwrap();
         assert_eq!(tx.get("Typed", "a").unwrap().unwrap()["s"], json!("3"));
         tx.commit().unwrap();
         assert_eq!(store.row_count("Typed").unwrap(), 2);

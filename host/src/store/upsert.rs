@@ -1,0 +1,66 @@
+//! An upsert checked once, when the flow makes it, and written later: the row as given
+//! ([`UpsertRow`]: a JSON object, or a typed row's fields), what the check makes of it
+//! ([`CheckedUpsert`]: the key and the row ready to write, or a keyless table's row to insert
+//! now) and what waits in a run's queue ([`DeferredUpsert`]). A backend that can turns the row
+//! into its column values at the check, so that the write binds nothing again.
+
+use serde_json::{Map, Value};
+
+use super::sqlite::BoundRow;
+
+/// A row given to `tables.upsert` (a JSON object) or `tables.upsert-row` (typed cells).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertRow {
+    Json(Map<String, Value>),
+    /// Fields in name order, each name once: what the object of the same cells would hold,
+    /// without building the object (see `caps::cells`).
+    Fields(Vec<(String, Value)>),
+}
+
+impl UpsertRow {
+    /// The row as a JSON object.
+    pub fn into_map(self) -> Map<String, Value> {
+        match self {
+            UpsertRow::Json(m) => m,
+            UpsertRow::Fields(f) => f.into_iter().collect(),
+        }
+    }
+}
+
+/// What [`super::Store::check_upsert`] made of an upsert it accepted.
+#[derive(Debug)]
+pub enum CheckedUpsert {
+    /// A keyed table's row: its key (what the flow is told at once) and the row, to be written
+    /// later with [`super::Txn::upsert_deferred`].
+    Later { key: String, row: DeferredRow },
+    /// A keyless table's row: its upsert is an insert that must be written now (with
+    /// [`super::Txn::upsert`]) to learn its row id.
+    Now(Map<String, Value>),
+}
+
+/// A checked row waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeferredRow {
+    /// The row's values by column position, checked and ready to bind (SQLite).
+    Bound(BoundRow),
+    /// The row as a JSON object, bound when written (PostgreSQL, and rows queued by hand).
+    Json(Map<String, Value>),
+}
+
+/// An upsert accepted by [`super::Store::check_upsert`], waiting for
+/// [`super::Txn::upsert_deferred`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferredUpsert {
+    pub table: String,
+    pub row: DeferredRow,
+}
+
+impl DeferredUpsert {
+    /// An upsert of the JSON object `row` into `table` (checked or not: the write checks it).
+    pub fn json(table: impl Into<String>, row: Map<String, Value>) -> DeferredUpsert {
+        DeferredUpsert {
+            table: table.into(),
+            row: DeferredRow::Json(row),
+        }
+    }
+}
