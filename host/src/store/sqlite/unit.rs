@@ -474,9 +474,9 @@ impl SqliteUnit {
     }
 
     /// Applies upserts that [`super::SqliteTables::check_upsert`] accepted earlier, in order
-    /// (consecutive rows of one table share one statement), with the values bound then. The first failure fails every later
-    /// call and the commit: the run that deferred them may already have been told they
-    /// succeeded, so it must not commit without them.
+    /// (consecutive rows of one table share one statement), with the values bound then. The
+    /// first failure fails every later call and the commit: the run that deferred them may
+    /// already have been told they succeeded, so it must not commit without them.
     pub fn upsert_deferred(&mut self, rows: Vec<DeferredUpsert>) -> Result<(), TableError> {
         let Some(first) = rows.first() else {
             return Ok(());
