@@ -399,7 +399,11 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         }
         for mode in profiled.into_iter().filter(|_| perf::available()) {
             let dir = env.tempdir("perf")?;
-            let (stdout, data) = perf::record(&mut child_command(env, args, mode)?, dir.path())?;
+            let (stdout, data) = perf::record(
+                &mut child_command(env, args, mode)?,
+                dir.path(),
+                mode.name(),
+            )?;
             let ing = ChildOut::parse(&stdout)
                 .and_then(|o| o.ingest)
                 .with_context(|| format!("the {} run under perf printed no result", mode.name()))?;

@@ -60,8 +60,8 @@ impl Ctl {
 }
 
 /// Runs `child` (the bench re-executed with `--child MODE`) under `perf record`; returns its
-/// standard output and the path of the profile.
-pub fn record(child: &mut Command, dir: &Path) -> Result<(String, std::path::PathBuf)> {
+/// standard output and the path of the profile. `mode` names the kept copy.
+pub fn record(child: &mut Command, dir: &Path, mode: &str) -> Result<(String, std::path::PathBuf)> {
     let data = dir.join("perf.data");
     let (ctl, ack) = (dir.join("ctl.fifo"), dir.join("ack.fifo"));
     for f in [&ctl, &ack] {
@@ -99,8 +99,14 @@ pub fn record(child: &mut Command, dir: &Path) -> Result<(String, std::path::Pat
     }
     // For a closer look with `perf report`: FLOWHOST_BENCH_PERF_KEEP=DIR keeps the data.
     if let Some(keep) = std::env::var_os("FLOWHOST_BENCH_PERF_KEEP") {
-        let name = format!("perf-{}.data", std::process::id());
-        std::fs::copy(&data, Path::new(&keep).join(&name))?;
+        let name = format!("perf-{mode}-{}.data", std::process::id());
+        let kept = Path::new(&keep).join(&name);
+        std::fs::copy(&data, &kept).with_context(|| {
+            format!(
+                "FLOWHOST_BENCH_PERF_KEEP: cannot copy the profile to {}",
+                kept.display()
+            )
+        })?;
         eprintln!(
             "flowhost-bench: kept {}",
             Path::new(&keep).join(name).display()
