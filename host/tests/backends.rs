@@ -364,7 +364,7 @@ fn deferred_upserts_apply_in_order_and_the_last_wins(db: &dyn Db) {
         // Every other row as the typed form's fields, the rest as JSON objects.
         let row = match i % 2 {
             0 => UpsertRow::Json(row),
-            _ => UpsertRow::Fields(row.into_iter().collect()),
+            _ => UpsertRow::Fields(row.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()),
         };
         match t.check_upsert("Typed", row).unwrap() {
             CheckedUpsert::Later { key, row } => {

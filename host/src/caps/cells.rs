@@ -1,49 +1,160 @@
 //! `tables.upsert-row`'s typed rows: a list of `(column, cell)` pairs turned into the fields
 //! the store checks, in name order, exactly as the same row given as a JSON object would hold
-//! them (a text cell is moved into its field, never escaped or parsed), without building the
-//! object. Owns the refusals particular to the typed form: a column given twice, a number that
-//! is not finite, a `json` cell that is not JSON.
+//! them (a text cell is copied into its field once, never escaped or parsed), without building
+//! the object. Owns the refusals particular to the typed form: a column given twice, a number
+//! that is not finite, a `json` cell that is not JSON.
+//!
+//! It also owns how the row leaves the flow's memory. The bindings would lift every column
+//! name and text into a `String` of its own; [`link_upsert_row`] defines `upsert-row` over the
+//! bindings' with a function that reads the cells in place ([`GuestCell`]), so that a name is
+//! only checked (valid UTF-8) and borrowed for the call, and a text is copied once, into the
+//! row the store keeps.
+
+use std::borrow::Cow;
 
 use serde_json::{Number, Value};
+use wasmtime::component::{ComponentType, Lift, Linker, WasmList, WasmStr};
+use wasmtime::StoreContextMut;
 
 use crate::engine::flowhost::flow::tables::Cell;
-use crate::engine::WitError;
+use crate::engine::{RunState, WitError};
 use crate::store::UpsertRow;
 
-/// The row of `cells` ([`UpsertRow::Fields`]), and its size in bytes (what a JSON row's text
-/// length is for the run's memory budget: the names and texts, 8 per other value). Of several
-/// faults, the one refused is the first in the order the cells were given.
-pub fn row_of(table: &str, cells: Vec<(String, Cell)>) -> Result<(UpsertRow, usize), WitError> {
+/// One column's value, its text borrowed where it can be (from the flow's memory).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellRef<'a> {
+    Null,
+    Boolean(bool),
+    Integer(i64),
+    Number(f64),
+    Text(Cow<'a, str>),
+    Json(Cow<'a, str>),
+}
+
+impl From<Cell> for CellRef<'static> {
+    fn from(cell: Cell) -> Self {
+        match cell {
+            Cell::Null => CellRef::Null,
+            Cell::Boolean(b) => CellRef::Boolean(b),
+            Cell::Integer(n) => CellRef::Integer(n),
+            Cell::Number(n) => CellRef::Number(n),
+            Cell::Text(s) => CellRef::Text(Cow::Owned(s)),
+            Cell::Json(s) => CellRef::Json(Cow::Owned(s)),
+        }
+    }
+}
+
+/// The WIT `cell` as it lies in the flow's memory: the same cases as the bindings' [`Cell`],
+/// its texts not yet read.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub enum GuestCell {
+    #[component(name = "null")]
+    Null,
+    #[component(name = "boolean")]
+    Boolean(bool),
+    #[component(name = "integer")]
+    Integer(i64),
+    #[component(name = "number")]
+    Number(f64),
+    #[component(name = "text")]
+    Text(WasmStr),
+    #[component(name = "json")]
+    Json(WasmStr),
+}
+
+impl GuestCell {
+    /// The cell with its text borrowed from `store`'s memory (an error, which traps the flow,
+    /// if the text is not UTF-8, as the bindings' lift would).
+    fn read<'a>(
+        &self,
+        store: impl Into<wasmtime::StoreContext<'a, RunState>>,
+    ) -> wasmtime::Result<CellRef<'a>> {
+        Ok(match self {
+            GuestCell::Null => CellRef::Null,
+            GuestCell::Boolean(b) => CellRef::Boolean(*b),
+            GuestCell::Integer(n) => CellRef::Integer(*n),
+            GuestCell::Number(n) => CellRef::Number(*n),
+            GuestCell::Text(s) => CellRef::Text(s.to_str(store)?),
+            GuestCell::Json(s) => CellRef::Json(s.to_str(store)?),
+        })
+    }
+}
+
+/// Defines `tables.upsert-row` of the contract the host provides (older contracts link to it
+/// too) over the bindings' definition, with [`upsert_row_in_place`]. Call it after the
+/// bindings' `add_to_linker`.
+pub fn link_upsert_row(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    let package = crate::engine::contract_package();
+    let interface = match package.split_once('@') {
+        Some((name, version)) => format!("{name}/tables@{version}"),
+        None => format!("{package}/tables"),
+    };
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance(&interface)
+        .and_then(|mut tables| tables.func_wrap("upsert-row", upsert_row_in_place));
+    linker.allow_shadowing(false);
+    linked
+}
+
+/// `upsert-row(table, row)`, reading the cells where the flow wrote them.
+fn upsert_row_in_place(
+    mut store: StoreContextMut<'_, RunState>,
+    (table, row): (WasmStr, WasmList<(WasmStr, GuestCell)>),
+) -> wasmtime::Result<(Result<String, WitError>,)> {
+    let cells = row
+        .iter(&mut store)?
+        .collect::<wasmtime::Result<Vec<_>>>()?;
+    let table = table.to_str(&store)?;
+    let mut names = Vec::with_capacity(cells.len());
+    let mut values = Vec::with_capacity(cells.len());
+    for (name, cell) in &cells {
+        names.push(name.to_str(&store)?);
+        values.push(cell.read(&store)?);
+    }
+    let row = names.iter().map(|n| n.as_ref()).zip(values);
+    Ok((super::tables::upsert_typed(&store.data().ctx, &table, row),))
+}
+
+/// The row of `cells` ([`UpsertRow::Fields`], its names borrowed from `cells`), and its size
+/// in bytes (what a JSON row's text length is for the run's memory budget: the names and
+/// texts, 8 per other value). Of several faults, the one refused is the first in the order the
+/// cells were given.
+pub fn row_of<'a, 'c>(
+    table: &str,
+    cells: impl IntoIterator<Item = (&'a str, CellRef<'c>)>,
+) -> Result<(UpsertRow<'a>, usize), WitError> {
     let refused = |column: &str, what: &str| {
         WitError::InvalidInput(format!("table `{table}`, column `{column}`: {what}"))
     };
-    let mut fields = Vec::with_capacity(cells.len());
+    let cells = cells.into_iter();
+    let mut fields = Vec::with_capacity(cells.size_hint().0);
     let mut bytes = 0usize;
     // The first cell whose value is refused: only a column given twice before it can be
     // refused instead.
     let mut bad_value = None;
-    for (at, (column, cell)) in cells.into_iter().enumerate() {
+    for (at, (column, cell)) in cells.enumerate() {
         let (value, size) = match cell {
-            Cell::Null => (Value::Null, 8),
-            Cell::Boolean(b) => (Value::Bool(b), 8),
-            Cell::Integer(n) => (Value::from(n), 8),
-            Cell::Number(n) => match Number::from_f64(n) {
+            CellRef::Null => (Value::Null, 8),
+            CellRef::Boolean(b) => (Value::Bool(b), 8),
+            CellRef::Integer(n) => (Value::from(n), 8),
+            CellRef::Number(n) => match Number::from_f64(n) {
                 Some(n) => (Value::Number(n), 8),
                 None => {
-                    bad_value =
-                        Some((at, refused(&column, &format!("{n} is not a finite number"))));
+                    bad_value = Some((at, refused(column, &format!("{n} is not a finite number"))));
                     break;
                 }
             },
-            Cell::Text(s) => {
+            CellRef::Text(s) => {
                 let size = s.len();
-                (Value::String(s), size)
+                (Value::String(s.into_owned()), size)
             }
-            Cell::Json(text) => match crate::json::parse(&text) {
+            CellRef::Json(text) => match crate::json::parse(&text) {
                 Ok(v) => (v, text.len()),
                 Err(e) => {
                     let what = format!("the json cell is not JSON: {e}");
-                    bad_value = Some((at, refused(&column, &what)));
+                    bad_value = Some((at, refused(column, &what)));
                     break;
                 }
             },
@@ -53,12 +164,12 @@ pub fn row_of(table: &str, cells: Vec<(String, Cell)>) -> Result<(UpsertRow, usi
     }
     // In name order (stable: a name's cells stay in the order given), each name's second cell
     // is where it was given twice.
-    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields.sort_by(|a, b| a.0.cmp(b.0));
     let twice = fields
         .windows(2)
         .filter(|w| w[0].0 == w[1].0)
         .min_by_key(|w| w[1].2)
-        .map(|w| (w[1].2, w[1].0.as_str()));
+        .map(|w| (w[1].2, w[1].0));
     match (twice, bad_value) {
         (Some((at, column)), bad) if bad.as_ref().is_none_or(|(b, _)| at < *b) => {
             return Err(refused(column, "given twice"));
@@ -75,41 +186,55 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn cells(list: &[(&str, Cell)]) -> Vec<(String, Cell)> {
-        list.iter()
-            .map(|(c, v)| (c.to_string(), v.clone()))
-            .collect()
+    fn cells<'a>(list: &'a [(&'a str, Cell)]) -> impl Iterator<Item = (&'a str, CellRef<'static>)> {
+        list.iter().map(|(c, v)| (*c, CellRef::from(v.clone())))
+    }
+
+    /// `link_upsert_row` must replace the bindings' `upsert-row`, not define a name nobody
+    /// imports: defined first, it makes the bindings' own definition of the same name clash.
+    #[test]
+    fn the_in_place_upsert_row_takes_the_bindings_name() {
+        use crate::engine::Flow;
+        use wasmtime::component::HasSelf;
+        let engine = wasmtime::Engine::default();
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        link_upsert_row(&mut linker).unwrap();
+        let clash = Flow::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
+            .err()
+            .map(|e| format!("{e:#}"));
+        assert!(
+            clash.as_deref().is_some_and(|e| e.contains("upsert-row")),
+            "{clash:?}"
+        );
+        // Over the bindings, it is defined without complaint.
+        let mut linker: Linker<RunState> = Linker::new(&engine);
+        Flow::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s).unwrap();
+        link_upsert_row(&mut linker).unwrap();
     }
 
     #[test]
     fn cells_give_the_row_their_json_would() {
-        let (row, bytes) = row_of(
-            "T",
-            cells(&[
-                ("id", Cell::Text("e1".into())),
-                ("n", Cell::Integer(-3)),
-                ("x", Cell::Number(1.5)),
-                ("ok", Cell::Boolean(true)),
-                ("gone", Cell::Null),
-                ("doc", Cell::Json(r#"{"a": [1, "two"]}"#.into())),
-                ("quoted", Cell::Text("say \"hi\"\n".into())),
-            ]),
-        )
-        .unwrap();
+        let list = [
+            ("id", Cell::Text("e1".into())),
+            ("n", Cell::Integer(-3)),
+            ("x", Cell::Number(1.5)),
+            ("ok", Cell::Boolean(true)),
+            ("gone", Cell::Null),
+            ("doc", Cell::Json(r#"{"a": [1, "two"]}"#.into())),
+            ("quoted", Cell::Text("say \"hi\"\n".into())),
+        ];
+        let (row, bytes) = row_of("T", cells(&list)).unwrap();
         assert_eq!(
             Value::Object(row.into_map()),
             json!({"id": "e1", "n": -3, "x": 1.5, "ok": true, "gone": null,
                    "doc": {"a": [1, "two"]}, "quoted": "say \"hi\"\n"})
         );
         // The store merges the fields with the columns by name: they come in name order.
-        let (UpsertRow::Fields(fields), _) = row_of(
-            "T",
-            cells(&[("b", Cell::Null), ("a", Cell::Null), ("c", Cell::Null)]),
-        )
-        .unwrap() else {
+        let list = [("b", Cell::Null), ("a", Cell::Null), ("c", Cell::Null)];
+        let (UpsertRow::Fields(fields), _) = row_of("T", cells(&list)).unwrap() else {
             panic!("the typed form gives fields")
         };
-        let names: Vec<&str> = fields.iter().map(|(c, _)| c.as_str()).collect();
+        let names: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
         assert_eq!(names, ["a", "b", "c"]);
         // names 2+1+1+2+4+3+6, texts 2+17+9, 8 for each of the other four
         assert_eq!(bytes, 19 + 28 + 32);

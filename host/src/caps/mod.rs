@@ -7,7 +7,7 @@
 //! | `http` | `http.send` | `grants.hosts` |
 //! | `prefetch` | `http.prefetch` (GETs sent ahead for a later run of the flow) | `grants.hosts` |
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
-//! | `cells` | `tables.upsert-row`'s typed rows → the JSON row the store checks | (`tables`) |
+//! | `cells` | `tables.upsert-row`'s typed rows, read in place from the flow's memory → the fields the store checks | (`tables`) |
 //! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
 //! | `secrets` | `secrets.get` | `grants.secrets` |

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use super::cells::CellRef;
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
@@ -145,10 +146,21 @@ fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
 /// An upsert into a keyed table: checked now, queued, and written with the next batch; the
 /// caller gets the key at once. A keyless table's upsert is an insert and is written now.
 /// `bytes` is the row's JSON size, held against the run's memory while it waits.
+/// `upsert-row`: the typed row `cells` checked ([`super::cells::row_of`]) and queued as
+/// [`upsert_later`] queues a JSON row.
+pub(super) fn upsert_typed<'a, 'c>(
+    ctx: &CallCtx,
+    table: &str,
+    cells: impl IntoIterator<Item = (&'a str, CellRef<'c>)>,
+) -> Result<String, WitError> {
+    let (row, bytes) = super::cells::row_of(table, cells)?;
+    upsert_later(ctx, table.to_string(), row, bytes)
+}
+
 fn upsert_later(
     ctx: &CallCtx,
     table: String,
-    row: UpsertRow,
+    row: UpsertRow<'_>,
     bytes: usize,
 ) -> Result<String, WitError> {
     check_grant(ctx, &table, Access::Write)?;
@@ -257,13 +269,19 @@ impl Host for RunState {
         upsert_later(&self.ctx, table, UpsertRow::Json(row), bytes)
     }
 
+    /// What the bindings would call: `cells::link_upsert_row` defines `upsert-row` over it
+    /// with a function that reads the cells in place, and both end in [`upsert_typed`].
     async fn upsert_row(
         &mut self,
         table: String,
         row: Vec<(String, Cell)>,
     ) -> Result<String, WitError> {
-        let (row, bytes) = super::cells::row_of(&table, row)?;
-        upsert_later(&self.ctx, table, row, bytes)
+        let (names, cells): (Vec<String>, Vec<Cell>) = row.into_iter().unzip();
+        let row = names
+            .iter()
+            .map(String::as_str)
+            .zip(cells.into_iter().map(CellRef::from));
+        upsert_typed(&self.ctx, &table, row)
     }
 
     async fn update(

@@ -32,7 +32,7 @@ pub trait TableBackend: Send + Sync + std::fmt::Debug {
     /// Checks `row` against `table`'s schema as an upsert would, writing nothing: the key it
     /// would have and the row ready for [`UnitOfWork::upsert_deferred`], or for a keyless table
     /// the row itself (see [`CheckedUpsert`]).
-    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError>;
+    fn check_upsert(&self, table: &str, row: UpsertRow<'_>) -> Result<CheckedUpsert, TableError>;
     /// The greatest value of text column `column` (`None` for an empty table).
     fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError>;
     /// Rows of `table` in `_id`/insertion order, filtered by `search` (a case-insensitive

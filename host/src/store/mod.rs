@@ -16,7 +16,7 @@ pub mod postgres;
 pub mod sqlite;
 mod upsert;
 pub use backend::{TableBackend, UnitOfWork};
-pub use upsert::{CheckedUpsert, DeferredRow, DeferredUpsert, UpsertRow};
+pub use upsert::{BoundRow, CheckedUpsert, ColumnValue, DeferredRow, DeferredUpsert, UpsertRow};
 
 /// The longest a unit's reads share one read snapshot (SQLite): how late at most they see
 /// another process's commit, and how long at most an idle run's snapshot holds up a checkpoint.
@@ -220,7 +220,11 @@ impl Store {
     /// without writing it: for a keyed table, the row's key and the row ready to be applied
     /// later with [`Txn::upsert_deferred`]; for a keyless table, the row, whose upsert is an
     /// insert that must run now to learn its row id.
-    pub fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
+    pub fn check_upsert(
+        &self,
+        table: &str,
+        row: UpsertRow<'_>,
+    ) -> Result<CheckedUpsert, TableError> {
         self.backend.check_upsert(table, row)
     }
 

@@ -6,23 +6,23 @@
 
 use serde_json::{Map, Value};
 
-use super::sqlite::BoundRow;
-
 /// A row given to `tables.upsert` (a JSON object) or `tables.upsert-row` (typed cells).
 #[derive(Debug, Clone, PartialEq)]
-pub enum UpsertRow {
+pub enum UpsertRow<'a> {
     Json(Map<String, Value>),
     /// Fields in name order, each name once: what the object of the same cells would hold,
-    /// without building the object (see `caps::cells`).
-    Fields(Vec<(String, Value)>),
+    /// without building the object (see `caps::cells`). The names are borrowed (from the
+    /// flow's memory, for the length of its host call): a check binds the row by column and
+    /// keeps no name.
+    Fields(Vec<(&'a str, Value)>),
 }
 
-impl UpsertRow {
+impl UpsertRow<'_> {
     /// The row as a JSON object.
     pub fn into_map(self) -> Map<String, Value> {
         match self {
             UpsertRow::Json(m) => m,
-            UpsertRow::Fields(f) => f.into_iter().collect(),
+            UpsertRow::Fields(f) => f.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
     }
 }
@@ -37,6 +37,51 @@ pub enum CheckedUpsert {
     /// [`super::Txn::upsert`]) to learn its row id.
     Now(Map<String, Value>),
 }
+
+/// A column's value checked against its column's type, ready to bind: its text borrowed
+/// where it can be (from a JSON row being written), owned where it is kept ([`BoundRow`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValue<'a> {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(&'a str),
+    Owned(String),
+}
+
+impl ColumnValue<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> ColumnValue<'static> {
+        match self {
+            ColumnValue::Null => ColumnValue::Null,
+            ColumnValue::Int(i) => ColumnValue::Int(i),
+            ColumnValue::Real(f) => ColumnValue::Real(f),
+            ColumnValue::Text(s) => ColumnValue::Owned(s.to_string()),
+            ColumnValue::Owned(s) => ColumnValue::Owned(s),
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, ColumnValue::Null)
+    }
+
+    /// The key as flows see it (a string).
+    pub fn key_text(&self) -> String {
+        match self {
+            ColumnValue::Null => String::new(),
+            ColumnValue::Int(i) => i.to_string(),
+            ColumnValue::Real(f) => f.to_string(),
+            ColumnValue::Text(s) => (*s).to_string(),
+            ColumnValue::Owned(s) => s.clone(),
+        }
+    }
+}
+
+/// A row's values by column position (the table's schema order), owned, checked against the
+/// schema when the upsert was made: written without binding again. Made by a backend that
+/// binds at the check (SQLite).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundRow(pub Vec<ColumnValue<'static>>);
 
 /// A checked row waiting to be written.
 #[derive(Debug, Clone, PartialEq)]

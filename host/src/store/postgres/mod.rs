@@ -180,7 +180,7 @@ impl TableBackend for PgTables {
 
     /// Checks the row as an upsert would; it is bound again when written (PostgreSQL's values
     /// borrow from the row).
-    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
+    fn check_upsert(&self, table: &str, row: UpsertRow<'_>) -> Result<CheckedUpsert, TableError> {
         let t = self.shared.table(table)?;
         let row = row.into_map();
         let vals = t.bind_row(&row)?;

@@ -9,22 +9,15 @@ use rusqlite::{ffi, ErrorCode, ToSql};
 use serde_json::{Map, Value};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
-use crate::store::{ColumnSearch, TableError};
+use crate::store::{BoundRow, ColumnSearch, TableError};
 
 /// `"name"` with inner quotes doubled: a safe SQL identifier for any string.
 pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// A value ready to bind: borrowed from the JSON where possible.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Bound<'a> {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(&'a str),
-    Owned(String),
-}
+/// A value ready to bind: the store's `ColumnValue`, which this module binds.
+pub(super) use crate::store::ColumnValue as Bound;
 
 impl ToSql for Bound<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -35,39 +28,6 @@ impl ToSql for Bound<'_> {
             Bound::Text(s) => ValueRef::Text(s.as_bytes()),
             Bound::Owned(s) => ValueRef::Text(s.as_bytes()),
         }))
-    }
-}
-
-/// A row's values by column position, owned, checked against the table's schema when the
-/// upsert was made (see [`crate::store::DeferredRow`]): written without binding again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BoundRow(pub(super) Vec<Bound<'static>>);
-
-impl Bound<'_> {
-    /// The same value, owning its text.
-    fn into_owned(self) -> Bound<'static> {
-        match self {
-            Bound::Null => Bound::Null,
-            Bound::Int(i) => Bound::Int(i),
-            Bound::Real(f) => Bound::Real(f),
-            Bound::Text(s) => Bound::Owned(s.to_string()),
-            Bound::Owned(s) => Bound::Owned(s),
-        }
-    }
-
-    pub(super) fn is_null(&self) -> bool {
-        matches!(self, Bound::Null)
-    }
-
-    /// The key as flows see it (a string).
-    pub(super) fn key_text(&self) -> String {
-        match self {
-            Bound::Null => String::new(),
-            Bound::Int(i) => i.to_string(),
-            Bound::Real(f) => f.to_string(),
-            Bound::Text(s) => (*s).to_string(),
-            Bound::Owned(s) => s.clone(),
-        }
     }
 }
 
@@ -306,9 +266,9 @@ impl TableSql {
 
     /// [`TableSql::bind_row`] of fields the caller gives up (an upsert's row, checked once and
     /// kept until it is written): the same checks and refusals, the values owned.
-    pub(crate) fn bind_row_owned(
+    pub(crate) fn bind_row_owned<N: AsRef<str>>(
         &self,
-        fields: impl Iterator<Item = (String, Value)>,
+        fields: impl Iterator<Item = (N, Value)>,
     ) -> Result<BoundRow, TableError> {
         self.bind_fields(fields, |name, ty, v| self.bind_owned(name, ty, v))
             .map(BoundRow)

@@ -14,7 +14,6 @@ pub use checkpoints::Checkpoints;
 pub(crate) use connection::{check_db_dir, enable_wal, open_existing_read_only};
 pub use connection::{open_connection, open_read_only_connection};
 pub(crate) use mapping::quote;
-pub use mapping::BoundRow;
 pub use unit::SqliteUnit;
 
 use std::collections::{HashMap, HashSet};
@@ -234,7 +233,11 @@ impl SqliteTables {
     /// refusals), without writing it. A keyed table's row is bound here, once: its key, and its
     /// values for [`SqliteUnit::upsert_deferred`]. A keyless table's row comes back whole (its
     /// upsert is an insert that must run now to learn its row id).
-    pub fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
+    pub fn check_upsert(
+        &self,
+        table: &str,
+        row: UpsertRow<'_>,
+    ) -> Result<CheckedUpsert, TableError> {
         let t = self.inner.table(table)?;
         let Some((key_at, _)) = t.key else {
             let row = row.into_map();
@@ -351,7 +354,7 @@ impl TableBackend for SqliteTables {
         Ok(Box::new(SqliteTables::begin(self)?))
     }
 
-    fn check_upsert(&self, table: &str, row: UpsertRow) -> Result<CheckedUpsert, TableError> {
+    fn check_upsert(&self, table: &str, row: UpsertRow<'_>) -> Result<CheckedUpsert, TableError> {
         SqliteTables::check_upsert(self, table, row)
     }
 

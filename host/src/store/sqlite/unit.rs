@@ -18,11 +18,11 @@ use rusqlite::{params_from_iter, Connection, ErrorCode};
 use serde_json::{Map, Value};
 
 use super::connection::sqlite_err;
-use super::mapping::{quote, Bound, BoundRow, KeyParam, TableSql};
+use super::mapping::{quote, Bound, KeyParam, TableSql};
 use super::Inner;
 use crate::schema::{Column, ColumnType, ROW_ID};
 use crate::store::{
-    DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
+    BoundRow, DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
 };
 
@@ -1376,7 +1376,8 @@ mod tests {
                 tx.upsert("Typed", &m)
             };
             let as_json = store.check_upsert("Typed", UpsertRow::Json(m.clone()));
-            let as_fields = store.check_upsert("Typed", UpsertRow::Fields(m.into_iter().collect()));
+            let fields = m.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let as_fields = store.check_upsert("Typed", UpsertRow::Fields(fields));
             match (direct, as_json, as_fields) {
                 (
                     Ok(key),
