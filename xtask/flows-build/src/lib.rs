@@ -40,8 +40,6 @@ pub fn inputs(flows: &Path) -> Vec<PathBuf> {
     let mut v = vec![
         flows.join("Cargo.toml"),
         flows.join("Cargo.lock"),
-        // The flows' rustflags (their initial memory).
-        flows.join(".cargo").join("config.toml"),
         flows.join("sdk"),
     ];
     v.extend(GROUPS.iter().map(|g| flows.join(g)));
