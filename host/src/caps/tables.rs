@@ -143,9 +143,6 @@ fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
     txn.upsert_deferred(rows)
 }
 
-/// An upsert into a keyed table: checked now, queued, and written with the next batch; the
-/// caller gets the key at once. A keyless table's upsert is an insert and is written now.
-/// `bytes` is the row's JSON size, held against the run's memory while it waits.
 /// `upsert-row`: the typed row `cells` checked ([`super::cells::row_of`]) and queued as
 /// [`upsert_later`] queues a JSON row.
 pub(super) fn upsert_typed<'a, 'c>(
@@ -157,6 +154,9 @@ pub(super) fn upsert_typed<'a, 'c>(
     upsert_later(ctx, table.to_string(), row, bytes)
 }
 
+/// An upsert into a keyed table: checked now, queued, and written with the next batch; the
+/// caller gets the key at once. A keyless table's upsert is an insert and is written now.
+/// `bytes` is the row's JSON size, held against the run's memory while it waits.
 fn upsert_later(
     ctx: &CallCtx,
     table: String,

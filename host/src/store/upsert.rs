@@ -2,7 +2,8 @@
 //! ([`UpsertRow`]: a JSON object, or a typed row's fields), what the check makes of it
 //! ([`CheckedUpsert`]: the key and the row ready to write, or a keyless table's row to insert
 //! now) and what waits in a run's queue ([`DeferredUpsert`]). A backend that can turns the row
-//! into its column values at the check, so that the write binds nothing again.
+//! into its column values at the check ([`BoundRow`] of [`ColumnValue`]s, types of the store,
+//! not of one backend), so that the write binds nothing again.
 
 use serde_json::{Map, Value};
 
