@@ -4,21 +4,24 @@
 //! the object. Owns the refusals particular to the typed form: a column given twice, a number
 //! that is not finite, a `json` cell that is not JSON.
 //!
-//! It also owns how the row leaves the flow's memory. The bindings would lift every column
-//! name and text into a `String` of its own; [`link_upsert_row`] defines `upsert-row` over the
-//! bindings' with a function that reads the cells in place ([`GuestCell`]), so that a name is
-//! only checked (valid UTF-8) and borrowed for the call, and a text is copied once, into the
-//! row the store keeps.
+//! It also links `upsert-row`: the bindings would lift every column name and text into a
+//! `String` of its own through wasmtime's generic list lift; [`link_upsert_row`] defines
+//! `upsert-row` over the bindings' with a function that takes the row as a
+//! [`GuestRow`](super::guest_row::GuestRow), read from the flow's memory in one pass into one
+//! buffer. A name is borrowed from it for the call, a text is copied from it into the row the
+//! store keeps.
 
 use std::borrow::Cow;
 
 use serde_json::{Number, Value};
-use wasmtime::component::{ComponentType, Lift, Linker, WasmList, WasmStr};
+use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
 use wasmtime::StoreContextMut;
 
 use crate::engine::flowhost::flow::tables::Cell;
 use crate::engine::{RunState, WitError};
 use crate::store::UpsertRow;
+
+use super::guest_row::GuestRow;
 
 /// One column's value, its text borrowed where it can be (from the flow's memory).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +48,8 @@ impl From<Cell> for CellRef<'static> {
 }
 
 /// The WIT `cell` as it lies in the flow's memory: the same cases as the bindings' [`Cell`],
-/// its texts not yet read.
+/// its texts not yet read. wasmtime checks it against the contract's `cell` when the flow is
+/// linked; [`GuestRow`] reads the list by its layout.
 #[derive(ComponentType, Lift)]
 #[component(variant)]
 pub enum GuestCell {
@@ -61,24 +65,6 @@ pub enum GuestCell {
     Text(WasmStr),
     #[component(name = "json")]
     Json(WasmStr),
-}
-
-impl GuestCell {
-    /// The cell with its text borrowed from `store`'s memory (an error, which traps the flow,
-    /// if the text is not UTF-8, as the bindings' lift would).
-    fn read<'a>(
-        &self,
-        store: impl Into<wasmtime::StoreContext<'a, RunState>>,
-    ) -> wasmtime::Result<CellRef<'a>> {
-        Ok(match self {
-            GuestCell::Null => CellRef::Null,
-            GuestCell::Boolean(b) => CellRef::Boolean(*b),
-            GuestCell::Integer(n) => CellRef::Integer(*n),
-            GuestCell::Number(n) => CellRef::Number(*n),
-            GuestCell::Text(s) => CellRef::Text(s.to_str(store)?),
-            GuestCell::Json(s) => CellRef::Json(s.to_str(store)?),
-        })
-    }
 }
 
 /// Defines `tables.upsert-row` of the contract the host provides (older contracts link to it
@@ -98,23 +84,17 @@ pub fn link_upsert_row(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     linked
 }
 
-/// `upsert-row(table, row)`, reading the cells where the flow wrote them.
+/// `upsert-row(table, row)`, its row read from the flow's memory in one pass.
 fn upsert_row_in_place(
-    mut store: StoreContextMut<'_, RunState>,
-    (table, row): (WasmStr, WasmList<(WasmStr, GuestCell)>),
+    store: StoreContextMut<'_, RunState>,
+    (table, row): (WasmStr, GuestRow),
 ) -> wasmtime::Result<(Result<String, WitError>,)> {
-    let cells = row
-        .iter(&mut store)?
-        .collect::<wasmtime::Result<Vec<_>>>()?;
     let table = table.to_str(&store)?;
-    let mut names = Vec::with_capacity(cells.len());
-    let mut values = Vec::with_capacity(cells.len());
-    for (name, cell) in &cells {
-        names.push(name.to_str(&store)?);
-        values.push(cell.read(&store)?);
-    }
-    let row = names.iter().map(|n| n.as_ref()).zip(values);
-    Ok((super::tables::upsert_typed(&store.data().ctx, &table, row),))
+    Ok((super::tables::upsert_typed(
+        &store.data().ctx,
+        &table,
+        row.cells(),
+    ),))
 }
 
 /// The row of `cells` ([`UpsertRow::Fields`], its names borrowed from `cells`), and its size

@@ -7,7 +7,8 @@
 //! | `http` | `http.send` | `grants.hosts` |
 //! | `prefetch` | `http.prefetch` (GETs sent ahead for a later run of the flow) | `grants.hosts` |
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
-//! | `cells` | `tables.upsert-row`'s typed rows, read in place from the flow's memory → the fields the store checks | (`tables`) |
+//! | `cells` | `tables.upsert-row`'s typed rows → the fields the store checks | (`tables`) |
+//! | `guest_row` | `tables.upsert-row`'s row, read from the flow's memory in one pass by its canonical-ABI layout | (`tables`) |
 //! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
 //! | `secrets` | `secrets.get` | `grants.secrets` |
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod cells;
 pub mod flows;
 pub mod grants;
+pub mod guest_row;
 pub mod http;
 pub mod log;
 pub mod prefetch;
