@@ -39,7 +39,21 @@ where
         .map(|item| serde_json::to_string(item))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::json(format!("item for flow {name}"), e))?;
-    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    for_each_raw(name, &inputs, concurrency)
+}
+
+/// [`for_each`] of items that are JSON text already, handed to the flow as they are (not
+/// checked here: an item that is no JSON fails in the child, as that item's error).
+pub fn for_each_raw<S, O>(
+    name: &str,
+    items: &[S],
+    concurrency: u32,
+) -> Result<Vec<Result<O, String>>, Error>
+where
+    S: AsRef<str>,
+    O: DeserializeOwned,
+{
+    let inputs: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     let results = wit::for_each(name, &inputs, concurrency.max(1))?;
     Ok(results
         .into_iter()
@@ -59,8 +73,22 @@ where
     I: Serialize,
     O: DeserializeOwned,
 {
-    let total = items.len();
-    for_each(name, items, concurrency)?
+    all_ok(name, for_each(name, items, concurrency)?)
+}
+
+/// [`for_each_raw`] where every item must succeed, as [`for_each_all`].
+pub fn for_each_all_raw<S, O>(name: &str, items: &[S], concurrency: u32) -> Result<Vec<O>, Error>
+where
+    S: AsRef<str>,
+    O: DeserializeOwned,
+{
+    all_ok(name, for_each_raw(name, items, concurrency)?)
+}
+
+/// Every item's output, or the first item's failure as [`for_each_all`] words it.
+fn all_ok<O>(name: &str, results: Vec<Result<O, String>>) -> Result<Vec<O>, Error> {
+    let total = results.len();
+    results
         .into_iter()
         .enumerate()
         .map(|(i, r)| {

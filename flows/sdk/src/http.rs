@@ -13,7 +13,7 @@
 //! allow, limits and timeouts. The host does the retrying (backoff with jitter on connect
 //! errors and 5xx, `Retry-After`/`X-RateLimit-*` on 429).
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::bindings::flowhost::flow::http as wit;
 use crate::Error;
@@ -189,8 +189,9 @@ impl Response {
         (200..300).contains(&self.status)
     }
 
-    /// The body decoded as JSON.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// The body decoded as JSON (a `T` that borrows, such as `&RawValue` or `&str` fields,
+    /// borrows from the body).
+    pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
         serde_json::from_slice(&self.body)
             .map_err(|e| Error::json(format!("HTTP {} response body", self.status), e))
     }

@@ -19,7 +19,8 @@
 //! Modules:
 //! - [`mod@error`]: [`Error`] (the WIT `error` variant as a Rust enum) and [`FlowError`] (what `run`
 //!   returns; everything converts into it with `?`);
-//! - [`flows`]: [`call`], [`for_each`], [`for_each_all`] — child flows;
+//! - [`flows`]: [`call`], [`for_each`], [`for_each_all`] (and `_raw` forms for items that are JSON
+//!   text already) — child flows;
 //! - [`tables`]: typed rows over the tables capability;
 //! - [`http`]: a request builder and its [`http::Response`];
 //! - [`blobs`]: `put`, `get`, `list`, `delete` on the named object stores the manifest grants;
@@ -40,7 +41,7 @@ pub mod secrets;
 pub mod tables;
 
 pub use error::{Context, Error, FlowError};
-pub use flows::{call, for_each, for_each_all};
+pub use flows::{call, for_each, for_each_all, for_each_all_raw, for_each_raw};
 
 /// The generated bindings of world `flow`. Flow crates never use them directly; [`flow!`]
 /// exports through them.
