@@ -31,18 +31,19 @@ pub struct ServiceToken {
 /// `related_objects` counts as empty. Both stay the JSON text the server sent: M10 hands each
 /// event to S30, and the related objects to S20, as they are, so a page is parsed into values
 /// once (in S30 and S20), never re-encoded.
+/// Each text is borrowed from the body (M10 holds a page of a thousand events: no copy each).
 #[derive(Debug, Default, Deserialize)]
-pub struct Page {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub list: Vec<Box<RawValue>>,
+pub struct Page<'a> {
+    #[serde(default, borrow, deserialize_with = "null_as_default")]
+    pub list: Vec<&'a RawValue>,
     /// A JSON object, or `None` for missing or `null`.
-    #[serde(default, deserialize_with = "raw_object")]
-    pub related_objects: Option<Box<RawValue>>,
+    #[serde(default, borrow, deserialize_with = "raw_object")]
+    pub related_objects: Option<&'a RawValue>,
 }
 
 /// A JSON object kept as text (`null` is `None`); anything else is refused, as a `Map` would.
-fn raw_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
-    let raw = Option::<Box<RawValue>>::deserialize(d)?;
+fn raw_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    let raw = Option::<&'de RawValue>::deserialize(d)?;
     match raw {
         Some(r) if r.get() == "null" => Ok(None),
         Some(r) if !r.get().starts_with('{') => {

@@ -147,10 +147,10 @@ pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
 /// The members the row reads are taken in one pass over the text ([`crate::event_scan`]); only
 /// a text that is no JSON object is parsed whole, to say what is wrong with it.
 pub fn plan_text(text: &str) -> Result<Plan, InvalidEvent> {
-    if let Some(scanned) = event_scan::scan(text) {
-        let id = match scanned.id() {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
-            other => return Err(bad_id(other)),
+    if let Some(mut scanned) = event_scan::scan(text) {
+        let id = match scanned.take_id() {
+            Some(Value::String(id)) if !id.is_empty() => id,
+            other => return Err(bad_id(other.as_ref())),
         };
         return Ok(plan_members(
             id,
@@ -182,10 +182,16 @@ fn plan_members<'a>(
     details: impl Fn(&str) -> Option<&'a Value>,
     raw_event: String,
 ) -> Plan {
-    let raw_ts = text_of(timestamp);
+    let timestamp = match timestamp {
+        Some(Value::String(raw)) => time::iso_ms(raw).unwrap_or_else(|| raw.clone()),
+        other => {
+            let raw = text_of(other);
+            time::iso_ms(&raw).unwrap_or(raw)
+        }
+    };
     let row = EventRow {
         id,
-        timestamp: time::iso_ms(&raw_ts).unwrap_or(raw_ts),
+        timestamp,
         event_type: text_of(details("type")),
         hostname: text_of(details("hostname")),
         from_addr: text_of(details("from_address")),

@@ -41,9 +41,9 @@ pub(crate) struct Scanned {
 }
 
 impl Scanned {
-    /// The event's `id` member.
-    pub(crate) fn id(&self) -> Option<&Value> {
-        self.id.as_ref()
+    /// The event's `id` member, taken out.
+    pub(crate) fn take_id(&mut self) -> Option<Value> {
+        self.id.take()
     }
 
     /// The event's `timestamp` member.

@@ -61,7 +61,7 @@ pub fn rejected_out(invalid: &InvalidEvent) -> StoredOut {
 pub fn rejected_rows(
     team: &str,
     page_offset: &str,
-    events: &[Box<RawValue>],
+    events: &[&RawValue],
     results: &[StoredOut],
     now: &str,
 ) -> Vec<RejectedRow> {
@@ -99,7 +99,7 @@ mod tests {
             r#"[{"id": "a"}, {"details": {"type": "x"}},  "text", {"id" :  7}, {"id": "b"}]"#,
         )
         .unwrap();
-        let events: Vec<Box<RawValue>> = serde_json::from_str(page.get()).unwrap();
+        let events: Vec<&RawValue> = serde_json::from_str(page.get()).unwrap();
         let results: Vec<StoredOut> = events
             .iter()
             .map(|e| match event::checked_id(e.get()) {
@@ -125,7 +125,7 @@ mod tests {
         let rows = rejected_rows(
             "acme",
             "",
-            &[raw("null")],
+            &[&*raw("null")],
             &[rejected_out(&event::checked_id("null").unwrap_err())],
             "t",
         );

@@ -13,6 +13,8 @@
 //! - at most [`MAX_TEAMS`] teams: `serve` runs one M10 per team, and the host keeps at most 8
 //!   distinct waiting runs of one flow (`scheduler::MAX_WAITING_PER_FLOW`).
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -236,9 +238,10 @@ pub fn offloadable_prefix(oldest_owners: &[&str], allowed: &[(String, u64)]) -> 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope<'a> {
-    team: String,
-    #[serde(default)]
-    batch: String,
+    #[serde(borrow)]
+    team: Cow<'a, str>,
+    #[serde(default, borrow)]
+    batch: Cow<'a, str>,
     #[serde(borrow)]
     event: &'a RawValue,
 }
@@ -255,11 +258,12 @@ struct EnvelopeOut<'a> {
 /// S30's input, opened.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Opened<'a> {
-    pub team: String,
+    /// Borrowed from the input unless it has escapes (so are `batch` and `event`).
+    pub team: Cow<'a, str>,
     /// M10's name for the for-each the event came in: unique to one run of M10 and one page,
     /// so the answers of the pure helpers (S32–S37, over that page's related objects) may be
     /// kept for the batch's other events. `""`: keep nothing.
-    pub batch: String,
+    pub batch: Cow<'a, str>,
     /// The event's text, exactly as ASA sent it.
     pub event: &'a str,
 }
@@ -268,7 +272,7 @@ pub struct Opened<'a> {
 pub fn open_envelope(text: &str) -> Opened<'_> {
     match serde_json::from_str::<Envelope>(text) {
         Ok(env) => Opened { team: env.team, batch: env.batch, event: env.event.get() },
-        Err(_) => Opened { team: String::new(), batch: String::new(), event: text },
+        Err(_) => Opened { team: Cow::Borrowed(""), batch: Cow::Borrowed(""), event: text },
     }
 }
 
@@ -300,20 +304,33 @@ fn open_as_written(text: &str) -> Option<Opened<'_>> {
     event.starts_with('{').then_some(Opened { team, batch, event })
 }
 
-/// The JSON string that `text` starts with, decoded, and the text after it.
-fn json_string(text: &str) -> Option<(String, &str)> {
+/// The JSON string that `text` starts with, decoded, and the text after it: borrowed when it
+/// has nothing to decode (no escape, no control character, which JSON refuses unescaped).
+fn json_string(text: &str) -> Option<(Cow<'_, str>, &str)> {
     let bytes = text.as_bytes();
     if bytes.first() != Some(&b'"') {
         return None;
     }
+    let mut plain = true;
     let mut i = 1;
     while let Some(&b) = bytes.get(i) {
         match b {
             // An escape: the next byte is not the end (never part of a multi-byte character).
-            b'\\' => i += 2,
+            b'\\' => {
+                plain = false;
+                i += 2;
+            }
             b'"' => {
                 let (quoted, rest) = text.split_at_checked(i + 1)?;
-                return Some((serde_json::from_str(quoted).ok()?, rest));
+                let decoded = match quoted.get(1..i) {
+                    Some(inner) if plain => Cow::Borrowed(inner),
+                    _ => Cow::Owned(serde_json::from_str(quoted).ok()?),
+                };
+                return Some((decoded, rest));
+            }
+            0..0x20 => {
+                plain = false;
+                i += 1;
             }
             _ => i += 1,
         }
@@ -321,12 +338,47 @@ fn json_string(text: &str) -> Option<(String, &str)> {
     None
 }
 
-/// The envelope of `event` (the JSON text ASA sent, copied as it is, never parsed again) for
-/// team `team`, in batch `batch`.
-pub fn envelope(team: &str, batch: &str, event: &RawValue) -> Box<RawValue> {
-    let out = EnvelopeOut { team, batch, event };
-    // Serializing strings and a RawValue cannot fail; should it ever, the bare event goes.
-    serde_json::value::to_raw_value(&out).unwrap_or_else(|_| event.to_owned())
+/// M10's envelopes for one team and batch: `{"team":…,"batch":…,"event":<event>}`, the
+/// event's text (as ASA sent it) copied as it is, never parsed again. Everything before the
+/// event is the same for a whole page, so it is written (and escaped) once.
+#[derive(Debug, Clone)]
+pub struct Envelopes {
+    /// The envelope up to its event: what `serde_json` writes before the event's text.
+    head: String,
+}
+
+impl Envelopes {
+    /// The envelopes of `team`'s events in batch `batch` (`""`: no batch member).
+    pub fn new(team: &str, batch: &str) -> Envelopes {
+        // What serde_json writes for a one-character event, without that event and the `}`:
+        // serializing strings cannot fail, and `0` is one character of JSON.
+        let zero = RawValue::from_string("0".to_string()).ok();
+        let whole = zero
+            .and_then(|event| {
+                serde_json::to_string(&EnvelopeOut { team, batch, event: &event }).ok()
+            })
+            .unwrap_or_default();
+        let head = whole.strip_suffix("0}").unwrap_or_default().to_string();
+        Envelopes { head }
+    }
+
+    /// The envelope of `event`.
+    pub fn wrap(&self, event: &RawValue) -> String {
+        let event = event.get();
+        if self.head.is_empty() {
+            return event.to_string();
+        }
+        let mut out = String::with_capacity(self.head.len() + event.len() + 1);
+        out.push_str(&self.head);
+        out.push_str(event);
+        out.push('}');
+        out
+    }
+}
+
+/// The envelope of `event` for team `team`, in batch `batch` (one [`Envelopes::wrap`]).
+pub fn envelope(team: &str, batch: &str, event: &RawValue) -> String {
+    Envelopes::new(team, batch).wrap(event)
 }
 
 /// An Audit Events row with its team (`team` is left out when empty, so the column stays
@@ -415,21 +467,27 @@ mod tests {
     fn the_envelope_keeps_the_event_byte_for_byte() {
         let raw = RawValue::from_string(r#"{"id": "e1",  "team":"x", "event": 1}"#.into()).unwrap();
         let opened = |team: &str, batch: &str, event| Opened {
-            team: team.to_string(),
-            batch: batch.to_string(),
+            team: team.to_string().into(),
+            batch: batch.to_string().into(),
             event,
         };
         let env = envelope("acme", "", &raw);
-        assert_eq!(open_envelope(env.get()), opened("acme", "", raw.get()));
+        assert_eq!(env, r#"{"team":"acme","event":{"id": "e1",  "team":"x", "event": 1}}"#);
+        assert_eq!(open_envelope(&env), opened("acme", "", raw.get()));
         let env = envelope("acme", "2024-01-01T00:00:00.000Z offset", &raw);
         assert_eq!(
-            open_envelope(env.get()),
+            open_envelope(&env),
             opened("acme", "2024-01-01T00:00:00.000Z offset", raw.get())
         );
         // A bare event (even one with `team` and `event` keys among others) is the event.
         assert_eq!(open_envelope(raw.get()), opened("", "", raw.get()));
         let quoted = envelope("a\"b", "c\\d", &raw);
-        assert_eq!(open_envelope(quoted.get()), opened("a\"b", "c\\d", raw.get()));
+        assert_eq!(open_envelope(&quoted), opened("a\"b", "c\\d", raw.get()));
+        // The same as serde_json writes the envelope whole, for any team and batch text.
+        for (team, batch) in [("", ""), ("a\"b", ""), ("\u{1}é", "c\\d\n")] {
+            let whole = EnvelopeOut { team, batch, event: &raw };
+            assert_eq!(envelope(team, batch, &raw), serde_json::to_string(&whole).unwrap());
+        }
     }
 
     #[test]

@@ -78,7 +78,7 @@ use asa_lib::reject::{self, REJECTED_EVENTS};
 use asa_lib::teams::{self, TeamCount, TeamIn, TeamOffset, TeamsOut};
 use asa_lib::url;
 use flowhost_sdk::http::{self, Response};
-use flowhost_sdk::{call, fail, for_each_all, log, schedule, tables, Error, FlowError};
+use flowhost_sdk::{call, fail, for_each_all_raw, log, schedule, tables, Error, FlowError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
@@ -138,14 +138,14 @@ fn collect(input: TeamIn) -> Result<MainOut, FlowError> {
             if next.offset != checkpoint.last_offset {
                 prefetch_next_page(&env, &next.offset, &auth)?;
             }
-            store_related_objects(page.related_objects.as_deref())?;
+            store_related_objects(page.related_objects)?;
             // Part of this page may be stored already (it was the last page before).
             let flow = if checkpoint.last_count == 0 { "S30" } else { "S31" };
             store_events(flow, &env.asa_team, &page.list, &checkpoint.last_offset)?
         }
         Branch::PartPage { .. } => {
             write_count(&env.asa_team, branch.next_count(n, checkpoint.last_count))?;
-            store_related_objects(page.related_objects.as_deref())?;
+            store_related_objects(page.related_objects)?;
             store_events("S31", &env.asa_team, &page.list, &checkpoint.last_offset)?
         }
     };
@@ -282,15 +282,15 @@ struct Stored {
 fn store_events(
     flow: &str,
     team: &str,
-    events: &[Box<RawValue>],
+    events: &[&RawValue],
     page_offset: &str,
 ) -> Result<Stored, Error> {
     // The batch: this run and this page (a run's clock reading with the page's offset), so S30
     // keeps the helpers' answers for this page only.
     let batch = format!("{} {page_offset}", schedule::now());
-    let envelopes: Vec<Box<RawValue>> =
-        events.iter().map(|e| teams::envelope(team, &batch, e)).collect();
-    let results: Vec<StoredOut> = for_each_all(flow, &envelopes, EVENT_CONCURRENCY)?;
+    let envelopes = teams::Envelopes::new(team, &batch);
+    let envelopes: Vec<String> = events.iter().map(|e| envelopes.wrap(e)).collect();
+    let results: Vec<StoredOut> = for_each_all_raw(flow, &envelopes, EVENT_CONCURRENCY)?;
     let written = results.iter().filter(|r| r.stored).count() as u64;
     let rejected = quarantine_rejected(team, page_offset, events, &results)?;
     Ok(Stored { written, rejected })
@@ -302,7 +302,7 @@ fn store_events(
 fn quarantine_rejected(
     team: &str,
     page_offset: &str,
-    events: &[Box<RawValue>],
+    events: &[&RawValue],
     results: &[StoredOut],
 ) -> Result<u64, Error> {
     let mut new = 0;

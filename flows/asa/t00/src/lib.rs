@@ -68,7 +68,7 @@ fn run(input: TeamIn) -> Result<TestReadOut, FlowError> {
     Ok(TestReadOut {
         url: page_url,
         status: resp.status,
-        events: page.list,
+        events: page.list.into_iter().map(RawValue::to_owned).collect(),
         next_offset: next.offset,
         rate_limit_remaining,
         error: String::new(),
