@@ -68,7 +68,7 @@ pub enum GuestCell {
 }
 
 /// Defines `tables.upsert-row` of the contract the host provides (older contracts link to it
-/// too) over the bindings' definition, with [`upsert_row_in_place`]. Call it after the
+/// too) over the bindings' definition, with `upsert_row_in_one_pass`. Call it after the
 /// bindings' `add_to_linker`.
 pub fn link_upsert_row(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     let package = crate::engine::contract_package();
@@ -79,13 +79,13 @@ pub fn link_upsert_row(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let linked = linker
         .instance(&interface)
-        .and_then(|mut tables| tables.func_wrap("upsert-row", upsert_row_in_place));
+        .and_then(|mut tables| tables.func_wrap("upsert-row", upsert_row_in_one_pass));
     linker.allow_shadowing(false);
     linked
 }
 
 /// `upsert-row(table, row)`, its row read from the flow's memory in one pass.
-fn upsert_row_in_place(
+fn upsert_row_in_one_pass(
     store: StoreContextMut<'_, RunState>,
     (table, row): (WasmStr, GuestRow),
 ) -> wasmtime::Result<(Result<String, WitError>,)> {

@@ -270,7 +270,8 @@ impl Host for RunState {
     }
 
     /// What the bindings would call: `cells::link_upsert_row` defines `upsert-row` over it
-    /// with a function that reads the cells in place, and both end in [`upsert_typed`].
+    /// with a function that reads the row from the flow's memory in one pass
+    /// (`caps::guest_row`), and both end in [`upsert_typed`].
     async fn upsert_row(
         &mut self,
         table: String,
