@@ -22,21 +22,26 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// `describe(kind, reference)`, or the answer kept for it in `batch` (`""`: never kept).
-    pub fn describe<E>(
-        &mut self,
-        batch: &str,
-        kind: Kind,
-        reference: &str,
-        describe: impl FnOnce(Kind, &str) -> Result<String, E>,
-    ) -> Result<String, E> {
-        if batch.is_empty() {
-            return describe(kind, reference);
-        }
+    /// Makes `batch` the current batch: the answers kept for another batch are dropped (`""`:
+    /// none is kept until the next batch). Called once per event, so that each reference's
+    /// lookup does not compare the batch's name again.
+    pub fn start(&mut self, batch: &str) {
         if self.batch != batch {
             self.texts.iter_mut().for_each(FxHashMap::clear);
             self.batch.clear();
             self.batch.push_str(batch);
+        }
+    }
+
+    /// `describe(kind, reference)`, or the answer kept for it in the current batch.
+    pub fn describe<E>(
+        &mut self,
+        kind: Kind,
+        reference: &str,
+        describe: impl FnOnce(Kind, &str) -> Result<String, E>,
+    ) -> Result<String, E> {
+        if self.batch.is_empty() {
+            return describe(kind, reference);
         }
         let Some(texts) = self.texts.get_mut(kind as usize) else {
             return describe(kind, reference);
@@ -59,7 +64,8 @@ mod tests {
         let mut a = Answers::default();
         let mut asked = Vec::new();
         let mut ask = |batch: &str, kind, r: &str, answer: &str| {
-            a.describe(batch, kind, r, |k, r| -> Result<String, ()> {
+            a.start(batch);
+            a.describe(kind, r, |k, r| -> Result<String, ()> {
                 asked.push(format!("{k:?} {r}"));
                 Ok(answer.to_string())
             })
@@ -80,9 +86,10 @@ mod tests {
     #[test]
     fn a_failed_answer_is_not_kept() {
         let mut a = Answers::default();
-        let failed = a.describe("b", Kind::Server, "s1", |_, _| Err("down"));
+        a.start("b");
+        let failed = a.describe(Kind::Server, "s1", |_, _| Err("down"));
         assert_eq!(failed, Err("down"));
-        let again = a.describe("b", Kind::Server, "s1", |_, _| Ok::<_, &str>("s1 (up)".into()));
+        let again = a.describe(Kind::Server, "s1", |_, _| Ok::<_, &str>("s1 (up)".into()));
         assert_eq!(again, Ok("s1 (up)".to_string()));
     }
 }

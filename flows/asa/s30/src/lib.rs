@@ -55,7 +55,8 @@ fn run(input: String) -> Result<StoredOut, FlowError> {
         Err(invalid) => return Ok(reject::rejected_out(&invalid)),
     };
     let row = ANSWERS.with_borrow_mut(|answers| {
-        plan.resolve(|kind, reference| answers.describe(&batch, kind, reference, describe))
+        answers.start(&batch);
+        plan.resolve(|kind, reference| answers.describe(kind, reference, describe))
     })?;
     let id = tables::upsert(AUDIT_EVENTS, &TeamEventRow { row: &row, team: &team })?;
     Ok(StoredOut { stored: true, id, rejected: None })
