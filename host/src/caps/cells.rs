@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use serde_json::{Number, Value};
-use wasmtime::component::{ComponentType, Lift, Linker, WasmStr};
+use wasmtime::component::{ComponentType, Linker, WasmStr};
 use wasmtime::StoreContextMut;
 
 use crate::engine::flowhost::flow::tables::Cell;
@@ -47,10 +47,10 @@ impl From<Cell> for CellRef<'static> {
     }
 }
 
-/// The WIT `cell` as it lies in the flow's memory: the same cases as the bindings' [`Cell`],
-/// its texts not yet read. wasmtime checks it against the contract's `cell` when the flow is
-/// linked; [`GuestRow`] reads the list by its layout.
-#[derive(ComponentType, Lift)]
+/// The WIT `cell` as it lies in the flow's memory, as a type only (never built): the same
+/// cases as the bindings' [`Cell`]. wasmtime checks it against the contract's `cell` when the
+/// flow is linked, and [`GuestRow`] reads the list by its layout.
+#[derive(ComponentType)]
 #[component(variant)]
 pub enum GuestCell {
     #[component(name = "null")]
