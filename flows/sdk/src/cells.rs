@@ -1,6 +1,8 @@
 //! A row as typed cells for `tables.upsert-row`: any `Serialize` struct or map becomes
-//! `(column, cell)` pairs with no JSON text in between, so a long text column (an event's
-//! `raw_event`) is copied to the host as it is instead of being escaped here and parsed there.
+//! `(column, cell)` pairs with no JSON text in between, so a long text column (a related
+//! object's JSON) is copied to the host as it is instead of being escaped here and parsed
+//! there. (A flow holding its row's texts already gives them as cells itself, copying nothing:
+//! `tables::upsert_cells`.)
 //!
 //! The cells say what `serde_json` would have written: numbers, booleans, strings and `null` as
 //! such, anything nested (arrays, objects, a `RawValue`) as its JSON text. A value that is no

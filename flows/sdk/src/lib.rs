@@ -21,12 +21,12 @@
 //!   returns; everything converts into it with `?`);
 //! - [`flows`]: [`call`], [`for_each`], [`for_each_all`] (and `_raw` forms for items that are JSON
 //!   text already) — child flows;
-//! - [`tables`]: typed rows over the tables capability;
+//! - [`tables`]: typed rows over the tables capability (or a row's cells, borrowed);
 //! - [`http`]: a request builder and its [`http::Response`];
 //! - [`blobs`]: `put`, `get`, `list`, `delete` on the named object stores the manifest grants;
 //! - [`schedule`], [`secrets`], [`cache`], [`log`]: thin typed wrappers of the other capabilities;
 //! - [`grants`]: whether other flows may reach a URL (before storing one for them);
-//! - [`flow!`]: the entry-point macro (JSON in, JSON out).
+//! - [`flow!`]: the entry-point macro (JSON in, JSON out); [`input`] decodes an input as it does.
 
 pub mod blobs;
 pub mod cache;
@@ -67,7 +67,8 @@ pub mod bindings {
 /// text through untouched (for flows that must not re-encode it, like `echo`).
 ///
 /// `flow!(text run)` with `fn run(input: String) -> Result<Out, FlowError>`: the input as JSON
-/// text (for a flow that keeps it, or parses only part of it), the output encoded from `Out`.
+/// text (for a flow that keeps it, parses only part of it, or reads it in more than one way:
+/// [`input`] decodes it as `flow!(run)` would), the output encoded from `Out`.
 #[macro_export]
 macro_rules! flow {
     (text $run:path) => {
@@ -129,9 +130,15 @@ where
     I: serde::de::DeserializeOwned,
     O: serde::Serialize,
 {
-    let text = if input.trim().is_empty() { "{}" } else { input };
-    let input: I =
-        serde_json::from_str(text).map_err(|e| format!("invalid input for flow: {e}"))?;
+    let input: I = self::input(input).map_err(FlowError::into_message)?;
     let output = run(input).map_err(FlowError::into_message)?;
     encode_output(&output)
+}
+
+/// A flow's input decoded as [`flow!`] decodes it, for a `flow!(text …)` that reads its input
+/// itself (`I` may borrow from the text): an empty input counts as `{}`, and bad JSON (or JSON
+/// that is no `I`) fails with `invalid input for flow: …`.
+pub fn input<'a, I: serde::Deserialize<'a>>(text: &'a str) -> Result<I, FlowError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| FlowError::new(format!("invalid input for flow: {e}")))
 }

@@ -1,8 +1,9 @@
 //! Tables: rows are JSON objects keyed by column name, typed here as any
 //! `Serialize`/`DeserializeOwned` value (a struct with the table's columns, or `serde_json::Value`).
 //!
-//! Filters are anything that serializes to a JSON object of `column: value` pairs (`()` or
-//! `json!({})` = every row). A table without a key column is keyed by its row id, which the
+//! A row may also be given as its [`Cell`]s, borrowed from the flow's own data
+//! ([`upsert_cells`]). Filters are anything that serializes to a JSON object of `column: value`
+//! pairs (`()` or `json!({})` = every row). A table without a key column is keyed by its row id, which the
 //! host gives back in each row as `_id`; [`first`] and [`update_first`] cover the common
 //! "single settings row" tables (the Workflows templates' Environment Variables and checkpoints).
 
@@ -11,6 +12,8 @@ use serde_json::Value;
 
 use crate::bindings::flowhost::flow::tables as wit;
 use crate::Error;
+
+pub use wit::Cell;
 
 fn to_json<T: Serialize + ?Sized>(table: &str, what: &str, value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::json(format!("{what} for table {table}"), e))
@@ -82,9 +85,17 @@ pub fn insert_many<T: Serialize>(table: &str, rows: &[T]) -> Result<u32, Error> 
 /// answers the same either way.
 pub fn upsert<T: Serialize + ?Sized>(table: &str, row: &T) -> Result<String, Error> {
     match crate::cells::of(row) {
-        Some(cells) => Ok(cells.with(|cells| wit::upsert_row(table, cells))?),
+        Some(cells) => cells.with(|cells| upsert_cells(table, cells)),
         None => Ok(wit::upsert(table, &to_json(table, "row", row)?)?),
     }
+}
+
+/// [`upsert`] of a row given as `(column, cell)` pairs (each column at most once), the texts
+/// borrowed from wherever the flow keeps them: nothing is encoded or copied in the flow, and
+/// the host reads each text where it lies (a flow storing a long text it holds already, such
+/// as an event's text, copies it nowhere).
+pub fn upsert_cells(table: &str, row: &[(&str, Cell<'_>)]) -> Result<String, Error> {
+    Ok(wit::upsert_row(table, row)?)
 }
 
 /// Sets the given columns on the row with `key`; `false` if there is none.

@@ -1,20 +1,21 @@
-//! The answers of the pure helper flows (S32–S37) that one S30 instance keeps for the rest of
-//! a batch: M10 hands a page's events to S30 in one for-each and names it (the envelope's
-//! `batch`, unique to one run of M10 and one page), and within it a reference always has the
-//! same description (the helpers are pure, and read only the page's related objects, which S20
-//! stored before the batch began). An event of another batch, or of none, starts afresh, so
-//! nothing kept can outlive the page it was read for.
+//! The answers of the pure helper flows (S32–S37) that one S30 instance keeps: for the event
+//! it is handling, and for the rest of its batch. M10 hands a page's events to S30 in one
+//! for-each and names it (the envelope's `batch`, unique to one run of M10 and one page), and
+//! within it a reference always has the same description (the helpers are pure, and read only
+//! the page's related objects, which S20 stored before the batch began). An event of another
+//! batch, or of none, starts afresh, so nothing kept can outlive the page it was read for.
 //!
 //! The host keeps the answers of pure flows for a run too (docs/manifests.md, `pure`); asking
 //! it still costs a call across the component boundary per reference and event (2.9 per event
-//! in the benchmark's pages). Kept here, a page's repeated references cost a lookup.
+//! in the benchmark's pages). Kept here, a page's repeated references cost a lookup, and an
+//! event's row borrows its texts from here instead of copying them.
 
 use rustc_hash::FxHashMap;
 
 use crate::enrich::Kind;
 
-/// The answers kept for the current batch, per kind (a reference is an ASA id, which a fast
-/// hash suits: the map never outlives one page).
+/// The answers kept for the current batch (or event), per kind (a reference is an ASA id,
+/// which a fast hash suits: the map never outlives one page).
 #[derive(Debug, Default)]
 pub struct Answers {
     batch: String,
@@ -22,36 +23,51 @@ pub struct Answers {
 }
 
 impl Answers {
-    /// Makes `batch` the current batch: the answers kept for another batch are dropped (`""`:
-    /// none is kept until the next batch). Called once per event, so that each reference's
-    /// lookup does not compare the batch's name again.
+    /// Starts an event of batch `batch`: the answers kept for another batch are dropped, and
+    /// so are those of the last event when there is no batch (`""`). Called once per event, so
+    /// that each reference's lookup does not compare the batch's name again.
     pub fn start(&mut self, batch: &str) {
-        if self.batch != batch {
+        if batch.is_empty() || self.batch != batch {
             self.texts.iter_mut().for_each(FxHashMap::clear);
             self.batch.clear();
             self.batch.push_str(batch);
         }
     }
 
-    /// `describe(kind, reference)`, or the answer kept for it in the current batch.
-    pub fn describe<E>(
+    /// The answer kept for `kind` of `reference`.
+    pub fn text(&self, kind: Kind, reference: &str) -> Option<&str> {
+        of_kind(self.texts.each_ref(), kind).get(reference).map(String::as_str)
+    }
+
+    /// Keeps the answer for `kind` of `reference`, asking `describe(kind, reference)` when
+    /// there is none yet (a failure is not kept); whether the answer is a text (not empty).
+    pub fn learn<E>(
         &mut self,
         kind: Kind,
         reference: &str,
         describe: impl FnOnce(Kind, &str) -> Result<String, E>,
-    ) -> Result<String, E> {
-        if self.batch.is_empty() {
-            return describe(kind, reference);
-        }
-        let Some(texts) = self.texts.get_mut(kind as usize) else {
-            return describe(kind, reference);
-        };
+    ) -> Result<bool, E> {
+        let texts = of_kind(self.texts.each_mut(), kind);
         if let Some(text) = texts.get(reference) {
-            return Ok(text.clone());
+            return Ok(!text.is_empty());
         }
         let text = describe(kind, reference)?;
-        texts.insert(reference.to_string(), text.clone());
-        Ok(text)
+        let is_text = !text.is_empty();
+        texts.insert(reference.to_string(), text);
+        Ok(is_text)
+    }
+}
+
+/// The entry of `kind` in a per-kind array (in [`Kind::ALL`]'s order).
+fn of_kind<T>(per_kind: [T; Kind::ALL.len()], kind: Kind) -> T {
+    let [client, gateway, group, project, server, user] = per_kind;
+    match kind {
+        Kind::Client => client,
+        Kind::Gateway => gateway,
+        Kind::Group => group,
+        Kind::Project => project,
+        Kind::Server => server,
+        Kind::User => user,
     }
 }
 
@@ -65,31 +81,48 @@ mod tests {
         let mut asked = Vec::new();
         let mut ask = |batch: &str, kind, r: &str, answer: &str| {
             a.start(batch);
-            a.describe(kind, r, |k, r| -> Result<String, ()> {
-                asked.push(format!("{k:?} {r}"));
-                Ok(answer.to_string())
-            })
-            .unwrap()
+            let is_text = a
+                .learn(kind, r, |k, r| -> Result<String, ()> {
+                    asked.push(format!("{k:?} {r}"));
+                    Ok(answer.to_string())
+                })
+                .unwrap();
+            let text = a.text(kind, r).unwrap().to_string();
+            assert_eq!(is_text, !text.is_empty());
+            text
         };
         assert_eq!(ask("b1", Kind::User, "u1", "Jason"), "Jason");
         assert_eq!(ask("b1", Kind::User, "u1", "other"), "Jason");
         assert_eq!(ask("b1", Kind::Client, "u1", "Laptop"), "Laptop");
+        assert_eq!(ask("b1", Kind::Group, "g1", ""), "");
+        assert_eq!(ask("b1", Kind::Group, "g1", "other"), "");
         // Another batch starts afresh, and so does the first one coming back.
         assert_eq!(ask("b2", Kind::User, "u1", "Quentin"), "Quentin");
         assert_eq!(ask("b1", Kind::User, "u1", "Caddy"), "Caddy");
-        // No batch: every call asks.
+        // No batch: every event asks.
         assert_eq!(ask("", Kind::User, "u1", "Benjy"), "Benjy");
         assert_eq!(ask("", Kind::User, "u1", "Benjy"), "Benjy");
-        assert_eq!(asked, ["User u1", "Client u1", "User u1", "User u1", "User u1", "User u1"]);
+        assert_eq!(
+            asked,
+            ["User u1", "Client u1", "Group g1", "User u1", "User u1", "User u1", "User u1"]
+        );
+        // Within an event without a batch, an answer is kept.
+        a.start("");
+        assert_eq!(a.learn(Kind::User, "u2", |_, _| Ok::<_, ()>("Dilsey".into())), Ok(true));
+        assert_eq!(a.learn(Kind::User, "u2", |_, _| Err(())), Ok(true));
+        assert_eq!(a.text(Kind::User, "u2"), Some("Dilsey"));
+        assert_eq!(a.text(Kind::Client, "u2"), None);
     }
 
     #[test]
     fn a_failed_answer_is_not_kept() {
         let mut a = Answers::default();
         a.start("b");
-        let failed = a.describe(Kind::Server, "s1", |_, _| Err("down"));
+        let failed = a.learn(Kind::Server, "s1", |_, _| Err("down"));
         assert_eq!(failed, Err("down"));
-        let again = a.describe(Kind::Server, "s1", |_, _| Ok::<_, &str>("s1 (up)".into()));
-        assert_eq!(again, Ok("s1 (up)".to_string()));
+        assert_eq!(a.text(Kind::Server, "s1"), None);
+        let again = a.learn(Kind::Server, "s1", |_, _| Ok::<_, &str>("s1 (up)".into()));
+        assert_eq!(again, Ok(true));
+        assert_eq!(a.text(Kind::Server, "s1"), Some("s1 (up)"));
     }
 }

@@ -17,6 +17,7 @@
 //! | `gateway`   | S33(`gateway`) — new column; the template never called S33                 |
 //! | `from_addr` | `details.from_address` as text                                             |
 //! | `raw_event` | the whole event, as the JSON text ASA sent (the template stored `details` only) |
+//! | `team`      | the ASA team the event came from (set by S30; unset when there is none)    |
 //!
 //! A "reference" is a non-empty string; empty, `null`, non-string or unknown references give
 //! `""`. "Gives nothing" is exactly that: a `target_user` that is no reference, or one that is
@@ -24,35 +25,93 @@
 //! fell back when the first key was no reference). Other `details` keys are ignored (they stay
 //! in `raw_event`).
 //!
+//! A row borrows its texts: from the event's text (a string member without escapes, and
+//! `raw_event` itself) and from the helpers' [`Answers`] (a column of one answer), so S30 stores
+//! an event with the event copied nowhere in the flow.
+//!
 //! An event that cannot become a row ([`InvalidEvent`]: not JSON, not an object, no non-empty
 //! string `id`) is not stored: S30/S31 answer with the reason and M10 quarantines it in
 //! Rejected Events ([`crate::reject`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
 
+use crate::answers::Answers;
 use crate::enrich::Kind;
-use crate::{event_scan, ref_id, text_of, time};
+use crate::event_scan::{self, Member, Members};
+use crate::time;
 
-/// An Audit Events row.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRow {
-    pub id: String,
-    pub timestamp: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub actor: String,
-    pub user: String,
-    pub client: String,
-    pub group: String,
-    pub project: String,
-    pub hostname: String,
-    pub server: String,
-    pub gateway: String,
-    pub from_addr: String,
-    pub raw_event: String,
+/// An Audit Events row, each column's text borrowed where it can be.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventRow<'a> {
+    pub id: Cow<'a, str>,
+    pub timestamp: Cow<'a, str>,
+    pub event_type: Cow<'a, str>,
+    pub actor: Cow<'a, str>,
+    pub user: Cow<'a, str>,
+    pub client: Cow<'a, str>,
+    pub group: Cow<'a, str>,
+    pub project: Cow<'a, str>,
+    pub hostname: Cow<'a, str>,
+    pub server: Cow<'a, str>,
+    pub gateway: Cow<'a, str>,
+    pub from_addr: Cow<'a, str>,
+    pub raw_event: Cow<'a, str>,
+    /// `""`: none, and the column is left unset, as on rows stored before teams existed.
+    pub team: Cow<'a, str>,
+}
+
+impl<'r> EventRow<'r> {
+    /// `f` of the columns to store, `(name, cell(text))` in the table's order, `team` last and
+    /// only when the row has one.
+    pub fn with_columns<'s, C, R>(
+        &'s self,
+        cell: impl Fn(&'s str) -> C,
+        f: impl FnOnce(&[(&'static str, C)]) -> R,
+    ) -> R {
+        let all = [
+            ("id", &self.id),
+            ("timestamp", &self.timestamp),
+            ("type", &self.event_type),
+            ("actor", &self.actor),
+            ("user", &self.user),
+            ("client", &self.client),
+            ("group", &self.group),
+            ("project", &self.project),
+            ("hostname", &self.hostname),
+            ("server", &self.server),
+            ("gateway", &self.gateway),
+            ("from_addr", &self.from_addr),
+            ("raw_event", &self.raw_event),
+            ("team", &self.team),
+        ]
+        .map(|(name, text)| (name, cell(text)));
+        let stored = if self.team.is_empty() { all.len() - 1 } else { all.len() };
+        f(&all[..stored])
+    }
+
+    /// The column a helper fills.
+    fn column_mut(&mut self, column: Column) -> &mut Cow<'r, str> {
+        match column {
+            Column::Actor => &mut self.actor,
+            Column::User => &mut self.user,
+            Column::Client => &mut self.client,
+            Column::Group => &mut self.group,
+            Column::Project => &mut self.project,
+            Column::Server => &mut self.server,
+            Column::Gateway => &mut self.gateway,
+        }
+    }
+}
+
+/// The row as a JSON object of its stored columns ([`EventRow::with_columns`]).
+impl Serialize for EventRow<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.with_columns(|text| text, |columns| s.collect_map(columns.iter().copied()))
+    }
 }
 
 /// A column filled by a helper flow.
@@ -70,20 +129,45 @@ pub enum Column {
 /// One helper lookup: `kind` of each reference in `refs`, the texts joined with `"; "`; when
 /// they give no text at all, the same with `fallback` (the second key of a pair).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lookup {
+pub struct Lookup<'a> {
     pub column: Column,
     pub kind: Kind,
-    pub refs: Vec<String>,
-    pub fallback: Vec<String>,
+    pub refs: Refs<'a>,
+    pub fallback: Refs<'a>,
+}
+
+/// The references of one `details` key (each a non-empty string, borrowed where it can be):
+/// one, or the list of `servers` (each once, in order). Used as the slice of them.
+#[derive(Debug, Clone, Eq)]
+pub enum Refs<'a> {
+    One(Option<Cow<'a, str>>),
+    List(Vec<Cow<'a, str>>),
+}
+
+impl<'a> std::ops::Deref for Refs<'a> {
+    type Target = [Cow<'a, str>];
+
+    fn deref(&self) -> &[Cow<'a, str>] {
+        match self {
+            Refs::One(one) => one.as_slice(),
+            Refs::List(list) => list,
+        }
+    }
+}
+
+impl PartialEq for Refs<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
 }
 
 /// An event's row with its enrichment still to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The row with the raw columns filled and the helper columns empty.
-    pub row: EventRow,
-    /// The helper lookups, in column order.
-    pub lookups: Vec<Lookup>,
+pub struct Plan<'a> {
+    /// The row with the raw columns filled, the helper columns and `team` empty.
+    pub row: EventRow<'a>,
+    /// The helper lookups, in column order (`None`: neither key holds a reference).
+    pub lookups: [Option<Lookup<'a>>; 7],
 }
 
 /// An event that cannot become a row.
@@ -137,163 +221,147 @@ fn bad_id(id: Option<&Value>) -> InvalidEvent {
 }
 
 /// The row of `event` and the lookups that complete it; `raw_event` is `event` encoded.
-pub fn plan(event: &Value) -> Result<Plan, InvalidEvent> {
-    plan_with_raw(event, || event.to_string())
+pub fn plan(event: &Value) -> Result<Plan<'_>, InvalidEvent> {
+    if !event.is_object() {
+        return Err(not_an_object(event));
+    }
+    plan_members(Members::of_value(event), Cow::Owned(event.to_string()))
 }
 
 /// [`plan`] of an event given as JSON text, which becomes `raw_event` as it is (M10 passes each
 /// event on exactly as ASA sent it, so it is never re-encoded).
 ///
-/// The members the row reads are taken in one pass over the text ([`crate::event_scan`]); only
-/// a text that is no JSON object is parsed whole, to say what is wrong with it.
-pub fn plan_text(text: &str) -> Result<Plan, InvalidEvent> {
-    if let Some(mut scanned) = event_scan::scan(text) {
-        let id = match scanned.take_id() {
-            Some(Value::String(id)) if !id.is_empty() => id,
-            other => return Err(bad_id(other.as_ref())),
-        };
-        return Ok(plan_members(
-            id,
-            scanned.timestamp(),
-            |k| scanned.detail(k),
-            text.trim().to_string(),
-        ));
-    }
-    let event: Value =
-        serde_json::from_str(text).map_err(|e| InvalidEvent(format!("not JSON ({e})")))?;
-    plan_with_raw(&event, || text.trim().to_string())
-}
-
-fn plan_with_raw(event: &Value, raw: impl FnOnce() -> String) -> Result<Plan, InvalidEvent> {
-    if !event.is_object() {
-        return Err(not_an_object(event));
-    }
-    let id = event_id(event)?.to_string();
-    let empty = Map::new();
-    let details = event.get("details").and_then(Value::as_object).unwrap_or(&empty);
-    Ok(plan_members(id, event.get("timestamp"), |k| details.get(k), raw()))
-}
-
-/// The plan of an event whose `id` is checked, given its `timestamp` and a reader of its
-/// `details` keys.
-fn plan_members<'a>(
-    id: String,
-    timestamp: Option<&Value>,
-    details: impl Fn(&str) -> Option<&'a Value>,
-    raw_event: String,
-) -> Plan {
-    let timestamp = match timestamp {
-        Some(Value::String(raw)) => time::iso_ms(raw).unwrap_or_else(|| raw.clone()),
-        other => {
-            let raw = text_of(other);
-            time::iso_ms(&raw).unwrap_or(raw)
-        }
+/// The members the row reads are taken in one pass over the text (`event_scan`); only
+/// a text the scan refuses is parsed whole, to say what is wrong with it (the scan reads every
+/// object a parse reads, so that is no JSON or no object; should a parse ever read an object
+/// the scan refused, the scan's reason is the answer).
+pub fn plan_text(text: &str) -> Result<Plan<'_>, InvalidEvent> {
+    let refused = match event_scan::scan(text) {
+        Ok(members) => return plan_members(members, Cow::Borrowed(text.trim())),
+        Err(e) => e,
     };
+    match serde_json::from_str::<Value>(text) {
+        Err(e) => Err(InvalidEvent(format!("not JSON ({e})"))),
+        Ok(event) if !event.is_object() => Err(not_an_object(&event)),
+        Ok(_) => Err(InvalidEvent(format!("not JSON ({refused})"))),
+    }
+}
+
+/// The plan of an event (an object) from its members, with `raw_event`.
+fn plan_members<'a>(
+    mut members: Members<'a>,
+    raw_event: Cow<'a, str>,
+) -> Result<Plan<'a>, InvalidEvent> {
+    let id = match members.id.take() {
+        Some(Member::Str(id)) if !id.is_empty() => id,
+        other => return Err(bad_id(other.map(Member::into_value).as_ref())),
+    };
+    let timestamp = members.timestamp.take().map_or(Cow::Borrowed(""), Member::text);
+    let timestamp = time::iso_ms(&timestamp).map_or(timestamp, Cow::Owned);
+    let mut text = |key| members.take_detail(key).map_or(Cow::Borrowed(""), Member::text);
     let row = EventRow {
         id,
         timestamp,
-        event_type: text_of(details("type")),
-        hostname: text_of(details("hostname")),
-        from_addr: text_of(details("from_address")),
+        event_type: text("type"),
+        hostname: text("hostname"),
+        from_addr: text("from_address"),
         raw_event,
         ..EventRow::default()
     };
 
-    let one = |key: &str| ref_id(details(key)).map(|r| vec![r.to_string()]).unwrap_or_default();
-    let servers = servers_once(details("servers"));
+    let servers = members.take_detail("servers").map_or_else(Vec::new, Member::references_once);
+    let mut one = |key| Refs::One(members.take_detail(key).and_then(Member::reference));
+    let none = || Refs::One(None);
     let lookups = [
-        (Column::Actor, Kind::User, one("actor"), Vec::new()),
+        (Column::Actor, Kind::User, one("actor"), none()),
         (Column::User, Kind::User, one("target_user"), one("user")),
-        (Column::Client, Kind::Client, one("client"), Vec::new()),
+        (Column::Client, Kind::Client, one("client"), none()),
         (Column::Group, Kind::Group, one("group_id"), one("group")),
         (Column::Project, Kind::Project, one("project_id"), one("project")),
-        (Column::Server, Kind::Server, one("server"), servers),
-        (Column::Gateway, Kind::Gateway, one("gateway"), Vec::new()),
+        (Column::Server, Kind::Server, one("server"), Refs::List(servers)),
+        (Column::Gateway, Kind::Gateway, one("gateway"), none()),
     ]
-    .into_iter()
-    .filter_map(|(column, kind, refs, fallback)| pair(column, kind, refs, fallback))
-    .collect();
-    Plan { row, lookups }
+    .map(|(column, kind, refs, fallback)| pair(column, kind, refs, fallback));
+    Ok(Plan { row, lookups })
 }
 
 /// The lookup of a pair of keys: the first's references, falling back to the second's; `None`
 /// when neither has any. A first key without references makes the second the first.
-fn pair(column: Column, kind: Kind, refs: Vec<String>, fallback: Vec<String>) -> Option<Lookup> {
+fn pair<'a>(column: Column, kind: Kind, refs: Refs<'a>, fallback: Refs<'a>) -> Option<Lookup<'a>> {
     match (refs.is_empty(), fallback.is_empty()) {
         (true, true) => None,
-        (true, false) => Some(Lookup { column, kind, refs: fallback, fallback: Vec::new() }),
+        (true, false) => Some(Lookup { column, kind, refs: fallback, fallback: Refs::One(None) }),
         (false, _) => Some(Lookup { column, kind, refs, fallback }),
     }
 }
 
-/// The references of a `servers` list, each once, in the order of first appearance (ASA may
-/// list a server twice); entries that are no reference are skipped.
-fn servers_once(list: Option<&Value>) -> Vec<String> {
-    let mut refs: Vec<String> = Vec::new();
-    for r in list.and_then(Value::as_array).into_iter().flatten().filter_map(|s| ref_id(Some(s))) {
-        if !refs.iter().any(|seen| seen == r) {
-            refs.push(r.to_string());
-        }
-    }
-    refs
-}
-
-impl Plan {
-    /// Fills the helper columns with `describe(kind, reference)` (each distinct pair asked
-    /// once; empty texts are left out of a `"; "` list).
-    pub fn resolve<E>(
+impl<'a> Plan<'a> {
+    /// The row with its helper columns filled: `kind` of each reference as `answers` keeps it,
+    /// or as `describe` gives it (then kept, so each distinct pair is asked once while
+    /// `answers` keeps its batch), the non-empty texts joined with `"; "`. A column of one text
+    /// borrows it from `answers`.
+    pub fn resolve<'r, E>(
         self,
+        answers: &'r mut Answers,
         mut describe: impl FnMut(Kind, &str) -> Result<String, E>,
-    ) -> Result<EventRow, E> {
-        let mut memo = Vec::new();
-        let mut row = self.row;
-        for lookup in self.lookups {
-            let mut value = describe_all(lookup.kind, lookup.refs, &mut memo, &mut describe)?;
-            if value.is_empty() && !lookup.fallback.is_empty() {
-                value = describe_all(lookup.kind, lookup.fallback, &mut memo, &mut describe)?;
+    ) -> Result<EventRow<'r>, E>
+    where
+        'a: 'r,
+    {
+        // Every text the row needs is asked for first, in column order: a column's references,
+        // then its fallback's when they give no text.
+        for lookup in self.lookups.iter().flatten() {
+            if !learn(answers, lookup.kind, &lookup.refs, &mut describe)? {
+                learn(answers, lookup.kind, &lookup.fallback, &mut describe)?;
             }
-            match lookup.column {
-                Column::Actor => row.actor = value,
-                Column::User => row.user = value,
-                Column::Client => row.client = value,
-                Column::Group => row.group = value,
-                Column::Project => row.project = value,
-                Column::Server => row.server = value,
-                Column::Gateway => row.gateway = value,
+        }
+        let answers: &'r Answers = answers;
+        let mut row: EventRow<'r> = self.row;
+        for lookup in self.lookups.into_iter().flatten() {
+            let mut text = joined(answers, lookup.kind, &lookup.refs);
+            if text.is_empty() {
+                text = joined(answers, lookup.kind, &lookup.fallback);
             }
+            *row.column_mut(lookup.column) = text;
         }
         Ok(row)
     }
 }
 
-/// `describe` of each reference (each distinct pair asked once across the event, through
-/// `memo`: an event has a handful of references, so a list searched in order serves), the
-/// non-empty texts joined with `"; "`.
-fn describe_all<E>(
+/// Asks `describe` for each of `refs` that `answers` does not know yet; whether any of them
+/// has a text.
+fn learn<E>(
+    answers: &mut Answers,
     kind: Kind,
-    refs: Vec<String>,
-    memo: &mut Vec<(Kind, String, String)>,
+    refs: &[Cow<'_, str>],
     describe: &mut impl FnMut(Kind, &str) -> Result<String, E>,
-) -> Result<String, E> {
-    let mut joined = String::new();
+) -> Result<bool, E> {
+    let mut any = false;
     for r in refs {
-        let known = memo.iter().position(|(k, m, _)| *k == kind && *m == r);
-        let text = match known.and_then(|i| memo.get(i)) {
-            Some((_, _, t)) => t,
-            None => {
-                let t = describe(kind, &r)?;
-                memo.push((kind, r, t));
-                memo.last().map_or("", |(_, _, t)| t.as_str())
+        any |= answers.learn(kind, r, &mut *describe)?;
+    }
+    Ok(any)
+}
+
+/// The non-empty texts `answers` keeps for `kind` of `refs`, joined with `"; "` (a single text
+/// borrowed).
+fn joined<'r>(answers: &'r Answers, kind: Kind, refs: &[Cow<'_, str>]) -> Cow<'r, str> {
+    let texts = || refs.iter().filter_map(|r| answers.text(kind, r)).filter(|t| !t.is_empty());
+    let mut each = texts();
+    match (each.next(), each.next()) {
+        (None, _) => Cow::Borrowed(""),
+        (Some(one), None) => Cow::Borrowed(one),
+        (Some(_), Some(_)) => {
+            let mut all = String::with_capacity(texts().map(|t| t.len() + 2).sum());
+            for text in texts() {
+                if !all.is_empty() {
+                    all.push_str("; ");
+                }
+                all.push_str(text);
             }
-        };
-        if !text.is_empty() {
-            if !joined.is_empty() {
-                joined.push_str("; ");
-            }
-            joined.push_str(text);
+            Cow::Owned(all)
         }
     }
-    Ok(joined)
 }
 
 #[cfg(test)]
@@ -302,8 +370,36 @@ mod tests {
     use crate::enrich::tests::doc_lookup;
     use serde_json::json;
 
-    fn row_of(event: Value) -> EventRow {
-        plan(&event).unwrap().resolve(|kind, r| kind.describe_ref(&json!(r), doc_lookup)).unwrap()
+    /// The row of `event`, its texts owned.
+    fn row_of(event: Value) -> EventRow<'static> {
+        let mut answers = Answers::default();
+        let row = plan(&event)
+            .unwrap()
+            .resolve(&mut answers, |kind, r| kind.describe_ref(&json!(r), doc_lookup))
+            .unwrap();
+        let o = |text: Cow<'_, str>| Cow::Owned(text.into_owned());
+        EventRow {
+            id: o(row.id),
+            timestamp: o(row.timestamp),
+            event_type: o(row.event_type),
+            actor: o(row.actor),
+            user: o(row.user),
+            client: o(row.client),
+            group: o(row.group),
+            project: o(row.project),
+            hostname: o(row.hostname),
+            server: o(row.server),
+            gateway: o(row.gateway),
+            from_addr: o(row.from_addr),
+            raw_event: o(row.raw_event),
+            team: o(row.team),
+        }
+    }
+
+    /// The lookups of `plan`: each column's references.
+    fn lookups<'p>(plan: &'p Plan<'_>) -> Vec<(Column, Vec<&'p str>)> {
+        let refs = |l: &'p Lookup<'_>| l.refs.iter().map(|r| &**r).collect();
+        plan.lookups.iter().flatten().map(|l| (l.column, refs(l))).collect()
     }
 
     const JASON: &str = "Jason.Compson.IV (status: ACTIVE , usertype: human)";
@@ -326,16 +422,11 @@ mod tests {
         assert_eq!(p.row.event_type, "user.updated");
         assert_eq!(p.row.hostname, "");
         assert_eq!(p.row.from_addr, r#"["10.0.0.1"]"#);
-        let lookups: Vec<(Column, Vec<&str>)> = p
-            .lookups
-            .iter()
-            .map(|l| (l.column, l.refs.iter().map(|r| r.as_str()).collect()))
-            .collect();
-        assert_eq!(lookups, [(Column::User, vec!["u1"]), (Column::Server, vec!["s1", "s2"])]);
+        assert_eq!(lookups(&p), [(Column::User, vec!["u1"]), (Column::Server, vec!["s1", "s2"])]);
         for details in ["null", "[1, {\"a\": 2}]", "\"text\"", "3.5", "true"] {
             let text = format!(r#"{{"id": "e3", "details": {details}}}"#);
             let p = plan_text(&text).unwrap();
-            assert_eq!((p.row.event_type.as_str(), p.lookups.len()), ("", 0), "{details}");
+            assert_eq!((&*p.row.event_type, lookups(&p).len()), ("", 0), "{details}");
         }
         assert_eq!(
             plan_text("[1]").unwrap_err().to_string(),
@@ -384,7 +475,7 @@ mod tests {
                 event_type: "auth_token.issue".into(),
                 actor: JASON.into(),
                 client: LAPTOP.into(),
-                raw_event: event.to_string(),
+                raw_event: event.to_string().into(),
                 ..EventRow::default()
             }
         );
@@ -446,7 +537,7 @@ mod tests {
             "group_id": null, "group": "Pvt5nNnEEnRq4qGTMbeyYn5mPiWnsAHkwNzF4hvHbDg=", "project_id": 3,
             "project": "caw2gnnL5vXLvCuoFUiDqaKeVRfR88A8rE85zjIlBgs="}}),
         );
-        assert_eq!((row.user.as_str(), row.group.as_str()), (JASON, "compsons"));
+        assert_eq!((&*row.user, &*row.group), (JASON, "compsons"));
         assert_eq!(row.project, "the-sound-and-the-fury");
     }
 
@@ -456,7 +547,7 @@ mod tests {
             json!({"id": "x", "timestamp": "not a time", "details": {"actor": "missing", "client": 12,
             "hostname": null, "from_address": 42, "extra": {"a": 1}}}),
         );
-        assert_eq!((row.actor.as_str(), row.client.as_str(), row.hostname.as_str()), ("", "", ""));
+        assert_eq!((&*row.actor, &*row.client, &*row.hostname), ("", "", ""));
         assert_eq!(row.from_addr, "42");
         assert_eq!(row.timestamp, "not a time");
         let row = row_of(json!({"id": "y", "details": null}));
@@ -476,18 +567,36 @@ mod tests {
         let event =
             json!({"id": "x", "details": {"actor": "a", "user": "a", "servers": ["s", "s"]}});
         let mut asked = Vec::new();
-        let row = plan(&event)
-            .unwrap()
-            .resolve(|kind, r| {
-                asked.push((kind, r.to_string()));
-                Ok::<_, ()>(format!("{}:{r}", kind.flow()))
-            })
-            .unwrap();
+        let mut answers = Answers::default();
+        let describe = |kind: Kind, r: &str| {
+            asked.push((kind, r.to_string()));
+            Ok::<_, ()>(format!("{}:{r}", kind.flow()))
+        };
+        let row = plan(&event).unwrap().resolve(&mut answers, describe).unwrap();
         assert_eq!(asked, vec![(Kind::User, "a".to_string()), (Kind::Server, "s".to_string())]);
-        assert_eq!(
-            (row.actor.as_str(), row.user.as_str(), row.server.as_str()),
-            ("S37:a", "S37:a", "S36:s")
-        );
+        assert_eq!((&*row.actor, &*row.user, &*row.server), ("S37:a", "S37:a", "S36:s"));
+        // A column of one answer borrows it; several are joined.
+        assert!(matches!(row.actor, Cow::Borrowed(_)));
+        let event = json!({"id": "x", "details": {"servers": ["s", "", "t", "u", "s"]}});
+        let describe = |_, r: &str| Ok::<_, ()>(if r == "t" { String::new() } else { r.into() });
+        let row = plan(&event).unwrap().resolve(&mut answers, describe).unwrap();
+        assert_eq!(row.server, "S36:s; u");
+    }
+
+    #[test]
+    fn a_row_stores_its_team_only_when_it_has_one() {
+        let names = |row: &EventRow| {
+            row.with_columns(|t| t.len(), |c| c.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        };
+        let mut row = EventRow { id: "x".into(), ..EventRow::default() };
+        assert_eq!(names(&row).len(), 13);
+        assert!(!names(&row).contains(&"team"));
+        assert!(serde_json::to_value(&row).unwrap().get("team").is_none());
+        row.team = "acme".into();
+        assert_eq!(names(&row).last(), Some(&"team"));
+        let v = serde_json::to_value(&row).unwrap();
+        assert_eq!((&v["team"], &v["id"]), (&json!("acme"), &json!("x")));
+        assert_eq!(row.with_columns(|t| t.len(), |c| c[0]), ("id", 1));
     }
 
     /// Issue 16.6: a `target_user` (or `group_id`, `project_id`, `server`) that is a reference
@@ -515,10 +624,9 @@ mod tests {
     /// Issue 16.6: a server listed twice in `servers[]` appears once, in first-seen order.
     #[test]
     fn a_server_listed_twice_appears_once_in_order() {
-        let plan = plan(&json!({"id": "x", "details": {"servers": ["b", "a", "b", "", "a", "c"]}}))
-            .unwrap();
-        assert_eq!(plan.lookups.len(), 1);
-        assert_eq!(plan.lookups[0].refs, ["b", "a", "c"]);
+        let event = json!({"id": "x", "details": {"servers": ["b", "a", "b", "", "a", "c"]}});
+        let plan = plan(&event).unwrap();
+        assert_eq!(lookups(&plan), [(Column::Server, vec!["b", "a", "c"])]);
         let harvard = "3Sn5zM8t4WkGLbzsVcjuac2r3bzPP0QoybMbYd8J23g=";
         let row = row_of(json!({"id": "x", "details": {"servers": [harvard, "unknown", harvard]}}));
         assert_eq!(row.server, HARVARD);

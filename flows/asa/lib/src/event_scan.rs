@@ -1,17 +1,20 @@
-//! One pass over an event's JSON text that keeps only the members its Audit Events row reads
-//! (`id`, `timestamp` and the mapped `details` keys), each parsed as a `serde_json::Value` would
-//! hold it: a repeated member keeps its last value, a `details` that is no object counts as
-//! empty, every other member is skipped without being built. S30 handles an event per call, and
-//! building the whole event as a `Value` tree (a map node and a string for every member) was
-//! most of its allocations.
+//! The members of an event that its Audit Events row reads (`id`, `timestamp` and the mapped
+//! `details` keys), each as a `serde_json::Value` of the event holds it (a repeated member keeps
+//! its last value, a `details` that is no object counts as empty), but with its strings
+//! borrowed from the event's text (a string with escapes is decoded into one of its own).
 //!
-//! A text that is no JSON object gives `None`; [`crate::event`] then parses it as a `Value` to
-//! say exactly what is wrong.
+//! [`scan`] takes them from the text in one pass, skipping every other member without building
+//! it: S30 handles an event per call, and building the whole event as a `Value` tree (a map node
+//! and a string for every member) was most of its allocations. A text that is no JSON object
+//! is refused; [`crate::event`] then parses it as a `Value` to say exactly what is wrong.
+//! [`Members::of_value`] takes the same members from an event parsed already.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Value;
+use serde_json::{Number, Value};
 
 /// The `details` keys the row reads (asa_lib::event's table).
 const DETAIL_KEYS: [&str; 14] = [
@@ -31,39 +34,176 @@ const DETAIL_KEYS: [&str; 14] = [
     "gateway",
 ];
 
+/// A member's value: a string or a list as read, anything else as the `Value` it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Member<'a> {
+    Str(Cow<'a, str>),
+    List(Vec<Member<'a>>),
+    Other(Cow<'a, Value>),
+}
+
+impl<'a> Member<'a> {
+    /// The member `value` (borrowed).
+    fn of_value(value: &'a Value) -> Member<'a> {
+        match value {
+            Value::String(s) => Member::Str(Cow::Borrowed(s)),
+            Value::Array(list) => Member::List(list.iter().map(Member::of_value).collect()),
+            other => Member::Other(Cow::Borrowed(other)),
+        }
+    }
+
+    /// The member as a `Value`.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Member::Str(s) => Value::String(s.into_owned()),
+            Member::List(list) => Value::Array(list.into_iter().map(Member::into_value).collect()),
+            Member::Other(v) => v.into_owned(),
+        }
+    }
+
+    /// The member as [`crate::text_of`] gives it: a string as it is (still borrowed), `null` as
+    /// `""`, anything else as its JSON.
+    pub(crate) fn text(self) -> Cow<'a, str> {
+        match self {
+            Member::Str(s) => s,
+            Member::Other(v) if v.is_null() => Cow::Borrowed(""),
+            other => Cow::Owned(other.into_value().to_string()),
+        }
+    }
+
+    /// The reference id it is, as [`crate::ref_id`] reads one: a non-empty string.
+    pub(crate) fn reference(self) -> Option<Cow<'a, str>> {
+        match self {
+            Member::Str(s) if !s.is_empty() => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The references of a list (`servers`), each once, in the order of first appearance;
+    /// entries that are no reference are skipped, and so is anything that is no list.
+    pub(crate) fn references_once(self) -> Vec<Cow<'a, str>> {
+        let Member::List(list) = self else {
+            return Vec::new();
+        };
+        let mut refs: Vec<Cow<'a, str>> = Vec::new();
+        for r in list.into_iter().filter_map(Member::reference) {
+            if !refs.contains(&r) {
+                refs.push(r);
+            }
+        }
+        refs
+    }
+}
+
 /// The members of an event that its row reads.
 #[derive(Debug, Default)]
-pub(crate) struct Scanned {
-    id: Option<Value>,
-    timestamp: Option<Value>,
-    /// The read `details` keys in the order met (a repeated key: the last one counts).
-    details: Vec<(&'static str, Value)>,
+pub(crate) struct Members<'a> {
+    pub(crate) id: Option<Member<'a>>,
+    pub(crate) timestamp: Option<Member<'a>>,
+    details: Details<'a>,
 }
 
-impl Scanned {
-    /// The event's `id` member, taken out.
-    pub(crate) fn take_id(&mut self) -> Option<Value> {
-        self.id.take()
+/// The read `details` keys, as [`DETAIL_KEYS`] lists them (`None`: absent).
+#[derive(Debug, Default)]
+struct Details<'a>([Option<Member<'a>>; DETAIL_KEYS.len()]);
+
+impl<'a> Members<'a> {
+    /// The members of `event` (an object), borrowed from it.
+    pub(crate) fn of_value(event: &'a Value) -> Members<'a> {
+        let member = |name: &str| event.get(name).map(Member::of_value);
+        let mut details = Details::default();
+        if let Some(Value::Object(read)) = event.get("details") {
+            for (slot, key) in details.0.iter_mut().zip(DETAIL_KEYS) {
+                *slot = read.get(key).map(Member::of_value);
+            }
+        }
+        Members { id: member("id"), timestamp: member("timestamp"), details }
     }
 
-    /// The event's `timestamp` member.
-    pub(crate) fn timestamp(&self) -> Option<&Value> {
-        self.timestamp.as_ref()
-    }
-
-    /// `details.<key>` (`None` for a key the row does not read).
-    pub(crate) fn detail(&self, key: &str) -> Option<&Value> {
-        self.details.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| v)
+    /// `details.<key>`, taken out (`None` for a key the row does not read).
+    pub(crate) fn take_detail(&mut self, key: &str) -> Option<Member<'a>> {
+        let i = DETAIL_KEYS.iter().position(|k| *k == key)?;
+        self.details.0.get_mut(i)?.take()
     }
 }
 
-/// The members of `text`, or `None` when it is not one JSON object.
-pub(crate) fn scan(text: &str) -> Option<Scanned> {
-    serde_json::from_str(text).ok()
+/// The members of `text`; an error when it is not one JSON object.
+pub(crate) fn scan(text: &str) -> Result<Members<'_>, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
-impl<'de> Deserialize<'de> for Scanned {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scanned, D::Error> {
+impl<'de> Deserialize<'de> for Member<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Member<'de>, D::Error> {
+        d.deserialize_any(MemberVisitor)
+    }
+}
+
+/// Reads a [`Member`]: what a `Value` would be made of, but strings and lists kept as read.
+struct MemberVisitor;
+
+impl<'de> Visitor<'de> for MemberVisitor {
+    type Value = Member<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Member<'de>, E> {
+        Ok(Member::Str(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Member<'de>, E> {
+        Ok(Member::Str(Cow::Owned(s.to_string())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Member<'de>, E> {
+        Ok(Member::Str(Cow::Owned(s)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Member<'de>, A::Error> {
+        let mut list = Vec::new();
+        while let Some(member) = seq.next_element()? {
+            list.push(member);
+        }
+        Ok(Member::List(list))
+    }
+
+    /// An object: built as a `Value` builds it (its members are never read).
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Member<'de>, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(|v| Member::Other(Cow::Owned(v)))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Value::Bool(b))))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Value::Number(n.into()))))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Value::Number(n.into()))))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Number::from_f64(n).map_or(Value::Null, Value::Number))))
+    }
+
+    fn visit_unit<E>(self) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Value::Null)))
+    }
+
+    fn visit_none<E>(self) -> Result<Member<'de>, E> {
+        Ok(Member::Other(Cow::Owned(Value::Null)))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Member<'de>, D::Error> {
+        Member::deserialize(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Members<'de>, D::Error> {
         d.deserialize_map(EventVisitor)
     }
 }
@@ -73,7 +213,8 @@ enum Key {
     Id,
     Timestamp,
     Details,
-    Detail(&'static str),
+    /// The index of a `details` key in [`DETAIL_KEYS`].
+    Detail(usize),
     Other,
 }
 
@@ -91,7 +232,7 @@ impl Visitor<'_> for KeyVisitor {
 
     fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
         Ok(if self.in_details {
-            DETAIL_KEYS.iter().find(|k| **k == name).map_or(Key::Other, |k| Key::Detail(k))
+            DETAIL_KEYS.iter().position(|k| *k == name).map_or(Key::Other, Key::Detail)
         } else {
             match name {
                 "id" => Key::Id,
@@ -115,19 +256,19 @@ impl<'de, const DETAILS: bool> Deserialize<'de> for Named<DETAILS> {
 struct EventVisitor;
 
 impl<'de> Visitor<'de> for EventVisitor {
-    type Value = Scanned;
+    type Value = Members<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an audit event object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scanned, A::Error> {
-        let mut s = Scanned::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+        let mut s = Members::default();
         while let Some(Named(key)) = map.next_key::<Named<false>>()? {
             match key {
                 Key::Id => s.id = Some(map.next_value()?),
                 Key::Timestamp => s.timestamp = Some(map.next_value()?),
-                Key::Details => s.details = map.next_value::<Details>()?.0,
+                Key::Details => s.details = map.next_value()?,
                 Key::Detail(_) | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -137,63 +278,66 @@ impl<'de> Visitor<'de> for EventVisitor {
     }
 }
 
-/// `details`: its read keys when it is an object, none when it is anything else.
-struct Details(Vec<(&'static str, Value)>);
-
-impl<'de> Deserialize<'de> for Details {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Details, D::Error> {
+impl<'de> Deserialize<'de> for Details<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Details<'de>, D::Error> {
         d.deserialize_any(DetailsVisitor)
     }
 }
 
+/// `details`: its read keys when it is an object, none when it is anything else.
 struct DetailsVisitor;
 
 impl<'de> Visitor<'de> for DetailsVisitor {
-    type Value = Details;
+    type Value = Details<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Details, A::Error> {
-        let mut read = Vec::with_capacity(8);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Details<'de>, A::Error> {
+        let mut read = Details::default();
         while let Some(Named(key)) = map.next_key::<Named<true>>()? {
             match key {
-                Key::Detail(k) => read.push((k, map.next_value()?)),
+                Key::Detail(i) => {
+                    let member = map.next_value()?;
+                    if let Some(slot) = read.0.get_mut(i) {
+                        *slot = Some(member);
+                    }
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Details(read))
+        Ok(read)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Details, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Details<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Details(Vec::new()))
+        Ok(Details::default())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_bool<E>(self, _: bool) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_i64<E>(self, _: i64) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_u64<E>(self, _: u64) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_f64<E>(self, _: f64) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_str<E>(self, _: &str) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 
-    fn visit_unit<E>(self) -> Result<Details, E> {
-        Ok(Details(Vec::new()))
+    fn visit_unit<E>(self) -> Result<Details<'de>, E> {
+        Ok(Details::default())
     }
 }

@@ -10,7 +10,8 @@
 //! - [`time`]: RFC 3339 parsing, the "isoString" millisecond form, epoch milliseconds and seconds;
 //! - [`api`]: ASA response bodies (service token, an `auditsV2` page) and error texts;
 //! - [`mod@env`]: the Environment Variables row: defaults and validation (U01/U02);
-//! - [`enrich`]: the S32–S37 enrichment strings; [`answers`]: S30 keeps their answers for a batch;
+//! - [`enrich`]: the S32–S37 enrichment strings; [`answers`]: S30 keeps their answers for an
+//!   event and its batch;
 //! - [`event`]: event → Audit Events row mapping (S30); `event_scan` reads the members it needs
 //!   in one pass;
 //! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
@@ -18,10 +19,13 @@
 //! - [`lost_offset`]: an offset auditsV2 no longer knows, and `onLostOffset` (M10);
 //! - [`offload`]: O10's object names and JSONL+gzip bodies, O20's Splunk HEC events;
 //! - [`model`]: table names, row types and the flows' JSON inputs/outputs;
-//! - [`teams`]: several ASA teams: each team's settings and checkpoint row, the event envelope.
+//! - [`teams`]: several ASA teams: each team's settings and checkpoint row, the event envelope;
+//! - [`canonical`]: JSON text as `serde_json` writes it (S20/S21 pass such a related object on
+//!   without reading it).
 
 pub mod answers;
 pub mod api;
+pub mod canonical;
 pub mod enrich;
 pub mod env;
 pub mod event;

@@ -5,11 +5,15 @@
 //! `null` or absent column reads as `""`/`0`, and a number where text is expected (or the reverse)
 //! is converted.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
 use serde::{de, Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::api::null_as_default;
+use crate::canonical;
 
 /// Table names (`tables/*.yaml`).
 pub const ENVIRONMENT_VARIABLES: &str = "Environment Variables";
@@ -168,10 +172,43 @@ pub struct RelatedObjectsIn {
     pub related_objects: Map<String, Value>,
 }
 
-/// [`RelatedObjectsIn`] as M10 sends it: the page's text, not re-encoded (`None` = `null`).
-#[derive(Debug, Serialize)]
+impl RelatedObjectsIn {
+    /// S21's input for each entry, in id order: [`RelatedItem::from_entry`], encoded.
+    pub fn items(self) -> Result<Vec<String>, serde_json::Error> {
+        let entries = self.related_objects.into_iter();
+        entries
+            .map(|(id, value)| serde_json::to_string(&RelatedItem::from_entry(id, value)))
+            .collect()
+    }
+}
+
+/// [`RelatedObjectsIn`] as M10 sends it, and as S20 reads it first: the page's text, not
+/// re-encoded (`None` = `null`).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RelatedObjectsText<'a> {
+    #[serde(default, borrow)]
     pub related_objects: Option<&'a RawValue>,
+}
+
+impl RelatedObjectsText<'_> {
+    /// [`RelatedObjectsIn::items`] of the same input, without building any object, when the
+    /// page's text is as `serde_json` writes it ([`canonical`]: then each object's text is
+    /// what encoding its `Value` gives). `None` for any other text: read it as a
+    /// [`RelatedObjectsIn`].
+    pub fn items(&self) -> Option<Vec<String>> {
+        let Some(page) = self.related_objects.map(RawValue::get) else {
+            return Some(Vec::new());
+        };
+        if !page.starts_with('{') || !canonical::is_canonical(page) {
+            return None;
+        }
+        // A canonical object's keys come once each, without escapes.
+        let entries: BTreeMap<&str, &RawValue> = serde_json::from_str(page).ok()?;
+        entries
+            .into_iter()
+            .map(|(id, entry)| RelatedItemText::of_entry(id, entry)?.encoded())
+            .collect()
+    }
 }
 
 /// S21's input: one `related_objects` entry as Map-to-List gives it.
@@ -204,11 +241,79 @@ impl RelatedItem {
     }
 }
 
-/// S32–S37's input: a `details` value that should be a reference id (anything is accepted).
+/// S21's input (a [`RelatedItem`]) with its object kept as JSON text: what S20 writes from a
+/// page's text, and how S21 reads its input first.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RelatedItemText<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(rename = "type", default, deserialize_with = "lenient_cow")]
+    pub kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub object: Option<&'a RawValue>,
+}
+
+/// A `related_objects` entry's members that S21 takes, as their texts.
+#[derive(Deserialize)]
+struct EntryText<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+}
+
+impl<'a> RelatedItemText<'a> {
+    /// [`RelatedItem::from_entry`] of entry `id → entry`, its texts borrowed; `entry` is as
+    /// `serde_json` writes it ([`canonical`]), so the text of a member is that of its `Value`.
+    fn of_entry(id: &'a str, entry: &'a RawValue) -> Option<Self> {
+        let entry = match entry.get().starts_with('{') {
+            true => serde_json::from_str(entry.get()).ok()?,
+            false => EntryText { kind: None, object: None },
+        };
+        // `text_of` the type: a string decoded, anything else as its JSON.
+        let kind = match entry.kind.map(RawValue::get) {
+            None => Cow::Borrowed(""),
+            Some(text) if text.starts_with('"') => match crate::teams::json_string(text)? {
+                (kind, "") => kind,
+                _ => return None,
+            },
+            Some(other) => Cow::Borrowed(other),
+        };
+        Some(RelatedItemText { id: Cow::Borrowed(id), kind, object: entry.object })
+    }
+
+    /// The item as JSON text (what encoding the [`RelatedItem`] gives).
+    fn encoded(&self) -> Option<String> {
+        let object = self.object.map_or(4, |o| o.get().len());
+        let mut text = Vec::with_capacity(self.id.len() + self.kind.len() + object + 32);
+        serde_json::to_writer(&mut text, self).ok()?;
+        String::from_utf8(text).ok()
+    }
+
+    /// The row S21 stores, when the object's text is as `serde_json` writes it ([`canonical`],
+    /// as S20 writes it): then it is the text [`RelatedItem::into_row`] gives, kept without
+    /// being read. `None` for any other object: read the input as a [`RelatedItem`].
+    pub fn into_row(self) -> Option<RelatedObjectRow> {
+        let object = match self.object.map(RawValue::get) {
+            None => "null".to_string(),
+            Some(text) if canonical::is_canonical(text) => text.to_string(),
+            Some(_) => return None,
+        };
+        Some(RelatedObjectRow { id: self.id.into_owned(), kind: self.kind.into_owned(), object })
+    }
+}
+
+/// [`lenient_text`], as a `Cow`.
+fn lenient_cow<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    lenient_text(d).map(Cow::Owned)
+}
+
+/// S32–S37's input: a `details` value that should be a reference id (anything is accepted);
+/// S30 writes it from the reference it holds (`RefIn<&str>`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RefIn {
+pub struct RefIn<R = Value> {
     #[serde(rename = "ref", default)]
-    pub reference: Value,
+    pub reference: R,
 }
 
 /// S32–S37's output.

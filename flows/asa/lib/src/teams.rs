@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::env::{validate_team, InvalidSetting};
-use crate::event::{self, EventRow, InvalidEvent, Plan};
+use crate::event::{self, InvalidEvent, Plan};
 use crate::model::Env;
 
 /// The most teams U02 accepts: the host lets at most 8 distinct runs of one flow wait, and M10
@@ -281,7 +281,7 @@ pub fn open_envelope(text: &str) -> Opened<'_> {
 /// text is read once (a third of S30's JSON work was finding where the event ends); whenever
 /// that split does not plan, the input is opened as [`open_envelope`] does, so the answer is
 /// always the same as theirs.
-pub fn open_and_plan(text: &str) -> (Opened<'_>, Result<Plan, InvalidEvent>) {
+pub fn open_and_plan(text: &str) -> (Opened<'_>, Result<Plan<'_>, InvalidEvent>) {
     if let Some(opened) = open_as_written(text) {
         if let Ok(plan) = event::plan_text(opened.event) {
             return (opened, Ok(plan));
@@ -306,7 +306,7 @@ fn open_as_written(text: &str) -> Option<Opened<'_>> {
 
 /// The JSON string that `text` starts with, decoded, and the text after it: borrowed when it
 /// has nothing to decode (no escape, no control character, which JSON refuses unescaped).
-fn json_string(text: &str) -> Option<(Cow<'_, str>, &str)> {
+pub(crate) fn json_string(text: &str) -> Option<(Cow<'_, str>, &str)> {
     let bytes = text.as_bytes();
     if bytes.first() != Some(&b'"') {
         return None;
@@ -379,16 +379,6 @@ impl Envelopes {
 /// The envelope of `event` for team `team`, in batch `batch` (one [`Envelopes::wrap`]).
 pub fn envelope(team: &str, batch: &str, event: &RawValue) -> String {
     Envelopes::new(team, batch).wrap(event)
-}
-
-/// An Audit Events row with its team (`team` is left out when empty, so the column stays
-/// unset as for rows stored before teams existed).
-#[derive(Debug, Serialize)]
-pub struct TeamEventRow<'a> {
-    #[serde(flatten)]
-    pub row: &'a EventRow,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub team: &'a str,
 }
 
 #[cfg(test)]
@@ -507,15 +497,5 @@ mod tests {
             validate_secret_name("keyIdSecret", "acme-key").unwrap_err().0,
             "keyIdSecret \"acme-key\" must be a secret's name (letters, digits and '_')"
         );
-    }
-
-    #[test]
-    fn an_event_row_carries_its_team_only_when_there_is_one() {
-        let row = EventRow { id: "x".into(), ..EventRow::default() };
-        let v = serde_json::to_value(TeamEventRow { row: &row, team: "acme" }).unwrap();
-        assert_eq!(v["team"], "acme");
-        assert_eq!(v["id"], "x");
-        let v = serde_json::to_value(TeamEventRow { row: &row, team: "" }).unwrap();
-        assert!(v.get("team").is_none());
     }
 }

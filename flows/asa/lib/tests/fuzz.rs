@@ -1,19 +1,23 @@
 //! Property-based fuzzing (proptest) of the ASA logic that reads what the ASA API sends: the
 //! `Link` header parser (U11, U11a), the `auditsV2` page and the event → row mapping (S30),
-//! the enrichment of related objects (S32–S37), timestamps, percent-encoding, and the offload
-//! encodings (O10, O20).
+//! the related objects as S20 hands them on and S21 stores them, the enrichment of related
+//! objects (S32–S37), timestamps, percent-encoding, and the offload encodings (O10, O20).
 //!
 //! Properties: nothing panics on any input; a well-formed `Link` header gives back the offset
-//! it was built with, whatever its layout; every column of a row is a string. Each property
+//! it was built with, whatever its layout; every column of a row is a string; S30's one pass
+//! plans as a parsed `Value` does, and S20/S21 keep what reading every object gives. Each property
 //! runs a few thousand cases by default (well under a second natively); set `PROPTEST_CASES`
 //! for a longer run (see docs/fuzzing.md). A failure prints the shrunk input: fix the bug and
 //! add the input to `regressions` at the end of this file.
 
+use asa_lib::answers::Answers;
 use asa_lib::api::{self, Page};
 use asa_lib::enrich::Kind;
-use asa_lib::event::{self, EventRow};
-use asa_lib::model::{RelatedItem, RelatedObjectsIn, RelatedObjectsText};
-use asa_lib::{link, offload, teams, time, url};
+use asa_lib::event;
+use asa_lib::model::{
+    RelatedItem, RelatedItemText, RelatedObjectRow, RelatedObjectsIn, RelatedObjectsText,
+};
+use asa_lib::{canonical, link, offload, teams, time, url};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Map, Value};
@@ -413,13 +417,13 @@ const COLUMNS: [&str; 13] = [
 
 /// S30 on one event (the JSON text M10 passes on) with the page's related objects, as M10 and
 /// the helpers do it.
-fn row_of(text: &str, related: &Map<String, Value>) -> Result<Option<EventRow>, TestCaseError> {
+fn row_of(text: &str, related: &Map<String, Value>) -> Result<(), TestCaseError> {
     let event: &Value = &serde_json::from_str(text).unwrap();
     let plan = match event::plan_text(text) {
         Ok(p) => p,
         Err(e) => {
             prop_assert!(e.to_string().starts_with("invalid audit event"));
-            return Ok(None);
+            return Ok(());
         }
     };
     let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -428,16 +432,18 @@ fn row_of(text: &str, related: &Map<String, Value>) -> Result<Option<EventRow>, 
     prop_assert_eq!(&plan.row.raw_event, text.trim());
     let ts = &plan.row.timestamp;
     prop_assert!(
-        time::iso_ms(ts).as_ref() == Some(ts) || *ts == asa_lib::text_of(event.get("timestamp")),
+        time::iso_ms(ts).as_deref() == Some(&**ts)
+            || *ts == asa_lib::text_of(event.get("timestamp")),
         "{}",
         ts
     );
-    for l in &plan.lookups {
+    for l in plan.lookups.iter().flatten() {
         prop_assert!(!l.refs.is_empty() && l.refs.iter().all(|r| !r.is_empty()));
     }
     let mut asked = std::collections::BTreeSet::new();
+    let mut answers = Answers::default();
     let row = plan
-        .resolve(|kind, r| -> Result<String, String> {
+        .resolve(&mut answers, |kind, r| -> Result<String, String> {
             assert!(asked.insert((kind, r.to_string())), "{kind:?} {r} asked twice");
             kind.describe_ref(&json!(r), |id| {
                 Ok(related
@@ -454,7 +460,7 @@ fn row_of(text: &str, related: &Map<String, Value>) -> Result<Option<EventRow>, 
     want.sort_unstable();
     prop_assert_eq!(keys, want.to_vec());
     prop_assert!(obj.values().all(Value::is_string), "{}", v);
-    Ok(Some(row))
+    Ok(())
 }
 
 /// A JSON object's text from `(name, value)` members, a name possibly repeated (which a `Value`
@@ -500,7 +506,7 @@ proptest! {
     fn one_pass_plans_like_the_parsed_value(text in prop_oneof![audit_event().prop_map(|e| e.to_string()), event_text_with_repeats()]) {
         let from_text = event::plan_text(&text);
         let value: Value = serde_json::from_str(&text).unwrap();
-        let from_value = event::plan(&value).map(|mut p| { p.row.raw_event = text.trim().to_string(); p });
+        let from_value = event::plan(&value).map(|mut p| { p.row.raw_event = text.trim().into(); p });
         prop_assert_eq!(from_text, from_value);
     }
 
@@ -617,6 +623,216 @@ proptest! {
         let mut gz = offload::JsonlGz::new();
         gz.push(&row).unwrap();
         prop_assert!(!gz.finish().unwrap().is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Related objects, as S20 hands them to S21 and S21 stores them
+// ---------------------------------------------------------------------------------------------
+
+/// S20's inputs for S21 from its input `text`, as S20 makes them: from the page's text when
+/// it can, else from the page read whole (`read`: always read whole, as before).
+fn s20_items(text: &str, read: bool) -> Result<Vec<String>, String> {
+    let page = serde_json::from_str::<RelatedObjectsText>(text).ok().filter(|_| !read);
+    match page.as_ref().and_then(RelatedObjectsText::items) {
+        Some(items) => Ok(items),
+        None => serde_json::from_str::<RelatedObjectsIn>(text)
+            .and_then(RelatedObjectsIn::items)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// S21's row for its input `text`, as S21 makes it: the object's text kept when it can be,
+/// else the input read whole (`read`: always read whole, as before).
+fn s21_row(text: &str, read: bool) -> Result<RelatedObjectRow, String> {
+    let item = serde_json::from_str::<RelatedItemText>(text).ok().filter(|_| !read);
+    match item.and_then(RelatedItemText::into_row) {
+        Some(row) => Ok(row),
+        None => serde_json::from_str::<RelatedItem>(text)
+            .map(RelatedItem::into_row)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// S21 stores each object as compact JSON with its keys sorted, as `serde_json` writes the
+/// object's `Value`, whether S20 hands it on as it came or S21 is given it in any form.
+#[test]
+fn related_objects_are_stored_as_serde_json_writes_them() {
+    let cases = [
+        (
+            r#"{"b": {"d": [1, {"z": 1, "a": null}], "c": true}, "a": "x", "B": []}"#,
+            r#"{"B":[],"a":"x","b":{"c":true,"d":[1,{"a":null,"z":1}]}}"#,
+        ),
+        (r#"{"k": 1, "k": {"k": 2, "k": 3}}"#, r#"{"k":{"k":3}}"#),
+        (
+            "[1.0, 1e5, 1E5, -0, -0.0, 0.5e-3, 100000, 12345678901234567890, \
+             123456789012345678901, -9223372036854775808, -9223372036854775809, \
+             1.7345744393415084e-34, 2.5E+3]",
+            "[1.0,100000.0,100000.0,-0.0,-0.0,0.0005,100000,12345678901234567890,\
+             1.2345678901234568e+20,-9223372036854775808,-9.223372036854776e+18,\
+             1.7345744393415084e-34,2500.0]",
+        ),
+        (
+            r#""\u00e9\/\u0041\t\u001f\u007f\"\\ é 😀 \ud83d\ude00""#,
+            "\"é/A\\t\\u001f\u{7f}\\\"\\\\ é 😀 😀\"",
+        ),
+        (r#"{"\u00e9": 1, "é\n": 2, "e": 3}"#, r#"{"e":3,"é":1,"é\n":2}"#),
+        (r#"{"$serde_json::private::RawValue": "[1,{\"b\":2,\"a\":1}]"}"#, r#"[1,{"a":1,"b":2}]"#),
+        ("  {\n\t\"a\" : [ ] ,\"b\":{ }}  ", r#"{"a":[],"b":{}}"#),
+        (r#"{"a":[],"b":{},"c":"é\u0000"}"#, r#"{"a":[],"b":{},"c":"é\u0000"}"#),
+        ("null", "null"),
+        ("\"text\"", "\"text\""),
+    ];
+    let read = cases.iter().filter(|(_, stored)| !canonical::is_canonical(stored));
+    assert_eq!(read.count(), 1);
+    for (object, stored) in cases {
+        // S21 given the object in any form.
+        let item = format!(r#"{{"id": "r", "type": "user", "object": {object}}}"#);
+        assert_eq!(s21_row(&item, true).unwrap().object, stored, "{object}");
+        assert_eq!(s21_row(&item, false), s21_row(&item, true), "{object}");
+        // S20 handing it on, from a page written in any form or as serde_json writes it.
+        for page in [
+            format!(r#"{{"related_objects": {{"r": {{"type": "user", "object": {object}}}}}}}"#),
+            format!(r#"{{"related_objects":{{"r":{{"object":{stored},"type":"user"}}}}}}"#),
+        ] {
+            let items = s20_items(&page, false).unwrap();
+            assert_eq!(items, s20_items(&page, true).unwrap(), "{page}");
+            let [item] = &items[..] else { panic!("{page}: {items:?}") };
+            // What S20 hands on is kept as it is, but for a key with an escape (then read).
+            assert_eq!(s21_row(item, false).unwrap().object, stored, "{page}");
+            let kept = serde_json::from_str::<RelatedItemText>(item).unwrap().into_row();
+            let canonical = canonical::is_canonical(stored).then_some(stored);
+            assert_eq!(kept.map(|row| row.object).as_deref(), canonical, "{page}");
+        }
+    }
+    // Types as text, entries that are no object, pages that are none.
+    let page = r#"{"related_objects":{"a":{"object":{},"type":7},"b":"x","c":{"type":null},"d":{"object":[],"type":"\u00e9\""}}}"#;
+    let items = s20_items(page, false).unwrap();
+    assert_eq!(
+        items,
+        [
+            r#"{"id":"a","type":"7","object":{}}"#,
+            r#"{"id":"b","type":"","object":null}"#,
+            r#"{"id":"c","type":"","object":null}"#,
+            r#"{"id":"d","type":"é\"","object":[]}"#,
+        ]
+    );
+    assert_eq!(items, s20_items(page, true).unwrap());
+    for page in ["{}", r#"{"related_objects":null}"#, "[null]", r#"{"related_objects":{}}"#] {
+        assert_eq!(s20_items(page, false), Ok(Vec::new()), "{page}");
+        assert_eq!(s20_items(page, true), Ok(Vec::new()), "{page}");
+    }
+    // Errors are those of reading the page (or the item) whole.
+    for page in [
+        r#"{"related_objects":[1]}"#,
+        r#"{"related_objects":{"a":{"object":"\ud800"}}}"#,
+        r#"{"related_objects":{"a":{"object":1e400}}}"#,
+        r#"{"related_objects":{},"related_objects":{}}"#,
+    ] {
+        let error = s20_items(page, true).unwrap_err();
+        assert_eq!(s20_items(page, false), Err(error), "{page}");
+    }
+    for item in
+        [r#"{"type":"user"}"#, r#"{"id":"r","object":"\ud800"}"#, r#"{"id":"r","type":[1]}"#]
+    {
+        let error = s21_row(item, true).unwrap_err();
+        assert_eq!(s21_row(item, false), Err(error), "{item}");
+    }
+}
+
+/// `value` as JSON text written otherwise than `serde_json` writes it: spaces around `:` and `,`,
+/// members in reverse order, `/`, control and non-ASCII characters escaped.
+fn written_oddly(value: &Value) -> String {
+    let list = |items: Vec<String>| items.join(" , ");
+    match value {
+        Value::String(s) => {
+            let mut out = String::from("\"");
+            for c in s.chars() {
+                match c {
+                    '/' => out.push_str("\\/"),
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if c.is_ascii_control() || !c.is_ascii() => {
+                        for unit in c.encode_utf16(&mut [0; 2]) {
+                            out.push_str(&format!("\\u{unit:04X}"));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+        Value::Array(items) => format!("[ {} ]", list(items.iter().map(written_oddly).collect())),
+        Value::Object(members) => {
+            let member = |(k, v): (&String, &Value)| {
+                format!("{} : {}", written_oddly(&Value::String(k.clone())), written_oddly(v))
+            };
+            format!("{{ {} }}", list(members.iter().rev().map(member).collect()))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Whether an object in `value` has a key `serde_json` writes with an escape.
+fn has_escaped_key(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(has_escaped_key),
+        Value::Object(members) => members.iter().any(|(k, v)| {
+            k.chars().any(|c| c == '"' || c == '\\' || c < ' ') || has_escaped_key(v)
+        }),
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    /// A text `canonical` accepts is the text `serde_json` writes for the value it reads, and
+    /// what `serde_json` writes is accepted (but for keys with escapes, which are read).
+    #[test]
+    fn canonical_texts_are_what_serde_json_writes(
+        value in json(OBJECT_KEYS),
+        number in "-?[0-9]{1,21}(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?",
+        text in any::<String>(),
+    ) {
+        let compact = value.to_string();
+        prop_assert!(canonical::is_canonical(&compact) || has_escaped_key(&value), "{}", compact);
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        for text in [compact, pretty, written_oddly(&value), number, text] {
+            if canonical::is_canonical(&text) {
+                let again = serde_json::from_str::<Value>(&text).map(|v| v.to_string());
+                prop_assert_eq!(again.ok(), Some(text.clone()));
+            }
+        }
+    }
+
+    /// S20 hands S21 the texts it would from every object read, and S21 stores the row it
+    /// would from reading its input, for pages in any form, cut short or not.
+    #[test]
+    fn s20_and_s21_keep_what_reading_every_object_gives(
+        related in related_objects(),
+        form in 0..3usize,
+        cut in any::<Index>(),
+    ) {
+        let page = Value::Object(related);
+        let text = match form {
+            0 => page.to_string(),
+            1 => serde_json::to_string_pretty(&page).unwrap(),
+            _ => written_oddly(&page),
+        };
+        let input = format!(r#"{{"related_objects":{text}}}"#);
+        let at = cut.index(input.len() + 1);
+        let at = (0..=at).rev().find(|&i| input.is_char_boundary(i)).unwrap_or(0);
+        for input in [input.as_str(), &input[..at]] {
+            let items = s20_items(input, false);
+            prop_assert_eq!(&items, &s20_items(input, true), "{}", input);
+            for item in items.unwrap_or_default() {
+                prop_assert_eq!(s21_row(&item, false), s21_row(&item, true), "{}", item);
+                let odd = written_oddly(&serde_json::from_str(&item).unwrap());
+                prop_assert_eq!(s21_row(&odd, false), s21_row(&odd, true), "{}", odd);
+            }
+        }
     }
 }
 

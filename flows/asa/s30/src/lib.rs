@@ -30,7 +30,8 @@
 //!
 //! Each distinct reference is described once per event, and once per batch when M10 names one
 //! in the envelope (`asa_lib::answers`: the helpers are pure, and a batch is one page of one run
-//! of M10).
+//! of M10). The row is stored as cells borrowed from the input and the answers: the event's text
+//! is copied nowhere in the flow.
 
 use std::cell::RefCell;
 
@@ -38,13 +39,15 @@ use asa_lib::answers::Answers;
 use asa_lib::enrich::Kind;
 use asa_lib::model::{RefIn, StoredOut, TextOut, AUDIT_EVENTS};
 use asa_lib::reject;
-use asa_lib::teams::{self, Opened, TeamEventRow};
-use flowhost_sdk::{call, tables, Error, FlowError};
+use asa_lib::teams::{self, Opened};
+use flowhost_sdk::tables::{self, Cell};
+use flowhost_sdk::{call, Error, FlowError};
 
 flowhost_sdk::flow!(text run);
 
 thread_local! {
-    /// The helpers' answers for the batch this instance is handling (`asa_lib::answers`).
+    /// The helpers' answers for the batch (or event) this instance is handling
+    /// (`asa_lib::answers`).
     static ANSWERS: RefCell<Answers> = RefCell::default();
 }
 
@@ -54,16 +57,17 @@ fn run(input: String) -> Result<StoredOut, FlowError> {
         Ok(plan) => plan,
         Err(invalid) => return Ok(reject::rejected_out(&invalid)),
     };
-    let row = ANSWERS.with_borrow_mut(|answers| {
+    let id = ANSWERS.with_borrow_mut(|answers| {
         answers.start(&batch);
-        plan.resolve(|kind, reference| answers.describe(kind, reference, describe))
+        let mut row = plan.resolve(answers, describe)?;
+        row.team = team;
+        row.with_columns(Cell::Text, |cells| tables::upsert_cells(AUDIT_EVENTS, cells))
     })?;
-    let id = tables::upsert(AUDIT_EVENTS, &TeamEventRow { row: &row, team: &team })?;
     Ok(StoredOut { stored: true, id, rejected: None })
 }
 
 /// The helper flow for `kind` (S32–S37) on one reference.
 fn describe(kind: Kind, reference: &str) -> Result<String, Error> {
-    let out: TextOut = call(kind.flow(), &RefIn { reference: reference.into() })?;
+    let out: TextOut = call(kind.flow(), &RefIn { reference })?;
     Ok(out.text)
 }
