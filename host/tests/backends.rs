@@ -363,8 +363,8 @@ fn deferred_upserts_apply_in_order_and_the_last_wins(db: &dyn Db) {
         let row = obj(json!({"id": format!("k{}", i % 40), "i": i}));
         // Every other row as the typed form's fields, the rest as JSON objects.
         let row = match i % 2 {
-            0 => UpsertRow::Json(row),
-            _ => UpsertRow::Fields(row.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()),
+            0 => UpsertRow::Json(row.clone()),
+            _ => UpsertRow::typed_of(&row),
         };
         match t.check_upsert("Typed", row).unwrap() {
             CheckedUpsert::Later { key, row } => {

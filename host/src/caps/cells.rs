@@ -19,7 +19,7 @@ use wasmtime::StoreContextMut;
 
 use crate::engine::flowhost::flow::tables::Cell;
 use crate::engine::{RunState, WitError};
-use crate::store::UpsertRow;
+use crate::store::{FieldValue, UpsertRow};
 
 use super::guest_row::GuestRow;
 
@@ -101,7 +101,7 @@ fn upsert_row_in_one_pass(
 /// in bytes (what a JSON row's text length is for the run's memory budget: the names and
 /// texts, 8 per other value). Of several faults, the one refused is the first in the order the
 /// cells were given.
-pub fn row_of<'a, 'c>(
+pub fn row_of<'a, 'c: 'a>(
     table: &str,
     cells: impl IntoIterator<Item = (&'a str, CellRef<'c>)>,
 ) -> Result<(UpsertRow<'a>, usize), WitError> {
@@ -116,11 +116,11 @@ pub fn row_of<'a, 'c>(
     let mut bad_value = None;
     for (at, (column, cell)) in cells.enumerate() {
         let (value, size) = match cell {
-            CellRef::Null => (Value::Null, 8),
-            CellRef::Boolean(b) => (Value::Bool(b), 8),
-            CellRef::Integer(n) => (Value::from(n), 8),
+            CellRef::Null => (FieldValue::Json(Value::Null), 8),
+            CellRef::Boolean(b) => (FieldValue::Json(Value::Bool(b)), 8),
+            CellRef::Integer(n) => (FieldValue::Json(Value::from(n)), 8),
             CellRef::Number(n) => match Number::from_f64(n) {
-                Some(n) => (Value::Number(n), 8),
+                Some(n) => (FieldValue::Json(Value::Number(n)), 8),
                 None => {
                     bad_value = Some((at, refused(column, &format!("{n} is not a finite number"))));
                     break;
@@ -128,10 +128,10 @@ pub fn row_of<'a, 'c>(
             },
             CellRef::Text(s) => {
                 let size = s.len();
-                (Value::String(s.into_owned()), size)
+                (FieldValue::Text(s), size)
             }
             CellRef::Json(text) => match crate::json::parse(&text) {
-                Ok(v) => (v, text.len()),
+                Ok(v) => (FieldValue::Json(v), text.len()),
                 Err(e) => {
                     let what = format!("the json cell is not JSON: {e}");
                     bad_value = Some((at, refused(column, &what)));

@@ -181,9 +181,15 @@ fn decode(
         .and_then(|size| memory.get(ptr..ptr.checked_add(size)?))
         .ok_or("string pointer/length out of bounds of memory")?;
     match encoding {
-        StringEncoding::Utf8 => {
-            out.push_str(std::str::from_utf8(bytes).map_err(|e| format!("invalid utf-8: {e}"))?)
-        }
+        // simdutf8 checks an event's text several times faster than std (a third of this
+        // lift's time was the check); std says where a bad text goes wrong.
+        StringEncoding::Utf8 => match simdutf8::basic::from_utf8(bytes) {
+            Ok(text) => out.push_str(text),
+            Err(_) => {
+                let e = std::str::from_utf8(bytes).err();
+                return Err(e.map_or("invalid utf-8".into(), |e| format!("invalid utf-8: {e}")));
+            }
+        },
         _ if wide => {
             if !ptr.is_multiple_of(2) {
                 return Err("string pointer not aligned to 2".into());
@@ -362,13 +368,28 @@ mod tests {
             m.read().unwrap_err(),
             "string pointer/length out of bounds of memory"
         );
+        // A bad byte is refused where it is, in a short text and deep in a long one (the
+        // check takes long texts in wide blocks), with std's words for where.
+        for at in [2, 200] {
+            let mut text = "é".repeat(150).into_bytes();
+            text.truncate(at);
+            text.extend_from_slice(&[0xff, b'a']);
+            text.extend_from_slice(&[b'z'; 100]);
+            let mut m = Memory::new(1);
+            let pair = m.string(&text, text.len() as u32);
+            m.push("t", 4, pair);
+            assert_eq!(
+                m.read().unwrap_err(),
+                format!("invalid utf-8: invalid utf-8 sequence of 1 bytes from index {at}")
+            );
+        }
         let mut m = Memory::new(1);
-        let pair = m.string(&[b'a', 0xff], 2);
+        let long = "é".repeat(150);
+        let pair = m.string(long.as_bytes(), long.len() as u32);
         m.push("t", 4, pair);
-        assert!(
-            m.read().unwrap_err().starts_with("invalid utf-8"),
-            "{:?}",
-            m.read()
+        assert_eq!(
+            m.read().unwrap(),
+            [("t".to_string(), CellRef::Text(long.into()))]
         );
         // The list itself out of bounds or misaligned, and lengths that overflow.
         let m = Memory::new(1);

@@ -145,7 +145,7 @@ fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
 
 /// `upsert-row`: the typed row `cells` checked ([`super::cells::row_of`]) and queued as
 /// [`upsert_later`] queues a JSON row.
-pub(super) fn upsert_typed<'a, 'c>(
+pub(super) fn upsert_typed<'a, 'c: 'a>(
     ctx: &CallCtx,
     table: &str,
     cells: impl IntoIterator<Item = (&'a str, CellRef<'c>)>,

@@ -16,7 +16,9 @@ pub mod postgres;
 pub mod sqlite;
 mod upsert;
 pub use backend::{TableBackend, UnitOfWork};
-pub use upsert::{BoundRow, CheckedUpsert, ColumnValue, DeferredRow, DeferredUpsert, UpsertRow};
+pub use upsert::{
+    BoundRow, CheckedUpsert, ColumnValue, DeferredRow, DeferredUpsert, FieldValue, UpsertRow,
+};
 
 /// The longest a unit's reads share one read snapshot (SQLite): how late at most they see
 /// another process's commit, and how long at most an idle run's snapshot holds up a checkpoint.

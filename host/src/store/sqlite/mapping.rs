@@ -2,14 +2,32 @@
 //! quoted identifiers, and the SQL each table's operations use ([`TableSql`], built once per
 //! table), including the `WHERE` clause of a column search.
 
-use std::borrow::Borrow;
-
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ffi, ErrorCode, ToSql};
 use serde_json::{Map, Value};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
-use crate::store::{BoundRow, ColumnSearch, TableError};
+use crate::store::{BoundRow, ColumnSearch, FieldValue, TableError, UpsertRow};
+
+/// A field of a row being bound: `_id` in a keyless table's row is only checked.
+trait FieldRef {
+    fn check(&self, schema: &TableSchema, name: &str) -> Result<(), TableError>;
+}
+
+impl FieldRef for &Value {
+    fn check(&self, schema: &TableSchema, name: &str) -> Result<(), TableError> {
+        schema.check_field(name, self)
+    }
+}
+
+impl FieldRef for &FieldValue<'_> {
+    fn check(&self, schema: &TableSchema, name: &str) -> Result<(), TableError> {
+        match self {
+            FieldValue::Text(s) => schema.check_field(name, &Value::String(s.to_string())),
+            FieldValue::Json(v) => schema.check_field(name, v),
+        }
+    }
+}
 
 /// `"name"` with inner quotes doubled: a safe SQL identifier for any string.
 pub(crate) fn quote(ident: &str) -> String {
@@ -198,12 +216,22 @@ impl TableSql {
 
     /// A write's error: a duplicate key is a conflict naming the key, anything else storage.
     pub(super) fn write_error(&self, e: rusqlite::Error, vals: &[Bound<'_>]) -> TableError {
+        let key = self.key.and_then(|(i, _)| vals.get(i).cloned());
+        self.write_error_keyed(e, key)
+    }
+
+    /// [`TableSql::write_error`] of a row whose key column holds `key`.
+    pub(super) fn write_error_keyed(
+        &self,
+        e: rusqlite::Error,
+        key: Option<Bound<'_>>,
+    ) -> TableError {
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
             if f.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
                 || f.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             {
                 let key = match self.key {
-                    Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
+                    Some(_) => key.as_ref().map(Bound::key_text).unwrap_or_default(),
                     None => String::from("?"),
                 };
                 return TableError::Conflict(format!(
@@ -242,50 +270,79 @@ impl TableSql {
         }
     }
 
-    /// [`TableSql::bind`] of a value the row gives up: text is moved, never copied.
-    fn bind_owned(
-        &self,
-        name: &str,
-        ty: ColumnType,
-        v: Value,
-    ) -> Result<Bound<'static>, TableError> {
-        match (ty, v) {
-            (ColumnType::Text, Value::String(s)) => Ok(Bound::Owned(s)),
-            (_, v) => self.bind(name, ty, &v).map(Bound::into_owned),
-        }
-    }
-
     /// One value per schema column for `insert`/`upsert`, checked (see
     /// [`TableSchema::check_row`]). `_id` in a keyless table's row is checked and ignored.
     pub(super) fn bind_row<'a>(
         &self,
         row: &'a Map<String, Value>,
     ) -> Result<Vec<Bound<'a>>, TableError> {
-        self.bind_fields(row.iter(), |name, ty, v| self.bind(name, ty, v))
+        let mut out: Vec<Bound<'a>> = (0..self.schema.columns.len())
+            .map(|_| Bound::Null)
+            .collect();
+        self.bind_fields(row.iter(), |at, name, ty, v| {
+            let bound = self.bind(name, ty, v)?;
+            if let Some(slot) = out.get_mut(at) {
+                *slot = bound;
+            }
+            Ok(())
+        })?;
+        self.check_key(|i| out.get(i).is_none_or(Bound::is_null))?;
+        Ok(out)
     }
 
-    /// [`TableSql::bind_row`] of fields the caller gives up (an upsert's row, checked once and
-    /// kept until it is written): the same checks and refusals, the values owned.
-    pub(crate) fn bind_row_owned<N: AsRef<str>>(
-        &self,
-        fields: impl Iterator<Item = (N, Value)>,
-    ) -> Result<BoundRow, TableError> {
-        self.bind_fields(fields, |name, ty, v| self.bind_owned(name, ty, v))
-            .map(BoundRow)
+    /// [`TableSql::bind_row`] of a row checked once and kept until it is written (an upsert's
+    /// row): the same checks and refusals, the values copied into one [`BoundRow`]. A typed
+    /// row's text bound to a text column is copied straight from where the flow's call holds
+    /// it.
+    pub(crate) fn bind_row_kept(&self, row: &UpsertRow<'_>) -> Result<BoundRow, TableError> {
+        let columns = self.schema.columns.len();
+        let out = match row {
+            UpsertRow::Json(m) => {
+                let mut out = BoundRow::new(columns, 0);
+                self.bind_fields(m.iter(), |at, name, ty, v| {
+                    out.set(at, self.bind(name, ty, v)?);
+                    Ok(())
+                })?;
+                out
+            }
+            UpsertRow::Fields(f) => {
+                let text = f
+                    .iter()
+                    .map(|(_, v)| match v {
+                        FieldValue::Text(s) => s.len(),
+                        FieldValue::Json(_) => 0,
+                    })
+                    .sum();
+                let mut out = BoundRow::new(columns, text);
+                self.bind_fields(f.iter().map(|(n, v)| (*n, v)), |at, name, ty, v| {
+                    match (ty, v) {
+                        (ColumnType::Text, FieldValue::Text(s)) => out.set(at, Bound::Text(s)),
+                        (_, FieldValue::Json(v)) => out.set(at, self.bind(name, ty, v)?),
+                        (_, FieldValue::Text(s)) => {
+                            let v = Value::String(s.to_string());
+                            out.set(at, self.bind(name, ty, &v)?);
+                        }
+                    }
+                    Ok(())
+                })?;
+                out
+            }
+        };
+        self.check_key(|i| out.get(i).is_none_or(|v| v.is_null()))?;
+        Ok(out)
     }
 
-    /// One value per schema column from `fields` (by name), each bound by `bind`.
-    fn bind_fields<'a, N: AsRef<str>, V: Borrow<Value>>(
+    /// Passes each of `fields` (by name) to `bind` with its column's position and type. The
+    /// row's fields come sorted by name (serde_json's map is a BTreeMap, a typed row's fields
+    /// are sorted), so a merge with the columns sorted by name finds each column without a
+    /// lookup; should the order differ (serde_json's `preserve_order`), the linear search
+    /// keeps this correct.
+    fn bind_fields<N: AsRef<str>, V: FieldRef>(
         &self,
         fields: impl Iterator<Item = (N, V)>,
-        mut bind: impl FnMut(&str, ColumnType, V) -> Result<Bound<'a>, TableError>,
-    ) -> Result<Vec<Bound<'a>>, TableError> {
+        mut bind: impl FnMut(usize, &str, ColumnType, V) -> Result<(), TableError>,
+    ) -> Result<(), TableError> {
         let columns = &self.schema.columns;
-        let mut out: Vec<Bound<'a>> = (0..columns.len()).map(|_| Bound::Null).collect();
-        // The row's fields come sorted by name (serde_json's map is a BTreeMap, a typed row's
-        // fields are sorted), so a merge with the columns sorted by name finds each column
-        // without a lookup; should the order differ (serde_json's `preserve_order`), the
-        // linear search keeps this correct.
         let mut next = 0;
         for (name, v) in fields {
             let name = name.as_ref();
@@ -300,23 +357,24 @@ impl TableSql {
                 _ => columns.iter().position(|c| c.name == name),
             };
             match pos {
-                Some(i) => out[i] = bind(name, columns[i].ty, v)?,
-                None if name == ROW_ID && self.key.is_none() => {
-                    self.schema.check_field(name, v.borrow())?
-                }
+                Some(i) => bind(i, name, columns[i].ty, v)?,
+                None if name == ROW_ID && self.key.is_none() => v.check(&self.schema, name)?,
                 None => return Err(self.schema.unknown_column(name)),
             }
         }
-        if let Some((i, _)) = self.key {
-            if out.get(i).is_none_or(Bound::is_null) {
-                return Err(TableError::InvalidInput(format!(
-                    "table `{}`: the row has no value for the key column `{}`",
-                    self.name(),
-                    self.schema.columns[i].name
-                )));
-            }
+        Ok(())
+    }
+
+    /// Refuses a row whose key column is null (`is_null(position)`).
+    fn check_key(&self, is_null: impl FnOnce(usize) -> bool) -> Result<(), TableError> {
+        match self.key {
+            Some((i, _)) if is_null(i) => Err(TableError::InvalidInput(format!(
+                "table `{}`: the row has no value for the key column `{}`",
+                self.name(),
+                self.schema.columns[i].name
+            ))),
+            _ => Ok(()),
         }
-        Ok(out)
     }
 
     /// ` WHERE a = ?1 AND b IS NULL` (empty for `{}`) and its parameters.

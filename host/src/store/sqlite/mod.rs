@@ -244,11 +244,8 @@ impl SqliteTables {
             t.bind_row(&row)?;
             return Ok(CheckedUpsert::Now(row));
         };
-        let vals = match row {
-            UpsertRow::Json(m) => t.bind_row_owned(m.into_iter()),
-            UpsertRow::Fields(f) => t.bind_row_owned(f.into_iter()),
-        }?;
-        let key = vals.0.get(key_at).map(Bound::key_text).unwrap_or_default();
+        let vals = t.bind_row_kept(&row)?;
+        let key = vals.get(key_at).map(|k| k.key_text()).unwrap_or_default();
         Ok(CheckedUpsert::Later {
             key,
             row: DeferredRow::Bound(vals),

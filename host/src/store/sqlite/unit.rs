@@ -22,7 +22,7 @@ use super::mapping::{quote, Bound, KeyParam, TableSql};
 use super::Inner;
 use crate::schema::{Column, ColumnType, ROW_ID};
 use crate::store::{
-    BoundRow, DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
+    DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
 };
 
@@ -493,16 +493,19 @@ impl SqliteUnit {
                     current = Some((t, stmt));
                 }
                 if let Some((t, stmt)) = current.as_mut() {
-                    let bound;
-                    let vals = match &row.row {
-                        DeferredRow::Bound(BoundRow(vals)) => vals.as_slice(),
+                    match &row.row {
+                        DeferredRow::Bound(vals) => {
+                            stmt.execute(params_from_iter(vals.values())).map_err(|e| {
+                                let key = t.key.and_then(|(i, _)| vals.get(i));
+                                t.write_error_keyed(e, key)
+                            })?
+                        }
                         DeferredRow::Json(m) => {
-                            bound = t.bind_row(m)?;
-                            bound.as_slice()
+                            let vals = t.bind_row(m)?;
+                            stmt.execute(params_from_iter(vals.iter()))
+                                .map_err(|e| t.write_error(e, &vals))?
                         }
                     };
-                    stmt.execute(params_from_iter(vals.iter()))
-                        .map_err(|e| t.write_error(e, vals))?;
                 }
             }
             Ok(())
@@ -1376,8 +1379,7 @@ mod tests {
                 tx.upsert("Typed", &m)
             };
             let as_json = store.check_upsert("Typed", UpsertRow::Json(m.clone()));
-            let fields = m.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            let as_fields = store.check_upsert("Typed", UpsertRow::Fields(fields));
+            let as_fields = store.check_upsert("Typed", UpsertRow::typed_of(&m));
             match (direct, as_json, as_fields) {
                 (
                     Ok(key),
