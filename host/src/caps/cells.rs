@@ -142,14 +142,18 @@ pub fn row_of<'a, 'c: 'a>(
         bytes = bytes.saturating_add(column.len()).saturating_add(size);
         fields.push((column, value, at));
     }
-    // In name order (stable: a name's cells stay in the order given), each name's second cell
-    // is where it was given twice.
-    fields.sort_by(|a, b| a.0.cmp(b.0));
-    let twice = fields
-        .windows(2)
-        .filter(|w| w[0].0 == w[1].0)
-        .min_by_key(|w| w[1].2)
-        .map(|w| (w[1].2, w[1].0));
+    // A row given in name order (S30's) has no name twice, which one pass says. Any other is
+    // put in name order (stable: a name's cells stay in the order given), where each name's
+    // second cell is where it was given twice.
+    let mut twice = None;
+    if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        twice = fields
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .min_by_key(|w| w[1].2)
+            .map(|w| (w[1].2, w[1].0));
+    }
     match (twice, bad_value) {
         (Some((at, column)), bad) if bad.as_ref().is_none_or(|(b, _)| at < *b) => {
             return Err(refused(column, "given twice"));
@@ -216,6 +220,19 @@ mod tests {
         };
         let names: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
         assert_eq!(names, ["a", "b", "c"]);
+        // Given in name order already, they stay so; a name twice is still refused.
+        let list = [
+            ("a", Cell::Null),
+            ("b", Cell::Integer(1)),
+            ("c", Cell::Null),
+        ];
+        let (row, _) = row_of("T", cells(&list)).unwrap();
+        assert_eq!(
+            Value::Object(row.into_map()),
+            json!({"a": null, "b": 1, "c": null})
+        );
+        let list = [("a", Cell::Null), ("b", Cell::Null), ("b", Cell::Null)];
+        assert!(row_of("T", cells(&list)).is_err());
         // names 2+1+1+2+4+3+6, texts 2+17+9, 8 for each of the other four
         assert_eq!(bytes, 19 + 28 + 32);
     }

@@ -65,32 +65,40 @@ pub struct EventRow<'a> {
 }
 
 impl<'r> EventRow<'r> {
-    /// `f` of the columns to store, `(name, cell(text))` in the table's order, `team` last and
-    /// only when the row has one.
+    /// `f` of the columns to store, `(name, cell(text))` in name order (the order the host
+    /// matches them with the table's columns in, so it need not sort them), `team` only when
+    /// the row has one.
     pub fn with_columns<'s, C, R>(
         &'s self,
         cell: impl Fn(&'s str) -> C,
         f: impl FnOnce(&[(&'static str, C)]) -> R,
     ) -> R {
-        let all = [
+        let all: [(&'static str, &'s str); 14] = [
+            ("actor", &self.actor),
+            ("client", &self.client),
+            ("from_addr", &self.from_addr),
+            ("gateway", &self.gateway),
+            ("group", &self.group),
+            ("hostname", &self.hostname),
             ("id", &self.id),
+            ("project", &self.project),
+            ("raw_event", &self.raw_event),
+            ("server", &self.server),
+            ("team", &self.team),
             ("timestamp", &self.timestamp),
             ("type", &self.event_type),
-            ("actor", &self.actor),
             ("user", &self.user),
-            ("client", &self.client),
-            ("group", &self.group),
-            ("project", &self.project),
-            ("hostname", &self.hostname),
-            ("server", &self.server),
-            ("gateway", &self.gateway),
-            ("from_addr", &self.from_addr),
-            ("raw_event", &self.raw_event),
-            ("team", &self.team),
-        ]
-        .map(|(name, text)| (name, cell(text)));
-        let stored = if self.team.is_empty() { all.len() - 1 } else { all.len() };
-        f(&all[..stored])
+        ];
+        if self.team.is_empty() {
+            // The columns but `team` (at 10).
+            let stored: [(&'static str, C); 13] = std::array::from_fn(|i| {
+                let (name, text) = all[if i < 10 { i } else { i + 1 }];
+                (name, cell(text))
+            });
+            f(&stored)
+        } else {
+            f(&all.map(|(name, text)| (name, cell(text))))
+        }
     }
 
     /// The column a helper fills.
@@ -588,15 +596,35 @@ mod tests {
         let names = |row: &EventRow| {
             row.with_columns(|t| t.len(), |c| c.iter().map(|(n, _)| *n).collect::<Vec<_>>())
         };
+        // In name order, each once: the host matches them without sorting.
+        let in_order = |names: &[&str]| names.windows(2).all(|w| w[0] < w[1]);
         let mut row = EventRow { id: "x".into(), ..EventRow::default() };
         assert_eq!(names(&row).len(), 13);
+        assert!(in_order(&names(&row)), "{:?}", names(&row));
         assert!(!names(&row).contains(&"team"));
         assert!(serde_json::to_value(&row).unwrap().get("team").is_none());
         row.team = "acme".into();
-        assert_eq!(names(&row).last(), Some(&"team"));
+        assert_eq!(names(&row).len(), 14);
+        assert!(in_order(&names(&row)), "{:?}", names(&row));
+        assert!(names(&row).contains(&"team"));
         let v = serde_json::to_value(&row).unwrap();
         assert_eq!((&v["team"], &v["id"]), (&json!("acme"), &json!("x")));
-        assert_eq!(row.with_columns(|t| t.len(), |c| c[0]), ("id", 1));
+        // Each name with its own text.
+        row.event_type = "t.y".into();
+        row.user = "u".into();
+        let texts = row.with_columns(|t| t, |c| c.to_vec());
+        assert_eq!(texts.len(), 14);
+        for (name, text) in texts {
+            assert!(v.get(name).is_some(), "{name}");
+            let want = match name {
+                "type" => "t.y",
+                "user" => "u",
+                "id" => "x",
+                "team" => "acme",
+                _ => "",
+            };
+            assert_eq!(text, want, "{name}");
+        }
     }
 
     /// Issue 16.6: a `target_user` (or `group_id`, `project_id`, `server`) that is a reference

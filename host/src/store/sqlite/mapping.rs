@@ -2,6 +2,8 @@
 //! quoted identifiers, and the SQL each table's operations use ([`TableSql`], built once per
 //! table), including the `WHERE` clause of a column search.
 
+use std::cmp::Ordering;
+
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ffi, ErrorCode, ToSql};
 use serde_json::{Map, Value};
@@ -346,15 +348,19 @@ impl TableSql {
         let mut next = 0;
         for (name, v) in fields {
             let name = name.as_ref();
-            while next < self.by_name.len() && columns[self.by_name[next]].name.as_str() < name {
-                next += 1;
-            }
-            let pos = match self.by_name.get(next) {
-                Some(&i) if columns[i].name == name => {
-                    next += 1;
-                    Some(i)
+            // One comparison per column passed over or matched.
+            let pos = loop {
+                let Some(&i) = self.by_name.get(next) else {
+                    break columns.iter().position(|c| c.name == name);
+                };
+                match columns[i].name.as_str().cmp(name) {
+                    Ordering::Less => next += 1,
+                    Ordering::Equal => {
+                        next += 1;
+                        break Some(i);
+                    }
+                    Ordering::Greater => break columns.iter().position(|c| c.name == name),
                 }
-                _ => columns.iter().position(|c| c.name == name),
             };
             match pos {
                 Some(i) => bind(i, name, columns[i].ty, v)?,
