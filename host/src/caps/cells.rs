@@ -1,7 +1,7 @@
 //! `tables.upsert-row`'s typed rows: a list of `(column, cell)` pairs turned into the fields
 //! the store checks, in name order, exactly as the same row given as a JSON object would hold
-//! them (a text cell is copied into its field once, never escaped or parsed), without building
-//! the object. Owns the refusals particular to the typed form: a column given twice, a number
+//! them (a text cell is borrowed, never escaped or parsed; the store copies it once, into the
+//! row it keeps), without building the object. Owns the refusals particular to the typed form: a column given twice, a number
 //! that is not finite, a `json` cell that is not JSON.
 //!
 //! It also links `upsert-row`: the bindings would lift every column name and text into a
