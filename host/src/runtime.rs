@@ -782,7 +782,7 @@ fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, ok: bool, 
 /// refuses a pure flow any other grant). An output is reused only while none of those tables
 /// has been written in this run since it was computed: every table write bumps that table's
 /// count, and an entry remembers the sum of the counts of its flow's tables. Per run, like the
-/// transaction, so it never sees another run's writes; bounded by [`MEMO_BYTES`].
+/// transaction, so it never sees another run's writes; bounded by `MEMO_BYTES`.
 #[derive(Default)]
 pub struct Memo {
     /// Writes this run has made, per table.

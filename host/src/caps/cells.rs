@@ -7,7 +7,7 @@
 //! It also links `upsert-row`: the bindings would lift every column name and text into a
 //! `String` of its own through wasmtime's generic list lift; [`link_upsert_row`] defines
 //! `upsert-row` over the bindings' with a function that takes the row as a
-//! [`GuestRow`](super::guest_row::GuestRow), read from the flow's memory in one pass into one
+//! [`GuestRow`], read from the flow's memory in one pass into one
 //! buffer. A name is borrowed from it for the call, a text is copied from it into the row the
 //! store keeps.
 

@@ -23,7 +23,7 @@
 //! the run's remaining time fails the call at once instead of sleeping: with `timeout` for a
 //! 429's wait, with `limit-exceeded` for the rate-limit budget; the message names the origin
 //! and the header as the server sent it. Debug lines show URLs without their query or
-//! credentials ([`log_url`]); error texts keep the URL and are redacted on their way out.
+//! credentials (`log_url`); error texts keep the URL and are redacted on their way out.
 //!
 //! `http.prefetch` checks a request the same way and hands it to [`super::prefetch`]; a `send`
 //! takes a response prefetched for exactly its request (after its own checks) before sending.

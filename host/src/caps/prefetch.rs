@@ -9,7 +9,7 @@
 //! prefetch is sent by the same code as `http.send` (grants, rate-limit budget, retries) with
 //! its own deadline of [`TTL`]. A transport error, a 429 or a 5xx is not handed over: the
 //! later `send` sends again and retries as its policy says. Its log lines show the URL as
-//! [`super::http::log_url`] does: without query or credentials.
+//! `caps::http::log_url` does: without query or credentials.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

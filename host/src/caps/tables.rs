@@ -271,7 +271,7 @@ impl Host for RunState {
 
     /// What the bindings would call: `cells::link_upsert_row` defines `upsert-row` over it
     /// with a function that reads the row from the flow's memory in one pass
-    /// (`caps::guest_row`), and both end in [`upsert_typed`].
+    /// (`caps::guest_row`), and both end in `upsert_typed`.
     async fn upsert_row(
         &mut self,
         table: String,

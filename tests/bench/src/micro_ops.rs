@@ -182,12 +182,12 @@ fn repeat(n: usize, step: Value) -> Value {
     json!({"op": "repeat", "n": n, "step": step})
 }
 
-/// `n` table gets of an existing row by key, repeated in probe (see [`repeat`]).
+/// `n` table gets of an existing row by key, repeated in probe (see `repeat`).
 pub fn gets(n: usize) -> Value {
     repeat(n, get_op())
 }
 
-/// `n` nested calls of `echo` (`flows.call`), repeated in probe (see [`repeat`]).
+/// `n` nested calls of `echo` (`flows.call`), repeated in probe (see `repeat`).
 pub fn calls(n: usize) -> Value {
     repeat(n, call_op())
 }

@@ -1,10 +1,10 @@
 //! The tables of [`Schemas`] in PostgreSQL (`db: postgres://...`): the same contract as the
 //! SQLite store (see [`crate::store::backend`]) over a pool of connections ([`crate::pg`]).
 //!
-//! - [`mapping`]: physical names (the SQLite store's: `t_<name>`, `_id`, `uk:`/`ix:` index
+//! - `mapping`: physical names (the SQLite store's: `t_<name>`, `_id`, `uk:`/`ix:` index
 //!   names), column types and the value mapping both ways;
-//! - [`migrate`]: creating and migrating tables under an advisory lock;
-//! - [`unit`]: the unit of work (one connection, one `READ COMMITTED` transaction);
+//! - `migrate`: creating and migrating tables under an advisory lock;
+//! - `unit`: the unit of work (one connection, one `READ COMMITTED` transaction);
 //! - here: [`PgTables`], which opens them and serves the reads outside a unit (export and
 //!   count in one `REPEATABLE READ READ ONLY` snapshot, the greatest text, upsert checks).
 

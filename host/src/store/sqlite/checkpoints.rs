@@ -40,7 +40,7 @@ pub(super) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<bool
 ///
 /// Only a checkpoint that finds no writer can make the WAL start over, which the thread rarely
 /// does while runs follow each other; so a commit that leaves the WAL longer than
-/// [`WAL_LIMIT_BYTES`] checkpoints with `RESTART` itself (most of the WAL is copied out by
+/// `WAL_LIMIT_BYTES` checkpoints with `RESTART` itself (most of the WAL is copied out by
 /// then), and `journal_size_limit` cuts the file back when it starts over.
 ///
 /// SQLite syncs the database file only in a checkpoint that reaches the end of the WAL, which
