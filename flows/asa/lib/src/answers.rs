@@ -13,7 +13,8 @@
 //! A lookup compares the reference it finds with the one asked for a word at a time
 //! ([`same`]): the wasm target's `memcmp` goes a byte at a time, and every event looks up each
 //! of its 44-byte references twice (once to learn it, once for the row), which made those
-//! compares an eighth of S30's time. So does each event's check of its batch's name.
+//! compares an eighth of S30's time. Each event's check of its batch's name compares the same
+//! way.
 
 use std::hash::BuildHasher;
 
