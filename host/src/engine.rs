@@ -1,6 +1,7 @@
 //! The wasmtime engine: configuration (pooling allocator, epochs), the WIT bindings for the
 //! whole `flow` world (one `bindgen!`), the linker, lazy compilation with an on-disk cache of
-//! compiled components, and the per-store limits (memory cap, deadline).
+//! compiled components, the per-store limits (memory cap, deadline), and one invocation of
+//! `run` or of `run-many` (several items of a for-each in one call into the component).
 //!
 //! The compile cache is keyed on the component's bytes (and the engine's compatibility hash)
 //! and bounded: after each new entry, the least recently used entries (by modification time,
@@ -17,13 +18,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, Linker, ResourceTable, Type as WitType,
+};
 use wasmtime::{
     Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::caps::for_each::Batch;
 use crate::runtime::CallCtx;
 
 wasmtime::component::bindgen!({
@@ -159,8 +164,11 @@ pub struct RunState {
     table: ResourceTable,
     pub(crate) limits: MemoryCap,
     pub(crate) ctx: CallCtx,
-    /// When the current call must end (read by the epoch callback).
-    deadline: Instant,
+    /// When the current call (or the current item of a `run-many`) must end (read by the
+    /// epoch callback).
+    pub(crate) deadline: Instant,
+    /// The items of the `run-many` call in progress, which `flows.item-result` reports on.
+    pub(crate) batch: Option<Arc<Batch>>,
 }
 
 impl WasiView for RunState {
@@ -219,6 +227,44 @@ pub enum Outcome {
     /// A trap: a panic, an out-of-bounds access, the memory cap, or a host call that trapped.
     Trapped(String),
     /// The deadline passed (CPU through epochs, or wall-clock around host I/O).
+    TimedOut,
+}
+
+/// A compiled, linked flow: the bindings of its `run`, and its `run-many` when it has one.
+#[derive(Clone)]
+pub struct Prepared {
+    pre: wasmtime::component::InstancePre<RunState>,
+    indices: FlowIndices,
+    run_many: Option<ComponentExportIndex>,
+}
+
+impl Prepared {
+    /// Whether the flow exports `run-many` (world `flow-many`), with the contract's type.
+    pub fn has_run_many(&self) -> bool {
+        self.run_many.is_some()
+    }
+}
+
+/// `run-many`'s index when the component exports it as the contract says
+/// (`func(inputs: list<string>)`); under any other type the flow is run through `run` alone.
+fn run_many_export(component: &Component) -> Option<ComponentExportIndex> {
+    let (ComponentItem::ComponentFunc(f), index) = component.get_export(None, "run-many")? else {
+        return None;
+    };
+    let mut params = f.params();
+    let one_list_of_strings = params.len() == 1
+        && matches!(params.next(), Some((_, WitType::List(l))) if matches!(l.ty(), WitType::String));
+    (one_list_of_strings && f.results().len() == 0).then_some(index)
+}
+
+/// How a `run-many` call ended. The items it gave a result for are in its [`Batch`].
+#[derive(Debug)]
+pub enum ManyOutcome {
+    /// It returned (whether or not every item had a result).
+    Returned,
+    /// A trap, as for [`Outcome::Trapped`]: the item it was running fails with it.
+    Trapped(String),
+    /// The current item's deadline passed.
     TimedOut,
 }
 
@@ -295,7 +341,7 @@ impl Engine {
     }
 
     /// Compiles (or loads from the cache) the component at `path` and links it.
-    pub fn prepare(&self, path: &Path) -> Result<FlowPre<RunState>, EngineError> {
+    pub fn prepare(&self, path: &Path) -> Result<Prepared, EngineError> {
         let bytes = std::fs::read(path).map_err(|e| EngineError::Read {
             path: path.into(),
             message: e.to_string(),
@@ -305,11 +351,7 @@ impl Engine {
 
     /// Compiles (or loads from the cache, keyed on the bytes) the component `bytes` and links
     /// it; `path` names it in errors (a built-in flow's is `built-in/NAME.wasm`).
-    pub fn prepare_bytes(
-        &self,
-        bytes: &[u8],
-        path: &Path,
-    ) -> Result<FlowPre<RunState>, EngineError> {
+    pub fn prepare_bytes(&self, bytes: &[u8], path: &Path) -> Result<Prepared, EngineError> {
         let compile_err = |e: wasmtime::Error| EngineError::Compile {
             path: path.into(),
             message: one_line(&e),
@@ -326,7 +368,12 @@ impl Engine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| link_error(path, &e))?;
-        FlowPre::new(pre).map_err(compile_err)
+        let indices = FlowIndices::new(&pre).map_err(compile_err)?;
+        Ok(Prepared {
+            pre,
+            indices,
+            run_many: run_many_export(&component),
+        })
     }
 
     fn cache_path(&self, bytes: &[u8]) -> Option<PathBuf> {
@@ -394,19 +441,15 @@ impl Engine {
         }
     }
 
-    /// Calls `run(input)` on `reuse` (an instance this run used before) or on a fresh
-    /// instance of `pre`, within `deadline` (CPU and wall clock) and `memory` bytes of linear
-    /// memory. Gives the instance back when it may be used again: the call returned (with
-    /// `Ok` or `Err`) and nothing trapped.
-    pub async fn invoke(
+    /// `reuse` (an instance this run used before) given `ctx` and `deadline`, or a new store
+    /// for a fresh instance with `memory` bytes of linear memory at most.
+    fn store_for(
         &self,
-        pre: &FlowPre<RunState>,
         reuse: Option<Instance>,
         ctx: CallCtx,
-        input: &str,
         memory: usize,
         deadline: Instant,
-    ) -> (Outcome, Option<Instance>) {
+    ) -> Instance {
         let mut inst = match reuse {
             Some(mut i) => {
                 let data = i.store.data_mut();
@@ -425,6 +468,7 @@ impl Engine {
                     },
                     ctx,
                     deadline,
+                    batch: None,
                 };
                 let mut store = Store::new(&self.engine, state);
                 store.limiter(|s| &mut s.limits);
@@ -435,16 +479,31 @@ impl Engine {
                         Ok(UpdateDeadline::Yield(1))
                     }
                 });
-                Instance { store, flow: None }
+                Instance { store, live: None }
             }
         };
         inst.store.set_epoch_deadline(1);
+        inst
+    }
+
+    /// Calls `run(input)` on `reuse` (an instance this run used before) or on a fresh
+    /// instance of `prepared`, within `deadline` (CPU and wall clock) and `memory` bytes of
+    /// linear memory. Gives the instance back when it may be used again: the call returned
+    /// (with `Ok` or `Err`) and nothing trapped.
+    pub async fn invoke(
+        &self,
+        prepared: &Prepared,
+        reuse: Option<Instance>,
+        ctx: CallCtx,
+        input: &str,
+        memory: usize,
+        deadline: Instant,
+    ) -> (Outcome, Option<Instance>) {
+        let mut inst = self.store_for(reuse, ctx, memory, deadline);
         let call = async {
-            if inst.flow.is_none() {
-                inst.flow = Some(pre.instantiate_async(&mut inst.store).await?);
-            }
-            match &inst.flow {
-                Some(flow) => flow.call_run(&mut inst.store, input).await,
+            inst.instantiate(prepared).await?;
+            match &inst.live {
+                Some((flow, _)) => flow.call_run(&mut inst.store, input).await,
                 None => Err(wasmtime::Error::msg("no instance")),
             }
         };
@@ -452,25 +511,78 @@ impl Engine {
             Err(_) => return (Outcome::TimedOut, None),
             Ok(r) => r,
         };
-        let outcome = match result {
-            Ok(Ok(out)) => Outcome::Ok(out),
-            Ok(Err(msg)) => Outcome::Failed(msg),
-            Err(e) => {
-                let data = inst.store.data();
-                if data.limits.hit {
-                    let max = crate::manifest::format_size(data.limits.max);
-                    return (
-                        Outcome::Trapped(format!("memory limit of {max} exceeded")),
-                        None,
-                    );
-                }
-                if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-                    return (Outcome::TimedOut, None);
-                }
-                return (Outcome::Trapped(describe_trap(&e)), None);
-            }
+        match result {
+            Ok(Ok(out)) => (Outcome::Ok(out), Some(inst)),
+            Ok(Err(msg)) => (Outcome::Failed(msg), Some(inst)),
+            Err(e) => match inst.trap(&e) {
+                Some(msg) => (Outcome::Trapped(msg), None),
+                None => (Outcome::TimedOut, None),
+            },
+        }
+    }
+
+    /// Calls `run-many(items)` on `reuse` or on a fresh instance of `prepared` (which must
+    /// export it), with `batch` in the store for `flows.item-result` to hand each item's
+    /// result to. Each item has a deadline of its own, which `item-result` moves on (the CPU
+    /// one in [`RunState::deadline`], the wall-clock one in the batch). Gives the instance
+    /// back when it may be used again; the batch knows which items have a result.
+    pub async fn invoke_many(
+        &self,
+        prepared: &Prepared,
+        reuse: Option<Instance>,
+        ctx: CallCtx,
+        items: &[String],
+        memory: usize,
+        batch: Arc<Batch>,
+    ) -> (ManyOutcome, Option<Instance>) {
+        let Some(index) = prepared.run_many else {
+            return (
+                ManyOutcome::Trapped("the flow has no run-many".into()),
+                None,
+            );
         };
-        (outcome, Some(inst))
+        let mut inst = self.store_for(reuse, ctx, memory, batch.deadline());
+        inst.store.data_mut().batch = Some(batch.clone());
+        let call = async {
+            inst.instantiate(prepared).await?;
+            let Some((_, raw)) = inst.live else {
+                return Err(wasmtime::Error::msg("no instance"));
+            };
+            let run_many = raw.get_typed_func::<(&[String],), ()>(&mut inst.store, index)?;
+            run_many.call_async(&mut inst.store, (items,)).await
+        };
+        let Some(result) = until(|| batch.deadline(), call).await else {
+            return (ManyOutcome::TimedOut, None);
+        };
+        match result {
+            Ok(()) => {
+                inst.store.data_mut().batch = None;
+                (ManyOutcome::Returned, Some(inst))
+            }
+            Err(e) => match inst.trap(&e) {
+                Some(msg) => (ManyOutcome::Trapped(msg), None),
+                None => (ManyOutcome::TimedOut, None),
+            },
+        }
+    }
+}
+
+/// `fut`'s output, unless the time `deadline()` gives passes first. The deadline may move
+/// later while `fut` runs (each item of a `run-many` has its own): it is read again whenever
+/// the earlier one passes.
+async fn until<F: std::future::Future>(
+    deadline: impl Fn() -> Instant,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let at = deadline();
+        if let Ok(out) = tokio::time::timeout_at(at.into(), fut.as_mut()).await {
+            return Some(out);
+        }
+        if deadline() <= Instant::now() {
+            return None;
+        }
     }
 }
 
@@ -525,10 +637,35 @@ pub fn evict_least_recently_used(dir: &Path, max: u64) -> usize {
 /// same run skip instantiation. Never shared between runs.
 pub struct Instance {
     store: Store<RunState>,
-    flow: Option<Flow>,
+    /// The instance once instantiated (lazily, on the first call), with `run`'s bindings.
+    live: Option<(Flow, wasmtime::component::Instance)>,
 }
 
 impl Instance {
+    /// Instantiates `prepared` in the store, unless an earlier call did.
+    async fn instantiate(&mut self, prepared: &Prepared) -> wasmtime::Result<()> {
+        if self.live.is_none() {
+            let raw = prepared.pre.instantiate_async(&mut self.store).await?;
+            let flow = prepared.indices.load(&mut self.store, &raw)?;
+            self.live = Some((flow, raw));
+        }
+        Ok(())
+    }
+
+    /// What a call that failed with `e` says: the memory cap or another trap; `None` when
+    /// it was the deadline (an epoch interrupt).
+    fn trap(&self, e: &wasmtime::Error) -> Option<String> {
+        let limits = &self.store.data().limits;
+        if limits.hit {
+            let max = crate::manifest::format_size(limits.max);
+            return Some(format!("memory limit of {max} exceeded"));
+        }
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            return None;
+        }
+        Some(describe_trap(e))
+    }
+
     /// The linear memory this instance's memories hold, in bytes (all of its core modules').
     pub fn linear_memory(&self) -> usize {
         self.store.data().limits.total

@@ -2,7 +2,7 @@
 //!
 //! A flow is a component (`NAME.wasm`) with a manifest (`NAME.yaml`) that grants it hosts,
 //! tables, other flows and secrets. The host gives it those capabilities through the WIT
-//! package `flowhost:flow@0.1.2` (`wit/flow.wit`; versioning: docs/versioning.md) and runs it
+//! package `flowhost:flow@0.1.3` (`wit/flow.wit`; versioning: docs/versioning.md) and runs it
 //! from the CLI or a schedule.
 //! Every top-level run commits its table writes (its children's included) atomically.
 //!

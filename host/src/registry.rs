@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use crate::engine::{Engine, FlowPre, RunState};
+use crate::engine::{Engine, Prepared};
 use crate::manifest::{Grants, Manifest, ManifestError};
 use crate::schema::Schemas;
 
@@ -81,12 +81,12 @@ pub struct FlowEntry {
     pub source: FlowSource,
     /// Size and modification time of the manifest and the component when loaded.
     stamp: [(u64, Option<std::time::SystemTime>); 2],
-    pre: OnceLock<Result<FlowPre<RunState>, String>>,
+    pre: OnceLock<Result<Prepared, String>>,
 }
 
 impl FlowEntry {
     /// The linked component, compiled (or loaded from the cache) on first use.
-    pub fn prepare(&self, engine: &Engine) -> Result<FlowPre<RunState>, String> {
+    pub fn prepare(&self, engine: &Engine) -> Result<Prepared, String> {
         self.pre
             .get_or_init(|| {
                 let prepared = match &self.source {

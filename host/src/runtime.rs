@@ -606,19 +606,39 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Why an invocation failed, as the caller will see it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Failure {
     pub message: String,
     pub timed_out: bool,
 }
 
+impl Failure {
+    /// Flow `name` failed with `message` (not a timeout).
+    pub(crate) fn of(name: &str, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            message: format!("{name}: {message}"),
+            timed_out: false,
+        }
+    }
+
+    /// Flow `name` ran out of time.
+    pub(crate) fn timed_out(name: &str) -> Failure {
+        Failure {
+            message: format!("{name}: timed out"),
+            timed_out: true,
+        }
+    }
+}
+
 /// Compiles (lazily) and runs one flow instance in `ctx`.
 pub(crate) async fn invoke(ctx: CallCtx, input: &str, reuse: bool) -> Result<String, Failure> {
-    let fail = |message: String| Failure {
-        message,
-        timed_out: false,
-    };
-    let pre = ctx.flow.prepare(&ctx.rt.engine).map_err(fail)?;
+    let pre = ctx
+        .flow
+        .prepare(&ctx.rt.engine)
+        .map_err(|message| Failure {
+            message,
+            timed_out: false,
+        })?;
     let (rt, run, flow) = (ctx.rt.clone(), ctx.run.clone(), ctx.flow.clone());
     let name = &flow.manifest.name;
     let (memory, deadline, max_output) = (flow.manifest.memory, ctx.deadline, rt.limits.max_output);
@@ -634,19 +654,27 @@ pub(crate) async fn invoke(ctx: CallCtx, input: &str, reuse: bool) -> Result<Str
     if let (true, Some(i)) = (reuse, instance) {
         lock(&run.pool).put(&flow, i);
     }
+    outcome_result(name, outcome, max_output)
+}
+
+/// What the caller of flow `name` sees of how its `run` (or one item of its `run-many`)
+/// ended: the output (at most `max_output` bytes), or the failure named after the flow.
+pub(crate) fn outcome_result(
+    name: &str,
+    outcome: Outcome,
+    max_output: usize,
+) -> Result<String, Failure> {
     match outcome {
-        Outcome::Ok(out) if out.len() > max_output => Err(fail(format!(
-            "{name}: output of {} bytes is over the limit of {} bytes",
-            out.len(),
-            max_output
-        ))),
+        Outcome::Ok(out) if out.len() > max_output => Err(Failure::of(
+            name,
+            format_args!(
+                "output of {} bytes is over the limit of {max_output} bytes",
+                out.len()
+            ),
+        )),
         Outcome::Ok(out) => Ok(out),
-        Outcome::Failed(msg) => Err(fail(format!("{name}: {msg}"))),
-        Outcome::Trapped(msg) => Err(fail(format!("{name}: {msg}"))),
-        Outcome::TimedOut => Err(Failure {
-            message: format!("{name}: timed out"),
-            timed_out: true,
-        }),
+        Outcome::Failed(msg) | Outcome::Trapped(msg) => Err(Failure::of(name, msg)),
+        Outcome::TimedOut => Err(Failure::timed_out(name)),
     }
 }
 
@@ -664,14 +692,14 @@ pub struct InstancePool {
 const MAX_IDLE_PER_FLOW: usize = 64;
 
 impl InstancePool {
-    fn take(&mut self, flow: &Arc<FlowEntry>) -> Option<Instance> {
+    pub(crate) fn take(&mut self, flow: &Arc<FlowEntry>) -> Option<Instance> {
         let list = self.idle.get_mut(&flow.manifest.name)?;
         // A reload may have replaced the flow: only reuse the same version.
         let pos = list.iter().rposition(|(f, _)| Arc::ptr_eq(f, flow))?;
         Some(list.swap_remove(pos).1)
     }
 
-    fn put(&mut self, flow: &Arc<FlowEntry>, instance: Instance) {
+    pub(crate) fn put(&mut self, flow: &Arc<FlowEntry>, instance: Instance) {
         if self.closed {
             return;
         }
@@ -712,7 +740,7 @@ pub(crate) async fn call_child(
     let memo_version = if child.manifest.pure {
         match lock(&parent.run.memo).lookup(&child.manifest, &input) {
             Ok(out) => {
-                count_call(parent, &child, Duration::ZERO, true, true);
+                count_call(parent, &child, Duration::ZERO, Call::MemoHit, true);
                 return Ok(out);
             }
             Err(version) => Some(version),
@@ -720,44 +748,69 @@ pub(crate) async fn call_child(
     } else {
         None
     };
-    // The child fails first: it gets 90% of what its parent has left (or its own timeout).
-    let remaining = parent.remaining();
-    let share = remaining.mul_f64(0.9).min(child.manifest.timeout);
     let started = Instant::now();
     let ctx = CallCtx {
         rt: rt.clone(),
         flow: child.clone(),
         run: parent.run.clone(),
         depth,
-        deadline: started.checked_add(share).unwrap_or(parent.deadline),
+        deadline: child_deadline(parent, &child, started),
     };
     let result = Box::pin(invoke(ctx, &input, true)).await;
-    count_call(parent, &child, started.elapsed(), result.is_ok(), false);
-    match result {
-        Ok(out) => {
-            if let Some(version) = memo_version {
-                lock(&parent.run.memo).put(&child.manifest, input, version, &out);
-            }
-            Ok(out)
-        }
-        Err(f) => {
-            record_failed_child(parent, &child, &input, &f.message);
-            Err(if f.timed_out {
-                WitError::Timeout(f.message)
-            } else {
-                WitError::Other(f.message)
-            })
-        }
+    let out = child_ended(parent, &child, &input, result, started.elapsed(), Call::Run)?;
+    if let Some(version) = memo_version {
+        lock(&parent.run.memo).put(&child.manifest, input, version, &out);
     }
+    Ok(out)
+}
+
+/// When a child of `parent` that starts at `started` must end: the child fails first, so it
+/// gets 90% of what its parent has left (or its own timeout, if shorter).
+pub(crate) fn child_deadline(parent: &CallCtx, child: &FlowEntry, started: Instant) -> Instant {
+    let share = parent.remaining().mul_f64(0.9).min(child.manifest.timeout);
+    started.checked_add(share).unwrap_or(parent.deadline)
+}
+
+/// How a child call was answered, for its flow's [`ChildStats`].
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Call {
+    /// A call of `run`.
+    Run,
+    /// An item of a `run-many` call.
+    Batched,
+    /// From the run's memo, without running the flow.
+    MemoHit,
+}
+
+/// Books one call of `child` (with `input`) that took `elapsed` in its parent's run: the
+/// per-flow aggregates, and a history row if it failed; gives the result as the caller sees it.
+pub(crate) fn child_ended(
+    parent: &CallCtx,
+    child: &FlowEntry,
+    input: &str,
+    result: Result<String, Failure>,
+    elapsed: Duration,
+    how: Call,
+) -> Result<String, WitError> {
+    count_call(parent, child, elapsed, how, result.is_ok());
+    result.map_err(|f| {
+        record_failed_child(parent, child, input, &f.message);
+        if f.timed_out {
+            WitError::Timeout(f.message)
+        } else {
+            WitError::Other(f.message)
+        }
+    })
 }
 
 /// Adds one call of `child` to its parent run's per-flow aggregates.
-fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, ok: bool, memo_hit: bool) {
+fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, how: Call, ok: bool) {
     let mut children = lock(&parent.run.children);
     let name = &child.manifest.name;
     let add = |s: &mut ChildStats| {
         s.calls = s.calls.saturating_add(1);
-        s.memo_hits = s.memo_hits.saturating_add(u64::from(memo_hit));
+        s.memo_hits = s.memo_hits.saturating_add(u64::from(how == Call::MemoHit));
+        s.batched = s.batched.saturating_add(u64::from(how == Call::Batched));
         s.failures = s.failures.saturating_add(u64::from(!ok));
         s.total_us = s
             .total_us

@@ -15,15 +15,15 @@
 // The WIT version appears only in the import block below; it must be the version of the
 // host's `wit/flow.wit` (the project's copy), which `host/tests/lang_javascript.rs` checks.
 
-import * as witTables from 'flowhost:flow/tables@0.1.2';
-import * as witHttp from 'flowhost:flow/http@0.1.2';
-import * as witFlows from 'flowhost:flow/flows@0.1.2';
-import * as witSchedule from 'flowhost:flow/schedule@0.1.2';
-import * as witSecrets from 'flowhost:flow/secrets@0.1.2';
-import * as witBlobs from 'flowhost:flow/blobs@0.1.2';
-import * as witCache from 'flowhost:flow/cache@0.1.2';
-import * as witLog from 'flowhost:flow/log@0.1.2';
-import * as witGrants from 'flowhost:flow/grants@0.1.2';
+import * as witTables from 'flowhost:flow/tables@0.1.3';
+import * as witHttp from 'flowhost:flow/http@0.1.3';
+import * as witFlows from 'flowhost:flow/flows@0.1.3';
+import * as witSchedule from 'flowhost:flow/schedule@0.1.3';
+import * as witSecrets from 'flowhost:flow/secrets@0.1.3';
+import * as witBlobs from 'flowhost:flow/blobs@0.1.3';
+import * as witCache from 'flowhost:flow/cache@0.1.3';
+import * as witLog from 'flowhost:flow/log@0.1.3';
+import * as witGrants from 'flowhost:flow/grants@0.1.3';
 
 // ---------------------------------------------------------------------------------------------
 // Errors

@@ -1,6 +1,6 @@
 //! # flowhost-sdk — what a flow is written with
 //!
-//! The one place that generates the bindings of the `flowhost:flow@0.1.2` world (`wit/flow.wit`)
+//! The one place that generates the bindings of the `flowhost:flow@0.1.3` world (`wit/flow.wit`)
 //! and wraps them in typed helpers, so that a flow reads like a Workflows flow: a short sequence
 //! of named steps (`call("U10", …)`, `tables::find(…)`, `http::get(…).send()`).
 //!
@@ -43,12 +43,12 @@ pub mod tables;
 pub use error::{Context, Error, FlowError};
 pub use flows::{call, for_each, for_each_all, for_each_all_raw, for_each_raw};
 
-/// The generated bindings of world `flow`. Flow crates never use them directly; [`flow!`]
-/// exports through them.
+/// The generated bindings of world `flow-many` (world `flow` plus `run-many`). Flow crates
+/// never use them directly; [`flow!`] exports through them.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "flow",
+        world: "flow-many",
         path: "../../wit",
         pub_export_macro: true,
         export_macro_name: "__export_flow_world",
@@ -58,6 +58,9 @@ pub mod bindings {
 }
 
 /// Declares the flow's entry point.
+///
+/// It exports `run` and `run-many` (several items of a for-each in one call: `run` on each in
+/// turn, on the same instance, as the host would have called it item by item).
 ///
 /// `flow!(run)` with `fn run(input: In) -> Result<Out, FlowError>` where `In: DeserializeOwned`
 /// and `Out: Serialize`: the input JSON is decoded into `In` (an empty input counts as `{}`;
@@ -79,6 +82,9 @@ macro_rules! flow {
             ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
                 $crate::__run_text(input, $run)
             }
+            fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
+                $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
+            }
         }
         $crate::bindings::__export_flow_world!(__FlowhostFlow);
     };
@@ -89,6 +95,9 @@ macro_rules! flow {
                 input: ::std::string::String,
             ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
                 $run(input).map_err(|e| e.into_message())
+            }
+            fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
+                $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
             }
         }
         $crate::bindings::__export_flow_world!(__FlowhostFlow);
@@ -101,9 +110,30 @@ macro_rules! flow {
             ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
                 $crate::__run_json(&input, $run)
             }
+            fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
+                $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
+            }
         }
         $crate::bindings::__export_flow_world!(__FlowhostFlow);
     };
+}
+
+/// The body of every flow's `run-many`: `run` on each input in turn, each result handed to
+/// the host as soon as it is there (`flows.item-result`); it stops when the host takes no
+/// more.
+#[doc(hidden)]
+pub fn __run_many(inputs: Vec<String>, run: fn(String) -> Result<String, String>) {
+    use bindings::flowhost::flow::flows::item_result;
+    for input in inputs {
+        let outcome = run(input);
+        let outcome = match &outcome {
+            Ok(out) => Ok(out.as_str()),
+            Err(message) => Err(message.as_str()),
+        };
+        if !item_result(outcome) {
+            return;
+        }
+    }
 }
 
 /// The body of `flow!(text …)`: run on the text, encode.

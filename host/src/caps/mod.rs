@@ -9,7 +9,8 @@
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
 //! | `cells` | `tables.upsert-row`'s typed rows → the fields the store checks | (`tables`) |
 //! | `guest_row` | `tables.upsert-row`'s row, read from the flow's memory in one pass by its canonical-ABI layout | (`tables`) |
-//! | `flows` | `flows.call`, `flows.for-each` | `grants.flows` |
+//! | `flows` | `flows.call`, `flows.for-each`, `flows.item-result` | `grants.flows` |
+//! | `for_each` | how a for-each runs its children: workers, `run-many` batches, results in order | (`flows`) |
 //! | `schedule` | `schedule.*` | `grants.flows` for `request-run` of another flow |
 //! | `secrets` | `secrets.get` | `grants.secrets` |
 //! | `blobs` | `blobs.*` | `grants.blobs.read` / `.write` (not transactional: see the module) |
@@ -21,6 +22,7 @@ pub mod blobs;
 pub mod cache;
 pub mod cells;
 pub mod flows;
+pub mod for_each;
 pub mod grants;
 pub mod guest_row;
 pub mod http;

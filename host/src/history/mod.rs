@@ -154,6 +154,10 @@ pub struct ChildStats {
     /// only its first [`MAX_FAILED_CHILD_ROWS`] failed child calls whole.
     #[serde(default)]
     pub failures_not_recorded: u64,
+    /// Calls (counted in `calls`) that were items of a for-each given to the flow's
+    /// `run-many` a few at a time: one call into the component for several items.
+    #[serde(default)]
+    pub batched: u64,
 }
 
 /// Failed child calls of one top-level run that get a history row of their own (input and
@@ -171,6 +175,7 @@ impl ChildStats {
             total_us: 0,
             memo_hits: 0,
             failures_not_recorded: 0,
+            batched: 0,
         }
     }
 }
@@ -553,6 +558,7 @@ mod tests {
                 total_us: 1_234_000,
                 memo_hits: 400,
                 failures_not_recorded: 0,
+                batched: 0,
             },
             ChildStats {
                 flow: "U11".into(),
@@ -562,6 +568,7 @@ mod tests {
                 total_us: 5_000,
                 memo_hits: 0,
                 failures_not_recorded: 0,
+                batched: 2,
             },
         ];
         h.finish(id, RunStatus::Ok, Some(&big), None, &logs, &children)

@@ -116,7 +116,7 @@ pub fn run(env: &Env) -> Result<Vec<Item>> {
                 &micro_ops::for_each(0, 1),
             )
             .await?,
-            "per item: call_child bookkeeping, instance reused after the first",
+            "per item: echo gets 16 items per run-many call (contract 0.1.3; one call per item before)",
         ));
 
         world.put_row().await?;

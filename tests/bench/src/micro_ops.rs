@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use flowhost::config::Config;
-use flowhost::engine::{FlowPre, Instance, Outcome, RunState};
+use flowhost::engine::{Instance, Outcome};
 use flowhost::history::Trigger;
 use flowhost::registry::FlowEntry;
 use flowhost::runtime::{CallCtx, RunShared, Runtime};
@@ -36,7 +36,7 @@ pub struct MicroWorld {
 /// A flow and its compiled component, ready to instantiate.
 pub struct Prepared {
     pub entry: Arc<FlowEntry>,
-    pre: FlowPre<RunState>,
+    pre: flowhost::engine::Prepared,
 }
 
 impl MicroWorld {

@@ -40,6 +40,9 @@
 //!   parsing and collecting of n step objects (the micro-benchmarks use it)
 //! - `{"op":"try","try":op}` → `{"ok": result}` or `{"err": "text"}`: the flow goes on after
 //!   a failed op, as a flow that handles an error would
+//! - `{"op":"item_result","value":"text"}` → whether the host took it: hands the host
+//!   `value` as an item's output through `flows.item-result` itself, which only the SDK's
+//!   `run-many` should do (the host's tests check what a flow that misuses it gets)
 //!
 //! Host errors fail the run with their display text, `"<kind>: <text>"` (e.g.
 //! `access-denied: ...`); a malformed op fails with `probe: ...`.
@@ -70,6 +73,10 @@ fn exec(op: &Value) -> Result<Value, FlowError> {
         "loop" => spin(),
         "alloc" => alloc(number(op, "mb")? as usize),
         "panic" => panic!("probe: panic as asked"),
+        "item_result" => {
+            use flowhost_sdk::bindings::flowhost::flow::flows::item_result;
+            Ok(Value::Bool(item_result(Ok(text(op, "value")?))))
+        }
         "recurse" => Ok(call::<Value, Value>("probe", &json!({ "op": "recurse" }))?),
         "big_output" => Ok(Value::String("x".repeat(number(op, "mb")? as usize * MIB))),
         "sleep" => {
