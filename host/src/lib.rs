@@ -10,6 +10,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`allocator`] | the process allocator's settings (mimalloc's purge delay) |
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
 //! | [`database`] | which database `db:` names (SQLite file or PostgreSQL URL) and opening it for a process |
 //! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
@@ -51,6 +52,7 @@
 //! | [`scaffold`] | `flowhost new` / `flowhost build`: flow projects in Rust, Python and JavaScript (templates and SDKs embedded), building and checking them, installing into a flows folder |
 //! | [`api`] | API endpoint flows on the listener: invoke, runs, OpenAPI, client tokens |
 
+pub mod allocator;
 pub mod api;
 pub mod budget;
 pub mod caps;

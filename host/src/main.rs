@@ -222,12 +222,13 @@ enum TableCmd {
 /// An error that is the user's to fix (exit 2) rather than a flow failure (exit 1).
 struct Usage(anyhow::Error);
 
-/// mimalloc instead of glibc's malloc: a run allocates and frees many small strings and JSON
+/// mimalloc instead of glibc's malloc (its settings: `flowhost::allocator`): a run allocates and frees many small strings and JSON
 /// values (measured in the ingest benchmark: see the README's Performance section).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    flowhost::allocator::configure();
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         // Every dropped wasmtime store builds an error; backtraces make that 30-55% slower.
         std::env::set_var("RUST_LIB_BACKTRACE", "0");

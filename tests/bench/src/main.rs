@@ -154,6 +154,7 @@ pub fn start_sim(events: u64) -> Result<asa_sim::Sim> {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    flowhost::allocator::configure();
     // As the flowhost binary does: a backtrace per dropped wasmtime Store costs 30-55 %.
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
