@@ -5,9 +5,9 @@
 //! operating system, and a later allocation faults it in again, zeroed. A backfill frees and
 //! reallocates a page's worth of buffers (the response, the items, the rows) for every page,
 //! so with 1 s a purge came every second and was undone at once: the kernel's page zeroing
-//! on those faults (`clear_page_erms`, under `mi_page_free_list_extend`) took 2-6% of a
+//! on those faults (`clear_page_erms`, under `mi_page_free_list_extend`) took 2-5% of a
 //! drain's CPU samples in this project's benchmark (287-730 samples of 12,500-14,000 in
-//! 200,000-event drains), 1-1.5% with 10 s (98-165). Idle memory is still given back, 10 s
+//! 200,000-event drains), about 1% with 10 s (98-165). Idle memory is still given back, 10 s
 //! after a run instead of 1 s.
 
 /// How long memory stays free in mimalloc before it goes back to the operating system.

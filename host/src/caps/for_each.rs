@@ -103,8 +103,8 @@ pub(crate) async fn run(
 }
 
 /// The compiled child and how many items each of its calls takes, when the items go to it a
-/// few at a time: it exports `run-many`, it is not `pure`, and there are more items than
-/// concurrent slots.
+/// few at a time: it exports `run-many`, it is not `pure`, and there are at least two items
+/// per concurrent slot.
 fn batching(
     ctx: &CallCtx,
     child: &FlowEntry,
