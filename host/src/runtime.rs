@@ -749,19 +749,25 @@ pub(crate) async fn call_child(
         None
     };
     let started = Instant::now();
-    let ctx = CallCtx {
-        rt: rt.clone(),
-        flow: child.clone(),
-        run: parent.run.clone(),
-        depth,
-        deadline: child_deadline(parent, &child, started),
-    };
+    let ctx = child_ctx(parent, &child, started);
     let result = Box::pin(invoke(ctx, &input, true)).await;
     let out = child_ended(parent, &child, &input, result, started.elapsed(), Call::Run)?;
     if let Some(version) = memo_version {
         lock(&parent.run.memo).put(&child.manifest, input, version, &out);
     }
     Ok(out)
+}
+
+/// The context of a run of `child` as a child of `parent`, starting at `started`: one level
+/// deeper, in the same run, until [`child_deadline`].
+pub(crate) fn child_ctx(parent: &CallCtx, child: &Arc<FlowEntry>, started: Instant) -> CallCtx {
+    CallCtx {
+        rt: parent.rt.clone(),
+        flow: child.clone(),
+        run: parent.run.clone(),
+        depth: parent.depth + 1,
+        deadline: child_deadline(parent, child, started),
+    }
 }
 
 /// When a child of `parent` that starts at `started` must end: the child fails first, so it

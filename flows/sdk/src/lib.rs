@@ -74,47 +74,30 @@ pub mod bindings {
 /// [`input`] decodes it as `flow!(run)` would), the output encoded from `Out`.
 #[macro_export]
 macro_rules! flow {
-    (text $run:path) => {
+    // The exports every form shares: `run` evaluates `$body` with the input text as
+    // `$input`, and `run-many` is that `run` on each item.
+    (@export $input:ident => $body:expr) => {
         struct __FlowhostFlow;
         impl $crate::bindings::Guest for __FlowhostFlow {
             fn run(
-                input: ::std::string::String,
+                $input: ::std::string::String,
             ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__run_text(input, $run)
+                $body
             }
             fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
                 $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
             }
         }
         $crate::bindings::__export_flow_world!(__FlowhostFlow);
+    };
+    (text $run:path) => {
+        $crate::flow!(@export input => $crate::__run_text(input, $run));
     };
     (raw $run:path) => {
-        struct __FlowhostFlow;
-        impl $crate::bindings::Guest for __FlowhostFlow {
-            fn run(
-                input: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $run(input).map_err(|e| e.into_message())
-            }
-            fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
-                $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
-            }
-        }
-        $crate::bindings::__export_flow_world!(__FlowhostFlow);
+        $crate::flow!(@export input => $run(input).map_err(|e| e.into_message()));
     };
     ($run:path) => {
-        struct __FlowhostFlow;
-        impl $crate::bindings::Guest for __FlowhostFlow {
-            fn run(
-                input: ::std::string::String,
-            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
-                $crate::__run_json(&input, $run)
-            }
-            fn run_many(inputs: ::std::vec::Vec<::std::string::String>) {
-                $crate::__run_many(inputs, <Self as $crate::bindings::Guest>::run)
-            }
-        }
-        $crate::bindings::__export_flow_world!(__FlowhostFlow);
+        $crate::flow!(@export input => $crate::__run_json(&input, $run));
     };
 }
 

@@ -18,7 +18,8 @@ use crate::budget::Charge;
 use crate::engine::{error_text, ManyOutcome, Outcome, Prepared, WitError};
 use crate::registry::FlowEntry;
 use crate::runtime::{
-    call_child, child_deadline, child_ended, lock, outcome_result, Call, CallCtx, Failure,
+    call_child, child_ctx, child_deadline, child_ended, lock, outcome_result, Call, CallCtx,
+    Failure,
 };
 
 /// The most items given to one `run-many` call. Past about this many, the per-call cost is
@@ -237,7 +238,8 @@ impl Work {
         let mut from = 0;
         while from < items.len() && !self.stopped() {
             let started = Instant::now();
-            let deadline = child_deadline(ctx, child, started);
+            let child_ctx = child_ctx(ctx, child, started);
+            let deadline = child_ctx.deadline;
             let batch = Arc::new(Batch {
                 work: self.clone(),
                 parent: ctx.clone(),
@@ -250,13 +252,6 @@ impl Work {
                     deadline,
                 }),
             });
-            let child_ctx = CallCtx {
-                rt: rt.clone(),
-                flow: child.clone(),
-                run: ctx.run.clone(),
-                depth: ctx.depth + 1,
-                deadline,
-            };
             let idle = lock(&ctx.run.pool).take(child);
             let slice = items.get(from..).unwrap_or_default();
             let (outcome, instance) = rt
