@@ -12,6 +12,11 @@
 //! string or not in the table, and an object that is empty, gives `""` (the template's
 //! "Continue If object is not empty" stops the helper, so the caller gets nothing).
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::model::RelatedObjectRow;
@@ -51,40 +56,64 @@ impl Kind {
         }
     }
 
+    /// The fields of a related object this kind's line reads, in the order it reads them.
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Client => &["user_name", "hostname", "os", "state"],
+            Kind::Gateway => &["name", "access_address", "default_address"],
+            Kind::Group | Kind::Project => &["name"],
+            Kind::Server => {
+                &["hostname", "project_name", "canonical_name", "access_address", "os", "os_type"]
+            }
+            Kind::User => &["name", "status", "user_type"],
+        }
+    }
+
+    /// The line from the texts of [`Kind::fields`], in that order.
+    fn compose(self, f: &[String]) -> String {
+        let f = |i: usize| f.get(i).map_or("", String::as_str);
+        match self {
+            Kind::Client => format!("{} (hostname: {}, OS: {}, state: {})", f(0), f(1), f(2), f(3)),
+            Kind::Gateway => {
+                format!("{} (access_address: {}, default_address: {})", f(0), f(1), f(2))
+            }
+            Kind::Group | Kind::Project => f(0).to_string(),
+            Kind::Server => format!(
+                "{} (project: {}, canonical name: {}, access address: {}, OS: {}, OS type: {})",
+                f(0),
+                f(1),
+                f(2),
+                f(3),
+                f(4),
+                f(5)
+            ),
+            Kind::User => format!("{} (status: {} , usertype: {})", f(0), f(1), f(2)),
+        }
+    }
+
     /// The line for a related object (`""` when it is empty or not an object).
     pub fn describe(self, object: &Value) -> String {
         let Some(obj) = object.as_object().filter(|o| !o.is_empty()) else {
             return String::new();
         };
-        let f = |name: &str| text_of(obj.get(name));
-        match self {
-            Kind::Client => format!(
-                "{} (hostname: {}, OS: {}, state: {})",
-                f("user_name"),
-                f("hostname"),
-                f("os"),
-                f("state")
-            ),
-            Kind::Gateway => format!(
-                "{} (access_address: {}, default_address: {})",
-                f("name"),
-                f("access_address"),
-                f("default_address")
-            ),
-            Kind::Group | Kind::Project => f("name"),
-            Kind::Server => format!(
-                "{} (project: {}, canonical name: {}, access address: {}, OS: {}, OS type: {})",
-                f("hostname"),
-                f("project_name"),
-                f("canonical_name"),
-                f("access_address"),
-                f("os"),
-                f("os_type")
-            ),
-            Kind::User => {
-                format!("{} (status: {} , usertype: {})", f("name"), f("status"), f("user_type"))
-            }
-        }
+        let texts: Vec<String> = self.fields().iter().map(|name| text_of(obj.get(*name))).collect();
+        self.compose(&texts)
+    }
+
+    /// [`Kind::describe`] of the object in `text`, read in one pass that builds only the
+    /// fields the line shows: the same line for any text (`""` when it is no JSON, not an
+    /// object or an empty one; of a repeated member, the last), with none of the object's
+    /// other members built.
+    pub fn describe_text(self, text: &str) -> String {
+        let names = self.fields();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let found =
+            match (Members { names }).deserialize(&mut de).and_then(|f| de.end().map(|()| f)) {
+                Ok(Some(found)) => found,
+                Ok(None) | Err(_) => return String::new(),
+            };
+        let texts: Vec<String> = found.iter().map(|v| text_of(v.as_ref())).collect();
+        self.compose(&texts)
     }
 
     /// The whole helper: the line for `reference`, looking the row up with `lookup` (only called
@@ -100,8 +129,137 @@ impl Kind {
         let Some(row) = lookup(id)? else {
             return Ok(String::new());
         };
-        let object = serde_json::from_str::<Value>(&row.object).unwrap_or(Value::Null);
-        Ok(self.describe(&object))
+        Ok(self.describe_text(&row.object))
+    }
+}
+
+/// Reads a JSON object keeping only the members named in `names` (the last of each, as a
+/// `Value` would), and checks the rest as parsing it into a `Value` would (numbers included)
+/// without building it. `None`: not an object, or an empty one.
+struct Members {
+    names: &'static [&'static str],
+}
+
+impl<'de> DeserializeSeed<'de> for Members {
+    type Value = Option<Vec<Option<Value>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Members {
+    type Value = Option<Vec<Option<Value>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found: Vec<Option<Value>> = vec![None; self.names.len()];
+        let mut any = false;
+        while let Some(name) = map.next_key::<Name<'de>>()? {
+            any = true;
+            match self.names.iter().position(|n| *n == name.0.as_ref()) {
+                Some(i) => found[i] = Some(map.next_value()?),
+                None => map.next_value::<Skip>().map(drop)?,
+            }
+        }
+        Ok(any.then_some(found))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A member's name, borrowed from the text unless it has escapes.
+struct Name<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Name<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name<'de>, E> {
+                Ok(Name(Cow::Owned(s.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Any JSON value, read as a `Value` would be (so a number out of range fails the same) and
+/// dropped as it is read. (`IgnoredAny` would skip a number without reading it.)
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Skip, E> {
+        Ok(Skip)
     }
 }
 

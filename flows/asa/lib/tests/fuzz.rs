@@ -585,6 +585,30 @@ proptest! {
         }
     }
 
+    /// The helpers' one pass over a stored object's text gives the line of the parsed `Value`
+    /// (`""` for text that is no JSON): for any object, members repeated, texts cut short or
+    /// with junk spliced in, and numbers a `Value` refuses.
+    #[test]
+    fn enrichment_from_text_is_the_parsed_values(
+        text in prop_oneof![
+            json(OBJECT_KEYS).prop_map(|v| v.to_string()),
+            members(OBJECT_KEYS).prop_map(|m| object_text(&m)),
+            "[ {}\\[\\]\"a-z:,0-9.e+-]{0,16}",
+        ],
+        cut in any::<Index>(),
+        junk in prop_oneof!["[ {}\\[\\]\",:0-9]{1,3}", Just(", \"x\": 1e400".to_string()), Just(", \"name\": -1e999".to_string())],
+    ) {
+        let at = cut.index(text.len() + 1);
+        let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let spliced = format!("{}{junk}{}", &text[..at], &text[at..]);
+        for text in [&text, &text[..at].to_string(), &spliced] {
+            let value = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+            for kind in Kind::ALL {
+                prop_assert_eq!(kind.describe_text(text), kind.describe(&value), "{:?} {}", kind, text);
+            }
+        }
+    }
+
     #[test]
     fn timestamps_never_panic_and_normalise_once(s in prop_oneof![timestamp(), any::<String>()]) {
         let ms = time::epoch_ms(&s);
