@@ -34,7 +34,9 @@ use crate::runtime::CallCtx;
 wasmtime::component::bindgen!({
     world: "flow",
     path: "../wit",
-    imports: { default: async },
+    // `item-result` never waits: a plain call, with no future to allocate and poll for each
+    // item of a `run-many`.
+    imports: { "flowhost:flow/flows.item-result": exact, default: async },
     exports: { default: async },
 });
 

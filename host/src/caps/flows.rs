@@ -47,7 +47,7 @@ impl Host for RunState {
         super::for_each::run(&self.ctx, child, items, concurrency).await
     }
 
-    async fn item_result(&mut self, outcome: Result<String, String>) -> bool {
+    fn item_result(&mut self, outcome: Result<String, String>) -> bool {
         let Some(batch) = &self.batch else {
             tracing::debug!(flow = self.ctx.name(), "flows.item-result outside run-many");
             return false;
