@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{drop_probe, env_with_flows, ok, TestEnv};
-use flowhost::history::{ChildStats, RunRecord, RunStatus};
+use flowhost::history::{ChildStats, RunRecord, RunStatus, MAX_FAILED_CHILD_ROWS};
 use flowhost::runtime::Runtime;
 use serde_json::{json, Value};
 
@@ -19,7 +19,9 @@ const CHILD: &str =
 const PURE: &str = "title: Pure child\npure: true\n";
 /// The test flow built against contract 0.1.0 (`flows/test/v010`): it has no `run-many`.
 const OLD: &str = "title: Old\ngrants:\n  tables:\n    read: [Probe Items]\n  flows: [echo]\n";
-const PARENT: &str = "title: Parent\ntimeout: 60s\ngrants:\n  flows: [child, pure, old]\n  tables:\n    read: [Probe Items]\n";
+/// The test flow whose run-many returns early (`flows/test/short`).
+const SHORT: &str = "title: Short\n";
+const PARENT: &str = "title: Parent\ntimeout: 60s\ngrants:\n  flows: [child, pure, old, short]\n  tables:\n    read: [Probe Items]\n";
 
 fn world() -> (TestEnv, Arc<Runtime>) {
     let (env, dir) = env_with_flows();
@@ -28,6 +30,7 @@ fn world() -> (TestEnv, Arc<Runtime>) {
     drop_probe(&dir, "pure", PURE);
     common::drop_flow(&dir, "old", "v010", OLD);
     common::drop_flow(&dir, "echo", "echo", "title: Echo\n");
+    common::drop_flow(&dir, "short", "short", SHORT);
     let rt = env.runtime();
     (env, rt)
 }
@@ -159,6 +162,54 @@ async fn a_trap_or_an_error_in_a_batch_fails_that_item_alone() {
         .all(|r| r.status == RunStatus::Error && r.flow == "child"));
     // Every item that did not fail wrote its row (the parent's run commits them).
     assert_eq!(rows(&rt).await, 37);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_many_that_returns_early_fails_the_items_it_left() {
+    let (_env, rt) = world();
+    // One slot, so the calls get items 0-15, 16-31 and 32-39. The first and the last call
+    // return at their "stop" item: it and the items after it in that call have no result.
+    let items: Vec<Value> = (0..40)
+        .map(|i| match i {
+            5 | 35 => json!({"stop": i}),
+            _ => json!({ "n": i }),
+        })
+        .collect();
+    let out = ok(&rt, "parent", for_each("short", &items, 1)).await;
+    let out = out.as_array().unwrap();
+    assert_eq!(out.len(), 40);
+    let left = |i: usize| (5..16).contains(&i) || (35..40).contains(&i);
+    for (i, r) in out.iter().enumerate() {
+        if left(i) {
+            let e = r["err"].as_str().unwrap_or_else(|| panic!("item {i}: {r}"));
+            assert!(
+                e.contains("short: run-many returned without a result for this item"),
+                "item {i}: {e}"
+            );
+        } else {
+            assert_eq!(r["ok"], json!({ "n": i }), "item {i}: {r}");
+        }
+    }
+    let (top, failed) = last_run(&rt);
+    let s = stats(&top, "short");
+    assert_eq!((s.calls, s.failures, s.batched), (40, 16, 40), "{s:?}");
+    // Each item left has its own history row, with its own input (the first ten of a run's
+    // failures do; the rest are counted).
+    assert_eq!(s.failures_not_recorded, 16 - MAX_FAILED_CHILD_ROWS, "{s:?}");
+    let mut inputs: Vec<Value> = failed
+        .iter()
+        .map(|r| serde_json::from_str(&r.input).unwrap())
+        .collect();
+    inputs.sort_by_key(|v| v.as_object().unwrap().values().next().unwrap().as_u64());
+    let want: Vec<Value> = (0..40)
+        .filter(|&i| left(i))
+        .take(MAX_FAILED_CHILD_ROWS as usize)
+        .map(|i| items[i].clone())
+        .collect();
+    assert_eq!(inputs, want);
+    assert!(failed
+        .iter()
+        .all(|r| r.status == RunStatus::Error && r.flow == "short"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
