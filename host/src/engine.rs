@@ -23,8 +23,8 @@ use wasmtime::component::{
     Component, ComponentExportIndex, HasSelf, Linker, ResourceTable, Type as WitType,
 };
 use wasmtime::{
-    Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    UpdateDeadline,
+    Config, Enabled, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy,
+    ResourceLimiter, Store, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -270,6 +270,12 @@ pub enum ManyOutcome {
     TimedOut,
 }
 
+/// Set (to anything) in the environment, the engine writes `/tmp/perf-<pid>.map`: where each
+/// compiled function of each flow is, by name (a flow built without `strip` has its names), so
+/// that a `perf` profile can say which of a flow's functions the time went to
+/// (`tests/bench/perf-guest.py` reads it).
+pub const PERFMAP_ENV: &str = "FLOWHOST_PERFMAP";
+
 /// The engine shared by every run.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -313,6 +319,9 @@ impl Engine {
             .wasm_component_model(true)
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20);
+        if std::env::var_os(PERFMAP_ENV).is_some() {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = wasmtime::Engine::new(&config).map_err(setup)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(setup)?;

@@ -592,3 +592,47 @@ async fn until_idle_ends_with_totals_over_all_runs() {
     let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(last["written"].as_u64().unwrap() < 25, "{last}");
 }
+
+/// `FLOWHOST_PERFMAP` makes the engine write where each compiled function of a flow is, as
+/// `perf` reads it (`/tmp/perf-PID.map`); without it, no map.
+#[test]
+fn perfmap_says_where_a_flows_code_is_only_when_asked() {
+    let env = TestEnv::new();
+    let config = env.config_file("");
+    let run = |perfmap: bool| {
+        let mut cmd = common::flowhost_cmd(&config, &["run", "echo", "--input", "{}"]);
+        if perfmap {
+            cmd.env(flowhost::engine::PERFMAP_ENV, "1");
+        } else {
+            cmd.env_remove(flowhost::engine::PERFMAP_ENV);
+        }
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let lines = std::fs::read_to_string(&map).ok();
+        let _ = std::fs::remove_file(&map);
+        lines
+    };
+    let lines = run(true).expect("no perf map written");
+    // `START SIZE NAME`, hex, for the functions of echo's first core module (`wasm[0]`).
+    let echo: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.contains("wasm[0]::function["))
+        .collect();
+    assert!(!echo.is_empty(), "{lines}");
+    for l in &echo {
+        let mut parts = l.splitn(3, ' ');
+        let start = parts.next().unwrap().trim_start_matches("0x");
+        assert!(u64::from_str_radix(start, 16).is_ok(), "{l}");
+        assert!(
+            u64::from_str_radix(parts.next().unwrap(), 16).is_ok(),
+            "{l}"
+        );
+    }
+    assert_eq!(run(false), None);
+}

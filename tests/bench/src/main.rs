@@ -400,15 +400,18 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         }
         for mode in profiled.into_iter().filter(|_| perf::available()) {
             let dir = env.tempdir("perf")?;
-            let (stdout, data) = perf::record(
+            let rec = perf::record(
                 &mut child_command(env, args, mode)?,
                 dir.path(),
                 mode.name(),
             )?;
-            let ing = ChildOut::parse(&stdout)
+            let ing = ChildOut::parse(&rec.stdout)
                 .and_then(|o| o.ingest)
                 .with_context(|| format!("the {} run under perf printed no result", mode.name()))?;
-            let prof = perf::report(&data, &ing.cwasm)?;
+            if let Some(kept) = &rec.kept {
+                perf::keep_flow_names(kept, &ing.cwasm)?;
+            }
+            let prof = perf::report(&rec.data, &ing.cwasm)?;
             print_profile(&ing, &prof);
         }
     }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -59,9 +59,17 @@ impl Ctl {
     }
 }
 
-/// Runs `child` (the bench re-executed with `--child MODE`) under `perf record`; returns its
-/// standard output and the path of the profile. `mode` names the kept copy.
-pub fn record(child: &mut Command, dir: &Path, mode: &str) -> Result<(String, std::path::PathBuf)> {
+/// What [`record`] gives: the child's standard output, the profile, and the copy of it
+/// `FLOWHOST_BENCH_PERF_KEEP` asked for.
+pub struct Recorded {
+    pub stdout: String,
+    pub data: PathBuf,
+    pub kept: Option<PathBuf>,
+}
+
+/// Runs `child` (the bench re-executed with `--child MODE`) under `perf record`. `mode` names
+/// the kept copy.
+pub fn record(child: &mut Command, dir: &Path, mode: &str) -> Result<Recorded> {
     let data = dir.join("perf.data");
     let (ctl, ack) = (dir.join("ctl.fifo"), dir.join("ack.fifo"));
     for f in [&ctl, &ack] {
@@ -98,21 +106,34 @@ pub fn record(child: &mut Command, dir: &Path, mode: &str) -> Result<(String, st
         bail!("perf record failed ({})", out.status);
     }
     // For a closer look with `perf report`: FLOWHOST_BENCH_PERF_KEEP=DIR keeps the data.
+    let mut kept = None;
     if let Some(keep) = std::env::var_os("FLOWHOST_BENCH_PERF_KEEP") {
-        let name = format!("perf-{mode}-{}.data", std::process::id());
-        let kept = Path::new(&keep).join(&name);
-        std::fs::copy(&data, &kept).with_context(|| {
+        let path = Path::new(&keep).join(format!("perf-{mode}-{}.data", std::process::id()));
+        std::fs::copy(&data, &path).with_context(|| {
             format!(
                 "FLOWHOST_BENCH_PERF_KEEP: cannot copy the profile to {}",
-                kept.display()
+                path.display()
             )
         })?;
-        eprintln!(
-            "flowhost-bench: kept {}",
-            Path::new(&keep).join(name).display()
-        );
+        eprintln!("flowhost-bench: kept {}", path.display());
+        kept = Some(path);
     }
-    Ok((String::from_utf8_lossy(&out.stdout).into_owned(), data))
+    Ok(Recorded {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        data,
+        kept,
+    })
+}
+
+/// Beside a kept profile, `NAME.flows`: which flow each compiled `.cwasm` file is, one
+/// `FILE FLOW` per line (for `tests/bench/perf-guest.py`).
+pub fn keep_flow_names(kept: &Path, names: &BTreeMap<String, String>) -> Result<()> {
+    let path = kept.with_extension("flows");
+    let text: String = names
+        .iter()
+        .map(|(file, flow)| format!("{file} {flow}\n"))
+        .collect();
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// One bucket of the profile.
