@@ -135,7 +135,8 @@ impl Kind {
 
 /// Reads a JSON object keeping only the members named in `names` (the last of each, as a
 /// `Value` would), and checks the rest as parsing it into a `Value` would (numbers included)
-/// without building it. `None`: not an object, or an empty one.
+/// without building it. `None`: an empty object. Anything but an object is an error (whose
+/// line is `""` as well).
 struct Members {
     names: &'static [&'static str],
 }
@@ -144,7 +145,7 @@ impl<'de> DeserializeSeed<'de> for Members {
     type Value = Option<Vec<Option<Value>>>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
+        d.deserialize_map(self)
     }
 }
 
@@ -152,7 +153,7 @@ impl<'de> Visitor<'de> for Members {
     type Value = Option<Vec<Option<Value>>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+        f.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -166,30 +167,6 @@ impl<'de> Visitor<'de> for Members {
             }
         }
         Ok(any.then_some(found))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
