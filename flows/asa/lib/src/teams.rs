@@ -392,15 +392,52 @@ impl Envelopes {
 
     /// The envelope of `event`.
     pub fn wrap(&self, event: &RawValue) -> String {
+        let mut out = String::with_capacity(self.head.len() + event.get().len() + 1);
+        self.write(&mut out, event);
+        out
+    }
+
+    /// Appends the envelope of `event` to `out`.
+    fn write(&self, out: &mut String, event: &RawValue) {
         let event = event.get();
         if self.head.is_empty() {
-            return event.to_string();
+            out.push_str(event);
+            return;
         }
-        let mut out = String::with_capacity(self.head.len() + event.len() + 1);
         out.push_str(&self.head);
         out.push_str(event);
         out.push('}');
-        out
+    }
+
+    /// The envelopes of a page's `events`, in one buffer (a page is a thousand of them: one
+    /// allocation instead of one each); [`Wrapped::get`] gives each one.
+    pub fn wrap_all(&self, events: &[&RawValue]) -> Wrapped {
+        let size = events.iter().map(|e| self.head.len() + e.get().len() + 1).sum();
+        let mut text = String::with_capacity(size);
+        let mut ends = Vec::with_capacity(events.len());
+        for event in events {
+            self.write(&mut text, event);
+            ends.push(text.len());
+        }
+        Wrapped { text, ends }
+    }
+}
+
+/// A page's envelopes, one after another in one text ([`Envelopes::wrap_all`]).
+pub struct Wrapped {
+    text: String,
+    /// Where each envelope ends in `text` (the next one starts there).
+    ends: Vec<usize>,
+}
+
+impl Wrapped {
+    /// Every envelope, in the order of the events.
+    pub fn get(&self) -> Vec<&str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| self.text.get(start..end).unwrap_or_default())
+            .collect()
     }
 }
 
@@ -439,6 +476,21 @@ mod tests {
                     prop_assert!(json_string(part).is_none(), "{part:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_pages_envelopes_in_one_buffer_are_each_events_own() {
+        let events: Vec<Box<RawValue>> = [r#"{"id": "a"}"#, "7", r#""é\"x""#, "{}"]
+            .iter()
+            .map(|t| RawValue::from_string(t.to_string()).unwrap())
+            .collect();
+        let events: Vec<&RawValue> = events.iter().map(|e| &**e).collect();
+        for (team, batch) in [("acme", "b 1"), ("", ""), ("q\"uo\\te", "ü")] {
+            let envelopes = Envelopes::new(team, batch);
+            let one: Vec<String> = events.iter().map(|e| envelopes.wrap(e)).collect();
+            assert_eq!(envelopes.wrap_all(&events).get(), one);
+            assert!(envelopes.wrap_all(&[]).get().is_empty());
         }
     }
 

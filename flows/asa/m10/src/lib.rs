@@ -288,9 +288,8 @@ fn store_events(
     // The batch: this run and this page (a run's clock reading with the page's offset), so S30
     // keeps the helpers' answers for this page only.
     let batch = format!("{} {page_offset}", schedule::now());
-    let envelopes = teams::Envelopes::new(team, &batch);
-    let envelopes: Vec<String> = events.iter().map(|e| envelopes.wrap(e)).collect();
-    let results: Vec<StoredOut> = for_each_all_raw(flow, &envelopes, EVENT_CONCURRENCY)?;
+    let envelopes = teams::Envelopes::new(team, &batch).wrap_all(events);
+    let results: Vec<StoredOut> = for_each_all_raw(flow, &envelopes.get(), EVENT_CONCURRENCY)?;
     let written = results.iter().filter(|r| r.stored).count() as u64;
     let rejected = quarantine_rejected(team, page_offset, events, &results)?;
     Ok(Stored { written, rejected })
