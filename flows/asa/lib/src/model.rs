@@ -385,6 +385,21 @@ pub struct StoredOut {
     pub rejected: Option<String>,
 }
 
+/// What M10 reads of each S30 and S31 result ([`StoredOut`]): whether the event was stored,
+/// and why not. Its `id` is skipped, not copied (a page has a thousand results).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StoredFlags {
+    pub stored: bool,
+    #[serde(default)]
+    pub rejected: Option<String>,
+}
+
+impl From<StoredOut> for StoredFlags {
+    fn from(out: StoredOut) -> StoredFlags {
+        StoredFlags { stored: out.stored, rejected: out.rejected }
+    }
+}
+
 /// S20's output.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredCountOut {

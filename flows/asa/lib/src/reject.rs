@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::event::InvalidEvent;
-use crate::model::{lenient_count, lenient_text, StoredOut};
+use crate::model::{lenient_count, lenient_text, StoredFlags, StoredOut};
 
 /// The table (tables/rejected-events.yaml).
 pub const REJECTED_EVENTS: &str = "Rejected Events";
@@ -62,7 +62,7 @@ pub fn rejected_rows(
     team: &str,
     page_offset: &str,
     events: &[&RawValue],
-    results: &[StoredOut],
+    results: &[StoredFlags],
     now: &str,
 ) -> Vec<RejectedRow> {
     events
@@ -100,12 +100,13 @@ mod tests {
         )
         .unwrap();
         let events: Vec<&RawValue> = serde_json::from_str(page.get()).unwrap();
-        let results: Vec<StoredOut> = events
+        let results: Vec<StoredFlags> = events
             .iter()
             .map(|e| match event::checked_id(e.get()) {
                 Ok(id) => StoredOut { stored: true, id, rejected: None },
                 Err(e) => rejected_out(&e),
             })
+            .map(StoredFlags::from)
             .collect();
         let rows = rejected_rows("acme", "AbC==", &events, &results, "2026-01-01T00:00:00.000Z");
         let got: Vec<(&str, u64, &str, &str)> = rows
@@ -126,7 +127,7 @@ mod tests {
             "acme",
             "",
             &[&*raw("null")],
-            &[rejected_out(&event::checked_id("null").unwrap_err())],
+            &[rejected_out(&event::checked_id("null").unwrap_err()).into()],
             "t",
         );
         assert_eq!(

@@ -72,7 +72,7 @@ use asa_lib::lost_offset::{self, OnLostOffset};
 use asa_lib::main_flow::{self, Branch};
 use asa_lib::model::{
     AuthHeader, AuthIn, Checkpoint, Empty, Env, LinkIn, MainOut, OffsetIo, RelatedObjectsText,
-    StoredCountOut, StoredOut,
+    StoredCountOut, StoredFlags,
 };
 use asa_lib::reject::{self, REJECTED_EVENTS};
 use asa_lib::teams::{self, TeamCount, TeamIn, TeamOffset, TeamsOut};
@@ -289,7 +289,7 @@ fn store_events(
     // keeps the helpers' answers for this page only.
     let batch = format!("{} {page_offset}", schedule::now());
     let envelopes = teams::Envelopes::new(team, &batch).wrap_all(events);
-    let results: Vec<StoredOut> = for_each_all_raw(flow, &envelopes.get(), EVENT_CONCURRENCY)?;
+    let results: Vec<StoredFlags> = for_each_all_raw(flow, &envelopes.get(), EVENT_CONCURRENCY)?;
     let written = results.iter().filter(|r| r.stored).count() as u64;
     let rejected = quarantine_rejected(team, page_offset, events, &results)?;
     Ok(Stored { written, rejected })
@@ -302,7 +302,7 @@ fn quarantine_rejected(
     team: &str,
     page_offset: &str,
     events: &[&RawValue],
-    results: &[StoredOut],
+    results: &[StoredFlags],
 ) -> Result<u64, Error> {
     let mut new = 0;
     for row in reject::rejected_rows(team, page_offset, events, results, &schedule::now()) {
