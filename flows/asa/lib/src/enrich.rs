@@ -91,7 +91,9 @@ impl Kind {
         }
     }
 
-    /// The line for a related object (`""` when it is empty or not an object).
+    /// The line for a related object (`""` when it is empty or not an object). The helpers
+    /// read a stored object with [`Kind::describe_text`]; this is the same line from a parsed
+    /// `Value`, which the tests hold that one-pass reading to.
     pub fn describe(self, object: &Value) -> String {
         let Some(obj) = object.as_object().filter(|o| !o.is_empty()) else {
             return String::new();
