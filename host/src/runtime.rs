@@ -770,10 +770,12 @@ pub(crate) fn child_ctx(parent: &CallCtx, child: &Arc<FlowEntry>, started: Insta
     }
 }
 
-/// When a child of `parent` that starts at `started` must end: the child fails first, so it
-/// gets 90% of what its parent has left (or its own timeout, if shorter).
+/// When a child of `parent` that starts at `started` (now: the callers have just read the
+/// clock, which this does not read again) must end: the child fails first, so it gets 90% of
+/// what its parent has left then (or its own timeout, if shorter).
 pub(crate) fn child_deadline(parent: &CallCtx, child: &FlowEntry, started: Instant) -> Instant {
-    let share = parent.remaining().mul_f64(0.9).min(child.manifest.timeout);
+    let left = parent.deadline.saturating_duration_since(started);
+    let share = left.mul_f64(0.9).min(child.manifest.timeout);
     started.checked_add(share).unwrap_or(parent.deadline)
 }
 

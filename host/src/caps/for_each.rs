@@ -358,7 +358,9 @@ impl Batch {
         let max_output = self.parent.rt.limits.max_output;
         let result = outcome_result(name, outcome, max_output);
         let input = self.items.get(i).map_or("", String::as_str);
-        let elapsed = started.elapsed();
+        // One reading of the clock per item: this item's end is the next one's start.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         let result = child_ended(
             &self.parent,
             &self.child,
@@ -375,7 +377,6 @@ impl Batch {
         {
             return false;
         }
-        let now = Instant::now();
         let next = child_deadline(&self.parent, &self.child, now);
         {
             let mut state = lock(&self.state);
