@@ -276,6 +276,30 @@ pub enum ManyOutcome {
 /// (`tests/bench/perf-guest.py` reads it).
 pub const PERFMAP_ENV: &str = "FLOWHOST_PERFMAP";
 
+/// Empties this process's `/tmp/perf-PID.map` once, before its first engine writes to it.
+/// wasmtime appends to the file (several engines may share it), and pids are reused: a file
+/// left by an earlier process of the same pid named this process's code after that one's
+/// (a profile showed a flow's functions under the names, or the missing names, of another
+/// build loaded at the same addresses).
+fn fresh_perf_map() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let path = perf_map_path(std::process::id());
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove an old perf map")
+            }
+        }
+    });
+}
+
+/// Where wasmtime writes the perf map of process `pid`.
+fn perf_map_path(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/tmp/perf-{pid}.map"))
+}
+
 /// The engine shared by every run.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -320,6 +344,7 @@ impl Engine {
             .max_wasm_stack(1 << 20)
             .async_stack_size(2 << 20);
         if std::env::var_os(PERFMAP_ENV).is_some() {
+            fresh_perf_map();
             config.profiler(ProfilingStrategy::PerfMap);
         }
         let engine = wasmtime::Engine::new(&config).map_err(setup)?;
@@ -747,6 +772,21 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// A perf map left by an earlier process of the same pid is gone before this process's
+    /// first engine writes to it; what this process wrote is never removed.
+    #[test]
+    fn an_old_perf_map_of_the_same_pid_is_not_appended_to() {
+        let path = perf_map_path(std::process::id());
+        std::fs::write(&path, "0x1000 10 an earlier process's\n").unwrap();
+        fresh_perf_map();
+        assert!(!path.exists());
+        std::fs::write(&path, "0x1000 10 this process's\n").unwrap();
+        fresh_perf_map();
+        let kept = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(kept, "0x1000 10 this process's\n");
     }
 
     /// wasmtime's error for an import its linker lacks, as `instantiate_pre` gives it.
