@@ -28,18 +28,35 @@ maps = {}
 
 
 def functions(pid):
-    """The perf map of process `pid`: starts, ends and names, by start."""
+    """The perf map of process `pid`: (start, end, line number, name) by start, and the
+    largest function's size. The map only grows: code compiled in memory and freed, then a
+    module loaded at the same addresses, leaves both entries; the later line is the code the
+    drain ran."""
     if pid not in maps:
         rows = []
         try:
-            for line in open(f"/tmp/perf-{pid}.map"):
+            for at, line in enumerate(open(f"/tmp/perf-{pid}.map")):
                 start, size, name = line.rstrip("\n").split(" ", 2)
-                rows.append((int(start, 16), int(start, 16) + int(size, 16), name))
+                rows.append((int(start, 16), int(start, 16) + int(size, 16), at, name))
         except FileNotFoundError:
             pass
         rows.sort()
-        maps[pid] = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+        widest = max((end - start for start, end, _, _ in rows), default=0)
+        maps[pid] = ([r[0] for r in rows], rows, widest)
     return maps[pid]
+
+
+def name_at(pid, ip):
+    """The name of the function at `ip`: of the entries that cover it, the latest written."""
+    starts, rows, widest = functions(pid)
+    best = None
+    i = bisect.bisect_right(starts, ip) - 1
+    while i >= 0 and rows[i][0] > ip - widest - 1:
+        start, end, at, name = rows[i]
+        if ip < end and (best is None or at > best[0]):
+            best = (at, name)
+        i -= 1
+    return best[1] if best else "?"
 
 
 total, guest, hits = 0, 0, collections.Counter()
@@ -52,10 +69,7 @@ for line in script.splitlines():
     if not dso.endswith(".cwasm"):
         continue
     guest += 1
-    starts, ends, names = functions(parts[0])
-    ip = int(parts[1], 16)
-    i = bisect.bisect_right(starts, ip) - 1
-    name = names[i] if i >= 0 and ip < ends[i] else "?"
+    name = name_at(parts[0], int(parts[1], 16))
     # `wasm[0]::function[73]::NAME` -> NAME (the index alone when the flow has no names).
     name = re.sub(r"^wasm\[\d+\]::function\[\d+\]::", "", name)
     hits[(flows.get(dso, dso[:12]), name)] += 1
