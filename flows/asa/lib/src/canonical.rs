@@ -4,6 +4,8 @@
 //! it again was the point (S21 stores each related object that way, and S20 hands them on): the
 //! bytes would come out the same.
 
+use crate::json_skim::{number_end, skip_plain};
+
 /// Nesting deeper than this is not checked (`serde_json` reads at most 128 levels).
 const MAX_DEPTH: usize = 100;
 
@@ -107,6 +109,7 @@ impl<'a> Cursor<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
+            self.i = skip_plain(self.bytes, self.i);
             match *self.bytes.get(self.i)? {
                 b'"' => {
                     let text = self.bytes.get(start..self.i)?;
@@ -136,8 +139,8 @@ impl<'a> Cursor<'a> {
                     };
                     self.i += len;
                 }
-                0x00..=0x1f => return None,
-                _ => self.i += 1,
+                // A control character (`skip_plain` stops at nothing else).
+                _ => return None,
             }
         }
     }
@@ -147,37 +150,15 @@ impl<'a> Cursor<'a> {
     /// nearest `f64` (which `serde_json` reads, with `float_roundtrip`).
     fn number(&mut self) -> bool {
         let start = self.i;
-        let digits = |at: &mut Self| {
-            let from = at.i;
-            while at.bytes.get(at.i).is_some_and(u8::is_ascii_digit) {
-                at.i += 1;
-            }
-            at.i > from
-        };
-        self.eat(b'-');
-        let integer = self.i;
-        // One digit at least, and no leading zero.
-        if !digits(self) || (self.bytes.get(integer) == Some(&b'0') && self.i > integer + 1) {
+        let Some(end) = number_end(self.bytes, start) else {
             return false;
-        }
-        let mut float = false;
-        if self.eat(b'.') {
-            float = true;
-            if !digits(self) {
-                return false;
-            }
-        }
-        if self.eat(b'e') || self.eat(b'E') {
-            float = true;
-            let _ = self.eat(b'+') || self.eat(b'-');
-            if !digits(self) {
-                return false;
-            }
-        }
-        let Some(token) = self.bytes.get(start..self.i).and_then(|t| std::str::from_utf8(t).ok())
+        };
+        self.i = end;
+        let Some(token) = self.bytes.get(start..end).and_then(|t| std::str::from_utf8(t).ok())
         else {
             return false;
         };
+        let float = token.contains(['.', 'e', 'E']);
         if !float {
             return match token.strip_prefix('-') {
                 Some("0") => false,

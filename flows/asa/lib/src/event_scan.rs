@@ -16,6 +16,8 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
+use crate::json_skim::Cursor;
+
 /// The `details` keys the row reads (asa_lib::event's table).
 const DETAIL_KEYS: [&str; 14] = [
     "type",
@@ -96,7 +98,7 @@ impl<'a> Member<'a> {
 }
 
 /// The members of an event that its row reads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Members<'a> {
     pub(crate) id: Option<Member<'a>>,
     pub(crate) timestamp: Option<Member<'a>>,
@@ -104,7 +106,7 @@ pub(crate) struct Members<'a> {
 }
 
 /// The read `details` keys, as [`DETAIL_KEYS`] lists them (`None`: absent).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Details<'a>([Option<Member<'a>>; DETAIL_KEYS.len()]);
 
 impl<'a> Members<'a> {
@@ -129,7 +131,112 @@ impl<'a> Members<'a> {
 
 /// The members of `text`; an error when it is not one JSON object.
 pub(crate) fn scan(text: &str) -> Result<Members<'_>, serde_json::Error> {
-    serde_json::from_str(text)
+    match scan_plain(text) {
+        Some(members) => Ok(members),
+        None => serde_json::from_str(text),
+    }
+}
+
+/// The position of a `details` key in [`DETAIL_KEYS`] (a `match`, which compares a name's
+/// length before its bytes, rather than a search through the list).
+fn detail_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "type" => 0,
+        "hostname" => 1,
+        "from_address" => 2,
+        "actor" => 3,
+        "target_user" => 4,
+        "user" => 5,
+        "client" => 6,
+        "group_id" => 7,
+        "group" => 8,
+        "project_id" => 9,
+        "project" => 10,
+        "server" => 11,
+        "servers" => 12,
+        "gateway" => 13,
+        _ => return None,
+    })
+}
+
+/// [`scan`] of an event as ASA writes them, by hand ([`json_skim`]): the members the row reads
+/// are strings without escapes, `null`, booleans, or lists of those; `details` is an object;
+/// no member name has an escape. `None` for any other text: `serde_json` reads it then, and
+/// gives the same members or the error (the skim takes no text `serde_json` refuses). Reading
+/// through `serde_json` cost a visitor call for every member and name of every event (issue 20).
+fn scan_plain(text: &str) -> Option<Members<'_>> {
+    let mut c = Cursor::new(text);
+    c.expect(b'{')?;
+    let mut members = Members::default();
+    if !c.empty_object()? {
+        loop {
+            match c.name()? {
+                "id" => members.id = Some(plain_member(&mut c)?),
+                "timestamp" => members.timestamp = Some(plain_member(&mut c)?),
+                "details" => members.details = plain_details(&mut c)?,
+                _ => c.skip_value()?,
+            }
+            if c.object_end()? {
+                break;
+            }
+        }
+    }
+    c.at_end().then_some(members)
+}
+
+/// `details`, an object (anything else is left to `serde_json`).
+fn plain_details<'a>(c: &mut Cursor<'a>) -> Option<Details<'a>> {
+    c.expect(b'{')?;
+    let mut read = Details::default();
+    if !c.empty_object()? {
+        loop {
+            let name = c.name()?;
+            match detail_index(name).and_then(|i| read.0.get_mut(i)) {
+                Some(slot) => *slot = Some(plain_member(c)?),
+                None => c.skip_value()?,
+            }
+            if c.object_end()? {
+                break;
+            }
+        }
+    }
+    Some(read)
+}
+
+/// A read member: a string without escapes, `null`, a boolean, or a list of those.
+fn plain_member<'a>(c: &mut Cursor<'a>) -> Option<Member<'a>> {
+    if c.peek()? != b'[' {
+        return plain_leaf(c);
+    }
+    c.expect(b'[')?;
+    let mut list = Vec::new();
+    if c.peek()? == b']' {
+        c.expect(b']')?;
+        return Some(Member::List(list));
+    }
+    loop {
+        list.push(plain_leaf(c)?);
+        match c.peek()? {
+            b',' => c.expect(b',')?,
+            b']' => {
+                c.expect(b']')?;
+                return Some(Member::List(list));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A string without escapes, `null` or a boolean.
+fn plain_leaf<'a>(c: &mut Cursor<'a>) -> Option<Member<'a>> {
+    let other = |v| Some(Member::Other(Cow::Owned(v)));
+    match c.peek()? {
+        b'"' => c.plain_string().map(|s| Member::Str(Cow::Borrowed(s))),
+        b'n' if c.literal("null") => other(Value::Null),
+        b't' if c.literal("true") => other(Value::Bool(true)),
+        b'f' if c.literal("false") => other(Value::Bool(false)),
+        _ => None,
+    }
 }
 
 impl<'de> Deserialize<'de> for Member<'de> {
@@ -232,7 +339,7 @@ impl Visitor<'_> for KeyVisitor {
 
     fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
         Ok(if self.in_details {
-            DETAIL_KEYS.iter().position(|k| *k == name).map_or(Key::Other, Key::Detail)
+            detail_index(name).map_or(Key::Other, Key::Detail)
         } else {
             match name {
                 "id" => Key::Id,
@@ -339,5 +446,82 @@ impl<'de> Visitor<'de> for DetailsVisitor {
 
     fn visit_unit<E>(self) -> Result<Details<'de>, E> {
         Ok(Details::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    #[test]
+    fn detail_index_is_the_keys_place_in_the_list() {
+        for (i, key) in DETAIL_KEYS.iter().enumerate() {
+            assert_eq!(detail_index(key), Some(i), "{key}");
+        }
+        for other in ["", "types", "Type", "server_id", "via"] {
+            assert_eq!(detail_index(other), None, "{other}");
+        }
+    }
+
+    /// Events as ASA writes them, and near them: every shape of read member the skim takes
+    /// or leaves, repeated members, escapes and numbers where nothing is read.
+    const EVENTS: &[&str] = &[
+        r#"{"id":"ag801Wtj58WV8rIF2-HDkw==","timestamp":"2024-03-05T01:02:03.123456789Z","details":{"actor":"18TGDjrSCM5QZkQQNunxkeC3UDanf2Xi6qR1JEMjP74=","client":"ErWhDzoR5wjcVBKDPEerfDaKIbnv4ZKTeT7Iec5oMBg=","session_type":"authenticated_client","target_server":"","team_id":"","team_name":"william-faulkner","trace_id":"Xk3p9QaB","type":"auth_token.issue","via":null}}"#,
+        r#" { "id" : "e2" , "details" : { "servers" : [ "s1" , "s2", "s1", null, true ] , "server" : false, "n": -1.5e-3, "o": {"a": [1, {"b": "\"\\\/\b\f\n\r\t\u00e9"}]} } , "timestamp" : null } "#,
+        r#"{"id": "e3", "details": {}, "details": {"user": "u1", "user": "u2"}, "id": "e4"}"#,
+        r#"{"id": "e\"scaped", "details": "not an object", "timestamp": 17}"#,
+        r#"{"id": "é€😀", "details": {"servers": [], "group": "g", "x": [[], {}, 0, 10, 0.5]}}"#,
+        r#"{"details": [1, 2], "id": ["a", "b"], "timestamp": {"t": 1}}"#,
+        r#"{"id": "e5", "detai\u006cs": {"user": "u"}, "details": {"servers": ["a", ["nested"]]}}"#,
+        r#"{}"#,
+        r#"[{"id": "not an object"}]"#,
+    ];
+
+    /// What `serde_json` makes of `text`, as [`Members`] (the path before the skim).
+    fn by_serde(text: &str) -> Result<Members<'_>, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_events_asa_writes_are_skimmed() {
+        for (i, text) in EVENTS.iter().enumerate() {
+            let plain = scan_plain(text);
+            assert_eq!(plain.is_some(), matches!(i, 0..=2 | 4 | 7), "{text}");
+            if let Some(members) = plain {
+                assert_eq!(Ok(members), by_serde(text), "{text}");
+            }
+        }
+    }
+
+    proptest! {
+        // No failure files in the source tree (as in tests/fuzz.rs): a failure becomes a case
+        // of `EVENTS` by hand.
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever the skim takes, cut short or with junk spliced in anywhere, it takes as
+        /// `serde_json` does.
+        #[test]
+        fn what_the_skim_takes_serde_json_reads_the_same(
+            text in prop::sample::select(EVENTS),
+            at in any::<Index>(),
+            junk in prop_oneof![
+                r#"[ {}\[\]",:0-9a-z.eE+\t\n\\-]{1,3}"#,
+                Just(r#""id":"x","#.to_string()),
+                Just(r#""servers":["a"],"#.to_string()),
+                Just(r#"\ud800"#.to_string()),
+                Just(r#"\x"#.to_string()),
+                Just("\u{1}".to_string()),
+            ],
+        ) {
+            let cut = (0..=at.index(text.len() + 1)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            let spliced = format!("{}{junk}{}", &text[..cut], &text[cut..]);
+            for text in [text, &text[..cut], &spliced] {
+                if let Some(members) = scan_plain(text) {
+                    prop_assert_eq!(Ok(members), by_serde(text), "{}", text);
+                }
+            }
+        }
     }
 }

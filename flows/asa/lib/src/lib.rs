@@ -13,7 +13,7 @@
 //! - [`enrich`]: the S32–S37 enrichment strings; [`answers`]: S30 keeps their answers for an
 //!   event and its batch;
 //! - [`event`]: event → Audit Events row mapping (S30); `event_scan` reads the members it needs
-//!   in one pass;
+//!   in one pass (by hand with `json_skim` for the events ASA writes, else through serde_json);
 //! - [`reject`]: events S30/S31 refuse, and their Rejected Events rows (M10);
 //! - [`main_flow`]: M10's branch decision (§8.3);
 //! - [`lost_offset`]: an offset auditsV2 no longer knows, and `onLostOffset` (M10);
@@ -30,6 +30,7 @@ pub mod enrich;
 pub mod env;
 pub mod event;
 mod event_scan;
+mod json_skim;
 pub mod link;
 pub mod lost_offset;
 pub mod main_flow;
