@@ -507,8 +507,8 @@ async fn flows_call_and_for_each_keep_order_and_grants() {
     );
 }
 
-/// For-each spreads its children over a worker per core, yet never runs more than
-/// `concurrency` of them at once. Each child notes the time as it starts and as it ends (around
+/// For-each runs its children side by side (as futures on its worker tasks), yet never more
+/// than `concurrency` of them at once. Each child notes the time as it starts and as it ends (around
 /// a 300 ms sleep); the most children running at one moment is counted from those notes.
 #[tokio::test(flavor = "multi_thread")]
 async fn for_each_runs_at_most_concurrency_children_at_once() {

@@ -1,5 +1,6 @@
-//! `flows.for-each` and `flows.item-result`: a flow's children over a list of items, on one
-//! worker task per core, at most `concurrency` at a time, their results in input order.
+//! `flows.for-each` and `flows.item-result`: a flow's children over a list of items, on a
+//! worker task per two cores (one on a machine of two), at most `concurrency` at a time,
+//! their results in input order.
 //!
 //! A child that exports `run-many` (world `flow-many`: every Rust flow) is given several
 //! consecutive items per call into the component, a [`Batch`], and hands each result back
@@ -72,10 +73,10 @@ pub(crate) async fn run(
         refused: Mutex::new(None),
         batching,
     });
-    // `workers` tasks (one per core by default), each running its share of `concurrency`
-    // children as futures that take the next items when done: the children use every core,
-    // yet no item pays for a task of its own (a task per item cost more in cross-thread
-    // wake-ups than the second core gave back). With one worker nothing is spawned.
+    // `workers` tasks (`Limits::for_each_workers`), each running its share of `concurrency`
+    // children as futures that take the next items when done: no item pays for a task of its
+    // own (a task per item cost more in cross-thread wake-ups than the second core gave back).
+    // With one worker nothing is spawned.
     let share = move |w: usize| concurrency / workers + usize::from(w < concurrency % workers);
     if workers == 1 {
         work.run(ctx, &child, share(0)).await;
