@@ -166,40 +166,29 @@ fn detail_index(name: &str) -> Option<usize> {
 /// through `serde_json` cost a visitor call for every member and name of every event (issue 20).
 fn scan_plain(text: &str) -> Option<Members<'_>> {
     let mut c = Cursor::new(text);
-    c.expect(b'{')?;
     let mut members = Members::default();
-    if !c.empty_object()? {
-        loop {
-            match c.name()? {
-                "id" => members.id = Some(plain_member(&mut c)?),
-                "timestamp" => members.timestamp = Some(plain_member(&mut c)?),
-                "details" => members.details = plain_details(&mut c)?,
-                _ => c.skip_value()?,
-            }
-            if c.object_end()? {
-                break;
-            }
+    c.object(|c, name| {
+        match name {
+            "id" => members.id = Some(plain_member(c)?),
+            "timestamp" => members.timestamp = Some(plain_member(c)?),
+            "details" => members.details = plain_details(c)?,
+            _ => c.skip_value()?,
         }
-    }
+        Some(())
+    })?;
     c.at_end().then_some(members)
 }
 
 /// `details`, an object (anything else is left to `serde_json`).
 fn plain_details<'a>(c: &mut Cursor<'a>) -> Option<Details<'a>> {
-    c.expect(b'{')?;
     let mut read = Details::default();
-    if !c.empty_object()? {
-        loop {
-            let name = c.name()?;
-            match detail_index(name).and_then(|i| read.0.get_mut(i)) {
-                Some(slot) => *slot = Some(plain_member(c)?),
-                None => c.skip_value()?,
-            }
-            if c.object_end()? {
-                break;
-            }
+    c.object(|c, name| {
+        match detail_index(name).and_then(|i| read.0.get_mut(i)) {
+            Some(slot) => *slot = Some(plain_member(c)?),
+            None => c.skip_value()?,
         }
-    }
+        Some(())
+    })?;
     Some(read)
 }
 

@@ -45,9 +45,29 @@ impl<'a> Cursor<'a> {
         self.peek().is_none()
     }
 
+    /// An object (after any whitespace), up to and past its `}`: `member(self, name)` for each
+    /// member, which must step over the member's value (a name without escapes; anything
+    /// else gives up).
+    pub(crate) fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        self.expect(b'{')?;
+        if self.empty_object()? {
+            return Some(());
+        }
+        loop {
+            let name = self.name()?;
+            member(self, name)?;
+            if self.object_end()? {
+                return Some(());
+            }
+        }
+    }
+
     /// After an object's `{`: `true` if it is empty (its `}` stepped over), `false` if a
     /// member follows.
-    pub(crate) fn empty_object(&mut self) -> Option<bool> {
+    fn empty_object(&mut self) -> Option<bool> {
         match self.peek()? {
             b'}' => {
                 self.at += 1;
@@ -59,7 +79,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A member's name without escapes, and its `:`.
-    pub(crate) fn name(&mut self) -> Option<&'a str> {
+    fn name(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let name = self.plain_rest()?;
         self.expect(b':')?;
@@ -68,7 +88,7 @@ impl<'a> Cursor<'a> {
 
     /// After a member: `true` at the object's end (its `}` stepped over), `false` if another
     /// member follows (its `,` stepped over).
-    pub(crate) fn object_end(&mut self) -> Option<bool> {
+    fn object_end(&mut self) -> Option<bool> {
         match self.peek()? {
             b',' => {
                 self.at += 1;
@@ -328,13 +348,21 @@ mod tests {
         let mut c = Cursor::new(r#" "abc" "a\"b" "#);
         assert_eq!(c.plain_string(), Some("abc"));
         assert_eq!(c.plain_string(), None);
-        let mut c = Cursor::new(r#"{"id": 7}"#);
-        c.expect(b'{').unwrap();
-        assert_eq!(c.empty_object(), Some(false));
-        assert_eq!(c.name(), Some("id"));
-        c.skip_value().unwrap();
-        assert_eq!(c.object_end(), Some(true));
+        let mut c = Cursor::new(r#" {"id": 7, "x": "y"} "#);
+        let mut names = Vec::new();
+        c.object(|c, name| {
+            names.push(name);
+            c.skip_value()
+        })
+        .unwrap();
+        assert_eq!(names, ["id", "x"]);
         assert!(c.at_end());
+        for text in ["{}", " { } "] {
+            assert_eq!(Cursor::new(text).object(|_, _| None), Some(()));
+        }
+        for text in [r#"{"a\u0041": 1}"#, r#"{"a" 1}"#, r#"{"a": 1,}"#, "[]"] {
+            assert_eq!(Cursor::new(text).object(|c, _| c.skip_value()), None, "{text}");
+        }
     }
 
     #[test]
