@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 
 use crate::budget::Budget;
+use crate::caps::upsert_queue::Deferred;
 use crate::engine::{Engine, Instance, Outcome, WitError};
 use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger, MAX_FAILED_CHILD_ROWS};
 use crate::registry::{FlowEntry, Registry};
@@ -178,27 +179,12 @@ pub struct RunShared {
     pub requests: Mutex<Vec<RunRequest>>,
     pub pool: Mutex<InstancePool>,
     pub memo: Mutex<Memo>,
-    /// Upserts accepted but not yet applied to `txn` (see `caps::tables`).
+    /// Upserts accepted but not yet applied to `txn` (see [`crate::caps::upsert_queue`]).
     pub deferred: Mutex<Deferred>,
     /// What the host may buffer for this run (see [`crate::budget`]).
     pub budget: Arc<Budget>,
     /// The budget the kept log lines hold.
     pub logs_held: Mutex<Option<crate::budget::Charge>>,
-}
-
-/// A run's upserts into keyed tables wait here, checked but not yet written, so that the
-/// children of a for-each (one per event) do not each take the transaction for one row: the
-/// rows go in in batches, on one thread at a time. Every other table call of the run applies
-/// them first, so a flow always reads what it (or any child) wrote; the end of the run applies
-/// the rest before the commit.
-#[derive(Default)]
-pub struct Deferred {
-    pub rows: Vec<DeferredUpsert>,
-    /// The run memory the waiting rows hold (their JSON text's size); given back when they
-    /// are written.
-    pub held: Option<crate::budget::Charge>,
-    /// Set when the run has ended: a straggling child's upsert is then refused, never lost.
-    pub closed: bool,
 }
 
 impl RunShared {
@@ -216,11 +202,7 @@ impl RunShared {
             pool: Mutex::new(InstancePool::default()),
             memo: Mutex::new(Memo::default()),
             // Without a transaction nothing would ever write the queue: refuse upserts at once.
-            deferred: Mutex::new(Deferred {
-                rows: Vec::new(),
-                held: None,
-                closed: txn_missing,
-            }),
+            deferred: Mutex::new(Deferred::new(txn_missing)),
             budget: Budget::new(crate::manifest::DEFAULT_RUN_MEMORY),
             logs_held: Mutex::new(None),
         }
@@ -234,10 +216,7 @@ impl RunShared {
 
     /// Closes the queue of deferred upserts and returns what is left in it.
     fn close_deferred(&self) -> Vec<DeferredUpsert> {
-        let mut d = lock(&self.deferred);
-        d.closed = true;
-        d.held = None;
-        std::mem::take(&mut d.rows)
+        lock(&self.deferred).close()
     }
 }
 
@@ -971,7 +950,7 @@ mod tests {
     /// transaction back, handing over what was still waiting.
     #[test]
     fn the_upsert_queue_is_closed_whenever_nothing_would_write_it() {
-        assert!(lock(&RunShared::new(0, None).deferred).closed);
+        assert!(lock(&RunShared::new(0, None).deferred).is_closed());
 
         let dir = tempfile::tempdir().unwrap();
         let schema = crate::schema::TableSchema::from_yaml(
@@ -981,15 +960,12 @@ mod tests {
         .unwrap();
         let schemas = Arc::new(crate::schema::Schemas::from_schemas(vec![schema]).unwrap());
         let store = Store::open(&dir.path().join("t.db"), schemas).unwrap();
-        let run = RunShared::new(1, Some(store.begin().unwrap()));
+        let run = Arc::new(RunShared::new(1, Some(store.begin().unwrap())));
         let row = serde_json::json!({"id": "a"}).as_object().unwrap().clone();
-        {
-            let mut d = lock(&run.deferred);
-            assert!(!d.closed);
-            d.rows.push(DeferredUpsert::json("T", row));
-        }
+        assert!(!lock(&run.deferred).is_closed());
+        crate::caps::upsert_queue::push(&run, DeferredUpsert::json("T", row), 10).unwrap();
         assert_eq!(run.close_deferred().len(), 1);
-        assert!(lock(&run.deferred).closed);
+        assert!(lock(&run.deferred).is_closed());
     }
 
     #[test]

@@ -208,7 +208,7 @@ async fn repeated_gets_in_a_run_give_the_row_and_a_later_write_commits() {
     assert!(e.contains("access-denied") && e.contains("Nope"), "{e}");
 }
 
-/// Upserts into keyed tables are queued and written in batches (`runtime::Deferred`): the run
+/// Upserts into keyed tables are queued and written in batches (`caps::upsert_queue`): the run
 /// still reads every row its children upserted, the last upsert of a key wins, a bad row still
 /// fails at its own call, and a failed run keeps none of them.
 #[tokio::test(flavor = "multi_thread")]

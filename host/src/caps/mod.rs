@@ -7,6 +7,7 @@
 //! | `http` | `http.send` | `grants.hosts` |
 //! | `prefetch` | `http.prefetch` (GETs sent ahead for a later run of the flow) | `grants.hosts` |
 //! | `tables` | `tables.*` | `grants.tables.read` / `.write` |
+//! | `upsert_queue` | the run's queued upserts: written in batches by a blocking task, before any other table call, and at the run's end | (`tables`) |
 //! | `cells` | `tables.upsert-row`'s typed rows → the fields the store checks | (`tables`) |
 //! | `guest_row` | `tables.upsert-row`'s row, read from the flow's memory in one pass by its canonical-ABI layout | (`tables`) |
 //! | `flows` | `flows.call`, `flows.for-each`, `flows.item-result` | `grants.flows` |
@@ -31,6 +32,7 @@ pub mod prefetch;
 pub mod schedule;
 pub mod secrets;
 pub mod tables;
+pub mod upsert_queue;
 
 use crate::engine::{flowhost::flow::types, RunState};
 

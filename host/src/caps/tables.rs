@@ -1,13 +1,13 @@
 //! `tables.*`: rows as JSON text in and out (or typed, for `upsert-row`: see [`super::cells`]), checked against the table's grants here and
 //! against its schema by the store. Every write goes into the run's one transaction; upserts
-//! into keyed tables are checked at once and written in batches (see
-//! [`crate::runtime::Deferred`]).
+//! into keyed tables are checked at once and written in batches (see [`super::upsert_queue`]).
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
 use super::cells::CellRef;
+use super::upsert_queue::{self, ended, write_waiting};
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
@@ -33,12 +33,6 @@ impl From<TableError> for WitError {
 
 /// The most keys one `delete-many` call takes (as many as one `find` may return).
 const DELETE_MANY_MAX: usize = 10_000;
-
-/// Upserts a run keeps back before applying them together (see [`crate::runtime::Deferred`]).
-const DEFER_BATCH: usize = 64;
-/// Past this many waiting upserts, the next one waits for the transaction rather than leave
-/// the batch to whoever holds it.
-const DEFER_MAX: usize = 8 * DEFER_BATCH;
 
 /// Checks that the flow may read or write `table`; a write is noted in the run's memo.
 fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitError> {
@@ -87,7 +81,7 @@ fn in_txn<T>(
 ) -> Result<T, WitError> {
     let mut guard = lock(&ctx.run.txn);
     let txn = guard.as_mut().ok_or_else(ended)?;
-    apply_deferred(ctx, txn)?;
+    write_waiting(&ctx.run, txn)?;
     let out = op(txn).map_err(WitError::from);
     if let Some(since) = txn.watch_read_snapshot() {
         end_when_idle(ctx, since, txn);
@@ -129,20 +123,6 @@ fn end_when_idle(ctx: &CallCtx, since: Instant, txn: &mut Txn) {
     });
 }
 
-fn ended() -> WitError {
-    WitError::Other("the run has already ended".into())
-}
-
-/// Writes the run's waiting upserts into `txn` (whose lock the caller holds, so nothing can
-/// read between taking them and writing them).
-fn apply_deferred(ctx: &CallCtx, txn: &mut Txn) -> Result<(), TableError> {
-    let (rows, _held) = {
-        let mut d = lock(&ctx.run.deferred);
-        (std::mem::take(&mut d.rows), d.held.take())
-    };
-    txn.upsert_deferred(rows)
-}
-
 /// `upsert-row`: the typed row `cells` checked ([`super::cells::row_of`]) and queued as
 /// [`upsert_later`] queues a JSON row.
 pub(super) fn upsert_typed<'a, 'c: 'a>(
@@ -168,35 +148,7 @@ fn upsert_later(
         CheckedUpsert::Later { key, row } => (key, row),
         CheckedUpsert::Now(row) => return in_txn(ctx, |t| t.upsert(&table, &row)),
     };
-    let waiting = {
-        let mut d = lock(&ctx.run.deferred);
-        if d.closed {
-            return Err(ended());
-        }
-        match &mut d.held {
-            Some(held) => held.grow(bytes, "the queued upserts")?,
-            None => d.held = Some(ctx.run.budget.charge(bytes, "the queued upserts")?),
-        }
-        d.rows.push(DeferredUpsert { table, row });
-        d.rows.len()
-    };
-    if waiting >= DEFER_BATCH {
-        // Whoever holds the transaction applies the queue before its own call; only a long
-        // queue makes this child wait for it.
-        let guard = match ctx.run.txn.try_lock() {
-            Ok(g) => Some(g),
-            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) if waiting >= DEFER_MAX => {
-                Some(lock(&ctx.run.txn))
-            }
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        if let Some(mut guard) = guard {
-            if let Some(txn) = guard.as_mut() {
-                apply_deferred(ctx, txn)?;
-            }
-        }
-    }
+    upsert_queue::push(&ctx.run, DeferredUpsert { table, row }, bytes)?;
     Ok(key)
 }
 
