@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::cells::CellRef;
-use super::upsert_queue::{self, ended, write_waiting};
+use super::upsert_queue::{self, ended, write_waiting_for};
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::runtime::{lock, CallCtx};
@@ -67,21 +67,23 @@ fn with_txn<T>(
     op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
 ) -> Result<T, WitError> {
     check_grant(ctx, table, access)?;
-    in_txn(ctx, op).map_err(|e| match e {
+    in_txn(ctx, table, op).map_err(|e| match e {
         // A granted table the database lacks: never a "did you mean" naming another table.
         WitError::NotFound(_) => WitError::NotFound(format!("no table `{table}`")),
         other => other,
     })
 }
 
-/// Runs `op` on the run's transaction, after the upserts waiting in the run's queue.
+/// Runs `op` on `table` in the run's transaction, after the upserts of that table waiting in
+/// the run's queue.
 fn in_txn<T>(
     ctx: &CallCtx,
+    table: &str,
     op: impl FnOnce(&mut Txn) -> Result<T, TableError>,
 ) -> Result<T, WitError> {
     let mut guard = lock(&ctx.run.txn);
     let txn = guard.as_mut().ok_or_else(ended)?;
-    write_waiting(&ctx.run, txn)?;
+    write_waiting_for(&ctx.run, txn, table)?;
     let out = op(txn).map_err(WitError::from);
     if let Some(since) = txn.watch_read_snapshot() {
         end_when_idle(ctx, since, txn);
@@ -146,7 +148,7 @@ fn upsert_later(
     check_grant(ctx, &table, Access::Write)?;
     let (key, row) = match ctx.rt.store.check_upsert(&table, row)? {
         CheckedUpsert::Later { key, row } => (key, row),
-        CheckedUpsert::Now(row) => return in_txn(ctx, |t| t.upsert(&table, &row)),
+        CheckedUpsert::Now(row) => return in_txn(ctx, &table, |t| t.upsert(&table, &row)),
     };
     upsert_queue::push(&ctx.run, DeferredUpsert { table, row }, bytes)?;
     Ok(key)

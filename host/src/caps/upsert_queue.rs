@@ -5,20 +5,24 @@
 //!   transaction for one row; SQLite would then run on whichever thread a child ran on.
 //! - **Who writes them.** When a batch ([`BATCH`] rows) waits, a blocking task of the async
 //!   runtime (the *applier*, one at a time per run) takes the transaction and writes every
-//!   waiting row while the children go on. Every other table call of the run writes what waits
-//!   first, on its own thread, so a flow always reads what it (or any child) wrote; the end of
-//!   the run writes the rest before the commit.
+//!   waiting row while the children go on. Every other table call of the run first writes the
+//!   rows waiting for its table, on its own thread, so a flow always reads what it (or any
+//!   child) wrote; the rows of other tables stay for the applier (the helpers' reads of Audit
+//!   Related Objects no longer write S30's Audit Events rows on the flows' thread). The end of
+//!   the run writes the rest before the commit. The rows of one table are written in the
+//!   order they were queued; tables do not depend on each other.
 //! - **Back-pressure.** Past [`MAX_WAITING`] rows (the applier is behind, or busy waiting for
 //!   another writer's lock), the child that queues one more waits for the transaction and
 //!   writes them itself.
-//! - **Failures.** A row that cannot be written fails the unit of work: every later table call
-//!   of the run and its commit fail (`store::Txn::upsert_deferred`), so a run that was told
-//!   "stored" never commits without the row.
+//! - **Failures.** A row that cannot be written fails the unit of work: every table call of the
+//!   run after the failed write and its commit fail (`store::Txn::upsert_deferred`), so a run
+//!   that was told "stored" never commits without the row.
 //! - **Memory.** The waiting rows hold their JSON size of the run's memory budget until they
 //!   are written.
 
 use std::sync::Arc;
 
+use crate::budget::Charge;
 use crate::engine::WitError;
 use crate::runtime::{lock, RunShared};
 use crate::store::{DeferredUpsert, TableError, Txn};
@@ -33,9 +37,9 @@ const MAX_WAITING: usize = 8 * BATCH;
 #[derive(Default)]
 pub struct Deferred {
     rows: Vec<DeferredUpsert>,
-    /// The run memory the waiting rows hold (their JSON text's size); given back when they
-    /// are written.
-    held: Option<crate::budget::Charge>,
+    /// Per table with waiting rows, the run memory they hold (their JSON text's size); given
+    /// back when they are written.
+    held: Vec<(String, Charge)>,
     /// Set when the run has ended: a straggling child's upsert is then refused, never lost.
     closed: bool,
     /// An applier is on its way or writing.
@@ -59,7 +63,7 @@ impl Deferred {
     /// Closes the queue and hands over what still waits (the end of the run writes it).
     pub fn close(&mut self) -> Vec<DeferredUpsert> {
         self.closed = true;
-        self.held = None;
+        self.held.clear();
         std::mem::take(&mut self.rows)
     }
 }
@@ -72,9 +76,12 @@ pub fn push(run: &Arc<RunShared>, row: DeferredUpsert, bytes: usize) -> Result<(
         if d.closed {
             return Err(ended());
         }
-        match &mut d.held {
-            Some(held) => held.grow(bytes, "the queued upserts")?,
-            None => d.held = Some(run.budget.charge(bytes, "the queued upserts")?),
+        match d.held.iter_mut().find(|(t, _)| *t == row.table) {
+            Some((_, held)) => held.grow(bytes, "the queued upserts")?,
+            None => {
+                let held = run.budget.charge(bytes, "the queued upserts")?;
+                d.held.push((row.table.clone(), held));
+            }
         }
         d.rows.push(row);
         d.rows.len()
@@ -90,12 +97,34 @@ pub fn push(run: &Arc<RunShared>, row: DeferredUpsert, bytes: usize) -> Result<(
     Ok(())
 }
 
-/// Writes `run`'s waiting rows into `txn`, whose lock the caller holds (so nothing reads
-/// between taking them and writing them).
+/// Writes all of `run`'s waiting rows into `txn`, whose lock the caller holds (so nothing
+/// reads between taking them and writing them).
 pub fn write_waiting(run: &RunShared, txn: &mut Txn) -> Result<(), TableError> {
     let (rows, _held) = {
         let mut d = lock(&run.deferred);
-        (std::mem::take(&mut d.rows), d.held.take())
+        (std::mem::take(&mut d.rows), std::mem::take(&mut d.held))
+    };
+    txn.upsert_deferred(rows)
+}
+
+/// Writes the rows waiting for `table` into `txn` (whose lock the caller holds), before a
+/// call on that table; the other tables' rows keep waiting, in their order.
+pub fn write_waiting_for(run: &RunShared, txn: &mut Txn, table: &str) -> Result<(), TableError> {
+    let (rows, _held) = {
+        let mut d = lock(&run.deferred);
+        let Some(at) = d.held.iter().position(|(t, _)| t == table) else {
+            return Ok(());
+        };
+        let held = d.held.swap_remove(at);
+        if d.held.is_empty() {
+            (std::mem::take(&mut d.rows), held)
+        } else {
+            let (mine, rest) = std::mem::take(&mut d.rows)
+                .into_iter()
+                .partition(|r| r.table == table);
+            d.rows = rest;
+            (mine, held)
+        }
     };
     txn.upsert_deferred(rows)
 }
@@ -172,18 +201,24 @@ mod tests {
     use std::time::{Duration, Instant};
 
     fn store(dir: &std::path::Path) -> Store {
-        let schema = TableSchema::from_yaml(
-            "name: T\nkey: id\ncolumns:\n  - { name: id, type: text }\n  - { name: n, type: integer }\n",
-            std::path::Path::new("t.yaml"),
-        )
-        .unwrap();
-        let schemas = Arc::new(Schemas::from_schemas(vec![schema]).unwrap());
+        let schema = |name: &str| {
+            TableSchema::from_yaml(
+                &format!("name: {name}\nkey: id\ncolumns:\n  - {{ name: id, type: text }}\n  - {{ name: n, type: integer }}\n"),
+                std::path::Path::new("t.yaml"),
+            )
+            .unwrap()
+        };
+        let schemas = Arc::new(Schemas::from_schemas(vec![schema("T"), schema("U")]).unwrap());
         Store::open(&dir.join("t.db"), schemas).unwrap()
     }
 
     fn row(i: usize) -> DeferredUpsert {
-        let row = json!({"id": format!("k{i}"), "n": i});
-        DeferredUpsert::json("T", row.as_object().unwrap().clone())
+        keyed("T", i, i)
+    }
+
+    fn keyed(table: &str, key: usize, n: usize) -> DeferredUpsert {
+        let row = json!({"id": format!("k{key}"), "n": n});
+        DeferredUpsert::json(table, row.as_object().unwrap().clone())
     }
 
     /// Waits until `done` holds (each look is an event the applier caused), failing after
@@ -272,6 +307,39 @@ mod tests {
         assert!(err.contains("locked"), "{err}");
         other.commit().unwrap();
         assert_eq!(store.row_count("T").unwrap(), 0);
+    }
+
+    /// A call on one table writes that table's waiting rows (in their order: the last upsert
+    /// of a key wins) and gives back their memory; the other table's rows keep waiting.
+    #[test]
+    fn a_table_call_writes_the_rows_of_its_own_table_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let run = Arc::new(RunShared::new(1, Some(store.begin().unwrap())));
+        for (i, table) in ["T", "U", "T", "U"].into_iter().enumerate() {
+            push(&run, keyed(table, i % 2, i), 100 + i).unwrap();
+        }
+        assert_eq!(run.budget.held(), 100 + 101 + 102 + 103);
+        let mut guard = lock(&run.txn);
+        let txn = guard.as_mut().unwrap();
+        write_waiting_for(&run, txn, "T").unwrap();
+        assert_eq!(txn.get("T", "k0").unwrap().unwrap()["n"], json!(2));
+        assert_eq!(txn.count("T", &serde_json::Map::new()).unwrap(), 1);
+        assert_eq!(txn.count("U", &serde_json::Map::new()).unwrap(), 0);
+        assert_eq!(run.budget.held(), 101 + 103);
+        let waiting: Vec<String> = lock(&run.deferred)
+            .rows
+            .iter()
+            .map(|r| r.table.clone())
+            .collect();
+        assert_eq!(waiting, ["U", "U"]);
+        // Nothing waits for `T` now: nothing is written.
+        write_waiting_for(&run, txn, "T").unwrap();
+        assert_eq!(lock(&run.deferred).rows.len(), 2);
+        write_waiting_for(&run, txn, "U").unwrap();
+        assert_eq!(txn.get("U", "k1").unwrap().unwrap()["n"], json!(3));
+        assert!(lock(&run.deferred).rows.is_empty());
+        assert_eq!(run.budget.held(), 0);
     }
 
     /// A row queued after the run ended is refused, never lost without a word.
