@@ -212,6 +212,11 @@ mod tests {
         Store::open(&dir.join("t.db"), schemas).unwrap()
     }
 
+    /// A run writing into a new unit of work of `store`.
+    fn run_on(store: &Store) -> Arc<RunShared> {
+        Arc::new(RunShared::new(1, Some(store.begin().unwrap())))
+    }
+
     fn row(i: usize) -> DeferredUpsert {
         keyed("T", i, i)
     }
@@ -242,7 +247,7 @@ mod tests {
     async fn a_full_batch_is_written_by_the_applier_while_the_child_goes_on() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let run = Arc::new(RunShared::new(1, Some(store.begin().unwrap())));
+        let run = run_on(&store);
         let busy = lock(&run.txn);
         for i in 0..BATCH {
             push(&run, row(i), 10).unwrap();
@@ -269,7 +274,7 @@ mod tests {
     async fn a_child_writes_the_queue_itself_when_the_applier_is_behind() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let run = Arc::new(RunShared::new(1, Some(store.begin().unwrap())));
+        let run = run_on(&store);
         // An applier that never comes: the queue only grows.
         lock(&run.deferred).applying = true;
         for i in 0..MAX_WAITING - 1 {
@@ -315,7 +320,7 @@ mod tests {
     fn a_table_call_writes_the_rows_of_its_own_table_only() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let run = Arc::new(RunShared::new(1, Some(store.begin().unwrap())));
+        let run = run_on(&store);
         for (i, table) in ["T", "U", "T", "U"].into_iter().enumerate() {
             push(&run, keyed(table, i % 2, i), 100 + i).unwrap();
         }
