@@ -20,6 +20,7 @@
 //! | [`package`] | the ASA package built into the binary: the lowest-priority flows and tables |
 //! | [`engine`] | wasmtime: pooling allocator, epochs, bindings, compile cache, one invocation |
 //! | [`runtime`] | top-level runs (one transaction each), child calls, limits |
+//! | [`memo`] | what the host remembers of pure flows' calls: within a run, and across runs checked against what they read |
 //! | [`budget`] | one run's budget for what the host buffers for it (`run_memory:`) |
 //! | [`scheduler`] | `serve`: schedules, overlap, exclusive groups, catch-up, reload, shutdown |
 //! | [`launch`] | runs `serve`'s listener starts itself (API, console), handed to the scheduler |
@@ -71,6 +72,7 @@ pub mod lease;
 pub mod listener;
 pub mod logging;
 pub mod manifest;
+pub mod memo;
 pub mod metrics;
 pub mod notify;
 pub mod package;

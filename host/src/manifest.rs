@@ -311,7 +311,7 @@ pub struct Manifest {
     /// Input and output are never recorded in run history (U00 returns a bearer token).
     pub sensitive: bool,
     /// The output depends only on the input and the tables the flow reads, so within one run
-    /// a repeated child call may be answered from an earlier one (see `runtime::Memo`).
+    /// a repeated child call may be answered from an earlier one (see [`crate::memo`]).
     pub pure: bool,
     /// Whether `serve` runs the flow before `flowhost flow enable|disable` says otherwise
     /// (`enabled: false` in the manifest; see [`crate::switches`]).

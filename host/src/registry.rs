@@ -100,6 +100,17 @@ impl FlowEntry {
             .clone()
     }
 
+    /// An entry for `manifest` with no component, for unit tests of what keeps entries.
+    #[cfg(test)]
+    pub(crate) fn without_component(manifest: Manifest) -> FlowEntry {
+        FlowEntry {
+            manifest,
+            source: FlowSource::BuiltIn(&[]),
+            stamp: [(0, None); 2],
+            pre: OnceLock::new(),
+        }
+    }
+
     /// Whether `other` was loaded from the same, unchanged files (or is the same built-in).
     pub fn same_files(&self, other: &FlowEntry) -> bool {
         self.manifest.path == other.manifest.path

@@ -20,6 +20,7 @@ use crate::budget::Budget;
 use crate::caps::upsert_queue::Deferred;
 use crate::engine::{Engine, Instance, Outcome, WitError};
 use crate::history::{ChildStats, History, LogLine, RunStatus, Trigger, MAX_FAILED_CHILD_ROWS};
+use crate::memo::{Kept, Memo, Recorder};
 use crate::registry::{FlowEntry, Registry};
 use crate::secrets::Secrets;
 use crate::store::{DeferredUpsert, Store, Txn};
@@ -164,6 +165,8 @@ pub struct Runtime {
     pub prefetches: crate::caps::prefetch::Prefetches,
     /// Exclusive groups across processes (and who may `serve` the database).
     pub leases: crate::lease::Leases,
+    /// Pure flows' calls kept across runs ([`crate::memo`]).
+    pub kept: Kept,
 }
 
 /// State of one top-level run, shared with its children.
@@ -228,6 +231,8 @@ pub struct CallCtx {
     pub run: Arc<RunShared>,
     pub depth: u32,
     pub deadline: Instant,
+    /// What a call of a pure flow reads, to keep it across runs ([`crate::memo`]).
+    pub reads: Option<Arc<Mutex<Recorder>>>,
 }
 
 impl CallCtx {
@@ -236,6 +241,14 @@ impl CallCtx {
     }
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// The call did something besides reading tables (a pure flow's call is then not kept
+    /// across runs).
+    pub fn not_a_read(&self) {
+        if let Some(reads) = &self.reads {
+            lock(reads).other();
+        }
     }
 }
 
@@ -276,6 +289,7 @@ impl Runtime {
             limits,
             rate_limits: Default::default(),
             prefetches: Default::default(),
+            kept: Kept::default(),
         }))
     }
 
@@ -405,6 +419,7 @@ impl Runtime {
             run: run.clone(),
             depth: 0,
             deadline,
+            reads: None,
         };
         // A panic anywhere in the invocation (a host call, the engine) ends this run as an
         // error: the transaction below rolls back and history records it, so nothing waits
@@ -739,13 +754,38 @@ pub(crate) async fn call_child(
         None
     };
     let started = Instant::now();
-    let ctx = child_ctx(parent, &child, started);
+    let mut ctx = child_ctx(parent, &child, started);
+    if let Some(version) = memo_version {
+        // Or the same call in an earlier run, if it reads the same now.
+        if let Some(out) = kept_output(&ctx, &child, &input) {
+            lock(&parent.run.memo).put(&child.manifest, input, version, &out);
+            count_call(parent, &child, Duration::ZERO, Call::MemoHit, true);
+            return Ok(out);
+        }
+        ctx.reads = Some(Arc::default());
+    }
+    let reads = ctx.reads.clone();
     let result = Box::pin(invoke(ctx, &input, true)).await;
     let out = child_ended(parent, &child, &input, result, started.elapsed(), Call::Run)?;
     if let Some(version) = memo_version {
+        if let Some(reads) = reads {
+            let recorder = std::mem::take(&mut *lock(&reads));
+            parent.rt.kept.keep(&child, input.clone(), recorder, &out);
+        }
         lock(&parent.run.memo).put(&child.manifest, input, version, &out);
     }
     Ok(out)
+}
+
+/// The output of `child`'s call with `input` that an earlier run kept, if every read it made
+/// gives the same answer in `ctx`'s run now.
+fn kept_output(ctx: &CallCtx, child: &Arc<FlowEntry>, input: &str) -> Option<String> {
+    let kept = ctx.rt.kept.get(child, input)?;
+    let same = kept
+        .reads
+        .iter()
+        .all(|read| crate::caps::tables::reads_the_same(ctx, read));
+    same.then(|| kept.output.clone())
 }
 
 /// The context of a run of `child` as a child of `parent`, starting at `started`: one level
@@ -757,6 +797,7 @@ pub(crate) fn child_ctx(parent: &CallCtx, child: &Arc<FlowEntry>, started: Insta
         run: parent.run.clone(),
         depth: parent.depth + 1,
         deadline: child_deadline(parent, child, started),
+        reads: None,
     }
 }
 
@@ -826,73 +867,6 @@ fn count_call(parent: &CallCtx, child: &FlowEntry, elapsed: Duration, how: Call,
     }
 }
 
-/// Outputs of `pure: true` flows (S32–S37 in the ASA package) within one run, so that the
-/// same reference looked up for the thousandth event of a page does not run the helper again.
-///
-/// A pure flow's output depends only on its input and the tables it reads (the registry
-/// refuses a pure flow any other grant). An output is reused only while none of those tables
-/// has been written in this run since it was computed: every table write bumps that table's
-/// count, and an entry remembers the sum of the counts of its flow's tables. Per run, like the
-/// transaction, so it never sees another run's writes; bounded by `MEMO_BYTES`.
-#[derive(Default)]
-pub struct Memo {
-    /// Writes this run has made, per table.
-    writes: HashMap<String, u64>,
-    /// Per flow, per input: the version it was computed at and the output.
-    outputs: HashMap<String, HashMap<String, (u64, String)>>,
-    bytes: usize,
-}
-
-/// What a run's memo may hold (inputs and outputs); past it, it starts over.
-const MEMO_BYTES: usize = 16 << 20;
-
-impl Memo {
-    /// Records a write to `table` (before it happens: a failed write still counts).
-    pub fn wrote(&mut self, table: &str) {
-        match self.writes.get_mut(table) {
-            Some(n) => *n += 1,
-            None => {
-                self.writes.insert(table.to_string(), 1);
-            }
-        }
-    }
-
-    /// The state of the tables `flow` reads, as one number that grows with every write.
-    fn version(&self, flow: &crate::manifest::Manifest) -> u64 {
-        let tables = flow.grants.tables_read.iter();
-        tables
-            .map(|t| self.writes.get(t).copied().unwrap_or(0))
-            .sum()
-    }
-
-    /// The remembered output, or the current version to remember a new one under.
-    fn lookup(&self, flow: &crate::manifest::Manifest, input: &str) -> Result<String, u64> {
-        let version = self.version(flow);
-        match self.outputs.get(&flow.name).and_then(|m| m.get(input)) {
-            Some((v, out)) if *v == version => Ok(out.clone()),
-            _ => Err(version),
-        }
-    }
-
-    fn put(&mut self, flow: &crate::manifest::Manifest, input: String, version: u64, out: &str) {
-        let size = input.len() + out.len();
-        if size > MEMO_BYTES / 16 {
-            return;
-        }
-        if self.bytes + size > MEMO_BYTES {
-            self.outputs.clear();
-            self.bytes = 0;
-        }
-        self.bytes += size;
-        let input_len = input.len();
-        let per_flow = self.outputs.entry(flow.name.clone()).or_default();
-        if let Some((_, old)) = per_flow.insert(input, (version, out.to_string())) {
-            // An entry computed again (its tables were written): the old one is gone.
-            self.bytes -= input_len + old.len();
-        }
-    }
-}
-
 /// Gives a failed child call a history row of its own (input and error), for the first
 /// [`MAX_FAILED_CHILD_ROWS`] failures of the run; later ones are only counted in the parent's
 /// [`ChildStats`] (`failures_not_recorded`), so a for-each of a million failing items does not
@@ -937,14 +911,6 @@ fn record_failed_child(parent: &CallCtx, child: &FlowEntry, input: &str, message
 mod tests {
     use super::*;
 
-    fn pure_flow(tables: &[&str]) -> crate::manifest::Manifest {
-        let text = format!(
-            "title: Peek\npure: true\ngrants:\n  tables:\n    read: [{}]\n",
-            tables.join(", ")
-        );
-        crate::manifest::Manifest::parse(std::path::Path::new("flows/peek.yaml"), &text).unwrap()
-    }
-
     /// A run context without a transaction (the benchmarks') has no one to write queued
     /// upserts, so its queue refuses them; a run's queue closes when the run takes its
     /// transaction back, handing over what was still waiting.
@@ -966,40 +932,5 @@ mod tests {
         crate::caps::upsert_queue::push(&run, DeferredUpsert::json("T", row), 10).unwrap();
         assert_eq!(run.close_deferred().len(), 1);
         assert!(lock(&run.deferred).is_closed());
-    }
-
-    #[test]
-    fn memo_entries_follow_writes_to_the_flows_tables_only() {
-        let flow = pure_flow(&["A", "B"]);
-        let mut memo = Memo::default();
-        let v0 = memo.lookup(&flow, "in").unwrap_err();
-        memo.put(&flow, "in".into(), v0, "out");
-        assert_eq!(memo.lookup(&flow, "in"), Ok("out".to_string()));
-        assert!(memo.lookup(&flow, "other").is_err());
-        memo.wrote("C");
-        assert_eq!(memo.lookup(&flow, "in"), Ok("out".to_string()));
-        memo.wrote("B");
-        let v1 = memo.lookup(&flow, "in").unwrap_err();
-        assert!(v1 > v0);
-        // Computed again under the new version: counted once, not twice.
-        memo.put(&flow, "in".into(), v1, "out2");
-        assert_eq!(memo.bytes, "in".len() + "out2".len());
-        assert_eq!(memo.lookup(&flow, "in"), Ok("out2".to_string()));
-    }
-
-    #[test]
-    fn the_memo_starts_over_when_full() {
-        let flow = pure_flow(&["A"]);
-        let mut memo = Memo::default();
-        let big = "x".repeat(MEMO_BYTES / 20);
-        for i in 0..40 {
-            memo.put(&flow, format!("in{i}"), 0, &big);
-            assert!(memo.bytes <= MEMO_BYTES, "{} bytes", memo.bytes);
-        }
-        assert!(memo.lookup(&flow, "in39").is_ok());
-        assert!(memo.lookup(&flow, "in0").is_err());
-        // An output larger than a sixteenth of the memo is not kept at all.
-        memo.put(&flow, "huge".into(), 0, &"y".repeat(MEMO_BYTES / 8));
-        assert!(memo.lookup(&flow, "huge").is_err());
     }
 }

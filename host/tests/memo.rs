@@ -1,6 +1,7 @@
 //! `pure: true` flows: within one run the host answers a repeated call from the first one, and
-//! only while the tables the flow reads are unchanged; a pure flow holding any grant but table
-//! reads is refused at load.
+//! only while the tables the flow reads are unchanged; across runs, only when reading the same
+//! rows again gives the same answers; a pure flow holding any grant but table reads is refused
+//! at load.
 
 mod common;
 
@@ -76,7 +77,7 @@ async fn a_pure_flow_runs_once_per_input_until_its_table_changes() {
     let stats = run.children.iter().find(|c| c.flow == "peek").unwrap();
     assert_eq!((stats.calls, stats.memo_hits, stats.failures), (6, 2, 0));
 
-    // Each run starts with an empty memo: a second run sees the committed row afresh.
+    // A second run sees the committed row (what peek read was written since its last call).
     let again = ok(&rt, "driver", json!({"op": "steps", "steps": [peek("a")]})).await;
     assert_eq!(again[0]["note"], json!("second"));
 }
@@ -131,4 +132,122 @@ fn a_pure_flow_with_more_than_table_reads_is_refused_at_load() {
     ] {
         assert!(errors.contains(&want), "want {want}\nin {errors}");
     }
+}
+
+/// `peek`'s calls and memo hits in the last run of `driver`.
+fn peek_stats(rt: &Runtime) -> (u64, u64) {
+    let run = &rt.history.list(Some("driver"), 1).unwrap()[0];
+    let stats = run.children.iter().find(|c| c.flow == "peek").unwrap();
+    (stats.calls, stats.memo_hits)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pure_flows_call_is_kept_across_runs_while_what_it_read_is_unchanged() {
+    let env = TestEnv::new();
+    let rt = runtime(&env, folder(&env, &[]));
+    let one = |step: Value| json!({"op": "steps", "steps": [step]});
+    ok(&rt, "driver", one(upsert("a", "first"))).await;
+
+    // The first run of the call runs peek; the next run's is answered from it after one read.
+    let first = ok(&rt, "driver", one(peek("a"))).await;
+    assert_eq!(first[0]["note"], json!("first"));
+    assert_eq!(peek_stats(&rt), (1, 0));
+    let again = ok(&rt, "driver", one(peek("a"))).await;
+    assert_eq!(again, first);
+    assert_eq!(peek_stats(&rt), (1, 1));
+
+    // The row peek read was written with the same text: still the same answer.
+    ok(&rt, "driver", one(upsert("a", "first"))).await;
+    ok(&rt, "driver", one(peek("a"))).await;
+    assert_eq!(peek_stats(&rt), (1, 1));
+
+    // Another process changes the row: the next call runs peek again and sees it.
+    let db = rusqlite::Connection::open(env.config.db.sqlite_path().unwrap()).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE t_probe_items SET note = 'second' WHERE id = 'a'",
+            [],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let after = ok(&rt, "driver", one(peek("a"))).await;
+    assert_eq!(after[0]["note"], json!("second"));
+    assert_eq!(peek_stats(&rt), (1, 0));
+
+    // A row that was missing when the call was kept, and is there now.
+    assert_eq!(ok(&rt, "driver", one(peek("b"))).await[0], Value::Null);
+    ok(&rt, "driver", one(upsert("b", "new"))).await;
+    assert_eq!(
+        ok(&rt, "driver", one(peek("b"))).await[0]["note"],
+        json!("new")
+    );
+    assert_eq!(peek_stats(&rt), (1, 0));
+
+    // The run's own write, not yet committed, is read too.
+    let steps = json!({"op": "steps", "steps": [upsert("a", "third"), peek("a")]});
+    assert_eq!(ok(&rt, "driver", steps).await[1]["note"], json!("third"));
+    assert_eq!(peek_stats(&rt), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pure_call_that_did_more_than_read_tables_is_not_kept_across_runs() {
+    let env = TestEnv::new();
+    let rt = runtime(&env, folder(&env, &[]));
+    let get = json!({"op": "table", "fn": "get", "table": "Probe Items", "key": "a"});
+    for extra in [
+        json!({"op": "log", "level": "info", "message": "looked"}),
+        json!({"op": "now"}),
+        json!({"op": "cache_get", "key": "k"}),
+    ] {
+        let call = json!({"op": "call", "flow": "peek",
+                          "input": {"op": "steps", "steps": [get, extra]}});
+        let steps = json!({"op": "steps", "steps": [call]});
+        for _ in 0..2 {
+            ok(&rt, "driver", steps.clone()).await;
+            assert_eq!(peek_stats(&rt), (1, 0), "{extra}");
+        }
+    }
+    // Reads alone (a get, a find and a count) are kept.
+    let reads = json!({"op": "call", "flow": "peek", "input": {"op": "steps", "steps": [
+        get,
+        {"op": "table", "fn": "find", "table": "Probe Items", "filter": {}},
+        {"op": "table", "fn": "count", "table": "Probe Items", "filter": {}},
+    ]}});
+    let steps = json!({"op": "steps", "steps": [reads]});
+    ok(&rt, "driver", steps.clone()).await;
+    assert_eq!(peek_stats(&rt), (1, 0));
+    ok(&rt, "driver", steps.clone()).await;
+    assert_eq!(peek_stats(&rt), (1, 1));
+    // A row added changes the find and the count: run again.
+    ok(
+        &rt,
+        "driver",
+        json!({"op": "steps", "steps": [upsert("z", "other")]}),
+    )
+    .await;
+    let out = ok(&rt, "driver", steps).await;
+    assert_eq!(peek_stats(&rt), (1, 0));
+    assert_eq!(out[0][2], json!(1), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_pure_flow_does_not_reuse_the_calls_of_the_one_before() {
+    let env = TestEnv::new();
+    let dir = folder(&env, &[]);
+    let rt = runtime(&env, dir.clone());
+    let steps = json!({"op": "steps", "steps": [peek("a")]});
+    ok(&rt, "driver", steps.clone()).await;
+    ok(&rt, "driver", steps.clone()).await;
+    assert_eq!(peek_stats(&rt), (1, 1));
+
+    // peek becomes the echo flow (its manifest unchanged): a call runs it.
+    let echo = common::root().join("flows/dist-test/echo.wasm");
+    std::fs::copy(echo, dir.join("peek.wasm")).unwrap();
+    let mut config = env.config.clone();
+    config.flows = vec![dir];
+    config.builtin = false;
+    rt.set_registry(config.load_registry().unwrap());
+    let out = ok(&rt, "driver", steps).await;
+    assert_eq!(peek_stats(&rt), (1, 0));
+    assert_eq!(out[0]["fn"], json!("get"), "{out}");
 }

@@ -263,6 +263,7 @@ impl Host for RunState {
         key: String,
         data: Vec<u8>,
     ) -> Result<(), WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let store = store(ctx, "put", &store_name, Access::Write)?;
         let path =
@@ -287,6 +288,7 @@ impl Host for RunState {
     }
 
     async fn get(&mut self, store_name: String, key: String) -> Result<Option<Vec<u8>>, WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let store = store(ctx, "get", &store_name, Access::Read)?;
         let path =
@@ -321,6 +323,7 @@ impl Host for RunState {
         prefix: String,
         limit: u32,
     ) -> Result<Vec<String>, WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let store = store(ctx, "list", &store_name, Access::Read)?;
         let folder = check_prefix(&prefix)
@@ -356,6 +359,7 @@ impl Host for RunState {
     }
 
     async fn delete(&mut self, store_name: String, key: String) -> Result<bool, WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let store = store(ctx, "delete", &store_name, Access::Write)?;
         let path =

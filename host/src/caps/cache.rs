@@ -60,15 +60,18 @@ impl FlowCache {
 
 impl Host for RunState {
     async fn get(&mut self, key: String) -> Option<String> {
+        self.ctx.not_a_read();
         self.ctx.rt.cache.get(self.ctx.name(), &key)
     }
     async fn set(&mut self, key: String, value: String, ttl_ms: u64) {
+        self.ctx.not_a_read();
         self.ctx
             .rt
             .cache
             .set(self.ctx.name(), &key, value, Duration::from_millis(ttl_ms));
     }
     async fn remove(&mut self, key: String) {
+        self.ctx.not_a_read();
         self.ctx.rt.cache.remove(self.ctx.name(), &key);
     }
 }

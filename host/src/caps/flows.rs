@@ -26,6 +26,7 @@ fn callee(ctx: &CallCtx, name: &str) -> Result<Arc<FlowEntry>, WitError> {
 
 impl Host for RunState {
     async fn call(&mut self, name: String, input: String) -> Result<String, WitError> {
+        self.ctx.not_a_read();
         let child = callee(&self.ctx, &name)?;
         let out = call_child(&self.ctx, child, input).await?;
         // Held only until the caller has it, but counted with everything else held now.
@@ -43,11 +44,13 @@ impl Host for RunState {
         items: Vec<String>,
         concurrency: u32,
     ) -> Result<Vec<Result<String, String>>, WitError> {
+        self.ctx.not_a_read();
         let child = callee(&self.ctx, &name)?;
         super::for_each::run(&self.ctx, child, items, concurrency).await
     }
 
     fn item_result(&mut self, outcome: Result<String, String>) -> bool {
+        self.ctx.not_a_read();
         let Some(batch) = &self.batch else {
             tracing::debug!(flow = self.ctx.name(), "flows.item-result outside run-many");
             return false;

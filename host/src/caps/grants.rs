@@ -8,6 +8,7 @@ use crate::registry::{Registry, UrlGrantError};
 
 impl Host for RunState {
     async fn granted_urls(&mut self, checks: Vec<(String, String)>) -> Result<(), WitError> {
+        self.ctx.not_a_read();
         granted_urls(&self.ctx.rt.registry(), &checks)
     }
 }

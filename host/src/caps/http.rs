@@ -49,6 +49,7 @@ const MAX_SHOWN_VALUE: usize = 64;
 
 impl Host for RunState {
     async fn send(&mut self, req: Request) -> Result<Response, WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let (method, url) = check(ctx, &req)?;
         if let Some(resp) = ctx.rt.prefetches.take(ctx, &req).await {
@@ -61,6 +62,7 @@ impl Host for RunState {
     }
 
     async fn prefetch(&mut self, req: Request) -> Result<(), WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         let (method, url) = check(ctx, &req)?;
         if method != reqwest::Method::GET && method != reqwest::Method::HEAD {

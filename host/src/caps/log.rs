@@ -23,6 +23,7 @@ pub const PANIC_HOOK: &str = "flowhost-test-hook: panic in a host call";
 
 impl Host for RunState {
     async fn log(&mut self, level: Level, message: String) {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         #[cfg(feature = "test-hooks")]
         if message == PANIC_HOOK {

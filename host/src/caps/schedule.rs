@@ -16,11 +16,13 @@ const MAX_DELAY: Duration = crate::manifest::EVERY_RANGE.max;
 
 impl Host for RunState {
     async fn now(&mut self) -> String {
+        self.ctx.not_a_read();
         // RFC 3339 in UTC with millisecond precision, as history writes it.
         crate::history::now_rfc3339()
     }
 
     async fn sleep(&mut self, ms: u64) {
+        self.ctx.not_a_read();
         // Sleeping past the deadline is pointless: the run is interrupted at the deadline.
         let d = Duration::from_millis(ms).min(self.ctx.remaining());
         tokio::time::sleep(d).await;
@@ -32,6 +34,7 @@ impl Host for RunState {
         input: String,
         delay_ms: u64,
     ) -> Result<(), WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         if flow != ctx.name() && !ctx.flow.manifest.grants.flows.contains(&flow) {
             return Err(WitError::AccessDenied(format!(

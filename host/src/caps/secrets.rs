@@ -5,6 +5,7 @@ use crate::engine::{RunState, WitError};
 
 impl Host for RunState {
     async fn get(&mut self, name: String) -> Result<String, WitError> {
+        self.ctx.not_a_read();
         let ctx = &self.ctx;
         if !ctx.flow.manifest.grants.secrets.contains(&name) {
             return Err(WitError::AccessDenied(format!(

@@ -10,6 +10,7 @@ use super::cells::CellRef;
 use super::upsert_queue::{self, ended, write_waiting_for};
 use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
+use crate::memo::Read;
 use crate::runtime::{lock, CallCtx};
 use crate::store::{CheckedUpsert, DeferredUpsert, TableError, Txn, UpsertRow, READ_SNAPSHOT_MAX};
 
@@ -54,6 +55,7 @@ fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitErro
         )));
     }
     if access == Access::Write {
+        ctx.not_a_read();
         lock(&ctx.run.memo).wrote(table);
     }
     Ok(())
@@ -185,11 +187,67 @@ fn to_json(v: impl serde::Serialize) -> Result<String, WitError> {
     serde_json::to_string(&v).map_err(|e| WitError::Other(e.to_string()))
 }
 
+/// Row `key` of `table`, as JSON text.
+fn get_row(ctx: &CallCtx, table: &str, key: &str) -> Result<Option<String>, WitError> {
+    with_txn(ctx, table, Access::Read, |t| t.get_json(table, key))
+}
+
+/// The rows of `table` that match `filter`, as a JSON array.
+fn find_rows(
+    ctx: &CallCtx,
+    table: &str,
+    filter: &str,
+    limit: Option<u32>,
+) -> Result<String, WitError> {
+    let filter = object(filter, "filter")?;
+    let rows = with_txn(ctx, table, Access::Read, |t| t.find(table, &filter, limit))?;
+    to_json(rows)
+}
+
+/// How many rows of `table` match `filter`.
+fn count_rows(ctx: &CallCtx, table: &str, filter: &str) -> Result<u64, WitError> {
+    let filter = object(filter, "filter")?;
+    with_txn(ctx, table, Access::Read, |t| t.count(table, &filter))
+}
+
+/// Whether `read`, made again in `ctx`'s run, gives the answer it gave when it was recorded
+/// (an error never does). How a pure flow's call kept from an earlier run is checked.
+pub(crate) fn reads_the_same(ctx: &CallCtx, read: &Read) -> bool {
+    match read {
+        Read::Get { table, key, got } => get_row(ctx, table, key).is_ok_and(|now| now == *got),
+        Read::Find {
+            table,
+            filter,
+            limit,
+            got,
+        } => find_rows(ctx, table, filter, *limit).is_ok_and(|now| now == *got),
+        Read::Count { table, filter, got } => {
+            count_rows(ctx, table, filter).is_ok_and(|now| now == *got)
+        }
+    }
+}
+
+/// Notes what a read of a pure flow's call got (`crate::memo`); a read that failed makes the
+/// call one that is not kept.
+fn record<T>(ctx: &CallCtx, got: &Result<T, WitError>, read: impl FnOnce(&T) -> Read) {
+    if let Some(recorder) = &ctx.reads {
+        let mut recorder = lock(recorder);
+        match got {
+            Ok(got) => recorder.read(read(got)),
+            Err(_) => recorder.other(),
+        }
+    }
+}
+
 impl Host for RunState {
     async fn get(&mut self, table: String, key: String) -> Result<Option<String>, WitError> {
-        with_txn(&self.ctx, &table, Access::Read, |t| {
-            t.get_json(&table, &key)
-        })
+        let got = get_row(&self.ctx, &table, &key);
+        record(&self.ctx, &got, |got| Read::Get {
+            table,
+            key,
+            got: got.clone(),
+        });
+        got
     }
 
     async fn find(
@@ -198,11 +256,14 @@ impl Host for RunState {
         filter: String,
         limit: Option<u32>,
     ) -> Result<String, WitError> {
-        let filter = object(&filter, "filter")?;
-        let rows = with_txn(&self.ctx, &table, Access::Read, |t| {
-            t.find(&table, &filter, limit)
-        })?;
-        to_json(rows)
+        let got = find_rows(&self.ctx, &table, &filter, limit);
+        record(&self.ctx, &got, |got| Read::Find {
+            table,
+            filter,
+            limit,
+            got: got.clone(),
+        });
+        got
     }
 
     async fn insert(&mut self, table: String, row: String) -> Result<String, WitError> {
@@ -278,9 +339,12 @@ impl Host for RunState {
     }
 
     async fn count(&mut self, table: String, filter: String) -> Result<u64, WitError> {
-        let filter = object(&filter, "filter")?;
-        with_txn(&self.ctx, &table, Access::Read, |t| {
-            t.count(&table, &filter)
-        })
+        let got = count_rows(&self.ctx, &table, &filter);
+        record(&self.ctx, &got, |got| Read::Count {
+            table,
+            filter,
+            got: *got,
+        });
+        got
     }
 }

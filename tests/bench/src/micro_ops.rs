@@ -95,6 +95,7 @@ impl MicroWorld {
             flow: flow.entry.clone(),
             run: Arc::new(RunShared::new(0, None)),
             depth: 0,
+            reads: None,
             deadline: Instant::now() + Duration::from_secs(30),
         }
     }
