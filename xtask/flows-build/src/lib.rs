@@ -34,13 +34,12 @@ pub struct BuiltFlow {
 pub const GROUPS: [&str; 2] = ["asa", "test"];
 
 /// The files and folders whose change means the flows must be built again (for a build
-/// script's `rerun-if-changed`): the workspace's manifests, its cargo settings (the compiler
-/// flags) and every crate's sources, never its `target/` or the laid-out `dist` folders.
+/// script's `rerun-if-changed`): the workspace's manifests and every crate's sources, never
+/// its `target/` or the laid-out `dist` folders.
 pub fn inputs(flows: &Path) -> Vec<PathBuf> {
     let mut v = vec![
         flows.join("Cargo.toml"),
         flows.join("Cargo.lock"),
-        flows.join(".cargo"),
         flows.join("sdk"),
     ];
     v.extend(GROUPS.iter().map(|g| flows.join(g)));
