@@ -151,6 +151,16 @@ impl Recorder {
         self.reads.push(read);
     }
 
+    /// Whether a read whose answer is `answer` bytes long may still be recorded: checked before
+    /// the answer is copied, so a call that cannot be kept (it did something else, or a `find`
+    /// returned megabytes) costs no copy. A read that does not fit makes the call not kept.
+    pub fn fits(&mut self, answer: usize) -> bool {
+        if !self.unkeepable && self.bytes.saturating_add(answer) > MAX_ENTRY {
+            self.other();
+        }
+        !self.unkeepable
+    }
+
     /// The call did something besides reading tables: it is not kept.
     pub fn other(&mut self) {
         self.unkeepable = true;
@@ -335,6 +345,17 @@ mod tests {
         kept.keep(&flow, "big read".into(), recorded([get("k", &big)]), "out");
         kept.keep(&flow, "big output".into(), Recorder::default(), &big);
         assert!(kept.get(&flow, "big read").is_none() && kept.get(&flow, "big output").is_none());
+
+        // An answer too big is refused before it is copied, and so is any read after it.
+        let mut recorder = recorded([get("k", "row")]);
+        assert!(recorder.fits(MAX_ENTRY / 2));
+        assert!(!recorder.fits(MAX_ENTRY));
+        assert!(!recorder.fits(1));
+        kept.keep(&flow, "too big".into(), recorder, "out");
+        assert!(kept.get(&flow, "too big").is_none());
+        let mut logged = Recorder::default();
+        logged.other();
+        assert!(!logged.fits(0));
     }
 
     #[test]

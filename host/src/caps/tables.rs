@@ -227,13 +227,19 @@ pub(crate) fn reads_the_same(ctx: &CallCtx, read: &Read) -> bool {
     }
 }
 
-/// Notes what a read of a pure flow's call got (`crate::memo`); a read that failed makes the
-/// call one that is not kept.
-fn record<T>(ctx: &CallCtx, got: &Result<T, WitError>, read: impl FnOnce(&T) -> Read) {
+/// Notes what a read of a pure flow's call got (`crate::memo`), `answer` bytes long; a read
+/// that failed makes the call one that is not kept. The answer is copied only if it may be.
+fn record<T>(
+    ctx: &CallCtx,
+    got: &Result<T, WitError>,
+    answer: impl FnOnce(&T) -> usize,
+    read: impl FnOnce(&T) -> Read,
+) {
     if let Some(recorder) = &ctx.reads {
         let mut recorder = lock(recorder);
         match got {
-            Ok(got) => recorder.read(read(got)),
+            Ok(got) if recorder.fits(answer(got)) => recorder.read(read(got)),
+            Ok(_) => {}
             Err(_) => recorder.other(),
         }
     }
@@ -242,7 +248,8 @@ fn record<T>(ctx: &CallCtx, got: &Result<T, WitError>, read: impl FnOnce(&T) -> 
 impl Host for RunState {
     async fn get(&mut self, table: String, key: String) -> Result<Option<String>, WitError> {
         let got = get_row(&self.ctx, &table, &key);
-        record(&self.ctx, &got, |got| Read::Get {
+        let answer = |got: &Option<String>| got.as_ref().map_or(0, String::len);
+        record(&self.ctx, &got, answer, |got| Read::Get {
             table,
             key,
             got: got.clone(),
@@ -257,7 +264,7 @@ impl Host for RunState {
         limit: Option<u32>,
     ) -> Result<String, WitError> {
         let got = find_rows(&self.ctx, &table, &filter, limit);
-        record(&self.ctx, &got, |got| Read::Find {
+        record(&self.ctx, &got, String::len, |got| Read::Find {
             table,
             filter,
             limit,
@@ -340,11 +347,16 @@ impl Host for RunState {
 
     async fn count(&mut self, table: String, filter: String) -> Result<u64, WitError> {
         let got = count_rows(&self.ctx, &table, &filter);
-        record(&self.ctx, &got, |got| Read::Count {
-            table,
-            filter,
-            got: *got,
-        });
+        record(
+            &self.ctx,
+            &got,
+            |_| 8,
+            |got| Read::Count {
+                table,
+                filter,
+                got: *got,
+            },
+        );
         got
     }
 }
