@@ -214,7 +214,10 @@ fn count_rows(ctx: &CallCtx, table: &str, filter: &str) -> Result<u64, WitError>
 /// (an error never does). How a pure flow's call kept from an earlier run is checked.
 pub(crate) fn reads_the_same(ctx: &CallCtx, read: &Read) -> bool {
     match read {
-        Read::Get { table, key, got } => get_row(ctx, table, key).is_ok_and(|now| now == *got),
+        Read::Get { table, key, got } => with_txn(ctx, table, Access::Read, |t| {
+            t.get_json_is(table, key, got.as_deref())
+        })
+        .unwrap_or(false),
         Read::Find {
             table,
             filter,

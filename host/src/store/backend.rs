@@ -63,6 +63,16 @@ pub trait UnitOfWork: Send {
             })
             .transpose()
     }
+    /// Whether [`UnitOfWork::get_json`] would give `text` (`None`: no row). A backend may
+    /// compare without making the text.
+    fn get_json_is(
+        &mut self,
+        table: &str,
+        key: &str,
+        text: Option<&str>,
+    ) -> Result<bool, TableError> {
+        Ok(self.get_json(table, key)?.as_deref() == text)
+    }
     /// When the read transaction that reads share began, if one is open and nobody watches it
     /// yet; it is then marked watched (see [`UnitOfWork::end_idle_read_snapshot`]).
     fn watch_read_snapshot(&mut self) -> Option<Instant> {

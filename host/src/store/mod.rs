@@ -369,6 +369,17 @@ impl Txn {
         self.unit.get_json(table, key)
     }
 
+    /// Whether [`Txn::get_json`] would give `text` (`None`: no row), found without making
+    /// the row's text where the backend can.
+    pub fn get_json_is(
+        &mut self,
+        table: &str,
+        key: &str,
+        text: Option<&str>,
+    ) -> Result<bool, TableError> {
+        self.unit.get_json_is(table, key, text)
+    }
+
     /// Rows equal to every `column: value` of `filter` (`null` matches unset), oldest first, at
     /// most `limit` (default 1000, capped at 10 000).
     pub fn find(

@@ -3,6 +3,7 @@
 //! table), including the `WHERE` clause of a column search.
 
 use std::cmp::Ordering;
+use std::io::Write;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{ffi, ErrorCode, ToSql};
@@ -432,27 +433,77 @@ impl TableSql {
     /// [`TableSql::read_row`]'s map, without building the map.
     pub(super) fn row_json(&self, row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
         let mut out = Vec::with_capacity(24 * self.json_fields.len() + 2);
-        out.push(b'{');
+        self.write_row(row, &mut out)?;
+        String::from_utf8(out).map_err(|e| rusqlite::Error::Utf8Error(e.utf8_error()))
+    }
+
+    /// Whether [`TableSql::row_json`] of `row` is `text`, found without making that text (how
+    /// a pure flow's kept call is checked: `memo`).
+    pub(super) fn row_json_is(
+        &self,
+        row: &rusqlite::Row<'_>,
+        text: &str,
+    ) -> rusqlite::Result<bool> {
+        let mut same = SameAs {
+            rest: text.as_bytes(),
+            differs: false,
+        };
+        match self.write_row(row, &mut same) {
+            Ok(()) => Ok(same.rest.is_empty()),
+            Err(_) if same.differs => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes [`TableSql::row_json`]'s text to `out`.
+    fn write_row(&self, row: &rusqlite::Row<'_>, out: &mut impl Write) -> rusqlite::Result<()> {
+        let failed = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+        out.write_all(b"{").map_err(failed)?;
         for (n, (name, at, ty)) in self.json_fields.iter().enumerate() {
             if n > 0 {
-                out.push(b',');
+                out.write_all(b",").map_err(failed)?;
             }
-            out.extend_from_slice(name.as_bytes());
-            write_cell(&mut out, *ty, row.get_ref(*at)?)
+            out.write_all(name.as_bytes()).map_err(failed)?;
+            write_cell(out, *ty, row.get_ref(*at)?)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         }
-        out.push(b'}');
-        String::from_utf8(out).map_err(|e| rusqlite::Error::Utf8Error(e.utf8_error()))
+        out.write_all(b"}").map_err(failed)
+    }
+}
+
+/// A writer that compares what it is given with a text, and fails at the first byte that
+/// differs (so a row that is not the text is not written past it).
+struct SameAs<'a> {
+    /// The text still to come.
+    rest: &'a [u8],
+    differs: bool,
+}
+
+impl Write for SameAs<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(buf.len())
+            }
+            None => {
+                self.differs = true;
+                Err(std::io::Error::other("the row's text differs"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// Appends [`cell_value`]'s JSON text; text, whole numbers and nulls straight from the cell.
-fn write_cell(out: &mut Vec<u8>, ty: ColumnType, cell: ValueRef<'_>) -> serde_json::Result<()> {
+fn write_cell(out: &mut impl Write, ty: ColumnType, cell: ValueRef<'_>) -> serde_json::Result<()> {
     match (ty, cell) {
         (ColumnType::Json | ColumnType::Boolean, _) | (ColumnType::Text, ValueRef::Integer(_)) => {}
         (_, ValueRef::Null) => {
-            out.extend_from_slice(b"null");
-            return Ok(());
+            return out.write_all(b"null").map_err(serde_json::Error::io);
         }
         (_, ValueRef::Integer(i)) => return serde_json::to_writer(out, &i),
         (_, ValueRef::Text(b)) => {

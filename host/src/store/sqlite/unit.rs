@@ -313,6 +313,21 @@ impl SqliteUnit {
         self.get_as(table, key, TableSql::row_json)
     }
 
+    /// Whether [`SqliteUnit::get_json`] would give `text` (`None`: no row), found without
+    /// making the row's text.
+    pub fn get_json_is(
+        &mut self,
+        table: &str,
+        key: &str,
+        text: Option<&str>,
+    ) -> Result<bool, TableError> {
+        let Some(text) = text else {
+            return Ok(self.get_as(table, key, |_, _| Ok(()))?.is_none());
+        };
+        let same = self.get_as(table, key, |t, row| t.row_json_is(row, text))?;
+        Ok(same == Some(true))
+    }
+
     /// The row with `key`, as `read` makes it of the SQLite row.
     fn get_as<T>(
         &mut self,
@@ -680,6 +695,15 @@ impl UnitOfWork for SqliteUnit {
         SqliteUnit::get_json(self, table, key)
     }
 
+    fn get_json_is(
+        &mut self,
+        table: &str,
+        key: &str,
+        text: Option<&str>,
+    ) -> Result<bool, TableError> {
+        SqliteUnit::get_json_is(self, table, key, text)
+    }
+
     fn watch_read_snapshot(&mut self) -> Option<Instant> {
         match &mut self.snapshot {
             Some(s) if !s.watched => {
@@ -894,6 +918,32 @@ mod tests {
         }
         assert_eq!(tx.get_json("Typed", "missing").unwrap(), None);
         assert_eq!(tx.get_json("Log", "not a number").unwrap(), None);
+    }
+
+    #[test]
+    fn get_json_is_compares_with_the_rows_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tables, store) = open_both(dir.path(), vec![typed()]);
+        let mut tx = store.begin().unwrap();
+        let row = json!({"id": "k\"1", "n": 1.5, "j": {"z": [1, "x"]}, "s": "tab\tünï"});
+        tx.insert("Typed", &obj(row)).unwrap();
+        let text = tx
+            .get_json("Typed", "k\"1")
+            .unwrap()
+            .expect("the row's text");
+        let is = |tx: &mut Txn, key: &str, text: Option<&str>| {
+            tx.get_json_is("Typed", key, text).unwrap()
+        };
+        assert!(is(&mut tx, "k\"1", Some(&text)));
+        // Shorter, longer, one byte changed (inside an escaped text too), no row expected.
+        assert!(!is(&mut tx, "k\"1", Some(&text[..text.len() - 1])));
+        assert!(!is(&mut tx, "k\"1", Some(&format!("{text} "))));
+        assert!(!is(&mut tx, "k\"1", Some(&text.replace("1.5", "1.6"))));
+        assert!(!is(&mut tx, "k\"1", Some(&text.replace("\\t", "\\n"))));
+        assert!(!is(&mut tx, "k\"1", None));
+        // A missing row is `None`, and is no text.
+        assert!(is(&mut tx, "missing", None));
+        assert!(!is(&mut tx, "missing", Some(&text)));
     }
 
     #[test]
