@@ -116,6 +116,8 @@ pub struct Observed {
     pub api_max_body: usize,
     /// `console:`: who may open the web console (`None`: off).
     pub console: Option<crate::config::ConsoleAccess>,
+    /// The console's log-in attempts per client address.
+    pub logins: Arc<crate::console::throttle::LoginThrottle>,
 }
 
 impl Observed {
@@ -144,6 +146,7 @@ impl Listener {
             max_lag: config.max_lag,
             api_max_body: config.api_max_body,
             console: config.console.clone(),
+            logins: Arc::default(),
         });
         let console = if config.console.is_some() {
             ", the console at /"

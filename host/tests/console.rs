@@ -463,6 +463,78 @@ async fn token_mode_needs_the_operator_token_by_login_or_bearer() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn log_in_attempts_are_limited_per_address_and_the_cookie_is_secure_behind_https() {
+    let env = TestEnv::new().with_secrets(&[("CONSOLE_TOKEN", TOKEN)]);
+    let config = env.config_file("console: { token_secret: CONSOLE_TOKEN }\n");
+    let mut c = Console::open(&config, "127.0.0.1:0");
+    let origin = c.origin.clone();
+    let proto = header::HeaderName::from_static("x-forwarded-proto");
+
+    // Through a proxy that took the client's HTTPS, the session cookie is Secure; directly
+    // over HTTP it is not (a browser would then never send it).
+    let https = c
+        .post_with(
+            "/login",
+            &[("token", TOKEN)],
+            &[(header::ORIGIN, &origin), (proto, "https")],
+        )
+        .await;
+    assert_eq!(https.see_other(), "/");
+    let set = https.header(header::SET_COOKIE);
+    assert!(set.ends_with("; Secure"), "{set}");
+    let plain = c.post("/login", &[("token", TOKEN)]).await;
+    assert_eq!(plain.see_other(), "/");
+    let set = plain.header(header::SET_COOKIE);
+    assert!(!set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    // Someone guessing: the rest of the burst of ten gets its 401s...
+    for i in 2..10 {
+        let wrong = c.post("/login", &[("token", &format!("guess-{i}"))]).await;
+        assert_eq!(wrong.status, 401, "attempt {i}");
+    }
+    // ... then this address is told to wait, and not even the right token is checked.
+    for token in ["guess-10", TOKEN] {
+        let refused = c.post("/login", &[("token", token)]).await;
+        assert_eq!(refused.status, 429, "{token}");
+        let after: u64 = refused.header(header::RETRY_AFTER).parse().unwrap();
+        assert!((1..=6).contains(&after), "Retry-After: {after}");
+        assert!(refused.header(header::SET_COOKIE).is_empty());
+        let said = refused.text("#login-error");
+        assert!(
+            said.contains("Too many log-in attempts") && said.contains(&format!("{after} s")),
+            "{said}"
+        );
+    }
+    // A session and the Bearer token are not log-ins: they still work.
+    let p = c
+        .get_with("/runs", &[(header::COOKIE, cookie.as_str())])
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let bearer = format!("Bearer {TOKEN}");
+    let p = c
+        .get_with("/runs", &[(header::AUTHORIZATION, bearer.as_str())])
+        .await;
+    assert_eq!(p.status, 200);
+
+    // The log says who was refused and why, and never holds a token tried.
+    let serve = c.serve.as_mut().unwrap();
+    serve.wait_line("the refusal's log line", |l| {
+        l.contains("too many attempts")
+    });
+    let lines = c.seen().join("\n");
+    assert!(lines.contains("127.0.0.1"), "{lines}");
+    assert!(lines.contains("wrong token"), "{lines}");
+    for secret in [TOKEN, "guess-"] {
+        assert!(
+            !lines.contains(secret),
+            "the log holds `{secret}`:\n{lines}"
+        );
+    }
+    c.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn token_mode_without_the_secret_lets_nobody_in_and_says_which_secret() {
     let env = TestEnv::new();
     let config = env.config_file("console: { token_secret: CONSOLE_TOKEN }\n");

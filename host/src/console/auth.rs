@@ -10,13 +10,15 @@
 //!   sets (HttpOnly, SameSite=Strict, Path=/). The cookie holds an HMAC-SHA256 of the token
 //!   under a key drawn at random when the process starts, never the token itself, so a new
 //!   process (or a new token) logs everybody out. Tokens are compared in constant time.
-//!   Without a session a page redirects to `/login`; anything else gets 401.
+//!   Without a session a page redirects to `/login`; anything else gets 401. Log-ins are
+//!   limited per client address ([`super::throttle`]); the cookie is `Secure` when a reverse
+//!   proxy says the client used HTTPS.
 //! - **Every POST** (the switches, the run form, log in, log out) must come from the
 //!   console's own pages: its `Origin` (else its `Referer`) must name the host and port of
 //!   the request's `Host`, else 403 and nothing changes (cross-site request forgery). Behind
 //!   a reverse proxy, the proxy must pass the original `Host` on.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -92,6 +94,12 @@ impl FromRequestParts<Observed> for Allowed {
 /// POST guard; no session needed.
 pub struct LoginGate {
     secret: String,
+    /// The client's address (unspecified if the listener did not record it: such clients
+    /// share one log-in budget).
+    peer: IpAddr,
+    /// The request reached a reverse proxy over HTTPS (`X-Forwarded-Proto: https`): the
+    /// cookie is then `Secure`.
+    https: bool,
 }
 
 impl FromRequestParts<Observed> for LoginGate {
@@ -99,7 +107,14 @@ impl FromRequestParts<Observed> for LoginGate {
 
     async fn from_request_parts(parts: &mut Parts, o: &Observed) -> Result<Self, Refusal> {
         match gate(parts, o)? {
-            ConsoleAccess::Token { secret } => Ok(LoginGate { secret }),
+            ConsoleAccess::Token { secret } => Ok(LoginGate {
+                secret,
+                peer: parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+                https: forwarded_https(&parts.headers),
+            }),
             // Nothing to log into.
             ConsoleAccess::Loopback => Err(Refusal::NotFound),
         }
@@ -145,6 +160,27 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
             .map_err(|why| Refusal::Failure(StatusCode::FORBIDDEN, why))?;
     }
     Ok(access)
+}
+
+/// Whether a reverse proxy says the client used HTTPS: `X-Forwarded-Proto: https` (its first
+/// value) or `Forwarded: proto=https`. It only ever makes the cookie stricter.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    first("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        || first("forwarded").is_some_and(|f| {
+            f.split(';').any(|kv| {
+                kv.trim().split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("proto")
+                        && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                })
+            })
+        })
 }
 
 /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
@@ -301,18 +337,36 @@ pub async fn login(
     State(o): State<Observed>,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    if let Err(wait) = o.logins.attempt(gate.peer) {
+        let secs = wait.as_secs_f64().ceil() as u64;
+        tracing::warn!(
+            peer = %gate.peer,
+            "console log-in refused: too many attempts from this address (again in {secs} s)"
+        );
+        let mut r = login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "Too many log-in attempts from this address: try again in {secs} s."
+            )),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
     let token = match token_of(&o, &gate.secret) {
         Ok(t) => t,
         Err(r) => return r.into_response(),
     };
     if !same_token(&f.token, &token) {
+        tracing::warn!(peer = %gate.peer, "console log-in refused: wrong token");
         return login_page(
             StatusCode::UNAUTHORIZED,
             Some("That is not the operator token."),
         );
     }
+    let secure = if gate.https { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{secure}",
         session_value(&token)
     );
     let mut r = see_other("/");
@@ -335,6 +389,28 @@ pub async fn logout(_: LoginGate) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_behind_a_proxy_is_read_from_its_headers() {
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            forwarded_https(&h)
+        };
+        assert!(with(&[("x-forwarded-proto", "https")]));
+        assert!(with(&[("x-forwarded-proto", "HTTPS, http")]));
+        assert!(with(&[(
+            "forwarded",
+            "for=192.0.2.1;proto=https;by=x, proto=http"
+        )]));
+        assert!(with(&[("forwarded", "proto=\"https\"")]));
+        assert!(!with(&[]));
+        assert!(!with(&[("x-forwarded-proto", "http")]));
+        assert!(!with(&[("x-forwarded-proto", "http, https")]));
+        assert!(!with(&[("forwarded", "for=192.0.2.1")]));
+    }
 
     #[test]
     fn loopback_names() {

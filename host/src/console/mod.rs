@@ -24,6 +24,7 @@ pub mod flows;
 pub mod layout;
 pub mod runs;
 pub mod tables;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
