@@ -5,8 +5,9 @@
 //! right token is refused too until the address may try again) and is answered 429 with
 //! `Retry-After`.
 //!
-//! Behind a reverse proxy every client has the proxy's address and they share the budget; the
-//! `Authorization: Bearer` path and sessions already logged in are not throttled.
+//! An IPv6 client is counted by its /64 (one host can hold a whole /64 and try from each of its
+//! addresses). Behind a reverse proxy every client has the proxy's address and they share the
+//! budget; the `Authorization: Bearer` path and sessions already logged in are not throttled.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -46,11 +47,25 @@ impl LoginThrottle {
         if self.limiter.len() > REMEMBERED {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&peer).map_err(|not_until| {
-            not_until
-                .wait_time_from(self.clock.now())
-                .max(Duration::from_secs(1))
-        })
+        self.limiter
+            .check_key(&budget_of(peer))
+            .map_err(|not_until| {
+                not_until
+                    .wait_time_from(self.clock.now())
+                    .max(Duration::from_secs(1))
+            })
+    }
+}
+
+/// The address whose budget an attempt from `peer` spends: IPv4 as it is (an IPv4-mapped IPv6
+/// address as its IPv4), IPv6 as its /64.
+fn budget_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -75,5 +90,18 @@ mod tests {
         // Another address has its own budget.
         assert_eq!(t.attempt(b), Ok(()));
         assert!(t.attempt(a).is_err());
+        // The same IPv4 address written as IPv6 is the same client.
+        assert!(t.attempt("::ffff:192.0.2.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let t = LoginThrottle::default();
+        for i in 0..ATTEMPTS_PER_MINUTE {
+            let same_64: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            assert_eq!(t.attempt(same_64), Ok(()), "attempt {i}");
+        }
+        assert!(t.attempt("2001:db8:1:2:ffff::9".parse().unwrap()).is_err());
+        assert_eq!(t.attempt("2001:db8:1:3::1".parse().unwrap()), Ok(()));
     }
 }
