@@ -113,7 +113,7 @@ async fn three_nodes_lose_nothing_when_the_node_running_m10_is_killed_during_a_b
     let mut takeovers = Vec::new();
     // Kills that landed inside an M10 run. The holder is looked up, then killed: its run may
     // end in between (between two runs it holds nothing), so a kill that missed is made again,
-    // up to twice as many as asked.
+    // up to three times as many as asked.
     let (mut hits, mut kills) = (0, 0);
     while hits < KILLS {
         assert!(
