@@ -38,8 +38,32 @@ pub struct LogOptions {
     pub quiet: bool,
 }
 
-/// The level filter: `RUST_LOG` if set, else from `-v` / `-q`.
+/// The WebAssembly engine's crates: their debug and trace lines (the compiler's, one per
+/// instruction: a million for one component) would drown flowhost's own, so they stay at warn
+/// unless `RUST_LOG` names them.
+const ENGINE_TARGETS: [&str; 3] = ["cranelift", "wasmtime", "regalloc2"];
+
+/// The level filter: `RUST_LOG` if set (and valid), else from `-v` / `-q`.
 pub fn filter(opts: &LogOptions) -> tracing_subscriber::EnvFilter {
+    filter_from(std::env::var("RUST_LOG").ok().as_deref(), opts)
+}
+
+/// [`filter`] for the `RUST_LOG` value `rust_log`.
+fn filter_from(rust_log: Option<&str>, opts: &LogOptions) -> tracing_subscriber::EnvFilter {
+    let engine_quiet = |spec: &str| {
+        ENGINE_TARGETS
+            .iter()
+            .filter(|t| !spec.contains(*t))
+            .map(|t| format!(",{t}=warn"))
+            .collect::<String>()
+    };
+    if let Some(spec) = rust_log.map(str::trim).filter(|s| !s.is_empty()) {
+        if let Ok(f) =
+            tracing_subscriber::EnvFilter::try_new(format!("{spec}{}", engine_quiet(spec)))
+        {
+            return f;
+        }
+    }
     let default = match (opts.quiet, opts.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -47,12 +71,11 @@ pub fn filter(opts: &LogOptions) -> tracing_subscriber::EnvFilter {
         (false, 2) => "debug",
         _ => "trace",
     };
-    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{default},{OUTCOME_TARGET}={},cranelift=warn,wasmtime=warn",
-            if opts.quiet { "warn" } else { default }
-        ))
-    })
+    let outcome = if opts.quiet { "warn" } else { default };
+    tracing_subscriber::EnvFilter::new(format!(
+        "{default},{OUTCOME_TARGET}={outcome}{}",
+        engine_quiet("")
+    ))
 }
 
 /// Whether text log lines may be coloured: stderr is a terminal and `NO_COLOR` is unset or
@@ -86,5 +109,35 @@ pub fn init(terminal: &Terminal, opts: &LogOptions) {
             .with_ansi(false)
             .with_writer(terminal.clone())
             .init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(rust_log: Option<&str>) -> String {
+        filter_from(rust_log, &LogOptions::default()).to_string()
+    }
+
+    #[test]
+    fn the_engine_stays_at_warn_unless_rust_log_names_it() {
+        let all = directives(Some("trace"));
+        for t in ENGINE_TARGETS {
+            assert!(all.contains(&format!("{t}=warn")), "{all}");
+        }
+        let named = directives(Some("info,wasmtime=debug"));
+        assert!(named.contains("wasmtime=debug"), "{named}");
+        assert!(!named.contains("wasmtime=warn"), "{named}");
+        assert!(named.contains("cranelift=warn"), "{named}");
+        // Unset, empty or unreadable: the -v / -q default, the engine at warn as well.
+        for unset in [None, Some(""), Some("info,=no=such=")] {
+            let d = directives(unset);
+            assert!(
+                d.contains("cranelift=warn") && d.contains("regalloc2=warn"),
+                "{d}"
+            );
+            assert!(d.contains(&format!("{OUTCOME_TARGET}=warn")), "{d}");
+        }
     }
 }
