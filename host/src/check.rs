@@ -3,7 +3,7 @@
 //!
 //! What is checked, in order: the config file; the table schemas; the secrets file; every
 //! manifest (the registry's load errors: grants against tables, flows and blob stores); that
-//! every secret a manifest grants or a `blobs:` store names is set; the database (opened
+//! every component in a flows folder compiles and links (`check_components`); that every secret a manifest grants or a `blobs:` store names is set; the database (opened
 //! read-only when it exists, never created); and that the ASA base URL that U02 stored in the
 //! `Environment Variables` table (`asaBaseUrl`, `https://app.scaleft.com` when unset, as U01
 //! reads it) is granted to M10 and U00 (asked of [`Registry::check_url`]); when it is not, the
@@ -32,7 +32,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{BlobStoreConfig, Config};
-use crate::registry::{Registry, UrlGrantError};
+use crate::engine::{Engine, EngineOptions};
+use crate::registry::{FlowSource, Registry, UrlGrantError};
 use crate::schema::Schemas;
 use crate::secrets::Secrets;
 
@@ -61,6 +62,8 @@ pub enum Kind {
     Config,
     Schema,
     Manifest,
+    /// A flow's `.wasm` that does not compile or link.
+    Component,
     Secret,
     Database,
     Grant,
@@ -277,6 +280,7 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
         };
         r.push(Finding::error(kind, e.clone()).at(file.as_deref(), None));
     }
+    check_components(&mut r, &registry, config);
     if let Some(secrets) = &secrets {
         check_flow_secrets(&mut r, &registry, config, config_path, secrets);
         check_api_tokens(&mut r, &registry, config, config_path, secrets);
@@ -287,6 +291,45 @@ fn inspect(config: &Config, config_path: Option<&Path>) -> Inspected {
         report: r,
         registry: Some(registry),
         secrets,
+    }
+}
+
+/// Every component from a flows folder compiles and links: it is a component, and the host
+/// provides every import it names (a flow built against another contract version is found
+/// here, not at its first run). The compile cache is read, never written: a component it does
+/// not hold is compiled and thrown away (tens of milliseconds each). The built-in package's
+/// components are the binary's own and are not compiled again.
+fn check_components(r: &mut Report, registry: &Registry, config: &Config) {
+    let mut from_folders = registry
+        .iter()
+        .filter_map(|e| match &e.source {
+            FlowSource::File(wasm) => Some((e, wasm)),
+            FlowSource::BuiltIn(_) => None,
+        })
+        .peekable();
+    if from_folders.peek().is_none() {
+        return;
+    }
+    let engine = match Engine::new(&EngineOptions {
+        cache_dir: config.cache_dir.clone(),
+        cache_max_size: config.cache_max_size,
+        cache_read_only: true,
+        max_instances: 1,
+        ..EngineOptions::default()
+    }) {
+        Ok(engine) => engine,
+        Err(e) => {
+            r.push(Finding::error(
+                Kind::Component,
+                format!("components not checked: {e}"),
+            ));
+            return;
+        }
+    };
+    for (entry, wasm) in from_folders {
+        if let Err(e) = entry.prepare(&engine) {
+            r.push(Finding::error(Kind::Component, e).at(Some(wasm), None));
+        }
     }
 }
 

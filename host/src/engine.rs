@@ -65,6 +65,9 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// The most bytes of compiled components kept in `cache_dir`.
     pub cache_max_size: u64,
+    /// Read `cache_dir` but never change it (`flowhost check`): nothing stored, no entry
+    /// marked used, none evicted.
+    pub cache_read_only: bool,
     /// Instances that may exist at once, across all runs.
     pub max_instances: u32,
     /// The largest memory cap a manifest may set.
@@ -76,6 +79,7 @@ impl Default for EngineOptions {
         EngineOptions {
             cache_dir: None,
             cache_max_size: crate::config::DEFAULT_CACHE_MAX_SIZE,
+            cache_read_only: false,
             max_instances: 1000,
             max_memory: crate::manifest::MAX_MEMORY,
         }
@@ -306,6 +310,7 @@ pub struct Engine {
     linker: Linker<RunState>,
     cache_dir: Option<PathBuf>,
     cache_max_size: u64,
+    cache_read_only: bool,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -372,6 +377,7 @@ impl Engine {
             linker,
             cache_dir: opts.cache_dir.clone(),
             cache_max_size: opts.cache_max_size,
+            cache_read_only: opts.cache_read_only,
             stop_ticker,
         })
     }
@@ -436,6 +442,7 @@ impl Engine {
         // SAFETY: the file was written by `store_cached` with this engine's compatibility hash
         // in its name, into a cache directory the operator owns; wasmtime checks the header too.
         match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) if self.cache_read_only => Some(c),
             Ok(c) => {
                 // Recently used: the last to be evicted. A read-only cache stays as it is.
                 let touched = std::fs::File::options()
@@ -455,6 +462,9 @@ impl Engine {
     }
 
     fn store_cached(&self, bytes: &[u8], component: &Component) {
+        if self.cache_read_only {
+            return;
+        }
         let Some(path) = self.cache_path(bytes) else {
             return;
         };

@@ -1,5 +1,6 @@
 //! `flowhost check [--connect] [--json]` through the binary: each kind of problem is found and
-//! named (exit 1), a sound setup passes (exit 0), the ASA base URL's missing grant comes with
+//! named (exit 1; a dropped-in component that does not compile or link included), a sound
+//! setup passes (exit 0), the ASA base URL's missing grant comes with
 //! the config lines that fix it, and `--connect` says what the simulator answered without
 //! ever printing the token.
 
@@ -221,6 +222,91 @@ fn missing_secrets_are_named_with_their_flow_or_store() {
         .map(|f| f["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["secret"; 5], "{json}");
+}
+
+/// A dropped-in component that the host could load but not run is found by `check`, not at
+/// its first run: one built against a contract version the host lacks (its imports name
+/// `flowhost:flow@9.…`), and one cut short (its header is a component's, the rest is not).
+/// Each is named with its file; a sound one beside them is not; the compile cache is read
+/// and never written.
+#[test]
+fn components_that_do_not_compile_or_link_are_named() {
+    let mut env = sound();
+    let mine = env.dir.path().join("mine");
+    let echo = std::fs::read_to_string(common::flows_dir("dist-test").join("echo.yaml")).unwrap();
+    for name in ["sound", "newer", "cut"] {
+        common::drop_flow(&mine, name, "echo", &echo);
+    }
+    let ours = flowhost::engine::contract_package();
+    let version = ours.rsplit_once('@').unwrap().1;
+    let theirs = format!("9{}", &version[1..]);
+    let newer = mine.join("newer.wasm");
+    let bytes = std::fs::read(&newer).unwrap();
+    let (from, to) = (format!("@{version}"), format!("@{theirs}"));
+    let replaced = replace_all(&bytes, from.as_bytes(), to.as_bytes());
+    assert_ne!(replaced, bytes, "echo.wasm names no `@{version}`");
+    std::fs::write(&newer, replaced).unwrap();
+    let cut = mine.join("cut.wasm");
+    let bytes = std::fs::read(&cut).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    // Only this folder (the ASA flows are the built-in package's, which are not compiled
+    // again), and a cache of its own that must stay as it was: absent.
+    env.config.flows = vec![mine.clone()];
+    let cache = env.dir.path().join("cache");
+    env.config.cache_dir = Some(cache.clone());
+    let config = env.config_file("");
+
+    let (code, out) = check(&config, &[]);
+    assert_eq!(code, 1, "{out}");
+    let errs = errors(&out);
+    assert_eq!(errs.len(), 2, "{out}");
+    let want = format!("error: {}: imports `flowhost:flow/", newer.display());
+    let want_end = format!("@{theirs}`, which flowhost does not provide (it provides {ours}: build the flow against the host's wit/flow.wit)");
+    assert!(
+        errs.iter()
+            .any(|l| l.starts_with(&want) && l.ends_with(&want_end)),
+        "{out}"
+    );
+    let want = format!("error: {}: not a WebAssembly component: ", cut.display());
+    assert!(errs.iter().any(|l| l.starts_with(&want)), "{out}");
+    let (_, json) = check_json(&config);
+    let mut named: Vec<(String, String)> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["file"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    named.sort();
+    let mut want = vec![
+        ("component".to_string(), cut.display().to_string()),
+        ("component".to_string(), newer.display().to_string()),
+    ];
+    want.sort();
+    assert_eq!(named, want, "{json}");
+    // Read-only: the cache it was given was never created.
+    assert!(!cache.exists(), "check wrote {}", cache.display());
+}
+
+/// `bytes` with every `from` replaced by `to` (of the same length).
+fn replace_all(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i + from.len() <= out.len() {
+        if &out[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Stores `base` as the ASA base URL with U02, through the binary. U02 stores only a base URL
