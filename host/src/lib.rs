@@ -52,6 +52,7 @@
 //! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
 //! | [`scaffold`] | `flowhost new` / `flowhost build`: flow projects in Rust, Python and JavaScript (templates and SDKs embedded), building and checking them, installing into a flows folder |
 //! | [`api`] | API endpoint flows on the listener: invoke, runs, OpenAPI, client tokens |
+//! | [`throttle`] | token guesses per client address: the console's log-ins, wrong API and Bearer tokens |
 
 pub mod allocator;
 pub mod api;
@@ -92,6 +93,7 @@ pub mod status;
 pub mod store;
 pub mod switches;
 pub mod terminal;
+pub mod throttle;
 pub mod walvfs;
 pub mod watch;
 pub mod yaml;

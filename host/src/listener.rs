@@ -117,7 +117,9 @@ pub struct Observed {
     /// `console:`: who may open the web console (`None`: off).
     pub console: Option<crate::config::ConsoleAccess>,
     /// The console's log-in attempts per client address.
-    pub logins: Arc<crate::console::throttle::LoginThrottle>,
+    pub logins: Arc<crate::throttle::LoginThrottle>,
+    /// Wrong tokens per client address (API endpoint flows, the console's Bearer token).
+    pub guesses: Arc<crate::throttle::GuessThrottle>,
 }
 
 impl Observed {
@@ -147,6 +149,7 @@ impl Listener {
             api_max_body: config.api_max_body,
             console: config.console.clone(),
             logins: Arc::default(),
+            guesses: Arc::default(),
         });
         let console = if config.console.is_some() {
             ", the console at /"

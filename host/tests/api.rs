@@ -3,7 +3,8 @@
 //! wrong or missing one is 401 and counted in `/metrics`, a flow without `api:` is 404 like an
 //! unknown name, a body over `api_max_body` is 413 and records no run, `?async=true` answers
 //! 202 and the run is polled at `/api/runs/ID`, a failed run is 500 with its error, a
-//! switched-off flow is 409; O10, exposed through the config's `grants:`, moves Audit Events
+//! switched-off flow is 409; wrong tokens are limited per address (429 with `Retry-After`,
+//! the right token never slowed); O10, exposed through the config's `grants:`, moves Audit Events
 //! to a blob store and the runs it requests are run by `serve`. Also: `list` and `check`
 //! about API flows, and the listener's header-read timeout.
 
@@ -209,6 +210,96 @@ async fn a_good_token_runs_the_flow_and_wrong_or_missing_ones_are_401_and_counte
         !all.contains("tok-wrong-0000") && !all.contains(TOKEN),
         "{all}"
     );
+}
+
+/// Wrong tokens are limited per client address: the right token spends nothing however often
+/// it comes; ten wrong ones are each answered 401; past them the address is refused, and its
+/// requests are 429 with `Retry-After` before their token is looked at, the right one
+/// included, on every route and on the console's `Authorization: Bearer` (one budget). The
+/// refusal is logged once, with the address and never a token; no run starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_tokens_are_limited_per_address_and_the_right_one_is_never_slowed() {
+    let (env, _) = small_world();
+    let config = env.config_file("console: {token_secret: HELLO_TOKEN}\n");
+    let mut api = Api::start(&config);
+    let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 200);
+    let run = resp.headers()["x-flowhost-run-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..30 {
+        let (status, _) = api.get("/api/flows/hello/openapi.json", Some(TOKEN)).await;
+        assert_eq!(status, 200);
+    }
+    // Ten wrong guesses are checked and refused (401); the next spends what is left of the
+    // budget (one more may come back while they are sent: one every 6 s).
+    let mut answers = Vec::new();
+    for i in 0..14 {
+        let resp = api
+            .invoke("hello", "", "{}", Some(&format!("tok-guess-{i:04}")))
+            .await;
+        answers.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            break;
+        }
+    }
+    assert_eq!(answers[..10], [401; 10], "{answers:?}");
+    assert_eq!(answers.last(), Some(&429), "{answers:?}");
+    assert!((12..=13).contains(&answers.len()), "{answers:?}");
+
+    // Now the right token is refused too, before it is looked at, on every route.
+    let resp = api.invoke("hello", "", "{}", Some(TOKEN)).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("x-flowhost-run-id").is_none());
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=6).contains(&wait), "Retry-After {wait}");
+    let body = resp.json::<Value>().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("too many wrong x-api-client-token from this address: try again in "),
+        "{body}"
+    );
+    for path in [
+        "/api/flows/hello/openapi.json".to_string(),
+        format!("/api/runs/{run}"),
+    ] {
+        let (status, _) = api.get(&path, Some(TOKEN)).await;
+        assert_eq!(status, 429, "{path}");
+    }
+    let console = api
+        .http
+        .get(format!("{}/", api.origin))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), 429);
+    assert!(console.headers().get("retry-after").is_some());
+    assert_eq!(api.api_requests("hello", "429").await, 4.0);
+    // Only the first call ran: the guesses were refused, the right call throttled.
+    assert_eq!(history(env.db()).list(Some("hello"), 10).unwrap().len(), 1);
+    let line = api
+        .serve()
+        .wait_line("the refusal", |l| l.contains("too many wrong tokens"));
+    assert!(
+        line.contains("WARN") && line.contains("127.0.0.1"),
+        "{line}"
+    );
+
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+    let all = lines.join("\n");
+    assert_eq!(
+        all.matches("too many wrong tokens").count(),
+        1,
+        "logged once per refusal: {all}"
+    );
+    assert!(!all.contains("tok-guess-") && !all.contains(TOKEN), "{all}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -463,7 +463,8 @@ async fn token_mode_needs_the_operator_token_by_login_or_bearer() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn log_in_attempts_are_limited_per_address_and_the_cookie_is_secure_behind_https() {
+async fn log_ins_and_wrong_bearer_tokens_are_limited_per_address_and_the_cookie_is_secure_behind_https(
+) {
     let env = TestEnv::new().with_secrets(&[("CONSOLE_TOKEN", TOKEN)]);
     let config = env.config_file("console: { token_secret: CONSOLE_TOKEN }\n");
     let mut c = Console::open(&config, "127.0.0.1:0");
@@ -517,10 +518,48 @@ async fn log_in_attempts_are_limited_per_address_and_the_cookie_is_secure_behind
         .await;
     assert_eq!(p.status, 200);
 
+    // Wrong Bearer tokens have a budget of their own (the right one spent none of it): ten
+    // are 401, then the address's Bearer requests are 429 before the token is checked, the
+    // right one included; the session cookie still works.
+    let mut statuses = Vec::new();
+    for i in 0..14 {
+        let guess = format!("Bearer guess-b{i}");
+        let p = c
+            .get_with("/runs", &[(header::AUTHORIZATION, guess.as_str())])
+            .await;
+        statuses.push(p.status);
+        if p.status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert!(
+        statuses.len() >= 12 && statuses.last() == Some(&429),
+        "{statuses:?}"
+    );
+    let p = c
+        .get_with("/runs", &[(header::AUTHORIZATION, bearer.as_str())])
+        .await;
+    assert_eq!(p.status, 429);
+    let after: u64 = p.header(header::RETRY_AFTER).parse().unwrap();
+    assert!((1..=6).contains(&after), "Retry-After: {after}");
+    assert!(
+        p.text("#error").contains("Too many wrong tokens"),
+        "{}",
+        p.body
+    );
+    let p = c
+        .get_with("/runs", &[(header::COOKIE, cookie.as_str())])
+        .await;
+    assert_eq!(p.status, 200);
+
     // The log says who was refused and why, and never holds a token tried.
     let serve = c.serve.as_mut().unwrap();
     serve.wait_line("the refusal's log line", |l| {
         l.contains("too many attempts")
+    });
+    serve.wait_line("the Bearer refusal's log line", |l| {
+        l.contains("too many wrong console Bearer tokens")
     });
     let lines = c.seen().join("\n");
     assert!(lines.contains("127.0.0.1"), "{lines}");

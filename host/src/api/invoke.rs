@@ -50,8 +50,7 @@ async fn answer(
 ) -> Response {
     let name = flow.entry.manifest.name.as_str();
     let (parts, body) = request.into_parts();
-    let peer = auth::peer(&parts.extensions);
-    if let Err(refused) = auth::authorize(o, flow, &parts.headers, &peer) {
+    if let Err(refused) = auth::authorize(o, flow, &parts.headers, &parts.extensions) {
         return refused.into_response();
     }
     let asynchronous = match query {

@@ -21,8 +21,7 @@ pub async fn openapi(
     let Some(flow) = api_flow(&o, &name) else {
         return counted(&o, "", not_found(&name));
     };
-    let peer = auth::peer(request.extensions());
-    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), &peer) {
+    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), request.extensions()) {
         return counted(&o, &name, refused.into_response());
     }
     let doc = document(&flow.entry.manifest);
@@ -33,6 +32,15 @@ pub async fn openapi(
 fn failure(description: &str) -> Value {
     json!({
         "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+/// The 429 of an address that presented too many wrong tokens ([`crate::throttle`]).
+fn too_many() -> Value {
+    json!({
+        "description": format!("Too many wrong {TOKEN_HEADER} from this address: the request was not looked at; try again after Retry-After seconds."),
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until this address may try again"}},
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     })
 }
@@ -84,6 +92,7 @@ pub fn document(m: &Manifest) -> Value {
                         },
                         "400": failure("The body is not JSON (the error names the line and column)."),
                         "401": failure(&format!("Missing or wrong {TOKEN_HEADER}.")),
+                        "429": too_many(),
                         "404": failure("No API endpoint flow of that name."),
                         "409": failure("The flow is switched off (flowhost flow enable NAME)."),
                         "413": failure("The body is over the server's api_max_body."),
@@ -109,6 +118,7 @@ pub fn document(m: &Manifest) -> Value {
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}
                         },
                         "401": failure(&format!("Missing or wrong {TOKEN_HEADER}.")),
+                        "429": too_many(),
                         "404": failure("No run of an API endpoint flow with that id.")
                     }
                 }
@@ -120,6 +130,7 @@ pub fn document(m: &Manifest) -> Value {
                     "responses": {
                         "200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}},
                         "401": failure(&format!("Missing or wrong {TOKEN_HEADER}.")),
+                        "429": too_many(),
                         "404": failure("No API endpoint flow of that name.")
                     }
                 }

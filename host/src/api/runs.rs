@@ -30,8 +30,7 @@ pub async fn run(State(o): State<Observed>, Path(id): Path<String>, request: Req
     let Some(flow) = api_flow(&o, &record.flow) else {
         return counted(&o, "", not_found());
     };
-    let peer = auth::peer(request.extensions());
-    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), &peer) {
+    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), request.extensions()) {
         return counted(&o, &record.flow, refused.into_response());
     }
     let answer = match describe(&record) {

@@ -10,15 +10,15 @@
 //!   sets (HttpOnly, SameSite=Strict, Path=/). The cookie holds an HMAC-SHA256 of the token
 //!   under a key drawn at random when the process starts, never the token itself, so a new
 //!   process (or a new token) logs everybody out. Tokens are compared in constant time.
-//!   Without a session a page redirects to `/login`; anything else gets 401. Log-ins are
-//!   limited per client address ([`super::throttle`]); the cookie is `Secure` when a reverse
-//!   proxy says the client used HTTPS.
+//!   Without a session a page redirects to `/login`; anything else gets 401. Log-ins, and
+//!   wrong Bearer tokens, are limited per client address ([`crate::throttle`]); the cookie is
+//!   `Secure` when a reverse proxy says the client used HTTPS.
 //! - **Every POST** (the switches, the run form, log in, log out) must come from the
 //!   console's own pages: its `Origin` (else its `Referer`) must name the host and port of
 //!   the request's `Host`, else 403 and nothing changes (cross-site request forgery). Behind
 //!   a reverse proxy, the proxy must pass the original `Host` on.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -65,14 +65,23 @@ impl FromRequestParts<Observed> for Allowed {
             ConsoleAccess::Token { secret } => {
                 let token = token_of(o, &secret)?;
                 if let Some(given) = bearer(&parts.headers) {
-                    return if same_token(given, &token) {
-                        Ok(Allowed { logout: false })
-                    } else {
-                        Err(Refusal::Failure(
-                            StatusCode::UNAUTHORIZED,
-                            "the Authorization: Bearer token is not the console's token".into(),
-                        ))
-                    };
+                    let ip = crate::throttle::client_ip(&parts.extensions);
+                    o.guesses.admit(ip).map_err(Refusal::Throttled)?;
+                    if same_token(given, &token) {
+                        return Ok(Allowed { logout: false });
+                    }
+                    if let Some(wait) = o.guesses.wrong(ip) {
+                        tracing::warn!(
+                            peer = %ip,
+                            "too many wrong console Bearer tokens from this address: its \
+                             requests are refused for {} s",
+                            crate::throttle::retry_after_secs(wait)
+                        );
+                    }
+                    return Err(Refusal::Failure(
+                        StatusCode::UNAUTHORIZED,
+                        "the Authorization: Bearer token is not the console's token".into(),
+                    ));
                 }
                 if cookie(&parts.headers, COOKIE).is_some_and(|c| same_session(c, &token)) {
                     return Ok(Allowed { logout: true });
@@ -109,10 +118,7 @@ impl FromRequestParts<Observed> for LoginGate {
         match gate(parts, o)? {
             ConsoleAccess::Token { secret } => Ok(LoginGate {
                 secret,
-                peer: parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+                peer: crate::throttle::client_ip(&parts.extensions),
                 https: forwarded_https(&parts.headers),
             }),
             // Nothing to log into.
@@ -338,7 +344,7 @@ pub async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     if let Err(wait) = o.logins.attempt(gate.peer) {
-        let secs = wait.as_secs_f64().ceil() as u64;
+        let secs = crate::throttle::retry_after_secs(wait);
         tracing::warn!(
             peer = %gate.peer,
             "console log-in refused: too many attempts from this address (again in {secs} s)"

@@ -24,7 +24,6 @@ pub mod flows;
 pub mod layout;
 pub mod runs;
 pub mod tables;
-pub mod throttle;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,6 +146,8 @@ pub enum Refusal {
     Login,
     /// A page saying why, in one line.
     Failure(StatusCode, String),
+    /// 429: the client's address presented too many wrong tokens; again after this long.
+    Throttled(std::time::Duration),
 }
 
 impl IntoResponse for Refusal {
@@ -155,6 +156,15 @@ impl IntoResponse for Refusal {
             Refusal::NotFound => StatusCode::NOT_FOUND.into_response(),
             Refusal::Login => see_other("/login"),
             Refusal::Failure(status, why) => failure(status, &why),
+            Refusal::Throttled(wait) => {
+                let secs = crate::throttle::retry_after_secs(wait);
+                let mut r = failure(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("Too many wrong tokens from this address: try again in {secs} s."),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                r
+            }
         }
     }
 }
