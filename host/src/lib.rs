@@ -14,7 +14,7 @@
 //! | [`config`] | the config file, defaults, and assembling a [`runtime::Runtime`] |
 //! | [`database`] | which database `db:` names (SQLite file or PostgreSQL URL) and opening it for a process |
 //! | [`paths`] | where the config file is found and where state goes (`--state-dir`, XDG) |
-//! | [`pg`] | PostgreSQL URLs (shown without password), a pool of connections, waiting for them |
+//! | [`pg`] | PostgreSQL URLs (shown without password), TLS as `sslmode` says ([`pg::tls`]), a pool of connections, waiting for them |
 //! | [`manifest`] | flow manifests: parsing, grants, host patterns, durations and sizes |
 //! | [`registry`] | which flows exist, load errors, grant checks against tables and flows |
 //! | [`package`] | the ASA package built into the binary: the lowest-priority flows and tables |

@@ -3,4 +3,4 @@
 
 // Each test binary compiles `common` and uses only part of it.
 #[allow(unused_imports)]
-pub use pg_throwaway::{bin_dir, PgServer};
+pub use pg_throwaway::{bin_dir, PgServer, ServerTls};

@@ -9,6 +9,10 @@
 //! pays only for the server's start. PostgreSQL refuses to run as root: as root, the server
 //! runs as the `postgres` user the package creates.
 //!
+//! [`PgServer::start_tls`] starts one that speaks TLS with the certificate it is given and
+//! accepts TCP clients over TLS only (`hostssl` in `pg_hba.conf`; `psql` still comes in over
+//! the Unix socket).
+//!
 //! Tests call the panicking forms ([`PgServer::start`], [`PgServer::psql`], [`bin_dir`]),
 //! whose messages carry the install hint; the benchmark calls the `try_` forms and reports
 //! the [`Error`] as its own.
@@ -53,6 +57,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A server certificate and its private key, PEM.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
 /// A running throwaway cluster; the server and its folder go when it is dropped.
 pub struct PgServer {
     child: Child,
@@ -70,10 +81,20 @@ impl PgServer {
 
     /// [`PgServer::start`], returning the reason instead of panicking.
     pub fn try_start() -> Result<PgServer, Error> {
+        PgServer::try_start_with(None)
+    }
+
+    /// A server that accepts TCP clients over TLS only, with `tls` as its certificate;
+    /// panics saying why when it cannot start.
+    pub fn start_tls(tls: &ServerTls) -> PgServer {
+        PgServer::try_start_with(Some(tls)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_start_with(tls: Option<&ServerTls>) -> Result<PgServer, Error> {
         let mut last = None;
         // A port picked here may be taken by someone else before the server binds it: retry.
         for _ in 0..5 {
-            match PgServer::start_once() {
+            match PgServer::start_once(tls) {
                 Ok(server) => return Ok(server),
                 Err(e) if e.bind => last = Some(e),
                 Err(e) => return Err(e),
@@ -82,7 +103,7 @@ impl PgServer {
         Err(last.unwrap_or_else(|| Error::new("postgres did not start")))
     }
 
-    fn start_once() -> Result<PgServer, Error> {
+    fn start_once(tls: Option<&ServerTls>) -> Result<PgServer, Error> {
         let bin = try_bin_dir()?;
         let template = template(&bin)?;
         let dir = tempfile::Builder::new()
@@ -101,6 +122,9 @@ impl PgServer {
                 "cannot copy the PostgreSQL template {}",
                 template.display()
             )));
+        }
+        if let Some(tls) = tls {
+            write_tls(&data, tls)?;
         }
         let owner = server_user()?;
         let log = dir.path().join("postgres.log");
@@ -122,6 +146,7 @@ impl PgServer {
                 .args(["-c", "listen_addresses=127.0.0.1"])
                 .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
                 .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+                .args(["-c", if tls.is_some() { "ssl=on" } else { "ssl=off" }])
                 .stdin(Stdio::null())
                 .stdout(out.0)
                 .stderr(out.1)
@@ -248,6 +273,27 @@ impl Drop for PgServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Puts `tls` in the data folder (`server.crt`, a 0600 `server.key`, as `ssl=on` reads them)
+/// and lets TCP clients in over TLS only.
+fn write_tls(data: &Path, tls: &ServerTls) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let write = |name: &str, text: &str, mode: u32| {
+        let path = data.join(name);
+        std::fs::write(&path, text)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| Error::new(format!("cannot write {}: {e}", path.display())))
+    };
+    write("server.crt", &tls.cert_pem, 0o644)?;
+    write("server.key", &tls.key_pem, 0o600)?;
+    write(
+        "pg_hba.conf",
+        &format!(
+            "local all all trust\nhostssl all {USER} 127.0.0.1/32 trust\nhostssl all {USER} ::1/128 trust\n"
+        ),
+        0o600,
+    )
 }
 
 /// The folder with `initdb` and `postgres` (Debian keeps them in

@@ -15,14 +15,19 @@
 //! advisory locks) rather than keep it for the kernel's two hours.
 //!
 //! The password of a URL never leaves this module: [`PgUrl`]'s `Display` and every error
-//! show the URL without it.
+//! show the URL without it. TLS follows the URL's `sslmode` and `sslrootcert` as libpq reads
+//! them ([`tls`]).
+
+pub mod tls;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Idle time before the first keepalive probe, client and server side.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
@@ -88,30 +93,23 @@ pub fn node_id() -> &'static str {
 pub struct PgUrl {
     config: tokio_postgres::Config,
     shown: String,
+    /// TLS as `sslmode` asks (`None`: plain TCP).
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl PgUrl {
     /// Parses `url` (`postgres://user:password@host:port/dbname?...`).
     pub fn parse(url: &str) -> Result<PgUrl, PgError> {
         let shown = without_password(url);
-        let mut config: tokio_postgres::Config =
-            url.parse()
-                .map_err(|e: tokio_postgres::Error| PgError::BadUrl {
-                    shown: shown.clone(),
-                    reason: e.to_string(),
-                })?;
-        // No TLS client is built in: refuse at once rather than fail at the first connect.
-        if matches!(
-            config.get_ssl_mode(),
-            tokio_postgres::config::SslMode::Require
-        ) {
-            return Err(PgError::BadUrl {
-                shown,
-                reason: "sslmode=require: this build speaks to PostgreSQL without TLS (use a \
-                         Unix socket, loopback or a tunnel, see docs/postgres.md)"
-                    .into(),
-            });
-        }
+        let bad = |reason: String| PgError::BadUrl {
+            shown: shown.clone(),
+            reason,
+        };
+        let (url, settings) = tls::TlsSettings::split(url).map_err(bad)?;
+        let tls = settings.connector().map_err(bad)?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| bad(e.to_string()))?;
         if config.get_hosts().is_empty() {
             return Err(PgError::BadUrl {
                 shown,
@@ -139,7 +137,7 @@ impl PgUrl {
             _ => server_side,
         };
         config.options(options);
-        Ok(PgUrl { config, shown })
+        Ok(PgUrl { config, shown, tls })
     }
 
     /// The URL as it may be shown: the password replaced by `***`.
@@ -305,14 +303,12 @@ impl Pg {
             });
         };
         let config = self.inner.url.config.clone();
+        let tls = self.inner.url.tls.clone();
         let task = rt.spawn(async move {
-            let (client, connection) = config.connect(NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "a PostgreSQL connection ended");
-                }
-            });
-            Ok::<_, tokio_postgres::Error>(client)
+            match tls {
+                Some(tls) => connect(&config, tls).await,
+                None => connect(&config, NoTls).await,
+            }
         });
         match futures::executor::block_on(task) {
             Ok(Ok(client)) => Ok(client),
@@ -335,6 +331,26 @@ impl Pg {
             reason: error_text(e),
         }
     }
+}
+
+/// Opens a connection with `tls` and drives it on the current runtime.
+async fn connect<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+) -> Result<Client, tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
 }
 
 /// The server's message for a database error (with its detail), else the client's text.
@@ -428,12 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn tls_is_refused_in_one_line_naming_the_setting() {
-        let err = PgUrl::parse("postgres://flow:s3cret@db/audit?sslmode=require")
+    fn a_bad_tls_setting_is_refused_in_one_line_naming_it() {
+        let err = PgUrl::parse("postgres://flow:s3cret@db/audit?sslmode=verify-everything")
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.contains("sslmode=require"), "{err}");
+        assert!(err.contains("sslmode=`verify-everything`"), "{err}");
         assert!(err.contains("postgres://flow:***@db/audit"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
     }
