@@ -216,7 +216,7 @@ async fn a_good_token_runs_the_flow_and_wrong_or_missing_ones_are_401_and_counte
 /// it comes; ten wrong ones are each answered 401; past them the address is refused, and its
 /// requests are 429 with `Retry-After` before their token is looked at, the right one
 /// included, on every route and on the console's `Authorization: Bearer` (one budget). The
-/// refusal is logged once, with the address and never a token; no run starts.
+/// refusal is logged once, with the address and never a token; nothing refused runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_tokens_are_limited_per_address_and_the_right_one_is_never_slowed() {
     let (env, _) = small_world();
