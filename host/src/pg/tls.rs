@@ -140,10 +140,14 @@ impl TlsSettings {
         };
         let verifier: Arc<dyn ServerCertVerifier> = match (self.mode, &self.roots) {
             (SslMode::Disable, _) => return Ok(None),
-            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(Unchecked(provider)),
-            (SslMode::Require | SslMode::VerifyCa, roots) => Arc::new(ChainOnly(checked(
-                roots.as_ref().unwrap_or(&Roots::System),
-            )?)),
+            (SslMode::Prefer, _) | (SslMode::Require, None) => Arc::new(Lenient {
+                chain: None,
+                provider,
+            }),
+            (SslMode::Require | SslMode::VerifyCa, roots) => Arc::new(Lenient {
+                chain: Some(checked(roots.as_ref().unwrap_or(&Roots::System))?),
+                provider,
+            }),
             (SslMode::VerifyFull, roots) => checked(roots.as_ref().unwrap_or(&Roots::System))?,
         };
         let config = builder
@@ -182,62 +186,18 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `prefer` and `require` without roots: any certificate, as libpq. The handshake's signatures
-/// are still checked (the traffic is encrypted to whoever holds the certificate's key).
+/// The checks short of `verify-full`: none (`prefer`, `require` without roots: any
+/// certificate, as libpq), or the chain only (`verify-ca`: it must lead to a root; the host
+/// name is not compared). The handshake's signatures are always checked, so the traffic is
+/// encrypted to whoever holds the certificate's key.
 #[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    /// The roots' verifier (`verify-ca`); `None`: no certificate check.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca`: the chain must lead to a root; the host name is not compared. rustls checks
-/// the chain before the name, so a name error means the chain was good.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -246,10 +206,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        // rustls checks the chain before the name: a name error means the chain was good.
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -263,7 +224,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -272,11 +234,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
