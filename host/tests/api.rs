@@ -355,6 +355,24 @@ async fn flows_without_api_are_404_like_unknown_names_and_bodies_are_checked() {
     let out = flowhost(&config, &["run", "plain", "--input", "{}"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let plain_run = history(env.db()).list(Some("plain"), 1).unwrap()[0].id;
+    // Without an API flow's token a run id that is not there (or not an API flow's) gets the
+    // same 401 as a wrong token: ids cannot be probed. With one, 404.
+    for path in [
+        format!("/api/runs/{plain_run}"),
+        "/api/runs/99999".to_string(),
+        "/api/runs/not-a-number".to_string(),
+    ] {
+        for token in [None, Some("tok-wrong-0000")] {
+            let (status, body) = api.get(&path, token).await;
+            assert_eq!(
+                (status, body),
+                (401, json!({"error": "missing or wrong x-api-client-token"})),
+                "{path} {token:?}"
+            );
+        }
+    }
+    let (status, _) = api.get("/api/runs/99999", Some(TOKEN)).await;
+    assert_eq!(status, 404);
     let (status, body) = api
         .get(&format!("/api/runs/{plain_run}"), Some(TOKEN))
         .await;
@@ -693,7 +711,8 @@ fn a_client_that_sends_half_a_header_has_its_connection_closed() {
     conn.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut got = String::new();
     conn.read_to_string(&mut got).unwrap();
-    assert!(got.starts_with("HTTP/1.1 404"), "{got}");
+    // (Without a token: the run route says no more than 401.)
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

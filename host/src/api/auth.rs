@@ -79,45 +79,87 @@ pub fn authorize(
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
 ) -> Result<(), Refused> {
-    let name = &flow.entry.manifest.name;
-    let ip = client_ip(extensions);
-    o.guesses.admit(ip).map_err(Refused::Throttled)?;
-    let peer = peer(extensions);
-    let peer = peer.as_str();
+    let name = flow.entry.manifest.name.as_str();
     let secret = &flow.endpoint.token_secret;
-    let expected = o.rt.secrets.get(secret).filter(|v| !v.is_empty());
-    let presented = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
-    let ok = match (&expected, presented) {
-        (Some(expected), Some(presented)) => token_matches(presented, expected.as_bytes()),
-        _ => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    if expected.is_some() && presented.is_some() {
-        if let Some(wait) = o.guesses.wrong(ip) {
-            tracing::warn!(
-                flow = name.as_str(),
-                peer,
-                "too many wrong tokens from this address: its requests are refused for {} s",
-                retry_after_secs(wait)
-            );
-        }
-    }
-    if expected.is_none() {
+    let expected: Vec<String> =
+        o.rt.secrets
+            .get(secret)
+            .filter(|v| !v.is_empty())
+            .into_iter()
+            .collect();
+    let judged = judge(o, name, &expected, headers, extensions);
+    if matches!(judged, Err(Refused::Wrong)) && expected.is_empty() {
         tracing::warn!(
-            flow = name.as_str(),
-            peer,
+            flow = name,
+            peer = peer(extensions),
             "API request refused: the token secret `{secret}` of {name} is not set, so no \
              token is accepted (set FLOWHOST_SECRET_{secret} or add it to the secrets file)"
         );
-    } else {
+    }
+    judged
+}
+
+/// `Ok` when the request's token is that of any API flow: for a route whose flow is not
+/// known (a run that is not there, or not an API flow's), so that without a token nobody
+/// learns which run ids exist (401 for them, 404 only for a client that has a token).
+pub fn authorize_any(
+    o: &Observed,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<(), Refused> {
+    let expected: Vec<String> =
+        o.rt.registry()
+            .iter()
+            .filter_map(|e| e.manifest.grants.api.as_ref())
+            .filter_map(|api| o.rt.secrets.get(&api.token_secret))
+            .filter(|v| !v.is_empty())
+            .collect();
+    judge(o, "", &expected, headers, extensions)
+}
+
+/// Whether the presented token is one of `expected` (each compared in constant time), after
+/// the address's budget is checked; a wrong one spends it. `flow` names the flow in the log.
+fn judge(
+    o: &Observed,
+    flow: &str,
+    expected: &[String],
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Result<(), Refused> {
+    let ip = client_ip(extensions);
+    o.guesses.admit(ip).map_err(Refused::Throttled)?;
+    let presented = headers.get(TOKEN_HEADER).map(|v| v.as_bytes());
+    let Some(presented) = presented.filter(|_| !expected.is_empty()) else {
+        if !expected.is_empty() {
+            tracing::warn!(
+                flow,
+                peer = peer(extensions),
+                "API request refused: missing {TOKEN_HEADER}"
+            );
+        }
+        return Err(Refused::Wrong);
+    };
+    // Every token is compared, so the time does not say which one came close.
+    let ok = expected
+        .iter()
+        .fold(false, |ok, e| token_matches(presented, e.as_bytes()) | ok);
+    if ok {
+        return Ok(());
+    }
+    let peer = peer(extensions);
+    if let Some(wait) = o.guesses.wrong(ip) {
         tracing::warn!(
-            flow = name.as_str(),
+            flow,
             peer,
-            "API request refused: missing or wrong {TOKEN_HEADER}"
+            "too many wrong tokens from this address: its requests are refused for {} s",
+            retry_after_secs(wait)
         );
     }
+    tracing::warn!(
+        flow,
+        peer,
+        "API request refused: missing or wrong {TOKEN_HEADER}"
+    );
     Err(Refused::Wrong)
 }
 

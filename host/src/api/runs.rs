@@ -13,24 +13,31 @@ use crate::history::RunRecord;
 use crate::listener::Observed;
 
 pub async fn run(State(o): State<Observed>, Path(id): Path<String>, request: Request) -> Response {
+    let (request, _body) = request.into_parts();
+    // Not there (or not an API flow's): 404 for a client with some API flow's token, else the
+    // same 401 as a wrong token, so that ids cannot be probed without one.
     let not_found = || {
-        error(
-            StatusCode::NOT_FOUND,
-            format!("no run `{id}` of an API endpoint flow"),
-        )
+        let answer = match auth::authorize_any(&o, &request.headers, &request.extensions) {
+            Ok(()) => error(
+                StatusCode::NOT_FOUND,
+                format!("no run `{id}` of an API endpoint flow"),
+            ),
+            Err(refused) => refused.into_response(),
+        };
+        counted(&o, "", answer)
     };
     let Ok(number) = id.parse::<i64>() else {
-        return counted(&o, "", not_found());
+        return not_found();
     };
     let record = match record(&o, number).await {
         Ok(Some(r)) => r,
-        Ok(None) => return counted(&o, "", not_found()),
+        Ok(None) => return not_found(),
         Err(e) => return counted(&o, "", error(StatusCode::INTERNAL_SERVER_ERROR, e)),
     };
     let Some(flow) = api_flow(&o, &record.flow) else {
-        return counted(&o, "", not_found());
+        return not_found();
     };
-    if let Err(refused) = auth::authorize(&o, &flow, request.headers(), request.extensions()) {
+    if let Err(refused) = auth::authorize(&o, &flow, &request.headers, &request.extensions) {
         return counted(&o, &record.flow, refused.into_response());
     }
     let answer = match describe(&record) {
