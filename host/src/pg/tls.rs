@@ -64,9 +64,9 @@ impl SslMode {
     /// What tokio-postgres is told (it checks nothing itself).
     fn for_client(self) -> &'static str {
         match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+            SslMode::Disable => "sslmode=disable",
+            SslMode::Prefer => "sslmode=prefer",
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "sslmode=require",
         }
     }
 }
@@ -118,11 +118,7 @@ impl TlsSettings {
                 _ => kept.push(pair),
             }
         }
-        kept.push(match settings.mode.for_client() {
-            "disable" => "sslmode=disable",
-            "prefer" => "sslmode=prefer",
-            _ => "sslmode=require",
-        });
+        kept.push(settings.mode.for_client());
         Ok((format!("{base}?{}", kept.join("&")), settings))
     }
 
