@@ -134,6 +134,17 @@ pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
+/// `response` with `Retry-After: secs`, as every 429 of these budgets carries it.
+pub fn with_retry_after(
+    mut response: axum::response::Response,
+    secs: u64,
+) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(axum::http::header::RETRY_AFTER, secs.into());
+    response
+}
+
 /// `wait` as the whole seconds `Retry-After` says (rounded up).
 pub fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiFlow, TOKEN_HEADER};
 use crate::listener::Observed;
-use crate::throttle::{client_ip, retry_after_secs};
+use crate::throttle::{client_ip, retry_after_secs, with_retry_after};
 
 /// Whether `presented` is the token `expected`, in time independent of both.
 pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
@@ -53,22 +53,15 @@ impl IntoResponse for Refused {
                 StatusCode::UNAUTHORIZED,
                 format!("missing or wrong {TOKEN_HEADER}"),
             ),
-            Refused::Throttled(wait) => throttled(wait, &format!("wrong {TOKEN_HEADER}")),
+            Refused::Throttled(wait) => {
+                let secs = retry_after_secs(wait);
+                let why = format!(
+                    "too many wrong {TOKEN_HEADER} from this address: try again in {secs} s"
+                );
+                with_retry_after(super::error(StatusCode::TOO_MANY_REQUESTS, why), secs)
+            }
         }
     }
-}
-
-/// The 429 of an address refused for `wait` after too many `what` (`{"error"}` with
-/// `Retry-After` in whole seconds).
-pub fn throttled(wait: Duration, what: &str) -> Response {
-    let secs = retry_after_secs(wait);
-    let mut r = super::error(
-        StatusCode::TOO_MANY_REQUESTS,
-        format!("too many {what} from this address: try again in {secs} s"),
-    );
-    r.headers_mut()
-        .insert(axum::http::header::RETRY_AFTER, secs.into());
-    r
 }
 
 /// `Ok` when the request's token is `flow`'s; else why not (logged). An address past its

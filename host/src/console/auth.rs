@@ -349,15 +349,9 @@ pub async fn login(
             peer = %gate.peer,
             "console log-in refused: too many attempts from this address (again in {secs} s)"
         );
-        let mut r = login_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(&format!(
-                "Too many log-in attempts from this address: try again in {secs} s."
-            )),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return r;
+        let why = format!("Too many log-in attempts from this address: try again in {secs} s.");
+        let page = login_page(StatusCode::TOO_MANY_REQUESTS, Some(&why));
+        return crate::throttle::with_retry_after(page, secs);
     }
     let token = match token_of(&o, &gate.secret) {
         Ok(t) => t,

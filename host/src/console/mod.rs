@@ -158,12 +158,12 @@ impl IntoResponse for Refusal {
             Refusal::Failure(status, why) => failure(status, &why),
             Refusal::Throttled(wait) => {
                 let secs = crate::throttle::retry_after_secs(wait);
-                let mut r = failure(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &format!("Too many wrong tokens from this address: try again in {secs} s."),
-                );
-                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
-                r
+                let why =
+                    format!("Too many wrong tokens from this address: try again in {secs} s.");
+                crate::throttle::with_retry_after(
+                    failure(StatusCode::TOO_MANY_REQUESTS, &why),
+                    secs,
+                )
             }
         }
     }
