@@ -710,19 +710,34 @@ mod tests {
     }
 
     /// A temp folder without a crate: xtask uses only the standard library.
+    ///
+    /// A `Dir` also holds a process-wide lock for as long as it lives, so the tests that write
+    /// scripts and run them take turns. Without it, a test that forks a child while another
+    /// test still has a new script open for writing hands that open descriptor to its child,
+    /// and the other test's `exec` of the script fails with ETXTBSY ("Text file busy"), as it
+    /// did once in CI.
     mod tempfile_free {
-        pub struct Dir(pub std::path::PathBuf);
+        use std::sync::{Mutex, MutexGuard};
+        static SERIAL: Mutex<()> = Mutex::new(());
+        pub struct Dir(
+            pub std::path::PathBuf,
+            #[expect(dead_code, reason = "held for its lifetime, never read")]
+            MutexGuard<'static, ()>,
+        );
         impl Dir {
             pub fn new() -> Dir {
                 use std::sync::atomic::{AtomicU32, Ordering};
                 static N: AtomicU32 = AtomicU32::new(0);
+                // A test that failed while holding the lock leaves it poisoned; the folder is
+                // still ours to use.
+                let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
                 let p = std::env::temp_dir().join(format!(
                     "xtask-test-{}-{}",
                     std::process::id(),
                     N.fetch_add(1, Ordering::Relaxed)
                 ));
                 std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
+                Dir(p, turn)
             }
         }
         impl Drop for Dir {
