@@ -49,6 +49,9 @@ pub struct Config {
     /// `console:`: `serve`'s web console on the listener (`None`: off, every console route is
     /// 404).
     pub console: Option<ConsoleAccess>,
+    /// `trusted_proxies:`: the reverse proxies whose `X-Forwarded-For` names the client
+    /// ([`crate::client_addr`]); none by default.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
 }
 
 /// Who may open the web console ([`crate::console`]).
@@ -167,6 +170,7 @@ impl Config {
             max_lag: None,
             api_max_body: DEFAULT_API_MAX_BODY,
             console: None,
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -199,6 +203,7 @@ struct RawConfig {
     readiness: Option<RawReadiness>,
     api_max_body: Option<String>,
     console: Option<serde_yaml::Value>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -463,6 +468,9 @@ impl Config {
         }
         if let Some(v) = raw.console {
             c.console = parse_console(v).map_err(err)?;
+        }
+        if let Some(t) = raw.trusted_proxies {
+            c.trusted_proxies = crate::client_addr::TrustedProxies::parse(&t).map_err(err)?;
         }
         if let Some(p) = raw.http.and_then(|h| h.prefetch) {
             c.http_prefetch = p;

@@ -52,6 +52,7 @@
 //! | [`watch`] | what `serve`'s scheduler tells the listener: heartbeat, stop, each run's end |
 //! | [`scaffold`] | `flowhost new` / `flowhost build`: flow projects in Rust, Python and JavaScript (templates and SDKs embedded), building and checking them, installing into a flows folder |
 //! | [`api`] | API endpoint flows on the listener: invoke, runs, OpenAPI, client tokens |
+//! | [`client_addr`] | who a listener request comes from: the peer, or `X-Forwarded-For` from `trusted_proxies` |
 //! | [`throttle`] | token guesses per client address: the console's log-ins, wrong API and Bearer tokens |
 
 pub mod allocator;
@@ -59,6 +60,7 @@ pub mod api;
 pub mod budget;
 pub mod caps;
 pub mod check;
+pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod console;

@@ -16,8 +16,9 @@
 //! Connections are served by hyper's HTTP/1 builder with a header-read timeout
 //! ([`HEADER_READ_TIMEOUT`]): a client that does not finish sending a request's headers in
 //! time has its connection closed, so slow clients cannot hold connections open once the
-//! listener faces a network. The client's address reaches the routes as axum's
-//! `ConnectInfo<SocketAddr>`. TLS is a reverse proxy's job (`docs/api.md`).
+//! listener faces a network. Each request carries its client as a
+//! [`crate::client_addr::ClientAddr`]: the connection's peer, or the address a trusted proxy
+//! forwarded (`trusted_proxies:`). TLS is a reverse proxy's job (`docs/api.md`).
 //!
 //! `/readyz` and `/metrics` read the status snapshot ([`crate::status::snapshot`]) at each
 //! request, from the registry `serve` runs and the databases opened read-only, on a blocking
@@ -120,6 +121,8 @@ pub struct Observed {
     pub logins: Arc<crate::throttle::LoginThrottle>,
     /// Wrong tokens per client address (API endpoint flows, the console's Bearer token).
     pub guesses: Arc<crate::throttle::GuessThrottle>,
+    /// `trusted_proxies:`: whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
 }
 
 impl Observed {
@@ -150,6 +153,7 @@ impl Listener {
             console: config.console.clone(),
             logins: Arc::default(),
             guesses: Arc::default(),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         });
         let console = if config.console.is_some() {
             ", the console at /"
@@ -168,8 +172,8 @@ impl Listener {
             .route("/metrics", get(metrics))
             .merge(crate::api::routes())
             .merge(crate::console::routes())
-            .with_state(observed);
-        tokio::spawn(accept(self.inner, app))
+            .with_state(observed.clone());
+        tokio::spawn(accept(self.inner, app, observed.trusted_proxies))
     }
 }
 
@@ -178,7 +182,11 @@ impl Listener {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections until the process ends, each served on its own task.
-async fn accept(listener: tokio::net::TcpListener, app: Router) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    trusted: Arc<crate::client_addr::TrustedProxies>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -189,18 +197,23 @@ async fn accept(listener: tokio::net::TcpListener, app: Router) {
                 continue;
             }
         };
-        tokio::spawn(connection(stream, peer, app.clone()));
+        tokio::spawn(connection(stream, peer, app.clone(), trusted.clone()));
     }
 }
 
-/// Serves one connection: HTTP/1 with [`HEADER_READ_TIMEOUT`], `peer` in each request.
-async fn connection(stream: tokio::net::TcpStream, peer: SocketAddr, app: Router) {
+/// Serves one connection: HTTP/1 with [`HEADER_READ_TIMEOUT`], the client (`peer`, or whom a
+/// trusted proxy forwarded) in each request.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    trusted: Arc<crate::client_addr::TrustedProxies>,
+) {
     let service =
         hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
+            let client = trusted.client(peer, request.headers());
+            request.extensions_mut().insert(client);
             tower::Service::call(&mut app.clone(), request)
         });
     let served = hyper::server::conn::http1::Builder::new()

@@ -109,6 +109,10 @@ pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError
         ("console", new.console != old.console),
         ("api_max_body", new.api_max_body != old.api_max_body),
         ("readiness", new.max_lag != old.max_lag),
+        (
+            "trusted_proxies",
+            new.trusted_proxies != old.trusted_proxies,
+        ),
     ] {
         if changed {
             tracing::warn!(

@@ -13,8 +13,9 @@
 //!   guess and is not counted.
 //!
 //! A refusal is answered 429 with `Retry-After`. An IPv6 client is counted by its /64 (one
-//! host can hold a whole /64 and try from each of its addresses). Behind a reverse proxy every
-//! client has the proxy's address and they share the budgets.
+//! host can hold a whole /64 and try from each of its addresses). The address is the client's
+//! as [`crate::client_addr`] finds it: behind a reverse proxy that is not in
+//! `trusted_proxies:`, every client has the proxy's address and they share the budgets.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -126,12 +127,12 @@ impl GuessThrottle {
     }
 }
 
-/// The client's address as the listener recorded it (unspecified when it did not: such
-/// clients share one budget).
+/// The client's address as the listener recorded it ([`crate::client_addr`]; unspecified when
+/// it did not: such clients share one budget).
 pub fn client_ip(extensions: &axum::http::Extensions) -> IpAddr {
     extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+        .get::<crate::client_addr::ClientAddr>()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.ip)
 }
 
 /// `response` with `Retry-After: secs`, as every 429 of these budgets carries it.

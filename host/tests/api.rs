@@ -303,6 +303,87 @@ async fn wrong_tokens_are_limited_per_address_and_the_right_one_is_never_slowed(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_and_loopback_means_it() {
+    let (env, _) = small_world();
+    let config = env.config_file("trusted_proxies: [127.0.0.1, \"10.0.0.0/8\"]\n");
+    let mut api = Api::start(&config);
+    // This test is the proxy: it connects from 127.0.0.1 and says whom it forwards.
+    let call = |xff: Option<&'static str>, token: String| {
+        let mut req = api
+            .http
+            .post(format!("{}/api/flows/hello/invoke", api.origin))
+            .header("content-type", "application/json")
+            .header(TOKEN_HEADER, token)
+            .body("{}");
+        if let Some(x) = xff {
+            req = req.header("x-forwarded-for", x);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let mut answers = Vec::new();
+    for i in 0..14 {
+        let status = call(Some("203.0.113.7"), format!("tok-guess-{i:04}")).await;
+        answers.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(answers[..10], [401; 10], "{answers:?}");
+    assert_eq!(answers.last(), Some(&429), "{answers:?}");
+    // What a client writes left of its own address proves nothing: still the same client.
+    assert_eq!(
+        call(Some("198.51.100.9, 203.0.113.7"), "tok-guess-x".into()).await,
+        429
+    );
+    assert_eq!(call(Some("203.0.113.7"), TOKEN.into()).await, 429);
+    // Another client behind the same proxy, through a second trusted hop, and the proxy
+    // itself each have their own budget.
+    assert_eq!(call(Some("203.0.113.8"), "tok-guess-y".into()).await, 401);
+    assert_eq!(call(Some("203.0.113.8, 10.1.2.3"), TOKEN.into()).await, 200);
+    assert_eq!(call(None, "tok-guess-z".into()).await, 401);
+    assert_eq!(call(None, TOKEN.into()).await, 200);
+    let line = api
+        .serve()
+        .wait_line("the refusal", |l| l.contains("too many wrong tokens"));
+    assert!(
+        line.contains("203.0.113.7 (via 127.0.0.1:"),
+        "the log names the client and the proxy: {line}"
+    );
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+
+    // The loopback-only console behind a proxy on this machine: a forwarded client is not
+    // on this machine.
+    let config = env.config_file("console: true\ntrusted_proxies: [127.0.0.1]\n");
+    let api = Api::start(&config);
+    let page = |xff: Option<&'static str>| {
+        let mut req = api.http.get(format!("{}/", api.origin));
+        if let Some(x) = xff {
+            req = req.header("x-forwarded-for", x);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(page(Some("203.0.113.7")).await, 403);
+    assert_eq!(page(Some("127.0.0.1")).await, 200);
+    assert_eq!(page(None).await, 200);
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+
+    // An entry that is not an address or a range is refused, named.
+    let config = env.config_file("trusted_proxies: [127.0.0.1, proxy.example.com]\n");
+    let out = flowhost(&config, &["list"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = common::error_line(&text(&out.stderr));
+    assert!(
+        error.contains(&format!(
+            "{}: trusted_proxies[1]: `proxy.example.com` is not an IP address or a CIDR range",
+            config.display()
+        )),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn flows_without_api_are_404_like_unknown_names_and_bodies_are_checked() {
     let (env, config) = small_world();
     let api = Api::start(&config);

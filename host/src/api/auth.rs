@@ -9,10 +9,8 @@
 //! answered 429 with `Retry-After` before their token is looked at, the right one included.
 //! A client with the right token spends nothing.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -29,12 +27,12 @@ pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
     a.ct_eq(&b).into()
 }
 
-/// The client's address and port as the listener recorded them (`unknown` when it did not),
-/// for log lines.
+/// The client as the listener recorded it (`unknown` when it did not), for log lines:
+/// `ADDR:PORT`, or `ADDR (via PROXY:PORT)`.
 pub fn peer(extensions: &axum::http::Extensions) -> String {
     extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".into(), |c| c.0.to_string())
+        .get::<crate::client_addr::ClientAddr>()
+        .map_or_else(|| "unknown".into(), ToString::to_string)
 }
 
 /// Why a request was not let through.

@@ -18,10 +18,10 @@
 //!   the request's `Host`, else 403 and nothing changes (cross-site request forgery). Behind
 //!   a reverse proxy, the proxy must pass the original `Host` on.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -139,11 +139,9 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     if access == ConsoleAccess::Loopback {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
-        if !peer.is_some_and(|p| p.ip().is_loopback()) {
+        // Behind a proxy in `trusted_proxies:`, the client the proxy forwarded.
+        let client = parts.extensions.get::<crate::client_addr::ClientAddr>();
+        if !client.is_some_and(|c| c.ip.to_canonical().is_loopback()) {
             return Err(Refusal::Failure(
                 StatusCode::FORBIDDEN,
                 "the console answers clients on this machine only (console: true); to open it \
