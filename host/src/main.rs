@@ -420,7 +420,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             let input = read_input(input, input_file).map_err(usage)?;
             check_flow_name(&cfg, &name)?;
             let runtime = cfg.open_runtime().map_err(config)?;
-            TERMINAL.set_redactor(runtime.secrets.redactor());
+            runtime.secrets.follow(|r| TERMINAL.set_redactor(r));
             warn_if_disabled(&runtime, &name, quiet);
             runtime.leases.set_label(&format!("flowhost run {name}"));
             runtime.leases.set_wait(!no_wait);
@@ -452,7 +452,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                 .await
                 .map_err(|e| usage(e.into()))?;
             let runtime = cfg.open_runtime().map_err(config)?;
-            TERMINAL.set_redactor(runtime.secrets.redactor());
+            runtime.secrets.follow(|r| TERMINAL.set_redactor(r));
             runtime.leases.set_label("flowhost serve");
             let watch = listener.map(|l| l.start(runtime.clone(), &cfg));
             let defaults = flowhost::scheduler::ServeOptions::default();
@@ -486,7 +486,7 @@ async fn cmd_check(cli: &Cli, connect: bool, json: bool) -> anyhow::Result<ExitC
         Err(e) => Report::config_error(path.as_deref(), &format!("{e:#}")),
         Ok(cfg) => {
             if let Ok(s) = flowhost::secrets::Secrets::load(cfg.secrets_file.as_deref()) {
-                TERMINAL.set_redactor(s.redactor());
+                s.follow(|r| TERMINAL.set_redactor(r));
             }
             if connect {
                 flowhost::check::check_and_connect(&cfg, path.as_deref()).await

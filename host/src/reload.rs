@@ -3,15 +3,20 @@
 //! ([`crate::scheduler`]) then reloads the flows with the new grants and folders.
 //!
 //! What was decided:
-//! - **Live:** `grants:`, `flows:` folders, `blobs:`, `history.retention`, `http.prefetch`.
-//!   The blob stores are opened before anything is swapped, so a store that cannot be opened
-//!   refuses the whole new config.
-//! - **At restart:** `db:`, `tables:`, `cache_dir:`, `secrets_file:` (the open database, its
-//!   migrated tables and the secrets' redactor belong to the running process), and the
-//!   listener's `listen:`, `console:`, `api_max_body:` and `readiness:`. A change of
-//!   one of them is logged as a warning naming it; the rest of the new config is applied.
-//! - **A bad new config** (unreadable, not YAML, a bad field, a store that does not open) is
-//!   logged as one error line naming the file and the fault, and the running config is kept.
+//! - **Live:** `grants:`, `flows:` folders, `blobs:`, `history.retention`, `http.prefetch`,
+//!   and the secrets: the secrets file (`secrets_file:`, which may name another file now),
+//!   systemd's credentials and the `FLOWHOST_SECRET_*` environment are read again, so a
+//!   rotated API token, console token or ASA key takes effect without a restart (runs already
+//!   going keep what they read). The names that changed are logged, never a value. The
+//!   secrets and the blob stores are read and opened before anything is swapped, so a secrets
+//!   file that does not load, or a store that cannot be opened, refuses the whole new config.
+//! - **At restart:** `db:`, `tables:`, `cache_dir:` (the open database and its migrated
+//!   tables belong to the running process), and the listener's `listen:`, `console:`,
+//!   `api_max_body:`, `readiness:` and `trusted_proxies:`. A change of one of them is logged
+//!   as a warning naming it; the rest of the new config is applied.
+//! - **A bad new config** (unreadable, not YAML, a bad field, a secrets file that does not
+//!   load, a store that does not open) is logged as one error line naming the file and the
+//!   fault, and the running config is kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,16 +99,18 @@ impl ConfigReload {
 /// Applies to `rt` what of `new` can change live (see the module doc) and logs what needs a
 /// restart; on an error nothing has changed. The caller then serves with `new`.
 pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError> {
-    let blobs = if new.blobs == old.blobs {
+    let secrets = crate::secrets::Secrets::load(new.secrets_file.as_deref())
+        .map_err(|e| ConfigError::Open(e.to_string()))?;
+    // The stores take their credentials from the secrets: reopened when either changed.
+    let blobs = if new.blobs == old.blobs && same_secrets(&rt.secrets, &secrets, &new.blobs) {
         None
     } else {
-        Some(crate::caps::blobs::open_stores(&new.blobs, &rt.secrets).map_err(ConfigError::Open)?)
+        Some(crate::caps::blobs::open_stores(&new.blobs, &secrets).map_err(ConfigError::Open)?)
     };
     for (setting, changed) in [
         ("db", new.db != old.db),
         ("tables", new.tables != old.tables),
         ("cache_dir", new.cache_dir != old.cache_dir),
-        ("secrets_file", new.secrets_file != old.secrets_file),
         // The listener's settings belong to the listener that is bound and serving.
         ("listen", new.listen != old.listen),
         ("console", new.console != old.console),
@@ -121,9 +128,46 @@ pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError
             );
         }
     }
+    let changes = rt
+        .secrets
+        .replace(secrets)
+        .map_err(|e| ConfigError::Open(e.to_string()))?;
+    if !changes.is_empty() {
+        let names = |v: &[String]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        tracing::info!(
+            added = %names(&changes.added),
+            changed = %names(&changes.changed),
+            removed = %names(&changes.removed),
+            "config reload: secrets changed"
+        );
+    }
     if let Some(b) = blobs {
         rt.set_blobs(b);
     }
     rt.set_http_prefetch(new.http_prefetch);
     Ok(())
+}
+
+/// Whether every secret the S3 stores of `blobs` name has the same value in `old` and `new`.
+fn same_secrets(
+    old: &crate::secrets::Secrets,
+    new: &crate::secrets::Secrets,
+    blobs: &std::collections::BTreeMap<String, crate::config::BlobStoreConfig>,
+) -> bool {
+    blobs.values().all(|store| match store {
+        crate::config::BlobStoreConfig::Local { .. } => true,
+        crate::config::BlobStoreConfig::S3 {
+            access_key_id_secret,
+            secret_access_key_secret,
+            ..
+        } => [access_key_id_secret, secret_access_key_secret]
+            .iter()
+            .all(|name| old.get(name) == new.get(name)),
+    })
 }

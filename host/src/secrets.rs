@@ -7,17 +7,20 @@
 //!    is one of this process's groups (a root-owned file the service's group may read); never
 //!    readable by others, never writable by its group.
 //!
-//! Values are read once at start, and the [`Redactor`] of every form of them is built then
-//! ([`Secrets::redact`], [`Secrets::redactor`]): history, logs and printed errors use it.
+//! Values are read at start and again at each config reload of `serve` (SIGHUP:
+//! [`Secrets::replace`]), and the [`Redactor`] of every form of them is built then
+//! ([`Secrets::redact`], [`Secrets::follow`]): history, logs and printed errors use it. A value
+//! replaced or removed by a reload is still redacted until the process ends: a rotated token
+//! may still be valid somewhere, and it is still in the memory of runs that started before.
 //!
 //! The secrets file's errors name the file, the line and what was expected, and never quote a
 //! value (an error message reaches logs and terminals): a dotenv line (`NAME=value`) is
 //! refused as "line 3: expected `NAME: value`, found `NAME=...`", a name set twice names both
 //! lines, a YAML error quotes no string ([`crate::yaml::from_untrusted_str`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::redact::{RedactError, Redactor};
 
@@ -41,10 +44,39 @@ pub enum SecretsError {
     Redaction(#[from] RedactError),
 }
 
+/// The secrets of one process: swapped whole by [`Secrets::replace`], so a reader sees the old
+/// set or the new one, never a mix.
 #[derive(Default)]
 pub struct Secrets {
+    now: RwLock<Arc<Loaded>>,
+    /// Called with the redactor at [`Secrets::follow`] and after each replacement.
+    followers: Mutex<Vec<Follower>>,
+}
+
+/// Told the new redactor after each replacement.
+type Follower = Box<dyn Fn(Arc<Redactor>) + Send + Sync>;
+
+/// One set of secrets and its redactor.
+#[derive(Default)]
+struct Loaded {
     by_name: BTreeMap<String, String>,
+    /// Every value loaded since the process started: what the redactor redacts.
+    redacted: BTreeSet<String>,
     redactor: Arc<Redactor>,
+}
+
+/// What a [`Secrets::replace`] changed, by name (never a value).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SecretChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl SecretChanges {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
 }
 
 impl Secrets {
@@ -90,23 +122,79 @@ impl Secrets {
     }
 
     pub fn from_map(by_name: BTreeMap<String, String>) -> Result<Secrets, SecretsError> {
-        let values: Vec<&String> = by_name.values().collect();
-        let redactor = Arc::new(Redactor::new(&values)?);
-        Ok(Secrets { by_name, redactor })
+        let redacted: BTreeSet<String> = by_name.values().cloned().collect();
+        let redactor = Arc::new(Redactor::new(&redacted.iter().collect::<Vec<_>>())?);
+        Ok(Secrets {
+            now: RwLock::new(Arc::new(Loaded {
+                by_name,
+                redacted,
+                redactor,
+            })),
+            followers: Mutex::default(),
+        })
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        self.now.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn get(&self, name: &str) -> Option<String> {
-        self.by_name.get(name).cloned()
+        self.loaded().by_name.get(name).cloned()
     }
 
     /// `text` with every form of every secret value replaced (see [`crate::redact`]).
     pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        self.redactor.redact(text)
+        self.loaded().redactor.redact(text)
     }
 
-    /// The redactor of these secrets, for the terminal.
+    /// The redactor of the secrets as they are now.
     pub fn redactor(&self) -> Arc<Redactor> {
-        self.redactor.clone()
+        self.loaded().redactor.clone()
+    }
+
+    /// Calls `follower` with the redactor now and after each [`Secrets::replace`] (the
+    /// terminal's, which redacts every log line).
+    pub fn follow(&self, follower: impl Fn(Arc<Redactor>) + Send + Sync + 'static) {
+        follower(self.redactor());
+        crate::runtime::lock(&self.followers).push(Box::new(follower));
+    }
+
+    /// From now on, `new`'s values; the replaced and removed values stay redacted. Returns
+    /// which names changed. On an error nothing has changed.
+    pub fn replace(&self, new: Secrets) -> Result<SecretChanges, SecretsError> {
+        let mut now = self.now.write().unwrap_or_else(|p| p.into_inner());
+        let by_name = new.loaded().by_name.clone();
+        let mut changes = SecretChanges::default();
+        for (name, value) in &by_name {
+            match now.by_name.get(name) {
+                None => changes.added.push(name.clone()),
+                Some(old) if old != value => changes.changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.removed = now
+            .by_name
+            .keys()
+            .filter(|n| !by_name.contains_key(*n))
+            .cloned()
+            .collect();
+        let mut redacted = now.redacted.clone();
+        redacted.extend(by_name.values().cloned());
+        let redactor = if redacted.len() == now.redacted.len() {
+            now.redactor.clone()
+        } else {
+            Arc::new(Redactor::new(&redacted.iter().collect::<Vec<_>>())?)
+        };
+        *now = Arc::new(Loaded {
+            by_name,
+            redacted,
+            redactor: redactor.clone(),
+        });
+        drop(now);
+        for follower in crate::runtime::lock(&self.followers).iter() {
+            follower(redactor.clone());
+        }
+        Ok(changes)
     }
 }
 
@@ -369,5 +457,63 @@ mod tests {
         let s = Secrets::load(Some(&p)).unwrap();
         assert_eq!(s.get("A").as_deref(), Some("x=y: z"));
         assert_eq!(s.get("B").as_deref(), Some("b=c"));
+    }
+
+    #[test]
+    fn a_replacement_is_seen_by_readers_and_followers_and_old_values_stay_redacted() {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let s = Secrets::from_map(map(&[("A", "alpha-old-1"), ("B", "bravo-same-2")])).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = seen.clone();
+        s.follow(move |r| {
+            log.lock()
+                .unwrap()
+                .push(r.redact("alpha-old-1 alpha-new-1 charlie-3").into_owned())
+        });
+        let changes = s
+            .replace(
+                Secrets::from_map(map(&[
+                    ("A", "alpha-new-1"),
+                    ("B", "bravo-same-2"),
+                    ("C", "charlie-3"),
+                ]))
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            changes,
+            SecretChanges {
+                added: vec!["C".into()],
+                changed: vec!["A".into()],
+                removed: vec![],
+            }
+        );
+        assert_eq!(s.get("A").as_deref(), Some("alpha-new-1"));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "[REDACTED] alpha-new-1 charlie-3",
+                "[REDACTED] [REDACTED] [REDACTED]"
+            ]
+        );
+        let changes = s
+            .replace(Secrets::from_map(map(&[("B", "bravo-same-2")])).unwrap())
+            .unwrap();
+        assert_eq!(changes.removed, ["A", "C"]);
+        assert_eq!(s.get("C"), None);
+        assert_eq!(
+            s.redact("alpha-old-1 alpha-new-1 charlie-3 bravo-same-2"),
+            "[REDACTED] [REDACTED] [REDACTED] [REDACTED]",
+            "a value once loaded stays redacted"
+        );
+        let changes = s
+            .replace(Secrets::from_map(map(&[("B", "bravo-same-2")])).unwrap())
+            .unwrap();
+        assert!(changes.is_empty());
     }
 }

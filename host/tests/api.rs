@@ -814,6 +814,92 @@ async fn a_config_reload_exposes_a_flow_without_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_takes_effect_at_a_reload_and_a_bad_secrets_file_changes_nothing() {
+    const NEW_TOKEN: &str = "tok-rotated-8f3a61";
+    let (env, config) = small_world();
+    let secrets = env.config.secrets_file.clone().unwrap();
+    let mut api = Api::start(&config);
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
+        200
+    );
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
+            .await
+            .status(),
+        401
+    );
+
+    // A secrets file others may read is refused at the reload: the old token still works.
+    std::fs::write(&secrets, format!("HELLO_TOKEN: \"{NEW_TOKEN}\"\n")).unwrap();
+    set_mode(&secrets, 0o644);
+    api.serve().signal(libc::SIGHUP);
+    let line = api
+        .serve()
+        .wait_line("the refusal", |l| l.contains("config not reloaded"));
+    assert!(line.contains("readable by others"), "{line}");
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
+        200
+    );
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
+            .await
+            .status(),
+        401
+    );
+
+    // Fixed: the next reload swaps the token, and says which name changed.
+    set_mode(&secrets, 0o600);
+    api.serve().signal(libc::SIGHUP);
+    let line = api
+        .serve()
+        .wait_line("the swap", |l| l.contains("secrets changed"));
+    assert!(line.contains("changed=HELLO_TOKEN"), "{line}");
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
+        401
+    );
+
+    // Both values stay secret: a run's output that holds them is redacted in its history.
+    let resp = api
+        .invoke(
+            "hello",
+            "",
+            format!(r#"{{"old": "{TOKEN}", "new": "{NEW_TOKEN}"}}"#),
+            Some(NEW_TOKEN),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let run: i64 = resp.headers()["x-flowhost-run-id"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+    let all = lines.join("\n");
+    assert!(!all.contains(TOKEN) && !all.contains(NEW_TOKEN), "{all}");
+    let record = history(env.db()).get(run).unwrap().unwrap();
+    let stored = format!("{:?} {:?}", record.input, record.output);
+    assert!(
+        !stored.contains(TOKEN) && !stored.contains(NEW_TOKEN) && stored.contains("[REDACTED]"),
+        "{stored}"
+    );
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn once_shutdown_began_no_run_starts_and_the_running_one_finishes() {
     let (env, config) = small_world();
     let api = Api::start(&config);
