@@ -4,11 +4,14 @@
 //! What is checked, in order: the config file; the table schemas; the secrets file; every
 //! manifest (the registry's load errors: grants against tables, flows and blob stores); that
 //! every component in a flows folder compiles and links (`check_components`); that every secret a manifest grants or a `blobs:` store names is set; the database (opened
-//! read-only when it exists, never created); and that the ASA base URL that U02 stored in the
-//! `Environment Variables` table (`asaBaseUrl`, `https://app.scaleft.com` when unset, as U01
-//! reads it) is granted to M10 and U00 (asked of [`Registry::check_url`]); when it is not, the
-//! finding carries the config lines that grant it ([`crate::registry::grant_lines`]).
-//! With `--connect`, [`connect`] then asks ASA for a token and one page.
+//! read-only when it exists, never created); and, for every team (one row each of the
+//! `Environment Variables` table, the default team first), that the ASA base URL U02 stored
+//! (`asaBaseUrl`, `https://app.scaleft.com` when unset, as U01 reads it) is granted to M10 and
+//! U00 (asked of [`Registry::check_url`]) and that the secrets its row names for its key pair
+//! (`keyIdSecret`, `keySecretSecret`; `ASA_KEY_ID`, `ASA_KEY_SECRET` when unset) are granted
+//! to U00; when not, the finding carries the config lines that grant them
+//! ([`crate::registry::grant_lines`]). With `--connect`, [`connect`] then asks ASA for a token
+//! and one page for each team.
 //!
 //! Decisions:
 //! - A missing secret is an error for a flow `serve` runs (one with a schedule, or one such a
@@ -41,6 +44,11 @@ use crate::secrets::Secrets;
 pub const ENV_TABLE: &str = "Environment Variables";
 pub const BASE_URL_COLUMN: &str = "asaBaseUrl";
 pub const TEAM_COLUMN: &str = "asaTeam";
+pub const KEY_ID_SECRET_COLUMN: &str = "keyIdSecret";
+pub const KEY_SECRET_SECRET_COLUMN: &str = "keySecretSecret";
+/// The secrets holding a team's key pair while its row names none.
+pub const DEFAULT_KEY_ID_SECRET: &str = "ASA_KEY_ID";
+pub const DEFAULT_KEY_SECRET_SECRET: &str = "ASA_KEY_SECRET";
 /// The base URL U01 uses while `asaBaseUrl` is empty.
 pub const DEFAULT_BASE_URL: &str = "https://app.scaleft.com";
 /// The flows that send requests to the ASA base URL.
@@ -125,20 +133,29 @@ pub struct Report {
     pub config: Option<String>,
     pub flows: usize,
     pub tables: usize,
-    /// The ASA settings as U01 would read them, when the ASA package is loaded.
+    /// The default team's ASA settings as U01 would read them, when the ASA package is loaded
+    /// (the first of `teams`).
     pub asa: Option<AsaSettings>,
+    /// Every team's settings, the default team first (one row each in `Environment Variables`).
+    pub teams: Vec<AsaSettings>,
     pub findings: Vec<Finding>,
-    /// What ASA answered (`check --connect`).
+    /// What ASA answered the default team (`check --connect`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<connect::Answer>,
+    /// What ASA answered every team, the default team first (`check --connect`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_teams: Vec<connect::Answer>,
 }
 
-/// The ASA settings `check` reads from the `Environment Variables` table.
+/// The ASA settings of one team, as `check` reads them from the `Environment Variables` table.
 #[derive(Debug, Clone, Serialize)]
 pub struct AsaSettings {
     pub base_url: String,
     /// `""` while U02 has not set it.
     pub team: String,
+    /// The names of the secrets holding the team's key pair (never their values).
+    pub key_id_secret: String,
+    pub key_secret_secret: String,
 }
 
 impl Report {
@@ -157,12 +174,16 @@ impl Report {
         self.ok = !self.findings.iter().any(|f| f.severity == Severity::Error);
     }
 
-    /// Adds what `--connect` found (its problems become findings).
-    pub fn add_connect(&mut self, answer: connect::Answer) {
-        for problem in &answer.problems {
-            self.push(Finding::error(Kind::Connect, problem.clone()));
+    /// Adds what `--connect` found for each team, the default team first (their problems
+    /// become findings).
+    pub fn add_connect(&mut self, answers: Vec<connect::Answer>) {
+        for answer in &answers {
+            for problem in &answer.problems {
+                self.push(Finding::error(Kind::Connect, problem.clone()));
+            }
         }
-        self.connect = Some(answer);
+        self.connect = answers.first().cloned();
+        self.connect_teams = answers;
     }
 
     /// The report for people: one line per finding (`error: …` / `warning: …`), each fix's
@@ -178,7 +199,7 @@ impl Report {
             out.push(format!("{level}: {}", f.message));
             out.extend(f.fix.iter().cloned());
         }
-        if let Some(c) = &self.connect {
+        for c in &self.connect_teams {
             out.extend(c.lines());
         }
         let errors = self
@@ -213,8 +234,8 @@ pub async fn check_and_connect(config: &Config, config_path: Option<&Path>) -> R
         registry,
         secrets,
     } = inspect(config, config_path);
-    let answer = connect::probe(report.asa.as_ref(), registry.as_ref(), secrets.as_ref()).await;
-    report.add_connect(answer);
+    let answers = connect::probe_teams(&report.teams, registry.as_ref(), secrets.as_ref()).await;
+    report.add_connect(answers);
     report
 }
 
@@ -545,37 +566,53 @@ fn open_store(
     }
 }
 
-/// The ASA settings U01 reads: the first row of [`ENV_TABLE`], defaults for what is unset.
-pub fn asa_settings(store: Option<&crate::store::Store>) -> Result<AsaSettings, String> {
-    let mut row = serde_json::Map::new();
+/// The ASA settings U01 reads, one per row of [`ENV_TABLE`] in the order stored (the default
+/// team first), defaults for what is unset; one row of defaults when the table is empty.
+pub fn asa_teams(store: Option<&crate::store::Store>) -> Result<Vec<AsaSettings>, String> {
+    let mut rows = Vec::new();
     if let Some(store) = store {
         let read = store.export_rows(ENV_TABLE, |r| -> Result<bool, crate::store::TableError> {
-            row = r;
-            Ok(false)
+            rows.push(r);
+            Ok(true)
         });
         match read {
             Ok(_) | Err(crate::store::TableError::NotFound(_)) => {}
             Err(e) => return Err(format!("{ENV_TABLE}: {e}")),
         }
     }
+    if rows.is_empty() {
+        rows.push(serde_json::Map::new());
+    }
+    Ok(rows.iter().map(settings_of).collect())
+}
+
+/// One row of [`ENV_TABLE`] as U01 reads it.
+fn settings_of(row: &serde_json::Map<String, serde_json::Value>) -> AsaSettings {
     let text = |col: &str| match row.get(col) {
         Some(serde_json::Value::String(s)) => s.trim().to_string(),
         Some(serde_json::Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
     };
-    let base = text(BASE_URL_COLUMN);
-    let base = if base.is_empty() {
-        DEFAULT_BASE_URL.to_string()
-    } else {
-        base.trim_end_matches('/').to_string()
+    let or = |col: &str, default: &str| {
+        let t = text(col);
+        if t.is_empty() {
+            default.to_string()
+        } else {
+            t
+        }
     };
-    Ok(AsaSettings {
-        base_url: base,
+    AsaSettings {
+        base_url: or(BASE_URL_COLUMN, DEFAULT_BASE_URL)
+            .trim_end_matches('/')
+            .to_string(),
         team: text(TEAM_COLUMN),
-    })
+        key_id_secret: or(KEY_ID_SECRET_COLUMN, DEFAULT_KEY_ID_SECRET),
+        key_secret_secret: or(KEY_SECRET_SECRET_COLUMN, DEFAULT_KEY_SECRET_SECRET),
+    }
 }
 
-/// The stored ASA base URL must be granted to M10 and U00 (when the package is loaded).
+/// Each team's stored ASA base URL must be granted to M10 and U00, and the secrets its row
+/// names for its key pair to U00 (when the package is loaded).
 fn check_asa_grants(
     r: &mut Report,
     registry: &Registry,
@@ -590,48 +627,128 @@ fn check_asa_grants(
     if loaded.is_empty() {
         return;
     }
-    let settings = match asa_settings(store) {
-        Ok(s) => s,
+    let teams = match asa_teams(store) {
+        Ok(t) => t,
         Err(e) => {
             r.push(Finding::error(Kind::Database, e).at_db(&config.db, None));
             return;
         }
     };
+    let several = teams.len() > 1;
+    for settings in &teams {
+        // "team `acme`'s ASA base URL" with several teams; as before with one.
+        let whose = if several {
+            format!("team `{}`'s ", settings.team)
+        } else {
+            String::new()
+        };
+        check_base_url(r, registry, config, config_path, &loaded, settings, &whose);
+        check_key_grants(r, registry, config, config_path, settings, &whose);
+    }
+    r.asa = teams.first().cloned();
+    r.teams = teams;
+}
+
+/// `settings`' base URL is granted to every flow of `loaded`; else a finding with the config
+/// lines that grant it.
+fn check_base_url(
+    r: &mut Report,
+    registry: &Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    loaded: &[&str],
+    settings: &AsaSettings,
+    whose: &str,
+) {
     let mut missing = Vec::new();
-    for flow in &loaded {
+    for flow in loaded {
         match registry.check_url(flow, &settings.base_url) {
             Ok(()) => {}
             Err(UrlGrantError::NotGranted { flow, origin }) => missing.push((flow, origin)),
             Err(e) => {
                 let msg = format!(
-                    "{}: {ENV_TABLE}.{BASE_URL_COLUMN}: {e}; fix it with U02 (e.g. {{\"asaBaseUrl\": \"{DEFAULT_BASE_URL}\"}})",
+                    "{}: {ENV_TABLE}.{BASE_URL_COLUMN}: {whose}{e}; fix it with U02 (e.g. {{\"asaBaseUrl\": \"{DEFAULT_BASE_URL}\"}})",
                     config.db
                 );
                 let field = format!("{ENV_TABLE}.{BASE_URL_COLUMN}");
                 r.push(Finding::error(Kind::Grant, msg).at_db(&config.db, Some(&field)));
-                r.asa = Some(settings);
                 return;
             }
         }
     }
-    if !missing.is_empty() {
-        let flows: Vec<&str> = missing.iter().map(|(f, _)| f.as_str()).collect();
-        let origin = &missing[0].1;
-        let target = match config_path {
-            Some(p) if config.grants.is_empty() => format!("add these lines to {}", p.display()),
-            Some(p) => format!("make the `grants:` section of {} read", p.display()),
-            None => "write a config file flowhost.yaml (or --config) with these lines".into(),
-        };
-        let field = format!("grants.{}.hosts", flows[0]);
-        let msg = format!(
-            "{}: {field}: the ASA base URL {} ({ENV_TABLE}.{BASE_URL_COLUMN}) is not in the allowed hosts of {} ({origin} is granted to neither the manifest nor the config); {target}:",
-            shown(config_path),
-            settings.base_url,
-            flows.join(" and "),
-        );
-        let mut f = Finding::error(Kind::Grant, msg).at(config_path, Some(&field));
-        f.fix = crate::registry::grant_lines(&config.grants, &missing);
-        r.push(f);
+    if missing.is_empty() {
+        return;
     }
-    r.asa = Some(settings);
+    let flows: Vec<&str> = missing.iter().map(|(f, _)| f.as_str()).collect();
+    let origin = &missing[0].1;
+    let field = format!("grants.{}.hosts", flows[0]);
+    let msg = format!(
+        "{}: {field}: {whose}ASA base URL {} ({ENV_TABLE}.{BASE_URL_COLUMN}) is not in the allowed hosts of {} ({origin} is granted to neither the manifest nor the config); {}:",
+        shown(config_path),
+        settings.base_url,
+        flows.join(" and "),
+        fix_target(config, config_path),
+    );
+    let msg = if whose.is_empty() {
+        msg.replacen(": ASA base URL", ": the ASA base URL", 1)
+    } else {
+        msg
+    };
+    let mut f = Finding::error(Kind::Grant, msg).at(config_path, Some(&field));
+    f.fix = crate::registry::grant_lines(&config.grants, &missing);
+    r.push(f);
+}
+
+/// Where the config lines of a fix go.
+fn fix_target(config: &Config, config_path: Option<&Path>) -> String {
+    match config_path {
+        Some(p) if config.grants.is_empty() => format!("add these lines to {}", p.display()),
+        Some(p) => format!("make the `grants:` section of {} read", p.display()),
+        None => "write a config file flowhost.yaml (or --config) with these lines".into(),
+    }
+}
+
+/// The secrets `settings` names for its key pair are granted to U00 (whether they are set is
+/// [`check_flow_secrets`]'s question once they are granted); else a finding with the grant.
+fn check_key_grants(
+    r: &mut Report,
+    registry: &Registry,
+    config: &Config,
+    config_path: Option<&Path>,
+    settings: &AsaSettings,
+    whose: &str,
+) {
+    let Some(u00) = registry.get("U00") else {
+        return;
+    };
+    let granted = &u00.manifest.grants.secrets;
+    let missing: Vec<&str> = [&settings.key_id_secret, &settings.key_secret_secret]
+        .into_iter()
+        .filter(|name| !granted.contains(*name))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    // The config's section with the missing names added to U00's secrets.
+    let mut grants = config.grants.clone();
+    grants
+        .entry("U00".to_string())
+        .or_default()
+        .secrets
+        .extend(missing.iter().map(|m| m.to_string()));
+    let field = "grants.U00.secrets";
+    let msg = format!(
+        "{}: {field}: {whose}key pair is in the secrets {} ({ENV_TABLE}.{KEY_ID_SECRET_COLUMN}, {KEY_SECRET_SECRET_COLUMN}), which U00 is not granted, so its token requests fail; {}:",
+        shown(config_path),
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        fix_target(config, config_path),
+    );
+    let mut f = Finding::error(Kind::Grant, msg).at(config_path, Some(field));
+    f.fix = crate::registry::grant_lines(&grants, &[]);
+    r.push(f);
 }

@@ -512,3 +512,96 @@ async fn a_database_from_before_teams_migrates_in_place_and_keeps_collecting() {
     assert_eq!(by_team[""].len() + by_team[sim.team()].len(), 250);
     assert_eq!(checkpoints(&rt).len(), 2);
 }
+
+/// `check` reads every team's row: a team whose key secrets U00 is not granted is an error
+/// with the config lines that grant them; `check --connect` then asks ASA with each team's own
+/// key pair, and says for which team what answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_and_connect_cover_every_team_with_its_own_key_pair() {
+    let sim = two_team_sim(3, 2).await;
+    let a = asa_two(sim, 100, false).await;
+    add_acme(&a, 100).await;
+    let (base, wf) = (a.sim.base_url(), a.sim.team().to_string());
+    let check = |config: std::path::PathBuf, args: &'static [&'static str]| async move {
+        let out = common::flowhost_async(&config, args).await;
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+
+    // acme's secrets are set but not granted: an error naming them, with the grant to add.
+    let config = a.config_granting_sim(&[], "");
+    let (code, out, _) = check(config.clone(), &["check"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    let error = out
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "grants.U00.secrets: team `{ACME}`'s key pair is in the secrets `ACME_KEY_ID` and \
+             `ACME_KEY_SECRET` (Environment Variables.keyIdSecret, keySecretSecret), which U00 \
+             is not granted"
+        )),
+        "{out}"
+    );
+    assert_eq!(out.matches("error: ").count(), 1, "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("U00:"))
+            && out.contains("secrets: [\"ACME_KEY_ID\", \"ACME_KEY_SECRET\"]"),
+        "the fix grants both: {out}"
+    );
+    // --connect asks for the default team only, and says why not for acme.
+    let tokens = a.sim.stats().tokens_issued;
+    let (code, out, _) = check(config, &["check", "--connect"]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!(
+            "connect: team `{wf}`: POST {base}/v1/teams/{wf}/service_token: HTTP 200"
+        ))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "error: connect: team `{ACME}`: ASA not contacted: U00 is not granted the secrets \
+             ACME_KEY_ID and ACME_KEY_SECRET"
+        )),
+        "{out}"
+    );
+    assert_eq!(a.sim.stats().tokens_issued, tokens + 1);
+
+    // Granted (the fix applied): both teams answer, each with its own key pair.
+    let config = a.config_granting_sim(&["ACME_KEY_ID", "ACME_KEY_SECRET"], "");
+    let (code, out, err) = check(config.clone(), &["check", "--connect"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    for (team, events) in [(wf.as_str(), 1), (ACME, 1)] {
+        for line in [
+            format!("connect: team `{team}`: POST {base}/v1/teams/{team}/service_token: HTTP 200"),
+            format!(
+                "connect: team `{team}`: GET {base}/v1/teams/{team}/auditsV2?count=1: HTTP 200, \
+                 a page with {events} event"
+            ),
+        ] {
+            assert!(out.lines().any(|l| l.starts_with(&line)), "{line}\n{out}");
+        }
+    }
+    assert!(!out.contains(ACME_KEY_SECRET) && !out.contains(a.sim.key_secret()));
+    let (code, json, _) = check(config, &["check", "--connect", "--json"]).await;
+    assert_eq!(code, Some(0));
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let teams: Vec<&str> = json["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["team"].as_str().unwrap())
+        .collect();
+    assert_eq!(teams, [wf.as_str(), ACME]);
+    assert_eq!(json["teams"][1]["key_id_secret"], "ACME_KEY_ID");
+    assert_eq!(json["connect_teams"][1]["team"], ACME);
+    assert_eq!(json["connect_teams"][1]["page"]["status"], 200);
+    assert_eq!(
+        json["connect"]["team"],
+        wf.as_str(),
+        "the default team's, as before"
+    );
+    // Nothing was stored.
+    assert_eq!(rows(&a.rt, "Audit Events").len(), 0);
+}

@@ -1,10 +1,12 @@
 //! `flowhost check --connect`: asks ASA for a service token and for one page of audit events
-//! with `count=1`, the two requests U00 and M10 send, and says what answered.
+//! with `count=1`, the two requests U00 and M10 send, and says what answered; for each team
+//! (one row of `Environment Variables` each), one after the other, each with its own key pair.
 //!
 //! Decision: the requests are sent from the host with `reqwest`, not by running U00 and M10:
 //! a run records history, caches the token and M10 would store the page; `check` writes
 //! nothing. The requests are the flows' own (`POST {base}/v1/teams/{team}/service_token` with
-//! `{"key_id", "key_secret"}` from the secrets `ASA_KEY_ID` and `ASA_KEY_SECRET`; `GET
+//! `{"key_id", "key_secret"}` from the secrets the team's row names (`ASA_KEY_ID` and
+//! `ASA_KEY_SECRET` by default), and only when U00 is granted them; `GET
 //! {base}/v1/teams/{team}/auditsV2?count=1` with `Authorization: Bearer …`), one attempt each,
 //! and only to a URL the flow that sends it is granted ([`Registry::check_url`]): `check`
 //! never sends the key pair where U00 could not.
@@ -28,9 +30,14 @@ const MAX_BODY: usize = 1 << 20;
 /// The most of a server's text quoted.
 const MAX_QUOTE: usize = 200;
 
-/// What ASA answered.
+/// What ASA answered one team.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Answer {
+    /// The team asked about (`""` while U02 has not set it).
+    pub team: String,
+    /// `team `acme`: ` before each line when there are several teams.
+    #[serde(skip)]
+    label: String,
     /// The service token request, when it was sent.
     pub token: Option<Step>,
     /// The one-page request, when it was sent.
@@ -72,38 +79,82 @@ impl Answer {
                     .as_ref()
                     .map(|r| format!(" (X-RateLimit-Remaining: {r})"))
                     .unwrap_or_default();
-                format!("connect: {}: {status}, {}{limit}", s.request, s.answer)
+                format!(
+                    "connect: {}{}: {status}, {}{limit}",
+                    self.label, s.request, s.answer
+                )
             })
             .collect()
     }
 }
 
-/// Sends the two requests for `settings` (as [`super::check`] read them), with the key pair
-/// from `secrets`, when the flows in `registry` may reach the URLs.
-pub async fn probe(
-    settings: Option<&AsaSettings>,
+/// [`probe`] for each of `teams` (as [`super::check`] read them), one after the other; one
+/// answer saying why nothing was sent when there are none.
+pub async fn probe_teams(
+    teams: &[AsaSettings],
     registry: Option<&Registry>,
     secrets: Option<&Secrets>,
-) -> Answer {
-    let mut answer = Answer::default();
-    let not_contacted = |why: String| format!("connect: ASA not contacted: {why}");
-    let (Some(settings), Some(registry)) = (settings, registry) else {
-        answer.problems.push(not_contacted(
-            "the ASA flows (M10, U00) or their settings did not load (see above)".into(),
-        ));
-        return answer;
+) -> Vec<Answer> {
+    let registry = match (teams.is_empty(), registry) {
+        (false, Some(r)) => r,
+        _ => {
+            let mut answer = Answer::default();
+            answer.problems.push(
+                "connect: ASA not contacted: the ASA flows (M10, U00) or their settings did not \
+                 load (see above)"
+                    .into(),
+            );
+            return vec![answer];
+        }
     };
+    let mut answers = Vec::with_capacity(teams.len());
+    for settings in teams {
+        let label = if teams.len() > 1 {
+            format!("team `{}`: ", settings.team)
+        } else {
+            String::new()
+        };
+        answers.push(probe(settings, registry, secrets, label).await);
+    }
+    answers
+}
+
+/// Sends the two requests for one team's `settings`, with the key pair from `secrets`, when
+/// the flows in `registry` may reach the URLs and U00 may read the key pair.
+async fn probe(
+    settings: &AsaSettings,
+    registry: &Registry,
+    secrets: Option<&Secrets>,
+    label: String,
+) -> Answer {
+    let mut answer = Answer {
+        team: settings.team.clone(),
+        label,
+        ..Answer::default()
+    };
+    let not_contacted = |why: String| format!("connect: {}ASA not contacted: {why}", answer.label);
     if settings.team.is_empty() {
         answer.problems.push(not_contacted(format!(
             "{ENV_TABLE}.{TEAM_COLUMN} is not set; run U02 with {{\"asaTeam\": \"your-team\"}}"
         )));
         return answer;
     }
+    let (id_name, secret_name) = (&settings.key_id_secret, &settings.key_secret_secret);
+    let granted = registry.get("U00").is_some_and(|u| {
+        [id_name, secret_name]
+            .iter()
+            .all(|n| u.manifest.grants.secrets.contains(*n))
+    });
+    if !granted {
+        let why = format!("U00 is not granted the secrets {id_name} and {secret_name} (see above)");
+        answer.problems.push(not_contacted(why));
+        return answer;
+    }
     let key = |name: &str| secrets.and_then(|s| s.get(name));
-    let (Some(key_id), Some(key_secret)) = (key("ASA_KEY_ID"), key("ASA_KEY_SECRET")) else {
-        answer.problems.push(not_contacted(
-            "the secrets ASA_KEY_ID and ASA_KEY_SECRET must both be set".into(),
-        ));
+    let (Some(key_id), Some(key_secret)) = (key(id_name), key(secret_name)) else {
+        answer.problems.push(not_contacted(format!(
+            "the secrets {id_name} and {secret_name} must both be set"
+        )));
         return answer;
     };
     let (token_url, page_url) = match urls(&settings.base_url, &settings.team) {
