@@ -186,27 +186,33 @@ mod tests {
     #[test]
     fn ports_brackets_and_ipv6_are_understood_and_garbage_ends_the_walk() {
         let t = ["::1", "127.0.0.1"];
-        assert_eq!(
-            client(&t, "[::1]:5000", &["[2001:db8::7]:443"]),
-            "2001:db8::7 (via [::1]:5000)"
-        );
-        assert_eq!(
-            client(&t, "127.0.0.1:5000", &["203.0.113.7:8443"]),
-            "203.0.113.7 (via 127.0.0.1:5000)"
-        );
-        // An IPv4 client seen by a dual-stack socket matches an IPv4 range.
-        assert_eq!(
-            client(&t, "[::ffff:127.0.0.1]:5000", &["203.0.113.7"]),
-            "203.0.113.7 (via [::ffff:127.0.0.1]:5000)"
-        );
-        assert_eq!(
-            client(&t, "127.0.0.1:5000", &["203.0.113.7, unknown"]),
-            "127.0.0.1:5000"
-        );
-        assert_eq!(
-            client(&t, "127.0.0.1:5000", &["unknown, 203.0.113.7"]),
-            "203.0.113.7 (via 127.0.0.1:5000)"
-        );
+        for (peer, xff, want) in [
+            (
+                "[::1]:5000",
+                "[2001:db8::7]:443",
+                "2001:db8::7 (via [::1]:5000)",
+            ),
+            (
+                "127.0.0.1:5000",
+                "203.0.113.7:8443",
+                "203.0.113.7 (via 127.0.0.1:5000)",
+            ),
+            // An IPv4 client seen by a dual-stack socket matches an IPv4 range.
+            (
+                "[::ffff:127.0.0.1]:5000",
+                "203.0.113.7",
+                "203.0.113.7 (via [::ffff:127.0.0.1]:5000)",
+            ),
+            // Garbage from the proxy ends the walk at the proxy; left of the client, nothing.
+            ("127.0.0.1:5000", "203.0.113.7, unknown", "127.0.0.1:5000"),
+            (
+                "127.0.0.1:5000",
+                "unknown, 203.0.113.7",
+                "203.0.113.7 (via 127.0.0.1:5000)",
+            ),
+        ] {
+            assert_eq!(client(&t, peer, &[xff]), want, "{peer} {xff}");
+        }
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl Api {
     }
 }
 
+/// The error line of `flowhost list` on a config it refuses (exit 2).
+fn refused_config(config: &Path) -> String {
+    let out = flowhost(config, &["list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    common::error_line(&text(&out.stderr))
+}
+
 /// Run history of `db`, read-only.
 fn history(db: &Path) -> History {
     History::open_read_only(&flowhost::history::history_path_for(db)).unwrap()
@@ -371,9 +378,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_and_loo
 
     // An entry that is not an address or a range is refused, named.
     let config = env.config_file("trusted_proxies: [127.0.0.1, proxy.example.com]\n");
-    let out = flowhost(&config, &["list"]);
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::error_line(&text(&out.stderr));
+    let error = refused_config(&config);
     assert!(
         error.contains(&format!(
             "{}: trusted_proxies[1]: `proxy.example.com` is not an IP address or a CIDR range",
@@ -636,9 +641,7 @@ fn list_shows_api_flows_and_check_names_a_missing_token_secret() {
 
     // A bad secret name in the config's grants: exit 2 naming the file and the field.
     let bad = env.config_file("grants:\n  plain:\n    api: {token_secret: \"my token\"}\n");
-    let out = flowhost(&bad, &["list"]);
-    assert_eq!(out.status.code(), Some(2));
-    let error = common::error_line(&text(&out.stderr));
+    let error = refused_config(&bad);
     assert!(
         error.contains(&format!(
             "{}: grants.plain.api.token_secret: `my token` is not a secret name",
@@ -660,9 +663,7 @@ fn a_bad_api_max_body_is_refused_naming_the_field_and_range() {
         ("lots", "api_max_body: `lots` is not a size"),
     ] {
         let config = env.config_file(&format!("api_max_body: {value}\n"));
-        let out = flowhost(&config, &["list"]);
-        assert_eq!(out.status.code(), Some(2), "{value}");
-        let error = common::error_line(&text(&out.stderr));
+        let error = refused_config(&config);
         assert!(
             error.contains(&format!("{}: {want}", config.display())),
             "{value}: {error}"
@@ -819,16 +820,7 @@ async fn a_rotated_token_takes_effect_at_a_reload_and_a_bad_secrets_file_changes
     let (env, config) = small_world();
     let secrets = env.config.secrets_file.clone().unwrap();
     let mut api = Api::start(&config);
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
-        200
-    );
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(answers(&api, [TOKEN, NEW_TOKEN]).await, [200, 401]);
 
     // A secrets file others may read is refused at the reload: the old token still works.
     std::fs::write(&secrets, format!("HELLO_TOKEN: \"{NEW_TOKEN}\"\n")).unwrap();
@@ -838,16 +830,7 @@ async fn a_rotated_token_takes_effect_at_a_reload_and_a_bad_secrets_file_changes
         .serve()
         .wait_line("the refusal", |l| l.contains("config not reloaded"));
     assert!(line.contains("readable by others"), "{line}");
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
-        200
-    );
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(answers(&api, [TOKEN, NEW_TOKEN]).await, [200, 401]);
 
     // Fixed: the next reload swaps the token, and says which name changed.
     set_mode(&secrets, 0o600);
@@ -856,16 +839,7 @@ async fn a_rotated_token_takes_effect_at_a_reload_and_a_bad_secrets_file_changes
         .serve()
         .wait_line("the swap", |l| l.contains("secrets changed"));
     assert!(line.contains("changed=HELLO_TOKEN"), "{line}");
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(NEW_TOKEN))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        api.invoke("hello", "", "{}", Some(TOKEN)).await.status(),
-        401
-    );
+    assert_eq!(answers(&api, [TOKEN, NEW_TOKEN]).await, [401, 200]);
 
     // Both values stay secret: a run's output that holds them is redacted in its history.
     let resp = api
@@ -892,6 +866,20 @@ async fn a_rotated_token_takes_effect_at_a_reload_and_a_bad_secrets_file_changes
         !stored.contains(TOKEN) && !stored.contains(NEW_TOKEN) && stored.contains("[REDACTED]"),
         "{stored}"
     );
+}
+
+/// The status `hello` answers with each of `tokens`.
+async fn answers<const N: usize>(api: &Api, tokens: [&str; N]) -> Vec<u16> {
+    let mut out = Vec::new();
+    for t in tokens {
+        out.push(
+            api.invoke("hello", "", "{}", Some(t))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    out
 }
 
 fn set_mode(path: &Path, mode: u32) {
