@@ -708,6 +708,19 @@ fn fix_target(config: &Config, config_path: Option<&Path>) -> String {
     }
 }
 
+/// The secrets of `settings`' key pair that U00 is not granted (none when U00 is not loaded:
+/// nothing would read them).
+pub(crate) fn ungranted_keys<'a>(registry: &Registry, settings: &'a AsaSettings) -> Vec<&'a str> {
+    let Some(u00) = registry.get("U00") else {
+        return Vec::new();
+    };
+    [&settings.key_id_secret, &settings.key_secret_secret]
+        .into_iter()
+        .filter(|name| !u00.manifest.grants.secrets.contains(*name))
+        .map(String::as_str)
+        .collect()
+}
+
 /// The secrets `settings` names for its key pair are granted to U00 (whether they are set is
 /// [`check_flow_secrets`]'s question once they are granted); else a finding with the grant.
 fn check_key_grants(
@@ -718,15 +731,7 @@ fn check_key_grants(
     settings: &AsaSettings,
     whose: &str,
 ) {
-    let Some(u00) = registry.get("U00") else {
-        return;
-    };
-    let granted = &u00.manifest.grants.secrets;
-    let missing: Vec<&str> = [&settings.key_id_secret, &settings.key_secret_secret]
-        .into_iter()
-        .filter(|name| !granted.contains(*name))
-        .map(String::as_str)
-        .collect();
+    let missing = ungranted_keys(registry, settings);
     if missing.is_empty() {
         return;
     }

@@ -121,8 +121,6 @@ pub struct Observed {
     pub logins: Arc<crate::throttle::LoginThrottle>,
     /// Wrong tokens per client address (API endpoint flows, the console's Bearer token).
     pub guesses: Arc<crate::throttle::GuessThrottle>,
-    /// `trusted_proxies:`: whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Arc<crate::client_addr::TrustedProxies>,
 }
 
 impl Observed {
@@ -144,17 +142,20 @@ impl Listener {
         let watch = Arc::new(Watch::default());
         let addr = self.local_addr();
         crate::console::log_start(&rt, config, addr);
-        self.serve(Observed {
-            rt,
-            db: config.db.clone(),
-            watch: watch.clone(),
-            max_lag: config.max_lag,
-            api_max_body: config.api_max_body,
-            console: config.console.clone(),
-            logins: Arc::default(),
-            guesses: Arc::default(),
-            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-        });
+        let trusted = Arc::new(config.trusted_proxies.clone());
+        self.serve(
+            Observed {
+                rt,
+                db: config.db.clone(),
+                watch: watch.clone(),
+                max_lag: config.max_lag,
+                api_max_body: config.api_max_body,
+                console: config.console.clone(),
+                logins: Arc::default(),
+                guesses: Arc::default(),
+            },
+            trusted,
+        );
         let console = if config.console.is_some() {
             ", the console at /"
         } else {
@@ -164,16 +165,21 @@ impl Listener {
         watch
     }
 
-    /// Serves the routes until the process ends (errors are logged).
-    pub fn serve(self, observed: Observed) -> tokio::task::JoinHandle<()> {
+    /// Serves the routes until the process ends (errors are logged); `trusted` says whose
+    /// `X-Forwarded-For` names a request's client ([`crate::client_addr`]).
+    pub fn serve(
+        self,
+        observed: Observed,
+        trusted: Arc<crate::client_addr::TrustedProxies>,
+    ) -> tokio::task::JoinHandle<()> {
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .merge(crate::api::routes())
             .merge(crate::console::routes())
-            .with_state(observed.clone());
-        tokio::spawn(accept(self.inner, app, observed.trusted_proxies))
+            .with_state(observed);
+        tokio::spawn(accept(self.inner, app, trusted))
     }
 }
 

@@ -140,12 +140,7 @@ async fn probe(
         return answer;
     }
     let (id_name, secret_name) = (&settings.key_id_secret, &settings.key_secret_secret);
-    let granted = registry.get("U00").is_some_and(|u| {
-        [id_name, secret_name]
-            .iter()
-            .all(|n| u.manifest.grants.secrets.contains(*n))
-    });
-    if !granted {
+    if !super::ungranted_keys(registry, settings).is_empty() {
         let why = format!("U00 is not granted the secrets {id_name} and {secret_name} (see above)");
         answer.problems.push(not_contacted(why));
         return answer;
