@@ -3,8 +3,9 @@
 //! checks, the `blobs:` config section and the load-time grant check.
 //!
 //! Without `moto_server` on PATH the S3 tests fail, naming what to install (`cargo xtask test`
-//! installs it). One S3 test runs moto with its signature checks on, so a wrongly signed
-//! request is refused as it would be by S3.
+//! installs it). Two S3 tests run moto with its signature checks on, so a wrongly signed
+//! request is refused as it would be by S3: one checks the configured key, one that a reload
+//! opens a store again with its rotated secrets.
 
 mod common;
 
@@ -251,6 +252,55 @@ async fn s3_requests_are_signed_with_the_configured_key() {
         ok(&rt, "probe", delete("scratch", "signed/k")).await,
         json!(true)
     );
+}
+
+/// A reload (SIGHUP, `systemctl reload`) after the S3 key's secrets changed opens the store
+/// again with the new values: a fixed or rotated key works without a restart, and a revoked
+/// one stops working. moto checks every signature here, so the old and the new secret are
+/// told apart by the server, not by flowhost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_opens_an_s3_store_again_when_its_credential_secrets_changed() {
+    let signed = moto_checking_signatures().await;
+    let moto = &signed.moto;
+    let wrong = "wrong-secret-Zr51d-never-shown";
+    let env = s3_env_with(moto, &signed.key_id, wrong);
+    let rt = env.runtime();
+    let e = err(&rt, "probe", put("scratch", "rotated/k", "x")).await;
+    assert!(e.contains("403"), "{e}\n{}", moto.log());
+
+    // The right secret written to the secrets file, then a reload of the same config: the
+    // running runtime signs with it from then on.
+    let file = env.config.secrets_file.clone().unwrap();
+    let write_secret = |secret: &str| {
+        let text = format!(
+            "MOTO_KEY_ID: \"{}\"\nMOTO_KEY_SECRET: \"{secret}\"\n",
+            signed.key_id
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write_secret(&signed.secret);
+    flowhost::reload::apply(&rt, &env.config, &env.config).unwrap();
+    ok(
+        &rt,
+        "probe",
+        put("scratch", "rotated/k", "after the reload"),
+    )
+    .await;
+    assert_eq!(
+        ok(&rt, "probe", get("scratch", "rotated/k")).await,
+        json!("after the reload")
+    );
+
+    // A reload that changes nothing the store uses keeps it working.
+    flowhost::reload::apply(&rt, &env.config, &env.config).unwrap();
+    ok(&rt, "probe", get("scratch", "rotated/k")).await;
+
+    // The key's secret replaced by one the server does not know: refused after the reload.
+    write_secret(wrong);
+    flowhost::reload::apply(&rt, &env.config, &env.config).unwrap();
+    let e = err(&rt, "probe", get("scratch", "rotated/k")).await;
+    assert!(e.contains("403"), "{e}");
+    assert!(!e.contains(wrong) && !e.contains(&signed.secret), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
