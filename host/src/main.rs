@@ -454,7 +454,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
             let runtime = cfg.open_runtime().map_err(config)?;
             runtime.secrets.follow(|r| TERMINAL.set_redactor(r));
             runtime.leases.set_label("flowhost serve");
-            let watch = listener.map(|l| l.start(runtime.clone(), &cfg));
+            let listener = listener.map(|l| l.start(runtime.clone(), &cfg));
             let defaults = flowhost::scheduler::ServeOptions::default();
             if let Err(e) = reload.listen_for_sighup() {
                 tracing::warn!(error = %e, "cannot listen for SIGHUP: no config reload");
@@ -465,7 +465,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Usage> {
                 ..defaults
             };
             let summary =
-                flowhost::scheduler::serve_watched(runtime, cfg, opts, watch, shutdown).await;
+                flowhost::scheduler::serve_watched(runtime, cfg, opts, listener, shutdown).await;
             tracing::info!(
                 "flowhost serve: {} runs ({} failed, {} skipped)",
                 summary.runs,

@@ -4,16 +4,19 @@
 //!
 //! What was decided:
 //! - **Live:** `grants:`, `flows:` folders, `blobs:`, `history.retention`, `http.prefetch`,
-//!   and the secrets: the secrets file (`secrets_file:`, which may name another file now),
-//!   systemd's credentials and the `FLOWHOST_SECRET_*` environment are read again, so a
-//!   rotated API token, console token or ASA key takes effect without a restart (runs already
-//!   going keep what they read). The names that changed are logged, never a value. The
-//!   secrets and the blob stores are read and opened before anything is swapped, so a secrets
-//!   file that does not load, or a store that cannot be opened, refuses the whole new config.
+//!   the listener's `console:`, `api_max_body:`, `readiness:` and `trusted_proxies:` (applied
+//!   by the scheduler to the listener it was given, [`crate::listener::Started::reload`], for
+//!   the next requests), and the secrets: the secrets file (`secrets_file:`, which may name
+//!   another file now), systemd's credentials and the `FLOWHOST_SECRET_*` environment are
+//!   read again, so a rotated API token, console token or ASA key takes effect without a
+//!   restart (runs already going keep what they read). The names that changed are logged,
+//!   never a value. The secrets and the blob stores are read and opened before anything is
+//!   swapped, so a secrets file that does not load, or a store that cannot be opened, refuses
+//!   the whole new config.
 //! - **At restart:** `db:`, `tables:`, `cache_dir:` (the open database and its migrated
-//!   tables belong to the running process), and the listener's `listen:`, `console:`,
-//!   `api_max_body:`, `readiness:` and `trusted_proxies:`. A change of one of them is logged
-//!   as a warning naming it; the rest of the new config is applied.
+//!   tables belong to the running process), and the listener's `listen:` (the bound socket).
+//!   A change of one of them is logged as a warning naming it; the rest of the new config is
+//!   applied.
 //! - **A bad new config** (unreadable, not YAML, a bad field, a secrets file that does not
 //!   load, a store that does not open) is logged as one error line naming the file and the
 //!   fault, and the running config is kept.
@@ -111,15 +114,8 @@ pub fn apply(rt: &Runtime, old: &Config, new: &Config) -> Result<(), ConfigError
         ("db", new.db != old.db),
         ("tables", new.tables != old.tables),
         ("cache_dir", new.cache_dir != old.cache_dir),
-        // The listener's settings belong to the listener that is bound and serving.
+        // The socket that is bound and serving.
         ("listen", new.listen != old.listen),
-        ("console", new.console != old.console),
-        ("api_max_body", new.api_max_body != old.api_max_body),
-        ("readiness", new.max_lag != old.max_lag),
-        (
-            "trusted_proxies",
-            new.trusted_proxies != old.trusted_proxies,
-        ),
     ] {
         if changed {
             tracing::warn!(

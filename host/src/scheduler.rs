@@ -112,7 +112,7 @@ async fn reload_requested(reload: &Option<Arc<crate::reload::ConfigReload>>) {
 }
 
 /// The reports of runs the listener started whose requests are waiting, or never.
-async fn handed_over(watch: &Option<Arc<crate::watch::Watch>>) -> Vec<RunReport> {
+async fn handed_over(watch: Option<&Arc<crate::watch::Watch>>) -> Vec<RunReport> {
     match watch {
         Some(w) => w.take_requests().await,
         None => std::future::pending().await,
@@ -218,7 +218,9 @@ struct State {
     /// again even if no file changed.
     stale: bool,
     tx: mpsc::UnboundedSender<Event>,
-    watch: Option<Arc<crate::watch::Watch>>,
+    /// `serve`'s HTTP listener: its [`crate::watch::Watch`], and its settings, which a
+    /// reload changes.
+    listener: Option<crate::listener::Started>,
     /// The top-level runs this loop has going (run id → flow), for the cluster's heartbeat.
     going: Going,
 }
@@ -251,13 +253,14 @@ pub async fn serve(
     serve_watched(rt, config, opts, None, shutdown).await
 }
 
-/// [`serve`], telling `watch` (`serve`'s HTTP listener) of the loop's heartbeat, its end,
-/// and the end of every run it started.
+/// [`serve`], telling `serve`'s HTTP listener (its [`crate::watch::Watch`]) of the loop's
+/// heartbeat, its end, and the end of every run it started, and giving it the listener's
+/// settings of each reloaded config.
 pub async fn serve_watched(
     rt: Arc<Runtime>,
     config: Config,
     opts: ServeOptions,
-    watch: Option<Arc<crate::watch::Watch>>,
+    listener: Option<crate::listener::Started>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> ServeSummary {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -281,7 +284,7 @@ pub async fn serve_watched(
         reloading: false,
         stale: false,
         tx,
-        watch: watch.clone(),
+        listener,
         going: Going::default(),
     };
     st.plan_ticks(true);
@@ -300,11 +303,11 @@ pub async fn serve_watched(
     let mut reload = every(opts.reload_every);
     let mut prune = every(opts.prune_every);
     let mut watchdog = every(crate::notify::watchdog_period());
-    let mut heartbeat = every(watch.as_ref().map(|_| crate::watch::HEARTBEAT));
+    let mut heartbeat = every(st.watch().map(|_| crate::watch::HEARTBEAT));
     let mut cluster_beat = every(st.rt.leases.in_cluster().map(|_| CLUSTER_HEARTBEAT));
     tokio::pin!(shutdown);
     loop {
-        if let Some(w) = &st.watch {
+        if let Some(w) = st.watch() {
             w.beat();
         }
         let now = Instant::now();
@@ -321,7 +324,7 @@ pub async fn serve_watched(
             _ = tick(&mut watchdog) => crate::notify::watchdog(),
             _ = tick(&mut heartbeat) => {}
             _ = tick(&mut cluster_beat) => st.cluster_heartbeat(),
-            reports = handed_over(&st.watch) => {
+            reports = handed_over(st.watch()) => {
                 for r in reports {
                     st.take_requests(r);
                 }
@@ -334,7 +337,7 @@ pub async fn serve_watched(
         }
     }
     crate::notify::stopping();
-    if let Some(w) = &st.watch {
+    if let Some(w) = st.watch() {
         w.stop();
     }
     let running: usize = st.running.values().sum();
@@ -353,7 +356,7 @@ pub async fn serve_watched(
             None => break,
         }
     }
-    if let Some(w) = &st.watch {
+    if let Some(w) = st.watch() {
         // Runs the listener started (API, console) commit or roll back too.
         w.outside_idle().await;
     }
@@ -367,6 +370,11 @@ pub async fn serve_watched(
 }
 
 impl State {
+    /// The listener's [`crate::watch::Watch`], if `serve` has a listener.
+    fn watch(&self) -> Option<&Arc<crate::watch::Watch>> {
+        self.listener.as_ref().map(|l| &l.watch)
+    }
+
     /// Reads the config file again; applies it, or logs why not and keeps the running one.
     fn reload_config(&mut self, source: &crate::reload::ConfigReload) {
         let path = source.shown();
@@ -383,6 +391,9 @@ impl State {
                 return;
             }
         };
+        if let Some(listener) = &self.listener {
+            listener.reload(&self.rt, &new);
+        }
         self.config = new;
         self.stale = true;
         tracing::info!(config = path, "reloaded the config");
@@ -689,7 +700,7 @@ impl State {
 
     fn skip(&mut self, job: &Job, reason: &str) {
         self.summary.skipped += 1;
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.watch() {
             w.skipped(&job.flow);
         }
         tracing::info!(flow = job.flow, reason, "skipped a tick");
@@ -793,7 +804,7 @@ impl State {
             }
         }
         self.summary.runs += 1;
-        if let Some(w) = &self.watch {
+        if let Some(w) = self.watch() {
             w.finished(&job.flow, report);
         }
         match report {

@@ -309,6 +309,73 @@ async fn wrong_tokens_are_limited_per_address_and_the_right_one_is_never_slowed(
     assert!(!all.contains("tok-guess-") && !all.contains(TOKEN), "{all}");
 }
 
+/// `systemctl reload` (SIGHUP) changes the listener's settings from the next request on: a
+/// larger `api_max_body:`, the console turned on and off, a proxy now trusted. A new `listen:`
+/// waits for a restart, and a warning says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_the_listeners_settings_for_the_next_request() {
+    let (env, config) = small_world();
+    let mut api = Api::start(&config);
+    let big = format!(r#"{{"pad": "{}"}}"#, "x".repeat(4000));
+    assert_eq!(invoke_status(&api, &big).await, 413);
+    assert_eq!(console_page(&api, None).await, 404);
+
+    // A larger body cap and the loopback console.
+    env.config_file("api_max_body: 64KiB\nconsole: true\n");
+    reload(
+        &mut api,
+        &["settings=api_max_body, console", "console on http://"],
+    );
+    assert_eq!(invoke_status(&api, &big).await, 200);
+    assert_eq!(console_page(&api, None).await, 200);
+    // No proxy is trusted yet: what a client forwards is ignored.
+    assert_eq!(console_page(&api, Some("203.0.113.7")).await, 200);
+
+    // The proxy on this machine trusted, and another address to listen on (not applied).
+    env.config_file(
+        "api_max_body: 64KiB\nconsole: true\ntrusted_proxies: [127.0.0.1]\nlisten: 127.0.0.1:1\n",
+    );
+    reload(&mut api, &["`listen:` changed", "settings=trusted_proxies"]);
+    assert_eq!(console_page(&api, Some("203.0.113.7")).await, 403);
+    assert_eq!(console_page(&api, None).await, 200);
+
+    // The console off again; the cap stays.
+    env.config_file("api_max_body: 64KiB\n");
+    reload(
+        &mut api,
+        &["settings=console, trusted_proxies", "console off"],
+    );
+    assert_eq!(console_page(&api, None).await, 404);
+    assert_eq!(invoke_status(&api, &big).await, 200);
+    let (status, lines) = api.stop();
+    assert!(status.success(), "{lines:?}");
+}
+
+/// SIGHUP to `api`'s serve; waits for each of `lines` in turn, then for the reload's end.
+fn reload(api: &mut Api, lines: &[&str]) {
+    let serve = api.serve();
+    serve.signal(libc::SIGHUP);
+    for want in lines {
+        serve.wait_line(want, |l| l.contains(want));
+    }
+    serve.wait_line("the reload's end", |l| l.contains("reloaded the config"));
+}
+
+/// The status of `hello` called with `body` and the right token.
+async fn invoke_status(api: &Api, body: &str) -> u16 {
+    let resp = api.invoke("hello", "", body.to_string(), Some(TOKEN)).await;
+    resp.status().as_u16()
+}
+
+/// The status of the console's front page, with `X-Forwarded-For: xff` if given.
+async fn console_page(api: &Api, xff: Option<&str>) -> u16 {
+    let mut req = api.http.get(format!("{}/", api.origin));
+    if let Some(x) = xff {
+        req = req.header("x-forwarded-for", x);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_and_loopback_means_it() {
     let (env, _) = small_world();

@@ -145,13 +145,13 @@ async fn sighup_reloads_the_config_and_a_broken_one_is_reported_and_ignored() {
     serve.wait_line("a refused run of needy", |l| {
         l.contains("run failed") && l.contains("needy")
     });
-    // `console:` belongs to the listener that is serving: a warning says it waits for a restart.
+    // `listen:` belongs to the socket bound at the start: a warning says it waits for a restart.
     let config = rewrite_config(
         &env,
-        "grants:\n  needy:\n    secrets: [PROBE_TOKEN]\nconsole: true\n",
+        "grants:\n  needy:\n    secrets: [PROBE_TOKEN]\nlisten: 127.0.0.1:1\n",
     );
     serve.signal(libc::SIGHUP);
-    let warned = serve.wait_line("the restart warning", |l| l.contains("`console:` changed"));
+    let warned = serve.wait_line("the restart warning", |l| l.contains("`listen:` changed"));
     assert!(
         warned.contains(" WARN ") && warned.contains("it takes effect when serve restarts"),
         "{warned}"

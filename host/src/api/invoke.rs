@@ -75,7 +75,7 @@ async fn answer(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
-    let cap = o.api_max_body;
+    let cap = o.settings.get().api_max_body;
     let bytes = match http_body_util::Limited::new(body, cap).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {

@@ -130,7 +130,7 @@ impl FromRequestParts<Observed> for LoginGate {
 /// The checks every console request passes first: on, the peer and `Host` (loopback mode),
 /// the origin of a POST. Returns how the console is protected.
 fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
-    let Some(access) = o.console.clone() else {
+    let Some(access) = o.settings.get().console.clone() else {
         return Err(Refusal::NotFound);
     };
     let host = parts

@@ -70,7 +70,7 @@ pub fn document(title: &str, body: Markup, frame: Frame) -> Markup {
 /// `GET /console.css` (the login page needs it: no session asked; 404 while the console is
 /// off).
 pub async fn css(State(o): State<Observed>) -> Response {
-    if o.console.is_none() {
+    if o.settings.get().console.is_none() {
         return StatusCode::NOT_FOUND.into_response();
     }
     (

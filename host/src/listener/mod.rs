@@ -20,6 +20,8 @@
 //! [`crate::client_addr::ClientAddr`]: the connection's peer, or the address a trusted proxy
 //! forwarded (`trusted_proxies:`). TLS is a reverse proxy's job (`docs/api.md`).
 //!
+//! The settings a reload may change ([`settings`]) are read at each request.
+//!
 //! `/readyz` and `/metrics` read the status snapshot ([`crate::status::snapshot`]) at each
 //! request, from the registry `serve` runs and the databases opened read-only, on a blocking
 //! thread: a scrape never waits for a run's write lock and never slows the scheduler.
@@ -33,6 +35,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+
+mod settings;
+
+pub use settings::{LiveSettings, Settings};
 
 use crate::history::RunStatus;
 use crate::runtime::Runtime;
@@ -111,12 +117,8 @@ pub struct Observed {
     /// The database (see [`Observed::reader`] for what a page reads).
     pub db: crate::database::Database,
     pub watch: Arc<Watch>,
-    /// `readiness.max_lag`.
-    pub max_lag: Option<Duration>,
-    /// `api_max_body:`: the largest body an API endpoint flow accepts.
-    pub api_max_body: usize,
-    /// `console:`: who may open the web console (`None`: off).
-    pub console: Option<crate::config::ConsoleAccess>,
+    /// The settings a reload may change: read them at each request.
+    pub settings: LiveSettings,
     /// The console's log-in attempts per client address.
     pub logins: Arc<crate::throttle::LoginThrottle>,
     /// Wrong tokens per client address (API endpoint flows, the console's Bearer token).
@@ -137,41 +139,37 @@ impl Listener {
     }
 
     /// Serves the routes for `serve` over `rt` and `config` until the process ends, logging
-    /// the address it listens on; returns the [`Watch`] to give the scheduler.
-    pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Arc<Watch> {
+    /// the address it listens on; returns what to give the scheduler: the [`Watch`], and the
+    /// [`Started`] listener, to apply a reloaded config to.
+    pub fn start(self, rt: Arc<Runtime>, config: &crate::config::Config) -> Started {
         let watch = Arc::new(Watch::default());
         let addr = self.local_addr();
         crate::console::log_start(&rt, config, addr);
-        let trusted = Arc::new(config.trusted_proxies.clone());
-        self.serve(
-            Observed {
-                rt,
-                db: config.db.clone(),
-                watch: watch.clone(),
-                max_lag: config.max_lag,
-                api_max_body: config.api_max_body,
-                console: config.console.clone(),
-                logins: Arc::default(),
-                guesses: Arc::default(),
-            },
-            trusted,
-        );
+        let settings = LiveSettings::new(Settings::of(config));
+        self.serve(Observed {
+            rt,
+            db: config.db.clone(),
+            watch: watch.clone(),
+            settings: settings.clone(),
+            logins: Arc::default(),
+            guesses: Arc::default(),
+        });
         let console = if config.console.is_some() {
             ", the console at /"
         } else {
             ""
         };
         tracing::info!("listening on http://{addr} (/healthz, /readyz, /metrics, /api/{console})");
-        watch
+        Started {
+            watch,
+            settings,
+            addr,
+        }
     }
 
-    /// Serves the routes until the process ends (errors are logged); `trusted` says whose
-    /// `X-Forwarded-For` names a request's client ([`crate::client_addr`]).
-    pub fn serve(
-        self,
-        observed: Observed,
-        trusted: Arc<crate::client_addr::TrustedProxies>,
-    ) -> tokio::task::JoinHandle<()> {
+    /// Serves the routes until the process ends (errors are logged).
+    pub fn serve(self, observed: Observed) -> tokio::task::JoinHandle<()> {
+        let settings = observed.settings.clone();
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
@@ -179,7 +177,36 @@ impl Listener {
             .merge(crate::api::routes())
             .merge(crate::console::routes())
             .with_state(observed);
-        tokio::spawn(accept(self.inner, app, trusted))
+        tokio::spawn(accept(self.inner, app, settings))
+    }
+}
+
+/// A listener `serve` started: its [`Watch`] for the scheduler, and its settings, which a
+/// reload changes ([`Started::reload`]).
+pub struct Started {
+    pub watch: Arc<Watch>,
+    settings: LiveSettings,
+    addr: SocketAddr,
+}
+
+impl Started {
+    /// Applies `config`'s listener settings to the next requests, and logs which changed
+    /// (and, when the console changed, where it is now, as at the start).
+    pub fn reload(&self, rt: &Runtime, config: &crate::config::Config) {
+        let changed = self.settings.apply(config);
+        if changed.is_empty() {
+            return;
+        }
+        tracing::info!(
+            settings = %changed.join(", "),
+            "config reload: the listener's settings changed"
+        );
+        if changed.contains(&"console") {
+            if config.console.is_none() {
+                tracing::info!("console off");
+            }
+            crate::console::log_start(rt, config, self.addr);
+        }
     }
 }
 
@@ -188,11 +215,7 @@ impl Listener {
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts connections until the process ends, each served on its own task.
-async fn accept(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    trusted: Arc<crate::client_addr::TrustedProxies>,
-) {
+async fn accept(listener: tokio::net::TcpListener, app: Router, settings: LiveSettings) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -203,22 +226,22 @@ async fn accept(
                 continue;
             }
         };
-        tokio::spawn(connection(stream, peer, app.clone(), trusted.clone()));
+        tokio::spawn(connection(stream, peer, app.clone(), settings.clone()));
     }
 }
 
 /// Serves one connection: HTTP/1 with [`HEADER_READ_TIMEOUT`], the client (`peer`, or whom a
-/// trusted proxy forwarded) in each request.
+/// proxy trusted at the time of the request forwarded) in each request.
 async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     app: Router,
-    trusted: Arc<crate::client_addr::TrustedProxies>,
+    settings: LiveSettings,
 ) {
     let service =
         hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
-            let client = trusted.client(peer, request.headers());
+            let client = settings.get().trusted.client(peer, request.headers());
             request.extensions_mut().insert(client);
             tower::Service::call(&mut app.clone(), request)
         });
@@ -265,7 +288,7 @@ async fn readyz(State(o): State<Observed>) -> Response {
     if let Some(why) = unhealthy(&o.watch) {
         return text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"));
     }
-    let max_lag = o.max_lag;
+    let max_lag = o.settings.get().max_lag;
     match status_of(o).await {
         Ok(status) => match readiness(&status, max_lag) {
             Ok(why) => text(StatusCode::OK, why),
