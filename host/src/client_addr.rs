@@ -44,7 +44,8 @@ impl TrustedProxies {
             .map(TrustedProxies)
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.0.iter().any(|n| n.contains(&ip))
     }
@@ -70,6 +71,14 @@ impl TrustedProxies {
         }
         ClientAddr { ip: client, peer }
     }
+}
+
+/// Whether `headers` say a proxy forwarded the request: `X-Forwarded-For`, `Forwarded` or
+/// `X-Real-IP`, which nginx setups, Caddy and Traefik add.
+pub fn forwarded(headers: &HeaderMap) -> bool {
+    ["x-forwarded-for", "forwarded", "x-real-ip"]
+        .iter()
+        .any(|name| headers.contains_key(*name))
 }
 
 /// One `X-Forwarded-For` entry: `203.0.113.7`, `2001:db8::1`, `[2001:db8::1]:443` or
@@ -116,6 +125,22 @@ impl std::fmt::Display for ClientAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_of_the_proxies_headers_says_a_request_was_forwarded() {
+        assert!(!forwarded(&HeaderMap::new()));
+        for name in ["X-Forwarded-For", "forwarded", "X-Real-IP"] {
+            let mut h = HeaderMap::new();
+            h.insert(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "203.0.113.7".parse().unwrap(),
+            );
+            assert!(forwarded(&h), "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(!forwarded(&h), "the scheme alone names no client");
+    }
 
     fn headers(xff: &[&str]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -328,8 +328,24 @@ async fn a_reload_changes_the_listeners_settings_for_the_next_request() {
     );
     assert_eq!(invoke_status(&api, &big).await, 200);
     assert_eq!(console_page(&api, None).await, 200);
-    // No proxy is trusted yet: what a client forwards is ignored.
-    assert_eq!(console_page(&api, Some("203.0.113.7")).await, 200);
+    // A request a proxy forwarded (here the test is the proxy), while no proxy is trusted:
+    // the console cannot tell where its client is, wherever the header says it is.
+    assert_eq!(console_page(&api, Some("203.0.113.7")).await, 403);
+    assert_eq!(console_page(&api, Some("127.0.0.1")).await, 403);
+    let refusal = api
+        .http
+        .get(format!("{}/", api.origin))
+        .header("x-real-ip", "127.0.0.1")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        refusal.contains("a proxy that `trusted_proxies:` does not list"),
+        "{refusal}"
+    );
 
     // The proxy on this machine trusted, and another address to listen on (not applied).
     env.config_file(
@@ -337,6 +353,7 @@ async fn a_reload_changes_the_listeners_settings_for_the_next_request() {
     );
     reload(&mut api, &["`listen:` changed", "settings=trusted_proxies"]);
     assert_eq!(console_page(&api, Some("203.0.113.7")).await, 403);
+    assert_eq!(console_page(&api, Some("127.0.0.1")).await, 200);
     assert_eq!(console_page(&api, None).await, 200);
 
     // The console off again; the cap stays.

@@ -141,6 +141,21 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
     if access == ConsoleAccess::Loopback {
         // Behind a proxy in `trusted_proxies:`, the client the proxy forwarded.
         let client = parts.extensions.get::<crate::client_addr::ClientAddr>();
+        // A proxy on this machine that `trusted_proxies:` does not list connects from
+        // loopback for clients anywhere: what it forwards says so, and the console cannot
+        // tell where they are.
+        let untrusted_proxy = crate::client_addr::forwarded(&parts.headers)
+            && !client.is_some_and(|c| o.settings.get().trusted.trusts(c.peer.ip()));
+        if untrusted_proxy {
+            return Err(Refusal::Failure(
+                StatusCode::FORBIDDEN,
+                "this request came through a proxy that `trusted_proxies:` does not list, so \
+                 the console cannot tell whether its client is on this machine (console: \
+                 true); list the proxy in `trusted_proxies:`, or set `console: { token_secret: \
+                 NAME }` (docs/console.md)"
+                    .into(),
+            ));
+        }
         if !client.is_some_and(|c| c.ip.to_canonical().is_loopback()) {
             return Err(Refusal::Failure(
                 StatusCode::FORBIDDEN,
