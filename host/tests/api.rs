@@ -447,16 +447,9 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget_and_loo
     // on this machine.
     let config = env.config_file("console: true\ntrusted_proxies: [127.0.0.1]\n");
     let api = Api::start(&config);
-    let page = |xff: Option<&'static str>| {
-        let mut req = api.http.get(format!("{}/", api.origin));
-        if let Some(x) = xff {
-            req = req.header("x-forwarded-for", x);
-        }
-        async move { req.send().await.unwrap().status().as_u16() }
-    };
-    assert_eq!(page(Some("203.0.113.7")).await, 403);
-    assert_eq!(page(Some("127.0.0.1")).await, 200);
-    assert_eq!(page(None).await, 200);
+    assert_eq!(console_page(&api, Some("203.0.113.7")).await, 403);
+    assert_eq!(console_page(&api, Some("127.0.0.1")).await, 200);
+    assert_eq!(console_page(&api, None).await, 200);
     let (status, lines) = api.stop();
     assert!(status.success(), "{lines:?}");
 
