@@ -130,7 +130,8 @@ impl FromRequestParts<Observed> for LoginGate {
 /// The checks every console request passes first: on, the peer and `Host` (loopback mode),
 /// the origin of a POST. Returns how the console is protected.
 fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
-    let Some(access) = o.settings.get().console.clone() else {
+    let settings = o.settings.get();
+    let Some(access) = settings.console.clone() else {
         return Err(Refusal::NotFound);
     };
     let host = parts
@@ -145,7 +146,7 @@ fn gate(parts: &Parts, o: &Observed) -> Result<ConsoleAccess, Refusal> {
         // loopback for clients anywhere: what it forwards says so, and the console cannot
         // tell where they are.
         let untrusted_proxy = crate::client_addr::forwarded(&parts.headers)
-            && !client.is_some_and(|c| o.settings.get().trusted.trusts(c.peer.ip()));
+            && !client.is_some_and(|c| settings.trusted.trusts(c.peer.ip()));
         if untrusted_proxy {
             return Err(Refusal::Failure(
                 StatusCode::FORBIDDEN,
