@@ -1,7 +1,9 @@
 //! The store behind the `tables` capability: the backend-neutral parts (errors, limits, the
 //! search and window of an export) and the wrappers [`Store`] and [`Txn`] that every caller
 //! uses, over a [`TableBackend`] (SQLite in [`sqlite`], PostgreSQL in [`postgres`]; see [`backend`] for the contract).
-//! Generic helpers built on the contract (row counts, export, import) live here once.
+//! Generic helpers built on the contract (row counts, export, import) live here once, and the
+//! SQL both backends build alike (identifiers, a filter's `WHERE`, an update's `SET`) in
+//! `clauses`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use serde_json::{Map, Value};
 use crate::schema::Schemas;
 
 pub mod backend;
+mod clauses;
 pub mod postgres;
 pub mod sqlite;
 mod upsert;

@@ -13,8 +13,13 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
-use crate::store::sqlite::quote;
+use crate::store::clauses::quote;
 use crate::store::TableError;
+
+/// How PostgreSQL writes its `n`-th parameter.
+pub(super) fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1): longer names are cut by the server.
 const MAX_IDENT: usize = 63;
@@ -292,25 +297,13 @@ impl PgTable {
         &self,
         filter: &Map<String, Value>,
     ) -> Result<(String, Vec<PgValue>), TableError> {
-        let mut sql = String::new();
-        let mut params = Vec::new();
-        for (name, v) in filter {
-            let (ident, ty) = match self.schema.column(name) {
-                Some(c) => (quote(&c.name), c.ty),
-                None if name == ROW_ID && self.key.is_none() => {
-                    (quote(ROW_ID), ColumnType::Integer)
-                }
-                None => return Err(self.schema.unknown_column(name)),
-            };
-            sql.push_str(if sql.is_empty() { " WHERE " } else { " AND " });
-            if v.is_null() {
-                sql.push_str(&format!("{ident} IS NULL"));
-            } else {
-                params.push(self.bind(name, ty, v)?);
-                sql.push_str(&format!("{ident} = ${}", params.len()));
-            }
-        }
-        Ok((sql, params))
+        crate::store::clauses::where_clause(
+            &self.schema,
+            self.key,
+            filter,
+            placeholder,
+            |name, ty, v| self.bind(name, ty, v),
+        )
     }
 
     /// A key given to `get`/`update`/`delete`, ready to bind; `None` when it cannot match any

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::mapping::{sql_decl, stored_name, PgTable};
 use crate::pg::Pg;
 use crate::schema::{Column, Schemas, TableSchema, ROW_ID};
-use crate::store::sqlite::quote;
+use crate::store::clauses::quote;
 use crate::store::StoreError;
 
 /// The table recording each table's last migrated schema (the SQLite store's name).

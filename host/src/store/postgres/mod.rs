@@ -23,7 +23,7 @@ use tokio_postgres::Statement;
 use self::mapping::{PgTable, PgValue};
 use crate::pg::{error_text, Pg};
 use crate::schema::{ColumnType, Schemas, ROW_ID};
-use crate::store::sqlite::quote;
+use crate::store::clauses::quote;
 use crate::store::{
     unknown_table, CheckedUpsert, ColumnSearch, DeferredRow, RowWindow, StoreError, TableBackend,
     TableError, UnitOfWork, UpsertRow,

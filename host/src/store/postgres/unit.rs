@@ -22,11 +22,11 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
-use super::mapping::{PgTable, PgValue};
+use super::mapping::{placeholder, PgTable, PgValue};
 use super::Shared;
 use crate::pg::{error_text, Conn, PgError};
-use crate::schema::{Column, ColumnType, ROW_ID};
-use crate::store::sqlite::quote;
+use crate::schema::ROW_ID;
+use crate::store::clauses::{self, quote};
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
@@ -499,36 +499,19 @@ impl UnitOfWork for PgUnit {
             t.schema.check_changes(changes)?;
             return Ok(false);
         };
-        let mut sets = Vec::new();
-        let mut vals: Vec<PgValue> = Vec::new();
-        for (name, v) in changes {
-            let column: Option<&Column> = t.schema.column(name);
-            let is_key = match (column, t.key) {
-                (Some(c), Some((ki, _))) => t.schema.columns[ki].name == c.name,
-                (None, None) => name == ROW_ID,
+        let (sets, mut vals) = clauses::set_clause(
+            &t.schema,
+            t.key,
+            changes,
+            placeholder,
+            (t.name(), key),
+            |name, ty, v| t.bind(name, ty, v),
+            |bound| match (&k, bound) {
+                (PgValue::Text(a), PgValue::Text(b)) => a == b,
+                (PgValue::Int(a), PgValue::Int(b)) => a == b,
                 _ => false,
-            };
-            if is_key {
-                let ty = column.map_or(ColumnType::Integer, |c| c.ty);
-                let same = match (&k, t.bind(name, ty, v)?) {
-                    (PgValue::Text(a), PgValue::Text(b)) => *a == b,
-                    (PgValue::Int(a), PgValue::Int(b)) => *a == b,
-                    _ => false,
-                };
-                if !same {
-                    return Err(TableError::InvalidInput(format!(
-                        "table `{}`: update cannot change the key `{name}` of row `{key}` (to {v}); delete the row and insert a new one",
-                        t.name()
-                    )));
-                }
-                continue;
-            }
-            let Some(c) = column else {
-                return Err(t.schema.unknown_column(name));
-            };
-            vals.push(t.bind(name, c.ty, v)?);
-            sets.push(format!("{} = ${}", quote(&c.name), vals.len()));
-        }
+            },
+        )?;
         if sets.is_empty() {
             let sql = format!("SELECT 1 FROM {} WHERE {} = $1", t.ident, t.key_ident);
             return self.step(t, false, |s| Ok(!s.query(&sql, &[&k])?.is_empty()));

@@ -32,9 +32,11 @@ impl FieldRef for &FieldValue<'_> {
     }
 }
 
-/// `"name"` with inner quotes doubled: a safe SQL identifier for any string.
-pub(crate) fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
+pub(crate) use crate::store::clauses::quote;
+
+/// How SQLite writes its `n`-th parameter.
+pub(super) fn placeholder(n: usize) -> String {
+    format!("?{n}")
 }
 
 /// A value ready to bind: the store's `ColumnValue`, which this module binds.
@@ -389,25 +391,13 @@ impl TableSql {
         &self,
         filter: &'a Map<String, Value>,
     ) -> Result<(String, Vec<Bound<'a>>), TableError> {
-        let mut sql = String::new();
-        let mut params = Vec::new();
-        for (name, v) in filter {
-            let (ident, ty) = match self.schema.column(name) {
-                Some(c) => (quote(&c.name), c.ty),
-                None if name == ROW_ID && self.key.is_none() => {
-                    (quote(ROW_ID), ColumnType::Integer)
-                }
-                None => return Err(self.schema.unknown_column(name)),
-            };
-            sql.push_str(if sql.is_empty() { " WHERE " } else { " AND " });
-            if v.is_null() {
-                sql.push_str(&format!("{ident} IS NULL"));
-            } else {
-                params.push(self.bind(name, ty, v)?);
-                sql.push_str(&format!("{ident} = ?{}", params.len()));
-            }
-        }
-        Ok((sql, params))
+        crate::store::clauses::where_clause(
+            &self.schema,
+            self.key,
+            filter,
+            placeholder,
+            |name, ty, v| self.bind(name, ty, v),
+        )
     }
 
     pub(super) fn key_param<'a>(&self, key: &'a str) -> Option<KeyParam<'a>> {

@@ -18,9 +18,10 @@ use rusqlite::{params_from_iter, Connection, ErrorCode};
 use serde_json::{Map, Value};
 
 use super::connection::sqlite_err;
-use super::mapping::{quote, Bound, KeyParam, TableSql};
+use super::mapping::{placeholder, quote, Bound, KeyParam, TableSql};
 use super::Inner;
-use crate::schema::{Column, ColumnType, ROW_ID};
+use crate::schema::ROW_ID;
+use crate::store::clauses;
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
@@ -548,36 +549,19 @@ impl SqliteUnit {
             t.schema.check_changes(changes)?;
             return Ok(false);
         };
-        let mut sets = Vec::new();
-        let mut params: Vec<Bound<'_>> = Vec::new();
-        for (name, v) in changes {
-            let column: Option<&Column> = t.schema.column(name);
-            let is_key = match (column, t.key) {
-                (Some(c), Some((ki, _))) => t.schema.columns[ki].name == c.name,
-                (None, None) => name == ROW_ID,
+        let (sets, params) = clauses::set_clause(
+            &t.schema,
+            t.key,
+            changes,
+            placeholder,
+            (t.name(), key),
+            |name, ty, v| t.bind(name, ty, v),
+            |bound| match (&k, bound) {
+                (KeyParam::Text(a), Bound::Text(b)) => a == b,
+                (KeyParam::Int(a), Bound::Int(b)) => a == b,
                 _ => false,
-            };
-            if is_key {
-                let ty = column.map_or(ColumnType::Integer, |c| c.ty);
-                let same = match (&k, t.bind(name, ty, v)?) {
-                    (KeyParam::Text(a), Bound::Text(b)) => *a == b,
-                    (KeyParam::Int(a), Bound::Int(b)) => *a == b,
-                    _ => false,
-                };
-                if !same {
-                    return Err(TableError::InvalidInput(format!(
-                        "table `{}`: update cannot change the key `{name}` of row `{key}` (to {v}); delete the row and insert a new one",
-                        t.name()
-                    )));
-                }
-                continue;
-            }
-            let Some(c) = column else {
-                return Err(t.schema.unknown_column(name));
-            };
-            params.push(t.bind(name, c.ty, v)?);
-            sets.push(format!("{} = ?{}", quote(&c.name), params.len()));
-        }
+            },
+        )?;
         if sets.is_empty() {
             let sql = format!("SELECT 1 FROM {} WHERE {} = ?1", t.ident, t.key_ident);
             return self.exec(t, false, |conn| {
