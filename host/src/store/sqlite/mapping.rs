@@ -32,7 +32,7 @@ impl FieldRef for &FieldValue<'_> {
     }
 }
 
-pub(crate) use crate::store::clauses::quote;
+pub(super) use crate::store::clauses::quote;
 
 /// How SQLite writes its `n`-th parameter.
 pub(super) fn placeholder(n: usize) -> String {

@@ -13,7 +13,7 @@ mod unit;
 pub use checkpoints::Checkpoints;
 pub(crate) use connection::{check_db_dir, enable_wal, open_existing_read_only};
 pub use connection::{open_connection, open_read_only_connection};
-pub(crate) use mapping::quote;
+use mapping::quote;
 pub use unit::SqliteUnit;
 
 use std::collections::{HashMap, HashSet};
