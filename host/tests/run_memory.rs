@@ -116,6 +116,25 @@ async fn run_memory_from_the_manifest_bounds_http_bodies_and_queued_upserts() {
     );
     assert!(e.contains("of its 1.0 MiB"), "{e}");
 
+    // Sent in chunks without a declared length, the body is charged as it arrives: refused
+    // the same way once it passes the budget.
+    let chunks = futures::stream::iter(
+        (0..32).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'y'; 64 << 10]))),
+    );
+    let app = axum::Router::new().route(
+        "/chunked",
+        axum::routing::get(move || async move { axum::body::Body::from_stream(chunks) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let chunked = format!("http://{}/chunked", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let e = common::err(&rt, "tight", json!({"op": "http", "url": chunked})).await;
+    assert!(
+        e.contains("run memory: the response body from http://127.0.0.1:"),
+        "{e}"
+    );
+    assert!(e.contains("of its 1.0 MiB"), "{e}");
+
     // 40 upserts of 100 KB: 4 MB queued in batches of 64 would pass through the queue whole.
     let row = |i: usize| {
         json!({"op": "table", "fn": "upsert", "table": "Probe Items",

@@ -362,24 +362,36 @@ async fn once(
         })
         .collect();
     let cap = ctx.rt.limits.max_response;
-    if resp.content_length().is_some_and(|n| n as usize > cap) {
+    let declared = resp
+        .content_length()
+        .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    if declared > cap {
         return Err(AttemptError::Fatal(too_big(url, cap)));
     }
-    let mut body = Vec::new();
     let what = format!(
         "the response body from {}",
         url.origin().ascii_serialization()
     );
+    // A declared length is charged to the run's memory before the body is read into one
+    // buffer of that size: grown chunk by chunk, a page of ASA events was copied a dozen
+    // times, and each larger buffer was fresh memory the kernel had to zero (issue 20).
     let mut held = ctx
         .run
         .budget
-        .charge(0, &what)
+        .charge(declared, &what)
         .map_err(AttemptError::Fatal)?;
+    let mut charged = declared;
+    let mut body = Vec::with_capacity(declared);
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > cap {
+        let len = body.len() + chunk.len();
+        if len > cap {
             return Err(AttemptError::Fatal(too_big(url, cap)));
         }
-        held.grow(chunk.len(), &what).map_err(AttemptError::Fatal)?;
+        if len > charged {
+            held.grow(len - charged, &what)
+                .map_err(AttemptError::Fatal)?;
+            charged = len;
+        }
         body.extend_from_slice(&chunk);
     }
     Ok(Response {

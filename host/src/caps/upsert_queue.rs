@@ -102,7 +102,9 @@ pub fn push(run: &Arc<RunShared>, row: DeferredUpsert, bytes: usize) -> Result<(
 pub fn write_waiting(run: &RunShared, txn: &mut Txn) -> Result<(), TableError> {
     let (rows, _held) = {
         let mut d = lock(&run.deferred);
-        (std::mem::take(&mut d.rows), std::mem::take(&mut d.held))
+        // The next batch's room at once, not grown a row at a time after every batch.
+        let rows = std::mem::replace(&mut d.rows, Vec::with_capacity(BATCH));
+        (rows, std::mem::take(&mut d.held))
     };
     txn.upsert_deferred(rows)
 }
