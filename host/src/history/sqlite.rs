@@ -228,13 +228,12 @@ impl SqliteHistory {
             .map_err(self.err(&context))?;
         if status == RunStatus::Ok {
             let deleted = tx
-                .execute(
-                    "DELETE FROM _flowhost_runs WHERE id = ?1 AND parent IS NOT NULL",
-                    [id],
-                )
+                .prepare_cached("DELETE FROM _flowhost_runs WHERE id = ?1 AND parent IS NOT NULL")
+                .and_then(|mut s| s.execute([id]))
                 .map_err(self.err(&context))?;
             if deleted > 0 {
-                tx.execute("DELETE FROM _flowhost_run_logs WHERE run = ?1", [id])
+                tx.prepare_cached("DELETE FROM _flowhost_run_logs WHERE run = ?1")
+                    .and_then(|mut s| s.execute([id]))
                     .map_err(self.err(&context))?;
                 return tx.commit().map_err(self.err(&context));
             }
@@ -243,10 +242,13 @@ impl SqliteHistory {
             .unwrap_or(u64::MAX)
             .saturating_add(dropped_earlier);
         let dropped = i64::try_from(dropped).unwrap_or(i64::MAX);
+        // Prepared once per connection: this runs at the end of every top-level run.
         let updated = tx
-            .execute(
+            .prepare_cached(
                 "UPDATE _flowhost_runs SET ended = ?1, status = ?2, output = ?3, error = ?4, children = ?5, logs_dropped = ?6 WHERE id = ?7",
-                params![
+            )
+            .and_then(|mut s| {
+                s.execute(params![
                     now_rfc3339(),
                     status.as_str(),
                     output.map(|o| cap(o, MAX_TEXT)),
@@ -254,8 +256,8 @@ impl SqliteHistory {
                     children_json,
                     dropped,
                     id
-                ],
-            )
+                ])
+            })
             .map_err(self.err(&context))?;
         if updated == 0 {
             return Err(StoreError::Invalid {
