@@ -15,6 +15,7 @@ use crate::schema::Schemas;
 
 pub mod backend;
 mod clauses;
+mod insert_many;
 pub mod postgres;
 pub mod sqlite;
 mod upsert;

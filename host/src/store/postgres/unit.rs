@@ -27,6 +27,7 @@ use super::Shared;
 use crate::pg::{error_text, Conn, PgError};
 use crate::schema::ROW_ID;
 use crate::store::clauses::{self, quote};
+use crate::store::insert_many;
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
@@ -392,20 +393,7 @@ impl UnitOfWork for PgUnit {
     fn insert_many(&mut self, table: &str, rows: &[Map<String, Value>]) -> Result<u32, TableError> {
         let shared = Arc::clone(&self.shared);
         let t = shared.table(table)?;
-        let total = rows.len();
-        let Ok(count) = u32::try_from(total) else {
-            return Err(TableError::InvalidInput(format!(
-                "table `{}`: {total} rows in one insert-many is too many",
-                t.name()
-            )));
-        };
-        let mut bound = Vec::with_capacity(total);
-        for (i, row) in rows.iter().enumerate() {
-            bound.push(t.bind_row(row).map_err(|e| {
-                e.prefixed(&format!("row {} of {total}: ", i + 1))
-                    .suffixed(" (nothing was inserted)")
-            })?);
-        }
+        let (count, bound) = insert_many::bind_all(t.name(), rows, |row| t.bind_row(row))?;
         if bound.is_empty() {
             return Ok(0);
         }
@@ -415,11 +403,11 @@ impl UnitOfWork for PgUnit {
             let answers = s.query_many(&t.insert, &all)?;
             if let Some(i) = answers.iter().position(Vec::is_empty) {
                 s.batch("ROLLBACK TO SAVEPOINT flowhost_insert_many")?;
-                return Err(Failure::Table(
-                    t.conflict(&bound[i])
-                        .prefixed(&format!("row {} of {total}: ", i + 1))
-                        .suffixed(" (nothing was inserted)"),
-                ));
+                return Err(Failure::Table(insert_many::row_failed(
+                    t.conflict(&bound[i]),
+                    i,
+                    bound.len(),
+                )));
             }
             s.batch("RELEASE SAVEPOINT flowhost_insert_many")?;
             Ok(())

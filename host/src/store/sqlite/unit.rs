@@ -21,7 +21,7 @@ use super::connection::sqlite_err;
 use super::mapping::{placeholder, quote, Bound, KeyParam, TableSql};
 use super::Inner;
 use crate::schema::ROW_ID;
-use crate::store::clauses;
+use crate::store::{clauses, insert_many};
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
     DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
@@ -426,34 +426,19 @@ impl SqliteUnit {
     ) -> Result<u32, TableError> {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
-        let total = rows.len();
-        let Ok(count) = u32::try_from(total) else {
-            return Err(TableError::InvalidInput(format!(
-                "table `{}`: {total} rows in one insert-many is too many",
-                t.name()
-            )));
-        };
-        let mut bound = Vec::with_capacity(total);
-        for (i, row) in rows.iter().enumerate() {
-            bound.push(t.bind_row(row).map_err(|e| {
-                e.prefixed(&format!("row {} of {total}: ", i + 1))
-                    .suffixed(" (nothing was inserted)")
-            })?);
-        }
+        let (count, bound) = insert_many::bind_all(t.name(), rows, |row| t.bind_row(row))?;
         if bound.is_empty() {
             return Ok(0);
         }
         self.exec(t, true, |conn| {
             conn.execute_batch("SAVEPOINT flowhost_insert_many")
                 .map_err(|e| t.storage(e))?;
+            let total = bound.len();
             let result = (|| {
                 let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
                 for (i, vals) in bound.iter().enumerate() {
-                    stmt.execute(params_from_iter(vals.iter())).map_err(|e| {
-                        t.write_error(e, vals)
-                            .prefixed(&format!("row {} of {total}: ", i + 1))
-                            .suffixed(" (nothing was inserted)")
-                    })?;
+                    stmt.execute(params_from_iter(vals.iter()))
+                        .map_err(|e| insert_many::row_failed(t.write_error(e, vals), i, total))?;
                 }
                 Ok(count)
             })();
