@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod backend;
 pub mod postgres;
+mod queries;
 pub mod sqlite;
 pub use backend::HistoryBackend;
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 
+use super::queries::{page_sql, RUN_COLUMNS};
 use super::{
     cap, format_timestamp, now_rfc3339, ChildStats, FlowRuns, HistoryBackend, LogLine, RunRecord,
     RunStatus, Trigger, INTERRUPTED, MAX_LIST, MAX_LOG_LINES, MAX_TEXT,
@@ -72,9 +73,6 @@ CREATE TABLE IF NOT EXISTS "_flowhost_rate_limits" (
     seen text NOT NULL
 );
 "#;
-
-const RUN_COLUMNS: &str =
-    "id, parent, flow, trigger, started, ended, status, input, output, error, children, logs_dropped";
 
 /// Text as PostgreSQL can hold it: a NUL becomes U+FFFD.
 fn clean(text: &str) -> String {
@@ -391,14 +389,12 @@ impl HistoryBackend for PgHistory {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let filter = match (flow.is_some(), status.is_some()) {
-            (false, false) => "$1::text IS NULL AND $2::text IS NULL",
-            (true, false) => "flow = $1 AND $2::text IS NULL",
-            (false, true) => "$1::text IS NULL AND status = $2",
-            (true, true) => "flow = $1 AND status = $2",
-        };
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE {filter} AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT $3 OFFSET $4"
+        // A parameter PostgreSQL sees only in `IS NULL` needs its type named.
+        let sql = page_sql(
+            flow.is_some(),
+            status.is_some(),
+            |n| format!("${n}::text"),
+            |n| format!("${n}"),
         );
         let rows = self.query(
             &sql,

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::queries::{page_sql, RUN_COLUMNS};
 use super::{
     cap, format_timestamp, now_rfc3339, ChildStats, FlowRuns, HistoryBackend, LogLine, RunRecord,
     RunStatus, Trigger, INTERRUPTED, MAX_LIST, MAX_LOG_LINES, MAX_TEXT,
@@ -90,9 +91,6 @@ CREATE TABLE IF NOT EXISTS "_flowhost_run_logs" (
     PRIMARY KEY (run, seq)
 ) WITHOUT ROWID;
 "#;
-
-const RUN_COLUMNS: &str =
-    "id, parent, flow, trigger, started, ended, status, input, output, error, children, logs_dropped";
 
 /// The run history of one SQLite file (with the flow switches and rate-limit figures).
 /// `Send + Sync`; calls block briefly on SQLite.
@@ -322,21 +320,13 @@ impl SqliteHistory {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let filter = match (flow.is_some(), status.is_some()) {
-            (false, false) => "1",
-            (true, false) => "flow = ?1",
-            (false, true) => "status = ?2",
-            (true, true) => "flow = ?1 AND status = ?2",
-        };
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM _flowhost_runs WHERE {filter} AND (parent IS NULL OR status <> 'ok') ORDER BY id DESC LIMIT ?3 OFFSET ?4"
-        );
+        let param = |n| format!("?{n}");
+        let sql = page_sql(flow.is_some(), status.is_some(), param, param);
         let conn = self.lock();
         let rows = {
             let mut stmt = conn
                 .prepare_cached(&sql)
                 .map_err(self.err("cannot list runs"))?;
-            // Unused parameters are still bound (SQLite allows it).
             let rows = stmt
                 .query_map(
                     params![
