@@ -1,6 +1,7 @@
 //! The SQL pieces both backends build the same way, but for how each writes its parameters
-//! (`?1` in SQLite, `$1` in PostgreSQL) and what it binds: quoted identifiers, the `WHERE` of a
-//! filter, and the checks of an `update`'s changes against the table's schema.
+//! (`?1` in SQLite, `$1` in PostgreSQL) and what it binds: quoted identifiers, a table's
+//! statements, the `WHERE` of a filter, and the checks of an `update`'s changes against the
+//! table's schema.
 
 use serde_json::{Map, Value};
 
@@ -14,6 +15,66 @@ pub(crate) fn quote(ident: &str) -> String {
 
 /// How a backend writes its `n`-th parameter (from 1).
 pub(crate) type Placeholder = fn(usize) -> String;
+
+/// A table's statements as every backend writes them, from its schema and stored name.
+pub(crate) struct Statements {
+    /// The quoted table name.
+    pub ident: String,
+    /// The key column's position and type (`None`: keyless, `_id` is the key).
+    pub key: Option<(usize, ColumnType)>,
+    /// The quoted key column (`"_id"` for keyless tables).
+    pub key_ident: String,
+    /// `SELECT "_id", <columns> FROM <table>`.
+    pub select: String,
+    /// `INSERT INTO <table> (<columns>) VALUES (<parameters>)`.
+    pub insert: String,
+    /// `<column> = excluded.<column>` for every column but the key.
+    pub sets: Vec<String>,
+    /// `<select> WHERE <key> = <first parameter>`.
+    pub get: String,
+    /// `DELETE FROM <table> WHERE <key> = <first parameter>`.
+    pub delete: String,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &TableSchema, sql_name: &str, placeholder: Placeholder) -> Self {
+        let ident = quote(sql_name);
+        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
+        let key = schema
+            .key
+            .as_deref()
+            .and_then(|k| schema.columns.iter().position(|c| c.name == k))
+            .map(|i| (i, schema.columns[i].ty));
+        let key_ident = match key {
+            Some((i, _)) => cols[i].clone(),
+            None => quote(ROW_ID),
+        };
+        let select = format!("SELECT {}, {} FROM {ident}", quote(ROW_ID), cols.join(", "));
+        let params: Vec<String> = (1..=cols.len()).map(placeholder).collect();
+        let insert = format!(
+            "INSERT INTO {ident} ({}) VALUES ({})",
+            cols.join(", "),
+            params.join(", ")
+        );
+        let sets = cols
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| key.is_some_and(|(k, _)| k != *i))
+            .map(|(_, c)| format!("{c} = excluded.{c}"))
+            .collect();
+        let first = placeholder(1);
+        Statements {
+            get: format!("{select} WHERE {key_ident} = {first}"),
+            delete: format!("DELETE FROM {ident} WHERE {key_ident} = {first}"),
+            ident,
+            key,
+            key_ident,
+            select,
+            insert,
+            sets,
+        }
+    }
+}
 
 /// ` WHERE a = ?1 AND b IS NULL` (empty for `{}`) and its parameters, each value bound by
 /// `bind` (name, column type, value). `key` is the table's key column, if any: without one,

@@ -16,6 +16,7 @@ use crate::schema::Schemas;
 pub mod backend;
 mod clauses;
 mod insert_many;
+mod kept;
 pub mod postgres;
 pub mod sqlite;
 mod upsert;

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
-use crate::store::clauses::quote;
+use crate::store::clauses::{quote, Statements};
 use crate::store::TableError;
 
 /// How PostgreSQL writes its `n`-th parameter.
@@ -142,24 +142,16 @@ pub(super) struct PgTable {
 impl PgTable {
     pub(super) fn new(schema: &TableSchema) -> PgTable {
         let sql_name = stored_name(&sql_table_name(&schema.name));
-        let ident = quote(&sql_name);
-        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-        let key = schema
-            .key
-            .as_deref()
-            .and_then(|k| schema.columns.iter().position(|c| c.name == k))
-            .map(|i| (i, schema.columns[i].ty));
-        let key_ident = match key {
-            Some((i, _)) => cols[i].clone(),
-            None => quote(ROW_ID),
-        };
-        let select = format!("SELECT {}, {} FROM {ident}", quote(ROW_ID), cols.join(", "));
-        let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
-        let plain = format!(
-            "INSERT INTO {ident} ({}) VALUES ({})",
-            cols.join(", "),
-            placeholders.join(", ")
-        );
+        let Statements {
+            ident,
+            key,
+            key_ident,
+            select,
+            insert: plain,
+            sets,
+            get,
+            delete,
+        } = Statements::new(schema, &sql_name, placeholder);
         let returning = format!(" RETURNING {}", quote(ROW_ID));
         let insert = match key {
             Some(_) => format!("{plain} ON CONFLICT ({key_ident}) DO NOTHING{returning}"),
@@ -167,28 +159,15 @@ impl PgTable {
         };
         let upsert = match key {
             None => format!("{plain}{returning}"),
-            Some((ki, _)) => {
-                let sets: Vec<String> = cols
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != ki)
-                    .map(|(_, c)| format!("{c} = excluded.{c}"))
-                    .collect();
-                if sets.is_empty() {
-                    // A no-op update so that RETURNING answers for an existing row too.
-                    format!(
-                        "{plain} ON CONFLICT ({key_ident}) DO UPDATE SET {key_ident} = excluded.{key_ident}{returning}"
-                    )
-                } else {
-                    format!(
-                        "{plain} ON CONFLICT ({key_ident}) DO UPDATE SET {}{returning}",
-                        sets.join(", ")
-                    )
-                }
-            }
+            // A no-op update so that RETURNING answers for an existing row too.
+            Some(_) if sets.is_empty() => format!(
+                "{plain} ON CONFLICT ({key_ident}) DO UPDATE SET {key_ident} = excluded.{key_ident}{returning}"
+            ),
+            Some(_) => format!(
+                "{plain} ON CONFLICT ({key_ident}) DO UPDATE SET {}{returning}",
+                sets.join(", ")
+            ),
         };
-        let get = format!("{select} WHERE {key_ident} = $1");
-        let delete = format!("DELETE FROM {ident} WHERE {key_ident} = $1");
         PgTable {
             schema: schema.clone(),
             ident,

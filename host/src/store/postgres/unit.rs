@@ -28,9 +28,10 @@ use crate::pg::{error_text, Conn, PgError};
 use crate::schema::ROW_ID;
 use crate::store::clauses::{self, quote};
 use crate::store::insert_many;
+use crate::store::kept::KeptRows;
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
-    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS,
+    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT,
 };
 
 /// The longest `lock_timeout` / `statement_timeout` PostgreSQL accepts, in milliseconds.
@@ -126,7 +127,7 @@ pub(super) struct PgUnit {
     /// The lock timeout in force is the deadline's rest (a lock wait then times the run out).
     deadline_bound: bool,
     lock_wait_expired: Option<String>,
-    kept: Vec<(String, Map<String, Value>)>,
+    kept: KeptRows,
     statements: HashMap<String, Statement>,
 }
 
@@ -143,7 +144,7 @@ impl PgUnit {
             timeouts_stale: true,
             deadline_bound: false,
             lock_wait_expired: None,
-            kept: Vec::new(),
+            kept: KeptRows::default(),
             statements: HashMap::new(),
         }
     }
@@ -272,26 +273,6 @@ impl PgUnit {
         t.storage(&reason)
     }
 
-    fn keep_inserted<'a>(
-        &mut self,
-        t: &PgTable,
-        rows: impl IntoIterator<Item = &'a Map<String, Value>>,
-    ) {
-        if !t.schema.keep_on_failure {
-            return;
-        }
-        for row in rows {
-            if self.kept.len() >= MAX_KEPT_ROWS {
-                tracing::warn!(
-                    table = t.name(),
-                    "more than {MAX_KEPT_ROWS} rows inserted by one run: the rest are not kept if it fails"
-                );
-                return;
-            }
-            self.kept.push((t.name().to_string(), row.clone()));
-        }
-    }
-
     /// Ends the transaction without committing and gives the connection back.
     fn release(&mut self) {
         self.writing = false;
@@ -386,7 +367,7 @@ impl UnitOfWork for PgUnit {
                 None => Err(Failure::Table(t.conflict(&vals))),
             }
         })?;
-        self.keep_inserted(t, [row]);
+        self.kept.keep(&t.schema, [row]);
         Ok(key)
     }
 
@@ -412,7 +393,7 @@ impl UnitOfWork for PgUnit {
             s.batch("RELEASE SAVEPOINT flowhost_insert_many")?;
             Ok(())
         })?;
-        self.keep_inserted(t, rows);
+        self.kept.keep(&t.schema, rows);
         Ok(count)
     }
 
@@ -428,7 +409,7 @@ impl UnitOfWork for PgUnit {
             }
         })?;
         if t.key.is_none() {
-            self.keep_inserted(t, [row]);
+            self.kept.keep(&t.schema, [row]);
         }
         Ok(key)
     }
@@ -599,22 +580,13 @@ impl UnitOfWork for PgUnit {
             return Ok(0);
         }
         let mut unit = Box::new(PgUnit::new(shared));
-        let mut written = 0;
-        for (table, row) in &kept {
-            match unit.insert(table, row) {
-                Ok(_) => written += 1,
-                Err(e) => tracing::warn!(
-                    table = table.as_str(),
-                    error = %e,
-                    "a failed run's kept row could not be written"
-                ),
-            }
-            if unit.aborted.is_some() {
-                // A storage error aborted the transaction: start again with the rest.
-                break;
-            }
-        }
-        unit.kept.clear();
+        // A storage error aborts the transaction: the rest are left.
+        let written = kept.write_again(
+            &mut *unit,
+            |u, t, r| u.insert(t, r),
+            |u| u.aborted.is_some(),
+        );
+        unit.kept = KeptRows::default();
         unit.commit()?;
         Ok(written)
     }

@@ -10,6 +10,7 @@ use rusqlite::{ffi, ErrorCode, ToSql};
 use serde_json::{Map, Value};
 
 use crate::schema::{integral, sql_table_name, ColumnType, TableSchema, ROW_ID};
+use crate::store::clauses::Statements;
 use crate::store::{BoundRow, ColumnSearch, FieldValue, TableError, UpsertRow};
 
 /// A field of a row being bound: `_id` in a keyless table's row is only checked.
@@ -134,42 +135,23 @@ pub(super) struct TableSql {
 impl TableSql {
     pub(super) fn new(schema: &TableSchema) -> TableSql {
         let sql_name = sql_table_name(&schema.name);
-        let ident = quote(&sql_name);
-        let cols: Vec<String> = schema.columns.iter().map(|c| quote(&c.name)).collect();
-        let key = schema
-            .key
-            .as_deref()
-            .and_then(|k| schema.columns.iter().position(|c| c.name == k))
-            .map(|i| (i, schema.columns[i].ty));
-        let key_ident = match key {
-            Some((i, _)) => cols[i].clone(),
-            None => quote(ROW_ID),
-        };
-        let select = format!("SELECT {}, {} FROM {ident}", quote(ROW_ID), cols.join(", "));
-        let placeholders: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        let insert = format!(
-            "INSERT INTO {ident} ({}) VALUES ({})",
-            cols.join(", "),
-            placeholders.join(", ")
-        );
+        let Statements {
+            ident,
+            key,
+            key_ident,
+            select,
+            insert,
+            sets,
+            get,
+            delete,
+        } = Statements::new(schema, &sql_name, placeholder);
         let upsert = match key {
             None => insert.clone(),
-            Some((ki, _)) => {
-                let sets: Vec<String> = cols
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != ki)
-                    .map(|(_, c)| format!("{c} = excluded.{c}"))
-                    .collect();
-                if sets.is_empty() {
-                    format!("{insert} ON CONFLICT ({key_ident}) DO NOTHING")
-                } else {
-                    format!(
-                        "{insert} ON CONFLICT ({key_ident}) DO UPDATE SET {}",
-                        sets.join(", ")
-                    )
-                }
-            }
+            Some(_) if sets.is_empty() => format!("{insert} ON CONFLICT ({key_ident}) DO NOTHING"),
+            Some(_) => format!(
+                "{insert} ON CONFLICT ({key_ident}) DO UPDATE SET {}",
+                sets.join(", ")
+            ),
         };
         let mut by_name: Vec<usize> = (0..schema.columns.len()).collect();
         by_name.sort_by(|&a, &b| schema.columns[a].name.cmp(&schema.columns[b].name));
@@ -186,8 +168,6 @@ impl TableSql {
             .into_iter()
             .map(|(name, (at, ty))| (format!("{}:", Value::String(name)), at, ty))
             .collect();
-        let get = format!("{select} WHERE {key_ident} = ?1");
-        let delete = format!("DELETE FROM {ident} WHERE {key_ident} = ?1");
         TableSql {
             schema: schema.clone(),
             ident,

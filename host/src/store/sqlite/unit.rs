@@ -21,10 +21,11 @@ use super::connection::sqlite_err;
 use super::mapping::{placeholder, quote, Bound, KeyParam, TableSql};
 use super::Inner;
 use crate::schema::ROW_ID;
+use crate::store::kept::KeptRows;
 use crate::store::{clauses, insert_many};
 use crate::store::{
     DeferredRow, DeferredUpsert, StoreError, TableError, UnitOfWork, DEFAULT_FIND_LIMIT,
-    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, MAX_KEPT_ROWS, READ_SNAPSHOT_MAX,
+    DEFAULT_LOCK_TIMEOUT, MAX_FIND_LIMIT, READ_SNAPSHOT_MAX,
 };
 
 /// The unit's open read transaction.
@@ -73,7 +74,7 @@ pub struct SqliteUnit {
     /// Set when a wait for the write lock ended at the deadline: the run timed out.
     lock_wait_expired: Option<String>,
     /// Rows inserted into `keep_on_failure` tables (table, row), written again after a rollback.
-    kept: Vec<(String, Map<String, Value>)>,
+    kept: KeptRows,
 }
 
 impl std::fmt::Debug for SqliteUnit {
@@ -99,29 +100,8 @@ impl SqliteUnit {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             deadline: None,
             lock_wait_expired: None,
-            kept: Vec::new(),
+            kept: KeptRows::default(),
         })
-    }
-
-    /// Remembers rows inserted into `t` for after a rollback, if its schema keeps them.
-    pub(super) fn keep_inserted<'a>(
-        &mut self,
-        t: &TableSql,
-        rows: impl IntoIterator<Item = &'a Map<String, Value>>,
-    ) {
-        if !t.schema.keep_on_failure {
-            return;
-        }
-        for row in rows {
-            if self.kept.len() >= MAX_KEPT_ROWS {
-                tracing::warn!(
-                    table = t.name(),
-                    "more than {MAX_KEPT_ROWS} rows inserted by one run: the rest are not kept if it fails"
-                );
-                return;
-            }
-            self.kept.push((t.name().to_string(), row.clone()));
-        }
     }
 
     /// Rolls the unit back, then writes the rows it inserted into `keep_on_failure` tables in
@@ -135,18 +115,8 @@ impl SqliteUnit {
             return Ok(0);
         }
         let mut txn = SqliteUnit::begin(&inner)?;
-        let mut written = 0;
-        for (table, row) in &kept {
-            match txn.insert(table, row) {
-                Ok(_) => written += 1,
-                Err(e) => tracing::warn!(
-                    table = table.as_str(),
-                    error = %e,
-                    "a failed run's kept row could not be written"
-                ),
-            }
-        }
-        txn.kept.clear();
+        let written = kept.write_again(&mut txn, SqliteUnit::insert, |u| u.aborted.is_some());
+        txn.kept = KeptRows::default();
         txn.commit()?;
         Ok(written)
     }
@@ -413,7 +383,7 @@ impl SqliteUnit {
                 None => conn.last_insert_rowid().to_string(),
             })
         })?;
-        self.keep_inserted(t, [row]);
+        self.kept.keep(&t.schema, [row]);
         Ok(key)
     }
 
@@ -448,7 +418,7 @@ impl SqliteUnit {
             let _ = conn.execute_batch("RELEASE flowhost_insert_many");
             result
         })?;
-        self.keep_inserted(t, rows);
+        self.kept.keep(&t.schema, rows);
         Ok(count)
     }
 
@@ -469,7 +439,7 @@ impl SqliteUnit {
         })?;
         // A keyless table's upsert is an insert.
         if t.key.is_none() {
-            self.keep_inserted(t, [row]);
+            self.kept.keep(&t.schema, [row]);
         }
         Ok(key)
     }
