@@ -14,14 +14,43 @@ const MAX_DEPTH: usize = 100;
 /// know to be so (a key with an escape, nesting deeper than 100 levels, …), and the text is
 /// then read and written again.
 pub fn is_canonical(text: &str) -> bool {
-    let mut at = Cursor { bytes: text.as_bytes(), i: 0 };
+    let mut at = Cursor { bytes: text.as_bytes(), i: 0, depth: 0, found: Vec::new() };
     at.value(0) && at.i == at.bytes.len()
+}
+
+/// A member of an object in a canonical text: its key (never escaped in such a text, so its
+/// text is the key) and its value's text, `depth` objects deep (1: the outermost object's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member<'a> {
+    pub depth: usize,
+    pub key: &'a str,
+    pub value: &'a str,
+}
+
+/// If `text` is canonical ([`is_canonical`]), the members of every object in it that is at
+/// most `depth` containers deep (an array counts), each after the members of its own value:
+/// so the members of an object value come just before the member that holds it. One pass.
+pub fn members(text: &str, depth: usize) -> Option<Vec<Member<'_>>> {
+    let mut at = Cursor { bytes: text.as_bytes(), i: 0, depth, found: Vec::new() };
+    if !(at.value(0) && at.i == at.bytes.len()) {
+        return None;
+    }
+    at.found
+        .into_iter()
+        .map(|(depth, key, value)| {
+            Some(Member { depth, key: text.get(key)?, value: text.get(value)? })
+        })
+        .collect()
 }
 
 /// A position in the text being checked.
 struct Cursor<'a> {
     bytes: &'a [u8],
     i: usize,
+    /// Members of objects this deep or less are noted in `found` (0: none).
+    depth: usize,
+    /// Each noted member's depth, key and value, as byte ranges of the text.
+    found: Vec<(usize, std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 impl<'a> Cursor<'a> {
@@ -83,6 +112,7 @@ impl<'a> Cursor<'a> {
         }
         let mut last: Option<&[u8]> = None;
         loop {
+            let key_start = self.i + 1;
             let Some((key, false)) = self.string() else {
                 return false;
             };
@@ -90,8 +120,16 @@ impl<'a> Cursor<'a> {
                 return false;
             }
             last = Some(key);
-            if !self.eat(b':') || !self.value(depth) {
+            let key = key_start..key_start + key.len();
+            if !self.eat(b':') {
                 return false;
+            }
+            let value_start = self.i;
+            if !self.value(depth) {
+                return false;
+            }
+            if depth <= self.depth {
+                self.found.push((depth, key, value_start..self.i));
             }
             if !self.eat(b',') {
                 return self.eat(b'}');
@@ -216,6 +254,26 @@ mod tests {
             assert!(is_canonical(text), "{text}");
             assert_eq!(rewritten(text).as_deref(), Some(text));
         }
+    }
+
+    #[test]
+    fn members_come_with_their_depth_after_their_values_members() {
+        let text = r#"{"a":{"b":[{"z":1}],"c":"x\n"},"d":2}"#;
+        let got: Vec<(usize, &str, &str)> =
+            members(text, 2).unwrap().into_iter().map(|m| (m.depth, m.key, m.value)).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "b", r#"[{"z":1}]"#),
+                (2, "c", r#""x\n""#),
+                (1, "a", r#"{"b":[{"z":1}],"c":"x\n"}"#),
+                (1, "d", "2")
+            ]
+        );
+        assert_eq!(members(text, 1).unwrap().len(), 2);
+        assert_eq!(members(text, 0).unwrap(), []);
+        assert_eq!(members(r#"{"b":1,"a":2}"#, 1), None);
+        assert_eq!(members("[1]", 1).unwrap(), []);
     }
 
     #[test]

@@ -191,6 +191,33 @@ pub struct RelatedObjectsText<'a> {
 }
 
 impl RelatedObjectsText<'_> {
+    /// [`RelatedObjectsText::items`] of S20's input `text` when it is `{"related_objects":…}`
+    /// with a page as `serde_json` writes it (as M10 passes the server's text on): the page is
+    /// checked and split, down to its entries' members, in one pass, and nothing is copied but
+    /// the items. `None` for any other text: read it as a [`RelatedObjectsText`].
+    pub fn items_of(text: &str) -> Option<Vec<String>> {
+        let page = text.strip_prefix(r#"{"related_objects":"#)?.strip_suffix('}')?;
+        if !page.starts_with('{') {
+            return None;
+        }
+        let mut items = Vec::new();
+        let (mut kind, mut object) = (None, None);
+        for member in canonical::members(page, 2)? {
+            match (member.depth, member.key) {
+                (2, "type") => kind = Some(member.value),
+                (2, "object") => object = Some(member.value),
+                (2, _) => {}
+                _ => {
+                    // An entry: the members just before it were its own (only an object's
+                    // members are two deep).
+                    let (kind, object) = (kind.take(), object.take());
+                    items.push(RelatedItemText::of_parts(member.key, kind, object)?.encoded()?);
+                }
+            }
+        }
+        Some(items)
+    }
+
     /// [`RelatedObjectsIn::items`] of the same input, without building any object, when the
     /// page's text is as `serde_json` writes it ([`canonical`]: then each object's text is
     /// what encoding its `Value` gives). `None` for any other text: read it as a
@@ -265,13 +292,23 @@ struct EntryText<'a> {
 impl<'a> RelatedItemText<'a> {
     /// [`RelatedItem::from_entry`] of entry `id → entry`, its texts borrowed; `entry` is as
     /// `serde_json` writes it ([`canonical`]), so the text of a member is that of its `Value`.
-    fn of_entry(id: &'a str, entry: &'a RawValue) -> Option<Self> {
+    fn of_entry(id: &'a str, entry: &'a RawValue) -> Option<ItemParts<'a>> {
         let entry = match entry.get().starts_with('{') {
             true => serde_json::from_str(entry.get()).ok()?,
             false => EntryText { kind: None, object: None },
         };
+        Self::of_parts(id, entry.kind.map(RawValue::get), entry.object.map(RawValue::get))
+    }
+
+    /// The item for entry `id` with the texts of its `type` and `object` members (each as
+    /// `serde_json` writes it; `null` reads as absent, as an `Option` member reads it).
+    fn of_parts(
+        id: &'a str,
+        kind: Option<&'a str>,
+        object: Option<&'a str>,
+    ) -> Option<ItemParts<'a>> {
         // `text_of` the type: a string decoded, anything else as its JSON.
-        let kind = match entry.kind.map(RawValue::get) {
+        let kind = match kind.filter(|k| *k != "null") {
             None => Cow::Borrowed(""),
             Some(text) if text.starts_with('"') => match crate::teams::json_string(text)? {
                 (kind, "") => kind,
@@ -279,15 +316,23 @@ impl<'a> RelatedItemText<'a> {
             },
             Some(other) => Cow::Borrowed(other),
         };
-        Some(RelatedItemText { id: Cow::Borrowed(id), kind, object: entry.object })
+        Some(ItemParts { id, kind, object: object.filter(|o| *o != "null") })
     }
 
-    /// The item as JSON text (what encoding the [`RelatedItem`] gives).
-    fn encoded(&self) -> Option<String> {
-        let object = self.object.map_or(4, |o| o.get().len());
-        let mut text = Vec::with_capacity(self.id.len() + self.kind.len() + object + 32);
-        serde_json::to_writer(&mut text, self).ok()?;
-        String::from_utf8(text).ok()
+    /// S21's row for its input `text` when it is the item as S20 writes it
+    /// (`{"id":…,"type":…,"object":…}`, the object as `serde_json` writes it), taken apart
+    /// without reading the object more than to check it: [`RelatedItemText::into_row`] of the
+    /// same text. `None` for any other text.
+    pub fn row_of(text: &str) -> Option<RelatedObjectRow> {
+        let rest = text.strip_prefix(r#"{"id":"#)?;
+        let (id, rest) = crate::teams::json_string(rest)?;
+        let (kind, rest) = crate::teams::json_string(rest.strip_prefix(r#","type":"#)?)?;
+        let object = rest.strip_prefix(r#","object":"#)?.strip_suffix('}')?;
+        canonical::is_canonical(object).then(|| RelatedObjectRow {
+            id: id.into_owned(),
+            kind: kind.into_owned(),
+            object: object.to_string(),
+        })
     }
 
     /// The row S21 stores, when the object's text is as `serde_json` writes it ([`canonical`],
@@ -300,6 +345,31 @@ impl<'a> RelatedItemText<'a> {
             Some(_) => return None,
         };
         Some(RelatedObjectRow { id: self.id.into_owned(), kind: self.kind.into_owned(), object })
+    }
+}
+
+/// One item S20 hands to S21, its texts borrowed from the page.
+struct ItemParts<'a> {
+    id: &'a str,
+    kind: Cow<'a, str>,
+    /// The object's text as `serde_json` writes it; `None`: `null`.
+    object: Option<&'a str>,
+}
+
+impl ItemParts<'_> {
+    /// The item as JSON text (what encoding the [`RelatedItem`] gives):
+    /// `{"id":…,"type":…,"object":…}`.
+    fn encoded(&self) -> Option<String> {
+        let object = self.object.unwrap_or("null");
+        let mut text = Vec::with_capacity(self.id.len() + self.kind.len() + object.len() + 32);
+        text.extend_from_slice(br#"{"id":"#);
+        serde_json::to_writer(&mut text, self.id).ok()?;
+        text.extend_from_slice(br#","type":"#);
+        serde_json::to_writer(&mut text, &*self.kind).ok()?;
+        text.extend_from_slice(br#","object":"#);
+        text.extend_from_slice(object.as_bytes());
+        text.push(b'}');
+        String::from_utf8(text).ok()
     }
 }
 

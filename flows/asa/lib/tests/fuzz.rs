@@ -654,27 +654,50 @@ proptest! {
 // Related objects, as S20 hands them to S21 and S21 stores them
 // ---------------------------------------------------------------------------------------------
 
-/// S20's inputs for S21 from its input `text`, as S20 makes them: from the page's text when
-/// it can, else from the page read whole (`read`: always read whole, as before).
+/// S20's inputs for S21 from its input `text`, as S20 makes them: from the page's text split in
+/// one pass when it can, else from its entries as `RawValue`s, else from the page read whole
+/// (`read`: always read whole, as before). Where the one pass answers, the entries' answer is
+/// the same.
 fn s20_items(text: &str, read: bool) -> Result<Vec<String>, String> {
-    let page = serde_json::from_str::<RelatedObjectsText>(text).ok().filter(|_| !read);
-    match page.as_ref().and_then(RelatedObjectsText::items) {
-        Some(items) => Ok(items),
-        None => serde_json::from_str::<RelatedObjectsIn>(text)
+    if read {
+        return serde_json::from_str::<RelatedObjectsIn>(text)
             .and_then(RelatedObjectsIn::items)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string());
+    }
+    let page = serde_json::from_str::<RelatedObjectsText>(text).ok();
+    let entries = page.as_ref().and_then(RelatedObjectsText::items);
+    match RelatedObjectsText::items_of(text) {
+        Some(items) => {
+            assert_eq!(Some(&items), entries.as_ref(), "{text}");
+            Ok(items)
+        }
+        None => match entries {
+            Some(items) => Ok(items),
+            None => s20_items(text, true),
+        },
     }
 }
 
-/// S21's row for its input `text`, as S21 makes it: the object's text kept when it can be,
-/// else the input read whole (`read`: always read whole, as before).
+/// S21's row for its input `text`, as S21 makes it: taken apart when laid out as S20 writes
+/// it, else the object's text kept when it can be, else the input read whole (`read`: always
+/// read whole, as before). Where taking it apart answers, keeping the text gives the same row.
 fn s21_row(text: &str, read: bool) -> Result<RelatedObjectRow, String> {
-    let item = serde_json::from_str::<RelatedItemText>(text).ok().filter(|_| !read);
-    match item.and_then(RelatedItemText::into_row) {
-        Some(row) => Ok(row),
-        None => serde_json::from_str::<RelatedItem>(text)
+    if read {
+        return serde_json::from_str::<RelatedItem>(text)
             .map(RelatedItem::into_row)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| e.to_string());
+    }
+    let kept =
+        serde_json::from_str::<RelatedItemText>(text).ok().and_then(RelatedItemText::into_row);
+    match RelatedItemText::row_of(text) {
+        Some(row) => {
+            assert_eq!(Some(&row), kept.as_ref(), "{text}");
+            Ok(row)
+        }
+        None => match kept {
+            Some(row) => Ok(row),
+            None => s21_row(text, true),
+        },
     }
 }
 
@@ -761,6 +784,42 @@ fn related_objects_are_stored_as_serde_json_writes_them() {
     {
         let error = s21_row(item, true).unwrap_err();
         assert_eq!(s21_row(item, false), Err(error), "{item}");
+    }
+}
+
+/// A page and an item laid out as M10 and S20 write them are taken apart in one pass; written
+/// any other way, the one pass declines and the other paths answer.
+#[test]
+fn pages_and_items_as_written_are_taken_apart_in_one_pass() {
+    let page = r#"{"related_objects":{"a":{"object":{"k":[1,"x"]},"type":"user"},"b":"x","c":{"type":7},"d":{"object":null,"type":null}}}"#;
+    assert_eq!(
+        RelatedObjectsText::items_of(page).unwrap(),
+        [
+            r#"{"id":"a","type":"user","object":{"k":[1,"x"]}}"#,
+            r#"{"id":"b","type":"","object":null}"#,
+            r#"{"id":"c","type":"7","object":null}"#,
+            r#"{"id":"d","type":"","object":null}"#,
+        ]
+    );
+    let row = RelatedItemText::row_of(r#"{"id":"a","type":"user","object":{"k":[1,"x"]}}"#);
+    assert_eq!(
+        row.map(|r| (r.id, r.kind, r.object)),
+        Some(("a".into(), "user".into(), r#"{"k":[1,"x"]}"#.into()))
+    );
+    for page in [
+        r#"{"related_objects": {}}"#,
+        r#"{"related_objects":{"b":{},"a":{}}}"#,
+        r#"{"related_objects":{}} "#,
+    ] {
+        assert_eq!(RelatedObjectsText::items_of(page), None, "{page}");
+    }
+    for item in [
+        r#"{"id":"a","object":{},"type":"user"}"#,
+        r#"{"id":"a","type":"user","object":{"b":1,"a":2}}"#,
+        r#"{"id":"a","type":"user","object":{}} "#,
+        r#"{"id":7,"type":"user","object":{}}"#,
+    ] {
+        assert_eq!(RelatedItemText::row_of(item), None, "{item}");
     }
 }
 

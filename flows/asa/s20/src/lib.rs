@@ -8,8 +8,9 @@
 //! whole M10 run, which the host then rolls back).
 //!
 //! A page's text as `serde_json` writes it (`asa_lib::canonical`; M10 passes the server's text
-//! on as it is) is handed to S21 entry by entry without reading any object; any other text is
-//! read whole first, so what S21 gets, and every error, is the same either way.
+//! on as it is) is checked and split in one pass and handed to S21 entry by entry without
+//! reading any object; any other text is read whole first, so what S21 gets, and every error,
+//! is the same either way.
 
 use asa_lib::model::{
     RelatedObjectsIn, RelatedObjectsText, StoredCountOut, StoredOut, AUDIT_RELATED_OBJECTS,
@@ -19,10 +20,15 @@ use flowhost_sdk::{for_each_all_raw, input, tables, FlowError};
 flowhost_sdk::flow!(text run);
 
 fn run(text: String) -> Result<StoredCountOut, FlowError> {
-    let page = input::<RelatedObjectsText>(&text).ok();
-    let items = match page.as_ref().and_then(RelatedObjectsText::items) {
+    let items = match RelatedObjectsText::items_of(&text) {
         Some(items) => items,
-        None => input::<RelatedObjectsIn>(&text)?.items()?,
+        None => {
+            let page = input::<RelatedObjectsText>(&text).ok();
+            match page.as_ref().and_then(RelatedObjectsText::items) {
+                Some(items) => items,
+                None => input::<RelatedObjectsIn>(&text)?.items()?,
+            }
+        }
     };
     tables::clear(AUDIT_RELATED_OBJECTS)?;
     let stored: Vec<StoredOut> = for_each_all_raw("S21", &items, 1)?;
