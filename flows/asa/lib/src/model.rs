@@ -268,9 +268,10 @@ impl RelatedItem {
     }
 }
 
-/// S21's input (a [`RelatedItem`]) with its object kept as JSON text: what S20 writes from a
-/// page's text, and how S21 reads its input first.
-#[derive(Debug, Serialize, Deserialize)]
+/// S21's input (a [`RelatedItem`]) with its object kept as JSON text: how S21 reads an input
+/// not laid out as S20 writes it ([`RelatedItemText::row_of`]), and how S20 reads an entry of
+/// a page it cannot split in one pass.
+#[derive(Debug, Deserialize)]
 pub struct RelatedItemText<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
