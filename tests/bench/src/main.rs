@@ -673,6 +673,25 @@ fn summary(
                 }
             }
         }
+        let runs_of = |name: &str| {
+            results
+                .iter()
+                .find(|r| r.first().is_some_and(|i| i.mode == name))
+        };
+        if let (Some(w), Some(n)) = (runs_of("wasm"), runs_of("native")) {
+            let ratios = report::round_ratios(w, n);
+            if ratios.len() > 1 {
+                let list = |f: fn(&(f64, f64)) -> f64| {
+                    let each: Vec<String> = ratios.iter().map(|r| format!("{:.2}", f(r))).collect();
+                    each.join(" / ")
+                };
+                println!(
+                    "ratio wasm/native round by round (the two runs of a round one after the other): client CPU per event {}×, events/s {}×",
+                    list(|r| r.0),
+                    list(|r| r.1)
+                );
+            }
+        }
     }
 
     if let (Some(w), Some(n)) = (find("wasm"), find("native")) {

@@ -46,6 +46,18 @@ pub struct Ingest {
     pub cwasm: std::collections::BTreeMap<String, String>,
 }
 
+/// Per round (the `i`-th run of each mode; within a round the modes run one after the other),
+/// `a`'s client CPU per event over `b`'s, and `a`'s rate over `b`'s: how far the ratio of the
+/// medians moves with the machine's moment. Rounds one mode lacks are left out.
+pub fn round_ratios(a: &[Ingest], b: &[Ingest]) -> Vec<(f64, f64)> {
+    let per_event = |i: &Ingest| i.cpu_s / i.events.max(1) as f64;
+    let rate = |i: &Ingest| i.events as f64 / i.seconds.max(1e-9);
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (per_event(a) / per_event(b), rate(a) / rate(b)))
+        .collect()
+}
+
 /// The one digest every run stored, or an error naming each run's mode and digest when they
 /// differ (the modes did not store the same rows: the comparison is void).
 pub fn same_rows(runs: &[&Ingest]) -> Result<String, String> {
@@ -166,6 +178,29 @@ mod tests {
             digest: digest.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn round_ratios_pair_the_runs_of_each_round() {
+        let ingest = |cpu_s: f64, seconds: f64| Ingest {
+            events: 1000,
+            cpu_s,
+            seconds,
+            ..Default::default()
+        };
+        let wasm = [ingest(0.02, 0.02), ingest(0.03, 0.025), ingest(0.02, 0.02)];
+        let native = [ingest(0.01, 0.016), ingest(0.02, 0.02)];
+        let ratios = round_ratios(&wasm, &native);
+        assert_eq!(ratios.len(), 2, "the third round has no native run");
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        assert!(
+            close(ratios[0].0, 2.0) && close(ratios[0].1, 0.8),
+            "{ratios:?}"
+        );
+        assert!(
+            close(ratios[1].0, 1.5) && close(ratios[1].1, 0.8),
+            "{ratios:?}"
+        );
     }
 
     #[test]
