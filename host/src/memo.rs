@@ -8,20 +8,24 @@
 //! may change a table in between. So the host records what each call of a pure flow read
 //! ([`Read`]: every `get`, `find` and `count`, with its answer), and a later run reuses the
 //! output only after reading the same again, in its own transaction, and getting the same
-//! answers (`caps::tables::reads_the_same`). In the ASA job, S20 writes the helpers'
+//! answers (`caps::tables::reads_the_same`). A row the run has upserted itself (and not
+//! written otherwise since) is what a get gives, so a read of it is checked against that row
+//! without reading the table ([`Memo::upserted`]). In the ASA job, S20 writes the helpers'
 //! Audit Related Objects afresh every page, with the same text for the same reference: a
-//! helper's call then costs one read instead of a run of the helper.
+//! helper's call then costs one comparison with the row S21 just upserted instead of a run of
+//! the helper.
 //!
 //! A call that did anything else the host can see (a log line, the cache, the clock, a sleep,
 //! a grants query) is not kept across runs ([`Recorder::other`]): what it did is not a read to
 //! check again, and a reused output would skip it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::manifest::Manifest;
 use crate::registry::FlowEntry;
 use crate::runtime::lock;
+use crate::store::BoundRow;
 
 /// Outputs of pure flows within one run, so that the same reference looked up for the
 /// thousandth event of a page does not run the helper again.
@@ -37,7 +41,23 @@ pub struct Memo {
     /// Per flow, per input: the version it was computed at and the output.
     outputs: HashMap<String, HashMap<String, (u64, String)>>,
     bytes: usize,
+    /// This run's own upserts (see [`Memo::upserted`]).
+    rows: RunRows,
 }
+
+/// The rows this run has upserted into tables whose rows a kept call read, by key, for as long
+/// as nothing else in the run has written the table: a get of such a key in this run gives
+/// that row (an upsert sets every column, in the run's transaction, whatever was there), so a
+/// kept call's read of it is checked against the row instead of read again. Bounded by
+/// `RUN_ROWS_BYTES`; past it, a key upserted again is forgotten rather than kept.
+#[derive(Default)]
+struct RunRows {
+    tables: HashMap<String, HashMap<String, Arc<BoundRow>>>,
+    bytes: usize,
+}
+
+/// What one run may hold of its own upserted rows.
+const RUN_ROWS_BYTES: usize = 4 << 20;
 
 /// What a run's memo may hold (inputs and outputs); past it, it starts over.
 const MEMO_BYTES: usize = 16 << 20;
@@ -51,6 +71,40 @@ impl Memo {
                 self.writes.insert(table.to_string(), 1);
             }
         }
+    }
+
+    /// An upsert this run made at `key` of `table`, a table whose rows a kept call read
+    /// ([`Kept::tracks`]): `row` as the table will store it, or `None` when that is not known
+    /// (the backend binds no row, or the upsert failed), which forgets the key.
+    pub fn upserted(&mut self, table: &str, key: &str, row: Option<BoundRow>) {
+        let rows = &mut self.rows;
+        let size = row.as_ref().map_or(0, |r| key.len() + r.size());
+        let per_table = rows.tables.entry(table.to_string()).or_default();
+        let old = match row {
+            Some(row) if rows.bytes + size <= RUN_ROWS_BYTES => {
+                rows.bytes += size;
+                per_table.insert(key.to_string(), Arc::new(row))
+            }
+            _ => per_table.remove(key),
+        };
+        if let Some(old) = old {
+            rows.bytes -= key.len() + old.size();
+        }
+    }
+
+    /// Any write to `table` but an upsert: its rows as this run upserted them are no longer
+    /// known.
+    pub fn forget_rows(&mut self, table: &str) {
+        if let Some(per_table) = self.rows.tables.remove(table) {
+            let size: usize = per_table.iter().map(|(k, r)| k.len() + r.size()).sum();
+            self.rows.bytes -= size;
+        }
+    }
+
+    /// The row a get of `key` in `table` gives in this run, if this run upserted it and has
+    /// not written the table otherwise since.
+    pub fn own_row(&self, table: &str, key: &str) -> Option<Arc<BoundRow>> {
+        self.rows.tables.get(table)?.get(key).cloned()
     }
 
     /// The state of the tables `flow` reads, as one number that grows with every write.
@@ -178,6 +232,9 @@ impl Recorder {
 #[derive(Default)]
 pub struct Kept {
     inner: Mutex<KeptInner>,
+    /// The tables kept calls have read rows of by key: a run follows its own upserts into
+    /// these ([`Memo::upserted`]). It only grows (a handful of names).
+    tracked: RwLock<HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -209,11 +266,25 @@ impl Kept {
         Weak::ptr_eq(&call.flow, &Arc::downgrade(flow)).then(|| call.clone())
     }
 
+    /// Whether kept calls have read rows of `table` by key.
+    pub fn tracks(&self, table: &str) -> bool {
+        let tracked = self.tracked.read().unwrap_or_else(|e| e.into_inner());
+        tracked.contains(table)
+    }
+
     /// Keeps a successful call of `flow` with `input`, unless what it did cannot be checked.
     pub fn keep(&self, flow: &Arc<FlowEntry>, input: String, recorder: Recorder, output: &str) {
         let Some(reads) = recorder.into_reads() else {
             return;
         };
+        for read in &reads {
+            if let Read::Get { table, .. } = read {
+                if !self.tracks(table) {
+                    let mut tracked = self.tracked.write().unwrap_or_else(|e| e.into_inner());
+                    tracked.insert(table.clone());
+                }
+            }
+        }
         let size = input.len() + output.len() + reads.iter().map(Read::size).sum::<usize>();
         if size > MAX_ENTRY {
             return;
@@ -274,6 +345,63 @@ mod tests {
         memo.put(&flow, "in".into(), v1, "out2");
         assert_eq!(memo.bytes, "in".len() + "out2".len());
         assert_eq!(memo.lookup(&flow, "in"), Ok("out2".to_string()));
+    }
+
+    #[test]
+    fn a_runs_own_upserts_are_followed_until_another_write_to_their_table() {
+        let row = |text: &str| {
+            let mut row = BoundRow::new(1, text.len());
+            row.set(0, crate::store::ColumnValue::Text(text));
+            row
+        };
+        let text = |got: Option<Arc<BoundRow>>| got.and_then(|r| r.get(0).map(|v| v.key_text()));
+        let mut memo = Memo::default();
+        memo.upserted("A", "k", Some(row("one")));
+        memo.upserted("A", "j", Some(row("j")));
+        memo.upserted("B", "k", Some(row("b")));
+        assert_eq!(text(memo.own_row("A", "k")).as_deref(), Some("one"));
+        // Upserted again: the later row; not known (a JSON-bound backend, a failed upsert):
+        // forgotten.
+        memo.upserted("A", "k", Some(row("two")));
+        assert_eq!(text(memo.own_row("A", "k")).as_deref(), Some("two"));
+        memo.upserted("A", "k", None);
+        assert!(memo.own_row("A", "k").is_none());
+        assert!(memo.own_row("A", "j").is_some());
+        // Any other write forgets the table's rows, and only that table's.
+        memo.forget_rows("A");
+        assert!(memo.own_row("A", "j").is_none());
+        assert_eq!(text(memo.own_row("B", "k")).as_deref(), Some("b"));
+        memo.forget_rows("B");
+        assert_eq!(memo.rows.bytes, 0);
+        // Past the bound, a row is not kept, and the key's older row is forgotten.
+        memo.upserted("A", "k", Some(row("small")));
+        memo.upserted("A", "k", Some(row(&"x".repeat(RUN_ROWS_BYTES))));
+        assert!(memo.own_row("A", "k").is_none());
+        assert_eq!(memo.rows.bytes, 0);
+    }
+
+    #[test]
+    fn kept_calls_say_which_tables_they_read_rows_of() {
+        let flow = Arc::new(FlowEntry::without_component(pure_flow(&["A", "B"])));
+        let kept = Kept::default();
+        assert!(!kept.tracks("A"));
+        let find = Read::Find {
+            table: "B".into(),
+            filter: "{}".into(),
+            limit: None,
+            got: "[]".into(),
+        };
+        kept.keep(&flow, "in".into(), recorded([get("k", "row"), find]), "out");
+        assert!(kept.tracks("A"));
+        assert!(
+            !kept.tracks("B"),
+            "a find is checked by reading again, never by a row"
+        );
+        let mut logged = recorded([get("k", "row")]);
+        logged.other();
+        let other = Kept::default();
+        other.keep(&flow, "in".into(), logged, "out");
+        assert!(!other.tracks("A"), "a call that is not kept tracks nothing");
     }
 
     #[test]

@@ -189,6 +189,73 @@ async fn a_pure_flows_call_is_kept_across_runs_while_what_it_read_is_unchanged()
     assert_eq!(peek_stats(&rt), (1, 0));
 }
 
+/// A kept call that read a row the run has since upserted is checked against that row (the
+/// upsert sets every column in the run's transaction, so it is what a get gives, whatever
+/// another process wrote before); after any other write to the table, against the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_calls_read_of_a_row_the_run_upserted_is_checked_against_that_row() {
+    let env = TestEnv::new();
+    let rt = runtime(&env, folder(&env, &[]));
+    let steps = |s: &[Value]| json!({"op": "steps", "steps": s});
+    let table = |f: &str, more: Value| {
+        let mut op = json!({"op": "table", "fn": f, "table": "Probe Items"});
+        op.as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        op
+    };
+    let note = |out: &Value, i: usize| out[i]["note"].clone();
+    let db = rusqlite::Connection::open(env.config.db.sqlite_path().unwrap()).unwrap();
+
+    // peek runs once; from then on its call is kept, and the run follows its own upserts.
+    let out = ok(&rt, "driver", steps(&[upsert("a", "first"), peek("a")])).await;
+    assert_eq!((note(&out, 1), peek_stats(&rt)), (json!("first"), (1, 0)));
+    let out = ok(&rt, "driver", steps(&[upsert("a", "first"), peek("a")])).await;
+    assert_eq!((note(&out, 1), peek_stats(&rt)), (json!("first"), (1, 1)));
+
+    // Another process changes the row; the run's upsert writes it back as the call read it.
+    db.execute("UPDATE t_probe_items SET note = 'other' WHERE id = 'a'", [])
+        .unwrap();
+    let out = ok(&rt, "driver", steps(&[upsert("a", "first"), peek("a")])).await;
+    assert_eq!((note(&out, 1), peek_stats(&rt)), (json!("first"), (1, 1)));
+
+    // The run upserts another text: peek runs again and reads it.
+    let out = ok(&rt, "driver", steps(&[upsert("a", "second"), peek("a")])).await;
+    assert_eq!((note(&out, 1), peek_stats(&rt)), (json!("second"), (1, 0)));
+
+    // Any other write to the table after the upsert: the check reads the table.
+    let writes = [
+        (table("delete", json!({"key": "a"})), Value::Null),
+        (
+            table("update", json!({"key": "a", "changes": {"note": "third"}})),
+            json!("third"),
+        ),
+        (table("clear", json!({})), Value::Null),
+    ];
+    for (write, want) in writes {
+        let out = ok(
+            &rt,
+            "driver",
+            steps(&[upsert("a", "second"), write.clone(), peek("a")]),
+        )
+        .await;
+        assert_eq!(note(&out, 2), want, "{write}: {out}");
+        // What the table holds, as another connection sees it once the run committed.
+        let stored: Option<String> = db
+            .query_row("SELECT note FROM t_probe_items WHERE id = 'a'", [], |r| {
+                r.get(0)
+            })
+            .ok();
+        assert_eq!(
+            stored.map(Value::from).unwrap_or(Value::Null),
+            want,
+            "{write}"
+        );
+        // Put back what peek's kept call read, for the next write.
+        ok(&rt, "driver", steps(&[upsert("a", "second"), peek("a")])).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pure_call_that_did_more_than_read_tables_is_not_kept_across_runs() {
     let env = TestEnv::new();

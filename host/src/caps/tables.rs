@@ -12,12 +12,17 @@ use crate::engine::flowhost::flow::tables::{Cell, Host};
 use crate::engine::{RunState, WitError};
 use crate::memo::Read;
 use crate::runtime::{lock, CallCtx};
-use crate::store::{CheckedUpsert, DeferredUpsert, TableError, Txn, UpsertRow, READ_SNAPSHOT_MAX};
+use crate::store::{
+    CheckedUpsert, DeferredRow, DeferredUpsert, TableError, Txn, UpsertRow, READ_SNAPSHOT_MAX,
+};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Access {
     Read,
+    /// Any write but an upsert.
     Write,
+    /// An upsert (a write the run's memo follows row by row: `memo::Memo::upserted`).
+    Upsert,
 }
 
 impl From<TableError> for WitError {
@@ -40,23 +45,27 @@ fn check_grant(ctx: &CallCtx, table: &str, access: Access) -> Result<(), WitErro
     let grants = &ctx.flow.manifest.grants;
     let allowed = match access {
         Access::Read => grants.can_read(table),
-        Access::Write => grants.can_write(table),
+        Access::Write | Access::Upsert => grants.can_write(table),
     };
     // A table the flow may not use is answered `access-denied` alone, whether it exists or
     // not: a flow learns no table names beyond its grants.
     if !allowed {
         let (what, field) = match access {
             Access::Read => ("read", "grants.tables.read"),
-            Access::Write => ("write", "grants.tables.write"),
+            Access::Write | Access::Upsert => ("write", "grants.tables.write"),
         };
         return Err(WitError::AccessDenied(format!(
             "{} may not {what} table `{table}` ({field})",
             ctx.name()
         )));
     }
-    if access == Access::Write {
+    if access != Access::Read {
         ctx.not_a_read();
-        lock(&ctx.run.memo).wrote(table);
+        let mut memo = lock(&ctx.run.memo);
+        memo.wrote(table);
+        if access == Access::Write {
+            memo.forget_rows(table);
+        }
     }
     Ok(())
 }
@@ -147,12 +156,34 @@ fn upsert_later(
     row: UpsertRow<'_>,
     bytes: usize,
 ) -> Result<String, WitError> {
-    check_grant(ctx, &table, Access::Write)?;
+    check_grant(ctx, &table, Access::Upsert)?;
     let (key, row) = match ctx.rt.store.check_upsert(&table, row)? {
         CheckedUpsert::Later { key, row } => (key, row),
-        CheckedUpsert::Now(row) => return in_txn(ctx, &table, |t| t.upsert(&table, &row)),
+        CheckedUpsert::Now(row) => {
+            lock(&ctx.run.memo).forget_rows(&table);
+            return in_txn(ctx, &table, |t| t.upsert(&table, &row));
+        }
     };
-    upsert_queue::push(&ctx.run, DeferredUpsert { table, row }, bytes)?;
+    if !ctx.rt.kept.tracks(&table) {
+        upsert_queue::push(&ctx.run, DeferredUpsert { table, row }, bytes)?;
+        return Ok(key);
+    }
+    // A table whose rows kept calls read: the run notes the row its get will now give.
+    let own = match &row {
+        DeferredRow::Bound(row) => Some(row.clone()),
+        DeferredRow::Json(_) => None,
+    };
+    let pushed = upsert_queue::push(
+        &ctx.run,
+        DeferredUpsert {
+            table: table.clone(),
+            row,
+        },
+        bytes,
+    );
+    let own = own.filter(|_| pushed.is_ok());
+    lock(&ctx.run.memo).upserted(&table, &key, own);
+    pushed?;
     Ok(key)
 }
 
@@ -214,10 +245,25 @@ fn count_rows(ctx: &CallCtx, table: &str, filter: &str) -> Result<u64, WitError>
 /// (an error never does). How a pure flow's call kept from an earlier run is checked.
 pub(crate) fn reads_the_same(ctx: &CallCtx, read: &Read) -> bool {
     match read {
-        Read::Get { table, key, got } => with_txn(ctx, table, Access::Read, |t| {
-            t.get_json_is(table, key, got.as_deref())
-        })
-        .unwrap_or(false),
+        Read::Get { table, key, got } => {
+            // A row this run upserted is what a get gives: compared without a read.
+            let own = lock(&ctx.run.memo).own_row(table, key);
+            if let Some(row) = own {
+                if check_grant(ctx, table, Access::Read).is_err() {
+                    return false;
+                }
+                let Some(got) = got else {
+                    return false;
+                };
+                if let Some(same) = ctx.rt.store.bound_row_json_is(table, &row, got) {
+                    return same;
+                }
+            }
+            with_txn(ctx, table, Access::Read, |t| {
+                t.get_json_is(table, key, got.as_deref())
+            })
+            .unwrap_or(false)
+        }
         Read::Find {
             table,
             filter,

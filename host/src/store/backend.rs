@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::{
-    CheckedUpsert, ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableError, UpsertRow,
+    BoundRow, CheckedUpsert, ColumnSearch, DeferredUpsert, RowWindow, StoreError, TableError,
+    UpsertRow,
 };
 use crate::schema::Schemas;
 
@@ -33,6 +34,12 @@ pub trait TableBackend: Send + Sync + std::fmt::Debug {
     /// would have and the row ready for [`UnitOfWork::upsert_deferred`], or for a keyless table
     /// the row itself (see [`CheckedUpsert`]).
     fn check_upsert(&self, table: &str, row: UpsertRow<'_>) -> Result<CheckedUpsert, TableError>;
+    /// Whether a get of the row that `row` (checked by [`TableBackend::check_upsert`] into
+    /// `table`) upserts would give the JSON text `text`, told without reading the table;
+    /// `None` when this backend cannot tell (then read the row).
+    fn bound_row_json_is(&self, _table: &str, _row: &BoundRow, _text: &str) -> Option<bool> {
+        None
+    }
     /// The greatest value of text column `column` (`None` for an empty table).
     fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError>;
     /// Rows of `table` in `_id`/insertion order, filtered by `search` (a case-insensitive

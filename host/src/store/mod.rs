@@ -235,6 +235,13 @@ impl Store {
         self.backend.check_upsert(table, row)
     }
 
+    /// Whether a get of the row that `row` (from [`Store::check_upsert`] into `table`) upserts
+    /// would give the JSON text `text`, told without reading the table; `None` when the
+    /// backend cannot tell.
+    pub fn bound_row_json_is(&self, table: &str, row: &BoundRow, text: &str) -> Option<bool> {
+        self.backend.bound_row_json_is(table, row, text)
+    }
+
     /// Fails with [`TableError::NotFound`] if `schemas` has no table `table`.
     fn known(&self, table: &str) -> Result<(), TableError> {
         match self.schemas().get(table) {

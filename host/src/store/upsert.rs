@@ -151,6 +151,11 @@ impl BoundRow {
         Packed::Text(start..self.text.len())
     }
 
+    /// The bytes the row holds (its texts and values).
+    pub fn size(&self) -> usize {
+        self.text.len() + self.values.len() * std::mem::size_of::<Packed>()
+    }
+
     /// Column `at`'s value (`None` past the row's columns).
     pub fn get(&self, at: usize) -> Option<ColumnValue<'_>> {
         self.values.get(at).map(|p| self.value(p))

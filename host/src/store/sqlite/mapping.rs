@@ -425,8 +425,45 @@ impl TableSql {
         }
     }
 
+    /// Whether a get of the row that `row` upserts (bound by [`TableSql::bind_row_kept`])
+    /// would give `text`: the row is what SQLite stores (every column is set, and each value
+    /// is bound with its column's affinity, so it reads back as it was bound), written as
+    /// [`TableSql::row_json`] writes it. `None` for a keyless table (its text holds `_id`).
+    pub(crate) fn bound_json_is(&self, row: &BoundRow, text: &str) -> Option<bool> {
+        self.key?;
+        let mut same = SameAs {
+            rest: text.as_bytes(),
+            differs: false,
+        };
+        let cell = |at: usize| {
+            let value = at.checked_sub(1).and_then(|i| row.get(i));
+            match value {
+                Some(Bound::Null) => Ok(ValueRef::Null),
+                Some(Bound::Int(i)) => Ok(ValueRef::Integer(i)),
+                Some(Bound::Real(f)) => Ok(ValueRef::Real(f)),
+                Some(Bound::Text(s)) => Ok(ValueRef::Text(s.as_bytes())),
+                Some(Bound::Owned(_)) | None => Err(rusqlite::Error::InvalidColumnIndex(at)),
+            }
+        };
+        match self.write_cells(&mut same, cell) {
+            Ok(()) => Some(same.rest.is_empty()),
+            Err(_) if same.differs => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Writes [`TableSql::row_json`]'s text to `out`.
     fn write_row(&self, row: &rusqlite::Row<'_>, out: &mut impl Write) -> rusqlite::Result<()> {
+        self.write_cells(out, |at| row.get_ref(at))
+    }
+
+    /// Writes the JSON text of the row whose cell at each position of a `select` row is
+    /// `cell(position)`.
+    fn write_cells<'v>(
+        &self,
+        out: &mut impl Write,
+        cell: impl Fn(usize) -> rusqlite::Result<ValueRef<'v>>,
+    ) -> rusqlite::Result<()> {
         let failed = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
         out.write_all(b"{").map_err(failed)?;
         for (n, (name, at, ty)) in self.json_fields.iter().enumerate() {
@@ -434,7 +471,7 @@ impl TableSql {
                 out.write_all(b",").map_err(failed)?;
             }
             out.write_all(name.as_bytes()).map_err(failed)?;
-            write_cell(out, *ty, row.get_ref(*at)?)
+            write_cell(out, *ty, cell(*at)?)
                 .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         }
         out.write_all(b"}").map_err(failed)

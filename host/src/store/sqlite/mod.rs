@@ -26,8 +26,8 @@ use serde_json::{Map, Value};
 
 use crate::schema::{Schemas, ROW_ID};
 use crate::store::{
-    CheckedUpsert, ColumnSearch, DeferredRow, RowWindow, StoreError, TableBackend, TableError,
-    UnitOfWork, UpsertRow, DEFAULT_LOCK_TIMEOUT,
+    BoundRow, CheckedUpsert, ColumnSearch, DeferredRow, RowWindow, StoreError, TableBackend,
+    TableError, UnitOfWork, UpsertRow, DEFAULT_LOCK_TIMEOUT,
 };
 use checkpoints::*;
 use connection::*;
@@ -353,6 +353,10 @@ impl TableBackend for SqliteTables {
 
     fn check_upsert(&self, table: &str, row: UpsertRow<'_>) -> Result<CheckedUpsert, TableError> {
         SqliteTables::check_upsert(self, table, row)
+    }
+
+    fn bound_row_json_is(&self, table: &str, row: &BoundRow, text: &str) -> Option<bool> {
+        self.inner.table(table).ok()?.bound_json_is(row, text)
     }
 
     fn max_text(&self, table: &str, column: &str) -> Result<Option<String>, TableError> {

@@ -331,15 +331,8 @@ impl SqliteUnit {
     ) -> Result<Vec<Map<String, Value>>, TableError> {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
-        let (clause, mut params) = t.where_clause(filter)?;
-        let limit = limit.unwrap_or(DEFAULT_FIND_LIMIT).min(MAX_FIND_LIMIT);
-        params.push(Bound::Int(i64::from(limit)));
-        let sql = format!(
-            "{}{clause} ORDER BY {} LIMIT ?{}",
-            t.select,
-            quote(ROW_ID),
-            params.len()
-        );
+        let (clause, params) = t.where_clause(filter)?;
+        let sql = find_sql(t, &clause, limit);
         self.exec(t, false, |conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
             let mut rows = stmt
@@ -744,13 +737,26 @@ impl UnitOfWork for SqliteUnit {
     }
 }
 
+/// The statement of a find with `clause` (its `WHERE`, bound by the caller), oldest first, at
+/// most `limit` rows (default 1000, capped at 10 000). The limit is written into the text, not
+/// bound: SQLite plans a bound `LIMIT` by its value, so binding it again expires the cached
+/// statement, and every find (U01's, in every M10 run) was compiled afresh.
+fn find_sql(t: &TableSql, clause: &str, limit: Option<u32>) -> String {
+    let limit = limit.unwrap_or(DEFAULT_FIND_LIMIT).min(MAX_FIND_LIMIT);
+    format!(
+        "{}{clause} ORDER BY {} LIMIT {limit}",
+        t.select,
+        quote(ROW_ID)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
     use crate::store::sqlite::test_support::*;
-    use crate::store::{CheckedUpsert, Store, Txn, UpsertRow};
+    use crate::store::{BoundRow, CheckedUpsert, Store, TableBackend, Txn, UpsertRow};
     use serde_json::json;
     use std::time::Instant;
 
@@ -1311,6 +1317,38 @@ mod tests {
         "x".repeat(3000)
     }
 
+    /// A find asked again runs the statement it compiled the first time: SQLite recompiles
+    /// a statement whose plan depends on a bound value (a bound `LIMIT`) each time it is bound
+    /// again, which every M10 run paid for U01's find.
+    #[test]
+    fn a_repeated_find_is_not_compiled_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tables, _) = open_both(dir.path(), vec![typed()]);
+        let mut tx = tables.begin().unwrap();
+        tx.insert("Typed", &obj(json!({"id": "a", "s": "x"})))
+            .unwrap();
+        let filter = obj(json!({"s": "x"}));
+        for limit in [None, None, Some(5), Some(5), None] {
+            let rows = tx.find("Typed", &filter, limit).unwrap();
+            assert_eq!(rows.len(), 1);
+        }
+        let inner = Arc::clone(&tx.inner);
+        let t = inner.table("Typed").unwrap();
+        let (clause, _) = t.where_clause(&filter).unwrap();
+        let recompiled = tx
+            .exec(t, false, |conn| {
+                let mut total = 0;
+                for limit in [None, Some(5)] {
+                    let sql = find_sql(t, &clause, limit);
+                    let stmt = conn.prepare_cached(&sql).map_err(|e| t.storage(e))?;
+                    total += stmt.get_status(rusqlite::StatementStatus::RePrepare);
+                }
+                Ok(total)
+            })
+            .unwrap();
+        assert_eq!(recompiled, 0);
+    }
+
     #[test]
     fn a_full_database_is_a_storage_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -1403,6 +1441,63 @@ mod tests {
                 assert_eq!(got[&column], value, "{row}: `{column}`");
             }
         }
+    }
+
+    /// The JSON of a checked upsert's bound row is the JSON a get of the row gives once it is
+    /// written, for every column type (how a kept call's read of a row its run upserted is
+    /// checked without reading it), and any other text is not.
+    #[test]
+    fn a_bound_rows_json_is_what_a_get_of_the_written_row_gives() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyless = schema("name: Log\ncolumns:\n  - { name: m, type: text }\n");
+        let (tables, store) = open_both(dir.path(), vec![typed(), keyless]);
+        let rows = [
+            json!({"id": "a", "n": 1.5, "i": 3, "b": true, "j": {"x": [1, "y"]}, "s": "say \"hi\"\n"}),
+            json!({"id": "b", "n": 2, "i": -4, "b": false, "j": "text", "s": "é\u{1F600}"}),
+            json!({"id": "c"}),
+            json!({"id": "d", "n": 1e300, "j": [null, 2.5], "s": ""}),
+        ];
+        let mut tx = store.begin().unwrap();
+        for row in rows {
+            let Ok(CheckedUpsert::Later {
+                row: DeferredRow::Bound(bound),
+                ..
+            }) = store.check_upsert("Typed", UpsertRow::Json(obj(row.clone())))
+            else {
+                panic!("{row}: a keyed table's row is bound at the check")
+            };
+            let upsert = DeferredUpsert {
+                table: "Typed".into(),
+                row: DeferredRow::Bound(bound.clone()),
+            };
+            tx.upsert_deferred(vec![upsert]).unwrap();
+            let id = row["id"].as_str().unwrap();
+            let got = tx.get_json("Typed", id).unwrap().unwrap();
+            assert_eq!(
+                tables.bound_row_json_is("Typed", &bound, &got),
+                Some(true),
+                "{row}: {got}"
+            );
+            for other in [
+                &got[..got.len() - 1],
+                &format!("{got} "),
+                &got.replace("\"id\"", "\"ie\""),
+            ] {
+                assert_eq!(
+                    tables.bound_row_json_is("Typed", &bound, other),
+                    Some(false),
+                    "{other}"
+                );
+            }
+        }
+        // A keyless table's text holds `_id`, which no bound row has: not told.
+        let mut row = BoundRow::new(1, 0);
+        row.set(0, crate::store::ColumnValue::Text("x"));
+        assert_eq!(
+            tables.bound_row_json_is("Log", &row, r#"{"_id":1,"m":"x"}"#),
+            None
+        );
+        assert_eq!(tables.bound_row_json_is("Nope", &row, "{}"), None);
     }
 
     /// Deferred upserts are checked like upserts when queued, written in order when applied
