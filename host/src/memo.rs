@@ -79,13 +79,13 @@ impl Memo {
     pub fn upserted(&mut self, table: &str, key: &str, row: Option<BoundRow>) {
         let rows = &mut self.rows;
         let size = row.as_ref().map_or(0, |r| key.len() + r.size());
-        let per_table = rows.tables.entry(table.to_string()).or_default();
         let old = match row {
             Some(row) if rows.bytes + size <= RUN_ROWS_BYTES => {
                 rows.bytes += size;
+                let per_table = rows.tables.entry(table.to_string()).or_default();
                 per_table.insert(key.to_string(), Arc::new(row))
             }
-            _ => per_table.remove(key),
+            _ => rows.tables.get_mut(table).and_then(|t| t.remove(key)),
         };
         if let Some(old) = old {
             rows.bytes -= key.len() + old.size();
@@ -277,6 +277,10 @@ impl Kept {
         let Some(reads) = recorder.into_reads() else {
             return;
         };
+        let size = input.len() + output.len() + reads.iter().map(Read::size).sum::<usize>();
+        if size > MAX_ENTRY {
+            return;
+        }
         for read in &reads {
             if let Read::Get { table, .. } = read {
                 if !self.tracks(table) {
@@ -284,10 +288,6 @@ impl Kept {
                     tracked.insert(table.clone());
                 }
             }
-        }
-        let size = input.len() + output.len() + reads.iter().map(Read::size).sum::<usize>();
-        if size > MAX_ENTRY {
-            return;
         }
         let call = Arc::new(KeptCall {
             flow: Arc::downgrade(flow),
