@@ -166,7 +166,9 @@ pub fn check_component(bytes: &[u8], path: &Path) -> Result<(), EngineError> {
 /// The per-store state: WASI (no files, env or sockets), the memory cap, and the call context
 /// the capabilities read their grants and transaction from.
 pub struct RunState {
-    wasi: WasiCtx,
+    /// Made at the first WASI call: most flows make none (building one seeds two random
+    /// generators, about a twentieth of a fresh instance's cost).
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limits: MemoryCap,
     pub(crate) ctx: CallCtx,
@@ -180,7 +182,7 @@ pub struct RunState {
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| WasiCtx::builder().build()),
             table: &mut self.table,
         }
     }
@@ -505,7 +507,7 @@ impl Engine {
             }
             None => {
                 let state = RunState {
-                    wasi: WasiCtx::builder().build(),
+                    wasi: None,
                     table: ResourceTable::new(),
                     limits: MemoryCap {
                         max: memory,
