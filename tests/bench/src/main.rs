@@ -288,6 +288,21 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
 }
 
+/// The order of the ingest modes in round `round` (from 1): wasm and native back to back, so
+/// that the pair a round's ratio compares ran in the same minute of this shared machine, the
+/// one of them that goes first alternating from round to round (wasm first in odd rounds), so
+/// neither always follows the other modes or always runs second; then the rest as given.
+fn round_order(modes: &[Mode], round: usize) -> Vec<Mode> {
+    let pair = if round % 2 == 1 {
+        [Mode::Wasm, Mode::Native]
+    } else {
+        [Mode::Native, Mode::Wasm]
+    };
+    let mut order: Vec<Mode> = pair.into_iter().filter(|m| modes.contains(m)).collect();
+    order.extend(modes.iter().copied().filter(|m| !pair.contains(m)));
+    order
+}
+
 fn parent(env: &Env, args: &Args) -> Result<()> {
     let modes: Vec<Mode> = if args.only.is_empty() {
         vec![
@@ -325,7 +340,7 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         thousands(env.events as f64),
         env.count,
         args.runs,
-        ingest_modes
+        round_order(&ingest_modes, 1)
             .iter()
             .map(|m| m.name())
             .collect::<Vec<_>>()
@@ -343,11 +358,13 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
             break;
         }
         println!("\n== run {run} of {}", args.runs.max(1));
-        for (i, &mode) in ingest_modes.iter().enumerate() {
+        for mode in round_order(&ingest_modes, run) {
             let out = spawn(env, args, mode)?;
             let ing = out.ingest.context("no ingest result")?;
             print_run(&ing);
-            results[i].push(ing);
+            if let Some(i) = ingest_modes.iter().position(|&m| m == mode) {
+                results[i].push(ing);
+            }
         }
     }
 
@@ -686,7 +703,7 @@ fn summary(
                     each.join(" / ")
                 };
                 println!(
-                    "ratio wasm/native round by round (the two runs of a round one after the other): client CPU per event {}×, events/s {}×",
+                    "ratio wasm/native round by round (the two ran back to back, wasm first in odd rounds): client CPU per event {}×, events/s {}×",
                     list(|r| r.0),
                     list(|r| r.1)
                 );
@@ -844,5 +861,30 @@ fn wasm_split(w: &Ingest, n: &Ingest, micro: &[Item]) {
         let ran: u64 = helpers().map(|f| f.calls - f.memo_hits).sum();
         println!("  derived   related-object lookups: {:.2} per event, {:.2} of them run (the rest from the memo) × (nested call {c:.1} + table get {g:.1} µs, micro) = {:.1} µs/event",
             asked as f64 / ev, ran as f64 / ev, ran as f64 / ev * (c + g));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasm_and_native_run_back_to_back_taking_turns_to_go_first() {
+        let all = [Mode::Wasm, Mode::WasmPg, Mode::Native, Mode::Python];
+        let odd = [Mode::Wasm, Mode::Native, Mode::WasmPg, Mode::Python];
+        let even = [Mode::Native, Mode::Wasm, Mode::WasmPg, Mode::Python];
+        assert_eq!(round_order(&all, 1), odd);
+        assert_eq!(round_order(&all, 2), even);
+        assert_eq!(round_order(&all, 3), odd);
+    }
+
+    #[test]
+    fn a_round_runs_only_the_modes_asked_for() {
+        assert_eq!(
+            round_order(&[Mode::Python, Mode::Native], 2),
+            [Mode::Native, Mode::Python]
+        );
+        assert_eq!(round_order(&[Mode::WasmPg], 1), [Mode::WasmPg]);
+        assert_eq!(round_order(&[], 1), []);
     }
 }
