@@ -367,17 +367,28 @@ impl SqliteUnit {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
         let vals = t.bind_row(row)?;
-        let key = self.exec(t, true, |conn| {
-            let mut stmt = conn.prepare_cached(&t.insert).map_err(|e| t.storage(e))?;
+        let key = self.write_one(t, &t.insert, &vals)?;
+        self.kept.keep(&t.schema, [row]);
+        Ok(key)
+    }
+
+    /// Writes one bound row of `t` with `sql` (its insert or its upsert) and returns the row's
+    /// key (the new `_id` in decimal for a keyless table).
+    fn write_one(
+        &mut self,
+        t: &TableSql,
+        sql: &str,
+        vals: &[Bound<'_>],
+    ) -> Result<String, TableError> {
+        self.exec(t, true, |conn| {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| t.storage(e))?;
             stmt.execute(params_from_iter(vals.iter()))
-                .map_err(|e| t.write_error(e, &vals))?;
+                .map_err(|e| t.write_error(e, vals))?;
             Ok(match t.key {
                 Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
                 None => conn.last_insert_rowid().to_string(),
             })
-        })?;
-        self.kept.keep(&t.schema, [row]);
-        Ok(key)
+        })
     }
 
     /// Inserts every row or none: all rows are checked first (an error names the row number),
@@ -421,15 +432,7 @@ impl SqliteUnit {
         let inner = Arc::clone(&self.inner);
         let t = inner.table(table)?;
         let vals = t.bind_row(row)?;
-        let key = self.exec(t, true, |conn| {
-            let mut stmt = conn.prepare_cached(&t.upsert).map_err(|e| t.storage(e))?;
-            stmt.execute(params_from_iter(vals.iter()))
-                .map_err(|e| t.write_error(e, &vals))?;
-            Ok(match t.key {
-                Some((i, _)) => vals.get(i).map(Bound::key_text).unwrap_or_default(),
-                None => conn.last_insert_rowid().to_string(),
-            })
-        })?;
+        let key = self.write_one(t, &t.upsert, &vals)?;
         // A keyless table's upsert is an insert.
         if t.key.is_none() {
             self.kept.keep(&t.schema, [row]);
