@@ -108,7 +108,11 @@ pub fn record(child: &mut Command, dir: &Path, mode: &str) -> Result<Recorded> {
     // For a closer look with `perf report`: FLOWHOST_BENCH_PERF_KEEP=DIR keeps the data.
     let mut kept = None;
     if let Some(keep) = std::env::var_os("FLOWHOST_BENCH_PERF_KEEP") {
-        let path = Path::new(&keep).join(format!("perf-{mode}-{}.data", std::process::id()));
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).with_context(|| {
+            format!("FLOWHOST_BENCH_PERF_KEEP: cannot create {}", keep.display())
+        })?;
+        let path = keep.join(format!("perf-{mode}-{}.data", std::process::id()));
         std::fs::copy(&data, &path).with_context(|| {
             format!(
                 "FLOWHOST_BENCH_PERF_KEEP: cannot copy the profile to {}",
