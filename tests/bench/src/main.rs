@@ -291,15 +291,17 @@ fn machine() -> String {
 /// The order of the ingest modes in round `round` (from 1): wasm and native back to back, so
 /// that the pair a round's ratio compares ran in the same minute of this shared machine, the
 /// one of them that goes first alternating from round to round (wasm first in odd rounds), so
-/// neither always follows the other modes or always runs second; then the rest as given.
-fn round_order(modes: &[Mode], round: usize) -> Vec<Mode> {
+/// neither always follows the other modes or always runs second; then the rest as given. Each
+/// mode is given as its place in `modes`, where its results are filed.
+fn round_order(modes: &[Mode], round: usize) -> Vec<usize> {
     let pair = if round % 2 == 1 {
         [Mode::Wasm, Mode::Native]
     } else {
         [Mode::Native, Mode::Wasm]
     };
-    let mut order: Vec<Mode> = pair.into_iter().filter(|m| modes.contains(m)).collect();
-    order.extend(modes.iter().copied().filter(|m| !pair.contains(m)));
+    let place = |m: &Mode| modes.iter().position(|x| x == m);
+    let mut order: Vec<usize> = pair.iter().filter_map(place).collect();
+    order.extend((0..modes.len()).filter(|&i| !pair.contains(&modes[i])));
     order
 }
 
@@ -342,7 +344,7 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         args.runs,
         round_order(&ingest_modes, 1)
             .iter()
-            .map(|m| m.name())
+            .map(|&i| ingest_modes[i].name())
             .collect::<Vec<_>>()
             .join(", "),
         machine()
@@ -352,28 +354,30 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
          (no rate limit, loopback); CPU figures exclude the simulator's threads (shown apart)."
     );
 
-    let mut results: Vec<Vec<Ingest>> = vec![Vec::new(); ingest_modes.len()];
-    for run in 1..=args.runs.max(1) {
-        if ingest_modes.is_empty() {
-            break;
-        }
-        println!("\n== run {run} of {}", args.runs.max(1));
-        for mode in round_order(&ingest_modes, run) {
-            let out = spawn(env, args, mode)?;
-            let ing = out.ingest.context("no ingest result")?;
-            print_run(&ing);
-            if let Some(i) = ingest_modes.iter().position(|&m| m == mode) {
-                results[i].push(ing);
-            }
-        }
-    }
-
+    // The micro section times single calls of a few microseconds, before the drains: right
+    // after Python's drain, seven of eight micro runs found a fresh instance 10-50% slower
+    // than on its own (after a wasm or native drain, no slower).
     let mut micro_items = Vec::new();
     if modes.contains(&Mode::Micro) {
         println!("\n== micro (median of 5 batches of 1,000; µs per operation)");
         micro_items = spawn(env, args, Mode::Micro)?.items;
         print_items(&micro_items);
     }
+
+    let mut results: Vec<Vec<Ingest>> = vec![Vec::new(); ingest_modes.len()];
+    for run in 1..=args.runs.max(1) {
+        if ingest_modes.is_empty() {
+            break;
+        }
+        println!("\n== run {run} of {}", args.runs.max(1));
+        for i in round_order(&ingest_modes, run) {
+            let out = spawn(env, args, ingest_modes[i])?;
+            let ing = out.ingest.context("no ingest result")?;
+            print_run(&ing);
+            results[i].push(ing);
+        }
+    }
+
     let mut cli_items = Vec::new();
     if modes.contains(&Mode::Cli) {
         println!("\n== cli (release binary as a subprocess, warm compile cache; median of 10)");
@@ -868,23 +872,37 @@ fn wasm_split(w: &Ingest, n: &Ingest, micro: &[Item]) {
 mod tests {
     use super::*;
 
+    /// The modes of `round`, in order.
+    fn modes_of(modes: &[Mode], round: usize) -> Vec<Mode> {
+        round_order(modes, round)
+            .iter()
+            .map(|&i| modes[i])
+            .collect()
+    }
+
     #[test]
     fn wasm_and_native_run_back_to_back_taking_turns_to_go_first() {
         let all = [Mode::Wasm, Mode::WasmPg, Mode::Native, Mode::Python];
         let odd = [Mode::Wasm, Mode::Native, Mode::WasmPg, Mode::Python];
         let even = [Mode::Native, Mode::Wasm, Mode::WasmPg, Mode::Python];
-        assert_eq!(round_order(&all, 1), odd);
-        assert_eq!(round_order(&all, 2), even);
-        assert_eq!(round_order(&all, 3), odd);
+        assert_eq!(modes_of(&all, 1), odd);
+        assert_eq!(modes_of(&all, 2), even);
+        assert_eq!(modes_of(&all, 3), odd);
+        // Each mode runs once a round, its results filed at its own place.
+        for round in 1..=4 {
+            let mut places = round_order(&all, round);
+            places.sort_unstable();
+            assert_eq!(places, [0, 1, 2, 3]);
+        }
     }
 
     #[test]
     fn a_round_runs_only_the_modes_asked_for() {
         assert_eq!(
-            round_order(&[Mode::Python, Mode::Native], 2),
+            modes_of(&[Mode::Python, Mode::Native], 2),
             [Mode::Native, Mode::Python]
         );
-        assert_eq!(round_order(&[Mode::WasmPg], 1), [Mode::WasmPg]);
-        assert_eq!(round_order(&[], 1), []);
+        assert_eq!(modes_of(&[Mode::WasmPg], 1), [Mode::WasmPg]);
+        assert_eq!(modes_of(&[], 1), []);
     }
 }
