@@ -45,7 +45,8 @@ struct Args {
     /// Events in the simulator's backlog.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
-    /// Repetitions of each ingest mode (each printed, then the median).
+    /// Rounds: repetitions of each ingest mode and of the micro section (each printed, then
+    /// the medians).
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Only these modes (comma-separated or repeated); default: all but `cluster` and `langs`.
@@ -337,14 +338,22 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
     if modes.contains(&Mode::Micro) && !env.root.join("flows/dist-test/probe.wasm").exists() {
         bail!("flows/dist-test has no probe.wasm: build the flows with `cargo xtask flows`");
     }
+    let micro = modes.contains(&Mode::Micro);
+    let runs = args.runs.max(1);
     println!(
         "flowhost-bench: {} events, pages of {}, {} run(s) of {}; {}",
         thousands(env.events as f64),
         env.count,
-        args.runs,
-        round_order(&ingest_modes, 1)
-            .iter()
-            .map(|&i| ingest_modes[i].name())
+        runs,
+        micro
+            .then_some(Mode::Micro)
+            .into_iter()
+            .chain(
+                round_order(&ingest_modes, 1)
+                    .iter()
+                    .map(|&i| ingest_modes[i])
+            )
+            .map(|m| m.name())
             .collect::<Vec<_>>()
             .join(", "),
         machine()
@@ -354,22 +363,23 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
          (no rate limit, loopback); CPU figures exclude the simulator's threads (shown apart)."
     );
 
-    // The micro section times single calls of a few microseconds, before the drains: right
-    // after Python's drain, seven of eight micro runs found a fresh instance 10-50% slower
-    // than on its own (after a wasm or native drain, no slower).
-    let mut micro_items = Vec::new();
-    if modes.contains(&Mode::Micro) {
-        println!("\n== micro (median of 5 batches of 1,000; µs per operation)");
-        micro_items = spawn(env, args, Mode::Micro)?.items;
-        print_items(&micro_items);
-    }
-
+    // Each round starts with the micro section, before its drains: it times single calls of a
+    // few microseconds in about 0.3 s, so one slow moment of this shared machine could decide
+    // it; its figures are the medians over the rounds, as the drains' are. (Right after
+    // python's drain, seven of eight micro runs found a fresh instance 10-50% slower.)
+    let mut micro_rounds: Vec<Vec<Item>> = Vec::new();
     let mut results: Vec<Vec<Ingest>> = vec![Vec::new(); ingest_modes.len()];
-    for run in 1..=args.runs.max(1) {
-        if ingest_modes.is_empty() {
+    for run in 1..=runs {
+        if ingest_modes.is_empty() && !micro {
             break;
         }
-        println!("\n== run {run} of {}", args.runs.max(1));
+        println!("\n== run {run} of {runs}");
+        if micro {
+            println!("micro (median of 5 batches of 1,000; µs per operation)");
+            let items = spawn(env, args, Mode::Micro)?.items;
+            print_items(&items);
+            micro_rounds.push(items);
+        }
         for i in round_order(&ingest_modes, run) {
             let out = spawn(env, args, ingest_modes[i])?;
             let ing = out.ingest.context("no ingest result")?;
@@ -378,6 +388,14 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         }
     }
 
+    let micro_items = report::median_items(&micro_rounds);
+    if !micro_items.is_empty() {
+        println!(
+            "\n== micro: median of the {} round(s)' figures (min and max over the rounds; µs per operation)",
+            micro_rounds.len()
+        );
+        print_items(&micro_items);
+    }
     let mut cli_items = Vec::new();
     if modes.contains(&Mode::Cli) {
         println!("\n== cli (release binary as a subprocess, warm compile cache; median of 10)");

@@ -112,6 +112,26 @@ pub struct Item {
     pub note: String,
 }
 
+/// Each item of `rounds` (the same figures measured once a round) as the median of its rounds'
+/// values, with those values as its samples; in the first round's order, then any item only a
+/// later round has.
+pub fn median_items(rounds: &[Vec<Item>]) -> Vec<Item> {
+    let mut out: Vec<Item> = Vec::new();
+    for it in rounds.iter().flatten() {
+        match out.iter_mut().find(|o| o.name == it.name) {
+            Some(o) => o.samples.push(it.value),
+            None => out.push(Item {
+                samples: vec![it.value],
+                ..it.clone()
+            }),
+        }
+    }
+    for o in &mut out {
+        o.value = crate::measure::median(o.samples.clone());
+    }
+    out
+}
+
 /// Whatever a child reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ChildOut {
@@ -218,5 +238,34 @@ mod tests {
         );
         // A second run of one mode that differs from its first counts too.
         assert!(same_rows(&[&a, &b, &run("wasm", "d3")]).is_err());
+    }
+
+    fn item(name: &str, value: f64) -> Item {
+        Item {
+            name: name.into(),
+            value,
+            unit: "µs".into(),
+            samples: vec![value, value + 1.0],
+            note: format!("about {name}"),
+        }
+    }
+
+    #[test]
+    fn each_figure_is_the_median_of_its_rounds_with_the_rounds_as_its_spread() {
+        let rounds = vec![
+            vec![item("fresh", 12.9), item("get", 2.2)],
+            vec![item("fresh", 8.6), item("get", 4.2)],
+            vec![item("fresh", 8.5), item("get", 2.3), item("late", 1.0)],
+        ];
+        let merged = median_items(&rounds);
+        let names: Vec<&str> = merged.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["fresh", "get", "late"]);
+        assert_eq!(merged[0].value, 8.6);
+        assert_eq!(merged[0].samples, [12.9, 8.6, 8.5]);
+        assert_eq!(merged[1].value, 2.3);
+        assert_eq!(merged[2].value, 1.0);
+        assert_eq!(merged[2].samples, [1.0]);
+        assert_eq!(merged[1].note, "about get");
+        assert!(median_items(&[]).is_empty());
     }
 }
