@@ -388,14 +388,21 @@ fn parent(env: &Env, args: &Args) -> Result<()> {
         }
     }
 
-    let micro_items = report::median_items(&micro_rounds);
-    if !micro_items.is_empty() {
-        println!(
-            "\n== micro: median of the {} round(s)' figures (min and max over the rounds; µs per operation)",
-            micro_rounds.len()
-        );
-        print_items(&micro_items);
-    }
+    let micro_items = match micro_rounds.as_slice() {
+        // One round: its figures, printed above with their batches' spread.
+        [one] => one.clone(),
+        rounds => {
+            let items = report::median_items(rounds);
+            if !items.is_empty() {
+                println!(
+                    "\n== micro: median of the {} rounds' figures (min and max over the rounds; µs per operation)",
+                    rounds.len()
+                );
+                print_items(&items);
+            }
+            items
+        }
+    };
     let mut cli_items = Vec::new();
     if modes.contains(&Mode::Cli) {
         println!("\n== cli (release binary as a subprocess, warm compile cache; median of 10)");
